@@ -1,0 +1,2 @@
+//! hmn. (Being written.)
+fn main() {}

@@ -1,0 +1,374 @@
+//! The GPU dispatcher: which backend answers which question, and what happens when one fails.
+//!
+//! NVIDIA GPUs are read through NVML (loaded once, lazily, at run time). When NVML cannot be
+//! used at all — library missing, driver not loaded, version mismatch — `nvidia-smi` answers
+//! instead. When NVML works but one answer is unusable (a refused process list, the
+//! `u64::MAX` "not available" sentinel, `used > total`), `nvidia-smi` is asked for that answer
+//! only. When nothing can answer, the error lists every backend tried and why it failed.
+//!
+//! Process names come from `/proc` (the full executable name, not the 15-byte `comm`), never
+//! from the driver, whose copy is truncated and controlled by the workload.
+
+use std::path::PathBuf;
+#[cfg(feature = "nvml")]
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::error::{BackendAttempt, HypomnesisError, Result};
+use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuQuerySource, ProcessGpuInfo};
+
+#[cfg(feature = "nvidia-smi-fallback")]
+pub(crate) mod nvidia_smi;
+#[cfg(feature = "nvml")]
+pub(crate) mod nvml;
+
+/// What the GPU backends need to know; filled by [`crate::ProbeBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct GpuConfig {
+    pub(crate) nvml_lib: Option<PathBuf>,
+    pub(crate) use_nvml: bool,
+    pub(crate) nvidia_smi: PathBuf,
+    pub(crate) nvidia_smi_timeout: Duration,
+    pub(crate) use_nvidia_smi: bool,
+}
+
+/// The GPU backends of one [`crate::Probe`].
+#[derive(Debug)]
+pub(crate) struct GpuBackends {
+    config: GpuConfig,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    proc_root: PathBuf,
+    #[cfg(feature = "nvml")]
+    nvml: OnceLock<Result<nvml::NvmlBackend>>,
+    #[cfg(feature = "nvidia-smi-fallback")]
+    smi: nvidia_smi::NvidiaSmi,
+}
+
+impl GpuBackends {
+    pub(crate) fn new(config: GpuConfig, proc_root: PathBuf) -> Self {
+        Self {
+            #[cfg(feature = "nvidia-smi-fallback")]
+            smi: nvidia_smi::NvidiaSmi::new(config.nvidia_smi.clone(), config.nvidia_smi_timeout),
+            #[cfg(feature = "nvml")]
+            nvml: OnceLock::new(),
+            config,
+            proc_root,
+        }
+    }
+
+    /// NVML, loaded on first use. `Err` says why it cannot be used.
+    #[cfg(feature = "nvml")]
+    fn nvml(&self) -> std::result::Result<&nvml::NvmlBackend, BackendAttempt> {
+        if !self.config.use_nvml {
+            return Err(BackendAttempt::new(
+                GpuQuerySource::Nvml,
+                "disabled by the caller",
+            ));
+        }
+        self.nvml
+            .get_or_init(|| nvml::NvmlBackend::load(self.config.nvml_lib.as_deref()))
+            .as_ref()
+            .map_err(|e| BackendAttempt::new(GpuQuerySource::Nvml, strip_backend_prefix(e)))
+    }
+
+    #[cfg(not(feature = "nvml"))]
+    fn nvml(&self) -> std::result::Result<&NoNvml, BackendAttempt> {
+        Err(BackendAttempt::new(
+            GpuQuerySource::Nvml,
+            "not compiled in (feature `nvml` is off)",
+        ))
+    }
+
+    /// `nvidia-smi`, when the fallback is compiled in and enabled.
+    #[cfg(feature = "nvidia-smi-fallback")]
+    fn smi(&self) -> std::result::Result<&nvidia_smi::NvidiaSmi, BackendAttempt> {
+        if self.config.use_nvidia_smi {
+            Ok(&self.smi)
+        } else {
+            Err(BackendAttempt::new(
+                GpuQuerySource::NvidiaSmi,
+                "disabled by the caller",
+            ))
+        }
+    }
+
+    #[cfg(not(feature = "nvidia-smi-fallback"))]
+    fn smi(&self) -> std::result::Result<&NoSmi, BackendAttempt> {
+        let _ = (&self.config.nvidia_smi, self.config.nvidia_smi_timeout);
+        Err(BackendAttempt::new(
+            GpuQuerySource::NvidiaSmi,
+            "not compiled in (feature `nvidia-smi-fallback` is off)",
+        ))
+    }
+
+    pub(crate) fn device_count(&self) -> Result<u32> {
+        let nvml_attempt = match self.nvml() {
+            Ok(nvml) => return Ok(nvml.device_count()),
+            Err(attempt) => attempt,
+        };
+        match self.smi().and_then(|smi| smi_devices(smi)) {
+            Ok(devices) => Ok(u32::try_from(devices.len()).unwrap_or(u32::MAX)),
+            Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
+                attempts: vec![nvml_attempt, smi_attempt],
+            }),
+        }
+    }
+
+    pub(crate) fn devices(&self) -> Result<Vec<GpuDeviceInfo>> {
+        match self.nvml() {
+            Ok(nvml) => Ok((0..nvml.device_count())
+                .filter_map(|index| self.device_from_nvml(nvml, index).ok())
+                .collect()),
+            Err(nvml_attempt) => match self.smi().and_then(|smi| smi_devices(smi)) {
+                Ok(devices) => Ok(devices),
+                Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
+                    attempts: vec![nvml_attempt, smi_attempt],
+                }),
+            },
+        }
+    }
+
+    pub(crate) fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
+        match self.nvml() {
+            Ok(nvml) => self.device_from_nvml(nvml, index),
+            Err(nvml_attempt) => match self.smi().and_then(|smi| smi_devices(smi)) {
+                Ok(devices) => pick_device(devices, index),
+                Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
+                    attempts: vec![nvml_attempt, smi_attempt],
+                }),
+            },
+        }
+    }
+
+    /// NVML's record for `index`; where NVML's memory figures are unusable (failed query,
+    /// sentinel, `used > total`) and `nvidia-smi` can supply them, they are taken from it.
+    #[cfg(feature = "nvml")]
+    fn device_from_nvml(&self, nvml: &nvml::NvmlBackend, index: u32) -> Result<GpuDeviceInfo> {
+        let mut info = nvml.device_info(index)?;
+        if info.total_bytes.is_none()
+            && !info.unified_memory
+            && let Ok(smi) = self.smi()
+            && let Ok(devices) = smi.devices()
+            && let Some(from_smi) = devices.into_iter().find(|d| same_device(d, &info))
+            && from_smi.total_bytes.is_some()
+        {
+            info.total_bytes = from_smi.total_bytes;
+            info.free_bytes = from_smi.free_bytes;
+            info.used_bytes = from_smi.used_bytes;
+            info.reserved_bytes = from_smi.reserved_bytes;
+            info.unavailable.retain(|u| {
+                !matches!(
+                    u.field,
+                    "total_bytes" | "free_bytes" | "used_bytes" | "reserved_bytes"
+                )
+            });
+            info.unavailable.extend(from_smi.unavailable);
+            info.source = GpuQuerySource::NvidiaSmi;
+        }
+        Ok(info)
+    }
+
+    #[cfg(not(feature = "nvml"))]
+    fn device_from_nvml(&self, nvml: &NoNvml, _index: u32) -> Result<GpuDeviceInfo> {
+        match *nvml {}
+    }
+
+    pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
+        let mut rows = self.processes_unnamed(index)?;
+        for row in &mut rows {
+            if let Some(name) = self.process_name(row.pid) {
+                row.name = Some(name);
+            }
+        }
+        rows.sort_by_key(|r| r.pid);
+        Ok(rows)
+    }
+
+    fn processes_unnamed(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
+        match self.nvml() {
+            Ok(nvml) => self.processes_from_nvml(nvml, index),
+            Err(nvml_attempt) => self
+                .smi_processes(index)
+                .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
+                    attempts: vec![nvml_attempt, smi_attempt],
+                }),
+        }
+    }
+
+    /// NVML's process list for `index`. A refused or failed list is retried through
+    /// `nvidia-smi`; rows whose memory NVML could not give (sentinel, `used > total`) get
+    /// `nvidia-smi`'s figure when it has one.
+    #[cfg(feature = "nvml")]
+    fn processes_from_nvml(
+        &self,
+        nvml: &nvml::NvmlBackend,
+        index: u32,
+    ) -> Result<Vec<GpuProcessEntry>> {
+        match nvml.processes(index) {
+            Ok(mut rows) => {
+                if rows.iter().any(|r| r.used_bytes.is_none())
+                    && let Ok(from_smi) = self.smi_processes(index)
+                {
+                    for row in rows.iter_mut().filter(|r| r.used_bytes.is_none()) {
+                        if let Some(found) = from_smi.iter().find(|s| s.pid == row.pid)
+                            && found.used_bytes.is_some()
+                        {
+                            row.used_bytes = found.used_bytes;
+                            row.source = GpuQuerySource::NvidiaSmi;
+                        }
+                    }
+                }
+                Ok(rows)
+            }
+            Err(HypomnesisError::DeviceIndexOutOfRange { index, count }) => {
+                Err(HypomnesisError::DeviceIndexOutOfRange { index, count })
+            }
+            Err(nvml_error) => self.smi_processes(index).map_err(|smi_attempt| {
+                HypomnesisError::NoGpuSource {
+                    attempts: vec![
+                        BackendAttempt::new(GpuQuerySource::Nvml, strip_backend_prefix(&nvml_error)),
+                        smi_attempt,
+                    ],
+                }
+            }),
+        }
+    }
+
+    #[cfg(not(feature = "nvml"))]
+    fn processes_from_nvml(&self, nvml: &NoNvml, _index: u32) -> Result<Vec<GpuProcessEntry>> {
+        match *nvml {}
+    }
+
+    /// `nvidia-smi`'s rows for device `index`.
+    fn smi_processes(&self, index: u32) -> std::result::Result<Vec<GpuProcessEntry>, BackendAttempt> {
+        let smi = self.smi()?;
+        let devices = smi_devices(smi)?;
+        if !devices.iter().any(|d| d.index == index) {
+            return Err(BackendAttempt::new(
+                GpuQuerySource::NvidiaSmi,
+                format!("device index {index} out of range (have {} devices)", devices.len()),
+            ));
+        }
+        let rows = smi_call(smi.processes(&devices))?;
+        Ok(rows.into_iter().filter(|r| r.device_index == index).collect())
+    }
+
+    pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
+        match self.nvml() {
+            Ok(nvml) => match self.processes_from_nvml(nvml, index) {
+                Ok(rows) => Ok(own_row(&rows, index, pid)),
+                Err(e) => Err(e),
+            },
+            Err(nvml_attempt) => {
+                // Without NVML only the device-wide figure is known: report it as an upper
+                // bound and say so (`is_per_process: false`).
+                let smi_result = self.smi().and_then(|smi| smi_devices(smi));
+                match smi_result {
+                    Ok(devices) => {
+                        let device = pick_device(devices, index)?;
+                        match device.used_bytes {
+                            Some(used) => Ok(ProcessGpuInfo {
+                                used_bytes: used,
+                                is_per_process: false,
+                                device_index: index,
+                                source: GpuQuerySource::NvidiaSmi,
+                            }),
+                            None => Err(HypomnesisError::NoGpuSource {
+                                attempts: vec![
+                                    nvml_attempt,
+                                    BackendAttempt::new(
+                                        GpuQuerySource::NvidiaSmi,
+                                        "reports no memory figures for this device",
+                                    ),
+                                ],
+                            }),
+                        }
+                    }
+                    Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
+                        attempts: vec![nvml_attempt, smi_attempt],
+                    }),
+                }
+            }
+        }
+    }
+
+    fn process_name(&self, pid: u32) -> Option<String> {
+        #[cfg(target_os = "linux")]
+        {
+            crate::ram::linux::process_name(&self.proc_root, pid)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = pid;
+            None
+        }
+    }
+}
+
+/// The calling process's row, or 0 bytes when the complete list does not contain it (the
+/// process holds no context on the device — a measurement, not a guess).
+fn own_row(rows: &[GpuProcessEntry], index: u32, pid: u32) -> ProcessGpuInfo {
+    let row = rows.iter().find(|r| r.pid == pid);
+    ProcessGpuInfo {
+        used_bytes: row.and_then(|r| r.used_bytes).unwrap_or(0),
+        is_per_process: true,
+        device_index: index,
+        source: row.map_or(GpuQuerySource::Nvml, |r| r.source),
+    }
+}
+
+fn pick_device(devices: Vec<GpuDeviceInfo>, index: u32) -> Result<GpuDeviceInfo> {
+    let count = u32::try_from(devices.len()).unwrap_or(u32::MAX);
+    devices
+        .into_iter()
+        .find(|d| d.index == index)
+        .ok_or(HypomnesisError::DeviceIndexOutOfRange { index, count })
+}
+
+/// Whether two records describe the same physical GPU (by UUID, then PCI bus id, then index).
+#[cfg(feature = "nvml")]
+fn same_device(a: &GpuDeviceInfo, b: &GpuDeviceInfo) -> bool {
+    match (&a.uuid, &b.uuid) {
+        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+        _ => match (&a.pci_bus_id, &b.pci_bus_id) {
+            (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+            _ => a.index == b.index,
+        },
+    }
+}
+
+#[cfg(feature = "nvidia-smi-fallback")]
+fn smi_devices(smi: &nvidia_smi::NvidiaSmi) -> std::result::Result<Vec<GpuDeviceInfo>, BackendAttempt> {
+    smi_call(smi.devices())
+}
+
+#[cfg(not(feature = "nvidia-smi-fallback"))]
+fn smi_devices(smi: &NoSmi) -> std::result::Result<Vec<GpuDeviceInfo>, BackendAttempt> {
+    match *smi {}
+}
+
+fn smi_call<T>(result: Result<T>) -> std::result::Result<T, BackendAttempt> {
+    result.map_err(|e| BackendAttempt::new(GpuQuerySource::NvidiaSmi, strip_backend_prefix(&e)))
+}
+
+/// An error's text without the `"NVML: "` / `"nvidia-smi: "` prefix, which the attempt list
+/// already names.
+fn strip_backend_prefix(error: &HypomnesisError) -> String {
+    let text = error.to_string();
+    for prefix in ["NVML: ", "nvidia-smi: "] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
+    text
+}
+
+/// Stands in for NVML when the feature is off; has no values.
+#[cfg(not(feature = "nvml"))]
+#[derive(Debug)]
+enum NoNvml {}
+
+/// Stands in for `nvidia-smi` when the feature is off; has no values.
+#[cfg(not(feature = "nvidia-smi-fallback"))]
+#[derive(Debug)]
+enum NoSmi {}

@@ -1,0 +1,80 @@
+//! Host memory: what the machine has, what is still available, whether it is under pressure,
+//! and the cgroup limit that really bounds this process (a container's limit, not the host's
+//! RAM, is what an allocation runs into).
+//!
+//! Parsers are pure; readers take the `/proc` and `/sys` roots as parameters.
+
+#[cfg(target_os = "linux")]
+pub(crate) mod linux;
+pub(crate) mod parse;
+
+/// The machine's memory, and the cgroup that bounds this process.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct HostMemory {
+    /// Installed RAM the kernel manages, bytes (`MemTotal`).
+    pub total_bytes: u64,
+    /// Memory available for new allocations without swapping, bytes (`MemAvailable`, Linux ≥
+    /// 3.14). `None` on older kernels.
+    pub available_bytes: Option<u64>,
+    /// Swap space, bytes (`SwapTotal`). `None` when not reported.
+    pub swap_total_bytes: Option<u64>,
+    /// Unused swap, bytes (`SwapFree`). `None` when not reported.
+    pub swap_free_bytes: Option<u64>,
+    /// Memory pressure stall information (`/proc/pressure/memory`). `None` when the kernel has
+    /// no PSI (< 4.20, or booted with `psi=0`).
+    pub pressure: Option<MemoryPressure>,
+    /// The memory cgroup this process is in, when it is not the root. `None` at the root
+    /// cgroup or when no memory controller is mounted.
+    pub cgroup: Option<CgroupMemory>,
+}
+
+/// Share of time tasks were stalled waiting for memory (Linux PSI).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct MemoryPressure {
+    /// Percent of the last 10 s in which at least one task stalled on memory (`some avg10`).
+    pub some_avg10: f64,
+    /// Percent of the last 60 s (`some avg60`).
+    pub some_avg60: f64,
+    /// Percent of the last 300 s (`some avg300`).
+    pub some_avg300: f64,
+    /// Percent of the last 10 s in which all non-idle tasks stalled (`full avg10`). `None` when
+    /// the kernel has no `full` line.
+    pub full_avg10: Option<f64>,
+    /// Total stall time, microseconds (`some total`).
+    pub some_total_us: u64,
+}
+
+/// Which cgroup hierarchy a figure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[non_exhaustive]
+pub enum CgroupVersion {
+    /// cgroup v1 (`/sys/fs/cgroup/memory/...`).
+    V1,
+    /// cgroup v2, the unified hierarchy (`/sys/fs/cgroup/...`).
+    V2,
+}
+
+/// The memory cgroup that bounds this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct CgroupMemory {
+    /// v1 or v2.
+    pub version: CgroupVersion,
+    /// The cgroup's path inside its hierarchy (`/process_api/2e17…`).
+    pub path: String,
+    /// The limit, bytes: the tightest `memory.max` (v2) / `memory.limit_in_bytes` (v1) of
+    /// this cgroup and its ancestors. `None` when unlimited.
+    pub limit_bytes: Option<u64>,
+    /// Current usage, bytes (`memory.current` / `memory.usage_in_bytes`).
+    pub usage_bytes: Option<u64>,
+    /// Peak usage, bytes (`memory.peak` on Linux ≥ 5.19 / `memory.max_usage_in_bytes`).
+    /// `None` when the kernel has no such file.
+    pub peak_bytes: Option<u64>,
+}

@@ -1,0 +1,1 @@
+//! Pure parsers for `/proc/meminfo`, PSI and cgroup files. (Stub: being written.)

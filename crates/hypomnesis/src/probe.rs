@@ -1,0 +1,381 @@
+//! `Probe`: the long-lived measuring session.
+//!
+//! Loading NVML and initialising it costs milliseconds; reading `/proc/self/statm` costs
+//! microseconds only when the file is already open. A program that measures in a loop should
+//! pay the first cost once, so a `Probe` loads every backend at most once (lazily, on the first
+//! question that needs it), keeps device handles and static device facts, and keeps
+//! `/proc/self/statm` open. The free functions of the crate use one process-wide `Probe`.
+//!
+//! Every root the backends read from is a builder parameter, so tests point a `Probe` at
+//! fixture trees, at the NVML double, and at a stand-in `nvidia-smi`.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+#[cfg(not(target_os = "linux"))]
+use crate::error::HypomnesisError;
+use crate::error::Result;
+use crate::gpu::GpuBackends;
+use crate::host::HostMemory;
+use crate::ram::{MemoryDetail, ProcessMemory};
+use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, ProcessGpuInfo, Snapshot};
+
+/// Environment variable naming the NVML library to load instead of the platform default.
+pub const NVML_LIB_ENV: &str = "HYPOMNESIS_NVML_LIB";
+/// Environment variable naming the `nvidia-smi` executable to run instead of the one on `PATH`.
+pub const NVIDIA_SMI_ENV: &str = "HYPOMNESIS_NVIDIA_SMI";
+
+/// How long an `nvidia-smi` query may take before it is killed.
+pub const DEFAULT_NVIDIA_SMI_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A long-lived measuring session. Build once, ask many times; `Send + Sync`, so one `Probe`
+/// can be shared by every thread of a program.
+///
+/// ```no_run
+/// let probe = hypomnesis::Probe::new();
+/// for _ in 0..3 {
+///     let snap = probe.snapshot(0)?;
+///     println!("RAM {} bytes, GPU {:?}", snap.ram_bytes, snap.gpu.map(|g| g.used_bytes));
+/// }
+/// # Ok::<(), hypomnesis::HypomnesisError>(())
+/// ```
+#[derive(Debug)]
+pub struct Probe {
+    proc_root: PathBuf,
+    sys_root: PathBuf,
+    own_rss: OwnRss,
+    gpu: GpuBackends,
+}
+
+/// Builds a [`Probe`] with overridden roots and paths.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ProbeBuilder {
+    nvml_lib: Option<PathBuf>,
+    proc_root: Option<PathBuf>,
+    sys_root: Option<PathBuf>,
+    nvidia_smi: Option<PathBuf>,
+    nvidia_smi_timeout: Option<Duration>,
+    use_nvml: Option<bool>,
+    use_nvidia_smi: Option<bool>,
+}
+
+impl ProbeBuilder {
+    /// Load NVML from `path` instead of the platform default (`libnvidia-ml.so.1` through the
+    /// loader's search path). Default: `$HYPOMNESIS_NVML_LIB` when set.
+    pub fn nvml_lib(mut self, path: impl Into<PathBuf>) -> Self {
+        self.nvml_lib = Some(path.into());
+        self
+    }
+
+    /// Read process files under `root` instead of `/proc`.
+    pub fn proc_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.proc_root = Some(root.into());
+        self
+    }
+
+    /// Read device and cgroup files under `root` instead of `/sys`.
+    pub fn sys_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.sys_root = Some(root.into());
+        self
+    }
+
+    /// Run `path` as `nvidia-smi`. Default: `$HYPOMNESIS_NVIDIA_SMI` when set, else
+    /// `nvidia-smi` from `PATH`.
+    pub fn nvidia_smi(mut self, path: impl Into<PathBuf>) -> Self {
+        self.nvidia_smi = Some(path.into());
+        self
+    }
+
+    /// Kill an `nvidia-smi` query that has not finished after `timeout` (default 10 s).
+    pub fn nvidia_smi_timeout(mut self, timeout: Duration) -> Self {
+        self.nvidia_smi_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether to use NVML at all (default: yes, when built with feature `nvml`).
+    pub fn use_nvml(mut self, enabled: bool) -> Self {
+        self.use_nvml = Some(enabled);
+        self
+    }
+
+    /// Whether to fall back to `nvidia-smi` (default: yes, when built with feature
+    /// `nvidia-smi-fallback`).
+    pub fn use_nvidia_smi(mut self, enabled: bool) -> Self {
+        self.use_nvidia_smi = Some(enabled);
+        self
+    }
+
+    /// The probe. Never fails: a backend that cannot load reports why when it is first asked.
+    #[must_use]
+    pub fn build(self) -> Probe {
+        let proc_root = self.proc_root.unwrap_or_else(|| PathBuf::from("/proc"));
+        let sys_root = self.sys_root.unwrap_or_else(|| PathBuf::from("/sys"));
+        let nvml_lib = self
+            .nvml_lib
+            .or_else(|| std::env::var_os(NVML_LIB_ENV).map(PathBuf::from));
+        let nvidia_smi = self
+            .nvidia_smi
+            .or_else(|| std::env::var_os(NVIDIA_SMI_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("nvidia-smi"));
+        let gpu = GpuBackends::new(
+            crate::gpu::GpuConfig {
+                nvml_lib,
+                use_nvml: self.use_nvml.unwrap_or(true),
+                nvidia_smi,
+                nvidia_smi_timeout: self
+                    .nvidia_smi_timeout
+                    .unwrap_or(DEFAULT_NVIDIA_SMI_TIMEOUT),
+                use_nvidia_smi: self.use_nvidia_smi.unwrap_or(true),
+            },
+            proc_root.clone(),
+        );
+        Probe {
+            own_rss: OwnRss::open(&proc_root),
+            proc_root,
+            sys_root,
+            gpu,
+        }
+    }
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Probe {
+    /// A probe with the real roots (and `$HYPOMNESIS_NVML_LIB` / `$HYPOMNESIS_NVIDIA_SMI`
+    /// honoured).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for overriding roots and paths.
+    pub fn builder() -> ProbeBuilder {
+        ProbeBuilder::default()
+    }
+
+    /// Resident memory of the calling process, bytes. Linux: one `pread` of the kept-open
+    /// `/proc/self/statm`, resident pages × page size.
+    ///
+    /// # Errors
+    /// When `statm` cannot be opened, read or parsed, or on platforms not yet supported.
+    pub fn process_rss(&self) -> Result<u64> {
+        self.own_rss.read()
+    }
+
+    /// RAM of process `pid` (`None` = the calling process): RSS, peak, swap, and with
+    /// [`MemoryDetail::WithPss`] also PSS and USS.
+    ///
+    /// # Errors
+    /// [`HypomnesisError::ProcessNotFound`] when there is no such process,
+    /// [`HypomnesisError::PermissionDenied`] when its files are not readable, or a parse error
+    /// naming the malformed file.
+    pub fn process_memory(&self, pid: Option<u32>, detail: MemoryDetail) -> Result<ProcessMemory> {
+        #[cfg(target_os = "linux")]
+        {
+            crate::ram::linux::read_process_memory(&self.proc_root, pid, detail)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (pid, detail);
+            Err(HypomnesisError::Unsupported {
+                what: "per-process memory",
+                context: "on this platform yet",
+            })
+        }
+    }
+
+    /// Host memory: total / available / swap, pressure, and the cgroup bounding this process.
+    ///
+    /// # Errors
+    /// When `/proc/meminfo` cannot be read or parsed.
+    pub fn host_memory(&self) -> Result<HostMemory> {
+        #[cfg(target_os = "linux")]
+        {
+            crate::host::linux::read_host_memory(&self.proc_root, &self.sys_root)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = &self.sys_root;
+            Err(HypomnesisError::Unsupported {
+                what: "host memory",
+                context: "on this platform yet",
+            })
+        }
+    }
+
+    /// Whether a process with this pid exists. `None` when it cannot be told.
+    #[must_use]
+    pub fn process_exists(&self, pid: u32) -> Option<bool> {
+        #[cfg(target_os = "linux")]
+        {
+            crate::ram::linux::process_exists(&self.proc_root, pid)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = pid;
+            None
+        }
+    }
+
+    /// How many GPUs the backends can see.
+    ///
+    /// # Errors
+    /// [`HypomnesisError::NoGpuSource`] listing every backend tried and why it failed.
+    pub fn device_count(&self) -> Result<u32> {
+        self.gpu.device_count()
+    }
+
+    /// Every GPU. A device whose query failed is left out; [`Probe::device_count`] still counts
+    /// it.
+    ///
+    /// # Errors
+    /// [`HypomnesisError::NoGpuSource`] when no backend can enumerate GPUs.
+    pub fn devices(&self) -> Result<Vec<GpuDeviceInfo>> {
+        self.gpu.devices()
+    }
+
+    /// One GPU.
+    ///
+    /// # Errors
+    /// [`HypomnesisError::DeviceIndexOutOfRange`], [`HypomnesisError::NoGpuSource`], or the
+    /// backend's error when every source failed for this device.
+    pub fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
+        self.gpu.device_info(index)
+    }
+
+    /// Every process holding memory on GPU `index`, sorted by pid, with names.
+    ///
+    /// # Errors
+    /// As for [`Probe::device_info`], or when the process list is refused (NO_PERMISSION) and
+    /// no fallback could list it.
+    pub fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
+        self.gpu.processes(index)
+    }
+
+    /// The calling process's own memory on GPU `index`.
+    ///
+    /// # Errors
+    /// As for [`Probe::processes`].
+    pub fn process_gpu_info(&self, index: u32) -> Result<ProcessGpuInfo> {
+        self.gpu.own_process(index, std::process::id())
+    }
+
+    /// RAM plus device `index` and this process's memory on it. Fails only on RAM; GPU
+    /// failures are kept in [`Snapshot::gpu_error`].
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn snapshot(&self, index: u32) -> Result<Snapshot> {
+        let ram_bytes = self.process_rss()?;
+        let (gpu_device, gpu, gpu_error) = match self.gpu.device_info(index) {
+            Ok(device) => match self.gpu.own_process(index, std::process::id()) {
+                Ok(own) => (Some(device), Some(own), None),
+                Err(e) => (Some(device), None, Some(e)),
+            },
+            Err(e) => (None, None, Some(e)),
+        };
+        Ok(Snapshot {
+            ram_bytes,
+            gpu,
+            gpu_device,
+            gpu_error,
+        })
+    }
+
+    /// One snapshot per GPU, sharing one RAM reading; empty when there is no GPU.
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn snapshot_all(&self) -> Result<Vec<Snapshot>> {
+        let ram_bytes = self.process_rss()?;
+        let count = self.gpu.device_count().unwrap_or(0);
+        let own_pid = std::process::id();
+        let mut snapshots = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        for index in 0..count {
+            let (gpu_device, gpu, gpu_error) = match self.gpu.device_info(index) {
+                Ok(device) => match self.gpu.own_process(index, own_pid) {
+                    Ok(own) => (Some(device), Some(own), None),
+                    Err(e) => (Some(device), None, Some(e)),
+                },
+                Err(e) => (None, None, Some(e)),
+            };
+            snapshots.push(Snapshot {
+                ram_bytes,
+                gpu,
+                gpu_device,
+                gpu_error,
+            });
+        }
+        Ok(snapshots)
+    }
+
+    /// The `/proc` root this probe reads.
+    #[must_use]
+    pub fn proc_root(&self) -> &Path {
+        &self.proc_root
+    }
+}
+
+/// The calling process's RSS source, opened once.
+#[derive(Debug)]
+struct OwnRss {
+    #[cfg(target_os = "linux")]
+    statm: Result<crate::ram::linux::StatmReader>,
+}
+
+impl OwnRss {
+    fn open(proc_root: &Path) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            Self {
+                statm: crate::ram::linux::StatmReader::open(proc_root),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = proc_root;
+            Self {}
+        }
+    }
+
+    fn read(&self) -> Result<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            match &self.statm {
+                Ok(reader) => reader.rss_bytes(),
+                Err(e) => Err(e.clone()),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Err(HypomnesisError::Unsupported {
+                what: "process RSS",
+                context: "on this platform yet",
+            })
+        }
+    }
+}
+
+static GLOBAL: OnceLock<Probe> = OnceLock::new();
+
+/// The process-wide probe behind the crate's free functions, built on first use.
+pub(crate) fn global() -> &'static Probe {
+    GLOBAL.get_or_init(Probe::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Probe>();
+    }
+}

@@ -1,0 +1,525 @@
+//! The records every backend fills in: one device, one process on a device, the calling
+//! process's own GPU memory, and a snapshot tying them to the process's RAM.
+//!
+//! The same types are returned on every platform and by every backend, so a program (or
+//! `hmn --json`) sees one shape whether the numbers came from NVML, `nvidia-smi` or, later,
+//! DRM, DXGI or Metal. All sizes are bytes. A figure that could not be measured is `None`,
+//! and [`GpuDeviceInfo::unavailable`] says why — a missing number is never reported as 0.
+
+use std::fmt;
+
+use crate::error::HypomnesisError;
+
+/// Which backend produced a figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+#[non_exhaustive]
+pub enum GpuQuerySource {
+    /// NVIDIA Management Library (`libnvidia-ml.so.1` / `nvml.dll`), loaded at run time.
+    Nvml,
+    /// The `nvidia-smi` executable, used when NVML is unusable.
+    NvidiaSmi,
+    /// Linux DRM: sysfs device files and `/proc/<pid>/fdinfo`.
+    Drm,
+    /// Windows DXGI (adapter enumeration, the calling process's video memory).
+    Dxgi,
+    /// Windows performance counters (`\GPU Process Memory(*)`).
+    Pdh,
+    /// Apple Metal and the IOAccelerator registry.
+    Metal,
+}
+
+impl GpuQuerySource {
+    /// A short stable name (`"nvml"`, `"nvidia-smi"`, ...), as used in JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Nvml => "nvml",
+            Self::NvidiaSmi => "nvidia-smi",
+            Self::Drm => "drm",
+            Self::Dxgi => "dxgi",
+            Self::Pdh => "pdh",
+            Self::Metal => "metal",
+        }
+    }
+}
+
+impl fmt::Display for GpuQuerySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Nvml => "NVML",
+            Self::NvidiaSmi => "nvidia-smi",
+            Self::Drm => "DRM",
+            Self::Dxgi => "DXGI",
+            Self::Pdh => "PDH",
+            Self::Metal => "Metal",
+        })
+    }
+}
+
+/// The company that made a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[non_exhaustive]
+pub enum GpuVendor {
+    /// NVIDIA (PCI vendor 0x10de).
+    Nvidia,
+    /// AMD (PCI vendor 0x1002).
+    Amd,
+    /// Intel (PCI vendor 0x8086).
+    Intel,
+    /// Apple Silicon.
+    Apple,
+    /// Anything else, or not known.
+    Other,
+}
+
+/// Why a field of a record is `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Unavailable {
+    /// The field's name as in the struct and in JSON (`"reserved_bytes"`).
+    pub field: &'static str,
+    /// Why it could not be measured, as one line of English.
+    pub reason: String,
+}
+
+impl Unavailable {
+    /// `field` is `None` because of `reason`.
+    #[must_use]
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One GPU, as a whole device.
+///
+/// NVIDIA figures follow NVML's `nvmlMemory_v2_t` (R510+), the same as `nvidia-smi`:
+/// `total = reserved + free + used`, where `reserved` is memory the driver and firmware set
+/// aside and `used` is what contexts have allocated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct GpuDeviceInfo {
+    /// The index callers pass to [`crate::device_info`] and friends. For NVIDIA this is NVML's
+    /// index (the same as `nvidia-smi`'s, which is not always `CUDA_VISIBLE_DEVICES` order).
+    pub index: u32,
+    /// Marketing name (`"NVIDIA H100 80GB HBM3"`). `None` when the driver would not say.
+    pub name: Option<String>,
+    /// Who made it.
+    pub vendor: GpuVendor,
+    /// Stable identifier (`"GPU-…"` for NVIDIA, `"MIG-…"` for a MIG instance). `None` when
+    /// the backend has no UUID.
+    pub uuid: Option<String>,
+    /// PCI bus id in NVML's form, `"00000000:00:09.0"`. `None` when unknown.
+    pub pci_bus_id: Option<String>,
+    /// Kernel driver version (`"590.48.01"` for NVIDIA). `None` when unknown.
+    pub driver_version: Option<String>,
+    /// Highest CUDA version the driver supports (`"12.2"`). `None` off NVIDIA or when unknown.
+    pub cuda_driver_version: Option<String>,
+    /// Installed device memory, bytes. `None` when the device has no dedicated memory the
+    /// driver will report (unified-memory parts such as GB10) or the query failed.
+    pub total_bytes: Option<u64>,
+    /// Memory no context has allocated, bytes. `None` as for `total_bytes`.
+    pub free_bytes: Option<u64>,
+    /// Memory allocated by contexts, bytes, *excluding* `reserved_bytes`. `None` as for
+    /// `total_bytes`.
+    pub used_bytes: Option<u64>,
+    /// Memory reserved by the driver and firmware, bytes (inside `total_bytes`). `None` when
+    /// the driver predates `nvmlDeviceGetMemoryInfo_v2` (before R510) or the backend cannot
+    /// tell; `used_bytes` then includes it.
+    pub reserved_bytes: Option<u64>,
+    /// `true` when the GPU shares system RAM with the CPU (Apple Silicon, GB10, APUs): its
+    /// budget is host memory, see [`crate::HostMemory`].
+    pub unified_memory: bool,
+    /// Why each `None` field above is `None`.
+    pub unavailable: Vec<Unavailable>,
+    /// Which backend produced this record.
+    pub source: GpuQuerySource,
+}
+
+impl GpuDeviceInfo {
+    /// A record with only the identity set; every figure `None`.
+    pub(crate) fn new(index: u32, vendor: GpuVendor, source: GpuQuerySource) -> Self {
+        Self {
+            index,
+            name: None,
+            vendor,
+            uuid: None,
+            pci_bus_id: None,
+            driver_version: None,
+            cuda_driver_version: None,
+            total_bytes: None,
+            free_bytes: None,
+            used_bytes: None,
+            reserved_bytes: None,
+            unified_memory: false,
+            unavailable: Vec::new(),
+            source,
+        }
+    }
+
+    /// The name, or `"unknown GPU"`.
+    #[must_use]
+    pub fn name_or_unknown(&self) -> &str {
+        self.name.as_deref().unwrap_or("unknown GPU")
+    }
+
+    /// Why `field` is `None`, when a reason was recorded.
+    #[must_use]
+    pub fn unavailable_reason(&self, field: &str) -> Option<&str> {
+        self.unavailable
+            .iter()
+            .find(|u| u.field == field)
+            .map(|u| u.reason.as_str())
+    }
+
+    pub(crate) fn mark_unavailable(&mut self, field: &'static str, reason: impl Into<String>) {
+        self.unavailable.push(Unavailable::new(field, reason));
+    }
+}
+
+/// How a process uses a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum GpuProcessKind {
+    /// A compute context (CUDA, OpenCL, ...).
+    Compute,
+    /// A graphics context (OpenGL, Vulkan, a compositor).
+    Graphics,
+    /// Both a compute and a graphics context on the same device.
+    ComputeAndGraphics,
+    /// The backend does not say.
+    Unknown,
+}
+
+impl GpuProcessKind {
+    /// The kind of a process seen in both lists `self` and `other`.
+    #[must_use]
+    pub const fn merge(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Unknown, x) | (x, Self::Unknown) => x,
+            (Self::Compute, Self::Compute) => Self::Compute,
+            (Self::Graphics, Self::Graphics) => Self::Graphics,
+            (Self::Compute | Self::Graphics | Self::ComputeAndGraphics, _) => {
+                Self::ComputeAndGraphics
+            }
+        }
+    }
+}
+
+/// One process holding memory on one GPU. A process on several GPUs has one entry per GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct GpuProcessEntry {
+    /// Process id, as seen from this PID namespace when it could be mapped (NVML reports host
+    /// PIDs inside containers).
+    pub pid: u32,
+    /// Process name: the full executable name on Linux (past `comm`'s 15-byte limit), or what
+    /// the driver reported. `None` when the process could not be read.
+    pub name: Option<String>,
+    /// GPU memory the process holds on this device, bytes. `None` when the driver does not
+    /// report per-process figures (Windows WDDM, some MIG setups).
+    pub used_bytes: Option<u64>,
+    /// The device's index (see [`GpuDeviceInfo::index`]).
+    pub device_index: u32,
+    /// Compute, graphics or both.
+    pub kind: GpuProcessKind,
+    /// MIG GPU instance id. `None` when MIG is off.
+    pub gpu_instance_id: Option<u32>,
+    /// MIG compute instance id. `None` when MIG is off.
+    pub compute_instance_id: Option<u32>,
+    /// Which backend listed it.
+    pub source: GpuQuerySource,
+}
+
+impl GpuProcessEntry {
+    pub(crate) fn new(pid: u32, device_index: u32, source: GpuQuerySource) -> Self {
+        Self {
+            pid,
+            name: None,
+            used_bytes: None,
+            device_index,
+            kind: GpuProcessKind::Unknown,
+            gpu_instance_id: None,
+            compute_instance_id: None,
+            source,
+        }
+    }
+}
+
+/// The calling process's own memory on one GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ProcessGpuInfo {
+    /// Bytes. When `is_per_process` is `false` this is the whole device's used memory, an
+    /// upper bound on the process's share.
+    pub used_bytes: u64,
+    /// `true` when `used_bytes` is this process's own figure; `false` when the backend could
+    /// only tell device-wide use (the `nvidia-smi` fallback).
+    pub is_per_process: bool,
+    /// The device's index.
+    pub device_index: u32,
+    /// Which backend produced it.
+    pub source: GpuQuerySource,
+}
+
+/// The calling process's RAM and, for one GPU, its own and the device's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Resident set size of the calling process, bytes (Linux: `statm` resident pages ×
+    /// page size).
+    pub ram_bytes: u64,
+    /// The process's own memory on the GPU. `None` when it could not be measured; see
+    /// `gpu_error`.
+    pub gpu: Option<ProcessGpuInfo>,
+    /// The GPU as a whole. `None` when it could not be measured; see `gpu_error`.
+    pub gpu_device: Option<GpuDeviceInfo>,
+    /// Why `gpu` or `gpu_device` is `None`.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "serialize_error_text"))]
+    pub gpu_error: Option<HypomnesisError>,
+}
+
+#[cfg(feature = "serde")]
+fn serialize_error_text<S: serde::Serializer>(
+    error: &Option<HypomnesisError>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match error {
+        Some(e) => serializer.serialize_some(&e.to_string()),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl Snapshot {
+    /// RAM plus device `device_index`, through the process-wide [`crate::Probe`]. Fails only
+    /// when RAM cannot be read; GPU failures leave `gpu`/`gpu_device` `None` and are kept in
+    /// `gpu_error`.
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn now(device_index: u32) -> crate::Result<Self> {
+        crate::probe::global().snapshot(device_index)
+    }
+
+    /// One snapshot per GPU, sharing one RAM reading. Empty when there is no GPU.
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn all() -> crate::Result<Vec<Self>> {
+        crate::probe::global().snapshot_all()
+    }
+
+    /// RAM in MiB.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)] // display-only: MiB as a float
+    pub fn ram_mb(&self) -> f64 {
+        self.ram_bytes as f64 / (1024.0 * 1024.0)
+    }
+
+    /// The process's own VRAM in MiB, when measured.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)] // display-only: MiB as a float
+    pub fn vram_mb(&self) -> Option<f64> {
+        self.gpu
+            .as_ref()
+            .map(|g| g.used_bytes as f64 / (1024.0 * 1024.0))
+    }
+}
+
+#[cfg(feature = "test-helpers")]
+mod builders {
+    //! Builders so downstream crates can make records in their own tests.
+    use super::*;
+
+    /// Builds a [`GpuDeviceInfo`] (feature `test-helpers`).
+    #[derive(Debug, Clone)]
+    pub struct GpuDeviceInfoBuilder(GpuDeviceInfo);
+
+    impl GpuDeviceInfo {
+        /// Starts a builder for device 0, NVIDIA, source NVML, all figures `None`.
+        #[must_use]
+        pub fn builder() -> GpuDeviceInfoBuilder {
+            GpuDeviceInfoBuilder(Self::new(0, GpuVendor::Nvidia, GpuQuerySource::Nvml))
+        }
+    }
+
+    macro_rules! setters {
+        ($builder:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+            impl $builder {
+                $(
+                    #[doc = concat!("Sets `", stringify!($field), "`.")]
+                    #[must_use]
+                    pub fn $field(mut self, value: $ty) -> Self {
+                        self.0.$field = value.into();
+                        self
+                    }
+                )*
+            }
+        };
+    }
+
+    setters!(GpuDeviceInfoBuilder {
+        index: u32,
+        name: &str,
+        vendor: GpuVendor,
+        uuid: &str,
+        pci_bus_id: &str,
+        driver_version: &str,
+        cuda_driver_version: &str,
+        total_bytes: u64,
+        free_bytes: u64,
+        used_bytes: u64,
+        reserved_bytes: u64,
+        unified_memory: bool,
+        source: GpuQuerySource,
+    });
+
+    impl GpuDeviceInfoBuilder {
+        /// Records why `field` is `None`.
+        #[must_use]
+        pub fn unavailable(mut self, field: &'static str, reason: &str) -> Self {
+            self.0.mark_unavailable(field, reason);
+            self
+        }
+
+        /// The finished record.
+        #[must_use]
+        pub fn build(self) -> GpuDeviceInfo {
+            self.0
+        }
+    }
+
+    /// Builds a [`GpuProcessEntry`] (feature `test-helpers`).
+    #[derive(Debug, Clone)]
+    pub struct GpuProcessEntryBuilder(GpuProcessEntry);
+
+    impl GpuProcessEntry {
+        /// Starts a builder for `pid` on device 0, source NVML.
+        #[must_use]
+        pub fn builder(pid: u32) -> GpuProcessEntryBuilder {
+            GpuProcessEntryBuilder(Self::new(pid, 0, GpuQuerySource::Nvml))
+        }
+    }
+
+    setters!(GpuProcessEntryBuilder {
+        name: &str,
+        used_bytes: u64,
+        device_index: u32,
+        kind: GpuProcessKind,
+        gpu_instance_id: u32,
+        compute_instance_id: u32,
+        source: GpuQuerySource,
+    });
+
+    impl GpuProcessEntryBuilder {
+        /// The finished record.
+        #[must_use]
+        pub fn build(self) -> GpuProcessEntry {
+            self.0
+        }
+    }
+
+    /// Builds a [`ProcessGpuInfo`] (feature `test-helpers`).
+    #[derive(Debug, Clone)]
+    pub struct ProcessGpuInfoBuilder(ProcessGpuInfo);
+
+    impl ProcessGpuInfo {
+        /// Starts a builder: 0 bytes, per-process, device 0, NVML.
+        #[must_use]
+        pub fn builder() -> ProcessGpuInfoBuilder {
+            ProcessGpuInfoBuilder(Self {
+                used_bytes: 0,
+                is_per_process: true,
+                device_index: 0,
+                source: GpuQuerySource::Nvml,
+            })
+        }
+    }
+
+    setters!(ProcessGpuInfoBuilder {
+        used_bytes: u64,
+        is_per_process: bool,
+        device_index: u32,
+        source: GpuQuerySource,
+    });
+
+    impl ProcessGpuInfoBuilder {
+        /// The finished record.
+        #[must_use]
+        pub fn build(self) -> ProcessGpuInfo {
+            self.0
+        }
+    }
+
+    /// Builds a [`Snapshot`] (feature `test-helpers`).
+    #[derive(Debug, Clone)]
+    pub struct SnapshotBuilder(Snapshot);
+
+    impl Snapshot {
+        /// Starts a builder: 0 RAM bytes, no GPU.
+        #[must_use]
+        pub fn builder() -> SnapshotBuilder {
+            SnapshotBuilder(Self {
+                ram_bytes: 0,
+                gpu: None,
+                gpu_device: None,
+                gpu_error: None,
+            })
+        }
+    }
+
+    setters!(SnapshotBuilder {
+        ram_bytes: u64,
+        gpu: ProcessGpuInfo,
+        gpu_device: GpuDeviceInfo,
+        gpu_error: HypomnesisError,
+    });
+
+    impl SnapshotBuilder {
+        /// The finished record.
+        #[must_use]
+        pub fn build(self) -> Snapshot {
+            self.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_seen_in_both_lists_merge_to_both() {
+        use GpuProcessKind::*;
+        assert_eq!(Compute.merge(Graphics), ComputeAndGraphics);
+        assert_eq!(Graphics.merge(Compute), ComputeAndGraphics);
+        assert_eq!(Compute.merge(Compute), Compute);
+        assert_eq!(Unknown.merge(Graphics), Graphics);
+        assert_eq!(ComputeAndGraphics.merge(Compute), ComputeAndGraphics);
+    }
+
+    #[test]
+    fn unavailable_reason_is_found_by_field_name() {
+        let mut info = GpuDeviceInfo::new(0, GpuVendor::Nvidia, GpuQuerySource::Nvml);
+        info.mark_unavailable("reserved_bytes", "driver predates R510");
+        assert_eq!(
+            info.unavailable_reason("reserved_bytes"),
+            Some("driver predates R510")
+        );
+        assert_eq!(info.unavailable_reason("total_bytes"), None);
+        assert_eq!(info.name_or_unknown(), "unknown GPU");
+    }
+}

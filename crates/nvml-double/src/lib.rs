@@ -1,0 +1,1 @@
+//! NVML double. (Being written.)
