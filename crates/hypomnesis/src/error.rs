@@ -167,6 +167,7 @@ fn nvml_hint(code: Option<i32>) -> &'static str {
 
 impl HypomnesisError {
     /// An [`HypomnesisError::Io`] for `path` from an [`std::io::Error`].
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // used by the /proc readers
     pub(crate) fn io(path: impl Into<PathBuf>, err: &std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
@@ -176,6 +177,7 @@ impl HypomnesisError {
     }
 
     /// A [`HypomnesisError::Parse`] of `what` from `source_path`.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // used by the /proc readers
     pub(crate) fn parse(
         what: &'static str,
         source_path: impl Into<PathBuf>,

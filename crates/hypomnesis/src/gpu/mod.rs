@@ -255,10 +255,16 @@ impl GpuBackends {
 
     pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
         match self.nvml() {
-            Ok(nvml) => match self.processes_from_nvml(nvml, index) {
-                Ok(rows) => Ok(own_row(&rows, index, pid)),
-                Err(e) => Err(e),
-            },
+            Ok(nvml) => {
+                // The common case needs no fallback: answer from NVML's list directly, so a
+                // snapshot never spawns nvidia-smi because of some other process's sentinel.
+                if let Ok(rows) = nvml.processes(index)
+                    && let Ok(own) = own_row(&rows, index, pid)
+                {
+                    return Ok(own);
+                }
+                own_row(&self.processes_from_nvml(nvml, index)?, index, pid)
+            }
             Err(nvml_attempt) => {
                 // Without NVML only the device-wide figure is known: report it as an upper
                 // bound and say so (`is_per_process: false`).
@@ -306,14 +312,30 @@ impl GpuBackends {
 }
 
 /// The calling process's row, or 0 bytes when the complete list does not contain it (the
-/// process holds no context on the device — a measurement, not a guess).
-fn own_row(rows: &[GpuProcessEntry], index: u32, pid: u32) -> ProcessGpuInfo {
-    let row = rows.iter().find(|r| r.pid == pid);
-    ProcessGpuInfo {
-        used_bytes: row.and_then(|r| r.used_bytes).unwrap_or(0),
-        is_per_process: true,
-        device_index: index,
-        source: row.map_or(GpuQuerySource::Nvml, |r| r.source),
+/// process holds no context on the device — a measurement, not a guess). A row whose
+/// figure the driver would not give is an error, never 0.
+fn own_row(rows: &[GpuProcessEntry], index: u32, pid: u32) -> Result<ProcessGpuInfo> {
+    let Some(row) = rows.iter().find(|r| r.pid == pid) else {
+        return Ok(ProcessGpuInfo {
+            used_bytes: 0,
+            is_per_process: true,
+            device_index: index,
+            source: GpuQuerySource::Nvml,
+        });
+    };
+    match row.used_bytes {
+        Some(used_bytes) => Ok(ProcessGpuInfo {
+            used_bytes,
+            is_per_process: true,
+            device_index: index,
+            source: row.source,
+        }),
+        None => Err(HypomnesisError::NoGpuSource {
+            attempts: vec![BackendAttempt::new(
+                row.source,
+                format!("lists pid {pid} on device {index} but reports no figure for its memory"),
+            )],
+        }),
     }
 }
 
@@ -372,3 +394,34 @@ enum NoNvml {}
 #[cfg(not(feature = "nvidia-smi-fallback"))]
 #[derive(Debug)]
 enum NoSmi {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pid: u32, used: Option<u64>) -> GpuProcessEntry {
+        let mut row = GpuProcessEntry::new(pid, 0, GpuQuerySource::Nvml);
+        row.used_bytes = used;
+        row
+    }
+
+    #[test]
+    fn own_row_is_found_by_pid() {
+        let rows = [row(10, Some(5)), row(42, Some(7 << 20))];
+        let own = own_row(&rows, 0, 42).unwrap();
+        assert_eq!(own.used_bytes, 7 << 20);
+        assert!(own.is_per_process);
+    }
+
+    #[test]
+    fn a_process_missing_from_a_complete_list_holds_zero_bytes() {
+        let own = own_row(&[row(10, Some(5))], 0, 42).unwrap();
+        assert_eq!(own.used_bytes, 0);
+        assert!(own.is_per_process);
+    }
+
+    #[test]
+    fn a_listed_process_without_a_figure_is_an_error_not_zero() {
+        assert!(own_row(&[row(42, None)], 0, 42).is_err());
+    }
+}

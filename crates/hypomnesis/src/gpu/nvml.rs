@@ -1,23 +1,576 @@
-//! NVIDIA GPUs through NVML. (Stub: being written.)
+//! NVIDIA GPUs through NVML, the library `nvidia-smi` itself is built on.
+//!
+//! NVML is loaded at run time through `nvml-wrapper` (so a binary starts on machines without
+//! it) and initialised once per [`crate::Probe`]; device handles and the facts that never
+//! change (name, UUID, PCI bus id, driver version, total memory) are read once at load. A
+//! snapshot then costs one memory query and two process-list queries.
+//!
+//! The driver has known traps, each handled here and tested against the NVML double:
+//! - memory comes from `nvmlDeviceGetMemoryInfo_v2` (version constant `0x02000028`), whose
+//!   `used` excludes the driver's reserved memory, as `nvidia-smi` shows it; drivers before
+//!   R510 lack the symbol, so `nvmlDeviceGetMemoryInfo` (v1) is used and `reserved` is `None`;
+//! - unified-memory devices (GB10) answer NOT_SUPPORTED: reported as unified, not as 0 bytes;
+//! - impossible figures (`u64::MAX` "not available", `used > total`) are dropped, never shown;
+//! - process lists are read with the documented size-then-data protocol, retried while the
+//!   count grows between the two calls (nvml-wrapper allows +5 headroom and gives up), and the
+//!   compute and graphics lists are merged per pid.
+//!
+//! `nvml-wrapper` is used for loading, init/shutdown and the simple getters; its raw `lib()`
+//! only where it lacks something (the v1 memory fallback and the retrying process lists).
+
+use std::ffi::{OsStr, OsString, c_uint};
 use std::path::Path;
 
-use crate::error::{HypomnesisError, Result};
-use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry};
+use nvml_wrapper::Nvml;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper_sys::bindings::{nvmlDevice_t, nvmlMemory_t, nvmlProcessInfo_t, nvmlReturn_t};
 
+use crate::error::{HypomnesisError, Result, error_chain};
+use crate::snapshot::{
+    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor,
+};
+
+const NVML_SUCCESS: nvmlReturn_t = 0;
+const NVML_ERROR_NOT_SUPPORTED: nvmlReturn_t = 3;
+const NVML_ERROR_INSUFFICIENT_SIZE: nvmlReturn_t = 7;
+const NVML_ERROR_ARGUMENT_VERSION_MISMATCH: nvmlReturn_t = 25;
+/// `NVML_VALUE_NOT_AVAILABLE`, `(unsigned long long)-1`.
+const VALUE_NOT_AVAILABLE: u64 = u64::MAX;
+/// How many times a process list is re-read while its count keeps growing.
+const PROCESS_LIST_ATTEMPTS: usize = 8;
+/// No real device runs more processes than this; a larger count is garbage.
+const MAX_PROCESSES: c_uint = 1 << 16;
+
+/// The library name the loader searches for when no path is given.
+#[cfg(windows)]
+const DEFAULT_LIB: &str = "nvml.dll";
+#[cfg(not(windows))]
+const DEFAULT_LIB: &str = "libnvidia-ml.so.1";
+
+/// An NVML device handle. NVML handles are opaque pointers owned by the library, valid until
+/// `nvmlShutdown`, which only happens when the owning [`NvmlBackend`] drops.
+#[derive(Debug, Clone, Copy)]
+struct RawHandle(nvmlDevice_t);
+
+// SAFETY: a handle is an opaque token that NVML accepts from any thread; nvml.h documents
+// every NVML entry point as thread-safe. The handle is never dereferenced by this crate.
+unsafe impl Send for RawHandle {}
+// SAFETY: as above; sharing the token between threads only lets them pass it to NVML.
+unsafe impl Sync for RawHandle {}
+
+/// What is known about one device from the moment NVML was loaded.
 #[derive(Debug)]
-pub(crate) struct NvmlBackend {}
+struct CachedDevice {
+    handle: Result<RawHandle>,
+    name: Option<String>,
+    uuid: Option<String>,
+    pci_bus_id: Option<String>,
+    /// Total memory, for sanity-checking per-process figures. `None` when unknown.
+    total_bytes: Option<u64>,
+}
+
+/// A loaded and initialised NVML, with its devices.
+pub(crate) struct NvmlBackend {
+    devices: Vec<CachedDevice>,
+    driver_version: Option<String>,
+    cuda_driver_version: Option<String>,
+    /// Declared last so that it drops (and shuts NVML down) after everything else.
+    nvml: Nvml,
+}
+
+impl std::fmt::Debug for NvmlBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvmlBackend")
+            .field("devices", &self.devices)
+            .field("driver_version", &self.driver_version)
+            .finish_non_exhaustive()
+    }
+}
 
 impl NvmlBackend {
-    pub(crate) fn load(_lib: Option<&Path>) -> Result<Self> {
-        Err(HypomnesisError::Nvml { call: "load", code: None, detail: "not yet".into() })
+    /// Loads NVML from `lib` (or the platform default), initialises it and reads every
+    /// device's identity.
+    pub(crate) fn load(lib: Option<&Path>) -> Result<Self> {
+        let lib_path: OsString = lib.map_or_else(|| OsString::from(DEFAULT_LIB), |p| p.as_os_str().to_owned());
+        let nvml = Nvml::builder()
+            .lib_path(&lib_path)
+            .init()
+            .map_err(|e| load_error(&lib_path, &e))?;
+        let count = nvml
+            .device_count()
+            .map_err(|e| call_error("nvmlDeviceGetCount_v2", &e))?;
+        let driver_version = nvml.sys_driver_version().ok();
+        let cuda_driver_version = nvml.sys_cuda_driver_version().ok().map(format_cuda_version);
+        let devices = (0..count.min(MAX_PROCESSES))
+            .map(|index| cache_device(&nvml, index))
+            .collect();
+        Ok(Self {
+            devices,
+            driver_version,
+            cuda_driver_version,
+            nvml,
+        })
     }
+
+    /// How many devices NVML reported at load.
     pub(crate) fn device_count(&self) -> u32 {
-        0
+        u32::try_from(self.devices.len()).unwrap_or(u32::MAX)
     }
+
+    fn cached(&self, index: u32) -> Result<(&CachedDevice, RawHandle)> {
+        let device = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.devices.get(i))
+            .ok_or(HypomnesisError::DeviceIndexOutOfRange {
+                index,
+                count: self.device_count(),
+            })?;
+        let handle = device.handle.clone()?;
+        Ok((device, handle))
+    }
+
+    /// Device `index` with its current memory figures.
     pub(crate) fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
-        Err(HypomnesisError::DeviceIndexOutOfRange { index, count: 0 })
+        let (cached, handle) = self.cached(index)?;
+        let mut info = GpuDeviceInfo::new(index, GpuVendor::Nvidia, GpuQuerySource::Nvml);
+        info.name.clone_from(&cached.name);
+        info.uuid.clone_from(&cached.uuid);
+        info.pci_bus_id.clone_from(&cached.pci_bus_id);
+        info.driver_version.clone_from(&self.driver_version);
+        info.cuda_driver_version.clone_from(&self.cuda_driver_version);
+        if info.name.is_none() {
+            info.mark_unavailable("name", "nvmlDeviceGetName failed");
+        }
+        self.fill_memory(handle, &mut info);
+        Ok(info)
     }
+
+    fn fill_memory(&self, handle: RawHandle, info: &mut GpuDeviceInfo) {
+        // SAFETY: `handle` came from nvmlDeviceGetHandleByIndex_v2 on this `nvml`, which is
+        // still initialised (it is owned by `self`).
+        let device = unsafe { nvml_wrapper::Device::new(handle.0, &self.nvml) };
+        let figures = match device.memory_info() {
+            Ok(m) => Ok(MemoryFigures {
+                total: m.total,
+                free: m.free,
+                used: m.used,
+                reserved: Some(m.reserved),
+            }),
+            Err(
+                NvmlError::FailedToLoadSymbol(_)
+                | NvmlError::FunctionNotFound
+                | NvmlError::UnexpectedVariant(NVML_ERROR_ARGUMENT_VERSION_MISMATCH),
+            ) => {
+                // Drivers before R510 have no `_v2` and no reserved figure; v1's `used` then
+                // includes whatever the driver set aside.
+                info.mark_unavailable(
+                    "reserved_bytes",
+                    "the driver has no nvmlDeviceGetMemoryInfo_v2 (before R510), so used includes reserved",
+                );
+                self.memory_v1(handle)
+            }
+            Err(e) => Err(e),
+        };
+        match figures {
+            Ok(m) => match m.validate() {
+                Ok(()) => {
+                    info.total_bytes = Some(m.total);
+                    info.free_bytes = Some(m.free);
+                    info.used_bytes = Some(m.used);
+                    info.reserved_bytes = m.reserved;
+                }
+                Err(reason) => mark_memory_unavailable(info, &reason),
+            },
+            Err(NvmlError::NotSupported) => {
+                info.unified_memory = true;
+                mark_memory_unavailable(
+                    info,
+                    "NVML reports memory queries as not supported: a unified-memory device that shares system RAM (see host memory)",
+                );
+            }
+            Err(e) => mark_memory_unavailable(
+                info,
+                &format!("nvmlDeviceGetMemoryInfo failed: {}", nvml_error_text(&e)),
+            ),
+        }
+    }
+
+    /// `nvmlDeviceGetMemoryInfo` (v1), which nvml-wrapper no longer calls.
+    fn memory_v1(&self, handle: RawHandle) -> std::result::Result<MemoryFigures, NvmlError> {
+        let symbol = self
+            .nvml
+            .lib()
+            .nvmlDeviceGetMemoryInfo
+            .as_ref()
+            .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+        let mut memory = nvmlMemory_t {
+            total: 0,
+            free: 0,
+            used: 0,
+        };
+        // SAFETY: the symbol has nvml.h's signature (bindgen-generated); `handle` is live (see
+        // `fill_memory`); `memory` is a valid, writable nvmlMemory_t for the call's duration.
+        let code = unsafe { symbol(handle.0, &raw mut memory) };
+        match code {
+            NVML_SUCCESS => Ok(MemoryFigures {
+                total: memory.total,
+                free: memory.free,
+                used: memory.used,
+                reserved: None,
+            }),
+            NVML_ERROR_NOT_SUPPORTED => Err(NvmlError::NotSupported),
+            other => Err(NvmlError::UnexpectedVariant(other)),
+        }
+    }
+
+    /// Every process on device `index`, compute and graphics merged per pid; names unset.
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
-        Err(HypomnesisError::DeviceIndexOutOfRange { index, count: 0 })
+        let (cached, handle) = self.cached(index)?;
+        let lib = self.nvml.lib();
+        let compute = match lib.nvmlDeviceGetComputeRunningProcesses_v3.as_ref() {
+            Ok(f) => list_processes(*f, handle, "nvmlDeviceGetComputeRunningProcesses_v3")?,
+            Err(_) => match lib.nvmlDeviceGetComputeRunningProcesses_v2.as_ref() {
+                Ok(f) => list_processes(*f, handle, "nvmlDeviceGetComputeRunningProcesses_v2")?,
+                Err(e) => {
+                    return Err(HypomnesisError::Nvml {
+                        call: "nvmlDeviceGetComputeRunningProcesses_v3",
+                        code: Some(13),
+                        detail: format!("symbol missing from the library: {e}"),
+                    });
+                }
+            },
+        };
+        // Compute-only devices may not support graphics lists; that leaves nothing out.
+        let graphics = match lib.nvmlDeviceGetGraphicsRunningProcesses_v3.as_ref() {
+            Ok(f) => match list_processes(*f, handle, "nvmlDeviceGetGraphicsRunningProcesses_v3") {
+                Ok(rows) => rows,
+                Err(HypomnesisError::Nvml { code: Some(3), .. }) => Vec::new(),
+                Err(e) => return Err(e),
+            },
+            Err(_) => Vec::new(),
+        };
+        let mut rows: Vec<GpuProcessEntry> = Vec::with_capacity(compute.len() + graphics.len());
+        let lists = [
+            (compute, GpuProcessKind::Compute),
+            (graphics, GpuProcessKind::Graphics),
+        ];
+        for (list, kind) in lists {
+            for raw in list {
+                let used = plausible_process_bytes(raw.usedGpuMemory, cached.total_bytes);
+                let gpu_instance = mig_id(raw.gpuInstanceId);
+                let compute_instance = mig_id(raw.computeInstanceId);
+                if let Some(row) = rows.iter_mut().find(|r| r.pid == raw.pid) {
+                    row.kind = row.kind.merge(kind);
+                    // Both lists report the process's whole allocation on the device: take
+                    // the larger figure rather than the sum, which would count it twice.
+                    row.used_bytes = match (row.used_bytes, used) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                    row.gpu_instance_id = row.gpu_instance_id.or(gpu_instance);
+                    row.compute_instance_id = row.compute_instance_id.or(compute_instance);
+                } else {
+                    let mut row = GpuProcessEntry::new(raw.pid, index, GpuQuerySource::Nvml);
+                    row.used_bytes = used;
+                    row.kind = kind;
+                    row.gpu_instance_id = gpu_instance;
+                    row.compute_instance_id = compute_instance;
+                    rows.push(row);
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// A process's memory, or `None` for the "not available" sentinel (always the case under
+/// Windows WDDM) and for figures larger than the device (R570 garbage).
+fn plausible_process_bytes(used: u64, device_total: Option<u64>) -> Option<u64> {
+    if used == VALUE_NOT_AVAILABLE {
+        return None;
+    }
+    match device_total {
+        Some(total) if used > total => None,
+        _ => Some(used),
+    }
+}
+
+/// `0xFFFFFFFF` means MIG is off.
+fn mig_id(raw: c_uint) -> Option<u32> {
+    (raw != c_uint::MAX).then_some(raw)
+}
+
+type ProcessListFn =
+    unsafe extern "C" fn(nvmlDevice_t, *mut c_uint, *mut nvmlProcessInfo_t) -> nvmlReturn_t;
+
+/// The documented size-then-data protocol, repeated while the count grows between calls.
+fn list_processes(
+    function: ProcessListFn,
+    handle: RawHandle,
+    call: &'static str,
+) -> Result<Vec<nvmlProcessInfo_t>> {
+    let mut needed: c_uint = 0;
+    // SAFETY: a zero count with a NULL buffer is nvml.h's documented size query; `needed` is a
+    // valid writable c_uint; `handle` is live (owned by the initialised backend).
+    let mut code = unsafe { function(handle.0, &raw mut needed, std::ptr::null_mut()) };
+    if code == NVML_SUCCESS {
+        return Ok(Vec::new());
+    }
+    for _ in 0..PROCESS_LIST_ATTEMPTS {
+        if code != NVML_ERROR_INSUFFICIENT_SIZE {
+            return Err(code_error(call, code));
+        }
+        if needed > MAX_PROCESSES {
+            return Err(HypomnesisError::Nvml {
+                call,
+                code: Some(7),
+                detail: format!("implausible process count {needed}"),
+            });
+        }
+        // Headroom for processes that start between this call and the next.
+        let capacity = needed.saturating_add(needed / 4).saturating_add(8);
+        let empty = nvmlProcessInfo_t {
+            pid: 0,
+            usedGpuMemory: 0,
+            gpuInstanceId: c_uint::MAX,
+            computeInstanceId: c_uint::MAX,
+        };
+        let mut buffer = vec![empty; capacity as usize];
+        let mut count = capacity;
+        // SAFETY: `buffer` holds `capacity` initialised nvmlProcessInfo_t (24-byte v2 layout,
+        // the one the `_v3` functions write) and `count` tells NVML so; both outlive the call.
+        code = unsafe { function(handle.0, &raw mut count, buffer.as_mut_ptr()) };
+        if code == NVML_SUCCESS {
+            buffer.truncate(count.min(capacity) as usize);
+            return Ok(buffer);
+        }
+        needed = count;
+    }
+    Err(HypomnesisError::Nvml {
+        call,
+        code: Some(7),
+        detail: format!("the process count kept growing over {PROCESS_LIST_ATTEMPTS} attempts"),
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MemoryFigures {
+    total: u64,
+    free: u64,
+    used: u64,
+    reserved: Option<u64>,
+}
+
+impl MemoryFigures {
+    /// Rejects figures no real device produces, so they are never shown as measurements.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let impossible = self.total == VALUE_NOT_AVAILABLE
+            || self.free == VALUE_NOT_AVAILABLE
+            || self.used == VALUE_NOT_AVAILABLE
+            || self.used > self.total
+            || self.free > self.total
+            || self.reserved.is_some_and(|r| r > self.total);
+        if impossible {
+            Err(format!(
+                "NVML reported impossible memory figures (total {}, free {}, used {}, reserved {:?}); ignored",
+                self.total, self.free, self.used, self.reserved
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn mark_memory_unavailable(info: &mut GpuDeviceInfo, reason: &str) {
+    for field in ["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"] {
+        if info.unavailable_reason(field).is_none() {
+            info.mark_unavailable(field, reason);
+        }
+    }
+    info.total_bytes = None;
+    info.free_bytes = None;
+    info.used_bytes = None;
+    info.reserved_bytes = None;
+}
+
+fn cache_device(nvml: &Nvml, index: u32) -> CachedDevice {
+    match nvml.device_by_index(index) {
+        Ok(device) => {
+            let total_bytes = device
+                .memory_info()
+                .map(|m| m.total)
+                .ok()
+                .filter(|&t| t != VALUE_NOT_AVAILABLE && t > 0);
+            CachedDevice {
+                // SAFETY: the handle is only stored and later passed back to this same NVML.
+                handle: Ok(RawHandle(unsafe { device.handle() })),
+                name: device.name().ok(),
+                uuid: device.uuid().ok(),
+                pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
+                total_bytes,
+            }
+        }
+        Err(e) => CachedDevice {
+            handle: Err(call_error("nvmlDeviceGetHandleByIndex_v2", &e)),
+            name: None,
+            uuid: None,
+            pci_bus_id: None,
+            total_bytes: None,
+        },
+    }
+}
+
+/// `12020` → `"12.2"`, as `nvidia-smi` prints it.
+fn format_cuda_version(raw: i32) -> String {
+    format!("{}.{}", raw / 1000, (raw % 1000) / 10)
+}
+
+fn load_error(lib_path: &OsStr, error: &NvmlError) -> HypomnesisError {
+    match error {
+        NvmlError::LibloadingError(e) => HypomnesisError::Nvml {
+            call: "load",
+            code: None,
+            detail: format!(
+                "{} could not be loaded ({})",
+                lib_path.to_string_lossy(),
+                error_chain(e)
+            ),
+        },
+        other => call_error("nvmlInit_v2", other),
+    }
+}
+
+fn call_error(call: &'static str, error: &NvmlError) -> HypomnesisError {
+    HypomnesisError::Nvml {
+        call,
+        code: nvml_error_code(error),
+        detail: nvml_error_text(error),
+    }
+}
+
+fn code_error(call: &'static str, code: nvmlReturn_t) -> HypomnesisError {
+    HypomnesisError::Nvml {
+        call,
+        code: i32::try_from(code).ok(),
+        detail: code_text(code).to_owned(),
+    }
+}
+
+/// NVML's own wording for a return code (as `nvmlErrorString` and pynvml give it).
+fn code_text(code: nvmlReturn_t) -> &'static str {
+    match code {
+        1 => "Uninitialized",
+        2 => "Invalid Argument",
+        3 => "Not Supported",
+        4 => "Insufficient Permissions",
+        6 => "Not Found",
+        7 => "Insufficient Size",
+        9 => "Driver Not Loaded",
+        10 => "Timeout",
+        12 => "NVML Shared Library Not Found",
+        13 => "Function Not Found",
+        15 => "GPU is lost",
+        17 => "Operating System error",
+        18 => "RM has detected an NVML/RM version mismatch.",
+        20 => "Insufficient Memory",
+        25 => "Argument Version Mismatch",
+        _ => "Unknown Error",
+    }
+}
+
+/// The `nvmlReturn_t` behind an nvml-wrapper error, where there is one. (nvml-wrapper maps
+/// codes above 22 to `UnexpectedVariant(code)`.)
+fn nvml_error_code(error: &NvmlError) -> Option<i32> {
+    Some(match error {
+        NvmlError::Uninitialized => 1,
+        NvmlError::InvalidArg => 2,
+        NvmlError::NotSupported => 3,
+        NvmlError::NoPermission => 4,
+        #[allow(deprecated)] // still a code NVML can return
+        NvmlError::AlreadyInitialized => 5,
+        NvmlError::NotFound => 6,
+        NvmlError::InsufficientSize(_) => 7,
+        NvmlError::InsufficientPower => 8,
+        NvmlError::DriverNotLoaded => 9,
+        NvmlError::Timeout => 10,
+        NvmlError::IrqIssue => 11,
+        NvmlError::LibraryNotFound => 12,
+        NvmlError::FunctionNotFound | NvmlError::FailedToLoadSymbol(_) => 13,
+        NvmlError::CorruptedInfoROM => 14,
+        NvmlError::GpuLost => 15,
+        NvmlError::ResetRequired => 16,
+        NvmlError::OperatingSystem => 17,
+        NvmlError::LibRmVersionMismatch => 18,
+        NvmlError::InUse => 19,
+        NvmlError::InsufficientMemory => 20,
+        NvmlError::NoData => 21,
+        NvmlError::VgpuEccNotSupported => 22,
+        NvmlError::Unknown => 999,
+        NvmlError::UnexpectedVariant(code) => return i32::try_from(*code).ok(),
+        _ => return None,
+    })
+}
+
+fn nvml_error_text(error: &NvmlError) -> String {
+    match nvml_error_code(error) {
+        Some(code) if !matches!(error, NvmlError::FailedToLoadSymbol(_)) => {
+            code_text(u32::try_from(code).unwrap_or(999)).to_owned()
+        }
+        _ => error_chain(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_versions_print_as_nvidia_smi_does() {
+        assert_eq!(format_cuda_version(12020), "12.2");
+        assert_eq!(format_cuda_version(13010), "13.1");
+        assert_eq!(format_cuda_version(11080), "11.8");
+    }
+
+    #[test]
+    fn sentinel_and_oversized_process_figures_are_dropped() {
+        assert_eq!(plausible_process_bytes(u64::MAX, Some(80 << 30)), None);
+        assert_eq!(plausible_process_bytes(81 << 30, Some(80 << 30)), None);
+        assert_eq!(plausible_process_bytes(1 << 30, Some(80 << 30)), Some(1 << 30));
+        assert_eq!(plausible_process_bytes(1 << 30, None), Some(1 << 30));
+    }
+
+    #[test]
+    fn impossible_device_figures_are_rejected() {
+        let ok = MemoryFigures {
+            total: 100,
+            free: 60,
+            used: 30,
+            reserved: Some(10),
+        };
+        assert!(ok.validate().is_ok());
+        let used_gt_total = MemoryFigures { used: 101, ..ok };
+        assert!(used_gt_total.validate().is_err());
+        let sentinel = MemoryFigures {
+            total: u64::MAX,
+            ..ok
+        };
+        assert!(sentinel.validate().is_err());
+    }
+
+    #[test]
+    fn mig_ids_of_all_ones_mean_mig_is_off() {
+        assert_eq!(mig_id(0xFFFF_FFFF), None);
+        assert_eq!(mig_id(3), Some(3));
+    }
+
+    #[test]
+    fn wrapper_errors_map_back_to_nvml_codes() {
+        assert_eq!(nvml_error_code(&NvmlError::DriverNotLoaded), Some(9));
+        assert_eq!(nvml_error_code(&NvmlError::LibRmVersionMismatch), Some(18));
+        assert_eq!(
+            nvml_error_code(&NvmlError::FailedToLoadSymbol("x".into())),
+            Some(13)
+        );
+        assert_eq!(nvml_error_text(&NvmlError::DriverNotLoaded), "Driver Not Loaded");
     }
 }

@@ -1,0 +1,370 @@
+//! The NVML backend against the NVML double, one scenario per process.
+//!
+//! NVML's state is process-wide and cargo runs tests as threads of one process, so each test
+//! re-runs this test binary filtered to itself, with the scenario in the environment, and the
+//! body runs in that child. The child prints a marker so that a filter matching nothing can
+//! never pass vacuously. Expected values are read from the scenario file itself, so a test
+//! checks that the library reports what the (pynvml-checked) double declares.
+#![cfg(target_os = "linux")]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use hypomnesis::{GpuProcessKind, GpuQuerySource, HypomnesisError, Probe};
+use serde_json::Value;
+
+const CHILD_ENV: &str = "HYPOMNESIS_TEST_CHILD";
+const LIB_ENV: &str = "HYPOMNESIS_TEST_DOUBLE_LIB";
+const MARKER: &str = "scenario body ran:";
+
+/// Runs `body` with a probe on the double loaded with `scenario`, in a child process.
+fn in_scenario(test: &str, scenario: &str, body: impl FnOnce(Probe, Value)) {
+    let path = test_support::nvml_scenario(scenario);
+    if std::env::var(CHILD_ENV).as_deref() == Ok(test) {
+        let lib = PathBuf::from(std::env::var(LIB_ENV).unwrap());
+        let probe = Probe::builder()
+            .nvml_lib(lib)
+            .use_nvidia_smi(false)
+            .build();
+        let declared: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        body(probe, declared);
+        println!("{MARKER} {test}");
+        return;
+    }
+    if std::env::var(CHILD_ENV).is_ok() {
+        return; // a child runs only its own test
+    }
+    let lib = test_support::nvml_double_for(&path).join("libnvidia-ml.so.1");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, test)
+        .env(LIB_ENV, &lib)
+        .env("NVML_DOUBLE_SCENARIO", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains(&format!("{MARKER} {test}")),
+        "scenario {scenario} failed in its child process\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+}
+
+fn device(declared: &Value, index: usize) -> &Value {
+    &declared["devices"][index]
+}
+
+fn u64_at(value: &Value, key: &str) -> u64 {
+    value[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {value}"))
+}
+
+fn unique_pids(device: &Value) -> Vec<u64> {
+    let mut pids: Vec<u64> = ["compute_processes", "graphics_processes"]
+        .iter()
+        .flat_map(|list| device[*list].as_array().cloned().unwrap_or_default())
+        .map(|p| u64_at(&p, "pid"))
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+#[test]
+fn no_gpus_means_zero_devices_and_ram_still_measured() {
+    in_scenario(
+        "no_gpus_means_zero_devices_and_ram_still_measured",
+        "no_gpus",
+        |probe, _| {
+            assert_eq!(probe.device_count().unwrap(), 0);
+            assert!(probe.devices().unwrap().is_empty());
+            assert!(matches!(
+                probe.device_info(0),
+                Err(HypomnesisError::DeviceIndexOutOfRange { index: 0, count: 0 })
+            ));
+            let snap = probe.snapshot(0).unwrap();
+            assert!(snap.ram_bytes > 0);
+            assert!(snap.gpu_device.is_none());
+            assert!(snap.gpu_error.is_some());
+        },
+    );
+}
+
+#[test]
+fn one_gpu_reports_v2_memory_identity_and_driver() {
+    in_scenario(
+        "one_gpu_reports_v2_memory_identity_and_driver",
+        "one_gpu",
+        |probe, declared| {
+            let want = device(&declared, 0);
+            let info = probe.device_info(0).unwrap();
+            assert_eq!(info.source, GpuQuerySource::Nvml);
+            assert_eq!(info.name.as_deref(), want["name"].as_str());
+            assert_eq!(info.uuid.as_deref(), want["uuid"].as_str());
+            assert_eq!(info.pci_bus_id.as_deref(), want["pci_bus_id"].as_str());
+            assert_eq!(
+                info.driver_version.as_deref(),
+                declared["driver_version"].as_str()
+            );
+            let memory = &want["memory"];
+            assert_eq!(info.total_bytes, Some(u64_at(memory, "total")));
+            assert_eq!(info.free_bytes, Some(u64_at(memory, "free")));
+            assert_eq!(info.used_bytes, Some(u64_at(memory, "used")));
+            assert_eq!(info.reserved_bytes, Some(u64_at(memory, "reserved")));
+            assert!(!info.unified_memory);
+            assert!(info.unavailable.is_empty(), "{:?}", info.unavailable);
+        },
+    );
+}
+
+#[test]
+fn compute_and_graphics_lists_are_merged_per_pid() {
+    in_scenario(
+        "compute_and_graphics_lists_are_merged_per_pid",
+        "one_gpu",
+        |probe, declared| {
+            let want = device(&declared, 0);
+            let rows = probe.processes(0).unwrap();
+            let pids: Vec<u64> = rows.iter().map(|r| u64::from(r.pid)).collect();
+            assert_eq!(pids, unique_pids(want), "one row per pid, sorted");
+            let compute: Vec<u64> = want["compute_processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| u64_at(p, "pid"))
+                .collect();
+            let graphics: Vec<u64> = want["graphics_processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| u64_at(p, "pid"))
+                .collect();
+            let both: Vec<&u64> = compute.iter().filter(|p| graphics.contains(p)).collect();
+            assert!(!both.is_empty(), "scenario must have a pid in both lists");
+            for row in &rows {
+                let pid = u64::from(row.pid);
+                let expected = match (compute.contains(&pid), graphics.contains(&pid)) {
+                    (true, true) => GpuProcessKind::ComputeAndGraphics,
+                    (true, false) => GpuProcessKind::Compute,
+                    _ => GpuProcessKind::Graphics,
+                };
+                assert_eq!(row.kind, expected, "pid {pid}");
+                assert_eq!(row.device_index, 0);
+                assert!(row.used_bytes.is_some());
+            }
+            // The calling process holds no context in this scenario: 0 bytes, and it says it is
+            // a per-process figure.
+            let own = probe.process_gpu_info(0).unwrap();
+            assert_eq!(own.used_bytes, 0);
+            assert!(own.is_per_process);
+        },
+    );
+}
+
+#[test]
+fn four_gpus_are_enumerated_and_a_process_on_two_appears_on_each() {
+    in_scenario(
+        "four_gpus_are_enumerated_and_a_process_on_two_appears_on_each",
+        "four_gpus",
+        |probe, declared| {
+            assert_eq!(probe.device_count().unwrap(), 4);
+            let devices = probe.devices().unwrap();
+            let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
+            assert_eq!(indices, vec![0, 1, 2, 3]);
+            for (i, info) in devices.iter().enumerate() {
+                let want = device(&declared, i);
+                assert_eq!(info.uuid.as_deref(), want["uuid"].as_str());
+                assert_eq!(info.total_bytes, Some(u64_at(&want["memory"], "total")));
+                let pids: Vec<u64> = probe
+                    .processes(u32::try_from(i).unwrap())
+                    .unwrap()
+                    .iter()
+                    .map(|r| u64::from(r.pid))
+                    .collect();
+                assert_eq!(pids, unique_pids(want), "device {i}");
+            }
+            let per_device: Vec<Vec<u64>> = (0..4).map(|i| unique_pids(device(&declared, i))).collect();
+            let on_two = per_device
+                .iter()
+                .flatten()
+                .any(|pid| per_device.iter().filter(|l| l.contains(pid)).count() >= 2);
+            assert!(on_two, "scenario must have a pid on two GPUs");
+            let snaps = probe.snapshot_all().unwrap();
+            assert_eq!(snaps.len(), 4);
+            assert!(snaps.iter().all(|s| s.ram_bytes == snaps[0].ram_bytes));
+        },
+    );
+}
+
+#[test]
+fn reserved_memory_is_reported_and_adds_up_to_total() {
+    in_scenario(
+        "reserved_memory_is_reported_and_adds_up_to_total",
+        "reserved",
+        |probe, declared| {
+            let info = probe.device_info(0).unwrap();
+            let reserved = u64_at(&device(&declared, 0)["memory"], "reserved");
+            assert!(reserved > 0);
+            assert_eq!(info.reserved_bytes, Some(reserved));
+            assert_eq!(
+                info.total_bytes.unwrap(),
+                info.reserved_bytes.unwrap() + info.free_bytes.unwrap() + info.used_bytes.unwrap()
+            );
+        },
+    );
+}
+
+#[test]
+fn pre_r510_driver_falls_back_to_v1_without_reserved() {
+    in_scenario(
+        "pre_r510_driver_falls_back_to_v1_without_reserved",
+        "pre_r510",
+        |probe, declared| {
+            let info = probe.device_info(0).unwrap();
+            let memory = &device(&declared, 0)["memory"];
+            assert_eq!(info.reserved_bytes, None);
+            let reason = info.unavailable_reason("reserved_bytes").unwrap();
+            assert!(reason.contains("R510"), "{reason}");
+            assert_eq!(info.total_bytes, Some(u64_at(memory, "total")));
+            // v1 folds the reserved memory into `used`.
+            assert_eq!(
+                info.used_bytes,
+                Some(u64_at(memory, "used") + u64_at(memory, "reserved"))
+            );
+        },
+    );
+}
+
+#[test]
+fn not_available_sentinel_becomes_none_never_a_number() {
+    in_scenario(
+        "not_available_sentinel_becomes_none_never_a_number",
+        "sentinel",
+        |probe, _| {
+            let rows = probe.processes(0).unwrap();
+            assert!(rows.len() >= 2);
+            assert!(rows.iter().any(|r| r.used_bytes.is_none()));
+            assert!(rows.iter().any(|r| r.used_bytes.is_some()));
+            assert!(rows.iter().all(|r| r.used_bytes != Some(u64::MAX)));
+        },
+    );
+}
+
+#[test]
+fn used_greater_than_total_is_dropped_with_a_reason() {
+    in_scenario(
+        "used_greater_than_total_is_dropped_with_a_reason",
+        "used_gt_total",
+        |probe, _| {
+            let info = probe.device_info(0).unwrap();
+            assert_eq!(info.total_bytes, None);
+            assert_eq!(info.used_bytes, None);
+            let reason = info.unavailable_reason("used_bytes").unwrap();
+            assert!(reason.contains("impossible"), "{reason}");
+            let rows = probe.processes(0).unwrap();
+            assert!(rows.iter().any(|r| r.used_bytes.is_none()));
+        },
+    );
+}
+
+#[test]
+fn driver_not_loaded_says_so_and_ram_still_works() {
+    in_scenario(
+        "driver_not_loaded_says_so_and_ram_still_works",
+        "init_driver_not_loaded",
+        |probe, _| {
+            let Err(HypomnesisError::NoGpuSource { attempts }) = probe.device_count() else {
+                panic!("expected NoGpuSource");
+            };
+            let nvml = attempts.iter().find(|a| a.backend == GpuQuerySource::Nvml).unwrap();
+            assert!(nvml.reason.contains("Driver Not Loaded"), "{}", nvml.reason);
+            assert!(nvml.reason.contains("driver is not loaded"), "{}", nvml.reason);
+            let snap = probe.snapshot(0).unwrap();
+            assert!(snap.ram_bytes > 0);
+            assert!(snap.gpu_error.is_some());
+        },
+    );
+}
+
+#[test]
+fn version_mismatch_is_reported_with_its_remedy() {
+    in_scenario(
+        "version_mismatch_is_reported_with_its_remedy",
+        "init_version_mismatch",
+        |probe, _| {
+            let err = probe.device_info(0).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("version mismatch"), "{text}");
+            assert!(text.contains("reboot or reinstall"), "{text}");
+        },
+    );
+}
+
+#[test]
+fn refused_process_list_is_an_error_not_an_empty_list() {
+    in_scenario(
+        "refused_process_list_is_an_error_not_an_empty_list",
+        "no_permission",
+        |probe, _| {
+            let err = probe.processes(0).unwrap_err();
+            let HypomnesisError::NoGpuSource { attempts } = &err else {
+                panic!("expected NoGpuSource, got {err}");
+            };
+            let nvml = attempts.iter().find(|a| a.backend == GpuQuerySource::Nvml).unwrap();
+            assert!(nvml.reason.contains("Insufficient Permissions"), "{}", nvml.reason);
+            // Device memory is still readable.
+            assert!(probe.device_info(0).unwrap().total_bytes.is_some());
+        },
+    );
+}
+
+#[test]
+fn process_list_that_grows_between_calls_is_read_completely() {
+    in_scenario(
+        "process_list_that_grows_between_calls_is_read_completely",
+        "count_grows",
+        |probe, declared| {
+            let want = unique_pids(device(&declared, 0)).len();
+            assert!(want > 64, "scenario must exceed a 64-slot buffer");
+            assert_eq!(probe.processes(0).unwrap().len(), want);
+        },
+    );
+}
+
+#[test]
+fn mig_instance_ids_are_kept() {
+    in_scenario("mig_instance_ids_are_kept", "mig", |probe, declared| {
+        let rows = probe.processes(0).unwrap();
+        for want in device(&declared, 0)["compute_processes"].as_array().unwrap() {
+            let pid = u32::try_from(u64_at(want, "pid")).unwrap();
+            let row = rows.iter().find(|r| r.pid == pid).unwrap();
+            assert_eq!(
+                row.gpu_instance_id.map(u64::from),
+                want["gpu_instance_id"].as_u64(),
+                "pid {pid}"
+            );
+            assert_eq!(
+                row.compute_instance_id.map(u64::from),
+                want["compute_instance_id"].as_u64(),
+                "pid {pid}"
+            );
+        }
+        assert!(rows.iter().any(|r| r.gpu_instance_id.is_some()));
+    });
+}
+
+#[test]
+fn unified_memory_device_is_flagged_not_reported_as_zero() {
+    in_scenario(
+        "unified_memory_device_is_flagged_not_reported_as_zero",
+        "unified_memory",
+        |probe, _| {
+            let info = probe.device_info(0).unwrap();
+            assert!(info.unified_memory);
+            assert_eq!(info.total_bytes, None);
+            assert_eq!(info.free_bytes, None);
+            assert!(info.unavailable_reason("total_bytes").unwrap().contains("unified"));
+            let rows = probe.processes(0).unwrap();
+            assert!(rows.iter().all(|r| r.used_bytes.is_some_and(|b| b > 0)));
+        },
+    );
+}
