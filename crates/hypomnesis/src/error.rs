@@ -58,7 +58,7 @@ pub enum HypomnesisError {
     },
 
     /// An NVML call failed.
-    #[error("NVML: {call} failed: {detail}{}", nvml_hint(*code))]
+    #[error("NVML: {}{detail}{}", nvml_call_prefix(call), nvml_hint(*code))]
     Nvml {
         /// The NVML entry point (`"nvmlInit_v2"`, `"nvmlDeviceGetMemoryInfo_v2"`, ...) or
         /// `"load"` when the library itself could not be loaded.
@@ -150,6 +150,16 @@ fn format_attempts(attempts: &[BackendAttempt]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `"nvmlInit_v2 failed: "`, or nothing when the library itself did not load (the detail
+/// then says which file could not be loaded and why).
+fn nvml_call_prefix(call: &str) -> String {
+    if call == "load" {
+        String::new()
+    } else {
+        format!("{call} failed: ")
+    }
 }
 
 /// What a user can do about the common NVML failures.

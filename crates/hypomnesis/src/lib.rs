@@ -33,6 +33,7 @@ pub mod error;
 mod gpu;
 pub mod host;
 mod probe;
+mod process_info;
 pub mod ram;
 pub mod snapshot;
 

@@ -227,6 +227,12 @@ pub struct GpuProcessEntry {
     /// Process name: the full executable name on Linux (past `comm`'s 15-byte limit), or what
     /// the driver reported. `None` when the process could not be read.
     pub name: Option<String>,
+    /// The user running the process (a name, or the numeric uid when the user database does
+    /// not know it). `None` when the process could not be read.
+    pub user: Option<String>,
+    /// The full command line, arguments separated by spaces. `None` when unreadable (another
+    /// user's process without privileges, a kernel thread, an exited process).
+    pub command: Option<String>,
     /// GPU memory the process holds on this device, bytes. `None` when the driver does not
     /// report per-process figures (Windows WDDM, some MIG setups).
     pub used_bytes: Option<u64>,
@@ -247,6 +253,8 @@ impl GpuProcessEntry {
         Self {
             pid,
             name: None,
+            user: None,
+            command: None,
             used_bytes: None,
             device_index,
             kind: GpuProcessKind::Unknown,
@@ -356,33 +364,37 @@ mod builders {
         }
     }
 
+    /// Setters for builder fields: `field: Type` sets a plain field, `field?: Type` an
+    /// `Option` field to `Some`.
     macro_rules! setters {
-        ($builder:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        ($builder:ident { $($field:ident $($opt:literal)? : $ty:ty),* $(,)? }) => {
             impl $builder {
                 $(
                     #[doc = concat!("Sets `", stringify!($field), "`.")]
                     #[must_use]
                     pub fn $field(mut self, value: $ty) -> Self {
-                        self.0.$field = value.into();
+                        self.0.$field = setters!(@wrap value $($opt)?);
                         self
                     }
                 )*
             }
         };
+        (@wrap $value:ident) => { $value.into() };
+        (@wrap $value:ident $opt:literal) => { Some($value.into()) };
     }
 
     setters!(GpuDeviceInfoBuilder {
         index: u32,
-        name: &str,
+        name "opt": &str,
         vendor: GpuVendor,
-        uuid: &str,
-        pci_bus_id: &str,
-        driver_version: &str,
-        cuda_driver_version: &str,
-        total_bytes: u64,
-        free_bytes: u64,
-        used_bytes: u64,
-        reserved_bytes: u64,
+        uuid "opt": &str,
+        pci_bus_id "opt": &str,
+        driver_version "opt": &str,
+        cuda_driver_version "opt": &str,
+        total_bytes "opt": u64,
+        free_bytes "opt": u64,
+        used_bytes "opt": u64,
+        reserved_bytes "opt": u64,
         unified_memory: bool,
         source: GpuQuerySource,
     });
@@ -415,12 +427,14 @@ mod builders {
     }
 
     setters!(GpuProcessEntryBuilder {
-        name: &str,
-        used_bytes: u64,
+        name "opt": &str,
+        user "opt": &str,
+        command "opt": &str,
+        used_bytes "opt": u64,
         device_index: u32,
         kind: GpuProcessKind,
-        gpu_instance_id: u32,
-        compute_instance_id: u32,
+        gpu_instance_id "opt": u32,
+        compute_instance_id "opt": u32,
         source: GpuQuerySource,
     });
 
@@ -483,9 +497,9 @@ mod builders {
 
     setters!(SnapshotBuilder {
         ram_bytes: u64,
-        gpu: ProcessGpuInfo,
-        gpu_device: GpuDeviceInfo,
-        gpu_error: HypomnesisError,
+        gpu "opt": ProcessGpuInfo,
+        gpu_device "opt": GpuDeviceInfo,
+        gpu_error "opt": HypomnesisError,
     });
 
     impl SnapshotBuilder {

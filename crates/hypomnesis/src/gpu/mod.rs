@@ -176,9 +176,7 @@ impl GpuBackends {
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
         let mut rows = self.processes_unnamed(index)?;
         for row in &mut rows {
-            if let Some(name) = self.process_name(row.pid) {
-                row.name = Some(name);
-            }
+            self.describe_process(row);
         }
         rows.sort_by_key(|r| r.pid);
         Ok(rows)
@@ -298,15 +296,20 @@ impl GpuBackends {
         }
     }
 
-    fn process_name(&self, pid: u32) -> Option<String> {
+    /// Name, user and command line from the OS, which knows them better than the driver.
+    fn describe_process(&self, row: &mut GpuProcessEntry) {
         #[cfg(target_os = "linux")]
         {
-            crate::ram::linux::process_name(&self.proc_root, pid)
+            use crate::process_info::linux::{process_command, process_user};
+            if let Some(name) = crate::ram::linux::process_name(&self.proc_root, row.pid) {
+                row.name = Some(name);
+            }
+            row.user = process_user(&self.proc_root, row.pid);
+            row.command = process_command(&self.proc_root, row.pid);
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let _ = pid;
-            None
+            let _ = row;
         }
     }
 }
