@@ -27,6 +27,8 @@ Unknown figures print as `n/a` and as `null` in JSON, never as 0.
 Environment:
   HYPOMNESIS_NVML_LIB    NVML library to load instead of libnvidia-ml.so.1
   HYPOMNESIS_NVIDIA_SMI  nvidia-smi executable to run instead of the one on PATH
+  HYPOMNESIS_PROC_ROOT   procfs to read instead of /proc (e.g. the host's, in a container)
+  HYPOMNESIS_SYS_ROOT    sysfs to read instead of /sys
   NO_COLOR               disables colour (same as --color never)";
 
 /// GPU and process memory at a glance: free / total / reserved memory per GPU, every
@@ -184,8 +186,21 @@ mod tests {
     #[test]
     fn ps_flags_parse() {
         let cli = parse(&[
-            "ps", "--pid", "1", "--pid", "22", "--min", "1.5G", "--filter", "py", "--filter",
-            "Llama", "--sort", "name", "--full", "--exit-status",
+            "ps",
+            "--pid",
+            "1",
+            "--pid",
+            "22",
+            "--min",
+            "1.5G",
+            "--filter",
+            "py",
+            "--filter",
+            "Llama",
+            "--sort",
+            "name",
+            "--full",
+            "--exit-status",
         ])
         .unwrap();
         let Some(Command::Ps(ps)) = cli.command else {
@@ -210,8 +225,14 @@ mod tests {
 
     #[test]
     fn color_choices_parse() {
-        assert_eq!(parse(&["--color", "never"]).unwrap().global.color, ColorChoice::Never);
-        assert_eq!(parse(&["--color=always"]).unwrap().global.color, ColorChoice::Always);
+        assert_eq!(
+            parse(&["--color", "never"]).unwrap().global.color,
+            ColorChoice::Never
+        );
+        assert_eq!(
+            parse(&["--color=always"]).unwrap().global.color,
+            ColorChoice::Always
+        );
         assert!(parse(&["--color", "sometimes"]).is_err());
     }
 
@@ -243,6 +264,9 @@ mod tests {
             parse(&["completions", "bash"]).unwrap().command,
             Some(Command::Completions { .. })
         ));
-        assert!(matches!(parse(&["man"]).unwrap().command, Some(Command::Man)));
+        assert!(matches!(
+            parse(&["man"]).unwrap().command,
+            Some(Command::Man)
+        ));
     }
 }

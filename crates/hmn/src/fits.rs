@@ -69,7 +69,8 @@ pub fn decide(
                     Ok(d) => format!(
                         "GPU {}: free memory unknown ({})",
                         d.index,
-                        d.unavailable_reason("free_bytes").unwrap_or("no reason given")
+                        d.unavailable_reason("free_bytes")
+                            .unwrap_or("no reason given")
                     ),
                 })
                 .collect();
@@ -103,7 +104,12 @@ pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
         Some("host_available") => "host memory available (unified memory)",
         _ => "free",
     };
-    match (verdict.fits, verdict.budget_bytes, verdict.headroom_bytes, device) {
+    match (
+        verdict.fits,
+        verdict.budget_bytes,
+        verdict.headroom_bytes,
+        device,
+    ) {
         (Some(true), Some(budget), Some(headroom), Some(device)) => format!(
             "{} — {} {budget_word} >= {requested} requested ({} headroom; {device})",
             out.paint("fits", Tone::Good),
@@ -185,7 +191,10 @@ mod tests {
 
     #[test]
     fn fits_with_headroom_on_the_roomiest_device() {
-        let devices = vec![Ok(device(0, Some(4 * GIB), false)), Ok(device(1, Some(20 * GIB), false))];
+        let devices = vec![
+            Ok(device(0, Some(4 * GIB), false)),
+            Ok(device(1, Some(20 * GIB), false)),
+        ];
         let v = decide(12 * GIB, &devices, None);
         assert_eq!(v.fits, Some(true));
         assert_eq!(v.device_index, Some(1));
@@ -219,11 +228,18 @@ mod tests {
         let d = GpuDeviceInfo::builder()
             .unavailable("free_bytes", "[Insufficient Permissions]")
             .build();
-        let v = decide(GIB, &[Ok(d), Err("fits failed to query device 1: boom".into())], None);
+        let v = decide(
+            GIB,
+            &[Ok(d), Err("fits failed to query device 1: boom".into())],
+            None,
+        );
         assert_eq!(v.fits, None);
         let reason = v.reason.unwrap();
         assert!(reason.contains("[Insufficient Permissions]"), "{reason}");
         assert!(reason.contains("boom"), "{reason}");
-        assert_eq!(decide(GIB, &[], None).reason.as_deref(), Some("no GPU to compare with"));
+        assert_eq!(
+            decide(GIB, &[], None).reason.as_deref(),
+            Some("no GPU to compare with")
+        );
     }
 }

@@ -53,9 +53,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         None => summary::run(&hypomnesis::Probe::new(), &cli.global, &out),
         Some(Command::Ps(args)) => ps::run(&hypomnesis::Probe::new(), &cli.global, args, &out),
-        Some(Command::Fits(args)) => {
-            fits::run(&hypomnesis::Probe::new(), &cli.global, args, &out)
-        }
+        Some(Command::Fits(args)) => fits::run(&hypomnesis::Probe::new(), &cli.global, args, &out),
         Some(Command::Completions { shell }) => {
             let mut text = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "hmn", &mut text);

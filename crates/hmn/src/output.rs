@@ -37,7 +37,9 @@ impl Output {
     /// Writes data to stdout; a closed pipe ends the output silently.
     pub fn data(&self, text: &str) {
         let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+        let _ = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush());
     }
 
     /// Writes one line of talk to stderr, prefixed `hmn: `.

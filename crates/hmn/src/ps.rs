@@ -66,7 +66,9 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> O
         }
     };
     for (index, error) in &gathered.skipped {
-        out.say(&format!("ps failed to query device {index}: {error} (skipped)"));
+        out.say(&format!(
+            "ps failed to query device {index}: {error} (skipped)"
+        ));
     }
     if gathered.queried == 0 || (global.device.is_some() && !gathered.skipped.is_empty()) {
         out.say("ps: no device could be queried, so nothing could be listed");
@@ -130,7 +132,10 @@ pub fn select(rows: Vec<PsRow>, args: &PsArgs) -> Vec<PsRow> {
     let patterns: Vec<String> = args.filter.iter().map(|p| p.to_lowercase()).collect();
     rows.into_iter()
         .filter(|row| args.pid.is_empty() || args.pid.contains(&row.pid))
-        .filter(|row| args.min.is_none_or(|min| row.used_bytes.is_some_and(|u| u >= min)))
+        .filter(|row| {
+            args.min
+                .is_none_or(|min| row.used_bytes.is_some_and(|u| u >= min))
+        })
         .filter(|row| {
             patterns.is_empty()
                 || patterns.iter().any(|pattern| {
@@ -228,7 +233,11 @@ pub fn summary_line(rows: &[PsRow], args: &PsArgs, device: Option<u32>) -> Strin
     }
     let unnamed = rows.iter().filter(|r| r.name.is_none()).count();
     if unnamed > 0 {
-        let pronoun = if unnamed == 1 { "its name" } else { "their names" };
+        let pronoun = if unnamed == 1 {
+            "its name"
+        } else {
+            "their names"
+        };
         line.push_str(&format!(
             "; {unnamed} unreadable — re-run as root to see {pronoun}"
         ));
@@ -278,9 +287,15 @@ mod tests {
     fn pid_and_name_sorts() {
         let mut r = rows();
         sort(&mut r, SortKey::Pid);
-        assert_eq!(r.iter().map(|r| r.pid).collect::<Vec<_>>(), vec![100, 200, 300, 400]);
+        assert_eq!(
+            r.iter().map(|r| r.pid).collect::<Vec<_>>(),
+            vec![100, 200, 300, 400]
+        );
         sort(&mut r, SortKey::Name);
-        assert_eq!(r.iter().map(|r| r.pid).collect::<Vec<_>>(), vec![200, 100, 300, 400]);
+        assert_eq!(
+            r.iter().map(|r| r.pid).collect::<Vec<_>>(),
+            vec![200, 100, 300, 400]
+        );
     }
 
     #[test]
@@ -289,7 +304,11 @@ mod tests {
             min: Some(1 << 30),
             ..PsArgs::default()
         };
-        assert_eq!(select(rows(), &args).len(), 2, "unknown memory never passes --min");
+        assert_eq!(
+            select(rows(), &args).len(),
+            2,
+            "unknown memory never passes --min"
+        );
         let args = PsArgs {
             filter: vec!["LLAMA".into(), "xorg".into()],
             ..PsArgs::default()
@@ -330,9 +349,10 @@ mod tests {
     fn table_shows_question_marks_and_n_a_never_zero() {
         let text = render(&rows(), true);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), [
-            "PID", "USER", "NAME", "VRAM", "DEVICE", "COMMAND"
-        ]);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["PID", "USER", "NAME", "VRAM", "DEVICE", "COMMAND"]
+        );
         assert!(lines.iter().any(|l| l.contains(" ? ")), "{text}");
         assert!(lines.iter().any(|l| l.contains("n/a")), "{text}");
         assert!(!text.contains(" 0 B"), "{text}");

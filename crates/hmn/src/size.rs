@@ -136,13 +136,29 @@ mod tests {
 
     #[test]
     fn bad_sizes_name_the_input_and_show_the_accepted_forms() {
-        for bad in ["", "GiB", "12 XB", "1.2.3G", "-1G", "99999999999999999999", "1e9"] {
+        for bad in [
+            "",
+            "GiB",
+            "12 XB",
+            "1.2.3G",
+            "-1G",
+            "99999999999999999999",
+            "1e9",
+        ] {
             let err = parse_size(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
             assert!(err.contains(ACCEPTED_FORMS), "{err}");
         }
-        assert!(parse_size("12 XB").unwrap_err().to_string().contains("unknown unit `xb`"));
-        assert!(parse_size("20000000T").is_err(), "overflow is an error, not a wrap");
+        assert!(
+            parse_size("12 XB")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit `xb`")
+        );
+        assert!(
+            parse_size("20000000T").is_err(),
+            "overflow is an error, not a wrap"
+        );
     }
 
     #[test]

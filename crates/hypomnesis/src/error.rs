@@ -49,7 +49,9 @@ pub enum HypomnesisError {
     },
 
     /// The OS refused to reveal a process's memory.
-    #[error("permission denied reading memory of pid {pid} ({detail}); re-run as root or as the process's owner")]
+    #[error(
+        "permission denied reading memory of pid {pid} ({detail}); re-run as root or as the process's owner"
+    )]
     PermissionDenied {
         /// The process id asked for.
         pid: u32,
@@ -260,7 +262,10 @@ mod tests {
             detail: "Driver Not Loaded".into(),
         };
         let text = err.to_string();
-        assert!(text.contains("nvmlInit_v2 failed: Driver Not Loaded"), "{text}");
+        assert!(
+            text.contains("nvmlInit_v2 failed: Driver Not Loaded"),
+            "{text}"
+        );
         assert!(text.contains("driver is not loaded"), "{text}");
         assert_eq!(err.nvml_code(), Some(9));
     }
@@ -279,7 +284,9 @@ mod tests {
                 Some(&self.0)
             }
         }
-        let err = Outer(std::io::Error::other("libnvidia-ml.so.1: cannot open shared object file"));
+        let err = Outer(std::io::Error::other(
+            "libnvidia-ml.so.1: cannot open shared object file",
+        ));
         assert_eq!(
             error_chain(&err),
             "dlopen failed: libnvidia-ml.so.1: cannot open shared object file"

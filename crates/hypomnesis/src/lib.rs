@@ -26,7 +26,10 @@
 //! }
 //! # Ok::<(), hypomnesis::HypomnesisError>(())
 //! ```
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![warn(missing_docs)]
 
 pub mod error;
@@ -40,7 +43,8 @@ pub mod snapshot;
 pub use error::{BackendAttempt, HypomnesisError, Result};
 pub use host::{CgroupMemory, CgroupVersion, HostMemory, MemoryPressure};
 pub use probe::{
-    DEFAULT_NVIDIA_SMI_TIMEOUT, NVIDIA_SMI_ENV, NVML_LIB_ENV, Probe, ProbeBuilder,
+    DEFAULT_NVIDIA_SMI_TIMEOUT, NVIDIA_SMI_ENV, NVML_LIB_ENV, PROC_ROOT_ENV, Probe, ProbeBuilder,
+    SYS_ROOT_ENV,
 };
 pub use ram::{MemoryDetail, ProcessMemory};
 pub use snapshot::{

@@ -25,6 +25,11 @@ use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, ProcessGpuInfo, Snapshot};
 pub const NVML_LIB_ENV: &str = "HYPOMNESIS_NVML_LIB";
 /// Environment variable naming the `nvidia-smi` executable to run instead of the one on `PATH`.
 pub const NVIDIA_SMI_ENV: &str = "HYPOMNESIS_NVIDIA_SMI";
+/// Environment variable naming the procfs root to read instead of `/proc` (e.g. a host's
+/// `/proc` mounted into a monitoring container, or a fixture tree in tests).
+pub const PROC_ROOT_ENV: &str = "HYPOMNESIS_PROC_ROOT";
+/// Environment variable naming the sysfs root to read instead of `/sys`.
+pub const SYS_ROOT_ENV: &str = "HYPOMNESIS_SYS_ROOT";
 
 /// How long an `nvidia-smi` query may take before it is killed.
 pub const DEFAULT_NVIDIA_SMI_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,13 +74,15 @@ impl ProbeBuilder {
         self
     }
 
-    /// Read process files under `root` instead of `/proc`.
+    /// Read process files under `root` instead of `/proc`. Default: `$HYPOMNESIS_PROC_ROOT`
+    /// when set.
     pub fn proc_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.proc_root = Some(root.into());
         self
     }
 
-    /// Read device and cgroup files under `root` instead of `/sys`.
+    /// Read device and cgroup files under `root` instead of `/sys`. Default:
+    /// `$HYPOMNESIS_SYS_ROOT` when set.
     pub fn sys_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.sys_root = Some(root.into());
         self
@@ -110,8 +117,14 @@ impl ProbeBuilder {
     /// The probe. Never fails: a backend that cannot load reports why when it is first asked.
     #[must_use]
     pub fn build(self) -> Probe {
-        let proc_root = self.proc_root.unwrap_or_else(|| PathBuf::from("/proc"));
-        let sys_root = self.sys_root.unwrap_or_else(|| PathBuf::from("/sys"));
+        let proc_root = self
+            .proc_root
+            .or_else(|| std::env::var_os(PROC_ROOT_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/proc"));
+        let sys_root = self
+            .sys_root
+            .or_else(|| std::env::var_os(SYS_ROOT_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/sys"));
         let nvml_lib = self
             .nvml_lib
             .or_else(|| std::env::var_os(NVML_LIB_ENV).map(PathBuf::from));
@@ -147,8 +160,8 @@ impl Default for Probe {
 }
 
 impl Probe {
-    /// A probe with the real roots (and `$HYPOMNESIS_NVML_LIB` / `$HYPOMNESIS_NVIDIA_SMI`
-    /// honoured).
+    /// A probe with the real roots (and `$HYPOMNESIS_NVML_LIB`, `$HYPOMNESIS_NVIDIA_SMI`,
+    /// `$HYPOMNESIS_PROC_ROOT`, `$HYPOMNESIS_SYS_ROOT` honoured).
     #[must_use]
     pub fn new() -> Self {
         Self::builder().build()

@@ -36,7 +36,8 @@ pub(crate) mod linux {
     /// The user running `pid`: a name when the user database knows the uid, else the uid
     /// as a number. `None` when the process cannot be read.
     pub(crate) fn process_user(proc_root: &Path, pid: u32) -> Option<String> {
-        let status = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
+        let status =
+            std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
         let uid = super::parse_status_uid(&status)?;
         Some(user_name(uid).unwrap_or_else(|| uid.to_string()))
     }
@@ -122,8 +123,8 @@ mod tests {
     #[test]
     fn cmdline_arguments_are_joined_with_spaces() {
         assert_eq!(
-            parse_cmdline(b"python3\0train.py\0--epochs\0003\0").as_deref(),
-            Some("python3 train.py --epochs 003")
+            parse_cmdline(b"python3\0train.py\0--epochs\0three\0").as_deref(),
+            Some("python3 train.py --epochs three")
         );
         assert_eq!(parse_cmdline(b""), None);
         assert_eq!(parse_cmdline(b"\0"), None);

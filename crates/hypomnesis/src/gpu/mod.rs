@@ -106,7 +106,7 @@ impl GpuBackends {
             Ok(nvml) => return Ok(nvml.device_count()),
             Err(attempt) => attempt,
         };
-        match self.smi().and_then(|smi| smi_devices(smi)) {
+        match self.smi().and_then(smi_devices) {
             Ok(devices) => Ok(u32::try_from(devices.len()).unwrap_or(u32::MAX)),
             Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
                 attempts: vec![nvml_attempt, smi_attempt],
@@ -119,7 +119,7 @@ impl GpuBackends {
             Ok(nvml) => Ok((0..nvml.device_count())
                 .filter_map(|index| self.device_from_nvml(nvml, index).ok())
                 .collect()),
-            Err(nvml_attempt) => match self.smi().and_then(|smi| smi_devices(smi)) {
+            Err(nvml_attempt) => match self.smi().and_then(smi_devices) {
                 Ok(devices) => Ok(devices),
                 Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
                     attempts: vec![nvml_attempt, smi_attempt],
@@ -131,7 +131,7 @@ impl GpuBackends {
     pub(crate) fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
         match self.nvml() {
             Ok(nvml) => self.device_from_nvml(nvml, index),
-            Err(nvml_attempt) => match self.smi().and_then(|smi| smi_devices(smi)) {
+            Err(nvml_attempt) => match self.smi().and_then(smi_devices) {
                 Ok(devices) => pick_device(devices, index),
                 Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
                     attempts: vec![nvml_attempt, smi_attempt],
@@ -185,11 +185,12 @@ impl GpuBackends {
     fn processes_unnamed(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
         match self.nvml() {
             Ok(nvml) => self.processes_from_nvml(nvml, index),
-            Err(nvml_attempt) => self
-                .smi_processes(index)
-                .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
-                    attempts: vec![nvml_attempt, smi_attempt],
-                }),
+            Err(nvml_attempt) => {
+                self.smi_processes(index)
+                    .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
+                        attempts: vec![nvml_attempt, smi_attempt],
+                    })
+            }
         }
     }
 
@@ -221,14 +222,18 @@ impl GpuBackends {
             Err(HypomnesisError::DeviceIndexOutOfRange { index, count }) => {
                 Err(HypomnesisError::DeviceIndexOutOfRange { index, count })
             }
-            Err(nvml_error) => self.smi_processes(index).map_err(|smi_attempt| {
-                HypomnesisError::NoGpuSource {
-                    attempts: vec![
-                        BackendAttempt::new(GpuQuerySource::Nvml, strip_backend_prefix(&nvml_error)),
-                        smi_attempt,
-                    ],
-                }
-            }),
+            Err(nvml_error) => {
+                self.smi_processes(index)
+                    .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
+                        attempts: vec![
+                            BackendAttempt::new(
+                                GpuQuerySource::Nvml,
+                                strip_backend_prefix(&nvml_error),
+                            ),
+                            smi_attempt,
+                        ],
+                    })
+            }
         }
     }
 
@@ -238,17 +243,26 @@ impl GpuBackends {
     }
 
     /// `nvidia-smi`'s rows for device `index`.
-    fn smi_processes(&self, index: u32) -> std::result::Result<Vec<GpuProcessEntry>, BackendAttempt> {
+    fn smi_processes(
+        &self,
+        index: u32,
+    ) -> std::result::Result<Vec<GpuProcessEntry>, BackendAttempt> {
         let smi = self.smi()?;
         let devices = smi_devices(smi)?;
         if !devices.iter().any(|d| d.index == index) {
             return Err(BackendAttempt::new(
                 GpuQuerySource::NvidiaSmi,
-                format!("device index {index} out of range (have {} devices)", devices.len()),
+                format!(
+                    "device index {index} out of range (have {} devices)",
+                    devices.len()
+                ),
             ));
         }
         let rows = smi_call(smi.processes(&devices))?;
-        Ok(rows.into_iter().filter(|r| r.device_index == index).collect())
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.device_index == index)
+            .collect())
     }
 
     pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
@@ -266,7 +280,7 @@ impl GpuBackends {
             Err(nvml_attempt) => {
                 // Without NVML only the device-wide figure is known: report it as an upper
                 // bound and say so (`is_per_process: false`).
-                let smi_result = self.smi().and_then(|smi| smi_devices(smi));
+                let smi_result = self.smi().and_then(smi_devices);
                 match smi_result {
                     Ok(devices) => {
                         let device = pick_device(devices, index)?;
@@ -363,7 +377,9 @@ fn same_device(a: &GpuDeviceInfo, b: &GpuDeviceInfo) -> bool {
 }
 
 #[cfg(feature = "nvidia-smi-fallback")]
-fn smi_devices(smi: &nvidia_smi::NvidiaSmi) -> std::result::Result<Vec<GpuDeviceInfo>, BackendAttempt> {
+fn smi_devices(
+    smi: &nvidia_smi::NvidiaSmi,
+) -> std::result::Result<Vec<GpuDeviceInfo>, BackendAttempt> {
     smi_call(smi.devices())
 }
 

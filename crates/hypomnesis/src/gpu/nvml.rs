@@ -26,9 +26,7 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper_sys::bindings::{nvmlDevice_t, nvmlMemory_t, nvmlProcessInfo_t, nvmlReturn_t};
 
 use crate::error::{HypomnesisError, Result, error_chain};
-use crate::snapshot::{
-    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor,
-};
+use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
 
 const NVML_SUCCESS: nvmlReturn_t = 0;
 const NVML_ERROR_NOT_SUPPORTED: nvmlReturn_t = 3;
@@ -91,7 +89,8 @@ impl NvmlBackend {
     /// Loads NVML from `lib` (or the platform default), initialises it and reads every
     /// device's identity.
     pub(crate) fn load(lib: Option<&Path>) -> Result<Self> {
-        let lib_path: OsString = lib.map_or_else(|| OsString::from(DEFAULT_LIB), |p| p.as_os_str().to_owned());
+        let lib_path: OsString =
+            lib.map_or_else(|| OsString::from(DEFAULT_LIB), |p| p.as_os_str().to_owned());
         let nvml = Nvml::builder()
             .lib_path(&lib_path)
             .init()
@@ -137,7 +136,8 @@ impl NvmlBackend {
         info.uuid.clone_from(&cached.uuid);
         info.pci_bus_id.clone_from(&cached.pci_bus_id);
         info.driver_version.clone_from(&self.driver_version);
-        info.cuda_driver_version.clone_from(&self.cuda_driver_version);
+        info.cuda_driver_version
+            .clone_from(&self.cuda_driver_version);
         if info.name.is_none() {
             info.mark_unavailable("name", "nvmlDeviceGetName failed");
         }
@@ -535,7 +535,10 @@ mod tests {
     fn sentinel_and_oversized_process_figures_are_dropped() {
         assert_eq!(plausible_process_bytes(u64::MAX, Some(80 << 30)), None);
         assert_eq!(plausible_process_bytes(81 << 30, Some(80 << 30)), None);
-        assert_eq!(plausible_process_bytes(1 << 30, Some(80 << 30)), Some(1 << 30));
+        assert_eq!(
+            plausible_process_bytes(1 << 30, Some(80 << 30)),
+            Some(1 << 30)
+        );
         assert_eq!(plausible_process_bytes(1 << 30, None), Some(1 << 30));
     }
 
@@ -571,6 +574,9 @@ mod tests {
             nvml_error_code(&NvmlError::FailedToLoadSymbol("x".into())),
             Some(13)
         );
-        assert_eq!(nvml_error_text(&NvmlError::DriverNotLoaded), "Driver Not Loaded");
+        assert_eq!(
+            nvml_error_text(&NvmlError::DriverNotLoaded),
+            "Driver Not Loaded"
+        );
     }
 }

@@ -41,11 +41,18 @@ pub struct MemoryPressure {
     pub some_avg60: f64,
     /// Percent of the last 300 s (`some avg300`).
     pub some_avg300: f64,
-    /// Percent of the last 10 s in which all non-idle tasks stalled (`full avg10`). `None` when
-    /// the kernel has no `full` line.
-    pub full_avg10: Option<f64>,
-    /// Total stall time, microseconds (`some total`).
+    /// Total time in which at least one task stalled, microseconds since boot (`some total`).
     pub some_total_us: u64,
+    /// Percent of the last 10 s in which all non-idle tasks stalled at once (`full avg10`):
+    /// time lost outright. `None` when the kernel has no `full` line.
+    pub full_avg10: Option<f64>,
+    /// Percent of the last 60 s (`full avg60`). `None` as for `full_avg10`.
+    pub full_avg60: Option<f64>,
+    /// Percent of the last 300 s (`full avg300`). `None` as for `full_avg10`.
+    pub full_avg300: Option<f64>,
+    /// Total time in which all non-idle tasks stalled, microseconds since boot (`full total`).
+    /// `None` as for `full_avg10`.
+    pub full_total_us: Option<u64>,
 }
 
 /// Which cgroup hierarchy a figure came from.
@@ -61,18 +68,29 @@ pub enum CgroupVersion {
 }
 
 /// The memory cgroup that bounds this process.
+///
+/// Linux: found through `/proc/self/cgroup`. cgroup v2 is used when the unified hierarchy
+/// (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid systems) has the memory
+/// controller; otherwise the v1 memory hierarchy (`/sys/fs/cgroup/memory`). Inside a cgroup
+/// namespace or a container, the path in `/proc/self/cgroup` may not exist under
+/// `/sys/fs/cgroup` (the container sees its own cgroup mounted as the hierarchy's root); the
+/// figures then come from that mounted root, and only limits visible from there count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CgroupMemory {
     /// v1 or v2.
     pub version: CgroupVersion,
-    /// The cgroup's path inside its hierarchy (`/process_api/2e17…`).
+    /// The cgroup's path inside its hierarchy (`/process_api/2e17…`), as `/proc/self/cgroup`
+    /// gives it.
     pub path: String,
     /// The limit, bytes: the tightest `memory.max` (v2) / `memory.limit_in_bytes` (v1) of
-    /// this cgroup and its ancestors. `None` when unlimited.
+    /// this cgroup and its visible ancestors. `None` when unlimited: v2 `max`, or v1's
+    /// "unlimited" sentinel (any value ≥ 2^62, such as `9223372036854771712`). A finite limit
+    /// is reported as is, even when it is larger than the host's RAM and so does not bind.
     pub limit_bytes: Option<u64>,
-    /// Current usage, bytes (`memory.current` / `memory.usage_in_bytes`).
+    /// Current usage, bytes (`memory.current` / `memory.usage_in_bytes`), page cache
+    /// included. `None` when the file is missing or unreadable.
     pub usage_bytes: Option<u64>,
     /// Peak usage, bytes (`memory.peak` on Linux ≥ 5.19 / `memory.max_usage_in_bytes`).
     /// `None` when the kernel has no such file.

@@ -27,7 +27,8 @@ pub enum MemoryDetail {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ProcessMemory {
-    /// The process id.
+    /// The process id. Linux: `Tgid` from `/proc/<pid>/status`, as numbered by the PID
+    /// namespace of the `/proc` mount: a thread id resolves to its process's id.
     pub pid: u32,
     /// Resident set size, bytes (Linux: `VmRSS`, or `statm` resident × page size).
     pub rss_bytes: u64,
@@ -42,7 +43,8 @@ pub struct ProcessMemory {
     /// File-backed resident memory, bytes (Linux ≥ 4.5: `RssFile`). `None` when not reported.
     pub rss_file_bytes: Option<u64>,
     /// Proportional set size, bytes (`smaps_rollup` `Pss`). `None` unless asked for with
-    /// [`MemoryDetail::WithPss`], or when the kernel (< 4.14) has no `smaps_rollup`.
+    /// [`MemoryDetail::WithPss`], when the kernel (< 4.14) has no `smaps_rollup`, or for a
+    /// process without an address space (a kernel thread).
     pub pss_bytes: Option<u64>,
     /// Unique set size, bytes (`Private_Clean + Private_Dirty`). `None` as for `pss_bytes`.
     pub uss_bytes: Option<u64>,

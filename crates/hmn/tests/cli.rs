@@ -1,0 +1,332 @@
+//! `hmn` end to end against the NVML double and a fixture `/proc`: every output format is
+//! snapshot-tested (`insta`), every exit code is checked, and the JSON fields are checked
+//! against `docs/json.md`.
+#![cfg(target_os = "linux")]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use std::process::Command;
+
+/// A fixture `/proc` with names for some of a scenario's pids, and a fixed `meminfo`.
+struct FakeProc {
+    dir: tempfile::TempDir,
+}
+
+impl FakeProc {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("meminfo"),
+            "MemTotal:       65536000 kB\nMemFree:        1000000 kB\nMemAvailable:   32768000 kB\nSwapTotal:      0 kB\nSwapFree:       0 kB\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("self")).unwrap();
+        std::fs::write(dir.path().join("self/cgroup"), "0::/\n").unwrap();
+        std::fs::write(dir.path().join("self/statm"), "1000 500 100 10 0 400 0\n").unwrap();
+        Self { dir }
+    }
+
+    fn process(&self, pid: u64, comm: &str, cmdline: &[&str], uid: u32) -> &Self {
+        let p = self.dir.path().join(pid.to_string());
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
+        std::fs::write(p.join("cmdline"), cmdline.join("\0") + "\0").unwrap();
+        std::fs::write(
+            p.join("status"),
+            format!("Name:\t{comm}\nTgid:\t{pid}\nPid:\t{pid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        )
+        .unwrap();
+        self
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn scenario(name: &str) -> (PathBuf, Value) {
+    let path = test_support::nvml_scenario(name);
+    let declared = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    (path, declared)
+}
+
+fn pids(declared: &Value, device: usize) -> Vec<u64> {
+    let mut pids: Vec<u64> = ["compute_processes", "graphics_processes"]
+        .iter()
+        .flat_map(|l| {
+            declared["devices"][device][*l]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|p| p["pid"].as_u64())
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// `hmn` on scenario `name`, with a fixture `/proc` that names the scenario's first pids
+/// (one with a CJK name) and leaves the rest unreadable.
+fn hmn(name: &str) -> (Command, FakeProc) {
+    let (path, declared) = scenario(name);
+    let lib = test_support::nvml_double_for(&path).join("libnvidia-ml.so.1");
+    let fake = FakeProc::new();
+    let all = pids(&declared, 0);
+    let names: [(&str, &[&str], u32); 2] = [
+        ("训练脚本", &["python3", "train.py", "--model", "llama"], 0),
+        (
+            "llama-server-long-name",
+            &["/opt/llama/llama-server-long-name", "-m", "model.gguf"],
+            4242,
+        ),
+    ];
+    for (pid, (comm, cmdline, uid)) in all.iter().zip(names) {
+        // comm is cut at 15 bytes by the kernel; the full name comes from cmdline.
+        let cut: String = comm
+            .chars()
+            .scan(0, |n, c| {
+                *n += c.len_utf8();
+                (*n <= 15).then_some(c)
+            })
+            .collect();
+        fake.process(*pid, &cut, cmdline, uid);
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hmn"));
+    cmd.env("HYPOMNESIS_NVML_LIB", lib)
+        .env("NVML_DOUBLE_SCENARIO", &path)
+        .env("HYPOMNESIS_NVIDIA_SMI", "/nonexistent/nvidia-smi")
+        .env("HYPOMNESIS_PROC_ROOT", fake.path())
+        .env("HYPOMNESIS_SYS_ROOT", fake.path().join("sys"))
+        .env_remove("NO_COLOR");
+    (cmd, fake)
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(name: &str, args: &[&str]) -> Run {
+    let (mut cmd, _fake) = hmn(name);
+    let output = cmd.args(args).output().unwrap();
+    Run {
+        code: output.status.code().unwrap(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn snapshot_of(run: &Run) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        run.code, run.stdout, run.stderr
+    )
+}
+
+macro_rules! snap {
+    ($name:literal, $scenario:literal, $args:expr) => {{
+        let r = run($scenario, $args);
+        insta::assert_snapshot!($name, snapshot_of(&r));
+        r
+    }};
+}
+
+#[test]
+fn summary_snapshots() {
+    snap!("summary_no_gpus", "no_gpus", &[]);
+    snap!("summary_one_gpu", "one_gpu", &[]);
+    snap!("summary_four_gpus", "four_gpus", &[]);
+    snap!("summary_pre_r510", "pre_r510", &[]);
+    snap!("summary_unified", "unified_memory", &[]);
+    snap!("summary_used_gt_total", "used_gt_total", &[]);
+    snap!("summary_mig", "mig", &[]);
+    snap!("summary_device_1", "four_gpus", &["--device", "1"]);
+    let r = snap!("summary_driver_not_loaded", "init_driver_not_loaded", &[]);
+    assert_eq!(r.code, 2);
+    let r = snap!("summary_bad_device", "one_gpu", &["--device", "7"]);
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn summary_json_snapshots() {
+    snap!("summary_json_one_gpu", "one_gpu", &["--json"]);
+    snap!("summary_json_no_gpus", "no_gpus", &["--json"]);
+    snap!("summary_json_unified", "unified_memory", &["--json"]);
+    let r = snap!(
+        "summary_json_driver_not_loaded",
+        "init_driver_not_loaded",
+        &["--json"]
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.is_empty(),
+        "nothing on stdout when nothing could be measured"
+    );
+}
+
+#[test]
+fn ps_snapshots() {
+    snap!("ps_one_gpu", "one_gpu", &["ps"]);
+    snap!("ps_one_gpu_full", "one_gpu", &["ps", "--full"]);
+    snap!("ps_four_gpus", "four_gpus", &["ps"]);
+    snap!(
+        "ps_four_gpus_device_2",
+        "four_gpus",
+        &["ps", "--device", "2", "--sort", "pid"]
+    );
+    snap!("ps_sentinel", "sentinel", &["ps"]);
+    snap!("ps_mig_json", "mig", &["ps", "--json"]);
+    snap!("ps_one_gpu_json", "one_gpu", &["ps", "--json"]);
+    snap!(
+        "ps_filter",
+        "one_gpu",
+        &["ps", "--filter", "LLAMA", "--min", "1MiB"]
+    );
+    let r = snap!("ps_no_permission", "no_permission", &["ps"]);
+    assert_eq!(r.code, 2, "the only device could not be listed");
+    let r = snap!("ps_driver_not_loaded", "init_driver_not_loaded", &["ps"]);
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn ps_exit_status() {
+    assert_eq!(run("one_gpu", &["ps", "--exit-status"]).code, 0);
+    let none = run("one_gpu", &["ps", "--exit-status", "--pid", "1"]);
+    assert_eq!(none.code, 1, "{}", none.stderr);
+    assert_eq!(
+        run("no_gpus", &["ps", "--exit-status"]).code,
+        2,
+        "no device queried"
+    );
+    assert_eq!(
+        run("one_gpu", &["ps", "--pid", "1"]).code,
+        0,
+        "without --exit-status"
+    );
+    let bad = run("one_gpu", &["ps", "--device", "9"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+#[test]
+fn fits_snapshots_and_exit_codes() {
+    let yes = snap!("fits_yes", "one_gpu", &["fits", "1GiB"]);
+    assert_eq!(yes.code, 0);
+    let no = snap!("fits_no", "one_gpu", &["fits", "900GiB"]);
+    assert_eq!(no.code, 1);
+    let json = snap!("fits_json", "one_gpu", &["fits", "12 GiB", "--json"]);
+    assert_eq!(json.code, 0);
+    let cannot = snap!(
+        "fits_driver_not_loaded",
+        "init_driver_not_loaded",
+        &["fits", "1G"]
+    );
+    assert_eq!(cannot.code, 2);
+    let bad = run("one_gpu", &["fits", "12 parsecs"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("accepted forms"), "{}", bad.stderr);
+    let unified = run("unified_memory", &["fits", "1GiB"]);
+    assert_eq!(unified.code, 0, "budget is host memory: {}", unified.stderr);
+    assert!(
+        unified.stderr.contains("unified memory"),
+        "{}",
+        unified.stderr
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    assert_eq!(run("one_gpu", &["--bogus"]).code, 2);
+    assert_eq!(run("one_gpu", &["ps", "--sort", "size"]).code, 2);
+    let help = run("one_gpu", &["--help"]);
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("Exit codes:"), "{}", help.stdout);
+    assert!(
+        help.stdout.contains("Windows"),
+        "per-platform limitations in --help"
+    );
+    let version = run("one_gpu", &["--version"]);
+    assert_eq!(version.code, 0);
+    assert!(version.stdout.starts_with("hmn "));
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    let bash = run("no_gpus", &["completions", "bash"]);
+    assert_eq!(bash.code, 0);
+    assert!(bash.stdout.contains("_hmn()"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("--exit-status"));
+    let man = run("no_gpus", &["man"]);
+    assert_eq!(man.code, 0);
+    assert!(
+        man.stdout.contains(".TH hmn"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+}
+
+#[test]
+fn color_follows_the_flag_and_no_color() {
+    let always = run("one_gpu", &["--color", "always"]);
+    assert!(always.stdout.contains("\x1b["), "{}", always.stdout);
+    let never = run("one_gpu", &["--color", "never"]);
+    assert!(!never.stdout.contains("\x1b["));
+    let (mut cmd, _fake) = hmn("one_gpu");
+    let piped = cmd.env("NO_COLOR", "1").output().unwrap();
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains("\x1b["));
+}
+
+#[test]
+fn a_closed_stdout_exits_quietly_with_success() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let (mut cmd, _fake) = hmn("count_grows");
+    let mut child = cmd
+        .args(["ps", "--full"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, like `| head -0`
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?} {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}
+
+/// Field names of the tables under `heading` in docs/json.md.
+fn documented_fields(heading: &str) -> BTreeSet<String> {
+    let doc = std::fs::read_to_string(test_support::workspace_root().join("docs/json.md")).unwrap();
+    let section = doc.split("\n## ").find(|s| s.starts_with(heading)).unwrap();
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn emitted_json_fields_are_exactly_the_documented_ones() {
+    let summary: Value = serde_json::from_str(&run("one_gpu", &["--json"]).stdout).unwrap();
+    assert_eq!(keys(&summary[0]), documented_fields("`hmn --json`"));
+    let ps: Value = serde_json::from_str(&run("one_gpu", &["ps", "--json"]).stdout).unwrap();
+    assert_eq!(keys(&ps[0]), documented_fields("`hmn ps --json`"));
+    let fits: Value =
+        serde_json::from_str(&run("one_gpu", &["fits", "1G", "--json"]).stdout).unwrap();
+    assert_eq!(keys(&fits), documented_fields("`hmn fits SIZE --json`"));
+}
