@@ -64,7 +64,10 @@ fn snapshot(c: &mut Criterion) {
     // SAFETY: set before any thread that reads the environment is started by this bench.
     unsafe { std::env::set_var("NVML_DOUBLE_SCENARIO", &scenario) };
     let mut group = c.benchmark_group("snapshot_vs_double");
-    let probe = Probe::builder().nvml_lib(&lib).use_nvidia_smi(false).build();
+    let probe = Probe::builder()
+        .nvml_lib(&lib)
+        .use_nvidia_smi(false)
+        .build();
     assert!(probe.snapshot(0).unwrap().gpu_device.is_some());
     group.bench_function("hypomnesis Probe::snapshot(0)", |b| {
         b.iter(|| black_box(probe.snapshot(0).unwrap()));

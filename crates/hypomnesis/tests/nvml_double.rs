@@ -22,11 +22,9 @@ fn in_scenario(test: &str, scenario: &str, body: impl FnOnce(Probe, Value)) {
     let path = test_support::nvml_scenario(scenario);
     if std::env::var(CHILD_ENV).as_deref() == Ok(test) {
         let lib = PathBuf::from(std::env::var(LIB_ENV).unwrap());
-        let probe = Probe::builder()
-            .nvml_lib(lib)
-            .use_nvidia_smi(false)
-            .build();
-        let declared: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let probe = Probe::builder().nvml_lib(lib).use_nvidia_smi(false).build();
+        let declared: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         body(probe, declared);
         println!("{MARKER} {test}");
         return;
@@ -55,7 +53,9 @@ fn device(declared: &Value, index: usize) -> &Value {
 }
 
 fn u64_at(value: &Value, key: &str) -> u64 {
-    value[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {value}"))
+    value[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {value}"))
 }
 
 fn unique_pids(device: &Value) -> Vec<u64> {
@@ -182,7 +182,8 @@ fn four_gpus_are_enumerated_and_a_process_on_two_appears_on_each() {
                     .collect();
                 assert_eq!(pids, unique_pids(want), "device {i}");
             }
-            let per_device: Vec<Vec<u64>> = (0..4).map(|i| unique_pids(device(&declared, i))).collect();
+            let per_device: Vec<Vec<u64>> =
+                (0..4).map(|i| unique_pids(device(&declared, i))).collect();
             let on_two = per_device
                 .iter()
                 .flatten()
@@ -275,9 +276,16 @@ fn driver_not_loaded_says_so_and_ram_still_works() {
             let Err(HypomnesisError::NoGpuSource { attempts }) = probe.device_count() else {
                 panic!("expected NoGpuSource");
             };
-            let nvml = attempts.iter().find(|a| a.backend == GpuQuerySource::Nvml).unwrap();
+            let nvml = attempts
+                .iter()
+                .find(|a| a.backend == GpuQuerySource::Nvml)
+                .unwrap();
             assert!(nvml.reason.contains("Driver Not Loaded"), "{}", nvml.reason);
-            assert!(nvml.reason.contains("driver is not loaded"), "{}", nvml.reason);
+            assert!(
+                nvml.reason.contains("driver is not loaded"),
+                "{}",
+                nvml.reason
+            );
             let snap = probe.snapshot(0).unwrap();
             assert!(snap.ram_bytes > 0);
             assert!(snap.gpu_error.is_some());
@@ -309,8 +317,15 @@ fn refused_process_list_is_an_error_not_an_empty_list() {
             let HypomnesisError::NoGpuSource { attempts } = &err else {
                 panic!("expected NoGpuSource, got {err}");
             };
-            let nvml = attempts.iter().find(|a| a.backend == GpuQuerySource::Nvml).unwrap();
-            assert!(nvml.reason.contains("Insufficient Permissions"), "{}", nvml.reason);
+            let nvml = attempts
+                .iter()
+                .find(|a| a.backend == GpuQuerySource::Nvml)
+                .unwrap();
+            assert!(
+                nvml.reason.contains("Insufficient Permissions"),
+                "{}",
+                nvml.reason
+            );
             // Device memory is still readable.
             assert!(probe.device_info(0).unwrap().total_bytes.is_some());
         },
@@ -334,7 +349,10 @@ fn process_list_that_grows_between_calls_is_read_completely() {
 fn mig_instance_ids_are_kept() {
     in_scenario("mig_instance_ids_are_kept", "mig", |probe, declared| {
         let rows = probe.processes(0).unwrap();
-        for want in device(&declared, 0)["compute_processes"].as_array().unwrap() {
+        for want in device(&declared, 0)["compute_processes"]
+            .as_array()
+            .unwrap()
+        {
             let pid = u32::try_from(u64_at(want, "pid")).unwrap();
             let row = rows.iter().find(|r| r.pid == pid).unwrap();
             assert_eq!(
@@ -362,7 +380,11 @@ fn unified_memory_device_is_flagged_not_reported_as_zero() {
             assert!(info.unified_memory);
             assert_eq!(info.total_bytes, None);
             assert_eq!(info.free_bytes, None);
-            assert!(info.unavailable_reason("total_bytes").unwrap().contains("unified"));
+            assert!(
+                info.unavailable_reason("total_bytes")
+                    .unwrap()
+                    .contains("unified")
+            );
             let rows = probe.processes(0).unwrap();
             assert!(rows.iter().all(|r| r.used_bytes.is_some_and(|b| b > 0)));
         },
