@@ -141,7 +141,11 @@ impl NvidiaSmi {
                 });
             }
         };
-        let deadline = Instant::now() + self.timeout;
+        let now = Instant::now();
+        // A timeout too large to add to the clock waits a day instead of panicking.
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(24 * 60 * 60));
         let status = match wait_until(&mut child, deadline) {
             Ok(Some(status)) => status,
             Ok(None) => {
@@ -1038,6 +1042,23 @@ mod tests {
             "Field \"memory.total\" is not a valid field to query.\n",
             ""
         )));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_unbounded_timeout_does_not_overflow_the_clock() {
+        let smi = NvidiaSmi::new(PathBuf::from("/bin/false"), Duration::MAX);
+        let err = smi.devices().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HypomnesisError::NvidiaSmi {
+                    exit_code: Some(1),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
