@@ -143,6 +143,7 @@ impl ProbeBuilder {
                 use_nvidia_smi: self.use_nvidia_smi.unwrap_or(true),
             },
             proc_root.clone(),
+            &sys_root,
         );
         Probe {
             own_rss: OwnRss::open(&proc_root),

@@ -42,15 +42,59 @@ pub(crate) struct GpuBackends {
     nvml: OnceLock<Result<nvml::NvmlBackend>>,
     #[cfg(feature = "nvidia-smi-fallback")]
     smi: nvidia_smi::NvidiaSmi,
+    /// Backends for everything that is not NVIDIA-through-NVML, numbered after NVIDIA.
+    extras: Vec<Box<dyn ExtraBackend>>,
+}
+
+/// A GPU backend besides NVML / `nvidia-smi`: DRM on Linux, DXGI and PDH on Windows, Metal on
+/// macOS. Its devices are numbered after NVIDIA's; it may also answer process questions for
+/// any device it can see (PDH does for NVIDIA GPUs under WDDM, where NVML cannot).
+pub(crate) trait ExtraBackend: Send + Sync + std::fmt::Debug {
+    /// The backend's name in records and errors.
+    fn source(&self) -> GpuQuerySource;
+    /// Devices this backend sees that are not among `nvidia` (the NVIDIA devices already
+    /// listed; match by PCI bus id or UUID so a GPU is never listed twice). The dispatcher
+    /// sets their `index`.
+    fn devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>>;
+    /// Every process holding memory on `device`, when this backend can list them; `None`
+    /// leaves the device to the other backends.
+    fn processes(&self, device: &GpuDeviceInfo) -> Option<Result<Vec<GpuProcessEntry>>>;
+    /// Process `pid`'s own memory on `device`, when this backend can tell; `None` as above.
+    fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>>;
+}
+
+/// Every backend's devices at one moment.
+struct Listing {
+    nvidia: std::result::Result<Vec<GpuDeviceInfo>, Vec<BackendAttempt>>,
+    nvidia_count: u32,
+    extra: Vec<GpuDeviceInfo>,
+    extra_attempts: Vec<BackendAttempt>,
+}
+
+impl Listing {
+    /// `NoGpuSource` when NVIDIA failed and no other backend found anything.
+    fn check(&self) -> Result<()> {
+        match &self.nvidia {
+            Err(nvidia_attempts) if self.extra.is_empty() => Err(HypomnesisError::NoGpuSource {
+                attempts: nvidia_attempts
+                    .iter()
+                    .chain(&self.extra_attempts)
+                    .cloned()
+                    .collect(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl GpuBackends {
-    pub(crate) fn new(config: GpuConfig, proc_root: PathBuf) -> Self {
+    pub(crate) fn new(config: GpuConfig, proc_root: PathBuf, sys_root: &std::path::Path) -> Self {
         Self {
             #[cfg(feature = "nvidia-smi-fallback")]
             smi: nvidia_smi::NvidiaSmi::new(config.nvidia_smi.clone(), config.nvidia_smi_timeout),
             #[cfg(feature = "nvml")]
             nvml: OnceLock::new(),
+            extras: extra_backends(&proc_root, sys_root),
             config,
             proc_root,
         }
@@ -101,43 +145,128 @@ impl GpuBackends {
         ))
     }
 
-    pub(crate) fn device_count(&self) -> Result<u32> {
+    /// NVIDIA's device count: NVML's, else `nvidia-smi`'s; `Err` lists why both failed.
+    fn nvidia_count(&self) -> std::result::Result<u32, Vec<BackendAttempt>> {
         let nvml_attempt = match self.nvml() {
             Ok(nvml) => return Ok(nvml.device_count()),
             Err(attempt) => attempt,
         };
         match self.smi().and_then(smi_devices) {
             Ok(devices) => Ok(u32::try_from(devices.len()).unwrap_or(u32::MAX)),
-            Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
-                attempts: vec![nvml_attempt, smi_attempt],
-            }),
+            Err(smi_attempt) => Err(vec![nvml_attempt, smi_attempt]),
         }
+    }
+
+    /// NVIDIA's readable devices: NVML's, else `nvidia-smi`'s.
+    fn nvidia_devices(&self) -> std::result::Result<Vec<GpuDeviceInfo>, Vec<BackendAttempt>> {
+        let nvml_attempt = match self.nvml() {
+            Ok(nvml) => {
+                return Ok((0..nvml.device_count())
+                    .filter_map(|index| self.device_from_nvml(nvml, index).ok())
+                    .collect());
+            }
+            Err(attempt) => attempt,
+        };
+        self.smi()
+            .and_then(smi_devices)
+            .map_err(|smi_attempt| vec![nvml_attempt, smi_attempt])
+    }
+
+    /// Every other backend's devices, numbered from `first_index`, and why any failed.
+    fn extra_devices(
+        &self,
+        nvidia: &[GpuDeviceInfo],
+        first_index: u32,
+    ) -> (Vec<GpuDeviceInfo>, Vec<BackendAttempt>) {
+        let mut devices = Vec::new();
+        let mut attempts = Vec::new();
+        for backend in &self.extras {
+            match backend.devices(nvidia) {
+                Ok(found) => devices.extend(found),
+                Err(e) => attempts.push(BackendAttempt::new(
+                    backend.source(),
+                    strip_backend_prefix(&e),
+                )),
+            }
+        }
+        for (offset, device) in devices.iter_mut().enumerate() {
+            device.index = first_index.saturating_add(u32::try_from(offset).unwrap_or(u32::MAX));
+        }
+        (devices, attempts)
+    }
+
+    /// NVIDIA's devices (or why there are none), and every other backend's after them.
+    fn listing(&self) -> Listing {
+        let nvidia = self.nvidia_devices();
+        let nvidia_count = self.nvidia_count().unwrap_or(0);
+        let (extra, extra_attempts) = match &nvidia {
+            Ok(list) => self.extra_devices(list, nvidia_count),
+            Err(_) => self.extra_devices(&[], 0),
+        };
+        Listing {
+            nvidia,
+            nvidia_count,
+            extra,
+            extra_attempts,
+        }
+    }
+
+    pub(crate) fn device_count(&self) -> Result<u32> {
+        if self.extras.is_empty() {
+            return self
+                .nvidia_count()
+                .map_err(|attempts| HypomnesisError::NoGpuSource { attempts });
+        }
+        let listing = self.listing();
+        listing.check()?;
+        let extra = u32::try_from(listing.extra.len()).unwrap_or(u32::MAX);
+        Ok(listing.nvidia_count.saturating_add(extra))
     }
 
     pub(crate) fn devices(&self) -> Result<Vec<GpuDeviceInfo>> {
-        match self.nvml() {
-            Ok(nvml) => Ok((0..nvml.device_count())
-                .filter_map(|index| self.device_from_nvml(nvml, index).ok())
-                .collect()),
-            Err(nvml_attempt) => match self.smi().and_then(smi_devices) {
-                Ok(devices) => Ok(devices),
-                Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
-                    attempts: vec![nvml_attempt, smi_attempt],
-                }),
-            },
+        if self.extras.is_empty() {
+            return self
+                .nvidia_devices()
+                .map_err(|attempts| HypomnesisError::NoGpuSource { attempts });
         }
+        let listing = self.listing();
+        listing.check()?;
+        let mut devices = listing.nvidia.unwrap_or_default();
+        devices.extend(listing.extra);
+        Ok(devices)
     }
 
     pub(crate) fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
-        match self.nvml() {
-            Ok(nvml) => self.device_from_nvml(nvml, index),
-            Err(nvml_attempt) => match self.smi().and_then(smi_devices) {
-                Ok(devices) => pick_device(devices, index),
-                Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
-                    attempts: vec![nvml_attempt, smi_attempt],
-                }),
-            },
+        // NVIDIA devices come first; answering them needs no other backend (the hot path).
+        if let Ok(nvml) = self.nvml()
+            && index < nvml.device_count()
+        {
+            return self.device_from_nvml(nvml, index);
         }
+        if self.extras.is_empty() {
+            return match self.nvml() {
+                Ok(nvml) => self.device_from_nvml(nvml, index),
+                Err(nvml_attempt) => match self.smi().and_then(smi_devices) {
+                    Ok(devices) => pick_device(devices, index),
+                    Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
+                        attempts: vec![nvml_attempt, smi_attempt],
+                    }),
+                },
+            };
+        }
+        let listing = self.listing();
+        listing.check()?;
+        let total = listing
+            .nvidia_count
+            .saturating_add(u32::try_from(listing.extra.len()).unwrap_or(u32::MAX));
+        let mut all = listing.nvidia.unwrap_or_default();
+        all.extend(listing.extra);
+        all.into_iter()
+            .find(|d| d.index == index)
+            .ok_or(HypomnesisError::DeviceIndexOutOfRange {
+                index,
+                count: total,
+            })
     }
 
     /// NVML's record for `index`; where NVML's memory figures are unusable (failed query,
@@ -183,6 +312,12 @@ impl GpuBackends {
     }
 
     fn processes_unnamed(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
+        if !self.extras.is_empty() {
+            let device = self.device_info(index)?;
+            if let Some(result) = self.extras.iter().find_map(|b| b.processes(&device)) {
+                return result;
+            }
+        }
         match self.nvml() {
             Ok(nvml) => self.processes_from_nvml(nvml, index),
             Err(nvml_attempt) => {
@@ -266,6 +401,12 @@ impl GpuBackends {
     }
 
     pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
+        if !self.extras.is_empty() {
+            let device = self.device_info(index)?;
+            if let Some(result) = self.extras.iter().find_map(|b| b.own_process(&device, pid)) {
+                return result;
+            }
+        }
         match self.nvml() {
             Ok(nvml) => {
                 // The common case needs no fallback: answer from NVML's list directly, so a
@@ -326,6 +467,15 @@ impl GpuBackends {
             let _ = row;
         }
     }
+}
+
+/// The backends besides NVIDIA's for this platform, in the order their devices are numbered.
+fn extra_backends(
+    proc_root: &std::path::Path,
+    sys_root: &std::path::Path,
+) -> Vec<Box<dyn ExtraBackend>> {
+    let _ = (proc_root, sys_root);
+    Vec::new()
 }
 
 /// The calling process's row, or 0 bytes when the complete list does not contain it (the
