@@ -135,6 +135,13 @@ pub struct GpuDeviceInfo {
     /// the driver predates `nvmlDeviceGetMemoryInfo_v2` (before R510) or the backend cannot
     /// tell; `used_bytes` then includes it.
     pub reserved_bytes: Option<u64>,
+    /// System RAM the GPU may map for its buffers, bytes: amdgpu's GTT size, Windows
+    /// DXGI's `SharedSystemMemory`. `None` when the platform has no such figure.
+    pub system_total_bytes: Option<u64>,
+    /// GPU buffers currently held in system RAM, bytes: amdgpu's GTT in use, Windows PDH
+    /// `GPU Adapter Memory` `Shared Usage`. On an APU this is where a model lives. `None`
+    /// when the platform has no such figure.
+    pub system_used_bytes: Option<u64>,
     /// `true` when the GPU shares system RAM with the CPU (Apple Silicon, GB10, APUs): its
     /// budget is host memory, see [`crate::HostMemory`].
     pub unified_memory: bool,
@@ -159,6 +166,8 @@ impl GpuDeviceInfo {
             free_bytes: None,
             used_bytes: None,
             reserved_bytes: None,
+            system_total_bytes: None,
+            system_used_bytes: None,
             unified_memory: false,
             unavailable: Vec::new(),
             source,
@@ -233,9 +242,17 @@ pub struct GpuProcessEntry {
     /// The full command line, arguments separated by spaces. `None` when unreadable (another
     /// user's process without privileges, a kernel thread, an exited process).
     pub command: Option<String>,
-    /// GPU memory the process holds on this device, bytes. `None` when the driver does not
-    /// report per-process figures (Windows WDDM, some MIG setups).
+    /// GPU memory the process holds on this device, bytes: device memory (VRAM) for
+    /// discrete GPUs. `None` when the driver does not report per-process figures (Windows
+    /// WDDM through NVML, some MIG setups).
     pub used_bytes: Option<u64>,
+    /// GPU buffers the process holds in system RAM on this device's behalf, bytes: GTT on
+    /// amdgpu, `drm-resident-system` on Intel, PDH `Shared Usage` on Windows. `None` when
+    /// the backend has no such figure (NVML).
+    pub system_bytes: Option<u64>,
+    /// Of `used_bytes + system_bytes`, the part shared with other processes (DRM
+    /// `drm-shared-*`), so per-device sums can be reconciled. `None` when unknown.
+    pub shared_bytes: Option<u64>,
     /// The device's index (see [`GpuDeviceInfo::index`]).
     pub device_index: u32,
     /// Compute, graphics or both.
@@ -256,6 +273,8 @@ impl GpuProcessEntry {
             user: None,
             command: None,
             used_bytes: None,
+            system_bytes: None,
+            shared_bytes: None,
             device_index,
             kind: GpuProcessKind::Unknown,
             gpu_instance_id: None,
@@ -395,6 +414,8 @@ mod builders {
         free_bytes "opt": u64,
         used_bytes "opt": u64,
         reserved_bytes "opt": u64,
+        system_total_bytes "opt": u64,
+        system_used_bytes "opt": u64,
         unified_memory: bool,
         source: GpuQuerySource,
     });
@@ -431,6 +452,8 @@ mod builders {
         user "opt": &str,
         command "opt": &str,
         used_bytes "opt": u64,
+        system_bytes "opt": u64,
+        shared_bytes "opt": u64,
         device_index: u32,
         kind: GpuProcessKind,
         gpu_instance_id "opt": u32,
