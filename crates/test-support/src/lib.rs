@@ -1,1 +1,366 @@
-//! Test helpers. (Being written.)
+//! Shared helpers for hypomnesis tests (a dev-dependency only; panics freely).
+//!
+//! - [`workspace_root`], [`fixtures_dir`], [`nvml_scenario`]: where things are.
+//! - [`nvml_double`]: builds `crates/nvml-double` (once per process, serialised across
+//!   processes) in its own target dir, so it never waits on the outer `cargo test`'s lock.
+//! - [`nvml_double_for`]: a directory holding the double as `libnvidia-ml.so.1`, with the
+//!   scenario's `missing_symbols` made unresolvable.
+//! - [`pynvml_python`]: a venv with NVIDIA's Python binding, for fidelity checks.
+//!
+//! NVML's state is process-wide: run each scenario in its own process (`LD_LIBRARY_PATH=<dir>
+//! NVML_DOUBLE_SCENARIO=<file>`, or the absolute path `<dir>/libnvidia-ml.so.1`).
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The file name the copies of the double get in [`nvml_double_for`]'s directory.
+#[cfg(windows)]
+const NVML_FILE_NAME: &str = "nvml.dll";
+#[cfg(not(windows))]
+const NVML_FILE_NAME: &str = "libnvidia-ml.so.1";
+
+/// What [`pynvml_python`] installs. Pinned so a new release cannot change CI under us; the
+/// fidelity test is what tells whether a newer binding still agrees with the double.
+const PYNVML_REQUIREMENT: &str = "nvidia-ml-py==13.615.71";
+
+/// The workspace root (two levels above this crate's manifest).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} has no grandparent", manifest.display()))
+        .to_path_buf()
+}
+
+/// `<workspace>/fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    workspace_root().join("fixtures")
+}
+
+/// `<workspace>/fixtures/nvml/<name>.json`; panics if there is no such scenario.
+pub fn nvml_scenario(name: &str) -> PathBuf {
+    let dir = fixtures_dir().join("nvml");
+    let path = dir.join(format!("{name}.json"));
+    if !path.is_file() {
+        let mut known: Vec<String> = fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let p = e.path();
+                        (p.extension()? == "json")
+                            .then(|| p.file_stem()?.to_str().map(String::from))?
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        known.sort();
+        panic!(
+            "no NVML scenario {name:?}: {} does not exist (scenarios: {})",
+            path.display(),
+            known.join(", ")
+        );
+    }
+    path
+}
+
+fn target_dir() -> PathBuf {
+    workspace_root().join("target")
+}
+
+/// Runs `f` holding an exclusive lock on `<workspace>/target/<name>` (a cross-process lock:
+/// several test binaries run at once). The lock is released when `f` returns or panics.
+fn with_file_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let dir = target_dir();
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let path = dir.join(name);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open lock file {}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    let out = f();
+    drop(file); // closing releases the lock
+    out
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn run(cmd: &mut Command) -> Result<Output, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("`{}` could not start: {e}", describe(cmd)))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "`{}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Builds the NVML double (`cargo build -p nvml-double` in `<workspace>/target/nvml-double-build`)
+/// and returns the path of the built library (`libnvml_double.so` on Linux). Builds once per
+/// process; concurrent test processes take turns through a file lock (cargo's no-op rebuild
+/// then takes a fraction of a second). Panics with cargo's output if the build fails.
+pub fn nvml_double() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| with_file_lock("nvml-double-build.lock", build_double))
+        .clone()
+}
+
+fn build_double() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let target = target_dir().join("nvml-double-build");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "-p", "nvml-double", "--target-dir"])
+        .arg(&target)
+        // Line tables keep panics' backtraces useful; full debug info would make every
+        // per-scenario copy ~8 MB instead of ~1.5 MB.
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
+    if let Err(e) = run(&mut cmd) {
+        panic!("building the NVML double failed: {e}");
+    }
+    let lib = target.join("debug").join(format!(
+        "{}nvml_double{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(
+        lib.is_file(),
+        "cargo built the NVML double but {} does not exist",
+        lib.display()
+    );
+    lib
+}
+
+/// A directory holding a copy of the double named `libnvidia-ml.so.1`, for `scenario`:
+/// `<workspace>/target/nvml-double/<scenario stem>/`, or `<stem>-<hash of its
+/// missing_symbols>/` when it has some.
+///
+/// If the scenario lists `missing_symbols`, the copy is patched so that `dlsym` fails for
+/// exactly those names: every `\0<name>\0` in the file gets its first letter replaced by `X`
+/// (in the dynamic string table that renames the exported symbol). The file is written to a
+/// temporary name and renamed, so a concurrent test never sees it half-written.
+pub fn nvml_double_for(scenario: &Path) -> PathBuf {
+    let missing = missing_symbols(scenario);
+    let source = nvml_double();
+    let mut bytes =
+        fs::read(&source).unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
+    let counts = patch_out_symbols(&mut bytes, &missing);
+    for (name, patched) in missing.iter().zip(counts) {
+        assert!(
+            patched > 0,
+            "{}: missing_symbols names {name:?}, which the NVML double does not export",
+            scenario.display()
+        );
+    }
+    let stem = scenario
+        .file_stem()
+        .unwrap_or_else(|| panic!("{} has no file name", scenario.display()))
+        .to_string_lossy();
+    // Copies differ only by their patched symbols: key the directory by them too, so two
+    // scenario files with the same stem can never overwrite each other's copy.
+    let leaf = if missing.is_empty() {
+        stem.into_owned()
+    } else {
+        format!("{stem}-{:016x}", fnv1a(missing.join("\n").as_bytes()))
+    };
+    let dir = target_dir().join("nvml-double").join(leaf);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let dest = dir.join(NVML_FILE_NAME);
+    if fs::read(&dest).ok().as_deref() != Some(bytes.as_slice()) {
+        write_atomically(&dest, &bytes);
+    }
+    dir
+}
+
+/// The scenario's `missing_symbols`, sorted and deduplicated.
+fn missing_symbols(scenario: &Path) -> Vec<String> {
+    let text = fs::read_to_string(scenario)
+        .unwrap_or_else(|e| panic!("cannot read NVML scenario {}: {e}", scenario.display()));
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("NVML scenario {} is not JSON: {e}", scenario.display()));
+    let mut names: Vec<String> = match doc.get("missing_symbols") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{}: missing_symbols must hold strings, found {v}",
+                            scenario.display()
+                        )
+                    })
+                    .to_string()
+            })
+            .collect(),
+        Some(other) => panic!(
+            "{}: missing_symbols must be an array, found {other}",
+            scenario.display()
+        ),
+    };
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Replaces the first byte of every `\0<name>\0` in `bytes` with `X`, for each of `names`;
+/// returns how many occurrences of each name were patched. One pass over the NUL-delimited
+/// segments of the file (fast even in a debug build of the tests).
+fn patch_out_symbols(bytes: &mut [u8], names: &[String]) -> Vec<usize> {
+    let mut counts = vec![0; names.len()];
+    let longest = names.iter().map(String::len).max().unwrap_or(0);
+    let Some(mut nul) = bytes.iter().position(|&b| b == 0) else {
+        return counts;
+    };
+    while let Some(len) = bytes[nul + 1..].iter().position(|&b| b == 0) {
+        let segment = nul + 1..nul + 1 + len;
+        if (1..=longest).contains(&len)
+            && let Some(k) = names
+                .iter()
+                .position(|n| n.as_bytes() == &bytes[segment.clone()])
+        {
+            bytes[segment.start] = b'X';
+            counts[k] += 1;
+        }
+        nul = segment.end;
+    }
+    counts
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn write_atomically(dest: &Path, bytes: &[u8]) {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = dest.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::write(&tmp, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
+    if let Err(e) = fs::rename(&tmp, dest) {
+        let _ = fs::remove_file(&tmp);
+        panic!("cannot rename {} to {}: {e}", tmp.display(), dest.display());
+    }
+}
+
+/// The Python of a venv (`<workspace>/target/pynvml-venv`) with NVIDIA's `nvidia-ml-py`
+/// (module `pynvml`) installed; created on first use, once, under a file lock. Needs `python3`
+/// with the venv module and PyPI the first time. Panics loudly if it cannot be created: the
+/// fidelity check must never be skipped silently.
+pub fn pynvml_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| with_file_lock("pynvml-venv.lock", create_pynvml_venv))
+        .clone()
+}
+
+fn create_pynvml_venv() -> PathBuf {
+    let venv = target_dir().join("pynvml-venv");
+    let python = if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
+    };
+    let marker = venv.join(".hypomnesis-ready");
+    if python.is_file() && fs::read_to_string(&marker).ok().as_deref() == Some(PYNVML_REQUIREMENT) {
+        return python;
+    }
+    let loud = |what: &str, detail: &str| -> ! {
+        panic!(
+            "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+             !!! cannot create the pynvml venv at {}: {what}\n\
+             !!! The NVML double cannot be checked against NVIDIA's Python binding.\n\
+             !!! Needs python3 with venv/ensurepip (Debian: apt-get install python3-venv)\n\
+             !!! and PyPI reachable for `pip install {PYNVML_REQUIREMENT}`.\n\
+             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n{detail}",
+            venv.display()
+        )
+    };
+    let system_python = if cfg!(windows) { "python" } else { "python3" };
+    let _ = fs::remove_file(&marker);
+    if let Err(e) = run(Command::new(system_python)
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv))
+    {
+        loud("python3 -m venv failed", &e);
+    }
+    if let Err(e) = run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+        PYNVML_REQUIREMENT,
+    ])) {
+        loud("pip install failed", &e);
+    }
+    if let Err(e) = run(Command::new(&python).args(["-c", "import pynvml"])) {
+        loud("pynvml does not import after installation", &e);
+    }
+    fs::write(&marker, PYNVML_REQUIREMENT)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", marker.display()));
+    python
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_replaces_only_whole_nul_delimited_names() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut b = b"nvmlA\0nvmlA\0nvmlA_v2\0xnvmlA\0\0nvmlB\0nvmlA\0nvmlA".to_vec();
+        assert_eq!(
+            patch_out_symbols(&mut b, &names(&["nvmlA", "nvmlB", "nvmlC"])),
+            [2, 1, 0]
+        );
+        assert_eq!(&b, b"nvmlA\0XvmlA\0nvmlA_v2\0xnvmlA\0\0XvmlB\0XvmlA\0nvmlA");
+        assert_eq!(patch_out_symbols(&mut b, &[]), Vec::<usize>::new());
+        assert_eq!(patch_out_symbols(&mut [1, 2, 3], &names(&["a"])), [0]);
+    }
+
+    #[test]
+    fn paths() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(nvml_scenario("one_gpu").is_file());
+    }
+
+    #[test]
+    #[should_panic(expected = "no NVML scenario \"no_such_scenario\"")]
+    fn unknown_scenario_panics_clearly() {
+        nvml_scenario("no_such_scenario");
+    }
+}

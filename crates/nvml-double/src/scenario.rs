@@ -1,0 +1,551 @@
+//! The scenario file: what the double pretends the machine has.
+//!
+//! Parsed by hand from a `serde_json::Value` (no derive, so the double builds quickly in the
+//! separate target dir the tests use). Parsing is strict: an unknown key, a wrong type, a zero
+//! error code or an unknown function name is an error, so a typo in a fixture cannot silently
+//! turn into "the double did something else".
+//!
+//! Function names are kept internally WITHOUT their `nvml` prefix (`DeviceGetName` for
+//! `nvmlDeviceGetName`). test-support removes a symbol by overwriting every `\0nvml…\0` string
+//! in the library file; keeping the prefix out of the double's own string data means such a
+//! patch can never alter the double's own tables.
+
+use std::collections::BTreeMap;
+use std::ffi::c_int;
+
+use serde_json::{Map, Value};
+
+/// The most devices a scenario may declare (the handle table is static).
+pub const MAX_DEVICES: usize = 64;
+
+/// Every exported function that returns an `nvmlReturn_t`, by its name without `nvml`.
+/// (`ErrorString` returns a string, so it cannot be made to fail.)
+pub const SYSTEM_FUNCTIONS: &[&str] = &[
+    "Init_v2",
+    "InitWithFlags",
+    "Init",
+    "Shutdown",
+    "SystemGetDriverVersion",
+    "SystemGetNVMLVersion",
+    "SystemGetCudaDriverVersion",
+    "SystemGetCudaDriverVersion_v2",
+    "SystemGetProcessName",
+    "DeviceGetCount_v2",
+    "DeviceGetCount",
+];
+
+/// Functions that act on one device: allowed in a device's own `errors` (and at top level).
+pub const DEVICE_FUNCTIONS: &[&str] = &[
+    "DeviceGetHandleByIndex_v2",
+    "DeviceGetHandleByIndex",
+    "DeviceGetIndex",
+    "DeviceGetName",
+    "DeviceGetUUID",
+    "DeviceGetPciInfo_v3",
+    "DeviceGetPciInfo_v2",
+    "DeviceGetPciInfo",
+    "DeviceGetMemoryInfo",
+    "DeviceGetMemoryInfo_v2",
+    "DeviceGetComputeRunningProcesses_v3",
+    "DeviceGetComputeRunningProcesses_v2",
+    "DeviceGetComputeRunningProcesses",
+    "DeviceGetGraphicsRunningProcesses_v3",
+    "DeviceGetGraphicsRunningProcesses_v2",
+    "DeviceGetGraphicsRunningProcesses",
+    "DeviceGetMPSComputeRunningProcesses_v3",
+    "DeviceGetMPSComputeRunningProcesses_v2",
+    "DeviceGetMPSComputeRunningProcesses",
+    "DeviceGetMigMode",
+    "DeviceGetCudaComputeCapability",
+];
+
+/// Every exported symbol, for `missing_symbols` (which the double itself ignores).
+const OTHER_SYMBOLS: &[&str] = &["ErrorString"];
+
+#[derive(Debug)]
+pub struct Scenario {
+    pub driver_version: String,
+    pub nvml_version: String,
+    pub cuda_driver_version: c_int,
+    pub init_error: Option<c_int>,
+    /// Keyed by function name without the `nvml` prefix.
+    pub errors: BTreeMap<String, c_int>,
+    pub devices: Vec<Device>,
+}
+
+#[derive(Debug)]
+pub struct Device {
+    pub name: String,
+    pub uuid: String,
+    pub pci: Pci,
+    pub memory: Option<Memory>,
+    pub compute: Vec<Process>,
+    pub graphics: Vec<Process>,
+    pub mig_mode: Option<(u32, u32)>,
+    pub cuda_compute_capability: (c_int, c_int),
+    pub undercount: Option<Undercount>,
+    /// Keyed by function name without the `nvml` prefix.
+    pub errors: BTreeMap<String, c_int>,
+}
+
+#[derive(Debug)]
+pub struct Pci {
+    pub bus_id: String,
+    pub bus_id_legacy: String,
+    pub domain: u32,
+    pub bus: u32,
+    pub device: u32,
+    pub device_id: u32,
+    pub subsystem_id: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub total: u64,
+    pub reserved: u64,
+    pub free: u64,
+    pub used: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub pid: u32,
+    pub used_gpu_memory: u64,
+    pub gpu_instance_id: u32,
+    pub compute_instance_id: u32,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Undercount {
+    pub by: u32,
+    pub times: u32,
+}
+
+type Res<T> = Result<T, String>;
+
+/// Reads and parses the file named by `NVML_DOUBLE_SCENARIO`.
+pub fn load_from_env() -> Res<Scenario> {
+    let path = std::env::var_os("NVML_DOUBLE_SCENARIO")
+        .ok_or_else(|| "NVML_DOUBLE_SCENARIO is not set".to_string())?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read scenario {}: {e}", path.to_string_lossy()))?;
+    parse(&text).map_err(|e| format!("invalid scenario {}: {e}", path.to_string_lossy()))
+}
+
+/// Parses a scenario document.
+pub fn parse(text: &str) -> Res<Scenario> {
+    let root: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let obj = object(&root, "the top level")?;
+    check_keys(
+        obj,
+        "the top level",
+        &[
+            "description",
+            "driver_version",
+            "nvml_version",
+            "cuda_driver_version",
+            "init_error",
+            "errors",
+            "missing_symbols",
+            "devices",
+        ],
+    )?;
+    if let Some(v) = obj.get("description") {
+        string(v, "description")?;
+    }
+    let driver_version = opt_string(obj, "driver_version", "")?.unwrap_or("590.48.01".into());
+    let cuda_driver_version = match obj.get("cuda_driver_version") {
+        None => 13010,
+        Some(v) => int_in::<c_int>(v, "cuda_driver_version")?,
+    };
+    let nvml_version = opt_string(obj, "nvml_version", "")?
+        .unwrap_or_else(|| format!("{}.{driver_version}", cuda_driver_version / 1000));
+    let init_error = match obj.get("init_error") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(error_code(v, "init_error")?),
+    };
+    let all: Vec<&str> = SYSTEM_FUNCTIONS
+        .iter()
+        .chain(DEVICE_FUNCTIONS)
+        .copied()
+        .collect();
+    let errors = error_map(obj.get("errors"), "errors", &all)?;
+    if let Some(v) = obj.get("missing_symbols") {
+        let names = array(v, "missing_symbols")?;
+        let symbols: Vec<&str> = all.iter().chain(OTHER_SYMBOLS).copied().collect();
+        for (i, n) in names.iter().enumerate() {
+            let where_ = format!("missing_symbols[{i}]");
+            function_name(string(n, &where_)?, &where_, &symbols)?;
+        }
+    }
+    let devices = match obj.get("devices") {
+        None => return Err("\"devices\" is required (use [] for none)".into()),
+        Some(v) => array(v, "devices")?,
+    };
+    if devices.len() > MAX_DEVICES {
+        return Err(format!("at most {MAX_DEVICES} devices are supported"));
+    }
+    let devices = devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| device(d, &format!("devices[{i}]")))
+        .collect::<Res<Vec<_>>>()?;
+    Ok(Scenario {
+        driver_version,
+        nvml_version,
+        cuda_driver_version,
+        init_error,
+        errors,
+        devices,
+    })
+}
+
+fn device(v: &Value, at: &str) -> Res<Device> {
+    let obj = object(v, at)?;
+    check_keys(
+        obj,
+        at,
+        &[
+            "name",
+            "uuid",
+            "pci_bus_id",
+            "pci_device_id",
+            "pci_subsystem_id",
+            "memory",
+            "compute_processes",
+            "graphics_processes",
+            "mig_mode",
+            "cuda_compute_capability",
+            "process_undercount",
+            "errors",
+        ],
+    )?;
+    let name = req_string(obj, "name", at)?;
+    let uuid = req_string(obj, "uuid", at)?;
+    let bus_id = req_string(obj, "pci_bus_id", at)?;
+    let (domain, bus, dev, function) = parse_bus_id(&bus_id)
+        .ok_or_else(|| format!("{at}.pci_bus_id {bus_id:?} is not of the form 00000000:1B:00.0"))?;
+    let canonical = format!("{domain:08X}:{bus:02X}:{dev:02X}.{function:X}");
+    if canonical != bus_id {
+        return Err(format!(
+            "{at}.pci_bus_id {bus_id:?} must be written as NVML writes it: {canonical:?}"
+        ));
+    }
+    let bus_id_legacy = format!("{:04X}:{bus:02X}:{dev:02X}.{function:X}", domain & 0xFFFF);
+    let pci = Pci {
+        bus_id,
+        bus_id_legacy,
+        domain,
+        bus,
+        device: dev,
+        device_id: req_int(obj, "pci_device_id", at)?,
+        subsystem_id: match obj.get("pci_subsystem_id") {
+            None => 0,
+            Some(v) => int_in(v, &format!("{at}.pci_subsystem_id"))?,
+        },
+    };
+    let memory = match obj.get("memory") {
+        None => {
+            return Err(format!(
+                "{at}.memory is required (null means the memory queries are NOT_SUPPORTED)"
+            ));
+        }
+        Some(Value::Null) => None,
+        Some(v) => Some(memory(v, &format!("{at}.memory"))?),
+    };
+    let compute = processes(
+        obj.get("compute_processes"),
+        &format!("{at}.compute_processes"),
+    )?;
+    let graphics = processes(
+        obj.get("graphics_processes"),
+        &format!("{at}.graphics_processes"),
+    )?;
+    let mig_mode = match obj.get("mig_mode") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let w = format!("{at}.mig_mode");
+            let m = object(v, &w)?;
+            check_keys(m, &w, &["current", "pending"])?;
+            Some((req_int(m, "current", &w)?, req_int(m, "pending", &w)?))
+        }
+    };
+    let cuda_compute_capability = match obj.get("cuda_compute_capability") {
+        None | Some(Value::Null) => (9, 0),
+        Some(v) => {
+            let w = format!("{at}.cuda_compute_capability");
+            let m = object(v, &w)?;
+            check_keys(m, &w, &["major", "minor"])?;
+            (req_int(m, "major", &w)?, req_int(m, "minor", &w)?)
+        }
+    };
+    let undercount = match obj.get("process_undercount") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let w = format!("{at}.process_undercount");
+            let m = object(v, &w)?;
+            check_keys(m, &w, &["by", "times"])?;
+            Some(Undercount {
+                by: req_int(m, "by", &w)?,
+                times: req_int(m, "times", &w)?,
+            })
+        }
+    };
+    let errors = error_map(obj.get("errors"), &format!("{at}.errors"), DEVICE_FUNCTIONS)?;
+    Ok(Device {
+        name,
+        uuid,
+        pci,
+        memory,
+        compute,
+        graphics,
+        mig_mode,
+        cuda_compute_capability,
+        undercount,
+        errors,
+    })
+}
+
+fn memory(v: &Value, at: &str) -> Res<Memory> {
+    let m = object(v, at)?;
+    check_keys(m, at, &["total", "reserved", "free", "used"])?;
+    Ok(Memory {
+        total: req_int(m, "total", at)?,
+        reserved: req_int(m, "reserved", at)?,
+        free: req_int(m, "free", at)?,
+        used: req_int(m, "used", at)?,
+    })
+}
+
+fn processes(v: Option<&Value>, at: &str) -> Res<Vec<Process>> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    array(v, at)?
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let w = format!("{at}[{i}]");
+            let m = object(p, &w)?;
+            check_keys(
+                m,
+                &w,
+                &[
+                    "pid",
+                    "used_gpu_memory",
+                    "gpu_instance_id",
+                    "compute_instance_id",
+                    "name",
+                ],
+            )?;
+            let instance = |key: &str| -> Res<u32> {
+                match m.get(key) {
+                    None | Some(Value::Null) => Ok(u32::MAX),
+                    Some(v) => int_in(v, &format!("{w}.{key}")),
+                }
+            };
+            Ok(Process {
+                pid: req_int(m, "pid", &w)?,
+                used_gpu_memory: req_int(m, "used_gpu_memory", &w)?,
+                gpu_instance_id: instance("gpu_instance_id")?,
+                compute_instance_id: instance("compute_instance_id")?,
+                name: opt_string(m, "name", &w)?,
+            })
+        })
+        .collect()
+}
+
+/// `DDDDDDDD:BB:DD.F` (hex) → (domain, bus, device, function).
+fn parse_bus_id(s: &str) -> Option<(u32, u32, u32, u32)> {
+    let (domain, rest) = s.split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let (dev, function) = rest.split_once('.')?;
+    let hex = |t: &str, max_len: usize| -> Option<u32> {
+        if t.is_empty() || t.len() > max_len {
+            return None;
+        }
+        u32::from_str_radix(t, 16).ok()
+    };
+    Some((
+        hex(domain, 8)?,
+        hex(bus, 2)?,
+        hex(dev, 2)?,
+        hex(function, 1)?,
+    ))
+}
+
+fn error_map(v: Option<&Value>, at: &str, allowed: &[&str]) -> Res<BTreeMap<String, c_int>> {
+    let mut out = BTreeMap::new();
+    let Some(v) = v else { return Ok(out) };
+    if v.is_null() {
+        return Ok(out);
+    }
+    for (name, code) in object(v, at)? {
+        let w = format!("{at}.{name}");
+        let short = function_name(name, &w, allowed)?;
+        out.insert(short.to_string(), error_code(code, &w)?);
+    }
+    Ok(out)
+}
+
+/// Checks that `name` is `nvml` + one of `allowed`; returns the name without the prefix.
+fn function_name<'a>(name: &'a str, at: &str, allowed: &[&str]) -> Res<&'a str> {
+    match name.strip_prefix("nvml") {
+        Some(short) if allowed.contains(&short) => Ok(short),
+        _ => Err(format!(
+            "{at}: {name:?} is not a function the double exports here (allowed: {})",
+            allowed
+                .iter()
+                .map(|n| format!("nvml{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn error_code(v: &Value, at: &str) -> Res<c_int> {
+    let code: c_int = int_in(v, at)?;
+    if code == 0 {
+        return Err(format!("{at}: 0 is NVML_SUCCESS, not an error code"));
+    }
+    Ok(code)
+}
+
+fn object<'a>(v: &'a Value, at: &str) -> Res<&'a Map<String, Value>> {
+    v.as_object()
+        .ok_or_else(|| format!("{at} must be an object, got {v}"))
+}
+
+fn array<'a>(v: &'a Value, at: &str) -> Res<&'a Vec<Value>> {
+    v.as_array()
+        .ok_or_else(|| format!("{at} must be an array, got {v}"))
+}
+
+fn string<'a>(v: &'a Value, at: &str) -> Res<&'a str> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("{at} must be a string, got {v}"))?;
+    if s.contains('\0') {
+        return Err(format!("{at} must not contain NUL"));
+    }
+    Ok(s)
+}
+
+fn check_keys(obj: &Map<String, Value>, at: &str, known: &[&str]) -> Res<()> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "unknown key {k:?} in {at} (known: {})",
+            known.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+fn req_string(obj: &Map<String, Value>, key: &str, at: &str) -> Res<String> {
+    match obj.get(key) {
+        Some(v) => Ok(string(v, &format!("{at}.{key}"))?.to_string()),
+        None => Err(format!("{at}.{key} is required")),
+    }
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str, at: &str) -> Res<Option<String>> {
+    let w = if at.is_empty() {
+        key.to_string()
+    } else {
+        format!("{at}.{key}")
+    };
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Ok(Some(string(v, &w)?.to_string())),
+    }
+}
+
+fn req_int<T: TryFrom<i128>>(obj: &Map<String, Value>, key: &str, at: &str) -> Res<T> {
+    match obj.get(key) {
+        Some(v) => int_in(v, &format!("{at}.{key}")),
+        None => Err(format!("{at}.{key} is required")),
+    }
+}
+
+fn int_in<T: TryFrom<i128>>(v: &Value, at: &str) -> Res<T> {
+    let wide: i128 = if let Some(u) = v.as_u64() {
+        u.into()
+    } else if let Some(i) = v.as_i64() {
+        i.into()
+    } else {
+        return Err(format!("{at} must be an integer, got {v}"));
+    };
+    T::try_from(wide).map_err(|_| format!("{at} = {wide} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{"devices": [{"name": "G", "uuid": "GPU-1",
+        "pci_bus_id": "00000000:1B:00.0", "pci_device_id": 591597790, "memory": null}]}"#;
+
+    #[test]
+    fn minimal_scenario_gets_defaults() {
+        let s = parse(MINIMAL).expect("parses");
+        assert_eq!(s.driver_version, "590.48.01");
+        assert_eq!(s.nvml_version, "13.590.48.01");
+        assert_eq!(s.cuda_driver_version, 13010);
+        let d = &s.devices[0];
+        assert!(d.memory.is_none());
+        assert_eq!(d.pci.bus_id_legacy, "0000:1B:00.0");
+        assert_eq!((d.pci.domain, d.pci.bus, d.pci.device), (0, 0x1B, 0));
+        assert_eq!(d.cuda_compute_capability, (9, 0));
+        assert_eq!(d.mig_mode, None);
+    }
+
+    #[test]
+    fn sentinel_and_null_instances() {
+        let s = parse(
+            r#"{"devices": [{"name": "G", "uuid": "GPU-1", "pci_bus_id": "00000000:1B:00.0",
+            "pci_device_id": 1, "memory": null, "compute_processes": [
+            {"pid": 7, "used_gpu_memory": 18446744073709551615, "gpu_instance_id": null}]}]}"#,
+        )
+        .expect("parses");
+        let p = &s.devices[0].compute[0];
+        assert_eq!(p.used_gpu_memory, u64::MAX);
+        assert_eq!(p.gpu_instance_id, u32::MAX);
+        assert_eq!(p.compute_instance_id, u32::MAX);
+    }
+
+    #[test]
+    fn strictness() {
+        let bad = [
+            (r#"{"devices": [], "typo": 1}"#, "unknown key"),
+            (r#"{}"#, "devices"),
+            (
+                r#"{"devices": [], "errors": {"nvmlDeviceGetMemoryInfo_v3": 3}}"#,
+                "not a function",
+            ),
+            (
+                r#"{"devices": [], "errors": {"nvmlDeviceGetName": 0}}"#,
+                "NVML_SUCCESS",
+            ),
+            (r#"{"devices": [], "missing_symbols": ["foo"]}"#, "foo"),
+            (
+                &MINIMAL.replace("00000000:1B:00.0", "0000:1b:00.0"),
+                "must be written",
+            ),
+            (&MINIMAL.replace(", \"memory\": null", ""), "memory"),
+            (
+                &MINIMAL.replace("591597790", "-1"),
+                "pci_device_id = -1 is out of range",
+            ),
+        ];
+        for (text, needle) in bad {
+            let e = parse(text).expect_err(text);
+            assert!(e.contains(needle), "{e:?} should mention {needle:?}");
+        }
+        // Device-only errors are refused at device level for system functions.
+        let e = parse(&MINIMAL.replace(
+            "\"memory\": null",
+            "\"memory\": null, \"errors\": {\"nvmlSystemGetDriverVersion\": 3}",
+        ))
+        .expect_err("system function in device errors");
+        assert!(e.contains("not a function"), "{e}");
+    }
+}
