@@ -153,7 +153,8 @@ pub fn select(rows: Vec<PsRow>, args: &PsArgs) -> Vec<PsRow> {
 }
 
 pub fn sort(rows: &mut [PsRow], key: SortKey) {
-    let name = |row: &PsRow| row.name.as_deref().unwrap_or("").to_lowercase();
+    // Unknown names sort after every known one.
+    let name = |row: &PsRow| (row.name.is_none(), row.name.as_deref().unwrap_or("").to_lowercase());
     match key {
         SortKey::Vram => rows.sort_by(|a, b| {
             b.used_bytes
@@ -300,7 +301,7 @@ mod tests {
         sort(&mut r, SortKey::Name);
         assert_eq!(
             r.iter().map(|r| r.pid).collect::<Vec<_>>(),
-            vec![200, 100, 300, 400]
+            vec![100, 300, 400, 200]
         );
     }
 

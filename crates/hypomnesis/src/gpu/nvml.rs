@@ -371,9 +371,12 @@ impl MemoryFigures {
             || self.free > self.total
             || self.reserved.is_some_and(|r| r > self.total);
         if impossible {
+            let reserved = self
+                .reserved
+                .map_or_else(|| "not reported".to_owned(), |r| r.to_string());
             Err(format!(
-                "NVML reported impossible memory figures (total {}, free {}, used {}, reserved {:?}); ignored",
-                self.total, self.free, self.used, self.reserved
+                "NVML reported impossible memory figures (total {}, free {}, used {}, reserved {reserved} bytes); ignored",
+                self.total, self.free, self.used
             ))
         } else {
             Ok(())
