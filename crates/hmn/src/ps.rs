@@ -154,7 +154,12 @@ pub fn select(rows: Vec<PsRow>, args: &PsArgs) -> Vec<PsRow> {
 
 pub fn sort(rows: &mut [PsRow], key: SortKey) {
     // Unknown names sort after every known one.
-    let name = |row: &PsRow| (row.name.is_none(), row.name.as_deref().unwrap_or("").to_lowercase());
+    let name = |row: &PsRow| {
+        (
+            row.name.is_none(),
+            row.name.as_deref().unwrap_or("").to_lowercase(),
+        )
+    };
     match key {
         SortKey::Vram => rows.sort_by(|a, b| {
             b.used_bytes

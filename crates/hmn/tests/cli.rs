@@ -187,9 +187,20 @@ fn ps_snapshots() {
         &["ps", "--filter", "LLAMA", "--min", "1MiB"]
     );
     let r = snap!("ps_no_permission", "no_permission", &["ps"]);
-    assert_eq!(r.code, 0, "device 1 was listed; device 0 is reported as skipped");
-    assert!(r.stderr.contains("failed to query device 0"), "{}", r.stderr);
-    let r = snap!("ps_no_permission_device_0", "no_permission", &["ps", "--device", "0"]);
+    assert_eq!(
+        r.code, 0,
+        "device 1 was listed; device 0 is reported as skipped"
+    );
+    assert!(
+        r.stderr.contains("failed to query device 0"),
+        "{}",
+        r.stderr
+    );
+    let r = snap!(
+        "ps_no_permission_device_0",
+        "no_permission",
+        &["ps", "--device", "0"]
+    );
     assert_eq!(r.code, 2, "the only device asked for could not be listed");
     let r = run("no_permission", &["ps", "--exit-status"]);
     assert_eq!(r.code, 2, "--exit-status: a device was skipped");
