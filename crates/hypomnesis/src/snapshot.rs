@@ -301,6 +301,95 @@ pub struct ProcessGpuInfo {
     pub source: GpuQuerySource,
 }
 
+/// Every process holding memory on one GPU, and what the listing could not see.
+///
+/// [`crate::Probe::processes`] returns the rows only; this also says how many processes
+/// could not be inspected and why, so a tool can print "3 processes unreadable — re-run as
+/// root" instead of letting a short list pass for a complete one. See
+/// [`GpuProcessListing::notes`] for ready-made sentences.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct GpuProcessListing {
+    /// The processes, sorted by pid (as [`crate::Probe::processes`] returns them).
+    pub rows: Vec<GpuProcessEntry>,
+    /// Processes whose GPU use could not be inspected (Linux DRM: their `/proc/<pid>/fd` or a
+    /// DRM fd's `fdinfo` was unreadable, typically another user's process without root),
+    /// sorted. They may hold memory on this device that `rows` does not show. The same pids
+    /// are reported for every DRM device of one scan.
+    pub unreadable_pids: Vec<u32>,
+    /// Rows whose process has no PID in the caller's PID namespace (NVML reports host PIDs;
+    /// inside a container with its own `/proc` they cannot be mapped). Such a row keeps the
+    /// PID the driver reported, and has no name unless the process is visible.
+    pub hidden_by_pid_namespace: u32,
+    /// Linux DRM: clients held by more than one process (an fd passed or inherited), each
+    /// counted once, for the lowest pid holding it.
+    pub shared_clients: u32,
+    /// Linux DRM: fdinfo lines that could not be read and were ignored.
+    pub malformed_lines: u32,
+}
+
+impl GpuProcessListing {
+    /// A listing with only rows.
+    pub(crate) fn from_rows(rows: Vec<GpuProcessEntry>) -> Self {
+        Self {
+            rows,
+            ..Self::default()
+        }
+    }
+
+    /// English sentences about what the listing could not see or counted once, for a
+    /// person (empty when there is nothing to say).
+    #[must_use]
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let plural = |n: usize, one: &str, many: &str| {
+            if n == 1 { one.to_owned() } else { many.to_owned() }
+        };
+        let unreadable = self.unreadable_pids.len();
+        if unreadable > 0 {
+            notes.push(format!(
+                "{unreadable} {} unreadable — re-run as root to see {} GPU memory",
+                plural(unreadable, "process", "processes"),
+                plural(unreadable, "its", "their"),
+            ));
+        }
+        let hidden = usize::try_from(self.hidden_by_pid_namespace).unwrap_or(usize::MAX);
+        if hidden > 0 {
+            notes.push(format!(
+                "{hidden} {} outside this PID namespace, shown with the driver's host {} — run \
+                 with --pid=host or set HYPOMNESIS_PROC_ROOT to the host's /proc to name {}",
+                plural(hidden, "process runs", "processes run"),
+                plural(hidden, "PID", "PIDs"),
+                plural(hidden, "it", "them"),
+            ));
+        }
+        if self.shared_clients > 0 {
+            notes.push(format!(
+                "{} GPU {} shared between processes, counted once for the lowest PID",
+                self.shared_clients,
+                plural(
+                    usize::try_from(self.shared_clients).unwrap_or(usize::MAX),
+                    "client",
+                    "clients"
+                ),
+            ));
+        }
+        if self.malformed_lines > 0 {
+            notes.push(format!(
+                "{} malformed fdinfo {} ignored",
+                self.malformed_lines,
+                plural(
+                    usize::try_from(self.malformed_lines).unwrap_or(usize::MAX),
+                    "line",
+                    "lines"
+                ),
+            ));
+        }
+        notes
+    }
+}
+
 /// The calling process's RAM and, for one GPU, its own and the device's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -391,6 +480,7 @@ mod builders {
                 $(
                     #[doc = concat!("Sets `", stringify!($field), "`.")]
                     #[must_use]
+                    #[allow(clippy::wrong_self_convention)] // named after the field (`is_per_process`)
                     pub fn $field(mut self, value: $ty) -> Self {
                         self.0.$field = setters!(@wrap value $($opt)?);
                         self
