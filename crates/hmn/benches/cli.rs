@@ -42,7 +42,7 @@ fn run(command: &mut Command) {
     );
 }
 
-fn with_double(command: &mut Command, scenario: &Path, lib_dir: &Path) -> &mut Command {
+fn with_double<'a>(command: &'a mut Command, scenario: &Path, lib_dir: &Path) -> &'a mut Command {
     command
         .env("NVML_DOUBLE_SCENARIO", scenario)
         .env("LD_LIBRARY_PATH", lib_dir)
