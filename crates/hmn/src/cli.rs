@@ -10,6 +10,8 @@ Exit codes:
   0  success (for `fits`: the size fits)
   1  a negative answer: `fits` does not fit; `ps --exit-status` listed nothing
   2  could not measure (no GPU source, the device could not be read) or bad usage
+`run` exits with CMD's own code (128+N when CMD was killed by signal N, 127 when CMD could
+not be started); `watch` exits 0, or 2 when there is nothing it can watch.
 A closed stdout (`hmn ps | head -1`) exits 0 quietly.";
 
 const LIMITATIONS: &str = "\
@@ -84,6 +86,16 @@ pub enum Command {
     Ps(PsArgs),
     /// Tell whether SIZE bytes fit in a GPU's free memory (exit 0 yes, 1 no, 2 cannot tell).
     Fits(FitsArgs),
+    /// Serve device, process and host memory as Prometheus / OpenMetrics metrics over HTTP
+    /// (metrics in docs/metrics.md).
+    #[cfg(feature = "serve")]
+    Serve(ServeArgs),
+    /// Run CMD and report what its whole process tree peaked at: RAM, GPU memory, host memory
+    /// (a `time -v` for memory, on stderr); optionally record every sample and plot them.
+    Run(RunArgs),
+    /// Watch processes' GPU memory and RAM over time; a per-PID summary (baseline, peak) at the
+    /// end or on Ctrl-C.
+    Watch(WatchArgs),
     /// Print shell completions for SHELL on stdout.
     Completions {
         /// The shell to complete for.
@@ -109,7 +121,8 @@ pub struct PsArgs {
     #[arg(long, value_name = "PATTERN", value_parser = non_blank)]
     pub filter: Vec<String>,
 
-    /// Sort order: vram (largest first; alias dedicated, total, committed), pid, or name.
+    /// Sort order: vram (largest first, GPU memory in system RAM included; alias dedicated,
+    /// total, committed), pid, or name.
     #[arg(long, value_enum, default_value_t = SortKey::Vram, value_name = "KEY")]
     pub sort: SortKey,
 
@@ -140,6 +153,90 @@ pub struct FitsArgs {
     /// How much memory is needed: 12GiB, 12 GiB, 1.5G, 800MiB, 2TB (decimal) or bytes.
     #[arg(value_name = "SIZE", value_parser = parse_size)]
     pub size: u64,
+}
+
+/// `hmn serve`: where to listen, how often to sample, whether to export processes.
+#[cfg(feature = "serve")]
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on. The default answers this machine only; another address
+    /// (0.0.0.0:9464) exposes the metrics to the network and prints a warning.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464", value_parser = crate::serve::parse_listen)]
+    pub listen: std::net::SocketAddr,
+
+    /// How often to sample (5s, 500ms, 1m); scrapes in between get the latest sample.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::serve::parse_interval)]
+    pub interval: std::time::Duration,
+
+    /// Export per-process GPU memory (the default).
+    #[arg(long, overrides_with = "no_processes")]
+    pub processes: bool,
+
+    /// Leave per-process metrics out: they reveal process names, users and PIDs.
+    #[arg(long, overrides_with = "processes")]
+    pub no_processes: bool,
+}
+
+/// `hmn run`: how to sample, where to record, and the command.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// How often to sample (50ms, 0.5s, 2s; a bare number is seconds). RAM peaks of single
+    /// processes are exact whatever the interval; tree sums and GPU memory are as fine as it.
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = crate::run::parse_duration)]
+    pub interval: std::time::Duration,
+
+    /// Write every sample to FILE as it is taken, flushed each time: NDJSON records, or CSV
+    /// when FILE ends in .csv.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
+
+    /// Draw RAM and GPU memory over time into FILE (an SVG image).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
+
+    /// The command to run, and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `hmn watch`: which processes, how often, for how long.
+#[derive(Debug, Args, Clone)]
+pub struct WatchArgs {
+    /// Processes to watch. Without any, the largest GPU processes are chosen (--top).
+    #[arg(value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// How often to sample (5s, 500ms, 1m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::run::parse_duration)]
+    pub interval: std::time::Duration,
+
+    /// Stop after DURATION (default: until Ctrl-C).
+    #[arg(long, value_name = "DURATION", value_parser = crate::run::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Without PIDs: how many of the largest GPU processes to watch.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
+
+    /// Without PIDs: choose the top N again every interval, following processes that start
+    /// (and leaving those that end) while watching.
+    #[arg(long)]
+    pub follow_new: bool,
+
+    /// Without PIDs: only processes whose name or command line contains PATTERN,
+    /// case-insensitive (repeatable: any pattern may match).
+    #[arg(long, value_name = "PATTERN", value_parser = non_blank)]
+    pub filter: Vec<String>,
+
+    /// Without PIDs: only processes holding at least SIZE of GPU memory (device + system).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub min: Option<u64>,
 }
 
 fn non_blank(text: &str) -> Result<String, String> {
@@ -256,6 +353,72 @@ mod tests {
         assert!(parse(&["--device", "-1"]).is_err());
         assert!(parse(&["ps", "--min", "lots"]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn run_takes_everything_after_its_options_as_the_command() {
+        let cli = parse(&[
+            "--json",
+            "run",
+            "--interval",
+            "20ms",
+            "--record",
+            "r.csv",
+            "--",
+            "python3",
+            "-c",
+            "pass",
+            "--json",
+        ])
+        .unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run");
+        };
+        assert!(cli.global.json);
+        assert_eq!(run.interval, std::time::Duration::from_millis(20));
+        assert_eq!(run.record.as_deref(), Some(std::path::Path::new("r.csv")));
+        assert_eq!(run.command, ["python3", "-c", "pass", "--json"]);
+        let without_dashes = parse(&["run", "make", "-j8"]).unwrap();
+        let Some(Command::Run(run)) = without_dashes.command else {
+            panic!("not run");
+        };
+        assert_eq!(run.command, ["make", "-j8"]);
+        assert!(parse(&["run"]).is_err(), "CMD is required");
+        assert!(parse(&["run", "--interval", "fast", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn watch_flags_parse() {
+        let cli = parse(&[
+            "watch",
+            "--interval",
+            "500ms",
+            "--duration",
+            "1m",
+            "--top",
+            "3",
+            "--follow-new",
+            "--filter",
+            "py",
+            "--min",
+            "1GiB",
+        ])
+        .unwrap();
+        let Some(Command::Watch(watch)) = cli.command else {
+            panic!("not watch");
+        };
+        assert!(watch.pids.is_empty());
+        assert_eq!(watch.interval, std::time::Duration::from_millis(500));
+        assert_eq!(watch.duration, Some(std::time::Duration::from_secs(60)));
+        assert_eq!((watch.top, watch.follow_new), (3, true));
+        assert_eq!(watch.min, Some(1 << 30));
+        let pids = parse(&["watch", "12", "34"]).unwrap();
+        let Some(Command::Watch(watch)) = pids.command else {
+            panic!("not watch");
+        };
+        assert_eq!(watch.pids, [12, 34]);
+        assert_eq!(watch.interval, std::time::Duration::from_secs(5));
+        assert!(parse(&["watch", "--top", "0"]).is_err());
     }
 
     #[test]

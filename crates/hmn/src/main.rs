@@ -7,10 +7,16 @@
 mod cli;
 mod fits;
 mod output;
+mod plot;
 mod ps;
+mod record;
+mod run;
+#[cfg(feature = "serve")]
+mod serve;
 mod size;
 mod summary;
 mod table;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -54,6 +60,11 @@ fn main() -> ExitCode {
         None => summary::run(&hypomnesis::Probe::new(), &cli.global, &out),
         Some(Command::Ps(args)) => ps::run(&hypomnesis::Probe::new(), &cli.global, args, &out),
         Some(Command::Fits(args)) => fits::run(&hypomnesis::Probe::new(), &cli.global, args, &out),
+        // `run` exits with the command's own code, not an Outcome.
+        Some(Command::Run(args)) => return run::run(&cli.global, args, &out),
+        Some(Command::Watch(args)) => watch::run(&cli.global, args, &out),
+        #[cfg(feature = "serve")]
+        Some(Command::Serve(args)) => serve::run(hypomnesis::Probe::new(), &cli.global, args, &out),
         Some(Command::Completions { shell }) => {
             let mut text = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "hmn", &mut text);

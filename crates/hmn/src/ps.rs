@@ -1,11 +1,16 @@
 //! `hmn ps`: every process holding GPU memory.
 //!
 //! One row per process and device (a process on two GPUs appears twice, once per device), so
-//! that sums per device add up. Names, users and command lines come from the OS; a row the
+//! that sums per device add up. The SPILL column says whether the row's device is spilling
+//! out of dedicated VRAM into shared system memory (Windows only, see `hypomnesis::spill`):
+//! `PAGED` — it is, and this process holds ≥ 256 MiB of shared memory; `device` — it is, but
+//! not through this process; `no`; `?` — Windows could not tell (no GPU counters); `n/a` —
+//! not measurable on this platform. Names, users and command lines come from the OS; a row the
 //! OS would not describe shows `?` and is counted in the stderr summary with what to do
 //! about it. Filters narrow rows; the summary echoes them so a script's log says what was
 //! asked.
 
+use hypomnesis::spill::{self, DEFAULT_SHARED_GROWTH_BYTES};
 use hypomnesis::{GpuProcessEntry, GpuProcessKind, GpuQuerySource, Probe};
 use serde::Serialize;
 
@@ -31,10 +36,22 @@ pub struct PsRow {
     pub gpu_instance_id: Option<u32>,
     pub compute_instance_id: Option<u32>,
     pub source: GpuQuerySource,
+    /// Whether the row's device is spilling; `None` when that cannot be measured.
+    pub spilling: Option<bool>,
+    /// Whether this process is paged out to shared memory on a spilling device (≥ 256 MiB
+    /// shared); `None` when not measurable or its shared figure is unknown.
+    pub paged: Option<bool>,
 }
 
 impl PsRow {
-    fn new(entry: GpuProcessEntry, device_name: Option<String>) -> Self {
+    fn new(entry: GpuProcessEntry, device_name: Option<String>, spilling: Option<bool>) -> Self {
+        let paged = match spilling {
+            Some(true) => entry
+                .system_bytes
+                .map(|shared| shared >= DEFAULT_SHARED_GROWTH_BYTES),
+            Some(false) => Some(false),
+            None => None,
+        };
         Self {
             pid: entry.pid,
             user: entry.user,
@@ -49,6 +66,8 @@ impl PsRow {
             gpu_instance_id: entry.gpu_instance_id,
             compute_instance_id: entry.compute_instance_id,
             source: entry.source,
+            spilling,
+            paged,
         }
     }
 }
@@ -59,6 +78,9 @@ pub struct Gathered {
     pub rows: Vec<PsRow>,
     pub skipped: Vec<(u32, String)>,
     pub queried: usize,
+    /// What the listings could not see, and why (unreadable processes, PID namespaces),
+    /// each note once.
+    pub notes: Vec<String>,
 }
 
 pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> Outcome {
@@ -91,6 +113,9 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> O
         out.data(&render(&rows, args.full));
     }
     out.say(&summary_line(&rows, args, global.device));
+    for note in &gathered.notes {
+        out.say(note);
+    }
     if args.exit_status {
         if !gathered.skipped.is_empty() {
             return Outcome::CouldNotTell;
@@ -116,19 +141,38 @@ pub fn gather(probe: &Probe, only: Option<u32>) -> Result<Gathered, String> {
     let mut gathered = Gathered::default();
     for index in indices {
         let device_name = probe.device_info(index).ok().and_then(|d| d.name);
-        match probe.processes(index) {
-            Ok(entries) => {
+        match probe.gpu_process_listing(index) {
+            Ok(listing) => {
                 gathered.queried += 1;
+                for note in listing.notes() {
+                    if !gathered.notes.contains(&note) {
+                        gathered.notes.push(note);
+                    }
+                }
+                let entries = listing.rows;
+                // One reading per device, only where spill can be measured at all.
+                let spilling = spill::is_spill_measurable()
+                    .then(|| spill::device_is_spilling(probe, index))
+                    .flatten();
                 gathered.rows.extend(
                     entries
                         .into_iter()
-                        .map(|e| PsRow::new(e, device_name.clone())),
+                        .map(|e| PsRow::new(e, device_name.clone(), spilling)),
                 );
             }
             Err(e) => gathered.skipped.push((index, e.to_string())),
         }
     }
     Ok(gathered)
+}
+
+/// All GPU memory a row holds: device memory plus GPU buffers in system RAM (GTT, shared).
+/// `None` when neither is known.
+pub fn held_bytes(row: &PsRow) -> Option<u64> {
+    match (row.used_bytes, row.system_bytes) {
+        (None, None) => None,
+        (used, system) => Some(used.unwrap_or(0).saturating_add(system.unwrap_or(0))),
+    }
 }
 
 /// Applies `--pid`, `--min` and `--filter`.
@@ -138,7 +182,7 @@ pub fn select(rows: Vec<PsRow>, args: &PsArgs) -> Vec<PsRow> {
         .filter(|row| args.pid.is_empty() || args.pid.contains(&row.pid))
         .filter(|row| {
             args.min
-                .is_none_or(|min| row.used_bytes.is_some_and(|u| u >= min))
+                .is_none_or(|min| held_bytes(row).is_some_and(|u| u >= min))
         })
         .filter(|row| {
             patterns.is_empty()
@@ -162,8 +206,8 @@ pub fn sort(rows: &mut [PsRow], key: SortKey) {
     };
     match key {
         SortKey::Vram => rows.sort_by(|a, b| {
-            b.used_bytes
-                .cmp(&a.used_bytes)
+            held_bytes(b)
+                .cmp(&held_bytes(a))
                 .then_with(|| name(a).cmp(&name(b)))
                 .then(a.pid.cmp(&b.pid))
                 .then(a.device_index.cmp(&b.device_index))
@@ -185,9 +229,16 @@ pub fn render(rows: &[PsRow], full: bool) -> String {
         ("NAME", Align::Left),
         ("VRAM", Align::Right),
         ("DEVICE", Align::Left),
+        ("SPILL", Align::Left),
     ];
     if full {
         header.push(("COMMAND", Align::Left));
+    }
+    // GPU memory in system RAM (GTT on AMD, Intel's system memory, Windows shared) gets its
+    // own column where any row has it: on an APU the model lives there, not in VRAM.
+    let with_system = rows.iter().any(|r| r.system_bytes.is_some());
+    if with_system {
+        header.insert(4, ("SYS", Align::Right));
     }
     let mut table = Table::new(header);
     for row in rows {
@@ -197,13 +248,31 @@ pub fn render(rows: &[PsRow], full: bool) -> String {
             row.name.clone().unwrap_or_else(|| "?".to_owned()),
             format_optional(row.used_bytes),
             format!("GPU {}", row.device_index),
+            spill_cell(row, spill::is_spill_measurable()).to_owned(),
         ];
+        if with_system {
+            cells.insert(4, format_optional(row.system_bytes));
+        }
         if full {
             cells.push(row.command.clone().unwrap_or_else(|| "?".to_owned()));
         }
         table.push(cells);
     }
     table.render()
+}
+
+/// The SPILL cell: `PAGED`, `device`, `no`, `?` (could not tell), or `n/a` where the platform
+/// cannot measure spill at all.
+pub fn spill_cell(row: &PsRow, measurable: bool) -> &'static str {
+    if !measurable {
+        return "n/a";
+    }
+    match (row.spilling, row.paged) {
+        (Some(true), Some(true)) => "PAGED",
+        (Some(true), _) => "device",
+        (Some(false), _) => "no",
+        (None, _) => "?",
+    }
 }
 
 /// `2 GPU processes found matching device=0 filter="py" (9.6 GiB total); 1 unreadable — re-run as root to see its name.`
@@ -231,9 +300,13 @@ pub fn summary_line(rows: &[PsRow], args: &PsArgs, device: Option<u32>) -> Strin
         line.push_str(&criteria.join(" "));
     }
     let known: u64 = rows.iter().filter_map(|r| r.used_bytes).sum();
-    let unknown_memory = rows.iter().filter(|r| r.used_bytes.is_none()).count();
+    let system: u64 = rows.iter().filter_map(|r| r.system_bytes).sum();
+    let unknown_memory = rows.iter().filter(|r| held_bytes(r).is_none()).count();
     if count > 0 {
         line.push_str(&format!(" ({} total", format_size(known)));
+        if rows.iter().any(|r| r.system_bytes.is_some()) {
+            line.push_str(&format!(", {} in system RAM", format_size(system)));
+        }
         if unknown_memory > 0 {
             line.push_str(&format!(
                 ", {unknown_memory} without a memory figure from the driver"
@@ -250,6 +323,23 @@ pub fn summary_line(rows: &[PsRow], args: &PsArgs, device: Option<u32>) -> Strin
         };
         line.push_str(&format!(
             "; {unnamed} unreadable — re-run as root to see {pronoun}"
+        ));
+    }
+    let mut spilling: Vec<u32> = rows
+        .iter()
+        .filter(|r| r.spilling == Some(true))
+        .map(|r| r.device_index)
+        .collect();
+    spilling.sort_unstable();
+    spilling.dedup();
+    for index in spilling {
+        let paged = rows
+            .iter()
+            .filter(|r| r.device_index == index && r.paged == Some(true))
+            .count();
+        let noun = if paged == 1 { "process" } else { "processes" };
+        line.push_str(&format!(
+            "; device {index} spilling into shared memory ({paged} {noun} paged)"
         ));
     }
     line.push('.');
@@ -275,6 +365,8 @@ mod tests {
             gpu_instance_id: None,
             compute_instance_id: None,
             source: GpuQuerySource::Nvml,
+            spilling: None,
+            paged: None,
         }
     }
 
@@ -363,10 +455,46 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
-            ["PID", "USER", "NAME", "VRAM", "DEVICE", "COMMAND"]
+            ["PID", "USER", "NAME", "VRAM", "DEVICE", "SPILL", "COMMAND"]
         );
         assert!(lines.iter().any(|l| l.contains(" ? ")), "{text}");
         assert!(lines.iter().any(|l| l.contains("n/a")), "{text}");
         assert!(!text.contains(" 0 B"), "{text}");
+    }
+
+    #[test]
+    fn spill_cells_say_paged_device_no_unknown_or_not_applicable() {
+        let gib = 1_u64 << 30;
+        let on_spilling = |shared: Option<u64>| {
+            let mut entry = GpuProcessEntry::builder(7).used_bytes(gib).build();
+            entry.system_bytes = shared;
+            PsRow::new(entry, None, Some(true))
+        };
+        assert_eq!(spill_cell(&on_spilling(Some(2 * gib)), true), "PAGED");
+        assert_eq!(spill_cell(&on_spilling(Some(100 << 20)), true), "device");
+        assert_eq!(spill_cell(&on_spilling(None), true), "device");
+        let calm = PsRow::new(GpuProcessEntry::builder(8).build(), None, Some(false));
+        assert_eq!(spill_cell(&calm, true), "no");
+        assert_eq!(calm.paged, Some(false));
+        let unknown = PsRow::new(GpuProcessEntry::builder(9).build(), None, None);
+        assert_eq!(spill_cell(&unknown, true), "?");
+        assert_eq!(spill_cell(&unknown, false), "n/a");
+        assert_eq!(unknown.paged, None);
+    }
+
+    #[test]
+    fn the_summary_names_spilling_devices_and_paged_processes() {
+        let mut r = rows();
+        for row in &mut r {
+            if row.device_index == 0 {
+                row.spilling = Some(true);
+                row.paged = Some(row.pid == 300);
+            }
+        }
+        let line = summary_line(&r, &PsArgs::default(), None);
+        assert!(
+            line.ends_with("; device 0 spilling into shared memory (1 process paged)."),
+            "{line}"
+        );
     }
 }

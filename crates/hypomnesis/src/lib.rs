@@ -35,21 +35,34 @@
 pub mod error;
 mod gpu;
 pub mod host;
+mod pidns;
 mod probe;
 mod process_info;
 pub mod ram;
+pub mod sampler;
 pub mod snapshot;
+pub mod spill;
 
 pub use error::{BackendAttempt, HypomnesisError, Result};
-pub use host::{CgroupMemory, CgroupVersion, HostMemory, MemoryPressure};
+pub use host::{
+    CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,
+};
 pub use probe::{
     DEFAULT_NVIDIA_SMI_TIMEOUT, NVIDIA_SMI_ENV, NVML_LIB_ENV, PROC_ROOT_ENV, Probe, ProbeBuilder,
     SYS_ROOT_ENV,
 };
 pub use ram::{MemoryDetail, ProcessMemory};
+pub use sampler::{
+    HostSummary, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report, Sample, Sampler,
+    SamplerBuilder, Series, SeriesSummary, Target, TargetSummary, Timeline, TimelinePoint, measure,
+    process_start_ticks,
+};
 pub use snapshot::{
-    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor, ProcessGpuInfo,
-    Snapshot, Unavailable,
+    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource, GpuVendor,
+    ProcessGpuInfo, Snapshot, Unavailable,
+};
+pub use spill::{
+    SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,
 };
 
 /// Resident memory of the calling process, bytes.

@@ -13,13 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 use crate::error::HypomnesisError;
 use crate::error::Result;
 use crate::gpu::GpuBackends;
 use crate::host::HostMemory;
 use crate::ram::{MemoryDetail, ProcessMemory};
-use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, ProcessGpuInfo, Snapshot};
+use crate::snapshot::{
+    GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, ProcessGpuInfo, Snapshot,
+};
 
 /// Environment variable naming the NVML library to load instead of the platform default.
 pub const NVML_LIB_ENV: &str = "HYPOMNESIS_NVML_LIB";
@@ -174,7 +176,9 @@ impl Probe {
     }
 
     /// Resident memory of the calling process, bytes. Linux: one `pread` of the kept-open
-    /// `/proc/self/statm`, resident pages × page size.
+    /// `/proc/self/statm`, resident pages × page size. Windows: the working set
+    /// (`K32GetProcessMemoryInfo`). macOS: the physical footprint (`task_info(TASK_VM_INFO)`),
+    /// which includes Metal buffers — see [`ProcessMemory::rss_bytes`].
     ///
     /// # Errors
     /// When `statm` cannot be opened, read or parsed, or on platforms not yet supported.
@@ -194,7 +198,15 @@ impl Probe {
         {
             crate::ram::linux::read_process_memory(&self.proc_root, pid, detail)
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(windows)]
+        {
+            crate::ram::windows::read_process_memory(pid, detail)
+        }
+        #[cfg(target_os = "macos")]
+        {
+            crate::ram::macos::read_process_memory(pid, detail)
+        }
+        #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
         {
             let _ = (pid, detail);
             Err(HypomnesisError::Unsupported {
@@ -213,7 +225,17 @@ impl Probe {
         {
             crate::host::linux::read_host_memory(&self.proc_root, &self.sys_root)
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(windows)]
+        {
+            let _ = &self.sys_root;
+            crate::host::windows::read_host_memory()
+        }
+        #[cfg(target_os = "macos")]
+        {
+            let _ = &self.sys_root;
+            crate::host::macos::read_host_memory()
+        }
+        #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
         {
             let _ = &self.sys_root;
             Err(HypomnesisError::Unsupported {
@@ -230,7 +252,15 @@ impl Probe {
         {
             crate::ram::linux::process_exists(&self.proc_root, pid)
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(windows)]
+        {
+            crate::ram::windows::process_exists(pid)
+        }
+        #[cfg(target_os = "macos")]
+        {
+            crate::ram::macos::process_exists(pid)
+        }
+        #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
         {
             let _ = pid;
             None
@@ -270,6 +300,17 @@ impl Probe {
     /// no fallback could list it.
     pub fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
         self.gpu.processes(index)
+    }
+
+    /// As [`Probe::processes`], plus what the listing could not see: processes whose GPU use
+    /// was unreadable (Linux DRM without root), rows outside the caller's PID namespace
+    /// (NVML's host PIDs in a container), DRM clients shared between processes. See
+    /// [`GpuProcessListing::notes`].
+    ///
+    /// # Errors
+    /// As for [`Probe::processes`].
+    pub fn gpu_process_listing(&self, index: u32) -> Result<GpuProcessListing> {
+        self.gpu.process_listing(index)
     }
 
     /// The calling process's own memory on GPU `index`.
@@ -366,7 +407,15 @@ impl OwnRss {
                 Err(e) => Err(e.clone()),
             }
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(windows)]
+        {
+            crate::ram::windows::own_rss()
+        }
+        #[cfg(target_os = "macos")]
+        {
+            crate::ram::macos::own_rss()
+        }
+        #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
         {
             Err(HypomnesisError::Unsupported {
                 what: "process RSS",

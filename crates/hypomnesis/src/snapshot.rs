@@ -344,7 +344,11 @@ impl GpuProcessListing {
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         let plural = |n: usize, one: &str, many: &str| {
-            if n == 1 { one.to_owned() } else { many.to_owned() }
+            if n == 1 {
+                one.to_owned()
+            } else {
+                many.to_owned()
+            }
         };
         let unreadable = self.unreadable_pids.len();
         if unreadable > 0 {

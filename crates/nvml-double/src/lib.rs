@@ -21,6 +21,7 @@ mod scenario;
 use std::ffi::{c_char, c_int, c_uint, c_ulonglong, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
 use scenario::{Device, MAX_DEVICES, Process, Scenario};
 
@@ -129,6 +130,16 @@ static RUNTIME: Mutex<Runtime> = Mutex::new(Runtime {
     refcount: 0,
     undercounts_done: [0; MAX_DEVICES],
 });
+
+/// When the first init succeeded: the origin of `used_gpu_memory_steps`.
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// Milliseconds since the first successful init (0 before it).
+fn now_ms() -> u64 {
+    EPOCH.get().map_or(0, |at| {
+        u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)
+    })
+}
 
 /// Device handles are the addresses of these slots; a handle is valid when it points at slot
 /// `i` and the scenario has a device `i`.
@@ -275,6 +286,7 @@ fn init(function: &str) -> NvmlReturn {
         }
         let mut rt = runtime();
         rt.refcount = rt.refcount.saturating_add(1);
+        EPOCH.get_or_init(Instant::now);
         Ok(())
     })
 }
@@ -628,7 +640,7 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(
     memory: *mut NvmlMemoryV1,
 ) -> NvmlReturn {
     device_call("DeviceGetMemoryInfo", device, |dev, _, _| {
-        let (value, outcome) = match dev.memory {
+        let (value, outcome) = match dev.memory_at(now_ms()) {
             Some(m) => (
                 NvmlMemoryV1 {
                     total: m.total,
@@ -665,7 +677,7 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
         if version != MEMORY_V2_VERSION {
             return Err(ERROR_ARGUMENT_VERSION_MISMATCH);
         }
-        let (value, outcome) = match dev.memory {
+        let (value, outcome) = match dev.memory_at(now_ms()) {
             Some(m) => (
                 NvmlMemoryV2 {
                     version,
@@ -701,23 +713,24 @@ enum ListKind {
 }
 
 trait ProcessEntry: Sized {
-    fn from_process(p: &Process) -> Self;
+    /// The entry for `p` at `ms` after the first successful init.
+    fn from_process(p: &Process, ms: u64) -> Self;
 }
 
 impl ProcessEntry for NvmlProcessInfoV1 {
-    fn from_process(p: &Process) -> Self {
+    fn from_process(p: &Process, ms: u64) -> Self {
         Self {
             pid: p.pid,
-            used_gpu_memory: p.used_gpu_memory,
+            used_gpu_memory: p.used_at(ms),
         }
     }
 }
 
 impl ProcessEntry for NvmlProcessInfo {
-    fn from_process(p: &Process) -> Self {
+    fn from_process(p: &Process, ms: u64) -> Self {
         Self {
             pid: p.pid,
-            used_gpu_memory: p.used_gpu_memory,
+            used_gpu_memory: p.used_at(ms),
             gpu_instance_id: p.gpu_instance_id,
             compute_instance_id: p.compute_instance_id,
         }
@@ -766,10 +779,11 @@ unsafe fn process_list<E: ProcessEntry>(
         if len > 0 && infos.is_null() {
             return Err(ERROR_INVALID_ARGUMENT);
         }
+        let ms = now_ms();
         for (i, p) in list.iter().enumerate() {
             // SAFETY: `infos` is non-NULL (checked, as len > 0) and valid for `capacity >= len`
             // entries (contract), and `i < len`.
-            unsafe { infos.add(i).write_unaligned(E::from_process(p)) };
+            unsafe { infos.add(i).write_unaligned(E::from_process(p, ms)) };
         }
         // SAFETY: non-NULL and valid for writing (contract).
         unsafe { count.write_unaligned(len) };

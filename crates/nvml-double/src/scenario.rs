@@ -111,9 +111,44 @@ pub struct Memory {
 pub struct Process {
     pub pid: u32,
     pub used_gpu_memory: u64,
+    /// `(ms after the first successful init, bytes)`, strictly increasing in time: from each
+    /// step's time on, the process holds its bytes. Before the first step (and when empty),
+    /// it holds `used_gpu_memory`.
+    pub used_gpu_memory_steps: Vec<(u64, u64)>,
     pub gpu_instance_id: u32,
     pub compute_instance_id: u32,
     pub name: Option<String>,
+}
+
+impl Process {
+    /// What the process holds `ms` milliseconds after the first successful init.
+    pub fn used_at(&self, ms: u64) -> u64 {
+        self.used_gpu_memory_steps
+            .iter()
+            .take_while(|(at, _)| *at <= ms)
+            .last()
+            .map_or(self.used_gpu_memory, |(_, bytes)| *bytes)
+    }
+}
+
+impl Device {
+    /// The device's memory `ms` milliseconds after the first successful init: `used` grows
+    /// (and `free` shrinks, saturating) by how far each process's memory has moved from its
+    /// `used_gpu_memory`. Without steps this is `memory` as declared.
+    pub fn memory_at(&self, ms: u64) -> Option<Memory> {
+        let mut m = self.memory?;
+        let delta: i128 = self
+            .compute
+            .iter()
+            .chain(&self.graphics)
+            .filter(|p| !p.used_gpu_memory_steps.is_empty())
+            .map(|p| i128::from(p.used_at(ms)) - i128::from(p.used_gpu_memory))
+            .sum();
+        let clamp = |v: i128| u64::try_from(v.max(0)).unwrap_or(u64::MAX);
+        m.used = clamp(i128::from(m.used) + delta);
+        m.free = clamp(i128::from(m.free) - delta);
+        Some(m)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -332,6 +367,7 @@ fn processes(v: Option<&Value>, at: &str) -> Res<Vec<Process>> {
                 &[
                     "pid",
                     "used_gpu_memory",
+                    "used_gpu_memory_steps",
                     "gpu_instance_id",
                     "compute_instance_id",
                     "name",
@@ -346,12 +382,36 @@ fn processes(v: Option<&Value>, at: &str) -> Res<Vec<Process>> {
             Ok(Process {
                 pid: req_int(m, "pid", &w)?,
                 used_gpu_memory: req_int(m, "used_gpu_memory", &w)?,
+                used_gpu_memory_steps: steps(m.get("used_gpu_memory_steps"), &w)?,
                 gpu_instance_id: instance("gpu_instance_id")?,
                 compute_instance_id: instance("compute_instance_id")?,
                 name: opt_string(m, "name", &w)?,
             })
         })
         .collect()
+}
+
+/// `[[ms, bytes], …]`, times strictly increasing; absent or null is no steps.
+fn steps(v: Option<&Value>, at: &str) -> Res<Vec<(u64, u64)>> {
+    let w = format!("{at}.used_gpu_memory_steps");
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (i, step) in array(v, &w)?.iter().enumerate() {
+        let ws = format!("{w}[{i}]");
+        let pair = array(step, &ws)?;
+        let [ms, bytes] = pair.as_slice() else {
+            return Err(format!("{ws} must be [ms_since_init, bytes]"));
+        };
+        let ms: u64 = int_in(ms, &format!("{ws}[0]"))?;
+        let bytes: u64 = int_in(bytes, &format!("{ws}[1]"))?;
+        if out.last().is_some_and(|(last, _)| *last >= ms) {
+            return Err(format!("{ws}: step times must be strictly increasing"));
+        }
+        out.push((ms, bytes));
+    }
+    Ok(out)
 }
 
 /// `DDDDDDDD:BB:DD.F` (hex) → (domain, bus, device, function).
@@ -510,6 +570,52 @@ mod tests {
         assert_eq!(p.used_gpu_memory, u64::MAX);
         assert_eq!(p.gpu_instance_id, u32::MAX);
         assert_eq!(p.compute_instance_id, u32::MAX);
+    }
+
+    #[test]
+    fn steps_change_a_process_and_its_device_over_time() {
+        let s = parse(
+            r#"{"devices": [{"name": "G", "uuid": "GPU-1", "pci_bus_id": "00000000:1B:00.0",
+            "pci_device_id": 1,
+            "memory": {"total": 1000, "reserved": 0, "free": 900, "used": 100},
+            "compute_processes": [
+              {"pid": 7, "used_gpu_memory": 60, "used_gpu_memory_steps": [[100, 300], [250, 20]]},
+              {"pid": 8, "used_gpu_memory": 40}]}]}"#,
+        )
+        .expect("parses");
+        let d = &s.devices[0];
+        let p = &d.compute[0];
+        assert_eq!(
+            [0, 99, 100, 249, 250, 10_000].map(|ms| p.used_at(ms)),
+            [60, 60, 300, 300, 20, 20]
+        );
+        assert_eq!(d.compute[1].used_at(500), 40, "no steps: constant");
+        let at = |ms| d.memory_at(ms).map(|m| (m.used, m.free));
+        assert_eq!(at(0), Some((100, 900)));
+        assert_eq!(at(150), Some((340, 660)));
+        assert_eq!(at(300), Some((60, 940)));
+    }
+
+    #[test]
+    fn steps_must_be_pairs_in_increasing_time() {
+        let scenario = |steps: &str| {
+            format!(
+                r#"{{"devices": [{{"name": "G", "uuid": "GPU-1", "pci_bus_id": "00000000:1B:00.0",
+                "pci_device_id": 1, "memory": null, "compute_processes": [
+                {{"pid": 7, "used_gpu_memory": 1, "used_gpu_memory_steps": {steps}}}]}}]}}"#
+            )
+        };
+        assert!(parse(&scenario("null")).is_ok());
+        assert!(parse(&scenario("[]")).is_ok());
+        for (bad, needle) in [
+            ("[[10, 1], [10, 2]]", "strictly increasing"),
+            ("[[10]]", "[ms_since_init, bytes]"),
+            ("[[10, -1]]", "out of range"),
+            ("{}", "must be an array"),
+        ] {
+            let e = parse(&scenario(bad)).expect_err(bad);
+            assert!(e.contains(needle), "{e:?} should mention {needle:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! - [`nvml_double_for`]: a directory holding the double as `libnvidia-ml.so.1`, with the
 //!   scenario's `missing_symbols` made unresolvable.
 //! - [`pynvml_python`]: a venv with NVIDIA's Python binding, for fidelity checks.
+//! - [`ram_pattern`]: builds this crate's `ram-pattern` program (a process whose memory does
+//!   known things at known times) for tests of other crates, which cannot name another
+//!   package's binary.
 //!
 //! NVML's state is process-wide: run each scenario in its own process (`LD_LIBRARY_PATH=<dir>
 //! NVML_DOUBLE_SCENARIO=<file>`, or the absolute path `<dir>/libnvidia-ml.so.1`).
@@ -153,6 +156,46 @@ fn build_double() -> PathBuf {
         lib.display()
     );
     lib
+}
+
+/// Builds this crate's `ram-pattern` program (`cargo build -p test-support --bin ram-pattern`
+/// in `<workspace>/target/test-programs`, once per process, serialised across processes like
+/// [`nvml_double`]) and returns its path. See `src/bin/ram-pattern.rs` for what it does.
+pub fn ram_pattern() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| with_file_lock("test-programs-build.lock", build_ram_pattern))
+        .clone()
+}
+
+fn build_ram_pattern() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let target = target_dir().join("test-programs");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .args([
+            "build",
+            "-p",
+            "test-support",
+            "--bin",
+            "ram-pattern",
+            "--target-dir",
+        ])
+        .arg(&target)
+        // Optimised, so that writing a 200 MiB spike takes milliseconds, not a second.
+        .env("CARGO_PROFILE_DEV_OPT_LEVEL", "2");
+    if let Err(e) = run(&mut cmd) {
+        panic!("building ram-pattern failed: {e}");
+    }
+    let exe = target
+        .join("debug")
+        .join(format!("ram-pattern{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        exe.is_file(),
+        "cargo built ram-pattern but {} does not exist",
+        exe.display()
+    );
+    exe
 }
 
 /// A directory holding a copy of the double named `libnvidia-ml.so.1`, for `scenario`:

@@ -1000,3 +1000,66 @@ fn child_nvml_wrapper_unified() {
     ));
     assert_eq!(d.running_compute_processes().expect("compute").len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Process memory that changes over time
+
+#[test]
+fn nvml_wrapper_steps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(
+        dir.path(),
+        "steps",
+        r#"{"devices": [{"name": "G", "uuid": "GPU-1", "pci_bus_id": "00000000:1B:00.0",
+            "pci_device_id": 1,
+            "memory": {"total": 8388608000, "reserved": 0, "free": 7340032000, "used": 1048576000},
+            "compute_processes": [{"pid": 4000001, "used_gpu_memory": 1048576000,
+                "used_gpu_memory_steps": [[300, 5242880000], [600, 524288000]]}]}]}"#,
+    );
+    run_child(
+        "child_nvml_wrapper_steps",
+        &test_support::nvml_double_for(&scenario),
+        Some(&scenario),
+    );
+}
+
+#[test]
+fn child_nvml_wrapper_steps() {
+    use nvml_wrapper::enums::device::UsedGpuMemory;
+    if !is_child("child_nvml_wrapper_steps") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let nvml = nvml_wrapper::Nvml::builder()
+        .lib_path(child_lib_path().as_os_str())
+        .init()
+        .expect("init");
+    let d = nvml.device_by_index(0).expect("device 0");
+    let read = || {
+        let p = d.running_compute_processes().expect("compute");
+        let m = d.memory_info().expect("memory");
+        (p[0].used_gpu_memory.clone(), m.used, m.free)
+    };
+    let early = read();
+    // Only meaningful when the first reads came before the first step.
+    if started.elapsed() < std::time::Duration::from_millis(250) {
+        assert_eq!(
+            early,
+            (UsedGpuMemory::Used(1000 * MIB), 1000 * MIB, 7000 * MIB)
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400).saturating_sub(started.elapsed()));
+    if started.elapsed() < std::time::Duration::from_millis(550) {
+        assert_eq!(
+            read(),
+            (UsedGpuMemory::Used(5000 * MIB), 5000 * MIB, 3000 * MIB),
+            "after the first step: the process and the device grew together"
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700).saturating_sub(started.elapsed()));
+    assert_eq!(
+        read(),
+        (UsedGpuMemory::Used(500 * MIB), 500 * MIB, 7500 * MIB),
+        "after the last step, for good"
+    );
+}

@@ -706,6 +706,18 @@ fn specific_checks(name: &str, a: &Value) -> Vec<String> {
                 "instance ids set",
             );
         }
+        "gpu_steps" => {
+            // The double's clock starts at the first init; pynvml reads within milliseconds,
+            // long before the first step at 1000 ms, so it sees the declared base figures
+            // (the comparison above checks them all). The steps themselves are checked
+            // against the clock in nvml_double_abi.rs.
+            check(
+                procs(0, "compute")
+                    .first()
+                    .is_some_and(|p| p["usedGpuMemory"] == json!(2048 * MIB)),
+                "the growing process reads its base 2 GiB before its first step",
+            );
+        }
         "unified_memory" => {
             check(dev(0)["name"] == ok(json!("NVIDIA GB10")), "GB10");
             check(

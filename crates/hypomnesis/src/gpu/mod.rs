@@ -10,17 +10,27 @@
 //! from the driver, whose copy is truncated and controlled by the workload.
 
 use std::path::PathBuf;
-#[cfg(feature = "nvml")]
+#[cfg(any(feature = "nvml", target_os = "linux"))]
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::error::{BackendAttempt, HypomnesisError, Result};
-use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuQuerySource, ProcessGpuInfo};
+use crate::snapshot::{
+    GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
+};
 
+// The parsers build everywhere (and are tested everywhere); the readers are Linux-only.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) mod drm;
+// Windows (DXGI, PDH) and macOS (Metal): pure parts build and are tested everywhere; the
+// OS calls are behind each file's own cfg.
+pub(crate) mod dxgi;
+pub(crate) mod metal;
 #[cfg(feature = "nvidia-smi-fallback")]
 pub(crate) mod nvidia_smi;
 #[cfg(feature = "nvml")]
 pub(crate) mod nvml;
+pub(crate) mod pdh;
 
 /// What the GPU backends need to know; filled by [`crate::ProbeBuilder`].
 #[derive(Debug, Clone)]
@@ -42,6 +52,9 @@ pub(crate) struct GpuBackends {
     nvml: OnceLock<Result<nvml::NvmlBackend>>,
     #[cfg(feature = "nvidia-smi-fallback")]
     smi: nvidia_smi::NvidiaSmi,
+    /// The calling process's PID in the root namespace, once known (Linux).
+    #[cfg(target_os = "linux")]
+    own_host_pid: OnceLock<Option<u32>>,
     /// Backends for everything that is not NVIDIA-through-NVML, numbered after NVIDIA.
     extras: Vec<Box<dyn ExtraBackend>>,
 }
@@ -59,6 +72,12 @@ pub(crate) trait ExtraBackend: Send + Sync + std::fmt::Debug {
     /// Every process holding memory on `device`, when this backend can list them; `None`
     /// leaves the device to the other backends.
     fn processes(&self, device: &GpuDeviceInfo) -> Option<Result<Vec<GpuProcessEntry>>>;
+    /// As [`ExtraBackend::processes`], with what the backend could not see (unreadable
+    /// processes, clients shared between processes). The default has rows only.
+    fn process_listing(&self, device: &GpuDeviceInfo) -> Option<Result<GpuProcessListing>> {
+        self.processes(device)
+            .map(|rows| rows.map(GpuProcessListing::from_rows))
+    }
     /// Process `pid`'s own memory on `device`, when this backend can tell; `None` as above.
     fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>>;
 }
@@ -95,6 +114,8 @@ impl GpuBackends {
             #[cfg(feature = "nvml")]
             nvml: OnceLock::new(),
             extras: extra_backends(&proc_root, sys_root),
+            #[cfg(target_os = "linux")]
+            own_host_pid: OnceLock::new(),
             config,
             proc_root,
         }
@@ -303,21 +324,61 @@ impl GpuBackends {
     }
 
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
-        let mut rows = self.processes_unnamed(index)?;
-        for row in &mut rows {
-            self.describe_process(row);
-        }
-        rows.sort_by_key(|r| r.pid);
-        Ok(rows)
+        Ok(self.process_listing(index)?.rows)
     }
 
-    fn processes_unnamed(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
+    /// The rows of `index`, named and with PIDs as the caller's namespace numbers them
+    /// (NVML's host PIDs mapped through `NSpid`, see [`crate::pidns`]), and the counts of
+    /// what could not be seen.
+    pub(crate) fn process_listing(&self, index: u32) -> Result<GpuProcessListing> {
+        let mut listing = self.processes_unnamed(index)?;
+        #[cfg(target_os = "linux")]
+        let mut view = crate::pidns::PidView::detect(&self.proc_root);
+        for row in &mut listing.rows {
+            #[cfg(target_os = "linux")]
+            {
+                use crate::pidns::Placement;
+                let placement = match row.source {
+                    GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi => view.host_pid(row.pid),
+                    _ => view.procfs_pid(row.pid),
+                };
+                match placement {
+                    Placement::Local { local, procfs } => {
+                        self.describe_process(row, procfs);
+                        row.pid = local;
+                    }
+                    Placement::Outside { procfs } => {
+                        self.describe_process(row, procfs);
+                        listing.hidden_by_pid_namespace =
+                            listing.hidden_by_pid_namespace.saturating_add(1);
+                    }
+                    // A DRM row's process that is gone by now is not a namespace matter.
+                    Placement::Hidden if row.source == GpuQuerySource::Drm => {}
+                    Placement::Hidden => {
+                        listing.hidden_by_pid_namespace =
+                            listing.hidden_by_pid_namespace.saturating_add(1);
+                    }
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            self.describe_process(row, row.pid);
+        }
+        listing.rows.sort_by_key(|r| r.pid);
+        Ok(listing)
+    }
+
+    fn processes_unnamed(&self, index: u32) -> Result<GpuProcessListing> {
         if !self.extras.is_empty() {
             let device = self.device_info(index)?;
-            if let Some(result) = self.extras.iter().find_map(|b| b.processes(&device)) {
+            if let Some(result) = self.extras.iter().find_map(|b| b.process_listing(&device)) {
                 return result;
             }
         }
+        self.nvidia_processes(index)
+            .map(GpuProcessListing::from_rows)
+    }
+
+    fn nvidia_processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
         match self.nvml() {
             Ok(nvml) => self.processes_from_nvml(nvml, index),
             Err(nvml_attempt) => {
@@ -409,6 +470,7 @@ impl GpuBackends {
         }
         match self.nvml() {
             Ok(nvml) => {
+                let pid = self.nvml_pid(pid)?;
                 // The common case needs no fallback: answer from NVML's list directly, so a
                 // snapshot never spawns nvidia-smi because of some other process's sentinel.
                 if let Ok(rows) = nvml.processes(index)
@@ -451,31 +513,79 @@ impl GpuBackends {
         }
     }
 
-    /// Name, user and command line from the OS, which knows them better than the driver.
-    fn describe_process(&self, row: &mut GpuProcessEntry) {
+    /// `pid` as NVML numbers it (the root PID namespace). Inside a container whose `/proc`
+    /// cannot see the host's PIDs, the calling process's NVML PID is unknown: an error, so
+    /// that it is never reported as holding 0 bytes by mistake.
+    fn nvml_pid(&self, pid: u32) -> Result<u32> {
         #[cfg(target_os = "linux")]
         {
-            use crate::process_info::linux::{process_command, process_user};
-            if let Some(name) = crate::ram::linux::process_name(&self.proc_root, row.pid) {
-                row.name = Some(name);
+            if pid != std::process::id() {
+                return Ok(pid);
             }
-            row.user = process_user(&self.proc_root, row.pid);
-            row.command = process_command(&self.proc_root, row.pid);
+            let host_pid = *self
+                .own_host_pid
+                .get_or_init(|| crate::pidns::PidView::detect(&self.proc_root).own_host_pid(pid));
+            host_pid.ok_or_else(|| HypomnesisError::NoGpuSource {
+                attempts: vec![BackendAttempt::new(
+                    GpuQuerySource::Nvml,
+                    "reports host PIDs, and this process's host PID is not visible from its PID namespace (mount the host's /proc and set HYPOMNESIS_PROC_ROOT to it)",
+                )],
+            })
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let _ = row;
+            Ok(pid)
+        }
+    }
+
+    /// Name, user and command line from the OS, which knows them better than the driver;
+    /// `procfs_pid` is the process's number in the procfs (its host PID when the caller reads
+    /// a host `/proc` from a container).
+    fn describe_process(&self, row: &mut GpuProcessEntry, procfs_pid: u32) {
+        #[cfg(target_os = "linux")]
+        {
+            use crate::process_info::linux::{process_command, process_user};
+            if let Some(name) = crate::ram::linux::process_name(&self.proc_root, procfs_pid) {
+                row.name = Some(name);
+            }
+            row.user = process_user(&self.proc_root, procfs_pid);
+            row.command = process_command(&self.proc_root, procfs_pid);
+        }
+        #[cfg(windows)]
+        {
+            use crate::ram::windows::{ImageName, image_name, resolve_name, snapshot_names};
+            if row.name.is_none() {
+                let image = image_name(procfs_pid);
+                // Only a refused image name needs the (costlier) Toolhelp32 snapshot.
+                let snapshot = matches!(image, ImageName::Refused)
+                    .then(snapshot_names)
+                    .flatten();
+                row.name = Some(resolve_name(procfs_pid, &image, snapshot.as_ref()));
+            }
+        }
+        #[cfg(not(any(target_os = "linux", windows)))]
+        {
+            let _ = (row, procfs_pid);
         }
     }
 }
 
 /// The backends besides NVIDIA's for this platform, in the order their devices are numbered.
+#[allow(clippy::vec_init_then_push)] // one push per platform, each behind its own cfg
 fn extra_backends(
     proc_root: &std::path::Path,
     sys_root: &std::path::Path,
 ) -> Vec<Box<dyn ExtraBackend>> {
     let _ = (proc_root, sys_root);
-    Vec::new()
+    #[allow(unused_mut)]
+    let mut backends: Vec<Box<dyn ExtraBackend>> = Vec::new();
+    #[cfg(target_os = "linux")]
+    backends.push(Box::new(drm::DrmBackend::new(proc_root, sys_root)));
+    #[cfg(all(windows, feature = "dxgi"))]
+    backends.push(Box::new(dxgi::DxgiBackend::new()));
+    #[cfg(all(target_os = "macos", feature = "metal"))]
+    backends.push(Box::new(metal::MetalBackend::new()));
+    backends
 }
 
 /// The calling process's row, or 0 bytes when the complete list does not contain it (the

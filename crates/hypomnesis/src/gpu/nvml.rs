@@ -45,6 +45,67 @@ const DEFAULT_LIB: &str = "nvml.dll";
 #[cfg(not(windows))]
 const DEFAULT_LIB: &str = "libnvidia-ml.so.1";
 
+/// Where Windows drivers put `nvml.dll`, in the order NVIDIA's own Python binding tries
+/// them: `%WINDIR%\System32` (DCH drivers, the norm since 2019), then `%ProgramFiles%\NVIDIA
+/// Corporation\NVSMI` (older drivers), then the bare name through the loader's search path.
+#[cfg_attr(not(windows), allow(dead_code))]
+fn windows_candidates(windir: Option<OsString>, program_files: Option<OsString>) -> Vec<OsString> {
+    let mut candidates = Vec::with_capacity(3);
+    if let Some(mut path) = windir.filter(|d| !d.is_empty()) {
+        path.push("\\System32\\nvml.dll");
+        candidates.push(path);
+    }
+    if let Some(mut path) = program_files.filter(|d| !d.is_empty()) {
+        path.push("\\NVIDIA Corporation\\NVSMI\\nvml.dll");
+        candidates.push(path);
+    }
+    candidates.push(OsString::from(DEFAULT_LIB));
+    candidates
+}
+
+/// The libraries to try, in order, when no path is given.
+fn default_libs() -> Vec<OsString> {
+    #[cfg(windows)]
+    {
+        windows_candidates(
+            std::env::var_os("WINDIR").or_else(|| std::env::var_os("SystemRoot")),
+            std::env::var_os("ProgramFiles"),
+        )
+    }
+    #[cfg(not(windows))]
+    {
+        vec![OsString::from(DEFAULT_LIB)]
+    }
+}
+
+/// Loads and initialises the first of `candidates` that loads. A library that loads but
+/// fails to initialise (driver not loaded, version mismatch) is the answer: later candidates
+/// would only be older copies of the same driver's library.
+fn load_first(candidates: &[OsString]) -> Result<Nvml> {
+    let mut failures = Vec::new();
+    for lib_path in candidates {
+        match Nvml::builder().lib_path(lib_path).init() {
+            Ok(nvml) => return Ok(nvml),
+            Err(e @ NvmlError::LibloadingError(_)) if candidates.len() > 1 => {
+                failures.push(load_error(lib_path, &e));
+            }
+            Err(e) => return Err(load_error(lib_path, &e)),
+        }
+    }
+    Err(HypomnesisError::Nvml {
+        call: "load",
+        code: None,
+        detail: failures
+            .iter()
+            .map(|f| match f {
+                HypomnesisError::Nvml { detail, .. } => detail.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
 /// An NVML device handle. NVML handles are opaque pointers owned by the library, valid until
 /// `nvmlShutdown`, which only happens when the owning [`NvmlBackend`] drops.
 #[derive(Debug, Clone, Copy)]
@@ -89,12 +150,8 @@ impl NvmlBackend {
     /// Loads NVML from `lib` (or the platform default), initialises it and reads every
     /// device's identity.
     pub(crate) fn load(lib: Option<&Path>) -> Result<Self> {
-        let lib_path: OsString =
-            lib.map_or_else(|| OsString::from(DEFAULT_LIB), |p| p.as_os_str().to_owned());
-        let nvml = Nvml::builder()
-            .lib_path(&lib_path)
-            .init()
-            .map_err(|e| load_error(&lib_path, &e))?;
+        let candidates = lib.map_or_else(default_libs, |p| vec![p.as_os_str().to_owned()]);
+        let nvml = load_first(&candidates)?;
         let count = nvml
             .device_count()
             .map_err(|e| call_error("nvmlDeviceGetCount_v2", &e))?;
@@ -525,6 +582,28 @@ fn nvml_error_text(error: &NvmlError) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn windows_tries_system32_then_nvsmi_then_the_search_path() {
+        use std::ffi::OsString;
+        let candidates = super::windows_candidates(
+            Some(OsString::from("C:\\Windows")),
+            Some(OsString::from("C:\\Program Files")),
+        );
+        assert_eq!(
+            candidates,
+            [
+                "C:\\Windows\\System32\\nvml.dll",
+                "C:\\Program Files\\NVIDIA Corporation\\NVSMI\\nvml.dll",
+                super::DEFAULT_LIB,
+            ]
+        );
+        assert_eq!(
+            super::windows_candidates(None, Some(OsString::new())),
+            [super::DEFAULT_LIB],
+            "unset or empty variables are skipped"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -51,6 +51,11 @@ pub(crate) fn read_host_memory(proc_root: &Path, sys_root: &Path) -> Result<Host
         swap_free_bytes: meminfo.swap_free,
         pressure,
         cgroup,
+        memory_load_percent: None,
+        commit_limit_bytes: None,
+        commit_available_bytes: None,
+        pressure_level: None,
+        page_states: None,
     })
 }
 

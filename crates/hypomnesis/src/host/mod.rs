@@ -2,10 +2,14 @@
 //! and the cgroup limit that really bounds this process (a container's limit, not the host's
 //! RAM, is what an allocation runs into).
 //!
-//! Parsers are pure; readers take the `/proc` and `/sys` roots as parameters.
+//! Parsers are pure; readers take the `/proc` and `/sys` roots as parameters. Windows reads
+//! `GlobalMemoryStatusEx` (`windows.rs`); macOS reads `sysctl` and `host_statistics64`
+//! (`macos.rs`), whose page arithmetic is pure and tested everywhere.
 
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
+pub(crate) mod macos;
+pub(crate) mod windows;
 // Pure and portable; only the Linux readers use them so far (Windows and macOS read APIs).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) mod parse;
@@ -15,21 +19,89 @@ pub(crate) mod parse;
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct HostMemory {
-    /// Installed RAM the kernel manages, bytes (`MemTotal`).
+    /// Installed RAM the kernel manages, bytes. Linux: `MemTotal`. Windows: `ullTotalPhys`.
+    /// macOS: `hw.memsize`.
     pub total_bytes: u64,
-    /// Memory available for new allocations without swapping, bytes (`MemAvailable`, Linux ≥
-    /// 3.14). `None` on older kernels.
+    /// Memory available for new allocations without swapping, bytes. Linux: `MemAvailable`
+    /// (≥ 3.14; `None` on older kernels). Windows: `ullAvailPhys` (free + standby lists).
+    /// macOS: `total_bytes` minus Activity Monitor's "Memory Used" (see [`PageStates`]), i.e.
+    /// free, file cache and purgeable memory; `None` when the page counts are unreadable.
     pub available_bytes: Option<u64>,
-    /// Swap space, bytes (`SwapTotal`). `None` when not reported.
+    /// Swap space, bytes. Linux: `SwapTotal`. macOS: `vm.swapusage` `xsu_total` (macOS grows
+    /// and shrinks swap files on demand). `None` on Windows, whose page files are part of
+    /// the commit limit instead (see `commit_limit_bytes`).
     pub swap_total_bytes: Option<u64>,
-    /// Unused swap, bytes (`SwapFree`). `None` when not reported.
+    /// Unused swap, bytes. Linux: `SwapFree`. macOS: `xsu_avail`. `None` as above.
     pub swap_free_bytes: Option<u64>,
     /// Memory pressure stall information (`/proc/pressure/memory`). `None` when the kernel has
-    /// no PSI (< 4.20, or booted with `psi=0`).
+    /// no PSI (< 4.20, or booted with `psi=0`), and on Windows and macOS.
     pub pressure: Option<MemoryPressure>,
     /// The memory cgroup this process is in, when it is not the root. `None` at the root
-    /// cgroup or when no memory controller is mounted.
+    /// cgroup or when no memory controller is mounted, and on Windows and macOS.
     pub cgroup: Option<CgroupMemory>,
+    /// Percent of physical memory in use as the OS judges it. Windows: `dwMemoryLoad`.
+    /// macOS: 100 − `kern.memorystatus_level` (the "System-wide memory free percentage" that
+    /// `memory_pressure` prints). `None` on Linux.
+    pub memory_load_percent: Option<u32>,
+    /// Windows only: the commit limit — physical memory plus page files — bytes
+    /// (`ullTotalPageFile`). Allocations fail once commit reaches it. `None` elsewhere.
+    pub commit_limit_bytes: Option<u64>,
+    /// Windows only: what can still be committed, bytes (`ullAvailPageFile`). `None`
+    /// elsewhere.
+    pub commit_available_bytes: Option<u64>,
+    /// macOS only: the kernel's memory pressure level
+    /// (`kern.memorystatus_vm_pressure_level`). `None` elsewhere or when unreadable.
+    pub pressure_level: Option<PressureLevel>,
+    /// macOS only: where the pages are (`host_statistics64(HOST_VM_INFO64)`), as `vm_stat`
+    /// shows them. `None` elsewhere or when unreadable.
+    pub page_states: Option<PageStates>,
+}
+
+/// The macOS kernel's memory pressure level (`kern.memorystatus_vm_pressure_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[non_exhaustive]
+pub enum PressureLevel {
+    /// 1: normal.
+    Normal,
+    /// 2: warning — the system is compressing and swapping to keep up.
+    Warning,
+    /// 4: critical — the system is about to kill processes to free memory.
+    Critical,
+}
+
+/// Where macOS's physical pages are, in bytes (page counts × the page size), as `vm_stat`
+/// and Activity Monitor show them. From `host_statistics64(HOST_VM_INFO64)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct PageStates {
+    /// The VM page size, bytes (16384 on Apple Silicon, 4096 on Intel).
+    pub page_size: u64,
+    /// Free pages ("Pages free").
+    pub free_bytes: u64,
+    /// Active pages ("Pages active").
+    pub active_bytes: u64,
+    /// Inactive pages ("Pages inactive"): reclaimable.
+    pub inactive_bytes: u64,
+    /// Speculative pages ("Pages speculative"): read ahead, reclaimable.
+    pub speculative_bytes: u64,
+    /// Wired pages ("Pages wired down"): locked by the kernel, never paged out.
+    pub wired_bytes: u64,
+    /// Physical memory the compressor occupies ("Pages occupied by compressor").
+    pub compressed_bytes: u64,
+    /// What the compressed pages would take uncompressed ("Pages stored in compressor").
+    pub compressed_original_bytes: u64,
+    /// Purgeable pages ("Pages purgeable"): the owner has said they may be discarded.
+    pub purgeable_bytes: u64,
+    /// File-backed pages ("File-backed pages"): file cache.
+    pub file_backed_bytes: u64,
+    /// Anonymous pages ("Anonymous pages").
+    pub anonymous_bytes: u64,
+    /// Activity Monitor's "Memory Used": app memory (anonymous − purgeable) + wired +
+    /// compressed.
+    pub used_bytes: u64,
 }
 
 /// Share of time tasks were stalled waiting for memory (Linux PSI).

@@ -123,6 +123,9 @@ pub(crate) fn read_process_memory(
         rss_file_bytes: status.rss_file,
         pss_bytes,
         uss_bytes,
+        private_bytes: None,
+        resident_bytes: None,
+        graphics_bytes: None,
     })
 }
 

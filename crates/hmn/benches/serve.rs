@@ -1,0 +1,205 @@
+//! Budgets (issue "hmn serve"): scrape latency p99 ≤ 5 ms under 64 concurrent connections on
+//! loopback; RSS of `hmn serve` ≤ 15 MiB after 10,000 scrapes.
+//!
+//! Run with `cargo bench -p hmn --bench serve` (builds the release `hmn`). It starts
+//! `hmn serve` against the NVML double (four H100s), then:
+//! 1. `wrk -t1 -c64 -d10s --latency` on `/metrics`, once in the Prometheus text format and once
+//!    asking for OpenMetrics as Prometheus does (Debian's `wrk`; keep-alive connections) —
+//!    requests/s and p99;
+//! 2. 10,000 scrapes from 64 threads of a plain client (a connection per scrape), timing each:
+//!    p50 / p99 / max and requests/s;
+//! 3. the server's `VmRSS` and thread count after all of it.
+//!
+//! The load goes to 127.0.0.1 only and is bounded: ≤ 20 s of wrk plus 10,000 requests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scrape(addr: SocketAddr) -> usize {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    assert!(
+        reply.starts_with(b"HTTP/1.0 200") || reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    reply.len()
+}
+
+fn status(pid: u32) -> (f64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:") as f64 / 1024.0, field("Threads:"))
+}
+
+/// Whether `taskset` is there. With it, the server runs on CPU 0 and the load on CPU 1, so that on a two-core
+/// machine the client and the server do not take each other's time slices (which, unpinned,
+/// puts scheduler stalls of several milliseconds into the tail).
+fn pinning() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn wrk(url: &str, accept: Option<&str>) -> Option<(String, String)> {
+    let mut cmd = if pinning() {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", "1", "wrk"]);
+        cmd
+    } else {
+        Command::new("wrk")
+    };
+    cmd.args(["-t1", "-c64", "-d10s", "--latency"]);
+    if let Some(accept) = accept {
+        cmd.args(["-H", &format!("Accept: {accept}")]);
+    }
+    let out = cmd.arg(url).output().ok()?;
+    assert!(
+        out.status.success(),
+        "wrk failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default();
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default();
+    assert!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk saw errors:\n{text}"
+    );
+    Some((rps, p99))
+}
+
+fn main() {
+    let scenario = test_support::nvml_scenario("four_gpus");
+    let lib = test_support::nvml_double_for(&scenario).join("libnvidia-ml.so.1");
+    let pinned = pinning();
+    let mut command = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", env!("CARGO_BIN_EXE_hmn")]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_hmn"))
+    };
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "5s"])
+        .env("HYPOMNESIS_NVML_LIB", lib)
+        .env("NVML_DOUBLE_SCENARIO", &scenario)
+        .env("HYPOMNESIS_NVIDIA_SMI", "/nonexistent/nvidia-smi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = child.id();
+    let server = Server(child);
+    let url = line.trim().to_owned();
+    let addr: SocketAddr = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scrape(addr) < 4000 {
+        assert!(Instant::now() < deadline, "no sample published");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (rss_start, _) = status(pid);
+    println!("hmn serve bench: {url} (pid {pid}), NVML double four_gpus, release build");
+    if pinned {
+        // The plain client's threads inherit this affinity.
+        let own = std::process::id().to_string();
+        let _ = Command::new("taskset")
+            .args(["-a", "-p", "-c", "1", &own])
+            .output();
+        println!("  server pinned to CPU 0, load to CPU 1 (taskset)");
+    } else {
+        println!("  no taskset: server and load share the CPUs (expect a longer tail)");
+    }
+    println!("  RSS after the first sample: {rss_start:.1} MiB");
+
+    match wrk(&url, None) {
+        Some((rps, p99)) => {
+            println!("  wrk -t1 -c64 -d10s, Prometheus text: {rps} requests/s, p99 {p99}");
+            let (rps, p99) = wrk(&url, Some(OPENMETRICS)).unwrap_or_default();
+            println!("  wrk -t1 -c64 -d10s, OpenMetrics:     {rps} requests/s, p99 {p99}");
+        }
+        None => eprintln!(
+            "\n!!! wrk is not installed (apt-get install wrk): keep-alive figures skipped; \
+             the plain client below still runs\n"
+        ),
+    }
+
+    let total = 10_000;
+    let threads = 64;
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    (0..total / threads)
+                        .map(|_| {
+                            let t = Instant::now();
+                            scrape(addr);
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "  plain client, 64 threads, a connection per scrape, {} scrapes: {:.0} requests/s, \
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        at(0.50).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3,
+    );
+    let (rss_end, threads_end) = status(pid);
+    println!("  RSS after all scrapes: {rss_end:.1} MiB (budget 15 MiB); {threads_end} threads");
+    drop(server);
+}

@@ -1,0 +1,337 @@
+//! `hmn run --record FILE`: every sample written as it is taken.
+//!
+//! NDJSON (one JSON object per line, `docs/json.md`): a `start` record, one `sample` record
+//! per sample, and a `summary` record (the `hmn run --json` report) at the end. CSV when the
+//! file name ends in `.csv`: a header and one row per sample (no start or summary).
+//!
+//! Each record is flushed as soon as it is written, so a crash or a `kill -9` of hmn loses at
+//! most the sample being taken; every complete line is a complete record.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::run::RunReport;
+
+/// The recording's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    /// CSV for `*.csv` (any case), NDJSON otherwise.
+    pub fn for_path(path: &Path) -> Self {
+        let csv = path
+            .extension()
+            .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case("csv"));
+        if csv { Self::Csv } else { Self::Ndjson }
+    }
+}
+
+/// A device as the `start` record lists it.
+#[derive(Debug, Clone)]
+pub struct StartDevice {
+    pub index: u32,
+    pub name: Option<String>,
+    pub total_bytes: Option<u64>,
+}
+
+/// One sample's figures.
+#[derive(Debug)]
+pub struct SampleRecord<'a> {
+    pub elapsed: Duration,
+    pub wall_clock: SystemTime,
+    pub tree_rss_bytes: Option<u64>,
+    pub processes: Option<u64>,
+    /// Per device: index, the tree's memory on it, the device's memory in use.
+    pub gpus: &'a [(u32, Option<u64>, Option<u64>)],
+    pub host_available_bytes: Option<u64>,
+    pub cgroup_usage_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct DeviceRecord {
+    index: u32,
+    name: Option<String>,
+    total_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct StartRecord<'a> {
+    kind: &'static str,
+    t_ms: u64,
+    wall_clock: String,
+    hmn_version: &'static str,
+    command: &'a [String],
+    pid: u32,
+    interval_ms: u64,
+    devices: Vec<DeviceRecord>,
+    host_total_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct GpuRecord {
+    device: u32,
+    tree_bytes: Option<u64>,
+    used_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct SampleJson {
+    kind: &'static str,
+    t_ms: u64,
+    wall_clock: String,
+    tree_rss_bytes: Option<u64>,
+    processes: Option<u64>,
+    gpus: Vec<GpuRecord>,
+    host_available_bytes: Option<u64>,
+    cgroup_usage_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct SummaryRecord<'a> {
+    kind: &'static str,
+    #[serde(flatten)]
+    report: &'a RunReport,
+}
+
+/// Writes records to a file, flushing each; keeps the first error for the end.
+#[derive(Debug)]
+pub struct Recorder {
+    out: BufWriter<File>,
+    format: Format,
+    header_written: bool,
+    error: Option<std::io::Error>,
+}
+
+impl Recorder {
+    pub fn create(path: &Path, format: Format) -> std::io::Result<Self> {
+        Ok(Self {
+            out: BufWriter::new(File::create(path)?),
+            format,
+            header_written: false,
+            error: None,
+        })
+    }
+
+    fn line(&mut self, text: &str) {
+        if self.error.is_some() {
+            return;
+        }
+        let result = self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"))
+            .and_then(|()| self.out.flush());
+        if let Err(e) = result {
+            self.error = Some(e);
+        }
+    }
+
+    fn json<T: Serialize>(&mut self, value: &T) {
+        match serde_json::to_string(value) {
+            Ok(text) => self.line(&text),
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some(std::io::Error::other(e));
+                }
+            }
+        }
+    }
+
+    /// The `start` record (NDJSON only).
+    pub fn start(
+        &mut self,
+        wall_clock: SystemTime,
+        command: &[String],
+        pid: u32,
+        interval: Duration,
+        devices: &[StartDevice],
+        host_total_bytes: Option<u64>,
+    ) {
+        if self.format != Format::Ndjson {
+            return;
+        }
+        let devices: Vec<DeviceRecord> = devices
+            .iter()
+            .map(|d| DeviceRecord {
+                index: d.index,
+                name: d.name.clone(),
+                total_bytes: d.total_bytes,
+            })
+            .collect();
+        self.json(&StartRecord {
+            kind: "start",
+            t_ms: 0,
+            wall_clock: wall_clock_text(wall_clock),
+            hmn_version: env!("CARGO_PKG_VERSION"),
+            command,
+            pid,
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            devices,
+            host_total_bytes,
+        });
+    }
+
+    /// One `sample` record, or one CSV row.
+    pub fn sample(&mut self, s: &SampleRecord<'_>) {
+        let t_ms = u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX);
+        match self.format {
+            Format::Ndjson => {
+                let gpus: Vec<GpuRecord> = s
+                    .gpus
+                    .iter()
+                    .map(|&(device, tree_bytes, used_bytes)| GpuRecord {
+                        device,
+                        tree_bytes,
+                        used_bytes,
+                    })
+                    .collect();
+                self.json(&SampleJson {
+                    kind: "sample",
+                    t_ms,
+                    wall_clock: wall_clock_text(s.wall_clock),
+                    tree_rss_bytes: s.tree_rss_bytes,
+                    processes: s.processes,
+                    gpus,
+                    host_available_bytes: s.host_available_bytes,
+                    cgroup_usage_bytes: s.cgroup_usage_bytes,
+                });
+            }
+            Format::Csv => {
+                if !self.header_written {
+                    self.header_written = true;
+                    let mut header = String::from(
+                        "t_ms,wall_clock,tree_rss_bytes,processes,host_available_bytes,cgroup_usage_bytes",
+                    );
+                    for (device, _, _) in s.gpus {
+                        header.push_str(&format!(",gpu{device}_tree_bytes,gpu{device}_used_bytes"));
+                    }
+                    self.line(&header);
+                }
+                let cell = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+                let mut row = format!(
+                    "{t_ms},{},{},{},{},{}",
+                    wall_clock_text(s.wall_clock),
+                    cell(s.tree_rss_bytes),
+                    cell(s.processes),
+                    cell(s.host_available_bytes),
+                    cell(s.cgroup_usage_bytes)
+                );
+                for (_, tree, used) in s.gpus {
+                    row.push_str(&format!(",{},{}", cell(*tree), cell(*used)));
+                }
+                self.line(&row);
+            }
+        }
+    }
+
+    /// The `summary` record (NDJSON only): the run report.
+    pub fn summary(&mut self, report: &RunReport) {
+        if self.format != Format::Ndjson {
+            return;
+        }
+        self.json(&SummaryRecord {
+            kind: "summary",
+            report,
+        });
+    }
+
+    /// Flushes; the first error met while recording, if any.
+    pub fn finish(&mut self) -> Option<std::io::Error> {
+        if let Err(e) = self.out.flush()
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+        self.error.take()
+    }
+}
+
+/// `2026-09-14T10:12:03.482Z` (UTC, milliseconds).
+pub fn wall_clock_text(at: SystemTime) -> String {
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        (rest % 3600) / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        u32::try_from(month).unwrap_or(1),
+        u32::try_from(day).unwrap_or(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_clock_is_utc_with_milliseconds() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_789_380_723_482);
+        assert_eq!(wall_clock_text(at), "2026-09-14T10:12:03.482Z");
+        assert_eq!(
+            wall_clock_text(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(wall_clock_text(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_format_follows_the_extension() {
+        assert_eq!(Format::for_path(Path::new("run.csv")), Format::Csv);
+        assert_eq!(Format::for_path(Path::new("RUN.CSV")), Format::Csv);
+        assert_eq!(Format::for_path(Path::new("run.ndjson")), Format::Ndjson);
+        assert_eq!(Format::for_path(Path::new("run")), Format::Ndjson);
+    }
+
+    #[test]
+    fn csv_rows_leave_unknown_cells_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut r = Recorder::create(&path, Format::Csv).unwrap();
+        let gpus = [(0, Some(5), None)];
+        r.sample(&SampleRecord {
+            elapsed: Duration::from_millis(20),
+            wall_clock: SystemTime::UNIX_EPOCH,
+            tree_rss_bytes: Some(100),
+            processes: Some(2),
+            gpus: &gpus,
+            host_available_bytes: None,
+            cgroup_usage_bytes: Some(7),
+        });
+        assert!(r.finish().is_none());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "t_ms,wall_clock,tree_rss_bytes,processes,host_available_bytes,cgroup_usage_bytes,gpu0_tree_bytes,gpu0_used_bytes\n\
+             20,1970-01-01T00:00:00.000Z,100,2,,7,5,\n"
+        );
+    }
+}

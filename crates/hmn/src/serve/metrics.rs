@@ -1,0 +1,789 @@
+//! The metric families `hmn serve` exposes, encoded from one sample.
+//!
+//! Two parts make a scrape. The *sample part* — devices, processes, host memory — is encoded
+//! once per sampling pass, in both formats, by the sampler thread; a scrape copies it. The
+//! *health part* — how old the sample is, how many sampling passes failed — is encoded at
+//! scrape time, because a hung driver call must make the sample look older with every scrape
+//! even though no new sample arrives.
+//!
+//! Both parts go through `prometheus-client`: the Prometheus text format (0.0.4) for plain
+//! scrapers, OpenMetrics 1.0 when the scraper asks for it. A figure the backend could not
+//! measure is left out (no series), never exported as 0. Names and labels are documented in
+//! `docs/metrics.md`; the snapshots at the bottom of this file pin them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hypomnesis::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuVendor, HostMemory};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text, text,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// `Content-Type` of an OpenMetrics 1.0 response.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `Content-Type` of a Prometheus text format (0.0.4) response.
+pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// The two exposition formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+    Prometheus,
+    /// OpenMetrics 1.0 (`application/openmetrics-text; version=1.0.0`), ending in `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => PROMETHEUS_CONTENT_TYPE,
+            Self::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Host memory as exported: the part of [`HostMemory`] that has a metric.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFigures {
+    pub total_bytes: u64,
+    pub available_bytes: Option<u64>,
+    pub swap_total_bytes: Option<u64>,
+    pub swap_free_bytes: Option<u64>,
+    /// The cgroup bounding `hmn serve` itself (in a container: the container's).
+    pub cgroup: Option<CgroupFigures>,
+}
+
+/// A cgroup's memory figures; `None` limit means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupFigures {
+    pub limit_bytes: Option<u64>,
+    pub usage_bytes: Option<u64>,
+    pub peak_bytes: Option<u64>,
+}
+
+impl From<&HostMemory> for HostFigures {
+    fn from(host: &HostMemory) -> Self {
+        Self {
+            total_bytes: host.total_bytes,
+            available_bytes: host.available_bytes,
+            swap_total_bytes: host.swap_total_bytes,
+            swap_free_bytes: host.swap_free_bytes,
+            cgroup: host.cgroup.as_ref().map(|c| CgroupFigures {
+                limit_bytes: c.limit_bytes,
+                usage_bytes: c.usage_bytes,
+                peak_bytes: c.peak_bytes,
+            }),
+        }
+    }
+}
+
+/// Everything one sampling pass measured. A part that failed is empty or `None`; the
+/// failure itself is counted by the sampler, not recorded here.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub devices: Vec<GpuDeviceInfo>,
+    /// `None` when process metrics are switched off (`--no-processes`): their families are
+    /// then not exported at all.
+    pub processes: Option<Vec<GpuProcessEntry>>,
+    pub host: Option<HostFigures>,
+    /// Resident memory of `hmn serve` itself.
+    pub own_rss_bytes: Option<u64>,
+    /// How long the pass took (driver, `/proc` and cgroup reads).
+    pub duration: Duration,
+}
+
+/// One sample encoded in both formats. The OpenMetrics text has no `# EOF` yet: the health
+/// part follows it.
+#[derive(Debug, Clone, Default)]
+pub struct Exposition {
+    pub prometheus: String,
+    pub openmetrics: String,
+}
+
+impl Exposition {
+    pub fn get(&self, format: Format) -> &str {
+        match format {
+            Format::Prometheus => &self.prometheus,
+            Format::OpenMetrics => &self.openmetrics,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceLabels {
+    gpu: u32,
+    uuid: String,
+    name: String,
+    vendor: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceInfoLabels {
+    gpu: u32,
+    uuid: String,
+    name: String,
+    vendor: &'static str,
+    pci_bus_id: String,
+    driver_version: String,
+    source: &'static str,
+    unified_memory: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessLabels {
+    gpu: u32,
+    pid: u32,
+    process: String,
+    user: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+/// The empty label set, for families of at most one series (present only when measured).
+type NoLabels = [(&'static str, &'static str); 0];
+
+fn bytes(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub fn vendor_name(vendor: GpuVendor) -> &'static str {
+    match vendor {
+        GpuVendor::Nvidia => "nvidia",
+        GpuVendor::Amd => "amd",
+        GpuVendor::Intel => "intel",
+        GpuVendor::Apple => "apple",
+        _ => "other",
+    }
+}
+
+fn kind_name(kind: GpuProcessKind) -> &'static str {
+    match kind {
+        GpuProcessKind::Compute => "compute",
+        GpuProcessKind::Graphics => "graphics",
+        GpuProcessKind::ComputeAndGraphics => "compute_and_graphics",
+        _ => "unknown",
+    }
+}
+
+/// One family: its descriptor, then one series per `(labels, metric)`. A family with no series
+/// is left out entirely, as `prometheus-client`'s own families are.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    metric_type: MetricType,
+    series: impl IntoIterator<Item = (L, M)>,
+) -> fmt::Result {
+    let mut series = series.into_iter().peekable();
+    if series.peek().is_none() {
+        return Ok(());
+    }
+    let mut metric = encoder.encode_descriptor(name, help, unit, metric_type)?;
+    for (labels, value) in series {
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn byte_family<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> fmt::Result {
+    family(
+        encoder,
+        name,
+        help,
+        Some(&Unit::Bytes),
+        MetricType::Gauge,
+        series
+            .into_iter()
+            .map(|(labels, value)| (labels, ConstGauge::new(bytes(value)))),
+    )
+}
+
+/// A device-labelled byte gauge: registered name (without `_bytes`), help, field.
+type DeviceField = (
+    &'static str,
+    &'static str,
+    fn(&GpuDeviceInfo) -> Option<u64>,
+);
+
+const DEVICE_FIELDS: [DeviceField; 6] = [
+    (
+        "hypomnesis_gpu_memory_total",
+        "Installed device memory (VRAM); absent for unified-memory GPUs with no dedicated memory.",
+        |d| d.total_bytes,
+    ),
+    (
+        "hypomnesis_gpu_memory_used",
+        "Device memory allocated by contexts, excluding reserved memory (NVML v2 `used`, as nvidia-smi).",
+        |d| d.used_bytes,
+    ),
+    (
+        "hypomnesis_gpu_memory_free",
+        "Device memory no context has allocated.",
+        |d| d.free_bytes,
+    ),
+    (
+        "hypomnesis_gpu_memory_reserved",
+        "Device memory reserved by the driver and firmware (inside total); absent before NVIDIA R510.",
+        |d| d.reserved_bytes,
+    ),
+    (
+        "hypomnesis_gpu_system_memory_total",
+        "System RAM the GPU may map for its buffers (amdgpu GTT size, DXGI shared system memory).",
+        |d| d.system_total_bytes,
+    ),
+    (
+        "hypomnesis_gpu_system_memory_used",
+        "GPU buffers currently held in system RAM (amdgpu GTT in use, PDH shared usage).",
+        |d| d.system_used_bytes,
+    ),
+];
+
+fn device_labels(device: &GpuDeviceInfo) -> DeviceLabels {
+    DeviceLabels {
+        gpu: device.index,
+        uuid: device.uuid.clone().unwrap_or_default(),
+        name: device.name.clone().unwrap_or_default(),
+        vendor: vendor_name(device.vendor),
+    }
+}
+
+/// The sample's families, in a fixed order: devices by index, processes by (GPU, PID). At most
+/// one series per device and per process and device, so a scrape never has duplicates.
+#[derive(Debug)]
+struct SampleFamilies {
+    sample: Sample,
+}
+
+impl SampleFamilies {
+    fn new(mut sample: Sample) -> Self {
+        sample.devices.sort_by_key(|d| d.index);
+        sample.devices.dedup_by_key(|d| d.index);
+        if let Some(processes) = &mut sample.processes {
+            processes.sort_by_key(|p| (p.device_index, p.pid));
+            processes.dedup_by_key(|p| (p.device_index, p.pid));
+        }
+        Self { sample }
+    }
+}
+
+impl Collector for SampleFamilies {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let sample = &self.sample;
+        family(
+            &mut encoder,
+            "hypomnesis_gpu",
+            "One series per GPU, value 1: identity labels to join on `gpu`.",
+            None,
+            MetricType::Info,
+            sample.devices.iter().map(|device| {
+                let labels = DeviceInfoLabels {
+                    gpu: device.index,
+                    uuid: device.uuid.clone().unwrap_or_default(),
+                    name: device.name.clone().unwrap_or_default(),
+                    vendor: vendor_name(device.vendor),
+                    pci_bus_id: device.pci_bus_id.clone().unwrap_or_default(),
+                    driver_version: device.driver_version.clone().unwrap_or_default(),
+                    source: device.source.as_str(),
+                    unified_memory: device.unified_memory,
+                };
+                (labels, Info::new(NoLabels::default()))
+            }),
+        )?;
+        for (name, help, field) in DEVICE_FIELDS {
+            byte_family(
+                &mut encoder,
+                name,
+                help,
+                sample
+                    .devices
+                    .iter()
+                    .filter_map(|d| Some((device_labels(d), field(d)?))),
+            )?;
+        }
+
+        if let Some(processes) = &sample.processes {
+            let labels = |p: &GpuProcessEntry| ProcessLabels {
+                gpu: p.device_index,
+                pid: p.pid,
+                process: p.name.clone().unwrap_or_default(),
+                user: p.user.clone().unwrap_or_default(),
+                kind: kind_name(p.kind),
+            };
+            byte_family(
+                &mut encoder,
+                "hypomnesis_gpu_process_memory",
+                "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it.",
+                processes
+                    .iter()
+                    .filter_map(|p| Some((labels(p), p.used_bytes?))),
+            )?;
+            byte_family(
+                &mut encoder,
+                "hypomnesis_gpu_process_system_memory",
+                "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared).",
+                processes
+                    .iter()
+                    .filter_map(|p| Some((labels(p), p.system_bytes?))),
+            )?;
+        }
+
+        let host = sample.host.as_ref();
+        let cgroup = host.and_then(|h| h.cgroup.as_ref());
+        let scalars: [(&str, &str, Option<u64>); 8] = [
+            (
+                "hypomnesis_host_memory_total",
+                "Installed RAM the OS manages (Linux MemTotal).",
+                host.map(|h| h.total_bytes),
+            ),
+            (
+                "hypomnesis_host_memory_available",
+                "Memory available for new allocations without swapping (Linux MemAvailable).",
+                host.and_then(|h| h.available_bytes),
+            ),
+            (
+                "hypomnesis_host_swap_total",
+                "Swap space (Linux SwapTotal, macOS vm.swapusage).",
+                host.and_then(|h| h.swap_total_bytes),
+            ),
+            (
+                "hypomnesis_host_swap_free",
+                "Unused swap (Linux SwapFree).",
+                host.and_then(|h| h.swap_free_bytes),
+            ),
+            (
+                "hypomnesis_cgroup_memory_limit",
+                "Tightest memory limit of the cgroup bounding hmn serve and its ancestors; absent when unlimited.",
+                cgroup.and_then(|c| c.limit_bytes),
+            ),
+            (
+                "hypomnesis_cgroup_memory_usage",
+                "Memory use of the cgroup bounding hmn serve, page cache included.",
+                cgroup.and_then(|c| c.usage_bytes),
+            ),
+            (
+                "hypomnesis_cgroup_memory_peak",
+                "Peak memory use of the cgroup bounding hmn serve (memory.peak, Linux 5.19+; v1 max_usage_in_bytes).",
+                cgroup.and_then(|c| c.peak_bytes),
+            ),
+            (
+                "process_resident_memory",
+                "Resident memory of hmn serve itself.",
+                sample.own_rss_bytes,
+            ),
+        ];
+        for (name, help, value) in scalars {
+            byte_family(
+                &mut encoder,
+                name,
+                help,
+                value.map(|v| (NoLabels::default(), v)),
+            )?;
+        }
+
+        family(
+            &mut encoder,
+            "hypomnesis_scrape_duration",
+            "How long the latest sampling pass took (driver, /proc and cgroup reads); scrapes of /metrics never wait for it.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+            [(
+                NoLabels::default(),
+                ConstGauge::new(sample.duration.as_secs_f64()),
+            )],
+        )
+    }
+}
+
+/// Encodes one sample in both formats.
+pub fn encode_sample(sample: Sample) -> Exposition {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SampleFamilies::new(sample)));
+    let mut out = Exposition::default();
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out.prometheus, &registry);
+    let _ = text::encode_registry(&mut out.openmetrics, &registry);
+    out
+}
+
+/// Sampling errors by backend, counted by the sampler and encoded by scrapes.
+///
+/// Backends: `nvml`, `nvidia-smi`, `drm`, `dxgi`, `pdh`, `metal`; `gpu` when the GPU layer
+/// failed without naming one backend; `host` for host, cgroup and own-RSS figures.
+#[derive(Debug, Default)]
+pub struct ErrorCounter(Mutex<BTreeMap<&'static str, u64>>);
+
+impl ErrorCounter {
+    pub fn inc(&self, backend: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(backend)
+            .or_default() += 1;
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, backend: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(backend)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// What the health families read at scrape time.
+#[derive(Debug, Default)]
+struct HealthState {
+    /// The sample age in seconds, as `f64` bits, set just before each encoding.
+    age_seconds: AtomicU64,
+    errors: ErrorCounter,
+}
+
+#[derive(Debug)]
+struct HealthFamilies(Arc<HealthState>);
+
+impl Collector for HealthFamilies {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let age = f64::from_bits(self.0.age_seconds.load(Ordering::Relaxed));
+        family(
+            &mut encoder,
+            "hypomnesis_sample_age",
+            "Seconds since the latest sampling pass finished (since hmn serve started, before the first); grows while a backend hangs.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+            [(NoLabels::default(), ConstGauge::new(age))],
+        )?;
+        let errors: Vec<_> = self
+            .0
+            .errors
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(backend, n)| (BackendLabels { backend }, ConstCounter::new(*n)))
+            .collect();
+        family(
+            &mut encoder,
+            "hypomnesis_sample_errors",
+            "Sampling failures by backend: a query that returned an error, or a tick at which the previous pass was still waiting on that backend.",
+            None,
+            MetricType::Counter,
+            errors,
+        )?;
+        family(
+            &mut encoder,
+            "hypomnesis_build",
+            "Value 1, labelled with the version of hmn serving the metrics.",
+            None,
+            MetricType::Info,
+            [(
+                VersionLabels {
+                    version: env!("CARGO_PKG_VERSION"),
+                },
+                Info::new(NoLabels::default()),
+            )],
+        )
+    }
+}
+
+/// The families encoded at scrape time: sample age, sampling errors, build information.
+#[derive(Debug)]
+pub struct Health {
+    registry: Registry,
+    state: Arc<HealthState>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        let state = Arc::new(HealthState::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(HealthFamilies(Arc::clone(&state))));
+        Self { registry, state }
+    }
+}
+
+impl Health {
+    pub fn errors(&self) -> &ErrorCounter {
+        &self.state.errors
+    }
+
+    /// Appends the health families, with `age` as the sample age, and ends an OpenMetrics
+    /// exposition with `# EOF`.
+    pub fn finish(&self, format: Format, age: Duration, out: &mut String) {
+        self.state
+            .age_seconds
+            .store(age.as_secs_f64().to_bits(), Ordering::Relaxed);
+        let _ = match format {
+            Format::Prometheus => prometheus_text::encode(out, &self.registry),
+            Format::OpenMetrics => {
+                text::encode_registry(out, &self.registry).and_then(|()| text::encode_eof(out))
+            }
+        };
+    }
+}
+
+/// A whole exposition: the sample part then the health part.
+pub fn render(format: Format, sample: &Exposition, health: &Health, age: Duration) -> String {
+    let part = sample.get(format);
+    let mut out = String::with_capacity(part.len() + 1024);
+    out.push_str(part);
+    health.finish(format, age, &mut out);
+    out
+}
+
+/// The names of every family (as they appear after `# TYPE`), for the docs test.
+#[cfg(test)]
+pub fn family_names(exposition: &str) -> Vec<String> {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypomnesis::GpuQuerySource;
+
+    fn h100() -> GpuDeviceInfo {
+        GpuDeviceInfo::builder()
+            .index(0)
+            .name("NVIDIA H100 80GB HBM3")
+            .uuid("GPU-5a5c4d1e-1f9b-4a7d-9c1e-2b3f4a5b6c7d")
+            .pci_bus_id("00000000:00:09.0")
+            .driver_version("590.48.01")
+            .total_bytes(85_520_809_984_u64)
+            .reserved_bytes(502_267_904_u64)
+            .free_bytes(64_238_911_488_u64)
+            .used_bytes(20_780_679_168_u64)
+            .build()
+    }
+
+    /// An APU: no UUID, a name needing escapes, no reserved figure, GTT figures.
+    fn apu() -> GpuDeviceInfo {
+        GpuDeviceInfo::builder()
+            .index(1)
+            .name("AMD Radeon \"780M\" \\ iGPU")
+            .vendor(GpuVendor::Amd)
+            .source(GpuQuerySource::Drm)
+            .total_bytes(536_870_912_u64)
+            .used_bytes(268_435_456_u64)
+            .free_bytes(268_435_456_u64)
+            .system_total_bytes(33_554_432_000_u64)
+            .system_used_bytes(1_073_741_824_u64)
+            .unified_memory(true)
+            .unavailable("reserved_bytes", "amdgpu has no reserved figure")
+            .build()
+    }
+
+    fn processes() -> Vec<GpuProcessEntry> {
+        vec![
+            GpuProcessEntry::builder(4_011_345)
+                .name("gpu_burn")
+                .user("alice")
+                .used_bytes(16_452_157_440_u64)
+                .kind(GpuProcessKind::Compute)
+                .build(),
+            GpuProcessEntry::builder(4_012_001)
+                .name("训练脚本")
+                .user("4242")
+                .used_bytes(4_294_967_296_u64)
+                .kind(GpuProcessKind::ComputeAndGraphics)
+                .build(),
+            // Unreadable: no name, no user, no figure from the driver.
+            GpuProcessEntry::builder(77).build(),
+            GpuProcessEntry::builder(3_100)
+                .name("ollama")
+                .user("ollama")
+                .device_index(1)
+                .source(GpuQuerySource::Drm)
+                .used_bytes(104_857_600_u64)
+                .system_bytes(2_147_483_648_u64)
+                .kind(GpuProcessKind::Compute)
+                .build(),
+        ]
+    }
+
+    fn host() -> HostFigures {
+        HostFigures {
+            total_bytes: 67_108_864_000,
+            available_bytes: Some(33_554_432_000),
+            swap_total_bytes: Some(0),
+            swap_free_bytes: Some(0),
+            cgroup: Some(CgroupFigures {
+                limit_bytes: Some(51_539_607_552),
+                usage_bytes: Some(21_582_000_128),
+                peak_bytes: Some(22_000_000_000),
+            }),
+        }
+    }
+
+    fn sample() -> Sample {
+        Sample {
+            devices: vec![h100(), apu()],
+            processes: Some(processes()),
+            host: Some(host()),
+            own_rss_bytes: Some(6_291_456),
+            duration: Duration::from_micros(1_250),
+        }
+    }
+
+    fn health_with_errors() -> Health {
+        let health = Health::default();
+        health.errors().inc("nvml");
+        for _ in 0..3 {
+            health.errors().inc("host");
+        }
+        health
+    }
+
+    fn full(format: Format) -> String {
+        render(
+            format,
+            &encode_sample(sample()),
+            &health_with_errors(),
+            Duration::from_millis(2_500),
+        )
+        .replace(env!("CARGO_PKG_VERSION"), "[version]")
+    }
+
+    #[test]
+    fn prometheus_text_exposition_of_a_fixed_sample() {
+        insta::assert_snapshot!("prometheus_text", full(Format::Prometheus));
+    }
+
+    #[test]
+    fn openmetrics_exposition_of_a_fixed_sample() {
+        insta::assert_snapshot!("openmetrics", full(Format::OpenMetrics));
+    }
+
+    #[test]
+    fn openmetrics_ends_with_one_eof_and_prometheus_text_has_none() {
+        let om = full(Format::OpenMetrics);
+        assert!(om.ends_with("# EOF\n"));
+        assert_eq!(om.matches("# EOF").count(), 1);
+        assert!(!full(Format::Prometheus).contains("# EOF"));
+    }
+
+    #[test]
+    fn unknown_figures_are_absent_never_zero() {
+        let text = full(Format::Prometheus);
+        // The APU has no reserved figure; the H100 has no GTT figures.
+        assert!(!text.contains("hypomnesis_gpu_memory_reserved_bytes{gpu=\"1\""));
+        assert!(!text.contains("hypomnesis_gpu_system_memory_used_bytes{gpu=\"0\""));
+        // pid 77 has no figure: no series at all.
+        assert!(!text.contains("pid=\"77\""));
+        // Unlimited cgroup, no cgroup peak file: no series, and no family without series.
+        let mut unlimited = sample();
+        unlimited.host.as_mut().unwrap().cgroup = Some(CgroupFigures {
+            limit_bytes: None,
+            usage_bytes: Some(1),
+            peak_bytes: None,
+        });
+        let text = encode_sample(unlimited).prometheus;
+        assert!(!text.contains("hypomnesis_cgroup_memory_limit_bytes"));
+        assert!(!text.contains("hypomnesis_cgroup_memory_peak_bytes"));
+        assert!(text.contains("\nhypomnesis_cgroup_memory_usage_bytes 1\n"));
+    }
+
+    #[test]
+    fn process_families_are_absent_when_switched_off() {
+        let mut sample = sample();
+        sample.processes = None;
+        let exposition = encode_sample(sample);
+        for format in [Format::Prometheus, Format::OpenMetrics] {
+            assert!(!exposition.get(format).contains("hypomnesis_gpu_process"));
+            assert!(!exposition.get(format).contains("gpu_burn"));
+        }
+    }
+
+    #[test]
+    fn series_are_ordered_and_never_duplicated() {
+        let mut sample = sample();
+        sample.devices.reverse();
+        sample.devices.push(h100());
+        let processes = sample.processes.as_mut().unwrap();
+        processes.reverse();
+        processes.push(processes[0].clone());
+        let text = encode_sample(sample).prometheus;
+        assert_eq!(text, encode_sample(self::sample()).prometheus);
+        assert_eq!(text.matches("pid=\"3100\"").count(), 2, "{text}");
+    }
+
+    #[test]
+    fn without_a_gpu_only_host_and_own_figures_are_exported() {
+        let text = encode_sample(Sample {
+            processes: Some(Vec::new()),
+            host: Some(host()),
+            ..Sample::default()
+        })
+        .prometheus;
+        assert!(!text.contains("{gpu="));
+        assert!(text.contains("hypomnesis_host_memory_total_bytes 67108864000"));
+        assert!(text.contains("hypomnesis_scrape_duration_seconds 0.0"));
+    }
+
+    #[test]
+    fn sample_age_is_set_at_every_render() {
+        let exposition = encode_sample(sample());
+        let health = health_with_errors();
+        let young = render(Format::Prometheus, &exposition, &health, Duration::ZERO);
+        let old = render(
+            Format::Prometheus,
+            &exposition,
+            &health,
+            Duration::from_secs(90),
+        );
+        assert!(
+            young.contains("\nhypomnesis_sample_age_seconds 0.0\n"),
+            "{young}"
+        );
+        assert!(
+            old.contains("\nhypomnesis_sample_age_seconds 90.0\n"),
+            "{old}"
+        );
+    }
+
+    #[test]
+    fn every_family_is_documented_in_docs_metrics_md() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md"),
+        )
+        .unwrap();
+        for name in family_names(&full(Format::Prometheus)) {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "docs/metrics.md does not document `{name}`"
+            );
+        }
+    }
+}

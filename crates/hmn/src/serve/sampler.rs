@@ -1,0 +1,542 @@
+//! Sampling on its own thread, so a scrape never waits on a driver.
+//!
+//! A driver call can hang (a wedged GPU, an NVML lock held by a dying process, an `nvidia-smi`
+//! stuck in D state). If scrapes queried the driver, a hang would turn into a hung endpoint,
+//! Prometheus would mark the target down, and the host and process figures would vanish with
+//! it. Instead two threads share the work:
+//!
+//! - the *worker* runs one sampling pass (host, then devices, then processes) each time it is
+//!   told to, encodes the result, and publishes it for scrapes to copy;
+//! - the *ticker* tells it to, every `--interval`. When a tick finds the worker still busy with
+//!   the previous pass, the tick is skipped and counted as a sampling error against the backend
+//!   the worker is waiting on, and the sample's age keeps growing: a hang shows up as
+//!   `hypomnesis_sample_age_seconds` rising and `hypomnesis_sample_errors_total` counting, while
+//!   `/metrics` keeps answering with the last good figures.
+//!
+//! The worker's inputs go through [`Source`], so the tests can hang or fail a backend at will.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use hypomnesis::{GpuDeviceInfo, GpuProcessEntry, HypomnesisError, Probe};
+
+use super::metrics::{Exposition, Format, Health, HostFigures, Sample, encode_sample, render};
+
+/// Where a pass gets its figures: a [`Probe`] in `hmn serve`, a stand-in in tests.
+pub trait Source: Send + Sync + 'static {
+    fn host(&self) -> hypomnesis::Result<HostFigures>;
+    fn own_rss(&self) -> hypomnesis::Result<u64>;
+    fn devices(&self) -> hypomnesis::Result<Vec<GpuDeviceInfo>>;
+    fn processes(&self, index: u32) -> hypomnesis::Result<Vec<GpuProcessEntry>>;
+}
+
+impl Source for Probe {
+    fn host(&self) -> hypomnesis::Result<HostFigures> {
+        self.host_memory().map(|h| HostFigures::from(&h))
+    }
+
+    fn own_rss(&self) -> hypomnesis::Result<u64> {
+        self.process_rss()
+    }
+
+    fn devices(&self) -> hypomnesis::Result<Vec<GpuDeviceInfo>> {
+        Probe::devices(self)
+    }
+
+    fn processes(&self, index: u32) -> hypomnesis::Result<Vec<GpuProcessEntry>> {
+        Probe::processes(self, index)
+    }
+}
+
+/// What to sample and how often.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub interval: Duration,
+    /// Export per-process metrics.
+    pub processes: bool,
+    /// Only this GPU (`--device`).
+    pub device: Option<u32>,
+}
+
+/// Where log lines go (`hmn: ` is prefixed by the logger).
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A published sample: its encoding and when its pass finished.
+#[derive(Debug, Default)]
+struct Published {
+    exposition: Exposition,
+    finished: Option<Instant>,
+}
+
+/// The state scrapes read and the sampler writes.
+pub struct Shared {
+    started: Instant,
+    published: RwLock<Arc<Published>>,
+    /// The scrape-time families; owns the sampling error counter.
+    health: Health,
+    /// While a pass runs: the backend it is waiting on, when the pass started, and whether a
+    /// missed tick has been reported for it.
+    busy: Mutex<Option<Busy>>,
+    /// The last message logged per backend, so a persistent failure is logged once.
+    last_logged: Mutex<HashMap<&'static str, String>>,
+    log: Log,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Busy {
+    backend: &'static str,
+    since: Instant,
+    reported: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub fn new(log: Log) -> Self {
+        Self {
+            started: Instant::now(),
+            published: RwLock::new(Arc::default()),
+            health: Health::default(),
+            busy: Mutex::new(None),
+            last_logged: Mutex::new(HashMap::new()),
+            log,
+        }
+    }
+
+    /// The exposition a scrape answers with, in `format`: the latest published sample plus the
+    /// health families as of now. Never waits for a pass.
+    pub fn scrape(&self, format: Format) -> String {
+        let published = Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let age = published.finished.unwrap_or(self.started).elapsed();
+        render(format, &published.exposition, &self.health, age)
+    }
+
+    /// How many sampling errors have been counted for `backend`.
+    #[cfg(test)]
+    pub fn errors(&self, backend: &'static str) -> u64 {
+        self.health.errors().get(backend)
+    }
+
+    fn publish(&self, sample: Sample) {
+        let published = Arc::new(Published {
+            exposition: encode_sample(sample),
+            finished: Some(Instant::now()),
+        });
+        *self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = published;
+    }
+
+    fn set_busy(&self, backend: Option<&'static str>) {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = *busy;
+        *busy = backend.map(|backend| Busy {
+            backend,
+            since: previous.map_or_else(Instant::now, |b| b.since),
+            reported: previous.is_some_and(|b| b.reported),
+        });
+    }
+
+    fn fail(&self, backend: &'static str, what: &str, error: &HypomnesisError) {
+        self.health.errors().inc(backend);
+        let message = format!("sampling {what} failed ({backend}): {error}");
+        let mut last = self
+            .last_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.get(backend) != Some(&message) {
+            (self.log)(&format!(
+                "{message} (counted in hypomnesis_sample_errors_total; logged again only when it changes)"
+            ));
+            last.insert(backend, message);
+        }
+    }
+
+    /// A tick arrived: `true` when the worker is free to take it. Otherwise the tick is counted
+    /// as an error against the backend the worker waits on (and logged once per stuck pass).
+    fn tick(&self, interval: Duration) -> bool {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(b) = busy.as_mut() else {
+            return true;
+        };
+        let backend = b.backend;
+        let waited = b.since.elapsed();
+        let first = !b.reported;
+        b.reported = true;
+        drop(busy);
+        self.health.errors().inc(backend);
+        if first {
+            (self.log)(&format!(
+                "sampling has been waiting on {backend} for {:.1} s (interval {:.1} s); /metrics \
+                 keeps serving the last sample, and hypomnesis_sample_age_seconds shows its age",
+                waited.as_secs_f64(),
+                interval.as_secs_f64()
+            ));
+        }
+        false
+    }
+}
+
+/// The GPU layer's error, named by backend when the error names one.
+fn gpu_backend(error: &HypomnesisError, guess: &'static str) -> &'static str {
+    match error {
+        HypomnesisError::Nvml { .. } => "nvml",
+        HypomnesisError::NvidiaSmi { .. } => "nvidia-smi",
+        HypomnesisError::NoGpuSource { .. } => "gpu",
+        _ => guess,
+    }
+}
+
+/// One pass: host, own RSS, devices, processes. Failures are counted and leave their part
+/// empty; `busy` follows the pass so a hang can be blamed on the right backend.
+fn sample_once(
+    source: &dyn Source,
+    config: &Config,
+    shared: &Shared,
+    guess: &mut &'static str,
+) -> Sample {
+    let start = Instant::now();
+    let mut sample = Sample::default();
+
+    shared.set_busy(Some("host"));
+    match source.host() {
+        Ok(host) => sample.host = Some(host),
+        Err(e) => shared.fail("host", "host memory", &e),
+    }
+    match source.own_rss() {
+        Ok(rss) => sample.own_rss_bytes = Some(rss),
+        Err(e) => shared.fail("host", "own RSS", &e),
+    }
+
+    shared.set_busy(Some(*guess));
+    match source.devices() {
+        Ok(mut devices) => {
+            if let Some(only) = config.device {
+                devices.retain(|d| d.index == only);
+            }
+            if let Some(first) = devices.first() {
+                *guess = first.source.as_str();
+            }
+            sample.devices = devices;
+        }
+        Err(e) => shared.fail(gpu_backend(&e, guess), "GPU devices", &e),
+    }
+
+    if config.processes {
+        let mut rows = Vec::new();
+        for device in &sample.devices {
+            let backend = device.source.as_str();
+            shared.set_busy(Some(backend));
+            match source.processes(device.index) {
+                Ok(mut found) => rows.append(&mut found),
+                Err(e) => shared.fail(
+                    gpu_backend(&e, backend),
+                    &format!("processes on GPU {}", device.index),
+                    &e,
+                ),
+            }
+        }
+        sample.processes = Some(rows);
+    }
+    sample.duration = start.elapsed();
+    sample
+}
+
+/// The running sampler threads. Dropping the handle stops the ticker; the worker ends after
+/// its current pass.
+#[derive(Debug)]
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    /// Starts sampling `source` into `shared`; the first pass starts at once.
+    ///
+    /// # Errors
+    /// When the OS refuses a thread.
+    pub fn start(
+        source: Arc<dyn Source>,
+        config: Config,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<()>(1);
+        let worker_shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("hmn-sampler".into())
+            .spawn(move || worker(source.as_ref(), &config, &worker_shared, &rx))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_stop = Arc::clone(&stop);
+        let ticker = thread::Builder::new()
+            .name("hmn-ticker".into())
+            .spawn(move || ticker(&tx, config.interval, &shared, &ticker_stop))?;
+        Ok(Self {
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            ticker.thread().unpark();
+            let _ = ticker.join();
+        }
+    }
+}
+
+fn worker(source: &dyn Source, config: &Config, shared: &Shared, rx: &Receiver<()>) {
+    let mut guess = "gpu";
+    while rx.recv().is_ok() {
+        let sample = sample_once(source, config, shared, &mut guess);
+        shared.publish(sample);
+        shared.set_busy(None);
+    }
+}
+
+fn ticker(tx: &SyncSender<()>, interval: Duration, shared: &Shared, stop: &AtomicBool) {
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now < next {
+            thread::park_timeout(next - now);
+            continue;
+        }
+        if shared.tick(interval) {
+            match tx.try_send(()) {
+                // Full: the worker has a tick queued it has not started yet; nothing to add.
+                Ok(()) | Err(TrySendError::Full(())) => {}
+                Err(TrySendError::Disconnected(())) => return,
+            }
+        }
+        next += interval;
+        if next < now {
+            // Behind by more than a whole interval (a suspended machine): restart the beat.
+            next = now + interval;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypomnesis::GpuQuerySource;
+    use std::sync::mpsc;
+
+    /// A source whose GPU calls block until released, or fail, as the test says.
+    struct Stub {
+        gate: Mutex<Option<mpsc::Receiver<()>>>,
+        entered: Mutex<Option<mpsc::Sender<()>>>,
+        fail_devices: bool,
+    }
+
+    impl Stub {
+        fn device() -> GpuDeviceInfo {
+            GpuDeviceInfo::builder()
+                .index(0)
+                .name("Stub GPU")
+                .used_bytes(1_234_u64)
+                .source(GpuQuerySource::Nvml)
+                .build()
+        }
+    }
+
+    impl Source for Stub {
+        fn host(&self) -> hypomnesis::Result<HostFigures> {
+            Ok(HostFigures {
+                total_bytes: 1 << 30,
+                ..HostFigures::default()
+            })
+        }
+        fn own_rss(&self) -> hypomnesis::Result<u64> {
+            Ok(1 << 20)
+        }
+        fn devices(&self) -> hypomnesis::Result<Vec<GpuDeviceInfo>> {
+            // One-shot: only the first call blocks, and no lock is held while it does.
+            let entered = self.entered.lock().unwrap().take();
+            if let Some(entered) = entered {
+                let _ = entered.send(());
+            }
+            let gate = self.gate.lock().unwrap().take();
+            if let Some(gate) = gate {
+                let _ = gate.recv();
+            }
+            if self.fail_devices {
+                return Err(HypomnesisError::Nvml {
+                    call: "nvmlDeviceGetCount_v2",
+                    code: Some(15),
+                    detail: "GPU is lost".into(),
+                });
+            }
+            Ok(vec![Self::device()])
+        }
+        fn processes(&self, _: u32) -> hypomnesis::Result<Vec<GpuProcessEntry>> {
+            Ok(vec![
+                GpuProcessEntry::builder(42)
+                    .name("stub")
+                    .used_bytes(1_000_u64)
+                    .build(),
+            ])
+        }
+    }
+
+    fn collecting_log() -> (Log, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        (
+            Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_owned())),
+            lines,
+        )
+    }
+
+    /// Polls `done` until it holds; panics after a generous bound (the condition is an event,
+    /// not a timing claim).
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "gave up waiting for {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            interval: Duration::from_millis(20),
+            processes: true,
+            device: None,
+        }
+    }
+
+    #[test]
+    fn a_hung_backend_is_stale_and_counted_while_scrapes_keep_answering() {
+        let (release, gate) = mpsc::channel();
+        let (entered_tx, entered) = mpsc::channel();
+        let stub = Arc::new(Stub {
+            gate: Mutex::new(Some(gate)),
+            entered: Mutex::new(Some(entered_tx)),
+            fail_devices: false,
+        });
+        let (log, lines) = collecting_log();
+        let shared = Arc::new(Shared::new(log));
+        let sampler = Sampler::start(stub.clone(), config(), Arc::clone(&shared)).unwrap();
+
+        entered.recv().unwrap(); // the first pass is now stuck in devices()
+        wait_for("missed ticks to be counted", || shared.errors("gpu") >= 3);
+        // A scrape answers while the driver call hangs, with no GPU figures yet.
+        let during = shared.scrape(Format::OpenMetrics);
+        assert!(during.contains("hypomnesis_sample_errors_total{backend=\"gpu\"}"));
+        assert!(!during.contains("hypomnesis_gpu_memory_used_bytes{"));
+        assert!(during.ends_with("# EOF\n"));
+        // The hang is logged once, not at every missed tick.
+        let hang_lines = |lines: &[String]| {
+            lines
+                .iter()
+                .filter(|l| l.contains("waiting on gpu"))
+                .count()
+        };
+        assert_eq!(hang_lines(&lines.lock().unwrap()), 1);
+
+        // Released: the pass completes and publishes; the backend is now known as NVML.
+        release.send(()).unwrap();
+        wait_for("a sample with GPU figures", || {
+            shared
+                .scrape(Format::Prometheus)
+                .contains("hypomnesis_gpu_memory_used_bytes{gpu=\"0\",uuid=\"\",name=\"Stub GPU\",vendor=\"nvidia\"} 1234")
+        });
+        let after = shared.scrape(Format::Prometheus);
+        assert!(after.contains("hypomnesis_gpu_process_memory_bytes{gpu=\"0\",pid=\"42\""));
+        drop(sampler);
+        assert_eq!(hang_lines(&lines.lock().unwrap()), 1);
+    }
+
+    #[test]
+    fn failures_are_counted_per_backend_and_logged_once() {
+        let stub = Arc::new(Stub {
+            gate: Mutex::new(None),
+            entered: Mutex::new(None),
+            fail_devices: true,
+        });
+        let (log, lines) = collecting_log();
+        let shared = Arc::new(Shared::new(log));
+        let sampler = Sampler::start(stub, config(), Arc::clone(&shared)).unwrap();
+        wait_for("three failed passes", || shared.errors("nvml") >= 3);
+        drop(sampler);
+        let text = shared.scrape(Format::Prometheus);
+        // Host figures are still published.
+        assert!(text.contains("hypomnesis_host_memory_total_bytes 1073741824"));
+        let lines = lines.lock().unwrap();
+        let failures: Vec<_> = lines.iter().filter(|l| l.contains("GPU is lost")).collect();
+        assert_eq!(failures.len(), 1, "{lines:?}");
+        assert!(failures[0].starts_with("sampling GPU devices failed (nvml): NVML:"));
+    }
+
+    #[test]
+    fn before_the_first_pass_the_age_counts_from_start() {
+        let (log, _) = collecting_log();
+        let shared = Shared::new(log);
+        thread::sleep(Duration::from_millis(20));
+        let text = shared.scrape(Format::Prometheus);
+        let age: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("hypomnesis_sample_age_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(age > 0.0, "{text}");
+        assert!(text.contains("hypomnesis_build_info{version="));
+    }
+
+    #[test]
+    fn device_filter_keeps_one_gpu_and_process_switch_drops_process_families() {
+        let stub = Stub {
+            gate: Mutex::new(None),
+            entered: Mutex::new(None),
+            fail_devices: false,
+        };
+        let (log, _) = collecting_log();
+        let shared = Shared::new(log);
+        let mut guess = "gpu";
+        let none = sample_once(
+            &stub,
+            &Config {
+                device: Some(3),
+                processes: false,
+                ..config()
+            },
+            &shared,
+            &mut guess,
+        );
+        assert!(none.devices.is_empty());
+        assert!(none.processes.is_none());
+        let one = sample_once(
+            &stub,
+            &Config {
+                device: Some(0),
+                ..config()
+            },
+            &shared,
+            &mut guess,
+        );
+        assert_eq!(one.devices.len(), 1);
+        assert_eq!(one.processes.map(|p| p.len()), Some(1));
+        assert_eq!(guess, "nvml");
+    }
+}

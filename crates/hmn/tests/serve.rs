@@ -1,0 +1,971 @@
+//! `hmn serve` end to end: the real binary on a loopback port, against the NVML double and a
+//! fixture `/proc`, read by a plain HTTP client, by the reference OpenMetrics parser (PyPI
+//! `prometheus-client`) and by a real Prometheus (Debian's, installed by `.ci/run`).
+//!
+//! Every server and Prometheus started here is stopped by PID when its guard drops, also when
+//! a test fails. No test asserts a duration: waits are for events, with generous bounds.
+#![cfg(all(target_os = "linux", feature = "serve"))]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures and the server under test
+
+/// A fixture `/proc`: fixed `meminfo`, a root cgroup, and names for two pids of a scenario
+/// (a CJK name, and one that needs escaping in a label value).
+struct FakeProc {
+    dir: tempfile::TempDir,
+}
+
+impl FakeProc {
+    fn new(named: &[u64]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("meminfo"),
+            "MemTotal:       65536000 kB\nMemFree:        1000000 kB\nMemAvailable:   32768000 kB\nSwapTotal:      0 kB\nSwapFree:       0 kB\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("self")).unwrap();
+        std::fs::write(root.join("self/cgroup"), "0::/\n").unwrap();
+        std::fs::write(root.join("self/statm"), "1000 500 100 10 0 400 0\n").unwrap();
+        let names = [
+            ("训练脚本", "python3 train.py"),
+            ("say \"hi\" \\ now", "/opt/say"),
+        ];
+        for (pid, (comm, cmdline)) in named.iter().zip(names) {
+            let p = root.join(pid.to_string());
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(p.join("cmdline"), cmdline.replace(' ', "\0") + "\0").unwrap();
+            std::fs::write(
+                p.join("status"),
+                format!("Name:\t{comm}\nTgid:\t{pid}\nPid:\t{pid}\nUid:\t0\t0\t0\t0\n"),
+            )
+            .unwrap();
+        }
+        Self { dir }
+    }
+}
+
+fn scenario(name: &str) -> (PathBuf, Value) {
+    let path = test_support::nvml_scenario(name);
+    let declared = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    (path, declared)
+}
+
+/// A running `hmn serve`, killed (by PID) and reaped on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stderr: PathBuf,
+    _fake: FakeProc,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// `hmn serve --listen 127.0.0.1:0 ARGS` on scenario `name`; returns once it listens (its
+    /// first stdout line is the metrics URL).
+    fn start(name: &str, args: &[&str]) -> Self {
+        Self::start_with(name, args, |_| {})
+    }
+
+    fn start_with(name: &str, args: &[&str], env: impl FnOnce(&mut Command)) -> Self {
+        Self::start_on("127.0.0.1:0", name, args, env)
+    }
+
+    fn start_on(listen: &str, name: &str, args: &[&str], env: impl FnOnce(&mut Command)) -> Self {
+        let (path, declared) = scenario(name);
+        let lib = test_support::nvml_double_for(&path).join("libnvidia-ml.so.1");
+        let mut pids: Vec<u64> = ["compute_processes", "graphics_processes"]
+            .iter()
+            .flat_map(|l| {
+                declared["devices"][0][*l]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|p| p["pid"].as_u64())
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        let fake = FakeProc::new(&pids);
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hmn"));
+        cmd.arg("serve")
+            .args(["--listen", listen])
+            .args(args)
+            .env("HYPOMNESIS_NVML_LIB", lib)
+            .env("NVML_DOUBLE_SCENARIO", &path)
+            .env("HYPOMNESIS_NVIDIA_SMI", "/nonexistent/nvidia-smi")
+            .env("HYPOMNESIS_PROC_ROOT", fake.dir.path())
+            .env("HYPOMNESIS_SYS_ROOT", fake.dir.path().join("sys"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        env(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("http://")
+            .and_then(|l| l.strip_suffix("/metrics"))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!(
+                    "hmn serve printed {line:?} instead of its URL; stderr:\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            });
+        Self {
+            child,
+            addr,
+            stderr,
+            _fake: fake,
+            _dir: dir,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str, accept: Option<&str>) -> Reply {
+        get(self.addr, path, accept)
+    }
+
+    /// Waits until a scrape holds `needle` (the first sampling pass has been published).
+    fn wait_for(&self, needle: &str) -> Reply {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = self.get("/metrics", None);
+            if reply.body.contains(needle) {
+                return reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no scrape held {needle:?}; last:\n{}\nstderr:\n{}",
+                reply.body,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `VmRSS` and `Threads` of the server, from `/proc/<pid>/status`.
+    fn rss_and_threads(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in status"))
+        };
+        (field("VmRSS:") * 1024, field("Threads:"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal HTTP/1.0 client (the server closes after each answer), and raw sockets for abuse
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.write_all(request)?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn parse_reply(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Reply {
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n");
+    parse_reply(&exchange(addr, request.as_bytes()).unwrap())
+}
+
+/// The value of the series whose line starts with `series ` (name and labels, exactly).
+fn value_of(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+// ---------------------------------------------------------------------------------------------
+// What it serves
+
+#[test]
+fn metrics_carry_the_scenario_figures_in_both_formats() {
+    let (_, declared) = scenario("one_gpu");
+    let memory = &declared["devices"][0]["memory"];
+    let server = Server::start("one_gpu", &["--interval", "1s"]);
+    let text = server.wait_for("hypomnesis_gpu_memory_used_bytes{");
+    assert_eq!(text.status, 200);
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let labels = r#"{gpu="0",uuid="GPU-5a5c4d1e-1f9b-4a7d-9c1e-2b3f4a5b6c7d",name="NVIDIA H100 80GB HBM3",vendor="nvidia"}"#;
+    for (field, metric) in [
+        ("used", "hypomnesis_gpu_memory_used_bytes"),
+        ("total", "hypomnesis_gpu_memory_total_bytes"),
+        ("free", "hypomnesis_gpu_memory_free_bytes"),
+        ("reserved", "hypomnesis_gpu_memory_reserved_bytes"),
+    ] {
+        assert_eq!(
+            value_of(&text.body, &format!("{metric}{labels}")),
+            memory[field].as_f64(),
+            "{metric}\n{}",
+            text.body
+        );
+    }
+    // Names come from the fixture /proc, escaped in the label value.
+    assert_eq!(
+        value_of(
+            &text.body,
+            r#"hypomnesis_gpu_process_memory_bytes{gpu="0",pid="4011345",process="训练脚本",user="root",kind="compute"}"#
+        ),
+        Some(16_452_157_440.0),
+        "{}",
+        text.body
+    );
+    assert!(
+        text.body
+            .contains(r#"process="say \"hi\" \\ now",user="root",kind="compute_and_graphics"}"#),
+        "{}",
+        text.body
+    );
+    assert_eq!(
+        value_of(&text.body, "hypomnesis_host_memory_total_bytes"),
+        Some(65_536_000.0 * 1024.0)
+    );
+    assert!(!text.body.contains("# EOF"));
+
+    let om = server.get("/metrics", Some(OPENMETRICS));
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert!(om.body.ends_with("# EOF\n"));
+    assert!(
+        om.body
+            .contains("# UNIT hypomnesis_gpu_memory_used_bytes bytes\n")
+    );
+    assert_eq!(
+        value_of(
+            &om.body,
+            &format!("hypomnesis_gpu_memory_used_bytes{labels}")
+        ),
+        memory["used"].as_f64()
+    );
+
+    let health = server.get("/healthz", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    assert_eq!(server.get("/", None).status, 404);
+    assert_eq!(server.get("/metrics/../x", None).status, 404);
+    let post = parse_reply(
+        &exchange(
+            server.addr,
+            b"POST /metrics HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .unwrap(),
+    );
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    let head = parse_reply(&exchange(server.addr, b"HEAD /metrics HTTP/1.0\r\n\r\n").unwrap());
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+}
+
+#[test]
+fn no_processes_leaves_process_names_out() {
+    let server = Server::start("one_gpu", &["--interval", "1s", "--no-processes"]);
+    let reply = server.wait_for("hypomnesis_gpu_memory_used_bytes{");
+    assert!(!reply.body.contains("hypomnesis_gpu_process"));
+    assert!(!reply.body.contains("训练脚本"));
+    assert!(server.stderr().contains("process metrics off"));
+}
+
+#[test]
+fn device_flag_exports_one_gpu() {
+    let server = Server::start("four_gpus", &["--interval", "1s", "--device", "2"]);
+    let reply = server.wait_for("hypomnesis_gpu_memory_used_bytes{");
+    assert!(
+        reply
+            .body
+            .contains("hypomnesis_gpu_memory_used_bytes{gpu=\"2\"")
+    );
+    assert!(!reply.body.contains("{gpu=\"0\""), "{}", reply.body);
+    assert!(!reply.body.contains("{gpu=\"3\""), "{}", reply.body);
+}
+
+#[test]
+fn no_gpu_source_still_serves_host_memory_and_counts_the_failure() {
+    let server = Server::start_with("one_gpu", &["--interval", "200ms"], |cmd| {
+        cmd.env("HYPOMNESIS_NVML_LIB", "/nonexistent/libnvidia-ml.so.1");
+    });
+    let reply = server.wait_for("hypomnesis_sample_errors_total{backend=\"gpu\"}");
+    assert!(
+        reply
+            .body
+            .contains("hypomnesis_host_memory_total_bytes 67108864000")
+    );
+    assert!(!reply.body.contains("hypomnesis_gpu_memory"));
+    // Logged once, with the reasons, however many passes fail.
+    server.wait_for("hypomnesis_sample_errors_total{backend=\"gpu\"} 3");
+    let stderr = server.stderr();
+    assert_eq!(
+        stderr.matches("sampling GPU devices failed").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("libnvidia-ml.so.1"), "{stderr}");
+}
+
+/// The nvidia-smi fallback hangs (a wedged driver): scrapes keep answering at once, the sample
+/// age grows and missed ticks are counted. The stand-in exits when hmn does.
+#[test]
+fn a_hung_backend_shows_as_stale_not_as_a_hung_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let smi = dir.path().join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        "#!/bin/sh\n# A wedged nvidia-smi: never answers; gone when its parent is.\nwhile kill -0 $PPID 2>/dev/null; do sleep 0.1; done\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&smi).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&smi, perms).unwrap();
+
+    let server = Server::start_with("one_gpu", &["--interval", "200ms"], |cmd| {
+        cmd.env("HYPOMNESIS_NVML_LIB", "/nonexistent/libnvidia-ml.so.1")
+            .env("HYPOMNESIS_NVIDIA_SMI", &smi);
+    });
+    let first = server.wait_for("hypomnesis_sample_errors_total{backend=\"gpu\"} 2");
+    let age = |body: &str| value_of(body, "hypomnesis_sample_age_seconds").unwrap();
+    let later = server.wait_for("hypomnesis_sample_errors_total{backend=\"gpu\"} 4");
+    assert!(age(&later.body) > age(&first.body));
+    // The first pass never finished: nothing measured is served, and nothing is invented.
+    assert!(!later.body.contains("hypomnesis_gpu_memory"));
+    assert!(!later.body.contains("hypomnesis_host_memory"));
+    assert_eq!(server.get("/healthz", None).status, 200);
+    let stderr = server.stderr();
+    assert_eq!(
+        stderr.matches("sampling has been waiting on gpu").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Abuse and load
+
+#[test]
+fn garbage_oversized_and_slow_clients_are_refused_and_serving_goes_on() {
+    let server = Server::start("one_gpu", &["--interval", "1s"]);
+    server.wait_for("hypomnesis_gpu_memory_used_bytes{");
+
+    let garbage = parse_reply(&exchange(server.addr, b"\x16\x03\x01garbage\x00\r\n\r\n").unwrap());
+    assert_eq!(garbage.status, 400);
+    let bad_header = parse_reply(
+        &exchange(
+            server.addr,
+            b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
+        )
+        .unwrap(),
+    );
+    assert_eq!(bad_header.status, 400);
+
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    assert_eq!(
+        parse_reply(&exchange(server.addr, big.as_bytes()).unwrap()).status,
+        431
+    );
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    assert_eq!(
+        parse_reply(&exchange(server.addr, many.as_bytes()).unwrap()).status,
+        431
+    );
+    // A huge declared body is never read: the answer comes at once, then the connection closes.
+    let post = parse_reply(
+        &exchange(
+            server.addr,
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\nxx",
+        )
+        .unwrap(),
+    );
+    assert_eq!(post.status, 405);
+
+    // Slow clients: 100 connections that never finish their request head. While they hang,
+    // scrapes are served; then the server closes them (the header read timeout).
+    let (_, threads_before) = server.rss_and_threads();
+    let mut slow: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: slow\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    for _ in 0..20 {
+        assert_eq!(server.get("/metrics", None).status, 200);
+    }
+    let (_, threads_during) = server.rss_and_threads();
+    assert_eq!(
+        threads_during, threads_before,
+        "connections must not cost threads"
+    );
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut rest = Vec::new();
+        // Closed by the server (EOF, possibly after a 408) — not left open forever.
+        let _ = s.read_to_end(&mut rest);
+    }
+    assert_eq!(server.get("/metrics", None).status, 200);
+
+    // A client that sends requests and never reads answers blocks only itself.
+    let mut greedy = TcpStream::connect(server.addr).unwrap();
+    let pipelined = "GET /metrics HTTP/1.1\r\nHost: g\r\n\r\n".repeat(2000);
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = greedy.write_all(pipelined.as_bytes());
+    assert_eq!(server.get("/metrics", None).status, 200);
+    drop(greedy);
+    assert_eq!(server.get("/healthz", None).status, 200);
+}
+
+#[test]
+fn past_the_connection_limit_clients_get_503_and_service_recovers() {
+    let server = Server::start("one_gpu", &["--interval", "1s"]);
+    server.wait_for("hypomnesis_gpu_memory_used_bytes{");
+    let held: Vec<TcpStream> = (0..128)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // The 129th is refused with an answer, not left hanging.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = get(server.addr, "/metrics", None);
+        if reply.status == 503 {
+            assert_eq!(reply.header("retry-after"), Some("1"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 503 past the limit");
+    }
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(server.addr, "/metrics", None).status != 200 {
+        assert!(Instant::now() < deadline, "service did not recover");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// 10,000 scrapes from 64 concurrent clients: every one answered, memory and threads flat.
+/// Figures (requests/s, p99, release RSS) come from `cargo bench -p hmn --bench serve`.
+#[test]
+fn ten_thousand_scrapes_leave_rss_and_threads_bounded() {
+    let server = Server::start("four_gpus", &["--interval", "500ms"]);
+    server.wait_for("hypomnesis_gpu_memory_used_bytes{");
+    let scrape_many = |total: usize| {
+        let per = total / 64;
+        std::thread::scope(|s| {
+            for _ in 0..64 {
+                s.spawn(|| {
+                    for i in 0..per {
+                        let accept = (i % 2 == 0).then_some(OPENMETRICS);
+                        let reply = get(server.addr, "/metrics", accept);
+                        assert_eq!(reply.status, 200);
+                        assert!(reply.body.contains("hypomnesis_sample_age_seconds"));
+                    }
+                });
+            }
+        });
+    };
+    scrape_many(1_024);
+    let (rss_warm, threads_warm) = server.rss_and_threads();
+    scrape_many(10_048);
+    let (rss_after, threads_after) = server.rss_and_threads();
+    eprintln!(
+        "hmn serve (debug build): RSS {:.1} MiB after warm-up, {:.1} MiB after 10,048 more scrapes; {threads_after} threads",
+        rss_warm as f64 / 1048576.0,
+        rss_after as f64 / 1048576.0
+    );
+    assert_eq!(threads_after, threads_warm);
+    assert!(
+        rss_after < rss_warm + 4 * 1024 * 1024,
+        "RSS grew from {rss_warm} to {rss_after} bytes over 10,000 scrapes"
+    );
+    assert!(rss_after < 64 * 1024 * 1024, "RSS {rss_after} bytes");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+#[test]
+fn a_public_address_is_served_with_a_warning() {
+    let server = Server::start_on("0.0.0.0:0", "one_gpu", &[], |_| {});
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("warning: listening on 0.0.0.0:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--no-processes"), "{stderr}");
+    let loopback = Server::start("one_gpu", &[]);
+    assert!(!loopback.stderr().contains("warning"));
+}
+
+#[test]
+fn a_taken_port_or_a_bare_port_exits_2_with_advice() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_hmn"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("HYPOMNESIS_NVML_LIB", "/nonexistent/libnvidia-ml.so.1")
+        .env("HYPOMNESIS_NVIDIA_SMI", "/nonexistent/nvidia-smi")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--listen"), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    let bare = Command::new(env!("CARGO_BIN_EXE_hmn"))
+        .args(["serve", "--listen", ":9464"])
+        .output()
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("0.0.0.0:9464 (every interface)"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference OpenMetrics parser (PyPI prometheus-client)
+
+/// What the venv installs; pinned so a new release cannot change CI under us.
+const PROMETHEUS_CLIENT_REQUIREMENT: &str = "prometheus-client==0.26.0";
+
+fn loud(lines: &[&str]) -> String {
+    let bar = "!".repeat(78);
+    let mut text = format!("\n{bar}\n");
+    for line in lines {
+        text.push_str(&format!("!!! {line}\n"));
+    }
+    text + &bar
+}
+
+/// The Python of `<workspace>/target/openmetrics-venv`, with `prometheus-client`; created on
+/// first use in a fresh directory and renamed into place, so that test binaries running at
+/// once never see a half-built venv (the venv's `bin/python` and `pyvenv.cfg` do not depend on
+/// its own path). Panics loudly when it cannot be made: the check is never skipped.
+fn openmetrics_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let target = test_support::workspace_root().join("target");
+            let venv = target.join("openmetrics-venv");
+            let ready = |dir: &Path| {
+                std::fs::read_to_string(dir.join(".hypomnesis-ready")).ok().as_deref()
+                    == Some(PROMETHEUS_CLIENT_REQUIREMENT)
+            };
+            if !ready(&venv) {
+                std::fs::create_dir_all(&target).unwrap();
+                let building = tempfile::tempdir_in(&target).unwrap().keep();
+                let run = |what: &str, cmd: &mut Command| {
+                    let out = cmd.output().unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}\n{}",
+                        loud(&[
+                            &format!(
+                                "cannot build a venv with {PROMETHEUS_CLIENT_REQUIREMENT}: {what} failed"
+                            ),
+                            "The OpenMetrics output cannot be checked by the reference parser.",
+                            "Needs python3 with venv (Debian: python3-venv) and PyPI reachable.",
+                        ]),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                };
+                run(
+                    "python3 -m venv",
+                    Command::new("python3").args(["-m", "venv"]).arg(&building),
+                );
+                run(
+                    "pip install",
+                    Command::new(building.join("bin/python")).args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "--no-input",
+                        PROMETHEUS_CLIENT_REQUIREMENT,
+                    ]),
+                );
+                std::fs::write(
+                    building.join(".hypomnesis-ready"),
+                    PROMETHEUS_CLIENT_REQUIREMENT,
+                )
+                .unwrap();
+                if !ready(&venv) {
+                    let _ = std::fs::remove_dir_all(&venv);
+                }
+                // Another test binary may have won the race: then its venv is as good.
+                if std::fs::rename(&building, &venv).is_err() {
+                    let _ = std::fs::remove_dir_all(&building);
+                }
+                assert!(ready(&venv), "no usable venv at {}", venv.display());
+            }
+            venv.join("bin/python")
+        })
+        .clone()
+}
+
+/// Parses `text` with `parser` (`openmetrics` or `text`) of PyPI `prometheus-client`; returns
+/// `{family: {"type": …, "samples": [[name, labels, value], …]}}`, or panics with the error.
+fn python_parse(parser: &str, text: &str) -> Value {
+    let module = match parser {
+        "openmetrics" => "prometheus_client.openmetrics.parser",
+        _ => "prometheus_client.parser",
+    };
+    let script = format!(
+        "import json, sys\n\
+         from {module} import text_string_to_metric_families\n\
+         out = {{}}\n\
+         for f in text_string_to_metric_families(sys.stdin.read()):\n\
+         \x20   out[f.name] = {{'type': f.type, 'unit': getattr(f, 'unit', ''), 'samples': [[s.name, s.labels, s.value] for s in f.samples]}}\n\
+         print(json.dumps(out))\n"
+    );
+    let mut child = Command::new(openmetrics_python())
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the {parser} parser rejected the exposition: {}\n--- exposition\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_reference_openmetrics_parser_accepts_the_output() {
+    let server = Server::start("one_gpu", &["--interval", "1s"]);
+    server.wait_for("hypomnesis_gpu_process_memory_bytes{");
+    let om = server.get("/metrics", Some(OPENMETRICS)).body;
+    let families = python_parse("openmetrics", &om);
+    let used = &families["hypomnesis_gpu_memory_used_bytes"];
+    assert_eq!(used["type"], "gauge");
+    assert_eq!(used["unit"], "bytes");
+    assert_eq!(used["samples"][0][2], 20_780_679_168.0_f64);
+    assert_eq!(families["hypomnesis_gpu"]["type"], "info");
+    assert_eq!(families["hypomnesis_build"]["type"], "info");
+    assert_eq!(families["hypomnesis_sample_age_seconds"]["unit"], "seconds");
+    let processes = families["hypomnesis_gpu_process_memory_bytes"]["samples"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = processes
+        .iter()
+        .filter_map(|s| s[1]["process"].as_str())
+        .collect();
+    assert_eq!(names, ["训练脚本", "say \"hi\" \\ now"]);
+
+    // The Prometheus text output, by the same library's text parser.
+    let text = server.get("/metrics", None).body;
+    let families = python_parse("text", &text);
+    assert_eq!(
+        families["hypomnesis_gpu_memory_used_bytes"]["samples"][0][2],
+        20_780_679_168.0_f64
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real Prometheus
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Prometheus process, killed (by PID) and reaped on drop.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn api(&self, path_and_query: &str) -> Value {
+        let reply = get(self.addr, path_and_query, None);
+        assert_eq!(reply.status, 200, "{path_and_query}: {}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn start_prometheus(binary: &Path, dir: &Path, target: SocketAddr) -> Prometheus {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: hmn\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        ),
+    )
+    .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = dir.join("prometheus.log");
+    let child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("prometheus.err")).unwrap())
+        .spawn()
+        .unwrap();
+    Prometheus {
+        child,
+        addr,
+        log: dir.join("prometheus.err"),
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_it_in_openmetrics() {
+    let Some(binary) = find_on_path("prometheus") else {
+        let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+            || std::env::var("HYPOMNESIS_REQUIRE_PROMETHEUS").as_deref() == Ok("1");
+        let message = loud(&[
+            "`prometheus` is not on PATH: the real-Prometheus test of hmn serve did NOT run.",
+            "Install it: apt-get install --no-install-recommends prometheus (.ci/run does).",
+        ]);
+        assert!(
+            !required,
+            "{message}\n(required here: CI or HYPOMNESIS_REQUIRE_PROMETHEUS=1)"
+        );
+        eprintln!("{message}");
+        return;
+    };
+    let (_, declared) = scenario("one_gpu");
+    let server = Server::start("one_gpu", &["--interval", "1s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = start_prometheus(&binary, dir.path(), server.addr);
+
+    // The target is up, its last scrape had no error.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let target = loop {
+        let ready = exchange(prometheus.addr, b"GET /-/ready HTTP/1.0\r\n\r\n");
+        if ready.is_ok_and(|r| parse_reply(&r).status == 200) {
+            let targets = prometheus.api("/api/v1/targets");
+            let target = targets["data"]["activeTargets"][0].clone();
+            if target["health"] == "up" {
+                break target;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never saw the target up; its log:\n{}",
+            prometheus.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(target["lastError"], "", "{target}");
+    assert_eq!(
+        target["scrapeUrl"],
+        format!("http://{}/metrics", server.addr)
+    );
+
+    // The value Prometheus stored is the scenario's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let result = loop {
+        let reply = prometheus.api("/api/v1/query?query=hypomnesis_gpu_memory_used_bytes");
+        let result = reply["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !result.is_empty() {
+            break result;
+        }
+        assert!(Instant::now() < deadline, "no sample stored");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(result.len(), 1);
+    let sample = &result[0];
+    assert_eq!(
+        sample["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok()),
+        declared["devices"][0]["memory"]["used"].as_u64()
+    );
+    assert_eq!(
+        sample["metric"]["uuid"],
+        "GPU-5a5c4d1e-1f9b-4a7d-9c1e-2b3f4a5b6c7d"
+    );
+    assert_eq!(sample["metric"]["job"], "hmn");
+
+    // OpenMetrics was negotiated and parsed: only its `# UNIT` and `info` type reach the
+    // metadata; the Prometheus text format has neither.
+    let metadata = prometheus.api("/api/v1/targets/metadata?match_target=%7Bjob%3D%22hmn%22%7D");
+    let entries = metadata["data"].as_array().unwrap();
+    let entry = |metric: &str| {
+        entries
+            .iter()
+            .find(|e| e["metric"] == metric)
+            .unwrap_or_else(|| panic!("no metadata for {metric}: {metadata}"))
+    };
+    assert_eq!(entry("hypomnesis_gpu_memory_used_bytes")["unit"], "bytes");
+    assert_eq!(entry("hypomnesis_gpu")["type"], "info");
+
+    // Process names with escapes survive the trip.
+    let procs = prometheus
+        .api("/api/v1/query?query=hypomnesis_gpu_process_memory_bytes%7Bpid%3D%224011345%22%7D");
+    assert_eq!(procs["data"]["result"][0]["metric"]["process"], "训练脚本");
+    let health = prometheus.api("/api/v1/query?query=up%7Bjob%3D%22hmn%22%7D");
+    assert_eq!(health["data"]["result"][0]["value"][1], "1");
+
+    // Every query of the Grafana dashboard parses, and the device, process and host panels
+    // have data.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            test_support::workspace_root().join("docs/grafana/hypomnesis.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut with_data = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$instance", ".*")
+                .replace("$__rate_interval", "1m");
+            let reply = prometheus.api(&format!("/api/v1/query?query={}", percent_encode(&expr)));
+            assert_eq!(reply["status"], "success", "{expr}: {reply}");
+            if reply["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
+                with_data.push(panel["title"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    for title in [
+        "GPU memory in use",
+        "GPU memory: used, reserved, free",
+        "Top 10 processes by GPU memory",
+        "Host memory",
+        "Sample age",
+    ] {
+        assert!(
+            with_data.iter().any(|t| t == title),
+            "panel {title:?} has no data"
+        );
+    }
+    eprintln!(
+        "real Prometheus scraped hmn serve: target up, lastError empty, OpenMetrics units stored"
+    );
+}

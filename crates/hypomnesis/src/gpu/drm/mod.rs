@@ -1,0 +1,210 @@
+//! AMD, Intel and every other DRM GPU on Linux, without a vendor library.
+//!
+//! The kernel already publishes what is needed: amdgpu's VRAM and GTT figures in sysfs
+//! ([`sysfs`]), and for every DRM client the memory it holds in `/proc/<pid>/fdinfo/<fd>`
+//! (`drm-*` keys, [`fdinfo`]). Peers double count shared buffers, miss the APU case (a model
+//! on a Radeon iGPU lives in GTT, so its "VRAM" reads about 0) or show host PIDs in
+//! containers; here:
+//!
+//! - per process and device, `used_bytes` is resident device memory (VRAM, i915 `local`),
+//!   `system_bytes` resident GTT / system memory, `shared_bytes` the `drm-shared-*` part, so
+//!   an APU's model shows up in `system_bytes` and per-process sums can be reconciled with
+//!   the device's `used_bytes` / `system_used_bytes`;
+//! - clients are deduplicated by (device, `drm-client-id`) across fds and processes;
+//! - the deprecated `drm-memory-*` alias is never added to `drm-resident-*`.
+//!
+//! NVIDIA cards are left to NVML: a card NVML or `nvidia-smi` listed (same PCI slot) is
+//! skipped, and so is any card bound to the `nvidia` driver even when NVIDIA's listing
+//! failed — that driver publishes no DRM memory figures, and the NVIDIA backends' errors say
+//! why NVIDIA could not be read. A card with `nouveau` is a DRM GPU like any other.
+//!
+//! Devices are numbered after NVIDIA's, in PCI slot order (platform devices such as panfrost
+//! last, by name).
+
+pub(crate) mod parse;
+
+#[cfg(target_os = "linux")]
+pub(crate) mod fdinfo;
+#[cfg(target_os = "linux")]
+pub(crate) mod sysfs;
+
+#[cfg(target_os = "linux")]
+pub(crate) use linux::DrmBackend;
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::path::{Path, PathBuf};
+
+    use super::fdinfo::{ProcessMemory, Scan, scan_all, scan_one};
+    use super::parse::normalize_pci_slot;
+    use super::sysfs::{DrmDevice, Names, read_devices};
+    use crate::error::{BackendAttempt, HypomnesisError, Result};
+    use crate::gpu::ExtraBackend;
+    use crate::snapshot::{
+        GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
+    };
+
+    /// Where the PCI ids database is looked for, in order.
+    const PCI_IDS: [&str; 2] = ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"];
+
+    /// The DRM backend of one probe.
+    #[derive(Debug)]
+    pub(crate) struct DrmBackend {
+        proc_root: PathBuf,
+        sys_root: PathBuf,
+        names: Names,
+    }
+
+    impl DrmBackend {
+        /// Reads devices under `sys_root` and processes under `proc_root`.
+        pub(crate) fn new(proc_root: &Path, sys_root: &Path) -> Self {
+            Self::with_pci_ids(
+                proc_root,
+                sys_root,
+                PCI_IDS.iter().map(PathBuf::from).collect(),
+            )
+        }
+
+        /// As [`DrmBackend::new`], with the PCI ids databases to try.
+        pub(crate) fn with_pci_ids(
+            proc_root: &Path,
+            sys_root: &Path,
+            pci_ids: Vec<PathBuf>,
+        ) -> Self {
+            Self {
+                proc_root: proc_root.to_owned(),
+                sys_root: sys_root.to_owned(),
+                names: Names::new(pci_ids),
+            }
+        }
+
+        /// DRM devices, NVIDIA's left out (see the module documentation).
+        fn drm_devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<DrmDevice>> {
+            let listed: Vec<String> = nvidia
+                .iter()
+                .filter_map(|d| d.pci_bus_id.as_deref().and_then(normalize_pci_slot))
+                .collect();
+            Ok(read_devices(&self.sys_root, &self.names)?
+                .into_iter()
+                .filter(|d| d.driver.as_deref() != Some("nvidia") && !listed.contains(&d.key))
+                .collect())
+        }
+
+        /// The key fdinfo rows of `device` carry, when `device` is one of ours.
+        fn key_of(&self, device: &GpuDeviceInfo) -> Option<String> {
+            if device.source != GpuQuerySource::Drm {
+                return None;
+            }
+            if let Some(slot) = device.pci_bus_id.as_deref() {
+                return normalize_pci_slot(slot);
+            }
+            // A platform device: find it again by name (which contains its platform name).
+            read_devices(&self.sys_root, &self.names)
+                .ok()?
+                .into_iter()
+                .find(|d| d.info.pci_bus_id.is_none() && d.info.name == device.name)
+                .map(|d| d.key)
+        }
+
+        /// The listing of device `key` (index `index`) from a finished scan.
+        pub(crate) fn listing_from_scan(scan: &Scan, key: &str, index: u32) -> GpuProcessListing {
+            let rows = scan
+                .per_process(key)
+                .into_iter()
+                .map(|(pid, memory)| {
+                    let mut row = GpuProcessEntry::new(pid, index, GpuQuerySource::Drm);
+                    row.used_bytes = memory.device;
+                    row.system_bytes = memory.system;
+                    row.shared_bytes = memory.shared;
+                    row
+                })
+                .collect();
+            let mut listing = GpuProcessListing::from_rows(rows);
+            listing.unreadable_pids.clone_from(&scan.unreadable_pids);
+            listing.shared_clients = scan.shared_clients;
+            listing.malformed_lines = scan.malformed_lines;
+            listing
+        }
+    }
+
+    impl ExtraBackend for DrmBackend {
+        fn source(&self) -> GpuQuerySource {
+            GpuQuerySource::Drm
+        }
+
+        fn devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
+            Ok(self
+                .drm_devices(nvidia)?
+                .into_iter()
+                .map(|d| d.info)
+                .collect())
+        }
+
+        fn processes(&self, device: &GpuDeviceInfo) -> Option<Result<Vec<GpuProcessEntry>>> {
+            self.process_listing(device)
+                .map(|listing| listing.map(|l| l.rows))
+        }
+
+        fn process_listing(&self, device: &GpuDeviceInfo) -> Option<Result<GpuProcessListing>> {
+            let key = self.key_of(device)?;
+            Some(
+                scan_all(&self.proc_root, &self.sys_root)
+                    .map(|scan| Self::listing_from_scan(&scan, &key, device.index)),
+            )
+        }
+
+        /// Every client the process holds on the device, shared ones included (a client
+        /// passed to another process is still held). On a unified-memory device (APU,
+        /// integrated GPU) the figure is device + system memory, since both are host RAM
+        /// and the model may live in either; on a discrete GPU it is device memory (VRAM).
+        fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>> {
+            let key = self.key_of(device)?;
+            let dir = if pid == std::process::id() {
+                self.proc_root.join("self")
+            } else {
+                self.proc_root.join(pid.to_string())
+            };
+            let scan = scan_one(&dir, pid, &self.sys_root);
+            if !scan.unreadable_pids.is_empty() {
+                return Some(Err(HypomnesisError::PermissionDenied {
+                    pid,
+                    detail: format!("{}: its DRM fds cannot be read", dir.display()),
+                }));
+            }
+            // No client on the device: the process holds nothing there (a measurement).
+            let memory = scan
+                .per_process(&key)
+                .remove(&pid)
+                .unwrap_or(ProcessMemory {
+                    device: Some(0),
+                    system: Some(0),
+                    shared: None,
+                });
+            let used = if device.unified_memory {
+                match (memory.device, memory.system) {
+                    (None, None) => None,
+                    (d, s) => Some(d.unwrap_or(0).saturating_add(s.unwrap_or(0))),
+                }
+            } else {
+                memory.device
+            };
+            let Some(used) = used else {
+                return Some(Err(HypomnesisError::NoGpuSource {
+                    attempts: vec![BackendAttempt::new(
+                        GpuQuerySource::Drm,
+                        format!(
+                            "pid {pid} holds DRM clients on {key}, but the driver prints no \
+                             memory figure for them in fdinfo"
+                        ),
+                    )],
+                }));
+            };
+            Some(Ok(ProcessGpuInfo {
+                used_bytes: used,
+                is_per_process: true,
+                device_index: device.index,
+                source: GpuQuerySource::Drm,
+            }))
+        }
+    }
+}

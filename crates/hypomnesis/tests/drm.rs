@@ -1,0 +1,515 @@
+//! AMD, Intel and other DRM GPUs through `Probe`, read from fixture trees that
+//! `fixtures/drm/tree.rs` builds in temporary directories (sysfs links and files, `/proc/<pid>`
+//! fd links and fdinfo texts from `fixtures/drm/fdinfo`). Every expected number is computed by
+//! hand from those texts; the arithmetic is written next to it.
+#![cfg(target_os = "linux")]
+
+#[path = "../../../fixtures/drm/tree.rs"]
+mod tree;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use hypomnesis::{GpuProcessEntry, GpuQuerySource, GpuVendor, HypomnesisError, Probe};
+use tree::DrmTree;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// The root PID namespace's inode (`PROC_PID_INIT_INO`) and some container's.
+const HOST_NS: u64 = 0xEFFF_FFFC;
+const CONTAINER_NS: u64 = 4_026_532_999;
+
+fn probe(tree: &DrmTree) -> Probe {
+    Probe::builder()
+        .proc_root(tree.proc())
+        .sys_root(tree.sys())
+        .use_nvml(false)
+        .use_nvidia_smi(false)
+        .build()
+}
+
+fn row(rows: &[GpuProcessEntry], pid: u32) -> &GpuProcessEntry {
+    rows.iter()
+        .find(|r| r.pid == pid)
+        .unwrap_or_else(|| panic!("no row for pid {pid} in {rows:#?}"))
+}
+
+fn pids(rows: &[GpuProcessEntry]) -> Vec<u32> {
+    rows.iter().map(|r| r.pid).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices.
+
+#[test]
+fn gpus_are_numbered_in_pci_slot_order_and_non_gpus_are_skipped() {
+    let tree = tree::standard();
+    let probe = probe(&tree);
+    let devices = probe.devices().unwrap();
+    let slots: Vec<Option<&str>> = devices.iter().map(|d| d.pci_bus_id.as_deref()).collect();
+    // nvidia (left to NVML), simpledrm (no render node) and the eDP-1 connector are skipped.
+    assert_eq!(
+        slots,
+        vec![
+            Some("00000000:00:02.0"),
+            Some("00000000:03:00.0"),
+            Some("00000000:08:00.0"),
+            Some("00000000:C4:00.0"),
+            None,
+        ]
+    );
+    assert_eq!(
+        devices.iter().map(|d| d.index).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert!(devices.iter().all(|d| d.source == GpuQuerySource::Drm));
+    assert_eq!(probe.device_count().unwrap(), 5);
+}
+
+#[test]
+fn amdgpu_discrete_figures_come_from_sysfs() {
+    let tree = tree::standard();
+    let dev = probe(&tree).device_info(1).unwrap();
+    assert_eq!(dev.name.as_deref(), Some("AMD Radeon RX 7900 XTX"));
+    assert_eq!(dev.vendor, GpuVendor::Amd);
+    assert_eq!(dev.total_bytes, Some(25_753_026_560));
+    assert_eq!(dev.used_bytes, Some(2 * GIB));
+    // free = total - used = 25 753 026 560 - 2 147 483 648
+    assert_eq!(dev.free_bytes, Some(23_605_542_912));
+    assert_eq!(dev.reserved_bytes, None);
+    assert!(
+        dev.unavailable_reason("reserved_bytes")
+            .unwrap()
+            .contains("inside used")
+    );
+    assert_eq!(dev.system_total_bytes, Some(16 * GIB));
+    assert_eq!(dev.system_used_bytes, Some(100 * MIB));
+    assert!(!dev.unified_memory, "VRAM vendor known and 24 GiB of VRAM");
+    assert_eq!(dev.uuid, None);
+    assert!(dev.unavailable_reason("driver_version").is_some());
+}
+
+#[test]
+fn an_amdgpu_apu_is_unified_and_its_gtt_is_reported() {
+    let tree = tree::standard();
+    let dev = probe(&tree).device_info(3).unwrap();
+    assert_eq!(dev.vendor, GpuVendor::Amd);
+    // No product_name: the PCI ids database when installed, else the ids.
+    let name = dev.name.clone().unwrap();
+    assert!(name.starts_with("AMD"), "{name}");
+    assert_eq!(dev.total_bytes, Some(512 * MIB));
+    assert_eq!(dev.used_bytes, Some(300 * MIB));
+    assert_eq!(dev.free_bytes, Some(212 * MIB));
+    assert_eq!(dev.system_total_bytes, Some(60 * GIB));
+    assert_eq!(dev.system_used_bytes, Some(24 * GIB));
+    // No mem_info_vram_vendor, VRAM ≤ 1 GiB and GTT larger: an APU.
+    assert!(dev.unified_memory);
+}
+
+#[test]
+fn intel_integrated_has_no_memory_figures_and_says_why() {
+    let tree = tree::standard();
+    let dev = probe(&tree).device_info(0).unwrap();
+    assert_eq!(dev.vendor, GpuVendor::Intel);
+    assert!(dev.name.as_deref().unwrap().starts_with("Intel"));
+    assert!(dev.unified_memory, "Intel on PCI bus 0");
+    assert_eq!(dev.total_bytes, None);
+    assert!(
+        dev.unavailable_reason("total_bytes")
+            .unwrap()
+            .contains("integrated")
+    );
+    assert_eq!(dev.used_bytes, None);
+    assert!(
+        dev.unavailable_reason("used_bytes")
+            .unwrap()
+            .contains("i915")
+    );
+    assert_eq!(dev.system_total_bytes, None);
+    assert!(dev.unavailable_reason("system_total_bytes").is_some());
+}
+
+#[test]
+fn xe_discrete_total_is_the_tiles_physical_vram() {
+    let tree = tree::standard();
+    let dev = probe(&tree).device_info(2).unwrap();
+    assert_eq!(dev.vendor, GpuVendor::Intel);
+    assert_eq!(dev.total_bytes, Some(12 * GIB));
+    assert_eq!(dev.used_bytes, None);
+    assert!(dev.unavailable_reason("used_bytes").unwrap().contains("xe"));
+    assert!(!dev.unified_memory);
+}
+
+#[test]
+fn a_platform_gpu_is_named_by_driver_and_device() {
+    let tree = tree::standard();
+    let dev = probe(&tree).device_info(4).unwrap();
+    assert_eq!(dev.name.as_deref(), Some("panfrost GPU fb000000.gpu"));
+    assert_eq!(dev.vendor, GpuVendor::Other);
+    assert_eq!(dev.pci_bus_id, None);
+    assert!(dev.unified_memory);
+    assert!(
+        dev.unavailable_reason("total_bytes")
+            .unwrap()
+            .contains("host RAM")
+    );
+}
+
+#[test]
+fn without_any_gpu_the_error_names_the_drm_backend() {
+    let tree = DrmTree::new();
+    std::fs::remove_dir_all(tree.sys().join("class/drm")).unwrap();
+    match probe(&tree).device_count() {
+        Err(HypomnesisError::NoGpuSource { attempts }) => {
+            let drm = attempts
+                .iter()
+                .find(|a| a.backend == GpuQuerySource::Drm)
+                .unwrap_or_else(|| panic!("no DRM attempt in {attempts:?}"));
+            assert!(drm.reason.contains("class/drm"), "{}", drm.reason);
+        }
+        other => panic!("expected NoGpuSource, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes.
+
+#[test]
+fn i915_client_through_two_dupd_fds_counts_once_in_system_memory() {
+    let tree = tree::standard();
+    let rows = probe(&tree).processes(0).unwrap();
+    assert_eq!(pids(&rows), vec![100]);
+    let xorg = row(&rows, 100);
+    assert_eq!(xorg.name.as_deref(), Some("Xorg"));
+    assert_eq!(xorg.command.as_deref(), Some("/usr/bin/Xorg --fixture"));
+    assert_eq!(xorg.user.as_deref(), Some("root"));
+    assert_eq!(
+        xorg.used_bytes, None,
+        "an integrated GPU has no device memory"
+    );
+    // drm-resident-system0: 6044 KiB, once although fds 5 and 6 both show client 39.
+    assert_eq!(xorg.system_bytes, Some(6044 * KIB));
+    assert_eq!(xorg.shared_bytes, Some(0));
+    assert_eq!(xorg.device_index, 0);
+    assert_eq!(xorg.source, GpuQuerySource::Drm);
+}
+
+#[test]
+fn amdgpu_clients_sum_without_the_deprecated_alias_and_across_unit_forms() {
+    let tree = tree::standard();
+    let rows = probe(&tree).processes(1).unwrap();
+    // 700 (fdinfo gone), 800 (unreadable), 1000 (no DRM fd) have no rows.
+    assert_eq!(pids(&rows), vec![300, 400]);
+    let game = row(&rows, 300);
+    // client 217: drm-memory-vram 2068 KiB (alias only, so it counts);
+    // client 218: drm-resident-vram 100 MiB (its drm-memory-vram 102400 KiB is not added).
+    assert_eq!(game.used_bytes, Some(2068 * KIB + 100 * MIB));
+    // 217: gtt 8192 KiB + cpu 0; 218: gtt 2 MiB + cpu 0 (doorbell is not memory).
+    assert_eq!(game.system_bytes, Some(8192 * KIB + 2 * MIB));
+    // 217 prints no drm-shared-*; 218: vram 4 MiB + gtt 0 + cpu 0.
+    assert_eq!(game.shared_bytes, Some(4 * MIB));
+
+    let old = row(&rows, 400);
+    // amdgpu 5.14: `vram mem: 145620 kB` (kB = KiB), client = pasid 32770 on fds 3 and 4.
+    assert_eq!(old.used_bytes, Some(145_620 * KIB));
+    assert_eq!(old.system_bytes, Some(11_656 * KIB));
+    assert_eq!(old.shared_bytes, None);
+}
+
+#[test]
+fn xe_reports_vram_gtt_and_shared_separately() {
+    let tree = tree::standard();
+    let rows = probe(&tree).processes(2).unwrap();
+    assert_eq!(pids(&rows), vec![500]);
+    let app = row(&rows, 500);
+    assert_eq!(app.used_bytes, Some(23_992 * KIB));
+    // gtt 192 KiB + system 0.
+    assert_eq!(app.system_bytes, Some(192 * KIB));
+    assert_eq!(app.shared_bytes, Some(16 * MIB));
+}
+
+#[test]
+fn an_apus_model_shows_up_in_system_memory_and_a_passed_client_counts_once() {
+    let tree = tree::standard();
+    let listing = probe(&tree).gpu_process_listing(3).unwrap();
+    // 250 holds the same client (id 10 on 0000:c4:00.0) as 200: attributed to 200 only.
+    assert_eq!(pids(&listing.rows), vec![200]);
+    let llama = row(&listing.rows, 200);
+    assert_eq!(llama.name.as_deref(), Some("llama-server"));
+    assert_eq!(llama.used_bytes, Some(5348 * KIB));
+    assert_eq!(llama.system_bytes, Some(25_258_000 * KIB));
+    assert_eq!(llama.shared_bytes, Some(MIB));
+    assert_eq!(listing.shared_clients, 1);
+    assert!(
+        listing
+            .notes()
+            .iter()
+            .any(|n| n.contains("1 GPU client shared between processes"))
+    );
+}
+
+#[test]
+fn a_client_without_drm_pdev_is_placed_by_its_render_node() {
+    let tree = tree::standard();
+    let rows = probe(&tree).processes(4).unwrap();
+    assert_eq!(pids(&rows), vec![600]);
+    let glmark = row(&rows, 600);
+    assert_eq!(glmark.used_bytes, None);
+    assert_eq!(glmark.system_bytes, Some(36_496 * KIB));
+    assert_eq!(glmark.shared_bytes, Some(0));
+}
+
+#[test]
+fn unreadable_processes_and_malformed_lines_are_counted_not_hidden() {
+    let tree = tree::standard();
+    let listing = probe(&tree).gpu_process_listing(1).unwrap();
+    // 800's fdinfo cannot be read; 700 and 710 are gone, which is not unreadable.
+    assert_eq!(listing.unreadable_pids, vec![800]);
+    // "drm-resident-cpu: lots" and "garbage line" in 300's second client.
+    assert_eq!(listing.malformed_lines, 2);
+    assert_eq!(listing.hidden_by_pid_namespace, 0);
+    let notes = listing.notes();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n == "1 process unreadable — re-run as root to see its GPU memory"),
+        "{notes:?}"
+    );
+    assert!(notes.iter().any(|n| n.contains("2 malformed fdinfo lines")));
+    // The rows are those of `processes`.
+    assert_eq!(listing.rows, probe(&tree).processes(1).unwrap());
+}
+
+#[test]
+fn another_users_fd_directory_is_reported_unreadable() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root reads a mode-000 directory anyway, so this case cannot happen as root; the
+        // EISDIR stand-in of pid 800 covers the same path on every run.
+        eprintln!("skipped: running as root, permissions do not apply");
+        return;
+    }
+    let tree = tree::standard();
+    let fd_dir = tree.proc().join("500/fd");
+    std::fs::set_permissions(&fd_dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let listing = probe(&tree).gpu_process_listing(2).unwrap();
+    std::fs::set_permissions(&fd_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(listing.unreadable_pids, vec![500, 800]);
+    assert!(listing.rows.is_empty(), "its memory is unknown, not 0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The calling process's own GPU memory.
+
+/// A tree whose `<proc>/self` is `pid` (the calling process, as the probe sees it).
+fn standard_as(pid: u32) -> DrmTree {
+    let tree = tree::standard();
+    tree.caller(pid, HOST_NS);
+    tree
+}
+
+#[test]
+fn own_memory_on_a_discrete_gpu_is_its_vram() {
+    let tree = standard_as(300);
+    let own = probe(&tree).process_gpu_info(1).unwrap();
+    assert_eq!(own.used_bytes, 2068 * KIB + 100 * MIB);
+    assert!(own.is_per_process);
+    assert_eq!(own.source, GpuQuerySource::Drm);
+    assert_eq!(own.device_index, 1);
+}
+
+#[test]
+fn own_memory_on_an_apu_includes_gtt() {
+    let tree = standard_as(250);
+    // 250 holds llama-server's passed client: the memory is held by both, so it counts here.
+    let own = probe(&tree).process_gpu_info(3).unwrap();
+    assert_eq!(own.used_bytes, 5348 * KIB + 25_258_000 * KIB);
+    assert_eq!(own.device_index, 3);
+}
+
+#[test]
+fn own_memory_without_a_client_on_the_device_is_zero() {
+    let tree = standard_as(300);
+    let own = probe(&tree).process_gpu_info(2).unwrap();
+    assert_eq!(own.used_bytes, 0);
+    assert!(own.is_per_process);
+}
+
+#[test]
+fn own_memory_is_an_error_when_the_fds_are_unreadable() {
+    let tree = standard_as(800);
+    assert!(matches!(
+        probe(&tree).process_gpu_info(1),
+        Err(HypomnesisError::PermissionDenied { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// PID namespaces.
+
+#[test]
+fn drm_rows_get_the_containers_pids_when_a_host_proc_is_read_from_a_container() {
+    let tree = tree::standard();
+    // The caller is pid 1 of its container, reading the host's /proc (host pid 9000).
+    tree.process(9000, "hmn", Some(&[9000, 1]));
+    tree.caller(9000, CONTAINER_NS);
+    // Process 300 runs in the caller's container as pid 35; 400 is a host process.
+    tree.process(300, "game", Some(&[300, 35]));
+    let listing = probe(&tree).gpu_process_listing(1).unwrap();
+    assert_eq!(pids(&listing.rows), vec![35, 400]);
+    assert_eq!(row(&listing.rows, 35).name.as_deref(), Some("game"));
+    assert_eq!(
+        row(&listing.rows, 35).used_bytes,
+        Some(2068 * KIB + 100 * MIB)
+    );
+    assert_eq!(row(&listing.rows, 400).name.as_deref(), Some("oldgame"));
+    assert_eq!(listing.hidden_by_pid_namespace, 1);
+    assert!(
+        listing
+            .notes()
+            .iter()
+            .any(|n| n.contains("1 process runs outside this PID namespace"))
+    );
+}
+
+/// NVML's state is process-wide: each NVML case re-runs this binary filtered to itself with
+/// the double's path in the environment (as `tests/nvml_double.rs` does).
+fn with_nvml_double(test: &str, body: impl FnOnce(PathBuf)) {
+    const CHILD_ENV: &str = "HYPOMNESIS_DRM_TEST_CHILD";
+    const LIB_ENV: &str = "HYPOMNESIS_DRM_TEST_LIB";
+    const MARKER: &str = "drm scenario body ran:";
+    if std::env::var(CHILD_ENV).as_deref() == Ok(test) {
+        body(PathBuf::from(std::env::var(LIB_ENV).unwrap()));
+        println!("{MARKER} {test}");
+        return;
+    }
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let scenario = test_support::nvml_scenario("one_gpu");
+    let lib = test_support::nvml_double_for(&scenario).join("libnvidia-ml.so.1");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, test)
+        .env(LIB_ENV, &lib)
+        .env("NVML_DOUBLE_SCENARIO", &scenario)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(&format!("{MARKER} {test}")),
+        "child failed\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The `one_gpu` scenario: an H100 at `00000000:00:09.0` with pids 4011345 (gpu_burn) and
+/// 4012001 (python3). The sysfs tree also shows that card, under nouveau, and an amdgpu card.
+fn nvml_tree() -> DrmTree {
+    let tree = DrmTree::new();
+    tree.pci_card(&tree::PciCard {
+        card: 0,
+        render: Some(128),
+        slot: "0000:00:09.0",
+        driver: "nouveau",
+        vendor: 0x10de,
+        device: 0x2330,
+        files: &[],
+    });
+    tree.pci_card(&tree::standard_amdgpu());
+    tree
+}
+
+fn nvml_probe(tree: &DrmTree, lib: PathBuf) -> Probe {
+    Probe::builder()
+        .nvml_lib(lib)
+        .use_nvidia_smi(false)
+        .proc_root(tree.proc())
+        .sys_root(tree.sys())
+        .build()
+}
+
+#[test]
+fn nvml_lists_the_nvidia_card_once_and_drm_devices_follow() {
+    with_nvml_double(
+        "nvml_lists_the_nvidia_card_once_and_drm_devices_follow",
+        |lib| {
+            let tree = nvml_tree();
+            let probe = nvml_probe(&tree, lib);
+            let devices = probe.devices().unwrap();
+            let sources: Vec<GpuQuerySource> = devices.iter().map(|d| d.source).collect();
+            assert_eq!(sources, vec![GpuQuerySource::Nvml, GpuQuerySource::Drm]);
+            assert_eq!(devices[1].index, 1);
+            assert_eq!(devices[1].pci_bus_id.as_deref(), Some("00000000:03:00.0"));
+            assert_eq!(probe.device_count().unwrap(), 2);
+        },
+    );
+}
+
+#[test]
+fn nvml_host_pids_become_the_containers_pids_through_nspid() {
+    with_nvml_double(
+        "nvml_host_pids_become_the_containers_pids_through_nspid",
+        |lib| {
+            let tree = nvml_tree();
+            // A host /proc read from a container whose pid 1 is host pid 9000.
+            tree.process(9000, "hmn", Some(&[9000, 1]));
+            tree.caller(9000, CONTAINER_NS);
+            tree.process(4_011_345, "gpu_burn", Some(&[4_011_345, 12]));
+            tree.process(4_012_001, "python3", Some(&[4_012_001]));
+            let listing = nvml_probe(&tree, lib).gpu_process_listing(0).unwrap();
+            assert_eq!(pids(&listing.rows), vec![12, 4_012_001]);
+            let burn = row(&listing.rows, 12);
+            assert_eq!(burn.name.as_deref(), Some("gpu_burn"));
+            assert_eq!(burn.used_bytes, Some(16_452_157_440));
+            // python3 runs on the host: named through the host /proc, shown with its host
+            // pid, counted.
+            assert_eq!(
+                row(&listing.rows, 4_012_001).name.as_deref(),
+                Some("python3")
+            );
+            assert_eq!(listing.hidden_by_pid_namespace, 1);
+        },
+    );
+}
+
+#[test]
+fn nvml_host_pids_are_not_matched_against_a_containers_own_proc() {
+    with_nvml_double(
+        "nvml_host_pids_are_not_matched_against_a_containers_own_proc",
+        |lib| {
+            let tree = nvml_tree();
+            // The container's own /proc: the caller is pid 35 there, and by chance a local
+            // process has the number NVML reports for python3 on the host.
+            tree.process(35, "hmn", None);
+            tree.caller(35, CONTAINER_NS);
+            tree.process(4_012_001, "bash", None);
+            let listing = nvml_probe(&tree, lib).gpu_process_listing(0).unwrap();
+            assert_eq!(pids(&listing.rows), vec![4_011_345, 4_012_001]);
+            assert!(listing.rows.iter().all(|r| r.name.is_none()), "{listing:?}");
+            assert_eq!(listing.hidden_by_pid_namespace, 2);
+            let notes = listing.notes();
+            assert!(notes.iter().any(|n| n.contains("--pid=host")), "{notes:?}");
+        },
+    );
+}
+
+#[test]
+fn on_the_host_nvml_pids_are_shown_as_they_are() {
+    with_nvml_double("on_the_host_nvml_pids_are_shown_as_they_are", |lib| {
+        let tree = nvml_tree();
+        tree.process(77, "hmn", None);
+        tree.caller(77, HOST_NS);
+        tree.process(4_011_345, "gpu_burn", None);
+        let listing = nvml_probe(&tree, lib).gpu_process_listing(0).unwrap();
+        assert_eq!(pids(&listing.rows), vec![4_011_345, 4_012_001]);
+        assert_eq!(
+            row(&listing.rows, 4_011_345).name.as_deref(),
+            Some("gpu_burn")
+        );
+        assert_eq!(listing.hidden_by_pid_namespace, 0);
+    });
+}
