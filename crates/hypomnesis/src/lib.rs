@@ -42,6 +42,7 @@ pub mod ram;
 pub mod sampler;
 pub mod snapshot;
 pub mod spill;
+pub mod telemetry;
 
 pub use error::{BackendAttempt, HypomnesisError, Result};
 pub use host::{
@@ -64,6 +65,7 @@ pub use snapshot::{
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,
 };
+pub use telemetry::DeviceTelemetry;
 
 /// Resident memory of the calling process, bytes.
 ///

@@ -293,6 +293,16 @@ impl Probe {
         self.gpu.device_info(index)
     }
 
+    /// Utilization, temperature, power and clocks of GPU `index`; every figure optional,
+    /// with the reason when absent. Rates that need two readings are computed across calls
+    /// (the first call reports them as warming up).
+    ///
+    /// # Errors
+    /// [`HypomnesisError::DeviceIndexOutOfRange`] or [`HypomnesisError::NoGpuSource`].
+    pub fn telemetry(&self, index: u32) -> Result<crate::DeviceTelemetry> {
+        self.gpu.telemetry(index)
+    }
+
     /// Every process holding memory on GPU `index`, sorted by pid, with names.
     ///
     /// # Errors

@@ -18,6 +18,7 @@ use crate::error::{BackendAttempt, HypomnesisError, Result};
 use crate::snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
 };
+use crate::telemetry::DeviceTelemetry;
 
 // The parsers build everywhere (and are tested everywhere); the readers are Linux-only.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -80,6 +81,12 @@ pub(crate) trait ExtraBackend: Send + Sync + std::fmt::Debug {
     }
     /// Process `pid`'s own memory on `device`, when this backend can tell; `None` as above.
     fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>>;
+    /// Utilization, temperature, power and clocks of `device`, when this backend can read
+    /// them; `None` leaves the device to the other backends.
+    fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
+        let _ = device;
+        None
+    }
 }
 
 /// Every backend's devices at one moment.
@@ -459,6 +466,30 @@ impl GpuBackends {
             .into_iter()
             .filter(|r| r.device_index == index)
             .collect())
+    }
+
+    pub(crate) fn telemetry(&self, index: u32) -> Result<DeviceTelemetry> {
+        if let Ok(nvml) = self.nvml()
+            && index < nvml.device_count()
+        {
+            return nvml.telemetry(index);
+        }
+        let device = self.device_info(index)?;
+        if let Some(result) = self.extras.iter().find_map(|b| b.telemetry(&device)) {
+            return result;
+        }
+        let mut telemetry = DeviceTelemetry::empty(index, device.source);
+        for field in [
+            "gpu_utilization_percent",
+            "temperature_celsius",
+            "power_watts",
+        ] {
+            telemetry.mark_unavailable(
+                field,
+                format!("no telemetry source for a {} device", device.source),
+            );
+        }
+        Ok(telemetry)
     }
 
     pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {

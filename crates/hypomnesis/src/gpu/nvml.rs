@@ -340,6 +340,16 @@ impl NvmlBackend {
     }
 }
 
+impl NvmlBackend {
+    /// Utilization, temperature, power and clocks of device `index`.
+    pub(crate) fn telemetry(&self, index: u32) -> Result<crate::telemetry::DeviceTelemetry> {
+        let (_, _handle) = self.cached(index)?;
+        let mut telemetry = crate::telemetry::DeviceTelemetry::empty(index, GpuQuerySource::Nvml);
+        telemetry.mark_unavailable("gpu_utilization_percent", "not read yet");
+        Ok(telemetry)
+    }
+}
+
 /// A process's memory, or `None` for the "not available" sentinel (always the case under
 /// Windows WDDM) and for figures larger than the device (R570 garbage).
 fn plausible_process_bytes(used: u64, device_total: Option<u64>) -> Option<u64> {
