@@ -67,6 +67,11 @@ pub struct GlobalArgs {
     /// When to colour the output.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+
+    /// Beyond memory: add each GPU's utilization, temperature, power and clocks (the
+    /// summary, `watch`).
+    #[arg(long, short = 'a', global = true)]
+    pub all: bool,
 }
 
 /// When to use colour.

@@ -35,6 +35,9 @@ pub struct PsRow {
     pub kind: GpuProcessKind,
     pub gpu_instance_id: Option<u32>,
     pub compute_instance_id: Option<u32>,
+    /// SM utilization of the process since the previous reading, percent (NVML); `None`
+    /// when there was no new sample or the backend has no per-process figure.
+    pub utilization_percent: Option<f64>,
     pub source: GpuQuerySource,
     /// Whether the row's device is spilling; `None` when that cannot be measured.
     pub spilling: Option<bool>,
@@ -65,6 +68,7 @@ impl PsRow {
             kind: entry.kind,
             gpu_instance_id: entry.gpu_instance_id,
             compute_instance_id: entry.compute_instance_id,
+            utilization_percent: entry.utilization_percent,
             source: entry.source,
             spilling,
             paged,
@@ -240,6 +244,12 @@ pub fn render(rows: &[PsRow], full: bool) -> String {
     if with_system {
         header.insert(4, ("SYS", Align::Right));
     }
+    // Per-process utilization (NVML samples) where any row has it.
+    let with_util = rows.iter().any(|r| r.utilization_percent.is_some());
+    let util_at = if with_system { 5 } else { 4 };
+    if with_util {
+        header.insert(util_at, ("GPU%", Align::Right));
+    }
     let mut table = Table::new(header);
     for row in rows {
         let mut cells = vec![
@@ -252,6 +262,12 @@ pub fn render(rows: &[PsRow], full: bool) -> String {
         ];
         if with_system {
             cells.insert(4, format_optional(row.system_bytes));
+        }
+        if with_util {
+            let util = row
+                .utilization_percent
+                .map_or_else(|| "n/a".to_owned(), |u| format!("{u:.0}"));
+            cells.insert(util_at, util);
         }
         if full {
             cells.push(row.command.clone().unwrap_or_else(|| "?".to_owned()));
@@ -364,6 +380,7 @@ mod tests {
             kind: GpuProcessKind::Compute,
             gpu_instance_id: None,
             compute_instance_id: None,
+            utilization_percent: None,
             source: GpuQuerySource::Nvml,
             spilling: None,
             paged: None,

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use hypomnesis::{GpuProcessEntry, MemoryDetail, Probe};
+use hypomnesis::{DeviceTelemetry, GpuProcessEntry, MemoryDetail, Probe};
 use serde::Serialize;
 
 use crate::Outcome;
@@ -205,6 +205,44 @@ struct SampleRecord {
     rss_bytes: Option<u64>,
     rss_delta_bytes: Option<i64>,
     spilling: Option<bool>,
+}
+
+/// `{"kind":"telemetry"}` (`-a`): the watched device's utilization, temperature, power and
+/// clocks at one sample.
+#[derive(Serialize)]
+struct TelemetryRecord<'a> {
+    kind: &'static str,
+    t_ms: u64,
+    wall_clock: String,
+    #[serde(flatten)]
+    telemetry: &'a DeviceTelemetry,
+}
+
+/// `-a`: one telemetry record (JSON) or line (text) for `device`. A device that stops
+/// answering is reported on stderr and the watch goes on.
+fn sample_telemetry(probe: &Probe, sink: &Sink<'_>, device: u32) {
+    match probe.telemetry(device) {
+        Ok(telemetry) => {
+            if sink.json {
+                sink.record(&TelemetryRecord {
+                    kind: "telemetry",
+                    t_ms: millis(sink.started.elapsed()),
+                    wall_clock: wall_clock_text(SystemTime::now()),
+                    telemetry: &telemetry,
+                });
+            } else {
+                sink.out.data(&format!(
+                    "{}  GPU {device}: {}\n",
+                    sink.at(),
+                    crate::summary::telemetry_line(&telemetry)
+                ));
+            }
+        }
+        Err(e) => sink.notice(&format!(
+            "telemetry of GPU {device} failed at {} ({e})",
+            sink.at()
+        )),
+    }
 }
 
 /// `{"kind":"summary"}`.
@@ -547,6 +585,11 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
             }
             sample(&probe, &sink, &this, &mut watched, &mut finished);
             samples += 1;
+        }
+        if global.all
+            && let Some(index) = device
+        {
+            sample_telemetry(&probe, &sink, index);
         }
         next += args.interval;
         match pause_until(next, args.duration.map(|d| sink.started + d)) {

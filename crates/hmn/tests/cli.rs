@@ -155,6 +155,16 @@ fn summary_snapshots() {
 }
 
 #[test]
+fn summary_all_snapshots() {
+    // Every figure the double declares, the H100's missing fan and the L4's missing power
+    // limit as n/a.
+    snap!("summary_all_telemetry", "telemetry", &["-a"]);
+    // A driver that exposes no telemetry: n/a everywhere, never 0.
+    snap!("summary_all_one_gpu", "one_gpu", &["--all"]);
+    snap!("summary_json_all_telemetry", "telemetry", &["--json", "-a"]);
+}
+
+#[test]
 fn summary_json_snapshots() {
     snap!("summary_json_one_gpu", "one_gpu", &["--json"]);
     snap!("summary_json_no_gpus", "no_gpus", &["--json"]);
@@ -209,6 +219,24 @@ fn ps_snapshots() {
     assert_eq!(r.code, 2, "--exit-status: a device was skipped");
     let r = snap!("ps_driver_not_loaded", "init_driver_not_loaded", &["ps"]);
     assert_eq!(r.code, 2);
+}
+
+#[test]
+fn ps_shows_per_process_gpu_utilization() {
+    let r = snap!("ps_telemetry", "telemetry", &["ps"]);
+    assert!(r.stdout.contains("GPU%"), "{}", r.stdout);
+    let rows: Value = serde_json::from_str(&run("telemetry", &["ps", "--json"]).stdout).unwrap();
+    let util: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["utilization_percent"])
+        .collect();
+    assert_eq!(util.len(), 2);
+    assert!(util.contains(&&serde_json::json!(85.0)), "{rows}");
+    assert!(util.contains(&&serde_json::json!(12.0)), "{rows}");
+    // No samples at all: the column is left out.
+    assert!(!run("one_gpu", &["ps"]).stdout.contains("GPU%"));
 }
 
 #[test]
@@ -348,4 +376,11 @@ fn emitted_json_fields_are_exactly_the_documented_ones() {
     let fits: Value =
         serde_json::from_str(&run("one_gpu", &["fits", "1G", "--json"]).stdout).unwrap();
     assert_eq!(keys(&fits), documented_fields("`hmn fits SIZE --json`"));
+    let all: Value = serde_json::from_str(&run("telemetry", &["--json", "-a"]).stdout).unwrap();
+    let mut device_keys = documented_fields("`hmn --json`");
+    device_keys.insert("telemetry".to_owned());
+    assert_eq!(keys(&all[0]), device_keys);
+    let mut telemetry_keys = keys(&all[0]["telemetry"]);
+    telemetry_keys.insert("telemetry".to_owned());
+    assert_eq!(telemetry_keys, documented_fields("`hmn --json -a`"));
 }

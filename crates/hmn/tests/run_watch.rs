@@ -123,31 +123,9 @@ fn redact_report(stderr: &str) -> String {
 
 /// `getrusage(RUSAGE_CHILDREN)` covers every child this process reaped, and the other tests
 /// of this binary run as threads that reap their own children: the RAM test therefore runs in
-/// its own process (this binary, filtered to it), where only its children count. A marker
-/// line proves the body ran rather than a filter matching nothing.
-const ALONE_ENV: &str = "HMN_TEST_ALONE";
-const ALONE_MARKER: &str = "test body ran alone:";
-
+/// a process of its own, where only its children count.
 fn alone(test: &str, body: impl FnOnce()) {
-    if std::env::var(ALONE_ENV).as_deref() == Ok(test) {
-        body();
-        println!("{ALONE_MARKER} {test}");
-        return;
-    }
-    if std::env::var(ALONE_ENV).is_ok() {
-        return;
-    }
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(ALONE_ENV, test)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains(&format!("{ALONE_MARKER} {test}")),
-        "{test} failed in its own process\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    test_support::in_own_process(test, Vec::new, body);
 }
 
 #[test]
@@ -899,4 +877,58 @@ fn emitted_records_are_exactly_the_documented_ones() {
             "watch {kind}"
         );
     }
+}
+
+#[test]
+fn watch_all_streams_telemetry_and_survives_a_lost_gpu() {
+    // Documented fields, on the telemetry scenario (the H100 has no fan: `unavailable`).
+    let r = run(
+        hmn_with_gpu(&test_support::nvml_scenario("telemetry")).args([
+            "watch",
+            "-a",
+            "--json",
+            "--top",
+            "1",
+            "--interval",
+            "50ms",
+            "--duration",
+            "120ms",
+        ]),
+    );
+    let records = ndjson(&r.stdout);
+    let telemetry = records.iter().find(|r| r["kind"] == "telemetry").unwrap();
+    assert_eq!(telemetry["temperature_celsius"], 64.0);
+    assert_eq!(
+        emitted(telemetry),
+        documented("`hmn watch --json`", "`telemetry`"),
+    );
+    // GPU 1 of gpu_lost stops answering 1.5 s after init: records before, a notice after,
+    // and the watch still ends with its summary.
+    let r = run(
+        hmn_with_gpu(&test_support::nvml_scenario("gpu_lost")).args([
+            "watch",
+            "-a",
+            "--json",
+            "--device",
+            "1",
+            "--interval",
+            "250ms",
+            "--duration",
+            "2500ms",
+        ]),
+    );
+    let records = ndjson(&r.stdout);
+    let count = records.iter().filter(|r| r["kind"] == "telemetry").count();
+    assert!(
+        (2..10).contains(&count),
+        "{count} telemetry records\n{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("telemetry of GPU 1 failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("GPU is lost"), "{}", r.stderr);
+    assert_eq!(records.last().unwrap()["kind"], "summary");
 }

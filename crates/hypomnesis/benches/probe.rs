@@ -78,5 +78,37 @@ fn snapshot(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, own_rss, snapshot);
+/// `Probe::telemetry(0)`: ten NVML getters on the double (budget: ≤ 30 µs median).
+///
+/// The double reads its scenario once per loaded copy, so this group loads its own copy
+/// (`nvml_double_for` gives each scenario its own file) with the telemetry scenario.
+fn telemetry(c: &mut Criterion) {
+    let scenario = test_support::nvml_scenario("telemetry");
+    let lib = test_support::nvml_double_for(&scenario).join("libnvidia-ml.so.1");
+    // SAFETY: no other thread of this bench reads the environment while it is set.
+    unsafe { std::env::set_var("NVML_DOUBLE_SCENARIO", &scenario) };
+    let probe = Probe::builder()
+        .nvml_lib(&lib)
+        .use_nvidia_smi(false)
+        .build();
+    let first = probe.telemetry(0).unwrap();
+    assert_eq!(
+        first.temperature_celsius,
+        Some(64.0),
+        "the telemetry scenario is loaded"
+    );
+    let mut group = c.benchmark_group("telemetry_vs_double");
+    group.bench_function("hypomnesis Probe::telemetry(0)", |b| {
+        b.iter(|| black_box(probe.telemetry(0).unwrap()));
+    });
+    group.bench_function(
+        "hypomnesis Probe::telemetry(1) (two figures unsupported)",
+        |b| {
+            b.iter(|| black_box(probe.telemetry(1).unwrap()));
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, own_rss, snapshot, telemetry);
 criterion_main!(benches);

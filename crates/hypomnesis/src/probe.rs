@@ -350,6 +350,7 @@ impl Probe {
             gpu,
             gpu_device,
             gpu_error,
+            telemetry: None,
         })
     }
 
@@ -375,7 +376,30 @@ impl Probe {
                 gpu,
                 gpu_device,
                 gpu_error,
+                telemetry: None,
             });
+        }
+        Ok(snapshots)
+    }
+
+    /// As [`Probe::snapshot_all`], with each device's [`Snapshot::telemetry`] filled. A
+    /// device whose telemetry cannot be read (a lost GPU) keeps `telemetry: None`, and
+    /// `gpu_error` carries the reason when nothing else failed; the other devices are read
+    /// as usual.
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn snapshot_all_with_telemetry(&self) -> Result<Vec<Snapshot>> {
+        let mut snapshots = self.snapshot_all()?;
+        for (index, snapshot) in (0_u32..).zip(snapshots.iter_mut()) {
+            match self.gpu.telemetry(index) {
+                Ok(telemetry) => snapshot.telemetry = Some(telemetry),
+                Err(e) => {
+                    if snapshot.gpu_error.is_none() {
+                        snapshot.gpu_error = Some(e);
+                    }
+                }
+            }
         }
         Ok(snapshots)
     }

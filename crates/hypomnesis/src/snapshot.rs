@@ -226,7 +226,7 @@ impl GpuProcessKind {
 }
 
 /// One process holding memory on one GPU. A process on several GPUs has one entry per GPU.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct GpuProcessEntry {
@@ -261,6 +261,13 @@ pub struct GpuProcessEntry {
     pub gpu_instance_id: Option<u32>,
     /// MIG compute instance id. `None` when MIG is off.
     pub compute_instance_id: Option<u32>,
+    /// How busy the process kept the GPU's compute (SM) engines, percent: NVML's mean
+    /// `smUtil` over the samples the driver took since the previous reading of this device
+    /// through the same [`crate::Probe`] (the first reading covers every sample the driver
+    /// still buffers). `None` when there was no new sample for the process ("no sample since
+    /// the last reading": an idle process, or two readings too close together), on MIG,
+    /// and for backends without per-process utilization (nvidia-smi, DRM, PDH, Metal).
+    pub utilization_percent: Option<f64>,
     /// Which backend listed it.
     pub source: GpuQuerySource,
 }
@@ -279,6 +286,7 @@ impl GpuProcessEntry {
             kind: GpuProcessKind::Unknown,
             gpu_instance_id: None,
             compute_instance_id: None,
+            utilization_percent: None,
             source,
         }
     }
@@ -307,7 +315,7 @@ pub struct ProcessGpuInfo {
 /// could not be inspected and why, so a tool can print "3 processes unreadable — re-run as
 /// root" instead of letting a short list pass for a complete one. See
 /// [`GpuProcessListing::notes`] for ready-made sentences.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct GpuProcessListing {
@@ -395,7 +403,7 @@ impl GpuProcessListing {
 }
 
 /// The calling process's RAM and, for one GPU, its own and the device's memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -410,6 +418,11 @@ pub struct Snapshot {
     /// Why `gpu` or `gpu_device` is `None`.
     #[cfg_attr(feature = "serde", serde(serialize_with = "serialize_error_text"))]
     pub gpu_error: Option<HypomnesisError>,
+    /// The device's utilization, temperature, power and clocks. Filled only when asked for
+    /// ([`crate::Probe::snapshot_all_with_telemetry`]); `None` from [`Snapshot::now`],
+    /// [`Snapshot::all`] and [`crate::Probe::snapshot`], which stay as cheap as before, and
+    /// when the telemetry reading itself failed (a lost GPU).
+    pub telemetry: Option<crate::DeviceTelemetry>,
 }
 
 #[cfg(feature = "serde")]
@@ -552,6 +565,7 @@ mod builders {
         kind: GpuProcessKind,
         gpu_instance_id "opt": u32,
         compute_instance_id "opt": u32,
+        utilization_percent "opt": f64,
         source: GpuQuerySource,
     });
 
@@ -608,6 +622,7 @@ mod builders {
                 gpu: None,
                 gpu_device: None,
                 gpu_error: None,
+                telemetry: None,
             })
         }
     }
@@ -617,6 +632,7 @@ mod builders {
         gpu "opt": ProcessGpuInfo,
         gpu_device "opt": GpuDeviceInfo,
         gpu_error "opt": HypomnesisError,
+        telemetry "opt": crate::DeviceTelemetry,
     });
 
     impl SnapshotBuilder {

@@ -8,44 +8,29 @@
 #![cfg(target_os = "linux")]
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use hypomnesis::{GpuProcessKind, GpuQuerySource, HypomnesisError, Probe};
 use serde_json::Value;
 
-const CHILD_ENV: &str = "HYPOMNESIS_TEST_CHILD";
 const LIB_ENV: &str = "HYPOMNESIS_TEST_DOUBLE_LIB";
-const MARKER: &str = "scenario body ran:";
 
-/// Runs `body` with a probe on the double loaded with `scenario`, in a child process.
+/// Runs `body` with a probe on the double loaded with `scenario`, in a process of its own.
 fn in_scenario(test: &str, scenario: &str, body: impl FnOnce(Probe, Value)) {
     let path = test_support::nvml_scenario(scenario);
-    if std::env::var(CHILD_ENV).as_deref() == Ok(test) {
+    let parent_env = || {
+        let lib = test_support::nvml_double_for(&path).join("libnvidia-ml.so.1");
+        vec![
+            (LIB_ENV, lib.into_os_string()),
+            ("NVML_DOUBLE_SCENARIO", path.clone().into_os_string()),
+        ]
+    };
+    test_support::in_own_process(test, parent_env, || {
         let lib = PathBuf::from(std::env::var(LIB_ENV).unwrap());
         let probe = Probe::builder().nvml_lib(lib).use_nvidia_smi(false).build();
         let declared: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         body(probe, declared);
-        println!("{MARKER} {test}");
-        return;
-    }
-    if std::env::var(CHILD_ENV).is_ok() {
-        return; // a child runs only its own test
-    }
-    let lib = test_support::nvml_double_for(&path).join("libnvidia-ml.so.1");
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .env(LIB_ENV, &lib)
-        .env("NVML_DOUBLE_SCENARIO", &path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains(&format!("{MARKER} {test}")),
-        "scenario {scenario} failed in its child process\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    });
 }
 
 fn device(declared: &Value, index: usize) -> &Value {

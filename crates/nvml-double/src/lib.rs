@@ -23,7 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use scenario::{Device, MAX_DEVICES, Process, Scenario};
+use scenario::{Device, MAX_DEVICES, Process, Scenario, UtilSample};
 
 /// `nvmlReturn_t`.
 type NvmlReturn = c_int;
@@ -36,6 +36,7 @@ const ERROR_INVALID_ARGUMENT: NvmlReturn = 2;
 const ERROR_NOT_SUPPORTED: NvmlReturn = 3;
 const ERROR_NOT_FOUND: NvmlReturn = 6;
 const ERROR_INSUFFICIENT_SIZE: NvmlReturn = 7;
+const ERROR_GPU_IS_LOST: NvmlReturn = 15;
 const ERROR_ARGUMENT_VERSION_MISMATCH: NvmlReturn = 25;
 const ERROR_UNKNOWN: NvmlReturn = 999;
 
@@ -99,7 +100,32 @@ pub struct NvmlPciInfo {
     bus_id: [c_char; 32],
 }
 
+/// `nvmlUtilization_t`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct NvmlUtilization {
+    gpu: c_uint,
+    memory: c_uint,
+}
+
+/// `nvmlProcessUtilizationSample_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NvmlProcessUtilizationSample {
+    pid: c_uint,
+    time_stamp: c_ulonglong,
+    sm_util: c_uint,
+    mem_util: c_uint,
+    enc_util: c_uint,
+    dec_util: c_uint,
+}
+
 const _: () = {
+    assert!(size_of::<NvmlUtilization>() == 8);
+    assert!(size_of::<NvmlProcessUtilizationSample>() == 32);
+    assert!(std::mem::offset_of!(NvmlProcessUtilizationSample, time_stamp) == 8);
+    assert!(std::mem::offset_of!(NvmlProcessUtilizationSample, sm_util) == 16);
+    assert!(std::mem::offset_of!(NvmlProcessUtilizationSample, dec_util) == 28);
     assert!(size_of::<NvmlMemoryV1>() == 24);
     assert!(size_of::<NvmlMemoryV2>() == 40);
     assert!(std::mem::offset_of!(NvmlMemoryV2, total) == 8);
@@ -224,6 +250,9 @@ fn device_call(
         let dev = &sc.devices[index];
         if let Some(&code) = dev.errors.get(function) {
             return Err(code);
+        }
+        if dev.lost_after_ms.is_some_and(|at| now_ms() >= at) {
+            return Err(ERROR_GPU_IS_LOST);
         }
         body(dev, index, rt)
     })
@@ -919,5 +948,306 @@ pub unsafe extern "C" fn nvmlDeviceGetCudaComputeCapability(
         unsafe { put(major, ma) }?;
         // SAFETY: forwarded from this function's contract.
         unsafe { put(minor, mi) }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Telemetry: utilization, temperature, power, clocks, fan, PCIe link
+
+/// An `unsigned int` figure of `dev`, or NOT_SUPPORTED when the scenario has none.
+fn uint_figure(
+    function: &str,
+    device: NvmlDevice,
+    out: *mut c_uint,
+    figure: impl FnOnce(&Device) -> Option<c_uint>,
+) -> NvmlReturn {
+    device_call(function, device, |dev, _, _| {
+        if out.is_null() {
+            return Err(ERROR_INVALID_ARGUMENT);
+        }
+        let value = figure(dev).ok_or(ERROR_NOT_SUPPORTED)?;
+        // SAFETY: the callers' contract: `out` is valid for writing an `unsigned int`.
+        unsafe { put(out, value) }
+    })
+}
+
+/// `nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization)`.
+///
+/// # Safety
+/// `utilization` must be NULL or valid for writing an `nvmlUtilization_t` (8 bytes).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(
+    device: NvmlDevice,
+    utilization: *mut NvmlUtilization,
+) -> NvmlReturn {
+    device_call("DeviceGetUtilizationRates", device, |dev, _, _| {
+        if utilization.is_null() {
+            return Err(ERROR_INVALID_ARGUMENT);
+        }
+        let (gpu, memory) = dev.utilization.ok_or(ERROR_NOT_SUPPORTED)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(utilization, NvmlUtilization { gpu, memory }) }
+    })
+}
+
+/// `nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensorType,
+/// unsigned int *temp)`: only `NVML_TEMPERATURE_GPU` (0) exists; another sensor is
+/// INVALID_ARGUMENT.
+///
+/// # Safety
+/// `temp` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetTemperature(
+    device: NvmlDevice,
+    sensor: c_int,
+    temp: *mut c_uint,
+) -> NvmlReturn {
+    if sensor != 0 {
+        return device_call("DeviceGetTemperature", device, |_, _, _| {
+            Err(ERROR_INVALID_ARGUMENT)
+        });
+    }
+    uint_figure("DeviceGetTemperature", device, temp, |d| d.temperature)
+}
+
+/// `nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power)`: milliwatts.
+///
+/// # Safety
+/// `power` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(
+    device: NvmlDevice,
+    power: *mut c_uint,
+) -> NvmlReturn {
+    uint_figure("DeviceGetPowerUsage", device, power, |d| d.power_usage_mw)
+}
+
+/// `nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int *limit)`: milliwatts.
+///
+/// # Safety
+/// `limit` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetEnforcedPowerLimit(
+    device: NvmlDevice,
+    limit: *mut c_uint,
+) -> NvmlReturn {
+    uint_figure("DeviceGetEnforcedPowerLimit", device, limit, |d| {
+        d.power_limit_mw
+    })
+}
+
+/// `nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type, unsigned int *clock)`:
+/// GRAPHICS (0) and SM (1) answer `clocks.graphics`, MEM (2) `clocks.memory`; VIDEO (3) is
+/// NOT_SUPPORTED; anything else INVALID_ARGUMENT. MHz.
+///
+/// # Safety
+/// `clock` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
+    device: NvmlDevice,
+    clock_type: c_int,
+    clock: *mut c_uint,
+) -> NvmlReturn {
+    device_call("DeviceGetClockInfo", device, |dev, _, _| {
+        if clock.is_null() || !(0..=3).contains(&clock_type) {
+            return Err(ERROR_INVALID_ARGUMENT);
+        }
+        let (graphics, memory) = dev.clocks.ok_or(ERROR_NOT_SUPPORTED)?;
+        let value = match clock_type {
+            0 | 1 => graphics,
+            2 => memory,
+            _ => return Err(ERROR_NOT_SUPPORTED),
+        };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(clock, value) }
+    })
+}
+
+/// `nvmlDeviceGetFanSpeed(nvmlDevice_t device, unsigned int *speed)`: percent.
+///
+/// # Safety
+/// `speed` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetFanSpeed(
+    device: NvmlDevice,
+    speed: *mut c_uint,
+) -> NvmlReturn {
+    uint_figure("DeviceGetFanSpeed", device, speed, |d| d.fan_speed)
+}
+
+/// `nvmlDeviceGetFanSpeed_v2(nvmlDevice_t device, unsigned int fan, unsigned int *speed)`:
+/// one fan (index 0); another index is INVALID_ARGUMENT.
+///
+/// # Safety
+/// `speed` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetFanSpeed_v2(
+    device: NvmlDevice,
+    fan: c_uint,
+    speed: *mut c_uint,
+) -> NvmlReturn {
+    if fan != 0 {
+        return device_call("DeviceGetFanSpeed_v2", device, |_, _, _| {
+            Err(ERROR_INVALID_ARGUMENT)
+        });
+    }
+    uint_figure("DeviceGetFanSpeed_v2", device, speed, |d| d.fan_speed)
+}
+
+/// `nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, unsigned int *currLinkGen)`.
+///
+/// # Safety
+/// `gen` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetCurrPcieLinkGeneration(
+    device: NvmlDevice,
+    generation: *mut c_uint,
+) -> NvmlReturn {
+    uint_figure("DeviceGetCurrPcieLinkGeneration", device, generation, |d| {
+        d.pcie.map(|(g, _)| g)
+    })
+}
+
+/// `nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device, unsigned int *currLinkWidth)`.
+///
+/// # Safety
+/// `width` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetCurrPcieLinkWidth(
+    device: NvmlDevice,
+    width: *mut c_uint,
+) -> NvmlReturn {
+    uint_figure("DeviceGetCurrPcieLinkWidth", device, width, |d| {
+        d.pcie.map(|(_, w)| w)
+    })
+}
+
+/// The sampling period the double reports for encoder and decoder utilization, µs.
+const CODEC_SAMPLING_PERIOD_US: c_uint = 167_000;
+
+/// Encoder or decoder utilization: percent and [`CODEC_SAMPLING_PERIOD_US`].
+///
+/// # Safety
+/// Both pointers must be NULL or valid for writing an `unsigned int`.
+unsafe fn codec_utilization(
+    function: &str,
+    device: NvmlDevice,
+    utilization: *mut c_uint,
+    period_us: *mut c_uint,
+    figure: impl FnOnce(&Device) -> Option<c_uint>,
+) -> NvmlReturn {
+    device_call(function, device, |dev, _, _| {
+        if utilization.is_null() || period_us.is_null() {
+            return Err(ERROR_INVALID_ARGUMENT);
+        }
+        let value = figure(dev).ok_or(ERROR_NOT_SUPPORTED)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(utilization, value) }?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(period_us, CODEC_SAMPLING_PERIOD_US) }
+    })
+}
+
+/// `nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigned int *utilization,
+/// unsigned int *samplingPeriodUs)`.
+///
+/// # Safety
+/// Both pointers must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetEncoderUtilization(
+    device: NvmlDevice,
+    utilization: *mut c_uint,
+    period_us: *mut c_uint,
+) -> NvmlReturn {
+    // SAFETY: this function's contract is `codec_utilization`'s.
+    unsafe {
+        codec_utilization(
+            "DeviceGetEncoderUtilization",
+            device,
+            utilization,
+            period_us,
+            |d| d.encoder,
+        )
+    }
+}
+
+/// `nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned int *utilization,
+/// unsigned int *samplingPeriodUs)`.
+///
+/// # Safety
+/// Both pointers must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetDecoderUtilization(
+    device: NvmlDevice,
+    utilization: *mut c_uint,
+    period_us: *mut c_uint,
+) -> NvmlReturn {
+    // SAFETY: this function's contract is `codec_utilization`'s.
+    unsafe {
+        codec_utilization(
+            "DeviceGetDecoderUtilization",
+            device,
+            utilization,
+            period_us,
+            |d| d.decoder,
+        )
+    }
+}
+
+/// `nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUtilizationSample_t
+/// *utilization, unsigned int *processSamplesCount, unsigned long long lastSeenTimeStamp)`.
+///
+/// The samples are those already taken (`timestamp / 1000` ms after the first init or
+/// earlier) and newer than `lastSeenTimeStamp`. None: NOT_FOUND. `utilization` NULL or
+/// `*processSamplesCount` too small: the count needed and INSUFFICIENT_SIZE. Otherwise the
+/// samples are written, the count set, SUCCESS. `processSamplesCount` NULL: INVALID_ARGUMENT.
+///
+/// # Safety
+/// `count` must be NULL or valid for reading and writing an `unsigned int`; `utilization`
+/// must be NULL or valid for writes of `*count` 32-byte samples.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
+    device: NvmlDevice,
+    utilization: *mut NvmlProcessUtilizationSample,
+    count: *mut c_uint,
+    last_seen: c_ulonglong,
+) -> NvmlReturn {
+    device_call("DeviceGetProcessUtilization", device, |dev, _, _| {
+        if count.is_null() {
+            return Err(ERROR_INVALID_ARGUMENT);
+        }
+        let now_us = now_ms().saturating_mul(1000);
+        let fresh: Vec<&UtilSample> = dev
+            .process_utilization
+            .iter()
+            .filter(|s| s.timestamp / 1000 * 1000 <= now_us && s.timestamp > last_seen)
+            .collect();
+        if fresh.is_empty() {
+            return Err(ERROR_NOT_FOUND);
+        }
+        let len = c_uint::try_from(fresh.len()).map_err(|_| ERROR_UNKNOWN)?;
+        // SAFETY: non-NULL and valid for reading (contract).
+        let capacity = unsafe { count.read_unaligned() };
+        if utilization.is_null() || capacity < len {
+            // SAFETY: non-NULL and valid for writing (contract).
+            unsafe { count.write_unaligned(len) };
+            return Err(ERROR_INSUFFICIENT_SIZE);
+        }
+        for (i, s) in fresh.iter().enumerate() {
+            let sample = NvmlProcessUtilizationSample {
+                pid: s.pid,
+                time_stamp: s.timestamp,
+                sm_util: s.sm_util,
+                mem_util: s.mem_util,
+                enc_util: s.enc_util,
+                dec_util: s.dec_util,
+            };
+            // SAFETY: non-NULL (checked) and valid for `capacity >= len` samples (contract),
+            // and `i < len`.
+            unsafe { utilization.add(i).write_unaligned(sample) };
+        }
+        // SAFETY: non-NULL and valid for writing (contract).
+        unsafe { count.write_unaligned(len) };
+        Ok(())
     })
 }

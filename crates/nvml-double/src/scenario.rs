@@ -57,6 +57,18 @@ pub const DEVICE_FUNCTIONS: &[&str] = &[
     "DeviceGetMPSComputeRunningProcesses",
     "DeviceGetMigMode",
     "DeviceGetCudaComputeCapability",
+    "DeviceGetUtilizationRates",
+    "DeviceGetTemperature",
+    "DeviceGetPowerUsage",
+    "DeviceGetEnforcedPowerLimit",
+    "DeviceGetClockInfo",
+    "DeviceGetFanSpeed",
+    "DeviceGetFanSpeed_v2",
+    "DeviceGetCurrPcieLinkGeneration",
+    "DeviceGetCurrPcieLinkWidth",
+    "DeviceGetEncoderUtilization",
+    "DeviceGetDecoderUtilization",
+    "DeviceGetProcessUtilization",
 ];
 
 /// Every exported symbol, for `missing_symbols` (which the double itself ignores).
@@ -86,6 +98,42 @@ pub struct Device {
     pub undercount: Option<Undercount>,
     /// Keyed by function name without the `nvml` prefix.
     pub errors: BTreeMap<String, c_int>,
+    /// `{gpu, memory}` percent; `None` → NOT_SUPPORTED.
+    pub utilization: Option<(u32, u32)>,
+    /// Degrees Celsius; `None` → NOT_SUPPORTED.
+    pub temperature: Option<u32>,
+    /// Milliwatts; `None` → NOT_SUPPORTED.
+    pub power_usage_mw: Option<u32>,
+    /// Milliwatts; `None` → NOT_SUPPORTED.
+    pub power_limit_mw: Option<u32>,
+    /// `{graphics, memory}` MHz; `None` → NOT_SUPPORTED.
+    pub clocks: Option<(u32, u32)>,
+    /// Percent; `None` → NOT_SUPPORTED.
+    pub fan_speed: Option<u32>,
+    /// `{generation, width}`; `None` → NOT_SUPPORTED.
+    pub pcie: Option<(u32, u32)>,
+    /// Encoder utilization, percent; `None` → NOT_SUPPORTED.
+    pub encoder: Option<u32>,
+    /// Decoder utilization, percent; `None` → NOT_SUPPORTED.
+    pub decoder: Option<u32>,
+    /// Per-process utilization samples, in the order declared.
+    pub process_utilization: Vec<UtilSample>,
+    /// From this many ms after the first successful init on, every call on this device
+    /// returns GPU_IS_LOST (15).
+    pub lost_after_ms: Option<u64>,
+}
+
+/// One `nvmlProcessUtilizationSample_t`.
+#[derive(Debug, Clone, Copy)]
+pub struct UtilSample {
+    pub pid: u32,
+    /// CPU timestamp in µs, written as is. The sample exists from `timestamp / 1000` ms
+    /// after the first successful init on.
+    pub timestamp: u64,
+    pub sm_util: u32,
+    pub mem_util: u32,
+    pub enc_util: u32,
+    pub dec_util: u32,
 }
 
 #[derive(Debug)]
@@ -254,6 +302,17 @@ fn device(v: &Value, at: &str) -> Res<Device> {
             "cuda_compute_capability",
             "process_undercount",
             "errors",
+            "utilization",
+            "temperature",
+            "power_usage_mw",
+            "power_limit_mw",
+            "clocks",
+            "fan_speed",
+            "pcie",
+            "encoder",
+            "decoder",
+            "process_utilization",
+            "lost_after_ms",
         ],
     )?;
     let name = req_string(obj, "name", at)?;
@@ -328,7 +387,45 @@ fn device(v: &Value, at: &str) -> Res<Device> {
         }
     };
     let errors = error_map(obj.get("errors"), &format!("{at}.errors"), DEVICE_FUNCTIONS)?;
+    let pair = |key: &str, a: &str, b: &str| -> Res<Option<(u32, u32)>> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                let w = format!("{at}.{key}");
+                let m = object(v, &w)?;
+                check_keys(m, &w, &[a, b])?;
+                Ok(Some((req_int(m, a, &w)?, req_int(m, b, &w)?)))
+            }
+        }
+    };
+    let single = |key: &str| -> Res<Option<u32>> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Ok(Some(int_in(v, &format!("{at}.{key}"))?)),
+        }
+    };
+    let utilization = pair("utilization", "gpu", "memory")?;
+    let clocks = pair("clocks", "graphics", "memory")?;
+    let pcie = pair("pcie", "generation", "width")?;
+    let lost_after_ms = match obj.get("lost_after_ms") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(int_in(v, &format!("{at}.lost_after_ms"))?),
+    };
     Ok(Device {
+        utilization,
+        temperature: single("temperature")?,
+        power_usage_mw: single("power_usage_mw")?,
+        power_limit_mw: single("power_limit_mw")?,
+        clocks,
+        fan_speed: single("fan_speed")?,
+        pcie,
+        encoder: single("encoder")?,
+        decoder: single("decoder")?,
+        process_utilization: samples(
+            obj.get("process_utilization"),
+            &format!("{at}.process_utilization"),
+        )?,
+        lost_after_ms,
         name,
         uuid,
         pci,
@@ -386,6 +483,47 @@ fn processes(v: Option<&Value>, at: &str) -> Res<Vec<Process>> {
                 gpu_instance_id: instance("gpu_instance_id")?,
                 compute_instance_id: instance("compute_instance_id")?,
                 name: opt_string(m, "name", &w)?,
+            })
+        })
+        .collect()
+}
+
+/// `[{pid, timestamp, sm_util, mem_util, enc_util, dec_util}, …]`; the last four default to 0.
+fn samples(v: Option<&Value>, at: &str) -> Res<Vec<UtilSample>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    array(v, at)?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let w = format!("{at}[{i}]");
+            let m = object(s, &w)?;
+            check_keys(
+                m,
+                &w,
+                &[
+                    "pid",
+                    "timestamp",
+                    "sm_util",
+                    "mem_util",
+                    "enc_util",
+                    "dec_util",
+                ],
+            )?;
+            let pct = |key: &str| -> Res<u32> {
+                match m.get(key) {
+                    None | Some(Value::Null) => Ok(0),
+                    Some(v) => int_in(v, &format!("{w}.{key}")),
+                }
+            };
+            Ok(UtilSample {
+                pid: req_int(m, "pid", &w)?,
+                timestamp: req_int(m, "timestamp", &w)?,
+                sm_util: pct("sm_util")?,
+                mem_util: pct("mem_util")?,
+                enc_util: pct("enc_util")?,
+                dec_util: pct("dec_util")?,
             })
         })
         .collect()
@@ -616,6 +754,38 @@ mod tests {
             let e = parse(&scenario(bad)).expect_err(bad);
             assert!(e.contains(needle), "{e:?} should mention {needle:?}");
         }
+    }
+
+    #[test]
+    fn telemetry_keys_parse_and_default_to_not_supported() {
+        let s = parse(MINIMAL).expect("parses");
+        let d = &s.devices[0];
+        assert!(d.utilization.is_none() && d.temperature.is_none() && d.pcie.is_none());
+        assert!(d.process_utilization.is_empty() && d.lost_after_ms.is_none());
+        let s = parse(&MINIMAL.replace(
+            "\"memory\": null",
+            r#""memory": null, "utilization": {"gpu": 87, "memory": 41}, "temperature": 64,
+            "power_usage_mw": 412000, "power_limit_mw": 700000,
+            "clocks": {"graphics": 1755, "memory": 2619}, "fan_speed": 30,
+            "pcie": {"generation": 5, "width": 16}, "encoder": 3, "decoder": 12,
+            "process_utilization": [{"pid": 7, "timestamp": 500, "sm_util": 80}],
+            "lost_after_ms": 1500"#,
+        ))
+        .expect("parses");
+        let d = &s.devices[0];
+        assert_eq!(d.utilization, Some((87, 41)));
+        assert_eq!(d.clocks, Some((1755, 2619)));
+        assert_eq!(d.pcie, Some((5, 16)));
+        assert_eq!(d.power_usage_mw, Some(412_000));
+        assert_eq!(d.process_utilization[0].sm_util, 80);
+        assert_eq!(d.process_utilization[0].mem_util, 0);
+        assert_eq!(d.lost_after_ms, Some(1500));
+        let e = parse(&MINIMAL.replace(
+            "\"memory\": null",
+            r#""memory": null, "clocks": {"graphics": 1, "sm": 2}"#,
+        ))
+        .expect_err("unknown clock key");
+        assert!(e.contains("unknown key"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`nvml_double_for`]: a directory holding the double as `libnvidia-ml.so.1`, with the
 //!   scenario's `missing_symbols` made unresolvable.
 //! - [`pynvml_python`]: a venv with NVIDIA's Python binding, for fidelity checks.
+//! - [`in_own_process`]: runs a test's body in a child process of its own (NVML state and
+//!   `getrusage(RUSAGE_CHILDREN)` are process-wide; cargo runs tests as threads).
 //! - [`ram_pattern`]: builds this crate's `ram-pattern` program (a process whose memory does
 //!   known things at known times) for tests of other crates, which cannot name another
 //!   package's binary.
@@ -406,4 +408,46 @@ mod tests {
     fn unknown_scenario_panics_clearly() {
         nvml_scenario("no_such_scenario");
     }
+}
+
+/// The environment variable naming the one test a re-run test binary should execute.
+const OWN_PROCESS_ENV: &str = "TEST_SUPPORT_OWN_PROCESS";
+/// Printed by the child after the body, so a filter that matches nothing cannot pass.
+const OWN_PROCESS_MARKER: &str = "test body ran in its own process:";
+
+/// Runs `body` in a process of its own: the current test binary re-run with the exact filter
+/// `test` (the test function's path, e.g. `"my_test"` at the top level of an integration test
+/// file), with the variables from `parent_env` set. `parent_env` runs only in the parent, so
+/// costly set-up (building the NVML double) happens once. The child prints a marker after the
+/// body; the parent asserts the child succeeded and printed it.
+///
+/// Inside the child, `true` is returned after the body ran; the parent returns `false`. Other
+/// tests called in a child (there are none, with an exact filter) do nothing.
+pub fn in_own_process(
+    test: &str,
+    parent_env: impl FnOnce() -> Vec<(&'static str, OsString)>,
+    body: impl FnOnce(),
+) {
+    match std::env::var(OWN_PROCESS_ENV) {
+        Ok(running) if running == test => {
+            body();
+            println!("{OWN_PROCESS_MARKER} {test}");
+            return;
+        }
+        Ok(_) => return,
+        Err(_) => {}
+    }
+    let exe = std::env::current_exe().expect("the current test binary");
+    let output = Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(OWN_PROCESS_ENV, test)
+        .envs(parent_env())
+        .output()
+        .expect("re-running the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(&format!("{OWN_PROCESS_MARKER} {test}")),
+        "{test} failed in its own process\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -18,6 +18,9 @@ use serde_json::{Map, Value, json};
 const FUNCTION_NOT_FOUND: u64 = 13;
 const INSUFFICIENT_SIZE: u64 = 7;
 const NOT_SUPPORTED: u64 = 3;
+const NOT_FOUND: u64 = 6;
+/// The sampling period the double reports with encoder/decoder utilization, µs.
+const CODEC_SAMPLING_PERIOD_US: u64 = 167_000;
 const UNINITIALIZED: u64 = 1;
 const MEMORY_V2_VERSION: u64 = 0x0200_0028;
 const NOT_AVAILABLE: u64 = u64::MAX;
@@ -41,6 +44,8 @@ const REQUIRED: &[&str] = &[
     "count_grows",
     "mig",
     "unified_memory",
+    "telemetry",
+    "gpu_lost",
 ];
 
 fn scenarios() -> Vec<PathBuf> {
@@ -441,6 +446,73 @@ impl<'a> Model<'a> {
             "cuda_compute_capability": self.call("nvmlDeviceGetCudaComputeCapability", dev, || {
                 Ok(cc.map_or(json!([9, 0]), |c| json!([c["major"], c["minor"]])))
             }),
+            "telemetry": self.telemetry(d),
+        })
+    }
+
+    /// What pynvml_read.py's `telemetry` reads: each figure declared, or NOT_SUPPORTED.
+    fn telemetry(&self, d: &'a Value) -> Value {
+        let dev = Some(d);
+        let declared = |key: &str| d.get(key).filter(|v| !v.is_null());
+        let figure = |symbol: &str, value: Option<Value>| {
+            self.call(symbol, dev, || value.ok_or(NOT_SUPPORTED))
+        };
+        let of = |key: &str, sub: &str| declared(key).map(|v| v[sub].clone());
+        // Samples the double has taken by the time pynvml reads (well within a second).
+        let samples: Vec<Value> = list(d.get("process_utilization"))
+            .iter()
+            .filter(|s| u(&s["timestamp"], "timestamp") < 1_000_000)
+            .map(|s| {
+                let pct = |k: &str| s.get(k).cloned().unwrap_or(json!(0));
+                json!({
+                    "pid": s["pid"],
+                    "timeStamp": s["timestamp"],
+                    "smUtil": pct("sm_util"),
+                    "memUtil": pct("mem_util"),
+                    "encUtil": pct("enc_util"),
+                    "decUtil": pct("dec_util"),
+                })
+            })
+            .collect();
+        let util_symbol = "nvmlDeviceGetProcessUtilization";
+        let all = self.call(util_symbol, dev, || {
+            if samples.is_empty() {
+                Err(NOT_FOUND)
+            } else {
+                Ok(Value::Array(samples.clone()))
+            }
+        });
+        let since_newest = self.call(util_symbol, dev, || Err(NOT_FOUND));
+        json!({
+            "utilization": figure(
+                "nvmlDeviceGetUtilizationRates",
+                declared("utilization").map(|v| json!({"gpu": v["gpu"], "memory": v["memory"]})),
+            ),
+            "temperature": figure("nvmlDeviceGetTemperature", declared("temperature").cloned()),
+            "power_usage": figure("nvmlDeviceGetPowerUsage", declared("power_usage_mw").cloned()),
+            "enforced_power_limit": figure(
+                "nvmlDeviceGetEnforcedPowerLimit",
+                declared("power_limit_mw").cloned(),
+            ),
+            "clock_graphics": figure("nvmlDeviceGetClockInfo", of("clocks", "graphics")),
+            "clock_sm": figure("nvmlDeviceGetClockInfo", of("clocks", "graphics")),
+            "clock_memory": figure("nvmlDeviceGetClockInfo", of("clocks", "memory")),
+            "fan_speed": figure("nvmlDeviceGetFanSpeed", declared("fan_speed").cloned()),
+            "fan_speed_v2": figure("nvmlDeviceGetFanSpeed_v2", declared("fan_speed").cloned()),
+            "pcie_generation": figure(
+                "nvmlDeviceGetCurrPcieLinkGeneration",
+                of("pcie", "generation"),
+            ),
+            "pcie_width": figure("nvmlDeviceGetCurrPcieLinkWidth", of("pcie", "width")),
+            "encoder": figure(
+                "nvmlDeviceGetEncoderUtilization",
+                declared("encoder").map(|v| json!([v, CODEC_SAMPLING_PERIOD_US])),
+            ),
+            "decoder": figure(
+                "nvmlDeviceGetDecoderUtilization",
+                declared("decoder").map(|v| json!([v, CODEC_SAMPLING_PERIOD_US])),
+            ),
+            "process_utilization": {"all": all, "since_newest": since_newest},
         })
     }
 
@@ -732,6 +804,45 @@ fn specific_checks(name: &str, a: &Value) -> Vec<String> {
                 "a process with real used memory",
             );
         }
+        "telemetry" => {
+            let t = |i: usize, key: &str| dev(i)["telemetry"][key].clone();
+            check(
+                t(0, "utilization") == ok(json!({"gpu": 87, "memory": 41})),
+                "H100 busy 87 %, memory 41 %",
+            );
+            check(
+                t(0, "power_usage") == ok(json!(412_345)),
+                "power in milliwatts",
+            );
+            check(
+                t(0, "fan_speed") == err(NOT_SUPPORTED),
+                "SXM H100: no fan, NOT_SUPPORTED",
+            );
+            check(
+                t(1, "enforced_power_limit") == err(NOT_SUPPORTED)
+                    && t(1, "encoder") == err(NOT_SUPPORTED),
+                "L4: power limit and encoder NOT_SUPPORTED",
+            );
+            let all = &t(0, "process_utilization")["all"]["value"];
+            check(
+                all.as_array().is_some_and(|s| s.len() == 3)
+                    && all[0]["smUtil"] == json!(80)
+                    && all[0]["timeStamp"] == json!(100),
+                "three 32-byte samples read back field by field",
+            );
+            check(
+                t(0, "process_utilization")["since_newest"] == err(NOT_FOUND),
+                "nothing newer than the newest sample: NOT_FOUND",
+            );
+            check(
+                t(1, "process_utilization")["all"] == err(NOT_FOUND),
+                "no samples at all: NOT_FOUND",
+            );
+        }
+        "gpu_lost" => check(
+            dev(1)["telemetry"]["temperature"] == ok(json!(41)),
+            "GPU 1 still answers within the first second",
+        ),
         _ => {}
     }
     out

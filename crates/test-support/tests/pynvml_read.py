@@ -86,6 +86,49 @@ def pci(handle):
     }
 
 
+def sample(s):
+    return {
+        "pid": s.pid,
+        "timeStamp": s.timeStamp,
+        "smUtil": s.smUtil,
+        "memUtil": s.memUtil,
+        "encUtil": s.encUtil,
+        "decUtil": s.decUtil,
+    }
+
+
+def process_utilization(h):
+    # Every buffered sample (timestamp 0), then again from the newest one seen: the second
+    # call has nothing new and answers NOT_FOUND.
+    first = call(lambda: [sample(s) for s in pynvml.nvmlDeviceGetProcessUtilization(h, 0)])
+    newest = max((s["timeStamp"] for s in first.get("value", [])), default=0)
+    again = call(lambda: [sample(s) for s in pynvml.nvmlDeviceGetProcessUtilization(h, newest)])
+    return {"all": first, "since_newest": again}
+
+
+def telemetry(h):
+    def rates():
+        u = pynvml.nvmlDeviceGetUtilizationRates(h)
+        return {"gpu": u.gpu, "memory": u.memory}
+
+    return {
+        "utilization": call(rates),
+        "temperature": call(pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU),
+        "power_usage": call(pynvml.nvmlDeviceGetPowerUsage, h),
+        "enforced_power_limit": call(pynvml.nvmlDeviceGetEnforcedPowerLimit, h),
+        "clock_graphics": call(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_GRAPHICS),
+        "clock_sm": call(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM),
+        "clock_memory": call(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_MEM),
+        "fan_speed": call(pynvml.nvmlDeviceGetFanSpeed, h),
+        "fan_speed_v2": call(pynvml.nvmlDeviceGetFanSpeed_v2, h, 0),
+        "pcie_generation": call(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, h),
+        "pcie_width": call(pynvml.nvmlDeviceGetCurrPcieLinkWidth, h),
+        "encoder": call(pynvml.nvmlDeviceGetEncoderUtilization, h),
+        "decoder": call(pynvml.nvmlDeviceGetDecoderUtilization, h),
+        "process_utilization": process_utilization(h),
+    }
+
+
 def device(index):
     got = call(pynvml.nvmlDeviceGetHandleByIndex, index)
     if "error" in got:
@@ -108,6 +151,7 @@ def device(index):
         "cuda_compute_capability": call(
             lambda: list(pynvml.nvmlDeviceGetCudaComputeCapability(h))
         ),
+        "telemetry": telemetry(h),
     }
 
 

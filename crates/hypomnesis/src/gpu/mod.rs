@@ -408,6 +408,8 @@ impl GpuBackends {
     ) -> Result<Vec<GpuProcessEntry>> {
         match nvml.processes(index) {
             Ok(mut rows) => {
+                // Per-process utilization samples since this probe's previous listing.
+                nvml.fill_process_utilization(index, &mut rows);
                 if rows.iter().any(|r| r.used_bytes.is_none())
                     && let Ok(from_smi) = self.smi_processes(index)
                 {

@@ -16,20 +16,35 @@
 //!   compute and graphics lists are merged per pid.
 //!
 //! `nvml-wrapper` is used for loading, init/shutdown and the simple getters; its raw `lib()`
-//! only where it lacks something (the v1 memory fallback and the retrying process lists).
+//! only where it lacks something (the v1 memory fallback, the retrying process lists and the
+//! incremental per-process utilization).
+//!
+//! Telemetry (utilization, temperature, power, clocks, fan, PCIe link) is one getter per
+//! figure; each that fails leaves its figure `None` with NVML's reason. A GPU that answers
+//! GPU_IS_LOST to the first of them fails the whole reading, so a watcher reports it and goes
+//! on with the others. Per-process utilization comes from `nvmlDeviceGetProcessUtilization`,
+//! which returns the samples newer than a timestamp: the backend keeps the newest timestamp it
+//! saw per device, so each reading covers the time since the previous one.
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString, c_uint};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use nvml_wrapper::Nvml;
+use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::error::NvmlError;
-use nvml_wrapper_sys::bindings::{nvmlDevice_t, nvmlMemory_t, nvmlProcessInfo_t, nvmlReturn_t};
+use nvml_wrapper_sys::bindings::{
+    nvmlDevice_t, nvmlMemory_t, nvmlProcessInfo_t, nvmlProcessUtilizationSample_t, nvmlReturn_t,
+};
 
 use crate::error::{HypomnesisError, Result, error_chain};
 use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
+use crate::telemetry::DeviceTelemetry;
 
 const NVML_SUCCESS: nvmlReturn_t = 0;
 const NVML_ERROR_NOT_SUPPORTED: nvmlReturn_t = 3;
+const NVML_ERROR_NOT_FOUND: nvmlReturn_t = 6;
 const NVML_ERROR_INSUFFICIENT_SIZE: nvmlReturn_t = 7;
 const NVML_ERROR_ARGUMENT_VERSION_MISMATCH: nvmlReturn_t = 25;
 /// `NVML_VALUE_NOT_AVAILABLE`, `(unsigned long long)-1`.
@@ -126,6 +141,9 @@ struct CachedDevice {
     pci_bus_id: Option<String>,
     /// Total memory, for sanity-checking per-process figures. `None` when unknown.
     total_bytes: Option<u64>,
+    /// MIG mode at load (`None`: not supported, or unknown). Utilization is not available on
+    /// a MIG-enabled parent device.
+    mig_enabled: Option<bool>,
 }
 
 /// A loaded and initialised NVML, with its devices.
@@ -133,6 +151,9 @@ pub(crate) struct NvmlBackend {
     devices: Vec<CachedDevice>,
     driver_version: Option<String>,
     cuda_driver_version: Option<String>,
+    /// Per device, the newest process-utilization sample timestamp seen (CPU µs; 0 before
+    /// the first reading, which asks NVML for every buffered sample).
+    last_sample_us: Mutex<Vec<u64>>,
     /// Declared last so that it drops (and shuts NVML down) after everything else.
     nvml: Nvml,
 }
@@ -157,10 +178,11 @@ impl NvmlBackend {
             .map_err(|e| call_error("nvmlDeviceGetCount_v2", &e))?;
         let driver_version = nvml.sys_driver_version().ok();
         let cuda_driver_version = nvml.sys_cuda_driver_version().ok().map(format_cuda_version);
-        let devices = (0..count.min(MAX_PROCESSES))
+        let devices: Vec<CachedDevice> = (0..count.min(MAX_PROCESSES))
             .map(|index| cache_device(&nvml, index))
             .collect();
         Ok(Self {
+            last_sample_us: Mutex::new(vec![0; devices.len()]),
             devices,
             driver_version,
             cuda_driver_version,
@@ -341,13 +363,285 @@ impl NvmlBackend {
 }
 
 impl NvmlBackend {
-    /// Utilization, temperature, power and clocks of device `index`.
-    pub(crate) fn telemetry(&self, index: u32) -> Result<crate::telemetry::DeviceTelemetry> {
-        let (_, _handle) = self.cached(index)?;
-        let mut telemetry = crate::telemetry::DeviceTelemetry::empty(index, GpuQuerySource::Nvml);
-        telemetry.mark_unavailable("gpu_utilization_percent", "not read yet");
-        Ok(telemetry)
+    /// Utilization, temperature, power, clocks, fan and PCIe link of device `index`: one
+    /// getter per figure, each failure leaving that figure `None` with NVML's reason.
+    ///
+    /// # Errors
+    /// An index out of range, a device whose handle could not be had, and a device that
+    /// answers GPU_IS_LOST (so that a watcher reports it instead of a row of `None`s).
+    pub(crate) fn telemetry(&self, index: u32) -> Result<DeviceTelemetry> {
+        let (cached, handle) = self.cached(index)?;
+        // SAFETY: `handle` came from nvmlDeviceGetHandleByIndex_v2 on this `nvml`, which is
+        // still initialised (it is owned by `self`).
+        let device = unsafe { nvml_wrapper::Device::new(handle.0, &self.nvml) };
+        let mig = cached.mig_enabled == Some(true);
+        let mut t = DeviceTelemetry::empty(index, GpuQuerySource::Nvml);
+
+        const UTILIZATION: &str = "nvmlDeviceGetUtilizationRates";
+        match device.utilization_rates() {
+            Ok(u) => {
+                t.gpu_utilization_percent = percent(&mut t, "gpu_utilization_percent", u.gpu);
+                t.memory_utilization_percent =
+                    percent(&mut t, "memory_utilization_percent", u.memory);
+            }
+            Err(NvmlError::GpuLost) => return Err(call_error(UTILIZATION, &NvmlError::GpuLost)),
+            Err(e) => {
+                let reason = if mig && matches!(e, NvmlError::NotSupported) {
+                    MIG_UTILIZATION.to_owned()
+                } else {
+                    reason(UTILIZATION, &e)
+                };
+                t.mark_unavailable("gpu_utilization_percent", reason.clone());
+                t.mark_unavailable("memory_utilization_percent", reason);
+            }
+        }
+        let codec = |t: &mut DeviceTelemetry, field, call, r: std::result::Result<_, _>| match r {
+            Ok(nvml_wrapper::structs::device::UtilizationInfo { utilization, .. }) => {
+                percent(t, field, utilization)
+            }
+            Err(e) => {
+                t.mark_unavailable(field, reason(call, &e));
+                None
+            }
+        };
+        t.encoder_utilization_percent = codec(
+            &mut t,
+            "encoder_utilization_percent",
+            "nvmlDeviceGetEncoderUtilization",
+            device.encoder_utilization(),
+        );
+        t.decoder_utilization_percent = codec(
+            &mut t,
+            "decoder_utilization_percent",
+            "nvmlDeviceGetDecoderUtilization",
+            device.decoder_utilization(),
+        );
+        t.temperature_celsius = got(
+            &mut t,
+            "temperature_celsius",
+            "nvmlDeviceGetTemperature",
+            device.temperature(TemperatureSensor::Gpu),
+        )
+        .map(f64::from);
+        t.power_watts = got(
+            &mut t,
+            "power_watts",
+            "nvmlDeviceGetPowerUsage",
+            device.power_usage(),
+        )
+        .map(milliwatts_to_watts);
+        t.power_limit_watts = got(
+            &mut t,
+            "power_limit_watts",
+            "nvmlDeviceGetEnforcedPowerLimit",
+            device.enforced_power_limit(),
+        )
+        .map(milliwatts_to_watts);
+        t.sm_clock_mhz = got(
+            &mut t,
+            "sm_clock_mhz",
+            "nvmlDeviceGetClockInfo",
+            device.clock_info(Clock::Graphics),
+        );
+        t.memory_clock_mhz = got(
+            &mut t,
+            "memory_clock_mhz",
+            "nvmlDeviceGetClockInfo",
+            device.clock_info(Clock::Memory),
+        );
+        t.fan_percent = match device.fan_speed(0) {
+            // Passively cooled cards (SXM, most datacenter PCIe) have no fan to report.
+            Err(NvmlError::NotSupported) => {
+                t.mark_unavailable(
+                    "fan_percent",
+                    "not supported by this GPU/driver (no fan, e.g. a passively cooled card)",
+                );
+                None
+            }
+            other => got(&mut t, "fan_percent", "nvmlDeviceGetFanSpeed_v2", other)
+                .and_then(|p| percent(&mut t, "fan_percent", p)),
+        };
+        t.pcie_link_generation = got(
+            &mut t,
+            "pcie_link_generation",
+            "nvmlDeviceGetCurrPcieLinkGeneration",
+            device.current_pcie_link_gen(),
+        );
+        t.pcie_link_width = got(
+            &mut t,
+            "pcie_link_width",
+            "nvmlDeviceGetCurrPcieLinkWidth",
+            device.current_pcie_link_width(),
+        );
+        Ok(t)
     }
+
+    /// Fills `utilization_percent` of `rows` (NVML rows of device `index`, host PIDs) with
+    /// each process's mean SM utilization over the samples NVML took since the previous
+    /// reading of this device. Rows without a new sample keep `None` (see
+    /// [`GpuProcessEntry::utilization_percent`] for why).
+    pub(crate) fn fill_process_utilization(&self, index: u32, rows: &mut [GpuProcessEntry]) {
+        if rows.is_empty() {
+            return;
+        }
+        if let Ok(by_pid) = self.process_utilization(index) {
+            for row in rows {
+                row.utilization_percent = by_pid.get(&row.pid).copied();
+            }
+        }
+    }
+
+    /// Mean SM utilization per host PID over the samples newer than the last reading.
+    fn process_utilization(&self, index: u32) -> std::result::Result<BTreeMap<u32, f64>, String> {
+        let (cached, handle) = self.cached(index).map_err(|e| e.to_string())?;
+        if cached.mig_enabled == Some(true) {
+            return Err(MIG_UTILIZATION.to_owned());
+        }
+        const CALL: &str = "nvmlDeviceGetProcessUtilization";
+        let function = *self
+            .nvml
+            .lib()
+            .nvmlDeviceGetProcessUtilization
+            .as_ref()
+            .map_err(|_| format!("the driver's NVML has no {CALL}"))?;
+        let slot = usize::try_from(index).map_err(|_| "device index out of range".to_owned())?;
+        // The lock is held across the call so that two readers never both take the same
+        // samples as "new" (nor skip each other's).
+        let mut last_seen = self
+            .last_sample_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let since = last_seen.get(slot).copied().unwrap_or(0);
+        let samples = match read_samples(function, handle, since) {
+            Ok(samples) => samples,
+            Err(NVML_ERROR_NOT_FOUND) => return Err(NO_NEW_SAMPLE.to_owned()),
+            Err(NVML_ERROR_NOT_SUPPORTED) => {
+                return Err("not supported by this GPU/driver".to_owned());
+            }
+            Err(code) => return Err(format!("{CALL} failed: {}", code_text(code))),
+        };
+        let mut sums: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        let mut newest = since;
+        for s in &samples {
+            newest = newest.max(s.timeStamp);
+            // A share above 100 % is not a measurement.
+            if s.smUtil <= 100 {
+                let entry = sums.entry(s.pid).or_insert((0, 0));
+                entry.0 += u64::from(s.smUtil);
+                entry.1 += 1;
+            }
+        }
+        if let Some(seen) = last_seen.get_mut(slot) {
+            *seen = newest;
+        }
+        #[allow(clippy::cast_precision_loss)] // sums of percentages over a few samples
+        Ok(sums
+            .into_iter()
+            .map(|(pid, (sum, n))| (pid, sum as f64 / n as f64))
+            .collect())
+    }
+}
+
+/// Why utilization is missing on a MIG-enabled device.
+const MIG_UTILIZATION: &str =
+    "not supported while MIG is enabled (NVML documents utilization as unsupported on MIG)";
+/// Why a process has no utilization figure when NVML answered NOT_FOUND.
+const NO_NEW_SAMPLE: &str = "no sample since the last reading";
+
+type ProcessUtilizationFn = unsafe extern "C" fn(
+    nvmlDevice_t,
+    *mut nvmlProcessUtilizationSample_t,
+    *mut c_uint,
+    std::ffi::c_ulonglong,
+) -> nvmlReturn_t;
+
+/// The samples newer than `since`: a count query with a NULL buffer, then the data, repeated
+/// while the count grows between the calls. `Err` is NVML's code (NOT_FOUND: none newer).
+fn read_samples(
+    function: ProcessUtilizationFn,
+    handle: RawHandle,
+    since: u64,
+) -> std::result::Result<Vec<nvmlProcessUtilizationSample_t>, nvmlReturn_t> {
+    let mut needed: c_uint = 0;
+    // SAFETY: a NULL buffer is nvml.h's documented count query; `needed` is a valid writable
+    // c_uint; `handle` is live (owned by the initialised backend).
+    let mut code = unsafe { function(handle.0, std::ptr::null_mut(), &raw mut needed, since) };
+    if code == NVML_SUCCESS {
+        return Ok(Vec::new());
+    }
+    for _ in 0..PROCESS_LIST_ATTEMPTS {
+        if code != NVML_ERROR_INSUFFICIENT_SIZE {
+            return Err(code);
+        }
+        if needed > MAX_PROCESSES {
+            return Err(NVML_ERROR_INSUFFICIENT_SIZE);
+        }
+        let capacity = needed.saturating_add(needed / 4).saturating_add(8);
+        let empty = nvmlProcessUtilizationSample_t {
+            pid: 0,
+            timeStamp: 0,
+            smUtil: 0,
+            memUtil: 0,
+            encUtil: 0,
+            decUtil: 0,
+        };
+        let mut buffer = vec![empty; capacity as usize];
+        let mut count = capacity;
+        // SAFETY: `buffer` holds `capacity` initialised 32-byte samples and `count` tells
+        // NVML so; both outlive the call; `handle` is live.
+        code = unsafe { function(handle.0, buffer.as_mut_ptr(), &raw mut count, since) };
+        if code == NVML_SUCCESS {
+            buffer.truncate(count.min(capacity) as usize);
+            return Ok(buffer);
+        }
+        needed = count;
+    }
+    Err(NVML_ERROR_INSUFFICIENT_SIZE)
+}
+
+/// A percentage, or `None` (with the reason) when above 100, which no counter produces.
+fn percent(t: &mut DeviceTelemetry, field: &'static str, value: u32) -> Option<f64> {
+    if value <= 100 {
+        Some(f64::from(value))
+    } else {
+        t.mark_unavailable(
+            field,
+            format!("NVML reported an impossible {value} %; ignored"),
+        );
+        None
+    }
+}
+
+/// The figure, or `None` with the reason recorded for `field`.
+fn got<T>(
+    t: &mut DeviceTelemetry,
+    field: &'static str,
+    call: &'static str,
+    result: std::result::Result<T, NvmlError>,
+) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            t.mark_unavailable(field, reason(call, &e));
+            None
+        }
+    }
+}
+
+/// Why a telemetry figure is missing, in words.
+fn reason(call: &str, error: &NvmlError) -> String {
+    match error {
+        NvmlError::NotSupported => "not supported by this GPU/driver".to_owned(),
+        NvmlError::FailedToLoadSymbol(_) | NvmlError::FunctionNotFound => {
+            format!("the driver's NVML has no {call}")
+        }
+        NvmlError::NoPermission => format!("{call}: insufficient permissions (re-run elevated)"),
+        other => format!("{call} failed: {}", nvml_error_text(other)),
+    }
+}
+
+fn milliwatts_to_watts(milliwatts: u32) -> f64 {
+    f64::from(milliwatts) / 1000.0
 }
 
 /// A process's memory, or `None` for the "not available" sentinel (always the case under
@@ -478,6 +772,7 @@ fn cache_device(nvml: &Nvml, index: u32) -> CachedDevice {
                 uuid: device.uuid().ok(),
                 pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
                 total_bytes,
+                mig_enabled: device.mig_mode().ok().map(|m| m.current == 1),
             }
         }
         Err(e) => CachedDevice {
@@ -486,6 +781,7 @@ fn cache_device(nvml: &Nvml, index: u32) -> CachedDevice {
             uuid: None,
             pci_bus_id: None,
             total_bytes: None,
+            mig_enabled: None,
         },
     }
 }
