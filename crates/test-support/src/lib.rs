@@ -380,36 +380,6 @@ fn create_pynvml_venv() -> PathBuf {
     python
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patch_replaces_only_whole_nul_delimited_names() {
-        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let mut b = b"nvmlA\0nvmlA\0nvmlA_v2\0xnvmlA\0\0nvmlB\0nvmlA\0nvmlA".to_vec();
-        assert_eq!(
-            patch_out_symbols(&mut b, &names(&["nvmlA", "nvmlB", "nvmlC"])),
-            [2, 1, 0]
-        );
-        assert_eq!(&b, b"nvmlA\0XvmlA\0nvmlA_v2\0xnvmlA\0\0XvmlB\0XvmlA\0nvmlA");
-        assert_eq!(patch_out_symbols(&mut b, &[]), Vec::<usize>::new());
-        assert_eq!(patch_out_symbols(&mut [1, 2, 3], &names(&["a"])), [0]);
-    }
-
-    #[test]
-    fn paths() {
-        assert!(workspace_root().join("Cargo.toml").is_file());
-        assert!(nvml_scenario("one_gpu").is_file());
-    }
-
-    #[test]
-    #[should_panic(expected = "no NVML scenario \"no_such_scenario\"")]
-    fn unknown_scenario_panics_clearly() {
-        nvml_scenario("no_such_scenario");
-    }
-}
-
 /// The environment variable naming the one test a re-run test binary should execute.
 const OWN_PROCESS_ENV: &str = "TEST_SUPPORT_OWN_PROCESS";
 /// Printed by the child after the body, so a filter that matches nothing cannot pass.
@@ -450,4 +420,34 @@ pub fn in_own_process(
         "{test} failed in its own process\n--- stdout\n{stdout}\n--- stderr\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_replaces_only_whole_nul_delimited_names() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut b = b"nvmlA\0nvmlA\0nvmlA_v2\0xnvmlA\0\0nvmlB\0nvmlA\0nvmlA".to_vec();
+        assert_eq!(
+            patch_out_symbols(&mut b, &names(&["nvmlA", "nvmlB", "nvmlC"])),
+            [2, 1, 0]
+        );
+        assert_eq!(&b, b"nvmlA\0XvmlA\0nvmlA_v2\0xnvmlA\0\0XvmlB\0XvmlA\0nvmlA");
+        assert_eq!(patch_out_symbols(&mut b, &[]), Vec::<usize>::new());
+        assert_eq!(patch_out_symbols(&mut [1, 2, 3], &names(&["a"])), [0]);
+    }
+
+    #[test]
+    fn paths() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(nvml_scenario("one_gpu").is_file());
+    }
+
+    #[test]
+    #[should_panic(expected = "no NVML scenario \"no_such_scenario\"")]
+    fn unknown_scenario_panics_clearly() {
+        nvml_scenario("no_such_scenario");
+    }
 }
