@@ -10,6 +10,12 @@
 //! - this machine's real `/proc`, both ways (the synthetic `/sys` supplies the device, so the
 //!   scan runs in full whether or not this machine has a GPU).
 //!
+//!
+//! DRM telemetry (issue 8): one sample of the 4 PCI devices of `telemetry_tree` (amdgpu
+//! discrete, i915, xe, amdgpu APU: sysfs, hwmon, `pp_dpm_*`, link files, and for the two
+//! Intel devices an fdinfo scan of the tree's processes) through `Probe::telemetry` ≤ 200 µs
+//! median.
+//!
 //! Run with `cargo bench -p hypomnesis --bench drm`.
 
 #[cfg(target_os = "linux")]
@@ -117,10 +123,31 @@ mod linux {
         });
         group.finish();
     }
+
+    pub fn telemetry(c: &mut Criterion) {
+        let mut group = c.benchmark_group("drm_telemetry");
+        let tree = super::tree::telemetry_tree();
+        let probe = probe(&tree.proc(), &tree.sys());
+        for index in 0..4 {
+            probe.telemetry(index).unwrap();
+        }
+        group.bench_function("4 devices", |b| {
+            b.iter(|| {
+                for index in 0..4 {
+                    black_box(probe.telemetry(index).unwrap());
+                }
+            });
+        });
+        // One device listing for all four, as a sampler of every GPU does.
+        group.bench_function("4 devices, telemetry_all", |b| {
+            b.iter(|| black_box(probe.telemetry_all().unwrap()));
+        });
+        group.finish();
+    }
 }
 
 #[cfg(target_os = "linux")]
-criterion::criterion_group!(benches, linux::scans);
+criterion::criterion_group!(benches, linux::scans, linux::telemetry);
 #[cfg(target_os = "linux")]
 criterion::criterion_main!(benches);
 

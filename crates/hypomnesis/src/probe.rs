@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
-use crate::error::HypomnesisError;
-use crate::error::Result;
+use crate::error::{HypomnesisError, Result};
 use crate::gpu::GpuBackends;
 use crate::host::HostMemory;
 use crate::ram::{MemoryDetail, ProcessMemory};
@@ -301,6 +299,17 @@ impl Probe {
     /// [`HypomnesisError::DeviceIndexOutOfRange`] or [`HypomnesisError::NoGpuSource`].
     pub fn telemetry(&self, index: u32) -> Result<crate::DeviceTelemetry> {
         self.gpu.telemetry(index)
+    }
+
+    /// Telemetry of every GPU, listing the devices once: cheaper than calling
+    /// [`Probe::telemetry`] per index when there are DRM or other non-NVML devices. A device
+    /// whose reading failed (a GPU that stopped answering) is left out of the first list and
+    /// its error is in the second.
+    ///
+    /// # Errors
+    /// [`HypomnesisError::NoGpuSource`] when no backend can enumerate GPUs.
+    pub fn telemetry_all(&self) -> Result<(Vec<crate::DeviceTelemetry>, Vec<HypomnesisError>)> {
+        self.gpu.telemetry_all()
     }
 
     /// Every process holding memory on GPU `index`, sorted by pid, with names.

@@ -335,6 +335,10 @@ pub struct GpuProcessListing {
     pub shared_clients: u32,
     /// Linux DRM: fdinfo lines that could not be read and were ignored.
     pub malformed_lines: u32,
+    /// Other things a person should know about this listing, one English sentence each (ROCm:
+    /// processes seen by both fdinfo and KFD and reported once, KFD GPUs without a visible DRM
+    /// card). Included in [`GpuProcessListing::notes`].
+    pub other_notes: Vec<String>,
 }
 
 impl GpuProcessListing {
@@ -387,6 +391,7 @@ impl GpuProcessListing {
                 ),
             ));
         }
+        notes.extend(self.other_notes.iter().cloned());
         if self.malformed_lines > 0 {
             notes.push(format!(
                 "{} malformed fdinfo {} ignored",

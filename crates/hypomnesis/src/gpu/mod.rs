@@ -494,6 +494,29 @@ impl GpuBackends {
         Ok(telemetry)
     }
 
+    /// Telemetry of every device, listing the devices once (rather than once per device, as
+    /// [`GpuBackends::telemetry`] must for a single index). A device whose reading fails is
+    /// left out; its error is returned in the second list.
+    pub(crate) fn telemetry_all(&self) -> Result<(Vec<DeviceTelemetry>, Vec<HypomnesisError>)> {
+        let devices = self.devices()?;
+        let mut readings = Vec::with_capacity(devices.len());
+        let mut errors = Vec::new();
+        for device in &devices {
+            let reading = match self.nvml() {
+                Ok(nvml) if device.source == GpuQuerySource::Nvml => nvml.telemetry(device.index),
+                _ => match self.extras.iter().find_map(|b| b.telemetry(device)) {
+                    Some(result) => result,
+                    None => self.telemetry(device.index),
+                },
+            };
+            match reading {
+                Ok(t) => readings.push(t),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((readings, errors))
+    }
+
     pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
         if !self.extras.is_empty() {
             let device = self.device_info(index)?;

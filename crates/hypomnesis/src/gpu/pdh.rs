@@ -114,6 +114,101 @@ pub(crate) fn parse_adapter_instance(name: &str) -> Option<(Luid, u32)> {
     parse_luid_phys(name)
 }
 
+/// One `\GPU Engine(*)` instance: a process's use of one engine of one physical part of one
+/// adapter, `pid_1234_luid_0x00000000_0x0000ABCD_phys_0_eng_3_engtype_VideoDecode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EngineInstance {
+    pub(crate) pid: u32,
+    pub(crate) luid: Luid,
+    pub(crate) phys: u32,
+    /// The engine's number on its part.
+    pub(crate) engine: u32,
+    /// The engine type as the driver names it (`3D`, `Copy`, `VideoDecode`, `Compute_0`,
+    /// `High Priority 3D`): everything after `_engtype_`, spaces and underscores included.
+    pub(crate) engine_type: String,
+}
+
+/// Parses a `\GPU Engine(*)` instance name; `None` for anything else.
+pub(crate) fn parse_engine_instance(name: &str) -> Option<EngineInstance> {
+    let (head, engine_type) = name.split_once("_engtype_")?;
+    let (head, engine_text) = head.rsplit_once("_eng_")?;
+    if engine_type.is_empty()
+        || engine_text.is_empty()
+        || !engine_text.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let engine = engine_text.parse().ok()?;
+    let process = parse_process_instance(head)?;
+    Some(EngineInstance {
+        pid: process.pid,
+        luid: process.luid,
+        phys: process.phys,
+        engine,
+        engine_type: engine_type.to_owned(),
+    })
+}
+
+/// One adapter's engine utilization, percent, computed the way Task Manager does: the
+/// `Utilization Percentage` of every process on every engine of one type is summed (capped
+/// at 100), and the adapter's figure is the busiest type's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct EngineUtilization {
+    /// Busiest engine type, percent; `None` when the adapter has no engine instance.
+    pub(crate) busiest_percent: Option<f64>,
+    /// The `VideoEncode` type's, when present.
+    pub(crate) encode_percent: Option<f64>,
+    /// The `VideoDecode` type's, when present.
+    pub(crate) decode_percent: Option<f64>,
+}
+
+/// Aggregates `(instance, percent)` pairs of `\GPU Engine(*)\Utilization Percentage` for
+/// adapter `luid`. Values that are not finite or are negative are dropped.
+pub(crate) fn engine_utilization(items: &[(String, f64)], luid: Luid) -> EngineUtilization {
+    let mut per_type: BTreeMap<String, f64> = BTreeMap::new();
+    for (name, value) in items {
+        if !value.is_finite() || *value < 0.0 {
+            continue;
+        }
+        let Some(instance) = parse_engine_instance(name) else {
+            continue;
+        };
+        if instance.luid != luid {
+            continue;
+        }
+        *per_type.entry(instance.engine_type).or_insert(0.0) += value;
+    }
+    let capped = |v: f64| v.min(100.0);
+    let find = |want: &str| {
+        per_type
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(want))
+            .map(|(_, v)| capped(*v))
+    };
+    EngineUtilization {
+        busiest_percent: per_type
+            .values()
+            .map(|v| capped(*v))
+            .fold(None, |acc: Option<f64>, v| {
+                Some(acc.map_or(v, |a| a.max(v)))
+            }),
+        encode_percent: find("VideoEncode"),
+        decode_percent: find("VideoDecode"),
+    }
+}
+
+/// Exercises the instance-name parsers and the aggregation on arbitrary text (fuzz target,
+/// property tests).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn exercise_all(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = parse_process_instance(&text);
+    let _ = parse_adapter_instance(&text);
+    if let Some(e) = parse_engine_instance(&text) {
+        let _ = engine_utilization(&[(text.clone().into_owned(), 50.0)], e.luid);
+    }
+}
+
 /// A counter's value as bytes; PDH reports these gauges as non-negative 64-bit integers, so a
 /// negative one is garbage and is dropped.
 fn value_bytes(value: i64) -> Option<u64> {
@@ -608,6 +703,137 @@ mod tests {
             sum_for_adapter(&reading, Luid { high: 0, low: 1 }),
             None,
             "no instance: unknown, not 0"
+        );
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn instance_parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+                exercise_all(&data);
+            }
+
+            #[test]
+            fn engine_names_round_trip_and_figures_stay_in_range(
+                pid in any::<u32>(), high in any::<u32>(), low in any::<u32>(), phys in 0_u32..4,
+                eng in 0_u32..64, ty in "[A-Za-z0-9 _]{1,24}", values in proptest::collection::vec(-10.0_f64..150.0, 0..6),
+            ) {
+                let name = format!("pid_{pid}_luid_0x{high:08X}_0x{low:08X}_phys_{phys}_eng_{eng}_engtype_{ty}");
+                let e = parse_engine_instance(&name).unwrap();
+                prop_assert_eq!((e.pid, e.luid, e.phys, e.engine), (pid, Luid { high, low }, phys, eng));
+                prop_assert_eq!(e.engine_type, ty);
+                let items: Vec<(String, f64)> = values.iter().map(|v| (name.clone(), *v)).collect();
+                if let Some(p) = engine_utilization(&items, Luid { high, low }).busiest_percent {
+                    prop_assert!((0.0..=100.0).contains(&p));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn engine_instance_names_parse_with_any_engine_type() {
+        let e = parse_engine_instance(
+            "pid_4321_luid_0x00000000_0x0000D1A5_phys_0_eng_3_engtype_VideoDecode",
+        )
+        .unwrap();
+        assert_eq!(e.pid, 4321);
+        assert_eq!(
+            e.luid,
+            Luid {
+                high: 0,
+                low: 0xD1A5
+            }
+        );
+        assert_eq!((e.phys, e.engine), (0, 3));
+        assert_eq!(e.engine_type, "VideoDecode");
+        let e = parse_engine_instance(
+            "pid_8_luid_0x00000001_0x0000D1A5_phys_1_eng_12_engtype_High Priority Compute_1",
+        )
+        .unwrap();
+        assert_eq!(e.engine_type, "High Priority Compute_1");
+        assert_eq!(e.luid.high, 1);
+        for bad in [
+            "pid_4321_luid_0x00000000_0x0000D1A5_phys_0",
+            "pid_4321_luid_0x00000000_0x0000D1A5_phys_0_eng_x_engtype_3D",
+            "pid_4321_luid_0x00000000_0x0000D1A5_phys_0_eng_3_engtype_",
+            "luid_0x00000000_0x0000D1A5_phys_0_eng_3_engtype_3D",
+            "_Total",
+        ] {
+            assert_eq!(parse_engine_instance(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn engine_utilization_sums_per_type_and_takes_the_busiest_type() {
+        let luid = Luid {
+            high: 0,
+            low: 0xD1A5,
+        };
+        let items: Vec<(String, f64)> = [
+            // 3D: 30 + 25 = 55 %.
+            (
+                "pid_10_luid_0x00000000_0x0000D1A5_phys_0_eng_0_engtype_3D",
+                30.0,
+            ),
+            (
+                "pid_11_luid_0x00000000_0x0000D1A5_phys_0_eng_0_engtype_3D",
+                25.0,
+            ),
+            // Copy: 10 %.
+            (
+                "pid_10_luid_0x00000000_0x0000D1A5_phys_0_eng_1_engtype_Copy",
+                10.0,
+            ),
+            // VideoDecode: 20 + 12.5 = 32.5 %.
+            (
+                "pid_12_luid_0x00000000_0x0000D1A5_phys_0_eng_3_engtype_VideoDecode",
+                20.0,
+            ),
+            (
+                "pid_13_luid_0x00000000_0x0000D1A5_phys_0_eng_3_engtype_VideoDecode",
+                12.5,
+            ),
+            // Another adapter: ignored even though busier.
+            (
+                "pid_10_luid_0x00000000_0x0000BEEF_phys_0_eng_0_engtype_3D",
+                99.0,
+            ),
+            // Garbage values dropped.
+            (
+                "pid_14_luid_0x00000000_0x0000D1A5_phys_0_eng_0_engtype_3D",
+                f64::NAN,
+            ),
+            (
+                "pid_15_luid_0x00000000_0x0000D1A5_phys_0_eng_0_engtype_3D",
+                -3.0,
+            ),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect();
+        let u = engine_utilization(&items, luid);
+        assert_eq!(u.busiest_percent, Some(55.0));
+        assert_eq!(u.decode_percent, Some(32.5));
+        assert_eq!(u.encode_percent, None);
+        // A type summing past 100 (several processes, rounding) is capped.
+        let over: Vec<(String, f64)> = vec![
+            (
+                "pid_1_luid_0x00000000_0x0000D1A5_phys_0_eng_0_engtype_3D".to_owned(),
+                70.0,
+            ),
+            (
+                "pid_2_luid_0x00000000_0x0000D1A5_phys_0_eng_0_engtype_3D".to_owned(),
+                40.0,
+            ),
+        ];
+        assert_eq!(engine_utilization(&over, luid).busiest_percent, Some(100.0));
+        assert_eq!(
+            engine_utilization(&[], luid),
+            EngineUtilization::default(),
+            "no instance: no figure, not 0"
         );
     }
 

@@ -22,27 +22,37 @@
 //! last, by name).
 
 pub(crate) mod parse;
+pub(crate) mod sensors;
 
 #[cfg(target_os = "linux")]
 pub(crate) mod fdinfo;
 #[cfg(target_os = "linux")]
+pub(crate) mod kfd;
+#[cfg(target_os = "linux")]
 pub(crate) mod sysfs;
+#[cfg(target_os = "linux")]
+pub(crate) mod telemetry;
 
 #[cfg(target_os = "linux")]
 pub(crate) use linux::DrmBackend;
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::collections::HashMap;
     use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
 
     use super::fdinfo::{ProcessMemory, Scan, scan_all, scan_one};
+    use super::kfd;
     use super::parse::normalize_pci_slot;
     use super::sysfs::{DrmDevice, Names, read_devices};
+    use super::telemetry::{CardPaths, Clock, TelemetryState, read_telemetry};
     use crate::error::{BackendAttempt, HypomnesisError, Result};
     use crate::gpu::ExtraBackend;
     use crate::snapshot::{
         GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
     };
+    use crate::telemetry::DeviceTelemetry;
 
     /// Where the PCI ids database is looked for, in order.
     const PCI_IDS: [&str; 2] = ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"];
@@ -53,6 +63,10 @@ mod linux {
         proc_root: PathBuf,
         sys_root: PathBuf,
         names: Names,
+        /// Previous energy and engine readings, per device.
+        telemetry: TelemetryState,
+        /// Where each device's files are, by key (filled on first use).
+        cards: Mutex<HashMap<String, CardPaths>>,
     }
 
     impl DrmBackend {
@@ -71,11 +85,76 @@ mod linux {
             sys_root: &Path,
             pci_ids: Vec<PathBuf>,
         ) -> Self {
+            Self::with_clock(
+                proc_root,
+                sys_root,
+                pci_ids,
+                Clock::Monotonic(std::time::Instant::now()),
+            )
+        }
+
+        /// As [`DrmBackend::with_pci_ids`], with the clock rates are computed against.
+        pub(crate) fn with_clock(
+            proc_root: &Path,
+            sys_root: &Path,
+            pci_ids: Vec<PathBuf>,
+            clock: Clock,
+        ) -> Self {
             Self {
                 proc_root: proc_root.to_owned(),
                 sys_root: sys_root.to_owned(),
                 names: Names::new(pci_ids),
+                telemetry: TelemetryState::new(clock),
+                cards: Mutex::new(HashMap::new()),
             }
+        }
+
+        /// Where device `key`'s files are: remembered, else found by reading the devices
+        /// again (a GPU that appeared since).
+        fn card_paths(&self, key: &str) -> Option<CardPaths> {
+            let mut cards = self
+                .cards
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(found) = cards.get(key) {
+                return Some(found.clone());
+            }
+            for device in read_devices(&self.sys_root, &self.names).ok()? {
+                cards.insert(
+                    device.key.clone(),
+                    CardPaths {
+                        dir: device.card.join("device"),
+                        card: device.card,
+                        key: device.key,
+                        driver: device.driver,
+                    },
+                );
+            }
+            cards.get(key).cloned()
+        }
+
+        /// Adds ROCm/KFD compute processes of device `key` to `listing` (see [`kfd`]).
+        fn merge_kfd(
+            &self,
+            listing: &mut GpuProcessListing,
+            key: &str,
+            index: u32,
+        ) -> kfd::KfdMerge {
+            let nodes = kfd::read_nodes(&self.sys_root);
+            if nodes.is_empty() {
+                return kfd::KfdMerge::default();
+            }
+            let mut merge = match nodes.iter().find(|n| n.slot.as_deref() == Some(key)) {
+                Some(node) => {
+                    kfd::merge_into(listing, &kfd::read_vram(&self.sys_root, node.gpu_id), index)
+                }
+                None => kfd::KfdMerge::default(),
+            };
+            let drm_keys: Vec<String> = read_devices(&self.sys_root, &self.names)
+                .map(|devices| devices.into_iter().map(|d| d.key).collect())
+                .unwrap_or_default();
+            merge.nodes_without_drm = kfd::nodes_without_drm(&nodes, &drm_keys);
+            merge
         }
 
         /// DRM devices, NVIDIA's left out (see the module documentation).
@@ -147,10 +226,36 @@ mod linux {
 
         fn process_listing(&self, device: &GpuDeviceInfo) -> Option<Result<GpuProcessListing>> {
             let key = self.key_of(device)?;
-            Some(
-                scan_all(&self.proc_root, &self.sys_root)
-                    .map(|scan| Self::listing_from_scan(&scan, &key, device.index)),
-            )
+            Some(scan_all(&self.proc_root, &self.sys_root).map(|scan| {
+                let mut listing = Self::listing_from_scan(&scan, &key, device.index);
+                // What the merge found: processes in both sources, KFD-only rows, KFD GPUs
+                // without a DRM card.
+                let merge = self.merge_kfd(&mut listing, &key, device.index);
+                listing.other_notes.extend(kfd::notes(&merge));
+                listing
+            }))
+        }
+
+        fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
+            let key = self.key_of(device)?;
+            let Some(card) = self.card_paths(&key) else {
+                let mut t = DeviceTelemetry::empty(device.index, GpuQuerySource::Drm);
+                for field in [
+                    "gpu_utilization_percent",
+                    "temperature_celsius",
+                    "power_watts",
+                ] {
+                    t.mark_unavailable(field, format!("DRM device {key} is no longer in sysfs"));
+                }
+                return Some(Ok(t));
+            };
+            Some(Ok(read_telemetry(
+                &self.telemetry,
+                &card,
+                device.index,
+                &self.proc_root,
+                &self.sys_root,
+            )))
         }
 
         /// Every client the process holds on the device, shared ones included (a client

@@ -44,6 +44,8 @@ pub(crate) struct DrmDevice {
     pub(crate) key: String,
     /// The kernel driver (`amdgpu`, `xe`, ...), when the link is readable.
     pub(crate) driver: Option<String>,
+    /// `<sys>/class/drm/cardN`.
+    pub(crate) card: PathBuf,
     /// The record (index 0; the dispatcher numbers it).
     pub(crate) info: GpuDeviceInfo,
 }
@@ -197,6 +199,7 @@ fn read_card(card: &Path, names: &Names) -> Option<DrmDevice> {
     Some(DrmDevice {
         key: pci_bus_id.unwrap_or(slot),
         driver,
+        card: card.to_owned(),
         info,
     })
 }
