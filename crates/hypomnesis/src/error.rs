@@ -222,6 +222,7 @@ impl HypomnesisError {
 
 /// Joins an error and all of its `source()`s into one line, so that the real cause (for
 /// example the `dlopen` message under libloading's "dlopen failed") is never lost.
+#[cfg_attr(not(feature = "nvml"), allow(dead_code))] // the NVML loader's messages
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut cause = err.source();

@@ -3,9 +3,10 @@
 //! A planner deciding where to put the next job needs more than free memory. Every figure is
 //! optional: each platform and driver exposes a different subset, and a figure that cannot be
 //! read is `None` with the reason in [`DeviceTelemetry::unavailable`] — never 0. Figures that
-//! are rates over time (utilization from engine busy-time counters) need two readings: the
-//! [`crate::Probe`] keeps the previous reading, so the first call reports them as "warming up"
-//! rather than inventing a number.
+//! are rates over time need two readings. On Linux (Intel energy and engine busy-time
+//! counters) the [`crate::Probe`] keeps the previous reading, so the first call reports them as
+//! "warming up" rather than inventing a number; on Windows the PDH engine counters are
+//! collected twice, 100 ms apart, within one call. NVML and amdgpu report ready-made rates.
 
 use crate::snapshot::{GpuQuerySource, Unavailable};
 

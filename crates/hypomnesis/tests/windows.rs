@@ -292,3 +292,26 @@ fn spill_is_unknown_not_false_without_counters() {
         }
     }
 }
+
+#[test]
+fn telemetry_without_engine_counters_is_ok_with_a_reason() {
+    if env() != Env::WineDisplay {
+        return;
+    }
+    let probe = windows_only();
+    // Adding \GPU Engine(*)\Utilization Percentage fails under Wine; had the code gone on to
+    // PdhGetFormattedCounterArrayW, Wine would have aborted this process.
+    let t = probe.telemetry(0).unwrap();
+    assert_eq!(t.index, 0);
+    assert_eq!(
+        t.gpu_utilization_percent, None,
+        "no counters: unknown, not 0"
+    );
+    let reason = t.unavailable_reason("gpu_utilization_percent").unwrap();
+    assert!(reason.contains("GPU Engine"), "{reason}");
+    assert!(reason.contains("PDH_CSTATUS_NO_OBJECT"), "{reason}");
+    assert!(t.unavailable_reason("temperature_celsius").is_some());
+    let (all, errors) = probe.telemetry_all().unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(all.first().map(|t| t.index), Some(0));
+}

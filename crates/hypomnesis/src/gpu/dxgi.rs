@@ -22,12 +22,90 @@
 //! `nvidia-smi` and DXGI-only devices report why they cannot be listed. The calling process's
 //! own figure is DXGI's `QueryVideoMemoryInfo(LOCAL).CurrentUsage`.
 //!
+//! Telemetry is utilization only, from `\GPU Engine(*)\Utilization Percentage` as Task
+//! Manager computes it (see `pdh::engine_utilization`): the counter is a rate, so each call
+//! collects twice 100 ms apart (`pdh::ENGINE_SAMPLE_INTERVAL`) and blocks that long. When the
+//! counter cannot be added (under Wine, and before Windows 10 1709) utilization is `None` with
+//! the PDH error as the reason. Temperature, power, clocks and the rest have no public Windows
+//! API outside the vendor's libraries.
+//!
 //! An adapter's `Description` is a fixed 128-unit UTF-16 array: it is cut at the first NUL
 //! (Wine leaves garbage after it).
 #![cfg_attr(not(all(windows, feature = "dxgi")), allow(dead_code))]
 
-use crate::gpu::pdh::Luid;
+use crate::gpu::pdh::{EngineUtilization, Luid, engine_utilization};
 use crate::snapshot::{GpuDeviceInfo, GpuQuerySource, GpuVendor};
+use crate::telemetry::DeviceTelemetry;
+
+/// Why the figures Windows has no public source for are `None`.
+pub(crate) const NOT_EXPOSED: &str =
+    "not exposed by DXGI or the GPU performance counters (only by the vendor's library)";
+
+/// The telemetry record of device `index` (adapter `luid`) from one reading of
+/// `\GPU Engine(*)\Utilization Percentage`, or why there is none (the reason
+/// given for the utilization fields).
+pub(crate) fn telemetry_record(
+    index: u32,
+    luid: Luid,
+    reading: std::result::Result<&[(String, f64)], String>,
+) -> DeviceTelemetry {
+    let mut t = DeviceTelemetry::empty(index, GpuQuerySource::Pdh);
+    let engines = [
+        "gpu_utilization_percent",
+        "encoder_utilization_percent",
+        "decoder_utilization_percent",
+    ];
+    match reading {
+        Ok(items) => {
+            let EngineUtilization {
+                busiest_percent,
+                encode_percent,
+                decode_percent,
+            } = engine_utilization(items, luid);
+            t.gpu_utilization_percent = busiest_percent;
+            t.encoder_utilization_percent = encode_percent;
+            t.decoder_utilization_percent = decode_percent;
+            let reasons = [
+                (
+                    busiest_percent,
+                    "no \\GPU Engine instance for this adapter (no process has a context on it)",
+                ),
+                (
+                    encode_percent,
+                    "no VideoEncode engine instance for this adapter",
+                ),
+                (
+                    decode_percent,
+                    "no VideoDecode engine instance for this adapter",
+                ),
+            ];
+            for (field, (value, reason)) in engines.into_iter().zip(reasons) {
+                if value.is_none() {
+                    t.mark_unavailable(field, reason);
+                }
+            }
+        }
+        Err(e) => {
+            for field in engines {
+                t.mark_unavailable(field, e.clone());
+            }
+        }
+    }
+    for field in [
+        "memory_utilization_percent",
+        "temperature_celsius",
+        "power_watts",
+        "power_limit_watts",
+        "sm_clock_mhz",
+        "memory_clock_mhz",
+        "fan_percent",
+        "pcie_link_generation",
+        "pcie_link_width",
+    ] {
+        t.mark_unavailable(field, NOT_EXPOSED);
+    }
+    t
+}
 
 /// `DXGI_ADAPTER_FLAG_SOFTWARE`.
 pub(crate) const FLAG_SOFTWARE: u32 = 2;
@@ -263,6 +341,7 @@ mod sys {
     use crate::gpu::pdh::Luid;
     use crate::ram::windows::wide_until_nul;
     use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuQuerySource, ProcessGpuInfo};
+    use crate::telemetry::DeviceTelemetry;
 
     /// No machine has more adapters than this; a longer enumeration is a driver bug.
     const MAX_ADAPTERS: u32 = 64;
@@ -571,6 +650,35 @@ mod sys {
             }
         }
 
+        fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
+            // NVIDIA devices have NVML / nvidia-smi for telemetry; this answers for its own.
+            if device.source != GpuQuerySource::Dxgi {
+                return None;
+            }
+            let adapters = match adapters() {
+                Ok(a) => a,
+                Err(e) => return Some(Err(no_source(GpuQuerySource::Dxgi, e.to_string()))),
+            };
+            let Some(adapter) = adapter_for_device(device, &adapters) else {
+                return Some(Err(no_source(
+                    GpuQuerySource::Dxgi,
+                    format!("no DXGI adapter matches device {}", device.index),
+                )));
+            };
+            #[cfg(feature = "pdh")]
+            let reading = crate::gpu::pdh::read_engine_utilization();
+            #[cfg(feature = "pdh")]
+            let reading = reading.as_deref().map_err(|e| format!("PDH: {e}"));
+            #[cfg(not(feature = "pdh"))]
+            let reading: std::result::Result<&[(String, f64)], String> =
+                Err("built without the `pdh` feature: no GPU counters".to_owned());
+            Some(Ok(super::telemetry_record(
+                device.index,
+                adapter.luid,
+                reading,
+            )))
+        }
+
         fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>> {
             let ours = device.source == GpuQuerySource::Dxgi;
             let adapters = match adapters() {
@@ -621,6 +729,71 @@ mod sys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn telemetry_is_the_busiest_engine_type_of_this_adapter() {
+        let luid = Luid {
+            high: 0,
+            low: 0xD1A5,
+        };
+        let items: Vec<(String, f64)> = [
+            (
+                "pid_10_luid_0x00000000_0x0000D1A5_phys_0_eng_0_engtype_3D",
+                30.0,
+            ),
+            (
+                "pid_11_luid_0x00000000_0x0000D1A5_phys_0_eng_0_engtype_3D",
+                25.0,
+            ),
+            (
+                "pid_12_luid_0x00000000_0x0000D1A5_phys_0_eng_3_engtype_VideoDecode",
+                20.0,
+            ),
+            (
+                "pid_10_luid_0x00000000_0x0000BEEF_phys_0_eng_0_engtype_3D",
+                99.0,
+            ),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect();
+        let t = telemetry_record(1, luid, Ok(&items));
+        assert_eq!(t.index, 1);
+        assert_eq!(t.source, GpuQuerySource::Pdh);
+        assert_eq!(t.gpu_utilization_percent, Some(55.0));
+        assert_eq!(t.decoder_utilization_percent, Some(20.0));
+        assert_eq!(t.encoder_utilization_percent, None);
+        assert!(
+            t.unavailable_reason("encoder_utilization_percent")
+                .is_some()
+        );
+        assert_eq!(t.unavailable_reason("gpu_utilization_percent"), None);
+        assert_eq!(t.unavailable_reason("power_watts"), Some(NOT_EXPOSED));
+        let idle = telemetry_record(1, Luid { high: 0, low: 7 }, Ok(&items));
+        assert_eq!(
+            idle.gpu_utilization_percent, None,
+            "no instance: unknown, not 0"
+        );
+        assert!(idle.unavailable_reason("gpu_utilization_percent").is_some());
+    }
+
+    #[test]
+    fn telemetry_without_the_engine_counter_says_why() {
+        let t = telemetry_record(
+            0,
+            Luid { high: 0, low: 1 },
+            Err("PDH: PdhAddEnglishCounterW failed".to_owned()),
+        );
+        assert_eq!(t.gpu_utilization_percent, None);
+        assert_eq!(
+            t.unavailable_reason("gpu_utilization_percent"),
+            Some("PDH: PdhAddEnglishCounterW failed")
+        );
+        assert!(
+            t.unavailable_reason("decoder_utilization_percent")
+                .is_some()
+        );
+    }
 
     fn adapter(name: &str, vendor_id: u32, pci: Option<(u32, u32, u32)>, low: u32) -> Adapter {
         Adapter {

@@ -26,6 +26,7 @@
 #![cfg_attr(not(all(target_os = "macos", feature = "metal")), allow(dead_code))]
 
 use crate::snapshot::{GpuDeviceInfo, GpuQuerySource, GpuVendor};
+use crate::telemetry::DeviceTelemetry;
 
 /// The `PerformanceStatistics` key for GPU memory in use by all processes.
 pub(crate) const IN_USE_SYSTEM_MEMORY: &str = "In use system memory";
@@ -41,6 +42,64 @@ pub(crate) fn in_use_system_memory(entries: &[Vec<(String, i64)>]) -> Option<u64
         .fold(None, |sum: Option<u64>, v| {
             Some(sum.unwrap_or(0).saturating_add(v))
         })
+}
+
+/// The `PerformanceStatistics` key for the GPU's busy percentage.
+pub(crate) const DEVICE_UTILIZATION: &str = "Device Utilization %";
+/// The same statistic on older parts, without the `%`.
+pub(crate) const DEVICE_UTILIZATION_OLD: &str = "Device Utilization";
+
+/// Why telemetry beyond utilization is missing on macOS.
+pub(crate) const NOT_EXPOSED: &str = "not exposed by macOS without private frameworks";
+
+/// GPU utilization, percent: each accelerator entry's `"Device Utilization %"` (or, on older
+/// parts, `"Device Utilization"`; keys match exactly, so `"Tiler Utilization %"` and
+/// `"Renderer Utilization %"` are not taken), the busiest entry's when there are several.
+/// Values outside 0–100 are dropped. `None` when no entry has the statistic.
+pub(crate) fn device_utilization_percent(entries: &[Vec<(String, i64)>]) -> Option<f64> {
+    entries
+        .iter()
+        .filter_map(|stats| {
+            let find = |want: &str| {
+                stats
+                    .iter()
+                    .find(|(key, value)| key == want && (0..=100).contains(value))
+                    .map(|(_, value)| *value)
+            };
+            find(DEVICE_UTILIZATION).or_else(|| find(DEVICE_UTILIZATION_OLD))
+        })
+        .max()
+        .and_then(|v| u32::try_from(v).ok())
+        .map(f64::from)
+}
+
+/// The telemetry record of Metal device `index` from the accelerator statistics: utilization
+/// when the registry has it, every other figure `None` with the reason.
+pub(crate) fn telemetry_record(index: u32, entries: &[Vec<(String, i64)>]) -> DeviceTelemetry {
+    let mut t = DeviceTelemetry::empty(index, GpuQuerySource::Metal);
+    t.gpu_utilization_percent = device_utilization_percent(entries);
+    if t.gpu_utilization_percent.is_none() {
+        t.mark_unavailable(
+            "gpu_utilization_percent",
+            "the IOAccelerator registry has no \"Device Utilization %\" statistic",
+        );
+    }
+    for field in [
+        "memory_utilization_percent",
+        "encoder_utilization_percent",
+        "decoder_utilization_percent",
+        "temperature_celsius",
+        "power_watts",
+        "power_limit_watts",
+        "sm_clock_mhz",
+        "memory_clock_mhz",
+        "fan_percent",
+        "pcie_link_generation",
+        "pcie_link_width",
+    ] {
+        t.mark_unavailable(field, NOT_EXPOSED);
+    }
+    t
 }
 
 /// What Metal says about the default device; fixed for the life of the process.
@@ -129,7 +188,7 @@ mod sys {
 
     use objc2_metal::{MTLCreateSystemDefaultDevice, MTLDevice};
 
-    use super::{MetalFacts, device_record, in_use_system_memory};
+    use super::{MetalFacts, device_record, in_use_system_memory, telemetry_record};
     use crate::error::{BackendAttempt, HypomnesisError, Result};
     use crate::gpu::ExtraBackend;
     use crate::ram::MemoryDetail;
@@ -139,6 +198,7 @@ mod sys {
     use crate::snapshot::{
         GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
     };
+    use crate::telemetry::DeviceTelemetry;
 
     // Without CoreGraphics linked, MTLCreateSystemDefaultDevice returns nil in a CLI tool.
     #[link(name = "CoreGraphics", kind = "framework")]
@@ -431,6 +491,11 @@ mod sys {
             (device.source == GpuQuerySource::Metal).then(|| Self::list(device))
         }
 
+        fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
+            (device.source == GpuQuerySource::Metal)
+                .then(|| Ok(telemetry_record(device.index, &accelerator_statistics())))
+        }
+
         fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>> {
             if device.source != GpuQuerySource::Metal {
                 return None;
@@ -506,6 +571,61 @@ mod tests {
         ]);
         assert_eq!(in_use_system_memory(&[only_driver]), None);
         assert_eq!(in_use_system_memory(&[]), None);
+    }
+
+    #[test]
+    fn utilization_is_the_device_statistic_not_tiler_or_renderer() {
+        // The real M1 Pro capture (platforms.md D.2): Device Utilization % = 34.
+        let m1_pro = stats(&[
+            ("In use system memory (driver)", 0),
+            ("Alloc system memory", 14_511_046_656),
+            ("Tiler Utilization %", 34),
+            ("recoveryCount", 0),
+            ("Renderer Utilization %", 34),
+            ("Device Utilization %", 34),
+            ("In use system memory", 7_688_503_296),
+        ]);
+        assert_eq!(
+            device_utilization_percent(std::slice::from_ref(&m1_pro)),
+            Some(34.0)
+        );
+        let t = telemetry_record(0, &[m1_pro]);
+        assert_eq!(t.gpu_utilization_percent, Some(34.0));
+        assert_eq!(t.unavailable_reason("gpu_utilization_percent"), None);
+        assert_eq!(t.unavailable_reason("power_watts"), Some(NOT_EXPOSED));
+        assert_eq!(
+            t.unavailable_reason("temperature_celsius"),
+            Some(NOT_EXPOSED)
+        );
+        assert_eq!(t.source, GpuQuerySource::Metal);
+    }
+
+    #[test]
+    fn older_parts_key_without_percent_and_other_keys_do_not_count() {
+        let old = stats(&[("Device Utilization", 12), ("Tiler Utilization %", 90)]);
+        assert_eq!(
+            device_utilization_percent(std::slice::from_ref(&old)),
+            Some(12.0)
+        );
+        // The busiest accelerator entry wins.
+        let other = stats(&[("Device Utilization %", 40)]);
+        assert_eq!(device_utilization_percent(&[old, other]), Some(40.0));
+        let none = stats(&[
+            ("Tiler Utilization %", 34),
+            ("Renderer Utilization %", 34),
+            ("Device Utilization %", 250),
+        ]);
+        assert_eq!(
+            device_utilization_percent(std::slice::from_ref(&none)),
+            None
+        );
+        assert_eq!(device_utilization_percent(&[]), None);
+        let t = telemetry_record(1, &[none]);
+        assert_eq!(t.gpu_utilization_percent, None);
+        assert!(
+            t.unavailable_reason("gpu_utilization_percent")
+                .is_some_and(|r| r.contains("Device Utilization"))
+        );
     }
 
     fn m1() -> MetalFacts {

@@ -21,6 +21,10 @@
 //! always under Wine — the query is dropped right there: nothing else of PDH is called
 //! (Wine's `PdhGetFormattedCounterArrayW` is an unimplemented stub that aborts the process),
 //! and the caller falls back. Query handles are closed by RAII.
+//!
+//! Utilization is `\GPU Engine(*)\Utilization Percentage`, a rate: its query is collected
+//! twice, [`ENGINE_SAMPLE_INTERVAL`] (100 ms) apart, before the array is read, and is
+//! aggregated per adapter by [`engine_utilization`].
 #![cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))]
 
 use std::collections::BTreeMap;
@@ -347,20 +351,29 @@ pub(crate) struct UsageReading {
     pub(crate) shared: Option<Vec<(String, i64)>>,
 }
 
+/// `\GPU Engine(*)\Utilization Percentage`, a rate per process, engine and adapter part.
+pub(crate) const ENGINE_UTILIZATION_PATH: &str = "\\GPU Engine(*)\\Utilization Percentage";
+
+/// The time between the two collections a utilization reading takes. Short, so a telemetry
+/// call stays cheap; the figure is the engines' busy share over this window.
+pub(crate) const ENGINE_SAMPLE_INTERVAL: std::time::Duration =
+    std::time::Duration::from_millis(100);
+
 #[cfg(all(windows, feature = "pdh"))]
-pub(crate) use sys::{UsageCounters, read_usage};
+pub(crate) use sys::{UsageCounters, read_engine_utilization, read_usage};
 
 #[cfg(all(windows, feature = "pdh"))]
 mod sys {
     use std::mem::size_of;
 
     use windows_sys::Win32::System::Performance::{
-        PDH_CSTATUS_NEW_DATA, PDH_CSTATUS_VALID_DATA, PDH_FMT_COUNTERVALUE_ITEM_W, PDH_FMT_LARGE,
-        PDH_HCOUNTER, PDH_HQUERY, PdhAddEnglishCounterW, PdhCloseQuery, PdhCollectQueryData,
-        PdhGetFormattedCounterArrayW, PdhOpenQueryW,
+        PDH_CSTATUS_NEW_DATA, PDH_CSTATUS_VALID_DATA, PDH_FMT, PDH_FMT_COUNTERVALUE,
+        PDH_FMT_COUNTERVALUE_ITEM_W, PDH_FMT_DOUBLE, PDH_FMT_LARGE, PDH_HCOUNTER, PDH_HQUERY,
+        PdhAddEnglishCounterW, PdhCloseQuery, PdhCollectQueryData, PdhGetFormattedCounterArrayW,
+        PdhOpenQueryW,
     };
 
-    use super::{PDH_MORE_DATA, PdhError, UsageReading, usage_paths};
+    use super::{ENGINE_UTILIZATION_PATH, PDH_MORE_DATA, PdhError, UsageReading, usage_paths};
 
     /// How many times the array is re-read while its instance list keeps growing.
     const ARRAY_ATTEMPTS: usize = 4;
@@ -426,8 +439,33 @@ mod sys {
         }
     }
 
-    /// Every instance's value of `counter` (which belongs to a live query), as `(name, value)`.
+    /// A value formatted with `PDH_FMT_LARGE`.
+    fn large_value(value: &PDH_FMT_COUNTERVALUE) -> i64 {
+        // SAFETY: the array was read with PDH_FMT_LARGE, which fills the union's `largeValue`.
+        unsafe { value.Anonymous.largeValue }
+    }
+
+    /// A value formatted with `PDH_FMT_DOUBLE`.
+    fn double_value(value: &PDH_FMT_COUNTERVALUE) -> f64 {
+        // SAFETY: the array was read with PDH_FMT_DOUBLE, which fills the union's
+        // `doubleValue`.
+        unsafe { value.Anonymous.doubleValue }
+    }
+
+    /// Every instance's value of `counter` (which belongs to a live query), as `(name, value)`,
+    /// as 64-bit integers.
     fn read_array(counter: PDH_HCOUNTER, path: &str) -> Result<Vec<(String, i64)>, PdhError> {
+        read_array_as(counter, path, PDH_FMT_LARGE, large_value)
+    }
+
+    /// Every instance's value of `counter`, formatted as `format` and taken out of the union
+    /// by `value`, which must read the member `format` fills.
+    fn read_array_as<T>(
+        counter: PDH_HCOUNTER,
+        path: &str,
+        format: PDH_FMT,
+        value: fn(&PDH_FMT_COUNTERVALUE) -> T,
+    ) -> Result<Vec<(String, T)>, PdhError> {
         let fail = |code| PdhError {
             call: "PdhGetFormattedCounterArrayW",
             path: Some(path.to_owned()),
@@ -447,7 +485,7 @@ mod sys {
             let rc = unsafe {
                 PdhGetFormattedCounterArrayW(
                     counter,
-                    PDH_FMT_LARGE,
+                    format,
                     &raw mut bytes,
                     &raw mut count,
                     items_ptr,
@@ -461,7 +499,7 @@ mod sys {
                     buffer = vec![0; words.max(1)];
                 }
                 0 if buffer.is_empty() => return Ok(Vec::new()),
-                0 => return Ok(parse_items(&buffer, count)),
+                0 => return Ok(parse_items(&buffer, count, value)),
                 code => return Err(fail(code)),
             }
         }
@@ -469,7 +507,11 @@ mod sys {
     }
 
     /// The `count` items at the start of `buffer`, whose names point into `buffer`.
-    fn parse_items(buffer: &[u64], count: u32) -> Vec<(String, i64)> {
+    fn parse_items<T>(
+        buffer: &[u64],
+        count: u32,
+        value: fn(&PDH_FMT_COUNTERVALUE) -> T,
+    ) -> Vec<(String, T)> {
         let item_size = size_of::<PDH_FMT_COUNTERVALUE_ITEM_W>();
         let byte_len = std::mem::size_of_val(buffer);
         let count = usize::try_from(count)
@@ -509,9 +551,7 @@ mod sys {
                 continue;
             };
             let name = String::from_utf16_lossy(tail.get(..end).unwrap_or(&[]));
-            // SAFETY: PDH_FMT_LARGE fills the union's `largeValue` member.
-            let value = unsafe { item.FmtValue.Anonymous.largeValue };
-            out.push((name, value));
+            out.push((name, value(&item.FmtValue)));
         }
         out
     }
@@ -562,6 +602,25 @@ mod sys {
                 .and_then(|(counter, path)| read_array(*counter, path).ok());
             Ok(UsageReading { dedicated, shared })
         }
+    }
+
+    /// Every `\GPU Engine(*)\Utilization Percentage` instance's value, percent, on a query
+    /// opened and closed for this call. The counter is a rate, so it is collected twice,
+    /// [`ENGINE_SAMPLE_INTERVAL`] apart (the call blocks that long). When the counter cannot be
+    /// added (`PDH_CSTATUS_NO_OBJECT` before Windows 10 1709 and under Wine) the error is
+    /// returned at once and neither collection nor any array read is attempted.
+    pub(crate) fn read_engine_utilization() -> Result<Vec<(String, f64)>, PdhError> {
+        let query = Query::open()?;
+        let counter = query.add(ENGINE_UTILIZATION_PATH)?;
+        query.collect()?;
+        std::thread::sleep(super::ENGINE_SAMPLE_INTERVAL);
+        query.collect()?;
+        read_array_as(
+            counter,
+            ENGINE_UTILIZATION_PATH,
+            PDH_FMT_DOUBLE,
+            double_value,
+        )
     }
 
     /// One reading of `object`'s usage counters, on a query opened and closed for it.
