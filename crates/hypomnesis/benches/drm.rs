@@ -85,6 +85,27 @@ mod linux {
         (clients, vram)
     }
 
+    /// The least any correct scan does: list every process's `fd` directory and `readlink`
+    /// every entry once (one thread, no fdinfo read, no parsing). Which fds are DRM clients
+    /// is only known from their link targets, so no scan can skip this.
+    fn readlink_floor(proc_root: &Path) -> usize {
+        let mut links = 0;
+        let Ok(entries) = std::fs::read_dir(proc_root) else {
+            return 0;
+        };
+        for entry in entries.flatten() {
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                if std::fs::read_link(fd.path()).is_ok() {
+                    links += 1;
+                }
+            }
+        }
+        links
+    }
+
     pub fn scans(c: &mut Criterion) {
         let mut group = c.benchmark_group("drm_scan");
         group.sample_size(20);
@@ -111,6 +132,13 @@ mod linux {
             group.bench_function(BenchmarkId::new("naive read every fdinfo", &label), |b| {
                 b.iter(|| black_box(naive_scan(&tree.proc())));
             });
+            if !spread {
+                assert_eq!(readlink_floor(&tree.proc()), (processes * 32) as usize);
+                group.bench_function(
+                    BenchmarkId::new("floor: readlink every fd, one thread", &label),
+                    |b| b.iter(|| black_box(readlink_floor(&tree.proc()))),
+                );
+            }
         }
         let sys = DrmTree::synthetic(0, 0, true);
         let real = probe(Path::new("/proc"), &sys.sys());
