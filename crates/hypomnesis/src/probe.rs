@@ -348,7 +348,7 @@ impl Probe {
     pub fn snapshot(&self, index: u32) -> Result<Snapshot> {
         let ram_bytes = self.process_rss()?;
         let (gpu_device, gpu, gpu_error) = match self.gpu.device_info(index) {
-            Ok(device) => match self.gpu.own_process(index, std::process::id()) {
+            Ok(device) => match self.gpu.own_process_on(&device, std::process::id()) {
                 Ok(own) => (Some(device), Some(own), None),
                 Err(e) => (Some(device), None, Some(e)),
             },
@@ -374,7 +374,7 @@ impl Probe {
         let mut snapshots = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         for index in 0..count {
             let (gpu_device, gpu, gpu_error) = match self.gpu.device_info(index) {
-                Ok(device) => match self.gpu.own_process(index, own_pid) {
+                Ok(device) => match self.gpu.own_process_on(&device, own_pid) {
                     Ok(own) => (Some(device), Some(own), None),
                     Err(e) => (Some(device), None, Some(e)),
                 },

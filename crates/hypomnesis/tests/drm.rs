@@ -8,7 +8,6 @@
 mod tree;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use hypomnesis::{GpuProcessEntry, GpuQuerySource, GpuVendor, HypomnesisError, Probe};
 use tree::DrmTree;
@@ -375,35 +374,10 @@ fn drm_rows_get_the_containers_pids_when_a_host_proc_is_read_from_a_container() 
     );
 }
 
-/// NVML's state is process-wide: each NVML case re-runs this binary filtered to itself with
-/// the double's path in the environment (as `tests/nvml_double.rs` does).
+/// NVML's state is process-wide: each NVML case runs in a process of its own with the
+/// double loaded with the `one_gpu` scenario.
 fn with_nvml_double(test: &str, body: impl FnOnce(PathBuf)) {
-    const CHILD_ENV: &str = "HYPOMNESIS_DRM_TEST_CHILD";
-    const LIB_ENV: &str = "HYPOMNESIS_DRM_TEST_LIB";
-    const MARKER: &str = "drm scenario body ran:";
-    if std::env::var(CHILD_ENV).as_deref() == Ok(test) {
-        body(PathBuf::from(std::env::var(LIB_ENV).unwrap()));
-        println!("{MARKER} {test}");
-        return;
-    }
-    if std::env::var(CHILD_ENV).is_ok() {
-        return;
-    }
-    let scenario = test_support::nvml_scenario("one_gpu");
-    let lib = test_support::nvml_double_for(&scenario).join("libnvidia-ml.so.1");
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .env(LIB_ENV, &lib)
-        .env("NVML_DOUBLE_SCENARIO", &scenario)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains(&format!("{MARKER} {test}")),
-        "child failed\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    test_support::with_nvml_double(test, "one_gpu", |lib, _scenario| body(lib));
 }
 
 /// The `one_gpu` scenario: an H100 at `00000000:00:09.0` with pids 4011345 (gpu_burn) and

@@ -7,28 +7,16 @@
 //! checks that the library reports what the (pynvml-checked) double declares.
 #![cfg(target_os = "linux")]
 
-use std::path::PathBuf;
-
 use hypomnesis::{GpuProcessKind, GpuQuerySource, HypomnesisError, Probe};
 use serde_json::Value;
 
-const LIB_ENV: &str = "HYPOMNESIS_TEST_DOUBLE_LIB";
-
-/// Runs `body` with a probe on the double loaded with `scenario`, in a process of its own.
+/// Runs `body` with a probe on the double loaded with `scenario`, in a process of its own;
+/// `body` also gets the scenario's declared values.
 fn in_scenario(test: &str, scenario: &str, body: impl FnOnce(Probe, Value)) {
-    let path = test_support::nvml_scenario(scenario);
-    let parent_env = || {
-        let lib = test_support::nvml_double_for(&path).join("libnvidia-ml.so.1");
-        vec![
-            (LIB_ENV, lib.into_os_string()),
-            ("NVML_DOUBLE_SCENARIO", path.clone().into_os_string()),
-        ]
-    };
-    test_support::in_own_process(test, parent_env, || {
-        let lib = PathBuf::from(std::env::var(LIB_ENV).unwrap());
+    test_support::with_nvml_double(test, scenario, |lib, path| {
         let probe = Probe::builder().nvml_lib(lib).use_nvidia_smi(false).build();
         let declared: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         body(probe, declared);
     });
 }

@@ -422,6 +422,25 @@ pub fn in_own_process(
     );
 }
 
+/// Runs `body` in a process of its own (see [`in_own_process`]) with the NVML double loaded
+/// with scenario `scenario` (a name in `fixtures/nvml/`): `body` receives the path of the
+/// double's `libnvidia-ml.so.1` and of the scenario file, and `NVML_DOUBLE_SCENARIO` is set.
+pub fn with_nvml_double(test: &str, scenario: &str, body: impl FnOnce(PathBuf, PathBuf)) {
+    const LIB_ENV: &str = "TEST_SUPPORT_NVML_DOUBLE_LIB";
+    let path = nvml_scenario(scenario);
+    let parent_env = || {
+        let lib = nvml_double_for(&path).join("libnvidia-ml.so.1");
+        vec![
+            (LIB_ENV, lib.into_os_string()),
+            ("NVML_DOUBLE_SCENARIO", path.clone().into_os_string()),
+        ]
+    };
+    in_own_process(test, parent_env, || {
+        let lib = PathBuf::from(std::env::var_os(LIB_ENV).expect("set by the parent"));
+        body(lib, path.clone());
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

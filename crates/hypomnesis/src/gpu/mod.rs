@@ -522,12 +522,26 @@ impl GpuBackends {
     }
 
     pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
-        if !self.extras.is_empty() {
-            let device = self.device_info(index)?;
-            if let Some(result) = self.extras.iter().find_map(|b| b.own_process(&device, pid)) {
-                return result;
-            }
+        if self.extras.is_empty() {
+            return self.own_process_from_nvidia(index, pid);
         }
+        self.own_process_on(&self.device_info(index)?, pid)
+    }
+
+    /// [`GpuBackends::own_process`] for a device already read (a snapshot has it), so the
+    /// device is not queried twice.
+    pub(crate) fn own_process_on(
+        &self,
+        device: &GpuDeviceInfo,
+        pid: u32,
+    ) -> Result<ProcessGpuInfo> {
+        if let Some(result) = self.extras.iter().find_map(|b| b.own_process(device, pid)) {
+            return result;
+        }
+        self.own_process_from_nvidia(device.index, pid)
+    }
+
+    fn own_process_from_nvidia(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
         match self.nvml() {
             Ok(nvml) => {
                 let pid = self.nvml_pid(pid)?;
