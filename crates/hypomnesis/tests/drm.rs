@@ -260,6 +260,53 @@ fn a_client_without_drm_pdev_is_placed_by_its_render_node() {
     assert_eq!(glmark.shared_bytes, Some(0));
 }
 
+/// A DRM node under an unfamiliar `/dev` name (a udev alias) is recognised by `stat`: a
+/// character device with major 226, whose `<sys>/dev/char/226:<minor>` link names its node.
+/// `/dev/..` in the link target lets the fixture point `stat` at a node it made itself.
+#[test]
+fn a_drm_node_under_another_name_is_found_by_its_device_number() {
+    let tree = DrmTree::new();
+    let card = tree.pci_card(&tree::standard_amdgpu());
+    let root = tree.proc().parent().unwrap().to_path_buf();
+    let char_dir = tree.sys().join("dev/char");
+    std::fs::create_dir_all(&char_dir).unwrap();
+    std::os::unix::fs::symlink(card.join("drm/renderD129"), char_dir.join("226:129")).unwrap();
+    let node = root.join("gpu-render");
+    let c_node = std::ffi::CString::new(node.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; makedev/mknod have no other preconditions.
+    let made = unsafe {
+        libc::mknod(
+            c_node.as_ptr(),
+            libc::S_IFCHR | 0o600,
+            libc::makedev(226, 129),
+        )
+    };
+    assert_eq!(
+        made,
+        0,
+        "mknod {}: {} — this test needs CAP_MKNOD (run the tests as root, as CI does)",
+        node.display(),
+        std::io::Error::last_os_error()
+    );
+    // Without `drm-pdev`, only the node says which device the client is on.
+    let text = tree::fdinfo("amdgpu-6.13-current")
+        .lines()
+        .filter(|l| !l.starts_with("drm-pdev"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    tree.process(900, "aliased", None);
+    tree.fd(900, 3, &format!("/dev/..{}", node.display()), Some(&text));
+    // `/dev/null` under a path the name filter does not know: stat says major 1, not DRM, so
+    // its fdinfo (another client, had it been read) is not.
+    let other = text.replace("drm-client-id:\t218", "drm-client-id:\t999");
+    assert_ne!(other, text);
+    tree.fd(900, 4, "/dev/../dev/null", Some(&other));
+    let rows = probe(&tree).processes(0).unwrap();
+    assert_eq!(pids(&rows), vec![900]);
+    // The fixture's one client: drm-resident-vram 100 MiB.
+    assert_eq!(row(&rows, 900).used_bytes, Some(100 * MIB));
+}
+
 #[test]
 fn unreadable_processes_and_malformed_lines_are_counted_not_hidden() {
     let tree = tree::standard();

@@ -19,12 +19,18 @@
 //! `unreadable_pids`, never shown as 0.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::CStr;
 use std::io;
+use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RawDir, openat, readlinkat_raw, statat};
+use rustix::io::Errno;
+
 use super::parse::{
-    ACCEL_MAJOR, ClientId, DRM_MAJOR, FdInfo, FdTarget, RegionClass, classify_fd_target, dev_major,
-    dev_minor, normalize_pci_slot, parse_fdinfo,
+    ACCEL_MAJOR, ClientId, DRM_MAJOR, FdInfo, FdTarget, RegionClass, classify_fd_target,
+    normalize_pci_slot, parse_fdinfo,
 };
 use super::sysfs::link_name;
 use crate::error::{HypomnesisError, Result};
@@ -55,13 +61,20 @@ pub(crate) struct Scan {
 
 /// Below this many processes one thread scans; above it, up to [`MAX_THREADS`] share the work.
 const PARALLEL_FROM: usize = 256;
-/// Most threads a scan uses: a scan is a burst of system calls (one `readlink` per fd, a few
-/// microseconds each), so a few cores cut its wall time without taking the machine.
+/// Most threads a scan uses: a scan is a burst of system calls (one `readlink` per fd, about
+/// a microsecond each), so a few cores cut its wall time without taking the machine.
 const MAX_THREADS: usize = 4;
+
+/// Longest fd link target read in full. A longer one (a deep file path) is cut short by
+/// `readlink` and is not a DRM node, whose targets are `/dev/dri/renderD128`-short.
+const LINK_BUFFER: usize = 1024;
+/// `getdents` buffer per scanner: one call lists about 150 fds.
+const DIR_BUFFER: usize = 8 * 1024;
 
 /// Reads fds of every process under `proc_root`.
 pub(crate) fn scan_all(proc_root: &Path, sys_root: &Path) -> Result<Scan> {
     let entries = std::fs::read_dir(proc_root).map_err(|e| HypomnesisError::io(proc_root, &e))?;
+    let root = open_dir(CWD, proc_root).map_err(|e| HypomnesisError::io(proc_root, &e.into()))?;
     let pids: Vec<u32> = entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
@@ -72,11 +85,12 @@ pub(crate) fn scan_all(proc_root: &Path, sys_root: &Path) -> Result<Scan> {
     if pids.len() < PARALLEL_FROM || threads < 2 {
         let mut scanner = Scanner::new(sys_root);
         for &pid in &pids {
-            scanner.process(&proc_root.join(pid.to_string()), pid);
+            scanner.process_under(root.as_fd(), pid);
         }
         return Ok(scanner.finish());
     }
     let chunk = pids.len().div_ceil(threads);
+    let root = root.as_fd();
     let scanners: Vec<Scanner<'_>> = std::thread::scope(|scope| {
         let workers: Vec<_> = pids
             .chunks(chunk)
@@ -84,7 +98,7 @@ pub(crate) fn scan_all(proc_root: &Path, sys_root: &Path) -> Result<Scan> {
                 scope.spawn(move || {
                     let mut scanner = Scanner::new(sys_root);
                     for &pid in part {
-                        scanner.process(&proc_root.join(pid.to_string()), pid);
+                        scanner.process_under(root, pid);
                     }
                     scanner
                 })
@@ -104,11 +118,43 @@ pub(crate) fn scan_all(proc_root: &Path, sys_root: &Path) -> Result<Scan> {
 /// attributing shared clients elsewhere: every client the process holds counts.
 pub(crate) fn scan_one(proc_dir: &Path, pid: u32, sys_root: &Path) -> Scan {
     let mut scanner = Scanner::new(sys_root);
-    scanner.process(proc_dir, pid);
+    match open_dir(CWD, proc_dir) {
+        Ok(dir) => scanner.process(dir.as_fd(), "", pid),
+        Err(e) => {
+            if let Failure::Unreadable = classify(e) {
+                scanner.unreadable.push(pid);
+            }
+        }
+    }
     scanner.finish()
 }
 
+/// Opens a directory for `*at` calls.
+fn open_dir(base: BorrowedFd<'_>, path: impl rustix::path::Arg) -> rustix::io::Result<OwnedFd> {
+    openat(
+        base,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Reads a whole file relative to `base` into `text` (replacing what it held).
+fn read_text_at(base: BorrowedFd<'_>, path: &str, text: &mut String) -> io::Result<()> {
+    use std::io::Read;
+    let fd = openat(base, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    text.clear();
+    std::fs::File::from(fd).read_to_string(text)?;
+    Ok(())
+}
+
 /// Per-scan state.
+///
+/// The scan walks `<proc>` with `*at` calls relative to open directories (`openat` of
+/// `<pid>/fd`, `getdents` into a kept buffer, `readlinkat` of each entry's bare name), so
+/// the kernel resolves one path component per fd instead of the whole path, and nothing is
+/// allocated per fd. On a 2-core VM this halves a `read_dir` + `read_link` walk. `rustix`
+/// provides the calls without `unsafe` here.
 struct Scanner<'a> {
     sys_root: &'a Path,
     /// (device, client) → (lowest pid, info, how many processes hold it).
@@ -117,6 +163,14 @@ struct Scanner<'a> {
     malformed: u32,
     /// Node name (`renderD128`) → device key, for fdinfo without `drm-pdev`.
     node_devices: HashMap<String, Option<String>>,
+    /// `getdents` buffer.
+    dir_buffer: Vec<MaybeUninit<u8>>,
+    /// `readlink` buffer.
+    link_buffer: Vec<u8>,
+    /// Relative path being built (`<pid>/fdinfo/<fd>`).
+    path: String,
+    /// fdinfo text being read.
+    text: String,
 }
 
 /// What a client is known by: its id, or (without one) the fd it was read through.
@@ -134,11 +188,18 @@ enum Failure {
     Unreadable,
 }
 
-fn classify(err: &io::Error) -> Failure {
-    if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH) {
+fn classify(err: Errno) -> Failure {
+    if err == Errno::NOENT || err == Errno::SRCH {
         Failure::Gone
     } else {
         Failure::Unreadable
+    }
+}
+
+fn classify_io(err: &io::Error) -> Failure {
+    match err.raw_os_error() {
+        Some(code) => classify(Errno::from_raw_os_error(code)),
+        None => Failure::Unreadable,
     }
 }
 
@@ -150,63 +211,108 @@ impl<'a> Scanner<'a> {
             unreadable: Vec::new(),
             malformed: 0,
             node_devices: HashMap::new(),
+            dir_buffer: Vec::new(),
+            link_buffer: Vec::new(),
+            path: String::new(),
+            text: String::new(),
         }
     }
 
-    /// Reads one process; its clients are merged after the whole process was read, so dup'd
-    /// fds count once and a half-read process (gone mid-scan) contributes what was read.
-    fn process(&mut self, dir: &Path, pid: u32) {
-        let fd_dir = dir.join("fd");
-        let entries = match std::fs::read_dir(&fd_dir) {
-            Ok(entries) => entries,
+    /// Reads process `pid` under the open `<proc>` directory.
+    fn process_under(&mut self, proc_dir: BorrowedFd<'_>, pid: u32) {
+        self.process(proc_dir, &format!("{pid}/"), pid);
+    }
+
+    /// Reads one process, whose directory is `<base>/<prefix>` (`prefix` is empty or ends in
+    /// `/`); its clients are merged after the whole process was read, so dup'd fds count once
+    /// and a half-read process (gone mid-scan) contributes what was read.
+    fn process(&mut self, base: BorrowedFd<'_>, prefix: &str, pid: u32) {
+        self.set_path(prefix, "fd", "");
+        let fd_dir = match open_dir(base, self.path.as_str()) {
+            Ok(dir) => dir,
             Err(e) => {
                 // A kernel thread (empty `cmdline`, readable by anyone) holds no fds: its
                 // closed `fd` directory hides nothing.
-                if let Failure::Unreadable = classify(&e)
-                    && std::fs::read(dir.join("cmdline")).map_or(true, |c| !c.is_empty())
-                {
-                    self.unreadable.push(pid);
+                if let Failure::Unreadable = classify(e) {
+                    self.set_path(prefix, "cmdline", "");
+                    let mut text = std::mem::take(&mut self.text);
+                    let kernel_thread =
+                        read_text_at(base, &self.path, &mut text).is_ok() && text.is_empty();
+                    self.text = text;
+                    if !kernel_thread {
+                        self.unreadable.push(pid);
+                    }
                 }
                 return;
             }
         };
+        if self.dir_buffer.len() < DIR_BUFFER {
+            self.dir_buffer.resize(DIR_BUFFER, MaybeUninit::uninit());
+        }
+        if self.link_buffer.len() < LINK_BUFFER {
+            self.link_buffer.resize(LINK_BUFFER, 0);
+        }
+        let mut dir_buffer = std::mem::take(&mut self.dir_buffer);
+        let mut link_buffer = std::mem::take(&mut self.link_buffer);
         let mut own: HashMap<(String, ClientKey), FdInfo> = HashMap::new();
         let mut unreadable = false;
-        for entry in entries.flatten() {
-            let fd = entry.file_name();
-            let Some(fd) = fd.to_str() else { continue };
-            let link = entry.path();
-            let target = match std::fs::read_link(&link) {
-                Ok(target) => target,
+        let mut entries = RawDir::new(fd_dir.as_fd(), &mut dir_buffer);
+        while let Some(entry) = entries.next() {
+            let entry = match entry {
+                Ok(entry) => entry,
                 Err(e) => {
-                    if let Failure::Unreadable = classify(&e) {
+                    if let Failure::Unreadable = classify(e) {
+                        unreadable = true;
+                    }
+                    break;
+                }
+            };
+            let name = entry.file_name();
+            let Ok(fd) = std::str::from_utf8(name.to_bytes()) else {
+                continue;
+            };
+            if fd.starts_with('.') {
+                continue;
+            }
+            let length = match readlinkat_raw(fd_dir.as_fd(), name, &mut link_buffer[..]) {
+                Ok(length) => length,
+                Err(e) => {
+                    if let Failure::Unreadable = classify(e) {
                         unreadable = true;
                     }
                     continue;
                 }
             };
-            let Some(target) = target.to_str() else {
+            // A full buffer may be a cut-short long path: not a DRM node.
+            let Some(target) = link_buffer
+                .get(..length)
+                .filter(|_| length < link_buffer.len())
+                .and_then(|t| std::str::from_utf8(t).ok())
+            else {
                 continue;
             };
             let node = match classify_fd_target(target) {
                 FdTarget::NotDrm => continue,
                 FdTarget::Drm(node) => Some(node.to_owned()),
-                FdTarget::MaybeDevice => match self.device_node(&link) {
+                FdTarget::MaybeDevice => match self.device_node(fd_dir.as_fd(), name) {
                     Some(node) => Some(node),
                     None => continue,
                 },
             };
-            let fdinfo = dir.join("fdinfo").join(fd);
-            let text = match std::fs::read_to_string(&fdinfo) {
-                Ok(text) => text,
+            self.set_path(prefix, "fdinfo/", fd);
+            let mut text = std::mem::take(&mut self.text);
+            let read = read_text_at(base, &self.path, &mut text);
+            let info = read.map(|()| parse_fdinfo(&text));
+            self.text = text;
+            let info = match info {
+                Ok(info) => info,
                 Err(e) => {
-                    if let Failure::Unreadable = classify(&e) {
+                    if let Failure::Unreadable = classify_io(&e) {
                         unreadable = true;
                     }
                     continue;
                 }
             };
-            let info = parse_fdinfo(&text);
             self.malformed = self.malformed.saturating_add(info.malformed_lines);
             if !info.is_drm {
                 continue;
@@ -224,6 +330,8 @@ impl<'a> Scanner<'a> {
             };
             own.entry((device, key)).or_insert(info);
         }
+        self.dir_buffer = dir_buffer;
+        self.link_buffer = link_buffer;
         if unreadable {
             self.unreadable.push(pid);
         }
@@ -236,6 +344,14 @@ impl<'a> Scanner<'a> {
                 })
                 .or_insert((pid, info, 1));
         }
+    }
+
+    /// `self.path = prefix + a + b`.
+    fn set_path(&mut self, prefix: &str, a: &str, b: &str) {
+        self.path.clear();
+        self.path.push_str(prefix);
+        self.path.push_str(a);
+        self.path.push_str(b);
     }
 
     /// Takes in what another scanner (of other processes) found.
@@ -253,23 +369,21 @@ impl<'a> Scanner<'a> {
         self.malformed = self.malformed.saturating_add(other.malformed);
     }
 
-    /// The node name of a `/dev/*` fd that is a DRM or accel character device, found through
-    /// `stat` and `<sys>/dev/char/<major>:<minor>`.
-    fn device_node(&self, link: &Path) -> Option<String> {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let meta = std::fs::metadata(link).ok()?;
-        if !meta.file_type().is_char_device() {
+    /// The node name of a `/dev/*` fd (entry `fd` of the open `fd_dir`) that is a DRM or
+    /// accel character device, found through `stat` and `<sys>/dev/char/<major>:<minor>`.
+    fn device_node(&self, fd_dir: BorrowedFd<'_>, fd: &CStr) -> Option<String> {
+        let stat = statat(fd_dir, fd, AtFlags::empty()).ok()?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::CharacterDevice {
             return None;
         }
-        let rdev = meta.rdev();
-        let major = dev_major(rdev);
+        let major = rustix::fs::major(stat.st_rdev);
         if major != DRM_MAJOR && major != ACCEL_MAJOR {
             return None;
         }
         let char_link = self
             .sys_root
             .join("dev/char")
-            .join(format!("{major}:{}", dev_minor(rdev)));
+            .join(format!("{major}:{}", rustix::fs::minor(stat.st_rdev)));
         link_name(&char_link)
     }
 

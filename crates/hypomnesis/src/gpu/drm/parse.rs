@@ -540,18 +540,6 @@ pub(crate) const DRM_MAJOR: u32 = 226;
 /// See [`DRM_MAJOR`].
 pub(crate) const ACCEL_MAJOR: u32 = 261;
 
-/// The major number of a Linux `dev_t` (glibc's encoding: bits 8–19 and 32–43).
-pub(crate) fn dev_major(rdev: u64) -> u32 {
-    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & 0xffff_f000);
-    u32::try_from(major).unwrap_or(u32::MAX)
-}
-
-/// The minor number of a Linux `dev_t` (bits 0–7 and 20–31).
-pub(crate) fn dev_minor(rdev: u64) -> u32 {
-    let minor = (rdev & 0xff) | ((rdev >> 12) & 0xffff_ff00);
-    u32::try_from(minor).unwrap_or(u32::MAX)
-}
-
 /// Exercises every parser of this module on arbitrary bytes (fuzz targets and property tests).
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn exercise_all(data: &[u8]) {
@@ -576,12 +564,6 @@ pub(crate) fn exercise_all(data: &[u8]) {
         _ => (0, 0),
     };
     let _ = pci_ids_lookup(&text, vendor, device);
-    let mut raw = [0_u8; 8];
-    for (slot, byte) in raw.iter_mut().zip(data) {
-        *slot = *byte;
-    }
-    let rdev = u64::from_le_bytes(raw);
-    let _ = (dev_major(rdev), dev_minor(rdev));
 }
 
 #[cfg(test)]
@@ -820,25 +802,6 @@ mod tests {
         assert_eq!(classify_fd_target("/dev/nvidia0"), FdTarget::NotDrm);
         assert_eq!(classify_fd_target("/dev/gpu-render"), FdTarget::MaybeDevice);
         assert_eq!(classify_fd_target("/home/a/model.gguf"), FdTarget::NotDrm);
-    }
-
-    #[test]
-    fn dev_t_encoding() {
-        // makedev(226, 128) and makedev(261, 0) in glibc's encoding.
-        let render = (226_u64 << 8) | 128;
-        assert_eq!((dev_major(render), dev_minor(render)), (226, 128));
-        let accel = 261_u64 << 8;
-        assert_eq!(dev_major(accel), ACCEL_MAJOR);
-        // glibc's makedev for numbers past 12 / 8 bits.
-        let makedev = |major: u64, minor: u64| {
-            ((major & 0xfff) << 8)
-                | ((major & !0xfff) << 32)
-                | (minor & 0xff)
-                | ((minor & !0xff) << 12)
-        };
-        assert_eq!(dev_major(makedev(0x12345, 0x6789a)), 0x12345);
-        assert_eq!(dev_minor(makedev(0x12345, 0x6789a)), 0x6789a);
-        assert_eq!(DRM_MAJOR, 226);
     }
 
     mod properties {
