@@ -30,10 +30,15 @@
 //! process's resident memory passes it, and every two seconds otherwise. At a 10 ms interval, a
 //! 20-process tree costs well under 1 % of one core (`benches/sampler.rs`).
 //!
-//! Once warm, a tick of process targets (own process, pids, trees) allocates nothing: paths
-//! and read buffers are kept, the timeline is preallocated, and the figures go into fixed
-//! slots (`tests/sampler.rs` checks this with a counting allocator). Buffers grow only when a
-//! tree grows past its largest size so far. GPU and host targets read through the [`Probe`],
+//! Windows and macOS read each process through an OS call per tick, and find a tree's new
+//! processes from a process table read at most every 500 ms — a Toolhelp32 snapshot of the
+//! system on Windows, the members' children on macOS (see `sampler/portable.rs`; not measured
+//! here, as no Windows or macOS machine runs the benches).
+//!
+//! On Linux, once warm, a tick of process targets (own process, pids, trees) allocates
+//! nothing: paths and read buffers are kept, the timeline is preallocated, and the figures go
+//! into fixed slots (`tests/sampler.rs` checks this with a counting allocator). Buffers grow
+//! only when a tree grows past its largest size so far. GPU and host targets read through the [`Probe`],
 //! whose backends build their records (a process list with names, `meminfo` as text) on every
 //! call: those allocate a bounded amount per tick and free it within the tick.
 //!
@@ -64,6 +69,7 @@ mod linux;
 mod parse;
 #[cfg(not(target_os = "linux"))]
 mod portable;
+mod tree;
 
 #[cfg(target_os = "linux")]
 use linux as platform;
@@ -93,11 +99,13 @@ pub enum Target {
     /// sampling starts: one that exits leaves the set, and a later process given the same
     /// pid is not followed. Series as for [`Target::OwnProcess`].
     Pids(Vec<u32>),
-    /// A process and all its descendants, summed, including those forked after the start
-    /// (found within one interval, or within two seconds on a system that starts many
-    /// processes). A descendant stays in the tree when its parent exits. Linux only: on other
-    /// platforms the root alone is sampled (the report notes it). Series as for
-    /// [`Target::OwnProcess`].
+    /// A process and all its descendants, summed, including those started after the start.
+    /// Linux finds them within one interval (within two seconds on a system that starts many
+    /// processes); Windows and macOS read a process table at most every 500 ms, so a
+    /// descendant is found within 500 ms or one interval, whichever is longer, and one that
+    /// lives shorter than that may be missed. A descendant stays in the tree when its parent
+    /// exits, once found. On other platforms the root alone is sampled (the report notes it).
+    /// Series as for [`Target::OwnProcess`].
     Tree(u32),
     /// A GPU's memory in use, whole device (all processes). Series: [`Metric::DeviceUsed`].
     Device(u32),
@@ -698,6 +706,32 @@ pub fn process_start_ticks(probe: &Probe, pid: u32) -> Option<u64> {
     }
 }
 
+/// When `pid` started, for telling a reused pid apart: Linux clock ticks after boot
+/// ([`process_start_ticks`]), elsewhere the process table's unit.
+fn start_time(probe: &Probe, pid: u32) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        process_start_ticks(probe, pid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = probe;
+        portable::start_time(pid)
+    }
+}
+
+/// Whether a tree target follows descendants on this platform.
+const fn follows_trees() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        true
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        portable::FOLLOWS_TREES
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared state
 
@@ -895,7 +929,8 @@ impl Meta {
 #[derive(Debug)]
 struct Member {
     pid: u32,
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // compared by tree discovery
+    /// When it started, in the platform's unit (Linux: clock ticks after boot; Windows and
+    /// macOS: see `tree::ProcRow::start`): with the pid, it tells a reused pid apart.
     start_ticks: Option<u64>,
     reader: platform::Reader,
     /// Started (or was first seen) after the first sample: its whole high-water mark belongs
@@ -947,11 +982,13 @@ fn larger(a: Option<ProcessPeak>, b: ProcessPeak) -> ProcessPeak {
 /// The processes of a [`Target::Pids`] or [`Target::Tree`].
 #[derive(Debug)]
 struct ProcSet {
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // trees are followed on Linux
     is_tree: bool,
     members: Vec<Member>,
     departed: Option<ProcessPeak>,
     seen: u32,
+    /// A tree's process-table discovery (Linux shares one `/proc` discovery between trees).
+    #[cfg(not(target_os = "linux"))]
+    discovery: Option<Box<portable::Discovery>>,
 }
 
 impl ProcSet {
@@ -1001,6 +1038,35 @@ impl ProcSet {
                 break;
             }
         }
+    }
+
+    /// Takes in the descendants a process-table read finds, when one is due, and retires the
+    /// members whose pid the OS gave to another process. Returns why the table could not be
+    /// read, the first time it could not.
+    #[cfg(not(target_os = "linux"))]
+    fn discover(&mut self, env: &mut platform::Env, now: Instant, new: bool) -> Option<String> {
+        let mut discovery = self.discovery.take()?;
+        if discovery.due(now) {
+            let members = self.members.iter().map(|m| tree::Known {
+                pid: m.pid,
+                start: m.start_ticks,
+            });
+            if let Some(found) = discovery.scan(members, now) {
+                for &pid in &found.reused {
+                    if let Some(i) = self.members.iter().position(|m| m.pid == pid) {
+                        self.retire(i);
+                    }
+                }
+                for row in &found.new {
+                    if !self.contains(row.pid) {
+                        self.add(env, row.pid, row.start, new);
+                    }
+                }
+            }
+        }
+        let error = discovery.take_error();
+        self.discovery = Some(discovery);
+        error
     }
 
     fn retire(&mut self, index: usize) {
@@ -1187,12 +1253,14 @@ impl Engine {
                         members: Vec::with_capacity(pids.len()),
                         departed: None,
                         seen: 0,
+                        #[cfg(not(target_os = "linux"))]
+                        discovery: None,
                     };
                     for &pid in pids {
                         if set.contains(pid) {
                             continue;
                         }
-                        set.add(&mut env, pid, process_start_ticks(&probe, pid), false);
+                        set.add(&mut env, pid, start_time(&probe, pid), false);
                         if !set.contains(pid) {
                             these_notes.push(format!("pid {pid} did not exist at the start"));
                         }
@@ -1205,12 +1273,14 @@ impl Engine {
                         members: Vec::with_capacity(64),
                         departed: None,
                         seen: 0,
+                        #[cfg(not(target_os = "linux"))]
+                        discovery: Some(Box::default()),
                     };
-                    set.add(&mut env, *root, process_start_ticks(&probe, *root), false);
+                    set.add(&mut env, *root, start_time(&probe, *root), false);
                     if !set.contains(*root) {
                         these_notes.push(format!("pid {root} did not exist at the start"));
                     }
-                    if cfg!(not(target_os = "linux")) {
+                    if !follows_trees() {
                         these_notes.push(
                             "descendants are not followed on this platform: the root alone is \
                              sampled"
@@ -1363,6 +1433,15 @@ impl Engine {
                         && set_.is_tree
                     {
                         set_.adopt(&mut self.env, discovery.found(), self.samples > 0);
+                    }
+                    #[cfg(not(target_os = "linux"))]
+                    if set_.is_tree
+                        && let Some(e) = set_.discover(&mut self.env, now, self.samples > 0)
+                    {
+                        lock(&self.shared.progress).notes.push(format!(
+                            "a process tree's descendants could not be listed ({e}): only those \
+                             found so far are sampled"
+                        ));
                     }
                     let (rss, count) = set_.sample(&mut self.env, now);
                     set(&mut self.values, slot, rss);

@@ -315,3 +315,36 @@ fn telemetry_without_engine_counters_is_ok_with_a_reason() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(all.first().map(|t| t.index), Some(0));
 }
+
+#[test]
+fn a_process_tree_is_followed_into_the_children_of_its_root() {
+    // cmd.exe (the root) starts ping.exe (its child), which waits about two seconds.
+    let mut root = Command::new("cmd.exe")
+        .args(["/c", "ping -n 3 127.0.0.1 >NUL"])
+        .spawn()
+        .unwrap();
+    let sampler = hypomnesis::Sampler::builder()
+        .probe(std::sync::Arc::new(windows_only()))
+        .interval(Duration::from_millis(20))
+        .target(hypomnesis::Target::Tree(root.id()))
+        .start()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let report = sampler.report();
+        let seen = report.targets[0].processes_seen;
+        if seen >= 2 || Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    root.wait().unwrap();
+    let report = sampler.stop();
+    assert!(seen >= 2, "the child was not found: {report:?}");
+    assert!(
+        report.targets[0].notes.is_empty(),
+        "{:?}",
+        report.targets[0].notes
+    );
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+}
