@@ -11,7 +11,9 @@ Exit codes:
   1  a negative answer: `fits` does not fit; `ps --exit-status` listed nothing
   2  could not measure (no GPU source, the device could not be read) or bad usage
 `run` exits with CMD's own code (128+N when CMD was killed by signal N, 127 when CMD could
-not be started); `watch` exits 0, or 2 when there is nothing it can watch.
+not be started), spilled or not; `watch` exits 0, 1 when the watched GPU spilled into shared
+memory (Windows only: elsewhere spill is not measurable, and never 1), or 2 when there is
+nothing it can watch.
 A closed stdout (`hmn ps | head -1`) exits 0 quietly.";
 
 const LIMITATIONS: &str = "\
@@ -20,7 +22,16 @@ Where the numbers come from, and their limits:
            is what the driver reports; names, users and command lines come from /proc, so
            other users' processes may show `?` unless hmn runs as root. Inside a container
            NVML reports host PIDs.
-  Windows  and macOS: GPU backends are not available yet; the library reports why.
+  Windows  NVIDIA through NVML (nvml.dll), other adapters through DXGI; per-process GPU
+           memory and spill from the GPU performance counters (Windows 10 1709 and later; Wine
+           has none, and then says so). Spill: dedicated use >= 85 % of the card and shared
+           use grown >= 256 MiB over the first reading; `run` and `watch` report its episodes.
+  macOS    Apple GPUs through Metal and the IOAccelerator statistics (unified memory).
+  Spill    is measurable on Windows only; elsewhere it is reported as not measurable (`n/a`,
+           `null`), never as \"no spill\".
+  Trees    `run` follows CMD's whole process tree: on Linux new processes are found within
+           one interval; on Windows and macOS from a process table read every 500 ms, so a
+           child living less than that may be missed.
   NVIDIA   `total = reserved + free + used` (NVML v2, as nvidia-smi); drivers before R510 have
            no reserved figure, and `used` then includes it. Unified-memory parts (GB10) have
            no separate device memory: their budget is host memory.
@@ -100,6 +111,9 @@ pub enum Command {
     Run(RunArgs),
     /// Watch processes' GPU memory and RAM over time; a per-PID summary (baseline, peak) at the
     /// end or on Ctrl-C.
+    ///
+    /// On Windows the watched GPU's spill into shared memory is read every interval too (the
+    /// SPILL column, and the episodes in the summary); `watch` then exits 1 when it spilled.
     Watch(WatchArgs),
     /// Print shell completions for SHELL on stdout.
     Completions {

@@ -14,6 +14,7 @@ mod run;
 #[cfg(feature = "serve")]
 mod serve;
 mod size;
+mod spill;
 mod summary;
 mod table;
 mod watch;

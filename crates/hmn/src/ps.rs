@@ -10,7 +10,7 @@
 //! about it. Filters narrow rows; the summary echoes them so a script's log says what was
 //! asked.
 
-use hypomnesis::spill::{self, DEFAULT_SHARED_GROWTH_BYTES};
+use hypomnesis::spill;
 use hypomnesis::{GpuProcessEntry, GpuProcessKind, GpuQuerySource, Probe};
 use serde::Serialize;
 
@@ -48,13 +48,7 @@ pub struct PsRow {
 
 impl PsRow {
     fn new(entry: GpuProcessEntry, device_name: Option<String>, spilling: Option<bool>) -> Self {
-        let paged = match spilling {
-            Some(true) => entry
-                .system_bytes
-                .map(|shared| shared >= DEFAULT_SHARED_GROWTH_BYTES),
-            Some(false) => Some(false),
-            None => None,
-        };
+        let paged = crate::spill::paged(spilling, entry.system_bytes);
         Self {
             pid: entry.pid,
             user: entry.user,
@@ -280,15 +274,7 @@ pub fn render(rows: &[PsRow], full: bool) -> String {
 /// The SPILL cell: `PAGED`, `device`, `no`, `?` (could not tell), or `n/a` where the platform
 /// cannot measure spill at all.
 pub fn spill_cell(row: &PsRow, measurable: bool) -> &'static str {
-    if !measurable {
-        return "n/a";
-    }
-    match (row.spilling, row.paged) {
-        (Some(true), Some(true)) => "PAGED",
-        (Some(true), _) => "device",
-        (Some(false), _) => "no",
-        (None, _) => "?",
-    }
+    crate::spill::cell(row.spilling, row.paged, measurable)
 }
 
 /// `2 GPU processes found matching device=0 filter="py" (9.6 GiB total); 1 unreadable — re-run as root to see its name.`

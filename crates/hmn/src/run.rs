@@ -15,6 +15,9 @@
 //!   device.
 //! - **host available low point**: sampled. **cgroup peak**: exact (`memory.peak` /
 //!   `memory.max_usage_in_bytes`), when it rose during the run.
+//! - **spill** (Windows): each device's `SpillTracker`, read on its own thread every interval
+//!   (at least 100 ms) from a baseline taken before CMD starts; see `crate::spill`. Elsewhere
+//!   the report says spill is not measurable.
 //!
 //! Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to hmn by another process are forwarded
 //! to CMD (a terminal's Ctrl-C reaches CMD by itself, being in the same process group, and is
@@ -37,6 +40,7 @@ use crate::output::Output;
 use crate::plot::{PlotData, PlotSeries};
 use crate::record::{Format, Recorder, SampleRecord, StartDevice};
 use crate::size::format_size;
+use crate::spill::{SpillReport, Watcher};
 
 /// Parses `50ms`, `0.5s`, `2s`, `1m`, `1h`, or a bare number of seconds (`2`, `0.25`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -109,12 +113,6 @@ pub struct CgroupReport {
     pub usage_peak_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct SpillReport {
-    pub measurable: bool,
-    pub reason: &'static str,
-}
-
 /// `hmn run --json`, and the `summary` record of `--record`. Fields are in `docs/json.md`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -183,6 +181,10 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
         ));
     }
 
+    // Spill trackers take their baseline reading before CMD starts.
+    let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
+    let spill = Watcher::start(&probe, &indices, args.interval);
+
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let child = match spawn(&args.command) {
@@ -248,6 +250,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
     signals::clear_child();
     let wall = started.elapsed();
     let report = sampler.map(Sampler::stop);
+    let spill = spill.stop();
 
     let run_report = build_report(
         &command,
@@ -258,6 +261,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
         report.as_ref(),
         &devices,
         gpu_note,
+        spill,
     );
     write_text_report(&shown, &run_report, args.interval);
     if global.json {
@@ -411,6 +415,7 @@ fn build_report(
     report: Option<&Report>,
     devices: &[Device],
     gpu_note: Option<String>,
+    spill: SpillReport,
 ) -> RunReport {
     let peak = |target: usize, metric: Metric| report.and_then(|r| r.peak(target, metric));
     let tree_peak = peak(0, Metric::Rss);
@@ -495,17 +500,9 @@ fn build_report(
             available_min_at_ms: available.map(|p| millis(p.min_at)),
         },
         cgroup,
-        spill: SpillReport {
-            measurable: false,
-            reason: SPILL_REASON,
-        },
+        spill,
     }
 }
-
-#[cfg(windows)]
-const SPILL_REASON: &str = "not tracked by hmn run yet";
-#[cfg(not(windows))]
-const SPILL_REASON: &str = "not measurable on this platform";
 
 fn source_name(source: PeakSource) -> &'static str {
     match source {
@@ -515,7 +512,7 @@ fn source_name(source: PeakSource) -> &'static str {
 }
 
 /// `1.23 s`, `850 ms`.
-fn seconds(ms: u64) -> String {
+pub fn seconds(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms} ms")
     } else {
@@ -613,7 +610,18 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
         }
         None => lines.push("\tCgroup memory limit: none (not in a limited cgroup)".to_owned()),
     }
-    lines.push(format!("\tSpill: {}", r.spill.reason));
+    let label = |index: u32| match r.devices.iter().find(|d| d.index == index) {
+        Some(DeviceReport {
+            name: Some(name), ..
+        }) => format!("GPU {index} [{name}]"),
+        _ => format!("GPU {index}"),
+    };
+    lines.extend(
+        r.spill
+            .run_lines(label)
+            .into_iter()
+            .map(|l| format!("\t{l}")),
+    );
     lines.push(format!(
         "\tSamples: {}{}",
         r.samples,

@@ -16,9 +16,16 @@
 //! Where the start time cannot be read (a GPU process outside this PID namespace, other
 //! platforms), a change of name is taken as the sign instead.
 //!
-//! Exit: 0 after a normal end or Ctrl-C (spill is not measured here, so never 1); 2 when there
-//! is nothing to watch or the arguments do not fit together (checked before any hardware
-//! call).
+//! Spill (Windows, see `crate::spill`): the watched device's spill tracker is read once per
+//! interval, before the processes. Its first reading is the baseline; each row's SPILL cell
+//! says whether the device spilled at that reading (`PAGED` when the process itself holds
+//! ≥ 256 MiB of shared memory), and the summary gives the episodes. A device that already
+//! spills when watching begins is reported then: its spill is in the baseline, and only
+//! further growth counts. Elsewhere spill is not measurable and the cells read `n/a`.
+//!
+//! Exit: 0 after a normal end or Ctrl-C with no spill seen (also where spill cannot be
+//! measured); 1 when the watched device spilled (Windows); 2 when there is nothing to watch or
+//! the arguments do not fit together (checked before any hardware call).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,6 +40,7 @@ use crate::output::Output;
 use crate::record::wall_clock_text;
 use crate::run::signals;
 use crate::size::format_size;
+use crate::spill::{DeviceSpill, SpillReport};
 use crate::table::{Align, Table};
 
 /// A named process that grows this much without a name is worth a notice.
@@ -74,6 +82,8 @@ struct Watched {
     samples: u64,
     high_water_mark: Option<u64>,
     growth_noticed: bool,
+    /// Whether it was paged out at any sample; `None` while that could not be told.
+    paged: Option<bool>,
 }
 
 impl Watched {
@@ -87,6 +97,7 @@ impl Watched {
             samples: 0,
             high_water_mark: None,
             growth_noticed: false,
+            paged: None,
         }
     }
 }
@@ -156,7 +167,7 @@ impl From<&Watched> for PerPid {
             baseline_rss_bytes: base.rss,
             peak_rss_bytes: w.peak.rss,
             rss_high_water_mark_bytes: w.high_water_mark,
-            paged: None,
+            paged: w.paged,
         }
     }
 }
@@ -205,6 +216,7 @@ struct SampleRecord {
     rss_bytes: Option<u64>,
     rss_delta_bytes: Option<i64>,
     spilling: Option<bool>,
+    paged: Option<bool>,
 }
 
 /// `{"kind":"telemetry"}` (`-a`): the watched device's utilization, temperature, power and
@@ -253,6 +265,7 @@ struct SummaryRecord<'a> {
     samples: u64,
     interrupted: bool,
     spill_measurable: bool,
+    spill: &'a SpillReport,
     per_pid: &'a [PerPid],
 }
 
@@ -396,11 +409,11 @@ fn opt_size(v: Option<u64>) -> String {
 
 const ROW_HEADER: &str = "TIME      PID      NAME              VRAM       ΔVRAM      SHARED     ΔSHARED    RSS        ΔRSS       SPILL";
 
-fn row_text(at: &str, w: &Watched, now: Figures) -> String {
+fn row_text(at: &str, w: &Watched, now: Figures, spill: &str) -> String {
     let base = w.baseline.unwrap_or_default();
     let cell = |text: String| format!("{text:<10} ");
     format!(
-        "{at:<9} {:<8} {:<17} {}{}{}{}{}{}n/a",
+        "{at:<9} {:<8} {:<17} {}{}{}{}{}{}{spill}",
         w.pid,
         w.name.as_deref().unwrap_or("?"),
         cell(opt_size(now.used)),
@@ -444,6 +457,7 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
         started: Instant::now(),
     };
     let started_wall = SystemTime::now();
+    let mut spill = device.map(|d| DeviceSpill::new(&probe, d));
 
     let listing = match device.map(|d| probe.processes(d)) {
         Some(Ok(rows)) => Listing::new(rows),
@@ -555,10 +569,19 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
                 filters: args.filter.clone(),
                 min_bytes: args.min,
             },
-            spill_measurable: false,
+            spill_measurable: spill.as_ref().is_some_and(DeviceSpill::is_measurable),
         });
     } else {
         out.data(&format!("{ROW_HEADER}\n"));
+    }
+    if let (Some(d), Some(spill)) = (device, &spill)
+        && spill.is_measurable()
+        && hypomnesis::spill::device_is_spilling(&probe, d) == Some(true)
+    {
+        sink.notice(&format!(
+            "device {d} is already spilling as watching begins (dedicated ≥ 85 %, shared \
+             ≥ 256 MiB): that spill is in the baseline, and only further growth counts"
+        ));
     }
 
     let mut finished: Vec<Watched> = Vec::new();
@@ -566,6 +589,9 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
     let mut listing = Some(listing);
     let mut next = Instant::now();
     let interrupted = loop {
+        let spilling = spill
+            .as_mut()
+            .and_then(|s| s.observe(sink.started.elapsed()));
         let this = listing
             .take()
             .or_else(|| match device.map(|d| probe.processes(d)) {
@@ -583,7 +609,7 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
             if mode == Mode::FollowNew && samples > 0 {
                 follow(&probe, &sink, &this, args, &mut watched, &mut finished);
             }
-            sample(&probe, &sink, &this, &mut watched, &mut finished);
+            sample(&probe, &sink, &this, spilling, &mut watched, &mut finished);
             samples += 1;
         }
         if global.all
@@ -600,8 +626,17 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
     };
 
     finished.extend(watched);
-    summarize(&sink, &finished, samples, interrupted);
-    Outcome::Success
+    let spill = SpillReport::build(
+        spill.iter().map(DeviceSpill::report).collect(),
+        args.interval,
+        hypomnesis::is_spill_measurable(),
+    );
+    summarize(&sink, &finished, samples, interrupted, &spill);
+    if spill.spilled == Some(true) {
+        Outcome::No
+    } else {
+        Outcome::Success
+    }
 }
 
 /// The device to watch, and its name; `Err` (exit 2) when nothing can be watched.
@@ -687,11 +722,13 @@ fn follow(
     }
 }
 
-/// One sample of every watched process.
+/// One sample of every watched process; `spilling` is the device's spill verdict at this
+/// interval (`None`: not measured).
 fn sample(
     probe: &Probe,
     sink: &Sink<'_>,
     listing: &Listing,
+    spilling: Option<bool>,
     watched: &mut [Watched],
     finished: &mut Vec<Watched>,
 ) {
@@ -749,6 +786,11 @@ fn sample(
         }
         let base = *w.baseline.get_or_insert(now);
         w.peak = if w.samples == 0 { now } else { w.peak.max(now) };
+        let paged = crate::spill::paged(spilling, now.system);
+        w.paged = match (w.paged, paged) {
+            (Some(a), Some(b)) => Some(a || b),
+            (a, b) => a.or(b),
+        };
         w.samples += 1;
         if w.name.is_none()
             && !w.growth_noticed
@@ -777,11 +819,13 @@ fn sample(
                 system_delta_bytes: d(now.system, base.system),
                 rss_bytes: now.rss,
                 rss_delta_bytes: d(now.rss, base.rss),
-                spilling: None,
+                spilling,
+                paged,
             });
         } else {
+            let cell = crate::spill::cell(spilling, paged, hypomnesis::is_spill_measurable());
             sink.out
-                .data(&format!("{}\n", row_text(&sink.at(), w, now)));
+                .data(&format!("{}\n", row_text(&sink.at(), w, now, cell)));
         }
     }
 }
@@ -830,7 +874,13 @@ fn pause_until(next: Instant, end: Option<Instant>) -> Pause {
 }
 
 /// The per-PID summary: a table on stderr, or a `summary` record.
-fn summarize(sink: &Sink<'_>, finished: &[Watched], samples: u64, interrupted: bool) {
+fn summarize(
+    sink: &Sink<'_>,
+    finished: &[Watched],
+    samples: u64,
+    interrupted: bool,
+    spill: &SpillReport,
+) {
     let per_pid: Vec<PerPid> = finished.iter().map(PerPid::from).collect();
     if sink.json {
         sink.record(&SummaryRecord {
@@ -838,14 +888,16 @@ fn summarize(sink: &Sink<'_>, finished: &[Watched], samples: u64, interrupted: b
             t_ms: millis(sink.started.elapsed()),
             samples,
             interrupted,
-            spill_measurable: false,
+            spill_measurable: spill.measurable,
+            spill,
             per_pid: &per_pid,
         });
     }
     sink.notice(&format!(
-        "{} samples{}; spill not measurable on this platform; per-PID memory below",
+        "{} samples{}; {}; per-PID memory below",
         samples,
-        if interrupted { " (interrupted)" } else { "" }
+        if interrupted { " (interrupted)" } else { "" },
+        spill.watch_phrase()
     ));
     let mut table = Table::new(vec![
         ("PID", Align::Right),
@@ -868,11 +920,22 @@ fn summarize(sink: &Sink<'_>, finished: &[Watched], samples: u64, interrupted: b
             opt_size(p.peak_system_bytes),
             opt_size(p.baseline_rss_bytes),
             opt_size(p.peak_rss_bytes),
-            "n/a".to_owned(),
+            paged_cell(p.paged, hypomnesis::is_spill_measurable()).to_owned(),
         ]);
     }
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(table.render().as_bytes());
+}
+
+/// The summary's PAGED cell: `yes`, `no`, `?` (could not tell), `n/a` (cannot be measured
+/// here).
+fn paged_cell(paged: Option<bool>, platform: bool) -> &'static str {
+    match (platform, paged) {
+        (false, _) => "n/a",
+        (true, Some(true)) => "yes",
+        (true, Some(false)) => "no",
+        (true, None) => "?",
+    }
 }
 
 #[cfg(test)]
@@ -933,6 +996,15 @@ mod tests {
         assert_eq!(listing.select(2, &[], None), [2, 1]);
         assert_eq!(listing.select(5, &["PYTHON".into()], None), [1, 3]);
         assert_eq!(listing.select(5, &[], Some(2 << 30)), [2, 1]);
+    }
+
+    #[test]
+    fn the_summary_paged_cell_says_yes_no_unknown_or_not_applicable() {
+        assert_eq!(paged_cell(Some(true), true), "yes");
+        assert_eq!(paged_cell(Some(false), true), "no");
+        assert_eq!(paged_cell(None, true), "?");
+        assert_eq!(paged_cell(Some(true), false), "n/a");
+        assert_eq!(paged_cell(None, false), "n/a");
     }
 
     #[test]

@@ -266,6 +266,22 @@ impl SpillTracker {
         }
     }
 
+    /// A measurable tracker for device `device_index` that takes no readings of its own: it
+    /// judges only what [`SpillTracker::observe_sample`] gives it ([`SpillTracker::observe`]
+    /// returns `None`). For tests that replay readings on any platform (feature
+    /// `test-helpers`).
+    #[cfg(feature = "test-helpers")]
+    #[must_use]
+    pub const fn replay(device_index: u32) -> Self {
+        Self {
+            state: SpillState::new(SpillThresholds::DEFAULT),
+            device_index,
+            unmeasurable: None,
+            #[cfg(all(windows, feature = "pdh"))]
+            source: None,
+        }
+    }
+
     /// Uses `thresholds` instead of the defaults.
     #[must_use]
     pub const fn with_thresholds(mut self, thresholds: SpillThresholds) -> Self {
