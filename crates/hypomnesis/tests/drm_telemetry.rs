@@ -191,3 +191,45 @@ fn a_kfd_gpu_without_a_drm_card_adds_no_device_and_no_rows_elsewhere() {
         assert!(listing.rows.iter().all(|r| r.pid != 900), "device {index}");
     }
 }
+
+/// Telemetry finds devices from a list it reads again only when `class/drm` changes: a card
+/// that appears is sampled at once, one that goes away is no longer sampled.
+#[test]
+fn telemetry_follows_cards_that_appear_and_disappear() {
+    let tree = tree::telemetry_tree();
+    let probe = probe(&tree);
+    let (before, errors) = probe.telemetry_all().unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    let hotplugged = tree::PciCard {
+        card: 9,
+        render: Some(140),
+        slot: "0000:0a:00.0",
+        driver: "amdgpu",
+        vendor: 0x1002,
+        device: 0x744c,
+        files: &[("gpu_busy_percent", "64\n")],
+    };
+    tree.pci_card(&hotplugged);
+    let (after, _) = probe.telemetry_all().unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    // By PCI slot, 0a:00.0 comes after 08:00.0 (xe, index 2): index 3.
+    assert!(
+        close(after[3].gpu_utilization_percent, 64.0),
+        "{:#?}",
+        after[3]
+    );
+    assert!(close(
+        probe.telemetry(3).unwrap().gpu_utilization_percent,
+        64.0
+    ));
+    // Unplugged: its class entries go.
+    for node in ["card9", "renderD140"] {
+        std::fs::remove_dir_all(tree.sys().join("class/drm").join(node)).unwrap();
+    }
+    let (gone, _) = probe.telemetry_all().unwrap();
+    assert_eq!(gone.len(), before.len());
+    assert!(
+        close(gone[3].gpu_utilization_percent, 5.0),
+        "the APU is index 3 again"
+    );
+}

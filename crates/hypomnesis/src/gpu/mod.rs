@@ -74,6 +74,12 @@ pub(crate) trait ExtraBackend: Send + Sync + std::fmt::Debug {
     /// listed; match by PCI bus id or UUID so a GPU is never listed twice). The dispatcher
     /// sets their `index`.
     fn devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>>;
+    /// The same devices as [`ExtraBackend::devices`], in the same order, for finding a
+    /// device again (telemetry): a backend may answer from a cache it keeps valid for the
+    /// device *set*, so the memory figures may be stale. The default reads them afresh.
+    fn identities(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
+        self.devices(nvidia)
+    }
     /// Every process holding memory on `device`, when this backend can list them; `None`
     /// leaves the device to the other backends.
     fn processes(&self, device: &GpuDeviceInfo) -> Option<Result<Vec<GpuProcessEntry>>>;
@@ -209,11 +215,17 @@ impl GpuBackends {
         &self,
         nvidia: &[GpuDeviceInfo],
         first_index: u32,
+        identities_only: bool,
     ) -> (Vec<GpuDeviceInfo>, Vec<BackendAttempt>) {
         let mut devices = Vec::new();
         let mut attempts = Vec::new();
         for backend in &self.extras {
-            match backend.devices(nvidia) {
+            let found = if identities_only {
+                backend.identities(nvidia)
+            } else {
+                backend.devices(nvidia)
+            };
+            match found {
                 Ok(found) => devices.extend(found),
                 Err(e) => attempts.push(BackendAttempt::new(
                     backend.source(),
@@ -229,11 +241,21 @@ impl GpuBackends {
 
     /// NVIDIA's devices (or why there are none), and every other backend's after them.
     fn listing(&self) -> Listing {
+        self.listing_of(false)
+    }
+
+    /// As [`GpuBackends::listing`], the other backends' devices possibly from their caches
+    /// ([`ExtraBackend::identities`]): to find devices again, not for their memory figures.
+    fn identity_listing(&self) -> Listing {
+        self.listing_of(true)
+    }
+
+    fn listing_of(&self, identities_only: bool) -> Listing {
         let nvidia = self.nvidia_devices();
         let nvidia_count = self.nvidia_count().unwrap_or(0);
         let (extra, extra_attempts) = match &nvidia {
-            Ok(list) => self.extra_devices(list, nvidia_count),
-            Err(_) => self.extra_devices(&[], 0),
+            Ok(list) => self.extra_devices(list, nvidia_count, identities_only),
+            Err(_) => self.extra_devices(&[], 0, identities_only),
         };
         Listing {
             nvidia,
@@ -266,6 +288,32 @@ impl GpuBackends {
         let mut devices = listing.nvidia.unwrap_or_default();
         devices.extend(listing.extra);
         Ok(devices)
+    }
+
+    /// Device `index` to find it again: as [`GpuBackends::device_info`], but other backends'
+    /// devices may come from their caches (memory figures possibly stale).
+    fn identity(&self, index: u32) -> Result<GpuDeviceInfo> {
+        if self.extras.is_empty() {
+            return self.device_info(index);
+        }
+        if let Ok(nvml) = self.nvml()
+            && index < nvml.device_count()
+        {
+            return self.device_info(index);
+        }
+        let listing = self.identity_listing();
+        listing.check()?;
+        let total = listing
+            .nvidia_count
+            .saturating_add(u32::try_from(listing.extra.len()).unwrap_or(u32::MAX));
+        let mut all = listing.nvidia.unwrap_or_default();
+        all.extend(listing.extra);
+        all.into_iter()
+            .find(|d| d.index == index)
+            .ok_or(HypomnesisError::DeviceIndexOutOfRange {
+                index,
+                count: total,
+            })
     }
 
     pub(crate) fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
@@ -480,7 +528,7 @@ impl GpuBackends {
         {
             return nvml.telemetry(index);
         }
-        let device = self.device_info(index)?;
+        let device = self.identity(index)?;
         if let Some(result) = self.extras.iter().find_map(|b| b.telemetry(&device)) {
             return result;
         }
@@ -502,7 +550,15 @@ impl GpuBackends {
     /// [`GpuBackends::telemetry`] must for a single index). A device whose reading fails is
     /// left out; its error is returned in the second list.
     pub(crate) fn telemetry_all(&self) -> Result<(Vec<DeviceTelemetry>, Vec<HypomnesisError>)> {
-        let devices = self.devices()?;
+        let devices = if self.extras.is_empty() {
+            self.devices()?
+        } else {
+            let listing = self.identity_listing();
+            listing.check()?;
+            let mut devices = listing.nvidia.unwrap_or_default();
+            devices.extend(listing.extra);
+            devices
+        };
         let mut readings = Vec::with_capacity(devices.len());
         let mut errors = Vec::new();
         for device in &devices {

@@ -73,21 +73,62 @@ const DIR_BUFFER: usize = 8 * 1024;
 
 /// Reads fds of every process under `proc_root`.
 pub(crate) fn scan_all(proc_root: &Path, sys_root: &Path) -> Result<Scan> {
+    scan(proc_root, sys_root, false).map(|(scan, _)| scan)
+}
+
+/// As [`scan_all`], keeping the DRM clients' fdinfo files open for [`rescan_kept`]; `None`
+/// when there were more than [`MAX_KEPT`] of them.
+pub(crate) fn scan_all_keeping(
+    proc_root: &Path,
+    sys_root: &Path,
+) -> Result<(Scan, Option<KeptClients>)> {
+    let (scan, files) = scan(proc_root, sys_root, true)?;
+    let kept = files.map(|files| KeptClients {
+        files,
+        unreadable_pids: scan.unreadable_pids.clone(),
+    });
+    Ok((scan, kept))
+}
+
+/// The clients of the files `kept` holds, read again (one `pread` each, no directory walk):
+/// a client opened since the full scan is not among them, one closed since is dropped.
+/// Processes the full scan could not read stay counted as unreadable.
+pub(crate) fn rescan_kept(kept: &mut KeptClients, sys_root: &Path) -> Scan {
+    let mut scanner = Scanner::new(sys_root);
+    scanner.reread(&mut kept.files);
+    scanner.unreadable.extend_from_slice(&kept.unreadable_pids);
+    scanner.finish()
+}
+
+fn scan(proc_root: &Path, sys_root: &Path, keep: bool) -> Result<(Scan, Option<Vec<KeptFd>>)> {
+    let new_scanner = || {
+        let mut scanner = Scanner::new(sys_root);
+        if keep {
+            scanner.kept = Some(Vec::new());
+        }
+        scanner
+    };
     let entries = std::fs::read_dir(proc_root).map_err(|e| HypomnesisError::io(proc_root, &e))?;
     let root = open_dir(CWD, proc_root).map_err(|e| HypomnesisError::io(proc_root, &e.into()))?;
     let pids: Vec<u32> = entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(MAX_THREADS);
-    if pids.len() < PARALLEL_FROM || threads < 2 {
-        let mut scanner = Scanner::new(sys_root);
+    // `available_parallelism` reads cgroup files: asked only when a scan is large.
+    let threads = if pids.len() < PARALLEL_FROM {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_THREADS)
+    };
+    if threads < 2 {
+        let mut scanner = new_scanner();
         for &pid in &pids {
             scanner.process_under(root.as_fd(), pid);
         }
-        return Ok(scanner.finish());
+        let kept = scanner.kept.take();
+        return Ok((scanner.finish(), kept));
     }
     let chunk = pids.len().div_ceil(threads);
     let root = root.as_fd();
@@ -96,7 +137,7 @@ pub(crate) fn scan_all(proc_root: &Path, sys_root: &Path) -> Result<Scan> {
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
-                    let mut scanner = Scanner::new(sys_root);
+                    let mut scanner = new_scanner();
                     for &pid in part {
                         scanner.process_under(root, pid);
                     }
@@ -107,11 +148,12 @@ pub(crate) fn scan_all(proc_root: &Path, sys_root: &Path) -> Result<Scan> {
         // A worker only reads files and does not panic; were one to, its part is skipped.
         workers.into_iter().filter_map(|w| w.join().ok()).collect()
     });
-    let mut merged = Scanner::new(sys_root);
+    let mut merged = new_scanner();
     for scanner in scanners {
         merged.merge(scanner);
     }
-    Ok(merged.finish())
+    let kept = merged.kept.take();
+    Ok((merged.finish(), kept))
 }
 
 /// Reads the fds of one process directory (`<proc>/self` or `<proc>/<pid>`) only, without
@@ -140,12 +182,52 @@ fn open_dir(base: BorrowedFd<'_>, path: impl rustix::path::Arg) -> rustix::io::R
 }
 
 /// Reads a whole file relative to `base` into `text` (replacing what it held).
-fn read_text_at(base: BorrowedFd<'_>, path: &str, text: &mut String) -> io::Result<()> {
-    use std::io::Read;
+///
+/// procfs and sysfs files report size 0, so `read_to_string`'s size probe (an `fstat`) buys
+/// nothing; this reads into a buffer sized for the largest fdinfo seen so far and stops at a
+/// short read: procfs (`seq_file`) fills a read up to the requested size whenever more text
+/// remains, so a short read is its end.
+pub(crate) fn read_text_at(
+    base: BorrowedFd<'_>,
+    path: &str,
+    text: &mut String,
+) -> io::Result<OwnedFd> {
     let fd = openat(base, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    text.clear();
-    std::fs::File::from(fd).read_to_string(text)?;
-    Ok(())
+    read_text_from(&fd, text)?;
+    Ok(fd)
+}
+
+/// Reads an open file from its start into `text` (replacing what it held); procfs and sysfs
+/// generate the text again for a read at offset 0.
+fn read_text_from(fd: &OwnedFd, text: &mut String) -> io::Result<()> {
+    let mut bytes = std::mem::take(text).into_bytes();
+    bytes.clear();
+    let result = read_to_end_short(fd, &mut bytes);
+    *text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    result
+}
+
+/// Appends what `fd` holds from offset `bytes.len()` on to `bytes` (`pread`), stopping at a
+/// short read.
+fn read_to_end_short(fd: &OwnedFd, bytes: &mut Vec<u8>) -> io::Result<()> {
+    const CHUNK: usize = 4096;
+    loop {
+        let start = bytes.len();
+        bytes.resize(start + CHUNK, 0);
+        let offset = u64::try_from(start).unwrap_or(u64::MAX);
+        let read = match rustix::io::pread(fd, &mut bytes[start..], offset) {
+            Ok(read) => read,
+            Err(e) => {
+                bytes.truncate(start);
+                return Err(e.into());
+            }
+        };
+        bytes.truncate(start + read);
+        if read < CHUNK {
+            return Ok(());
+        }
+    }
 }
 
 /// Per-scan state.
@@ -171,6 +253,30 @@ struct Scanner<'a> {
     path: String,
     /// fdinfo text being read.
     text: String,
+    /// The DRM clients' open fdinfo files, when the caller keeps them ([`scan_all_keeping`]);
+    /// `None` also once there were more than [`MAX_KEPT`].
+    kept: Option<Vec<KeptFd>>,
+}
+
+/// Most fdinfo files a scan keeps open for [`rescan_kept`]: past this many DRM clients, every
+/// sample scans in full rather than hold hundreds of descriptors.
+const MAX_KEPT: usize = 256;
+
+/// One DRM client's fdinfo file, kept open between samples.
+#[derive(Debug)]
+pub(crate) struct KeptFd {
+    pid: u32,
+    fd: String,
+    node: Option<String>,
+    file: OwnedFd,
+}
+
+/// What a full scan found, kept to be read again by [`rescan_kept`].
+#[derive(Debug)]
+pub(crate) struct KeptClients {
+    files: Vec<KeptFd>,
+    /// Processes the full scan could not read (their clients are not in `files`).
+    unreadable_pids: Vec<u32>,
 }
 
 /// What a client is known by: its id, or (without one) the fd it was read through.
@@ -215,6 +321,7 @@ impl<'a> Scanner<'a> {
             link_buffer: Vec::new(),
             path: String::new(),
             text: String::new(),
+            kept: None,
         }
     }
 
@@ -302,39 +409,104 @@ impl<'a> Scanner<'a> {
             self.set_path(prefix, "fdinfo/", fd);
             let mut text = std::mem::take(&mut self.text);
             let read = read_text_at(base, &self.path, &mut text);
-            let info = read.map(|()| parse_fdinfo(&text));
-            self.text = text;
-            let info = match info {
-                Ok(info) => info,
+            match read {
+                Ok(file) => {
+                    let is_drm = self.absorb(pid, fd, node.as_deref(), &text, &mut own);
+                    if is_drm && let Some(kept) = self.kept.as_mut() {
+                        kept.push(KeptFd {
+                            pid,
+                            fd: fd.to_owned(),
+                            node,
+                            file,
+                        });
+                        if kept.len() > MAX_KEPT {
+                            self.kept = None;
+                        }
+                    }
+                }
                 Err(e) => {
                     if let Failure::Unreadable = classify_io(&e) {
                         unreadable = true;
                     }
-                    continue;
                 }
-            };
-            self.malformed = self.malformed.saturating_add(info.malformed_lines);
-            if !info.is_drm {
-                continue;
             }
-            let Some(device) = info
-                .pdev
-                .clone()
-                .or_else(|| node.and_then(|n| self.node_device(&n)))
-            else {
-                continue;
-            };
-            let key = match info.client() {
-                Some(id) => ClientKey::Id(id),
-                None => ClientKey::Fd(pid, fd.to_owned()),
-            };
-            own.entry((device, key)).or_insert(info);
+            self.text = text;
         }
         self.dir_buffer = dir_buffer;
         self.link_buffer = link_buffer;
         if unreadable {
             self.unreadable.push(pid);
         }
+        self.adopt(pid, own);
+    }
+
+    /// Reads the kept fdinfo files again (one process's run of them at a time) instead of
+    /// walking every process; files whose fd or process is gone are dropped from `kept`.
+    fn reread(&mut self, kept: &mut Vec<KeptFd>) {
+        let mut own: HashMap<(String, ClientKey), FdInfo> = HashMap::new();
+        let mut current: Option<u32> = None;
+        let mut unreadable: Vec<u32> = Vec::new();
+        let mut text = std::mem::take(&mut self.text);
+        kept.retain(|entry| {
+            if current != Some(entry.pid) {
+                if let Some(pid) = current {
+                    self.adopt(pid, std::mem::take(&mut own));
+                }
+                current = Some(entry.pid);
+            }
+            match read_text_from(&entry.file, &mut text) {
+                Ok(()) => {
+                    self.absorb(entry.pid, &entry.fd, entry.node.as_deref(), &text, &mut own);
+                    true
+                }
+                Err(e) => {
+                    if let Failure::Unreadable = classify_io(&e) {
+                        unreadable.push(entry.pid);
+                    }
+                    false
+                }
+            }
+        });
+        if let Some(pid) = current {
+            self.adopt(pid, own);
+        }
+        self.text = text;
+        self.unreadable.extend(unreadable);
+    }
+
+    /// Parses one DRM fd's fdinfo `text` into `own` (the process's clients so far); whether
+    /// it was a DRM client's.
+    fn absorb(
+        &mut self,
+        pid: u32,
+        fd: &str,
+        node: Option<&str>,
+        text: &str,
+        own: &mut HashMap<(String, ClientKey), FdInfo>,
+    ) -> bool {
+        let info = parse_fdinfo(text);
+        self.malformed = self.malformed.saturating_add(info.malformed_lines);
+        if !info.is_drm {
+            return false;
+        }
+        let Some(device) = info
+            .pdev
+            .clone()
+            .or_else(|| node.and_then(|n| self.node_device(n)))
+        else {
+            return false;
+        };
+        let key = match info.client() {
+            Some(id) => ClientKey::Id(id),
+            None => ClientKey::Fd(pid, fd.to_owned()),
+        };
+        own.entry((device, key)).or_insert(info);
+        true
+    }
+
+    /// Takes in process `pid`'s clients: dup'd fds already count once in `own`; a client
+    /// another process also holds goes to the lower PID.
+    fn adopt(&mut self, pid: u32, own: HashMap<(String, ClientKey), FdInfo>) {
         for (key, info) in own {
             self.clients
                 .entry(key)
@@ -356,6 +528,12 @@ impl<'a> Scanner<'a> {
 
     /// Takes in what another scanner (of other processes) found.
     fn merge(&mut self, other: Self) {
+        match (self.kept.as_mut(), other.kept) {
+            (Some(mine), Some(theirs)) if mine.len() + theirs.len() <= MAX_KEPT => {
+                mine.extend(theirs);
+            }
+            _ => self.kept = None,
+        }
         for (key, (pid, info, holders)) in other.clients {
             self.clients
                 .entry(key)
@@ -458,5 +636,72 @@ impl Scan {
             sums.shared = add(sums.shared, client.info.shared());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An fdinfo file kept open for one of this process's own fds, read through the real
+    /// procfs (any fd: whether it is a DRM client is decided by the text).
+    fn kept_own(fd: i32) -> KeptFd {
+        let file = openat(
+            CWD,
+            format!("/proc/self/fdinfo/{fd}").as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        KeptFd {
+            pid: std::process::id(),
+            fd: fd.to_string(),
+            node: None,
+            file,
+        }
+    }
+
+    #[test]
+    fn a_kept_fdinfo_whose_fd_was_closed_is_dropped_on_the_next_read() {
+        use std::os::fd::AsRawFd;
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut kept = KeptClients {
+            files: vec![kept_own(reader.as_raw_fd()), kept_own(writer.as_raw_fd())],
+            unreadable_pids: vec![4242],
+        };
+        let sys = tempfile::tempdir().unwrap();
+        // Both fds open: their fdinfo reads (not DRM, so no clients), nothing dropped.
+        let scan = rescan_kept(&mut kept, sys.path());
+        assert!(scan.clients.is_empty());
+        assert_eq!(kept.files.len(), 2);
+        // The full scan's unreadable processes stay counted.
+        assert_eq!(scan.unreadable_pids, vec![4242]);
+        drop(writer);
+        rescan_kept(&mut kept, sys.path());
+        assert_eq!(
+            kept.files.len(),
+            1,
+            "the closed fd's fdinfo reads ENOENT: gone"
+        );
+        assert_eq!(kept.files[0].fd, reader.as_raw_fd().to_string());
+    }
+
+    #[test]
+    fn a_kept_file_that_cannot_be_read_counts_its_process_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory opened as a file: `pread` fails with EISDIR, which is not "gone".
+        let file = open_dir(CWD, dir.path()).unwrap();
+        let mut kept = KeptClients {
+            files: vec![KeptFd {
+                pid: 77,
+                fd: "3".into(),
+                node: None,
+                file,
+            }],
+            unreadable_pids: Vec::new(),
+        };
+        let scan = rescan_kept(&mut kept, dir.path());
+        assert_eq!(scan.unreadable_pids, vec![77]);
+        assert!(kept.files.is_empty());
     }
 }

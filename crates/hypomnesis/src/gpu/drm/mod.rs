@@ -40,7 +40,7 @@ pub(crate) use linux::DrmBackend;
 mod linux {
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::fdinfo::{ProcessMemory, Scan, scan_all, scan_one};
     use super::kfd;
@@ -67,7 +67,14 @@ mod linux {
         telemetry: TelemetryState,
         /// Where each device's files are, by key (filled on first use).
         cards: Mutex<HashMap<String, CardPaths>>,
+        /// The devices as last read, with the `class/drm` entries they were read from: while
+        /// those entries stay the same, the device set has not changed (see
+        /// [`DrmBackend::known_devices`]).
+        known: Mutex<Option<KnownDevices>>,
     }
+
+    /// The `class/drm` entries the devices were read from, and the devices.
+    type KnownDevices = (Vec<String>, Arc<Vec<DrmDevice>>);
 
     impl DrmBackend {
         /// Reads devices under `sys_root` and processes under `proc_root`.
@@ -106,7 +113,34 @@ mod linux {
                 names: Names::new(pci_ids),
                 telemetry: TelemetryState::new(clock),
                 cards: Mutex::new(HashMap::new()),
+                known: Mutex::new(None),
             }
+        }
+
+        /// The devices, read again only when the entries of `<sys>/class/drm` changed (a
+        /// card added, removed, or its driver unbound): one directory listing instead of
+        /// reading every card's files. Memory figures in the result are as last read: for
+        /// finding devices, not for their figures.
+        fn known_devices(&self) -> Result<Arc<Vec<DrmDevice>>> {
+            let class = self.sys_root.join("class/drm");
+            let mut entries: Vec<String> = std::fs::read_dir(&class)
+                .map_err(|e| HypomnesisError::io(&class, &e))?
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect();
+            entries.sort_unstable();
+            let mut known = self
+                .known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((seen, devices)) = known.as_ref()
+                && *seen == entries
+            {
+                return Ok(Arc::clone(devices));
+            }
+            let devices = Arc::new(read_devices(&self.sys_root, &self.names)?);
+            *known = Some((entries, Arc::clone(&devices)));
+            Ok(devices)
         }
 
         /// Where device `key`'s files are: remembered, else found by reading the devices
@@ -119,14 +153,14 @@ mod linux {
             if let Some(found) = cards.get(key) {
                 return Some(found.clone());
             }
-            for device in read_devices(&self.sys_root, &self.names).ok()? {
+            for device in self.known_devices().ok()?.iter() {
                 cards.insert(
                     device.key.clone(),
                     CardPaths {
                         dir: device.card.join("device"),
-                        card: device.card,
-                        key: device.key,
-                        driver: device.driver,
+                        card: device.card.clone(),
+                        key: device.key.clone(),
+                        driver: device.driver.clone(),
                     },
                 );
             }
@@ -150,8 +184,9 @@ mod linux {
                 }
                 None => kfd::KfdMerge::default(),
             };
-            let drm_keys: Vec<String> = read_devices(&self.sys_root, &self.names)
-                .map(|devices| devices.into_iter().map(|d| d.key).collect())
+            let drm_keys: Vec<String> = self
+                .known_devices()
+                .map(|devices| devices.iter().map(|d| d.key.clone()).collect())
                 .unwrap_or_default();
             merge.nodes_without_drm = kfd::nodes_without_drm(&nodes, &drm_keys);
             merge
@@ -159,14 +194,10 @@ mod linux {
 
         /// DRM devices, NVIDIA's left out (see the module documentation).
         fn drm_devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<DrmDevice>> {
-            let listed: Vec<String> = nvidia
-                .iter()
-                .filter_map(|d| d.pci_bus_id.as_deref().and_then(normalize_pci_slot))
-                .collect();
-            Ok(read_devices(&self.sys_root, &self.names)?
-                .into_iter()
-                .filter(|d| d.driver.as_deref() != Some("nvidia") && !listed.contains(&d.key))
-                .collect())
+            Ok(not_nvidia(
+                read_devices(&self.sys_root, &self.names)?,
+                nvidia,
+            ))
         }
 
         /// The key fdinfo rows of `device` carry, when `device` is one of ours.
@@ -178,11 +209,11 @@ mod linux {
                 return normalize_pci_slot(slot);
             }
             // A platform device: find it again by name (which contains its platform name).
-            read_devices(&self.sys_root, &self.names)
+            self.known_devices()
                 .ok()?
-                .into_iter()
+                .iter()
                 .find(|d| d.info.pci_bus_id.is_none() && d.info.name == device.name)
-                .map(|d| d.key)
+                .map(|d| d.key.clone())
         }
 
         /// The listing of device `key` (index `index`) from a finished scan.
@@ -206,6 +237,19 @@ mod linux {
         }
     }
 
+    /// `devices` without the cards NVML or `nvidia-smi` listed (`nvidia`, matched by PCI
+    /// slot) and without cards bound to the `nvidia` driver.
+    fn not_nvidia(devices: Vec<DrmDevice>, nvidia: &[GpuDeviceInfo]) -> Vec<DrmDevice> {
+        let listed: Vec<String> = nvidia
+            .iter()
+            .filter_map(|d| d.pci_bus_id.as_deref().and_then(normalize_pci_slot))
+            .collect();
+        devices
+            .into_iter()
+            .filter(|d| d.driver.as_deref() != Some("nvidia") && !listed.contains(&d.key))
+            .collect()
+    }
+
     impl ExtraBackend for DrmBackend {
         fn source(&self) -> GpuQuerySource {
             GpuQuerySource::Drm
@@ -214,6 +258,14 @@ mod linux {
         fn devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
             Ok(self
                 .drm_devices(nvidia)?
+                .into_iter()
+                .map(|d| d.info)
+                .collect())
+        }
+
+        fn identities(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
+            let known = self.known_devices()?;
+            Ok(not_nvidia(known.iter().cloned().collect(), nvidia)
                 .into_iter()
                 .map(|d| d.info)
                 .collect())

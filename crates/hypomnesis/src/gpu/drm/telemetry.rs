@@ -20,12 +20,15 @@
 //! call — "warming up" again — and never a negative one. Engine utilization covers the
 //! clients that could be read: another user's processes are invisible without root.
 
+use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::fdinfo::{Scan, scan_all};
+use super::fdinfo::{KeptClients, Scan, rescan_kept, scan_all_keeping};
 use super::parse::{ClientId, parse_sysfs_u64};
 use super::sensors::{
     EngineCounters, EngineSample, engine_utilization, fan_percent_from_pwm, fan_percent_from_rpm,
@@ -74,7 +77,18 @@ pub(crate) struct TelemetryState {
     /// The latest fdinfo scan and when it was taken (ns), shared by the devices of one
     /// sample: a scan reads every process, so two Intel GPUs sampled together scan once.
     last_scan: Mutex<Option<(u64, Arc<Scan>)>>,
+    /// Each device's open sysfs files, by device key.
+    files: Mutex<HashMap<String, DeviceFiles>>,
+    /// The DRM clients' fdinfo files the latest full scan kept open, and when it was taken
+    /// (ns): read again until [`FULL_SCAN_NS`] has passed.
+    kept: Mutex<Option<(u64, KeptClients)>>,
 }
+
+/// How long the clients of one full fdinfo scan serve engine samples (read again through
+/// their kept-open fdinfo files) before every process is walked again. A client opened in
+/// between joins the figure at the next full scan, so utilization may read low for up to
+/// this long after a new GPU program starts.
+const FULL_SCAN_NS: u64 = 1_000_000_000;
 
 /// How old a scan may be and still serve another device of the same sample.
 const SCAN_REUSE_NS: u64 = 100_000_000;
@@ -85,6 +99,8 @@ impl TelemetryState {
             clock,
             previous: Mutex::new(HashMap::new()),
             last_scan: Mutex::new(None),
+            files: Mutex::new(HashMap::new()),
+            kept: Mutex::new(None),
         }
     }
 
@@ -107,7 +123,21 @@ impl TelemetryState {
         {
             return Ok((*at, Arc::clone(scan)));
         }
-        let scan = Arc::new(scan_all(proc_root, sys_root)?);
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let scan = match kept.as_mut() {
+            Some((full_at, clients)) if now_ns.saturating_sub(*full_at) < FULL_SCAN_NS => {
+                rescan_kept(clients, sys_root)
+            }
+            _ => {
+                let (scan, clients) = scan_all_keeping(proc_root, sys_root)?;
+                *kept = clients.map(|clients| (now_ns, clients));
+                scan
+            }
+        };
+        let scan = Arc::new(scan);
         *last = Some((now_ns, Arc::clone(&scan)));
         Ok((now_ns, scan))
     }
@@ -134,10 +164,13 @@ pub(crate) struct CardPaths {
     pub(crate) driver: Option<String>,
 }
 
-/// One hwmon directory's file names.
+/// One hwmon directory: its file names and channel labels, listed once per [`DeviceFiles`].
+#[derive(Debug)]
 struct Hwmon {
     dir: PathBuf,
     files: HashSet<String>,
+    /// `<kind>N_label` file name → its text, trimmed and lower-cased.
+    labels: HashMap<String, String>,
 }
 
 impl Hwmon {
@@ -155,33 +188,38 @@ impl Hwmon {
             .collect();
         dirs.sort();
         let dir = dirs.into_iter().next()?;
-        let files = std::fs::read_dir(&dir)
+        let files: HashSet<String> = std::fs::read_dir(&dir)
             .ok()?
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
             .collect();
-        Some(Self { dir, files })
+        // Labels name channels and do not change while the driver is bound.
+        let labels = files
+            .iter()
+            .filter(|f| f.ends_with("_label"))
+            .filter_map(|f| {
+                let text = std::fs::read_to_string(dir.join(f)).ok()?;
+                Some((f.clone(), text.trim().to_ascii_lowercase()))
+            })
+            .collect();
+        Some(Self { dir, files, labels })
     }
 
     fn has(&self, name: &str) -> bool {
         self.files.contains(name)
     }
 
-    fn u64(&self, name: &str) -> Option<u64> {
+    fn u64(&self, files: &DeviceFiles, name: &str) -> Option<u64> {
         if !self.has(name) {
             return None;
         }
-        read_u64(&self.dir.join(name))
+        files.u64(&self.dir.join(name))
     }
 
-    fn label(&self, kind: &str, n: u32) -> Option<String> {
-        let name = format!("{kind}{n}_label");
-        if !self.has(&name) {
-            return None;
-        }
-        std::fs::read_to_string(self.dir.join(name))
-            .ok()
-            .map(|t| t.trim().to_ascii_lowercase())
+    fn label(&self, kind: &str, n: u32) -> Option<&str> {
+        self.labels
+            .get(&format!("{kind}{n}_label"))
+            .map(String::as_str)
     }
 
     /// The channel numbers with a `<kind>N<suffix>` file, ascending.
@@ -198,28 +236,82 @@ impl Hwmon {
     /// The channel of `kind` whose label comes first in `preferred`, else the lowest.
     fn pick(&self, kind: &str, suffix: &str, preferred: &[&str]) -> Option<u32> {
         let channels = self.channels(kind, suffix);
-        let labelled: Vec<(u32, Option<String>)> =
-            channels.iter().map(|&n| (n, self.label(kind, n))).collect();
         preferred
             .iter()
             .find_map(|want| {
-                labelled
+                channels
                     .iter()
-                    .find(|(_, label)| label.as_deref() == Some(want))
-                    .map(|(n, _)| *n)
+                    .find(|&&n| self.label(kind, n) == Some(*want))
+                    .copied()
             })
             .or_else(|| channels.first().copied())
     }
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| parse_sysfs_u64(&t))
+/// How long a device's open files and hwmon listing serve before they are opened again, so
+/// files that appear later (a driver finishing its probe, a hwmon registered late) are
+/// found.
+const FILES_REFRESH_NS: u64 = 5_000_000_000;
+
+/// One device's sysfs files, opened on first use and re-read with `pread` at offset 0
+/// (sysfs regenerates an attribute's text on every read from the start), so a figure costs
+/// one system call per sample instead of `open` + `fstat` + `read` + `read` + `close`. A
+/// file that does not exist is remembered as absent until the next refresh
+/// ([`FILES_REFRESH_NS`]). A read that fails (the device went away) drops the file, and the
+/// next sample opens it again.
+#[derive(Debug)]
+pub(crate) struct DeviceFiles {
+    opened_ns: u64,
+    files: RefCell<HashMap<PathBuf, Option<File>>>,
+    /// The hwmon listing, made on first use.
+    hwmon: OnceCell<Option<Hwmon>>,
 }
 
-fn read_text(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+impl DeviceFiles {
+    fn new(now_ns: u64) -> Self {
+        Self {
+            opened_ns: now_ns,
+            files: RefCell::new(HashMap::new()),
+            hwmon: OnceCell::new(),
+        }
+    }
+
+    fn text(&self, path: &Path) -> Option<String> {
+        let mut files = self.files.borrow_mut();
+        let file = files
+            .entry(path.to_owned())
+            .or_insert_with(|| File::open(path).ok())
+            .as_ref()?;
+        let mut bytes = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        loop {
+            let offset = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+            match file.read_at(&mut chunk, offset) {
+                Ok(0) => break,
+                Ok(read) => {
+                    bytes.extend_from_slice(chunk.get(..read).unwrap_or_default());
+                    // sysfs and procfs fill a read whenever more text remains.
+                    if read < chunk.len() {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    files.remove(path);
+                    return None;
+                }
+            }
+        }
+        String::from_utf8(bytes).ok()
+    }
+
+    fn u64(&self, path: &Path) -> Option<u64> {
+        self.text(path).and_then(|t| parse_sysfs_u64(&t))
+    }
+
+    /// The hwmon directory of `device` (this device's directory), listed once.
+    fn hwmon(&self, device: &Path) -> Option<&Hwmon> {
+        self.hwmon.get_or_init(|| Hwmon::find(device)).as_ref()
+    }
 }
 
 /// Reads device `card`'s telemetry (`index` as the dispatcher numbers it).
@@ -233,18 +325,30 @@ pub(crate) fn read_telemetry(
     let mut t = DeviceTelemetry::empty(index, GpuQuerySource::Drm);
     let driver = card.driver.as_deref().unwrap_or("this DRM driver");
     let dir = &card.dir;
-    let hwmon = Hwmon::find(dir);
+    let now_ns = state.clock.now_ns();
+    let mut all_files = state
+        .files
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let files = all_files
+        .entry(card.key.clone())
+        .or_insert_with(|| DeviceFiles::new(now_ns));
+    if now_ns.saturating_sub(files.opened_ns) >= FILES_REFRESH_NS {
+        *files = DeviceFiles::new(now_ns);
+    }
+    let files: &DeviceFiles = files;
+    let hwmon = files.hwmon(dir);
     let no_hwmon = format!(
         "{driver} exposes no hwmon sensors for this GPU ({}/hwmon is missing or empty)",
         dir.display()
     );
 
     // Utilization.
-    match read_u64(&dir.join("gpu_busy_percent")) {
+    match files.u64(&dir.join("gpu_busy_percent")) {
         Some(percent) if percent <= 100 => t.gpu_utilization_percent = Some(percent_f64(percent)),
         _ => engine_figure(state, card, &mut t, proc_root, sys_root),
     }
-    match read_u64(&dir.join("mem_busy_percent")) {
+    match files.u64(&dir.join("mem_busy_percent")) {
         Some(percent) if percent <= 100 => {
             t.memory_utilization_percent = Some(percent_f64(percent));
         }
@@ -261,11 +365,11 @@ pub(crate) fn read_telemetry(
     }
 
     // Sensors.
-    match &hwmon {
+    match hwmon {
         Some(hwmon) => {
-            read_temperature(hwmon, &mut t);
-            read_power(state, &card.key, hwmon, &mut t);
-            read_fan(hwmon, &mut t);
+            read_temperature(files, hwmon, &mut t);
+            read_power(state, &card.key, files, hwmon, &mut t);
+            read_fan(files, hwmon, &mut t);
         }
         None => {
             for field in [
@@ -280,10 +384,19 @@ pub(crate) fn read_telemetry(
     }
 
     // Clocks.
-    let sclk = read_text(&dir.join("pp_dpm_sclk"))
+    let sclk = files
+        .text(&dir.join("pp_dpm_sclk"))
         .and_then(|text| parse_dpm_current_mhz(&text))
-        .or_else(|| read_u64(&card.card.join("gt_act_freq_mhz")).and_then(to_u32))
-        .or_else(|| read_u64(&dir.join("tile0/gt0/freq0/act_freq")).and_then(to_u32));
+        .or_else(|| {
+            files
+                .u64(&card.card.join("gt_act_freq_mhz"))
+                .and_then(to_u32)
+        })
+        .or_else(|| {
+            files
+                .u64(&dir.join("tile0/gt0/freq0/act_freq"))
+                .and_then(to_u32)
+        });
     t.sm_clock_mhz = sclk;
     if sclk.is_none() {
         t.mark_unavailable(
@@ -294,8 +407,9 @@ pub(crate) fn read_telemetry(
             ),
         );
     }
-    t.memory_clock_mhz =
-        read_text(&dir.join("pp_dpm_mclk")).and_then(|text| parse_dpm_current_mhz(&text));
+    t.memory_clock_mhz = files
+        .text(&dir.join("pp_dpm_mclk"))
+        .and_then(|text| parse_dpm_current_mhz(&text));
     if t.memory_clock_mhz.is_none() {
         t.mark_unavailable(
             "memory_clock_mhz",
@@ -304,7 +418,7 @@ pub(crate) fn read_telemetry(
     }
 
     // PCIe link.
-    let link = |file: &str| read_text(&dir.join(file));
+    let link = |file: &str| files.text(&dir.join(file));
     t.pcie_link_generation = link("current_link_speed").and_then(|s| parse_link_generation(&s));
     t.pcie_link_width = link("current_link_width").and_then(|s| parse_link_width(&s));
     if t.pcie_link_generation.is_none() {
@@ -331,11 +445,13 @@ fn to_u32(value: u64) -> Option<u32> {
     u32::try_from(value).ok().filter(|&v| v > 0)
 }
 
-fn read_temperature(hwmon: &Hwmon, t: &mut DeviceTelemetry) {
+fn read_temperature(files: &DeviceFiles, hwmon: &Hwmon, t: &mut DeviceTelemetry) {
     let celsius = hwmon
         .pick("temp", "_input", &["edge", "junction", "pkg", "card"])
         .and_then(|n| {
-            read_text(&hwmon.dir.join(format!("temp{n}_input"))).and_then(|s| parse_sysfs_i64(&s))
+            files
+                .text(&hwmon.dir.join(format!("temp{n}_input")))
+                .and_then(|s| parse_sysfs_i64(&s))
         })
         .map(millicelsius_to_celsius);
     t.temperature_celsius = celsius;
@@ -347,17 +463,23 @@ fn read_temperature(hwmon: &Hwmon, t: &mut DeviceTelemetry) {
     }
 }
 
-fn read_power(state: &TelemetryState, key: &str, hwmon: &Hwmon, t: &mut DeviceTelemetry) {
+fn read_power(
+    state: &TelemetryState,
+    key: &str,
+    files: &DeviceFiles,
+    hwmon: &Hwmon,
+    t: &mut DeviceTelemetry,
+) {
     let preferred = ["card", "ppt", "pkg"];
     // Instantaneous or averaged power, when the driver publishes it.
     let direct = ["power1_average", "power1_input"]
         .into_iter()
-        .find_map(|name| hwmon.u64(name));
+        .find_map(|name| hwmon.u64(files, name));
     if let Some(microwatts) = direct {
         t.power_watts = Some(microwatts_to_watts(microwatts));
     } else if let Some(channel) = hwmon.pick("energy", "_input", &preferred) {
         let now_ns = state.clock.now_ns();
-        let energy = hwmon.u64(&format!("energy{channel}_input"));
+        let energy = hwmon.u64(files, &format!("energy{channel}_input"));
         let previous = state.with_previous(key, |p| {
             let before = p.energy;
             if let Some(energy) = energy {
@@ -385,10 +507,10 @@ fn read_power(state: &TelemetryState, key: &str, hwmon: &Hwmon, t: &mut DeviceTe
             "the GPU's hwmon has no power1_average, power1_input or energy*_input",
         );
     }
-    let cap = hwmon.u64("power1_cap").or_else(|| {
+    let cap = hwmon.u64(files, "power1_cap").or_else(|| {
         hwmon
             .pick("power", "_max", &preferred)
-            .and_then(|n| hwmon.u64(&format!("power{n}_max")))
+            .and_then(|n| hwmon.u64(files, &format!("power{n}_max")))
     });
     match cap.filter(|&c| c > 0) {
         Some(microwatts) => t.power_limit_watts = Some(microwatts_to_watts(microwatts)),
@@ -399,13 +521,13 @@ fn read_power(state: &TelemetryState, key: &str, hwmon: &Hwmon, t: &mut DeviceTe
     }
 }
 
-fn read_fan(hwmon: &Hwmon, t: &mut DeviceTelemetry) {
+fn read_fan(files: &DeviceFiles, hwmon: &Hwmon, t: &mut DeviceTelemetry) {
     let from_pwm = hwmon
-        .u64("pwm1")
-        .and_then(|pwm| fan_percent_from_pwm(pwm, hwmon.u64("pwm1_max").unwrap_or(255)));
+        .u64(files, "pwm1")
+        .and_then(|pwm| fan_percent_from_pwm(pwm, hwmon.u64(files, "pwm1_max").unwrap_or(255)));
     let from_rpm = || {
-        let rpm = hwmon.u64("fan1_input")?;
-        fan_percent_from_rpm(rpm, hwmon.u64("fan1_max")?)
+        let rpm = hwmon.u64(files, "fan1_input")?;
+        fan_percent_from_rpm(rpm, hwmon.u64(files, "fan1_max")?)
     };
     t.fan_percent = from_pwm.or_else(from_rpm);
     if t.fan_percent.is_none() {
@@ -599,5 +721,60 @@ mod tests {
             "{:?}",
             xe_second.gpu_utilization_percent
         );
+    }
+
+    /// Between full scans the kept clients are read again; a client opened since joins at
+    /// the next full scan ([`FULL_SCAN_NS`]), not before.
+    #[test]
+    fn a_new_client_joins_engine_utilization_at_the_next_full_scan() {
+        let tree = tree::telemetry_tree();
+        let clock = Arc::new(AtomicU64::new(0));
+        let backend = backend(&tree, &clock);
+        let i915 = &devices(&backend)[0];
+        backend.telemetry(i915).unwrap().unwrap();
+        // A new client of the i915 GPU, busy from here on.
+        let busy = |ns: u64| {
+            tree::fdinfo("i915-integrated")
+                .replace("drm-client-id:\t39", "drm-client-id:\t4000")
+                .replace("346249 ns", &format!("{ns} ns"))
+        };
+        tree.process(150, "new-game", None);
+        tree.fd(150, 3, "/dev/dri/card0", Some(&busy(0)));
+        clock.store(400_000_000, Ordering::SeqCst);
+        let before = backend.telemetry(i915).unwrap().unwrap();
+        tree.write_fdinfo(150, 3, &busy(300_000_000));
+        clock.store(900_000_000, Ordering::SeqCst);
+        // Kept clients only (Xorg, idle): the new client's 300 ms of render time is not seen.
+        let still = backend.telemetry(i915).unwrap().unwrap();
+        assert!(close(before.gpu_utilization_percent, 0.0), "{before:#?}");
+        assert!(close(still.gpu_utilization_percent, 0.0), "{still:#?}");
+        // The full scan at 1 s finds it (its first reading: no delta yet).
+        clock.store(1_000_000_000, Ordering::SeqCst);
+        backend.telemetry(i915).unwrap().unwrap();
+        // 500 ms of render time in the next second, read through its kept file: 50 %.
+        tree.write_fdinfo(150, 3, &busy(800_000_000));
+        clock.store(2_000_000_000, Ordering::SeqCst);
+        let joined = backend.telemetry(i915).unwrap().unwrap();
+        assert!(
+            close(joined.gpu_utilization_percent, 50.0),
+            "{:?}",
+            joined.gpu_utilization_percent
+        );
+    }
+
+    #[test]
+    fn a_sensor_file_is_opened_once_and_read_again_each_sample() {
+        let tree = tree::telemetry_tree();
+        let clock = Arc::new(AtomicU64::new(0));
+        let backend = backend(&tree, &clock);
+        let amd = &devices(&backend)[1];
+        let first = backend.telemetry(amd).unwrap().unwrap();
+        assert!(close(first.gpu_utilization_percent, 37.0));
+        // Rewritten in place (sysfs regenerates the text on each read): the kept file sees it.
+        tree.write_device_file("0000:03:00.0", "gpu_busy_percent", "81\n");
+        tree.write_device_file("0000:03:00.0", "hwmon/hwmon2/temp1_input", "66000\n");
+        let second = backend.telemetry(amd).unwrap().unwrap();
+        assert!(close(second.gpu_utilization_percent, 81.0));
+        assert!(close(second.temperature_celsius, 66.0));
     }
 }
