@@ -64,6 +64,8 @@ const PARALLEL_FROM: usize = 256;
 /// Most threads a scan uses: a scan is a burst of system calls (one `readlink` per fd, about
 /// a microsecond each), so a few cores cut its wall time without taking the machine.
 const MAX_THREADS: usize = 4;
+/// Processes a scan thread takes at a time.
+const BATCH: usize = 16;
 
 /// Longest fd link target read in full. A longer one (a deep file path) is cut short by
 /// `readlink` and is not a DRM node, whose targets are `/dev/dri/renderD128`-short.
@@ -130,16 +132,26 @@ fn scan(proc_root: &Path, sys_root: &Path, keep: bool) -> Result<(Scan, Option<V
         let kept = scanner.kept.take();
         return Ok((scanner.finish(), kept));
     }
-    let chunk = pids.len().div_ceil(threads);
+    // Work is handed out in small batches, so a thread that drew processes with many fds
+    // does not leave the others idle at the end.
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let root = root.as_fd();
     let scanners: Vec<Scanner<'_>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = pids
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
                     let mut scanner = new_scanner();
-                    for &pid in part {
-                        scanner.process_under(root, pid);
+                    loop {
+                        let start = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                        let Some(batch) = pids.get(start..pids.len().min(start + BATCH)) else {
+                            break;
+                        };
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for &pid in batch {
+                            scanner.process_under(root, pid);
+                        }
                     }
                     scanner
                 })
