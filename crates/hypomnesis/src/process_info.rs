@@ -30,8 +30,11 @@ pub(crate) fn parse_cmdline(raw: &[u8]) -> Option<String> {
 
 #[cfg(target_os = "linux")]
 pub(crate) mod linux {
+    use std::collections::HashMap;
     use std::ffi::CStr;
     use std::path::Path;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
 
     /// The user running `pid`: a name when the user database knows the uid, else the uid
     /// as a number. `None` when the process cannot be read.
@@ -39,7 +42,33 @@ pub(crate) mod linux {
         let status =
             std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
         let uid = super::parse_status_uid(&status)?;
-        Some(user_name(uid).unwrap_or_else(|| uid.to_string()))
+        Some(cached_user_name(uid).unwrap_or_else(|| uid.to_string()))
+    }
+
+    /// How long a looked-up user name is reused: a listing names many processes of few
+    /// users, and each `getpwuid_r` reads the user database (`/etc/passwd`, NSS) afresh.
+    const USER_NAME_TTL: Duration = Duration::from_secs(60);
+
+    /// [`user_name`], remembered per uid for [`USER_NAME_TTL`].
+    fn cached_user_name(uid: u32) -> Option<String> {
+        type Names = HashMap<u32, (Instant, Option<String>)>;
+        static NAMES: OnceLock<Mutex<Names>> = OnceLock::new();
+        let names = NAMES.get_or_init(|| Mutex::new(HashMap::new()));
+        if let Some((at, name)) = names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&uid)
+            && at.elapsed() < USER_NAME_TTL
+        {
+            return name.clone();
+        }
+        // Looked up without the lock held: the user database may be slow (LDAP).
+        let name = user_name(uid);
+        names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(uid, (Instant::now(), name.clone()));
+        name
     }
 
     /// The command line of `pid`, arguments joined by spaces.
@@ -99,6 +128,9 @@ pub(crate) mod linux {
         #[test]
         fn uid_zero_is_root() {
             assert_eq!(user_name(0).as_deref(), Some("root"));
+            // Remembered: the second lookup answers the same.
+            assert_eq!(cached_user_name(0).as_deref(), Some("root"));
+            assert_eq!(cached_user_name(0).as_deref(), Some("root"));
         }
 
         #[test]
