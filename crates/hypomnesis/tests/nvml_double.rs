@@ -368,3 +368,35 @@ fn unified_memory_device_is_flagged_not_reported_as_zero() {
         },
     );
 }
+
+/// An early R535 driver writes 32-byte `_v3` process entries; the library tells it by its
+/// symbols and reads every entry right (a 24-byte reader would see garbage from the second
+/// on — `pynvml_fidelity.rs` shows pynvml doing exactly that on this scenario).
+#[test]
+fn early_r535_32_byte_process_entries_are_read_right() {
+    in_scenario(
+        "early_r535_32_byte_process_entries_are_read_right",
+        "early_r535",
+        |probe, declared| {
+            let want = device(&declared, 0);
+            assert_eq!(
+                want["process_info_stride"], 32,
+                "the scenario plays the trap"
+            );
+            let rows = probe.processes(0).unwrap();
+            let pids: Vec<u64> = rows.iter().map(|r| u64::from(r.pid)).collect();
+            assert_eq!(pids, unique_pids(want));
+            for list in ["compute_processes", "graphics_processes"] {
+                for p in want[list].as_array().unwrap() {
+                    let row = rows
+                        .iter()
+                        .find(|r| u64::from(r.pid) == u64_at(p, "pid"))
+                        .unwrap();
+                    assert_eq!(row.used_bytes, Some(u64_at(p, "used_gpu_memory")));
+                    assert_eq!(row.gpu_instance_id, None, "MIG off, not a garbage id");
+                    assert_eq!(row.compute_instance_id, None);
+                }
+            }
+        },
+    );
+}

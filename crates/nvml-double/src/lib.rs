@@ -87,6 +87,19 @@ pub struct NvmlProcessInfo {
     compute_instance_id: c_uint,
 }
 
+/// What an early R535 driver (535.54) wrote per `_v3` process entry: the v2 fields and
+/// `usedGpuCcProtectedMemory`, 32 bytes, padding spelled out so every byte is defined.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NvmlProcessInfoEarlyR535 {
+    pid: c_uint,
+    padding: c_uint,
+    used_gpu_memory: c_ulonglong,
+    gpu_instance_id: c_uint,
+    compute_instance_id: c_uint,
+    used_gpu_cc_protected_memory: c_ulonglong,
+}
+
 /// `nvmlPciInfo_t`.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -132,6 +145,7 @@ const _: () = {
     assert!(std::mem::offset_of!(NvmlMemoryV2, used) == 32);
     assert!(size_of::<NvmlProcessInfoV1>() == 16);
     assert!(size_of::<NvmlProcessInfo>() == 24);
+    assert!(size_of::<NvmlProcessInfoEarlyR535>() == 32);
     assert!(std::mem::offset_of!(NvmlProcessInfo, gpu_instance_id) == 16);
     assert!(std::mem::offset_of!(NvmlProcessInfo, compute_instance_id) == 20);
     assert!(size_of::<NvmlPciInfo>() == 68);
@@ -755,6 +769,19 @@ impl ProcessEntry for NvmlProcessInfoV1 {
     }
 }
 
+impl ProcessEntry for NvmlProcessInfoEarlyR535 {
+    fn from_process(p: &Process, ms: u64) -> Self {
+        Self {
+            pid: p.pid,
+            padding: 0,
+            used_gpu_memory: p.used_at(ms),
+            gpu_instance_id: p.gpu_instance_id,
+            compute_instance_id: p.compute_instance_id,
+            used_gpu_cc_protected_memory: 0,
+        }
+    }
+}
+
 impl ProcessEntry for NvmlProcessInfo {
     fn from_process(p: &Process, ms: u64) -> Self {
         Self {
@@ -770,12 +797,19 @@ impl ProcessEntry for NvmlProcessInfo {
 /// needed and returns INSUFFICIENT_SIZE (SUCCESS when the list is empty); otherwise the list
 /// is written, `*count` set to its length, SUCCESS.
 ///
+/// `E` is the entry the function is declared with; a `_v3` function (`v3`) of a device whose
+/// scenario sets `process_info_stride: 32` writes [`NvmlProcessInfoEarlyR535`] instead, as
+/// an early R535 driver did.
+///
 /// # Safety
 /// `count` must be NULL or valid for reading and writing an `unsigned int`; `infos` must be
-/// NULL or valid for writes of `*count` entries of `E`.
+/// NULL or valid for writes of `*count` entries of `E` — or, for a 32-byte device's `_v3`
+/// call, of `*count` 32-byte entries (the caller was told so by the symbols the library
+/// exports, as with the real driver).
 unsafe fn process_list<E: ProcessEntry>(
     function: &str,
     kind: ListKind,
+    v3: bool,
     device: NvmlDevice,
     count: *mut c_uint,
     infos: *mut E,
@@ -809,10 +843,23 @@ unsafe fn process_list<E: ProcessEntry>(
             return Err(ERROR_INVALID_ARGUMENT);
         }
         let ms = now_ms();
+        let early_r535 = v3 && dev.process_info_stride == 32;
         for (i, p) in list.iter().enumerate() {
-            // SAFETY: `infos` is non-NULL (checked, as len > 0) and valid for `capacity >= len`
-            // entries (contract), and `i < len`.
-            unsafe { infos.add(i).write_unaligned(E::from_process(p, ms)) };
+            if early_r535 {
+                let entry = NvmlProcessInfoEarlyR535::from_process(p, ms);
+                // SAFETY: `infos` is non-NULL (checked, as len > 0) and valid for
+                // `capacity >= len` 32-byte entries on this device (contract), and `i < len`.
+                unsafe {
+                    infos
+                        .cast::<NvmlProcessInfoEarlyR535>()
+                        .add(i)
+                        .write_unaligned(entry)
+                };
+            } else {
+                // SAFETY: `infos` is non-NULL (checked, as len > 0) and valid for
+                // `capacity >= len` entries (contract), and `i < len`.
+                unsafe { infos.add(i).write_unaligned(E::from_process(p, ms)) };
+            }
         }
         // SAFETY: non-NULL and valid for writing (contract).
         unsafe { count.write_unaligned(len) };
@@ -822,6 +869,9 @@ unsafe fn process_list<E: ProcessEntry>(
 
 macro_rules! process_list_export {
     ($(#[$doc:meta])* $name:ident, $short:literal, $kind:expr, $entry:ty) => {
+        process_list_export!($(#[$doc])* $name, $short, $kind, $entry, false);
+    };
+    ($(#[$doc:meta])* $name:ident, $short:literal, $kind:expr, $entry:ty, $v3:expr) => {
         $(#[$doc])*
         ///
         /// # Safety
@@ -834,17 +884,19 @@ macro_rules! process_list_export {
             infos: *mut $entry,
         ) -> NvmlReturn {
             // SAFETY: this function's contract is `process_list`'s.
-            unsafe { process_list($short, $kind, device, infoCount, infos) }
+            unsafe { process_list($short, $kind, $v3, device, infoCount, infos) }
         }
     };
 }
 
 process_list_export!(
-    /// `nvmlDeviceGetComputeRunningProcesses_v3` (24-byte `nvmlProcessInfo_t`).
+    /// `nvmlDeviceGetComputeRunningProcesses_v3` (24-byte `nvmlProcessInfo_t`; 32 bytes on
+    /// a device with `process_info_stride: 32`).
     nvmlDeviceGetComputeRunningProcesses_v3,
     "DeviceGetComputeRunningProcesses_v3",
     ListKind::Compute,
-    NvmlProcessInfo
+    NvmlProcessInfo,
+    true
 );
 process_list_export!(
     /// `nvmlDeviceGetComputeRunningProcesses_v2` (24-byte `nvmlProcessInfo_v2_t`).
@@ -861,11 +913,13 @@ process_list_export!(
     NvmlProcessInfoV1
 );
 process_list_export!(
-    /// `nvmlDeviceGetGraphicsRunningProcesses_v3` (24-byte `nvmlProcessInfo_t`).
+    /// `nvmlDeviceGetGraphicsRunningProcesses_v3` (24-byte `nvmlProcessInfo_t`; 32 bytes on
+    /// a device with `process_info_stride: 32`).
     nvmlDeviceGetGraphicsRunningProcesses_v3,
     "DeviceGetGraphicsRunningProcesses_v3",
     ListKind::Graphics,
-    NvmlProcessInfo
+    NvmlProcessInfo,
+    true
 );
 process_list_export!(
     /// `nvmlDeviceGetGraphicsRunningProcesses_v2` (24-byte `nvmlProcessInfo_v2_t`).
@@ -1249,5 +1303,34 @@ pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
         // SAFETY: non-NULL and valid for writing (contract).
         unsafe { count.write_unaligned(len) };
         Ok(())
+    })
+}
+
+/// `nvmlDeviceGetConfComputeMemSizeInfo`: confidential computing is off on every scenario
+/// device, so NOT_SUPPORTED. Exported because its presence is half of how a reader tells an
+/// early R535 driver (this symbol, and no `nvmlDeviceGetRunningProcessDetailList`: 32-byte
+/// `_v3` process entries) from a later one; a scenario drops the other symbol to play one.
+#[unsafe(no_mangle)]
+pub extern "C" fn nvmlDeviceGetConfComputeMemSizeInfo(
+    device: NvmlDevice,
+    mem_info: *mut c_void,
+) -> NvmlReturn {
+    let _ = mem_info;
+    device_call("DeviceGetConfComputeMemSizeInfo", device, |_, _, _| {
+        Err(ERROR_NOT_SUPPORTED)
+    })
+}
+
+/// `nvmlDeviceGetRunningProcessDetailList` (R535 and later): not modelled, NOT_SUPPORTED.
+/// Exported because later R535 drivers have it (see
+/// [`nvmlDeviceGetConfComputeMemSizeInfo`]).
+#[unsafe(no_mangle)]
+pub extern "C" fn nvmlDeviceGetRunningProcessDetailList(
+    device: NvmlDevice,
+    plist: *mut c_void,
+) -> NvmlReturn {
+    let _ = plist;
+    device_call("DeviceGetRunningProcessDetailList", device, |_, _, _| {
+        Err(ERROR_NOT_SUPPORTED)
     })
 }

@@ -69,6 +69,8 @@ pub const DEVICE_FUNCTIONS: &[&str] = &[
     "DeviceGetEncoderUtilization",
     "DeviceGetDecoderUtilization",
     "DeviceGetProcessUtilization",
+    "DeviceGetConfComputeMemSizeInfo",
+    "DeviceGetRunningProcessDetailList",
 ];
 
 /// Every exported symbol, for `missing_symbols` (which the double itself ignores).
@@ -96,6 +98,10 @@ pub struct Device {
     pub mig_mode: Option<(u32, u32)>,
     pub cuda_compute_capability: (c_int, c_int),
     pub undercount: Option<Undercount>,
+    /// Bytes per entry the `_v3` process-list functions write: 24 (`nvmlProcessInfo_t`), or
+    /// 32 to play an early R535 driver (535.54, CUDA 12.2), which wrote the v2 fields plus
+    /// `usedGpuCcProtectedMemory` without a version bump.
+    pub process_info_stride: u32,
     /// Keyed by function name without the `nvml` prefix.
     pub errors: BTreeMap<String, c_int>,
     /// `{gpu, memory}` percent; `None` → NOT_SUPPORTED.
@@ -301,6 +307,7 @@ fn device(v: &Value, at: &str) -> Res<Device> {
             "mig_mode",
             "cuda_compute_capability",
             "process_undercount",
+            "process_info_stride",
             "errors",
             "utilization",
             "temperature",
@@ -386,6 +393,16 @@ fn device(v: &Value, at: &str) -> Res<Device> {
             })
         }
     };
+    let process_info_stride = match obj.get("process_info_stride") {
+        None | Some(Value::Null) => 24,
+        Some(v) => {
+            let w = format!("{at}.process_info_stride");
+            match int_in(v, &w)? {
+                stride @ (24 | 32) => stride,
+                other => return Err(format!("{w}: must be 24 or 32, not {other}")),
+            }
+        }
+    };
     let errors = error_map(obj.get("errors"), &format!("{at}.errors"), DEVICE_FUNCTIONS)?;
     let pair = |key: &str, a: &str, b: &str| -> Res<Option<(u32, u32)>> {
         match obj.get(key) {
@@ -435,6 +452,7 @@ fn device(v: &Value, at: &str) -> Res<Device> {
         mig_mode,
         cuda_compute_capability,
         undercount,
+        process_info_stride,
         errors,
     })
 }

@@ -53,6 +53,8 @@ const EXPORTS: &[&str] = &[
     "nvmlDeviceGetMPSComputeRunningProcesses",
     "nvmlDeviceGetMigMode",
     "nvmlDeviceGetCudaComputeCapability",
+    "nvmlDeviceGetConfComputeMemSizeInfo",
+    "nvmlDeviceGetRunningProcessDetailList",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -548,7 +548,13 @@ impl<'a> Model<'a> {
                 2 * reported + 5 >= n
             };
             if fits {
-                let entries: Vec<Value> = processes.iter().map(entry).collect();
+                let early_r535 = unversioned_wrapper
+                    && dev.is_some_and(|d| d["process_info_stride"].as_u64() == Some(32));
+                let entries: Vec<Value> = if early_r535 {
+                    misread_early_r535(processes)
+                } else {
+                    processes.iter().map(entry).collect()
+                };
                 return json!({ "attempts": attempts, "value": entries });
             }
             if attempt + 1 == MAX_LIST_ATTEMPTS {
@@ -558,6 +564,38 @@ impl<'a> Model<'a> {
         }
         json!({ "attempts": attempts, "error": INSUFFICIENT_SIZE })
     }
+}
+
+/// What pynvml, which reads `_v3` lists as 24-byte `nvmlProcessInfo_t`, reports for the
+/// 32-byte entries of an early R535 driver (`process_info_stride: 32`): the bytes the double
+/// writes (pid, zero padding, used, GPU / compute instance, zero `usedGpuCcProtectedMemory`)
+/// re-cut 24 bytes apart. That pynvml reports exactly this proves the double writes the
+/// early R535 layout byte for byte (pynvml#48).
+fn misread_early_r535(processes: &[Value]) -> Vec<Value> {
+    let mut bytes: Vec<u8> = Vec::new();
+    for p in processes {
+        let instance = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(NO_INSTANCE);
+        bytes.extend((u(&p["pid"], "pid") as u32).to_ne_bytes());
+        bytes.extend(0_u32.to_ne_bytes());
+        bytes.extend(u(&p["used_gpu_memory"], "used_gpu_memory").to_ne_bytes());
+        bytes.extend((instance("gpu_instance_id") as u32).to_ne_bytes());
+        bytes.extend((instance("compute_instance_id") as u32).to_ne_bytes());
+        bytes.extend(0_u64.to_ne_bytes());
+    }
+    let u32_at = |at: usize| u64::from(u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()));
+    let u64_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap());
+    (0..processes.len())
+        .map(|i| {
+            let at = i * 24;
+            let used = u64_at(at + 8);
+            json!({
+                "pid": u32_at(at),
+                "usedGpuMemory": if used == NOT_AVAILABLE { Value::Null } else { json!(used) },
+                "gpuInstanceId": u32_at(at + 16),
+                "computeInstanceId": u32_at(at + 20),
+            })
+        })
+        .collect()
 }
 
 /// A scenario process as pynvml reports it.

@@ -306,10 +306,24 @@ impl NvmlBackend {
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
         let (cached, handle) = self.cached(index)?;
         let lib = self.nvml.lib();
+        let v3_stride = v3_process_stride(
+            lib.nvmlDeviceGetConfComputeMemSizeInfo.is_ok(),
+            lib.nvmlDeviceGetRunningProcessDetailList.is_ok(),
+        );
         let compute = match lib.nvmlDeviceGetComputeRunningProcesses_v3.as_ref() {
-            Ok(f) => list_processes(*f, handle, "nvmlDeviceGetComputeRunningProcesses_v3")?,
+            Ok(f) => list_processes(
+                *f,
+                handle,
+                "nvmlDeviceGetComputeRunningProcesses_v3",
+                v3_stride,
+            )?,
             Err(_) => match lib.nvmlDeviceGetComputeRunningProcesses_v2.as_ref() {
-                Ok(f) => list_processes(*f, handle, "nvmlDeviceGetComputeRunningProcesses_v2")?,
+                Ok(f) => list_processes(
+                    *f,
+                    handle,
+                    "nvmlDeviceGetComputeRunningProcesses_v2",
+                    PROCESS_INFO_SIZE,
+                )?,
                 Err(e) => {
                     return Err(HypomnesisError::Nvml {
                         call: "nvmlDeviceGetComputeRunningProcesses_v3",
@@ -321,7 +335,12 @@ impl NvmlBackend {
         };
         // Compute-only devices may not support graphics lists; that leaves nothing out.
         let graphics = match lib.nvmlDeviceGetGraphicsRunningProcesses_v3.as_ref() {
-            Ok(f) => match list_processes(*f, handle, "nvmlDeviceGetGraphicsRunningProcesses_v3") {
+            Ok(f) => match list_processes(
+                *f,
+                handle,
+                "nvmlDeviceGetGraphicsRunningProcesses_v3",
+                v3_stride,
+            ) {
                 Ok(rows) => rows,
                 Err(HypomnesisError::Nvml { code: Some(3), .. }) => Vec::new(),
                 Err(e) => return Err(e),
@@ -335,9 +354,9 @@ impl NvmlBackend {
         ];
         for (list, kind) in lists {
             for raw in list {
-                let used = plausible_process_bytes(raw.usedGpuMemory, cached.total_bytes);
-                let gpu_instance = mig_id(raw.gpuInstanceId);
-                let compute_instance = mig_id(raw.computeInstanceId);
+                let used = plausible_process_bytes(raw.used, cached.total_bytes);
+                let gpu_instance = mig_id(raw.gpu_instance);
+                let compute_instance = mig_id(raw.compute_instance);
                 if let Some(row) = rows.iter_mut().find(|r| r.pid == raw.pid) {
                     row.kind = row.kind.merge(kind);
                     // Both lists report the process's whole allocation on the device: take
@@ -664,12 +683,72 @@ fn mig_id(raw: c_uint) -> Option<u32> {
 type ProcessListFn =
     unsafe extern "C" fn(nvmlDevice_t, *mut c_uint, *mut nvmlProcessInfo_t) -> nvmlReturn_t;
 
-/// The documented size-then-data protocol, repeated while the count grows between calls.
+/// Bytes per `nvmlProcessInfo_t` (`_v2` / `_v3` process lists): pid, 4 bytes of padding,
+/// used bytes, GPU and compute instance ids.
+const PROCESS_INFO_SIZE: usize = 24;
+/// Bytes per entry an early R535 driver's `_v3` process lists wrote: the same fields, then
+/// `usedGpuCcProtectedMemory`.
+const EARLY_R535_PROCESS_INFO_SIZE: usize = 32;
+
+/// The entry size of `_v3` process lists. Early R535 drivers (535.54, CUDA 12.2) wrote
+/// 32-byte entries without a version bump, so a 24-byte reader got garbage from the second
+/// entry on (pynvml#48/#50, go-nvml#75); later drivers went back to 24 bytes and moved the
+/// longer layout to `nvmlDeviceGetRunningProcessDetailList`. The drivers tell themselves
+/// apart by symbols (nvitop's rule): confidential-computing calls without the detail list
+/// mean the 32-byte layout.
+fn v3_process_stride(has_conf_compute: bool, has_detail_list: bool) -> usize {
+    if has_conf_compute && !has_detail_list {
+        EARLY_R535_PROCESS_INFO_SIZE
+    } else {
+        PROCESS_INFO_SIZE
+    }
+}
+
+/// One process-list entry, whatever its layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RawProcess {
+    pid: u32,
+    used: u64,
+    gpu_instance: u32,
+    compute_instance: u32,
+}
+
+/// The first `count` entries of `bytes`, `stride` bytes apart (the fields at offsets 0, 8,
+/// 16 and 20 in both layouts, native byte order as NVML wrote them).
+fn parse_process_entries(bytes: &[u8], count: usize, stride: usize) -> Vec<RawProcess> {
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_ne_bytes)
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_ne_bytes)
+    };
+    (0..count)
+        .map_while(|i| {
+            let at = i.checked_mul(stride)?;
+            Some(RawProcess {
+                pid: u32_at(at)?,
+                used: u64_at(at + 8)?,
+                gpu_instance: u32_at(at + 16)?,
+                compute_instance: u32_at(at + 20)?,
+            })
+        })
+        .collect()
+}
+
+/// The documented size-then-data protocol, repeated while the count grows between calls;
+/// entries are `stride` bytes apart ([`v3_process_stride`]).
 fn list_processes(
     function: ProcessListFn,
     handle: RawHandle,
     call: &'static str,
-) -> Result<Vec<nvmlProcessInfo_t>> {
+    stride: usize,
+) -> Result<Vec<RawProcess>> {
     let mut needed: c_uint = 0;
     // SAFETY: a zero count with a NULL buffer is nvml.h's documented size query; `needed` is a
     // valid writable c_uint; `handle` is live (owned by the initialised backend).
@@ -690,20 +769,27 @@ fn list_processes(
         }
         // Headroom for processes that start between this call and the next.
         let capacity = needed.saturating_add(needed / 4).saturating_add(8);
-        let empty = nvmlProcessInfo_t {
-            pid: 0,
-            usedGpuMemory: 0,
-            gpuInstanceId: c_uint::MAX,
-            computeInstanceId: c_uint::MAX,
-        };
-        let mut buffer = vec![empty; capacity as usize];
+        // `u64`s, so the buffer has the entries' 8-byte alignment.
+        let words = (capacity as usize).saturating_mul(stride).div_ceil(8);
+        let mut buffer = vec![0_u64; words];
         let mut count = capacity;
-        // SAFETY: `buffer` holds `capacity` initialised nvmlProcessInfo_t (24-byte v2 layout,
-        // the one the `_v3` functions write) and `count` tells NVML so; both outlive the call.
-        code = unsafe { function(handle.0, &raw mut count, buffer.as_mut_ptr()) };
+        // SAFETY: `buffer` holds `capacity` entries of `stride` bytes, 8-byte aligned and
+        // zeroed — room for what the driver writes for `count = capacity` in either layout —
+        // and `count` tells NVML so; both outlive the call.
+        code = unsafe {
+            function(
+                handle.0,
+                &raw mut count,
+                buffer.as_mut_ptr().cast::<nvmlProcessInfo_t>(),
+            )
+        };
         if code == NVML_SUCCESS {
-            buffer.truncate(count.min(capacity) as usize);
-            return Ok(buffer);
+            let bytes: Vec<u8> = buffer.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            return Ok(parse_process_entries(
+                &bytes,
+                count.min(capacity) as usize,
+                stride,
+            ));
         }
         needed = count;
     }
@@ -911,6 +997,63 @@ mod tests {
     }
 
     use super::*;
+
+    /// Entries laid out as NVML writes them: pid, padding, used, GPU / compute instance, and
+    /// for the 32-byte layout `usedGpuCcProtectedMemory`.
+    fn entries(rows: &[(u32, u64, u32, u32)], stride: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for &(pid, used, gi, ci) in rows {
+            bytes.extend(pid.to_ne_bytes());
+            bytes.extend(0xAAAA_AAAA_u32.to_ne_bytes());
+            bytes.extend(used.to_ne_bytes());
+            bytes.extend(gi.to_ne_bytes());
+            bytes.extend(ci.to_ne_bytes());
+            if stride == EARLY_R535_PROCESS_INFO_SIZE {
+                bytes.extend(0x5555_u64.to_ne_bytes());
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn only_conf_compute_without_the_detail_list_means_32_byte_entries() {
+        assert_eq!(v3_process_stride(true, false), 32);
+        assert_eq!(v3_process_stride(true, true), 24);
+        assert_eq!(v3_process_stride(false, false), 24);
+        assert_eq!(v3_process_stride(false, true), 24);
+    }
+
+    #[test]
+    fn process_entries_are_read_at_their_stride() {
+        let rows = [(101, 1 << 30, u32::MAX, u32::MAX), (202, 2 << 30, 1, 0)];
+        let want: Vec<RawProcess> = rows
+            .iter()
+            .map(|&(pid, used, gpu_instance, compute_instance)| RawProcess {
+                pid,
+                used,
+                gpu_instance,
+                compute_instance,
+            })
+            .collect();
+        for stride in [PROCESS_INFO_SIZE, EARLY_R535_PROCESS_INFO_SIZE] {
+            assert_eq!(
+                parse_process_entries(&entries(&rows, stride), 2, stride),
+                want
+            );
+        }
+        // The trap itself: 32-byte entries read 24 bytes apart go wrong from the second on.
+        let misread = parse_process_entries(&entries(&rows, 32), 2, 24);
+        assert_eq!(misread[0], want[0]);
+        assert_ne!(misread[1], want[1]);
+    }
+
+    #[test]
+    fn a_count_past_the_buffer_yields_only_whole_entries() {
+        let bytes = entries(&[(7, 9, 0, 0)], 24);
+        assert_eq!(parse_process_entries(&bytes, 5, 24).len(), 1);
+        assert_eq!(parse_process_entries(&bytes[..20], 1, 24), Vec::new());
+        assert_eq!(parse_process_entries(&[], 3, 32), Vec::new());
+    }
 
     #[test]
     fn cuda_versions_print_as_nvidia_smi_does() {
