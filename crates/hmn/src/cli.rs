@@ -83,6 +83,11 @@ pub struct GlobalArgs {
     /// summary, `watch`).
     #[arg(long, short = 'a', global = true)]
     pub all: bool,
+
+    /// Give up after SECS seconds without an answer from the GPU driver (a hung driver or
+    /// GPU) and exit 2 saying so; 0 waits forever. Applies to the summary, `ps` and `fits`.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
 }
 
 /// When to use colour.

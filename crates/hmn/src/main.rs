@@ -47,6 +47,52 @@ impl From<Outcome> for ExitCode {
     }
 }
 
+/// Runs a one-shot command, giving up after `timeout_secs` (0: never). A driver call that
+/// hangs (a GPU fallen off the bus, a wedged kernel module) never returns and cannot be
+/// interrupted, so the watchdog ends the whole process: it says so on stderr and exits 2
+/// ("could not measure") without running exit handlers, which could wait on the very lock
+/// the hung call holds.
+fn with_watchdog(timeout_secs: u64, work: impl FnOnce() -> Outcome) -> Outcome {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    if timeout_secs == 0 {
+        return work();
+    }
+    let (finished, wait) = channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(RecvTimeoutError::Timeout) =
+            wait.recv_timeout(std::time::Duration::from_secs(timeout_secs))
+        {
+            eprintln!(
+                "hmn: no answer from the GPU driver after {timeout_secs} s: the driver or a GPU \
+                 is hung (look for Xid / GPU-has-fallen-off-the-bus messages in `dmesg`, or run \
+                 `nvidia-smi` to see whether it hangs too); giving up. `--timeout 0` waits \
+                 forever."
+            );
+            exit_now(2);
+        }
+    });
+    let outcome = work();
+    drop(finished);
+    let _ = watchdog.join();
+    outcome
+}
+
+/// Ends the process at once, skipping exit handlers and library destructors.
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    #[cfg(unix)]
+    {
+        // SAFETY: `_exit` has no preconditions; it ends the process without returning.
+        unsafe { libc::_exit(code) }
+    }
+    #[cfg(not(unix))]
+    {
+        std::process::exit(code)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -57,10 +103,17 @@ fn main() -> ExitCode {
         }
     };
     let out = Output::new(cli.global.color);
+    let timeout = cli.global.timeout;
     let outcome = match &cli.command {
-        None => summary::run(&hypomnesis::Probe::new(), &cli.global, &out),
-        Some(Command::Ps(args)) => ps::run(&hypomnesis::Probe::new(), &cli.global, args, &out),
-        Some(Command::Fits(args)) => fits::run(&hypomnesis::Probe::new(), &cli.global, args, &out),
+        None => with_watchdog(timeout, || {
+            summary::run(&hypomnesis::Probe::new(), &cli.global, &out)
+        }),
+        Some(Command::Ps(args)) => with_watchdog(timeout, || {
+            ps::run(&hypomnesis::Probe::new(), &cli.global, args, &out)
+        }),
+        Some(Command::Fits(args)) => with_watchdog(timeout, || {
+            fits::run(&hypomnesis::Probe::new(), &cli.global, args, &out)
+        }),
         // `run` exits with the command's own code, not an Outcome.
         Some(Command::Run(args)) => return run::run(&cli.global, args, &out),
         Some(Command::Watch(args)) => watch::run(&cli.global, args, &out),

@@ -384,3 +384,38 @@ fn emitted_json_fields_are_exactly_the_documented_ones() {
     telemetry_keys.insert("telemetry".to_owned());
     assert_eq!(telemetry_keys, documented_fields("`hmn --json -a`"));
 }
+
+/// A driver call that never returns (a hung GPU) ends `hmn` after `--timeout` with exit 2
+/// and a message, instead of hanging the shell. The double's call sleeps 60 s: were the
+/// watchdog broken, `hmn` would finish then with exit 0 and this test would fail.
+#[test]
+fn a_hung_driver_call_ends_in_exit_2_after_the_timeout() {
+    let (path, mut declared) = scenario("one_gpu");
+    declared["devices"][0]["delays_ms"] =
+        serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
+    declared["description"] = serde_json::json!("one_gpu whose memory query hangs");
+    let dir = tempfile::tempdir().unwrap();
+    let hung = dir.path().join("hung_memory_query.json");
+    std::fs::write(&hung, declared.to_string()).unwrap();
+    assert!(path.is_file());
+    let lib = test_support::nvml_double_for(&hung).join("libnvidia-ml.so.1");
+    let fake = FakeProc::new();
+    for args in [&["--timeout", "1"][..], &["ps", "--timeout", "1"][..]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_hmn"))
+            .args(args)
+            .env("HYPOMNESIS_NVML_LIB", &lib)
+            .env("NVML_DOUBLE_SCENARIO", &hung)
+            .env("HYPOMNESIS_NVIDIA_SMI", "/nonexistent/nvidia-smi")
+            .env("HYPOMNESIS_PROC_ROOT", fake.path())
+            .env("HYPOMNESIS_SYS_ROOT", fake.path().join("sys"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no answer from the GPU driver after 1 s"),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}: nothing half-printed");
+    }
+}

@@ -104,6 +104,9 @@ pub struct Device {
     pub process_info_stride: u32,
     /// Keyed by function name without the `nvml` prefix.
     pub errors: BTreeMap<String, c_int>,
+    /// Milliseconds a function of this device sleeps before answering (a hung driver),
+    /// keyed like `errors`.
+    pub delays_ms: BTreeMap<String, u64>,
     /// `{gpu, memory}` percent; `None` → NOT_SUPPORTED.
     pub utilization: Option<(u32, u32)>,
     /// Degrees Celsius; `None` → NOT_SUPPORTED.
@@ -309,6 +312,7 @@ fn device(v: &Value, at: &str) -> Res<Device> {
             "process_undercount",
             "process_info_stride",
             "errors",
+            "delays_ms",
             "utilization",
             "temperature",
             "power_usage_mw",
@@ -404,6 +408,15 @@ fn device(v: &Value, at: &str) -> Res<Device> {
         }
     };
     let errors = error_map(obj.get("errors"), &format!("{at}.errors"), DEVICE_FUNCTIONS)?;
+    let mut delays_ms = BTreeMap::new();
+    if let Some(v) = obj.get("delays_ms").filter(|v| !v.is_null()) {
+        let w = format!("{at}.delays_ms");
+        for (name, ms) in object(v, &w)? {
+            let at = format!("{w}.{name}");
+            let short = function_name(name, &at, DEVICE_FUNCTIONS)?;
+            delays_ms.insert(short.to_string(), int_in(ms, &at)?);
+        }
+    }
     let pair = |key: &str, a: &str, b: &str| -> Res<Option<(u32, u32)>> {
         match obj.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -454,6 +467,7 @@ fn device(v: &Value, at: &str) -> Res<Device> {
         undercount,
         process_info_stride,
         errors,
+        delays_ms,
     })
 }
 
