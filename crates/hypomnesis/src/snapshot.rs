@@ -273,6 +273,20 @@ pub struct GpuProcessEntry {
 }
 
 impl GpuProcessEntry {
+    // Every backend that lists processes builds its rows with this; a build with none of them
+    // (Windows without `pdh`, macOS without `metal`, no NVIDIA feature) has no caller.
+    #[cfg_attr(
+        not(any(
+            test,
+            target_os = "linux",
+            feature = "nvml",
+            feature = "nvidia-smi-fallback",
+            feature = "test-helpers",
+            all(windows, feature = "pdh"),
+            all(target_os = "macos", feature = "metal"),
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn new(pid: u32, device_index: u32, source: GpuQuerySource) -> Self {
         Self {
             pid,

@@ -315,7 +315,10 @@ impl std::fmt::Display for DxgiError {
 }
 
 #[cfg(all(windows, feature = "dxgi"))]
-pub(crate) use sys::{DxgiBackend, adapters};
+pub(crate) use sys::DxgiBackend;
+// Outside this module, only the spill sampler (PDH) enumerates adapters itself.
+#[cfg(all(windows, feature = "pdh"))]
+pub(crate) use sys::adapters;
 
 #[cfg(all(windows, feature = "dxgi"))]
 mod sys {
@@ -970,7 +973,7 @@ mod tests {
     #[cfg(all(windows, feature = "dxgi"))]
     #[test]
     fn real_adapters_are_named_without_nuls_and_software_ones_are_gone() {
-        match adapters() {
+        match sys::adapters() {
             Ok(found) => {
                 for a in &found {
                     assert!(!is_skipped(a.vendor_id, a.flags), "{a:?}");

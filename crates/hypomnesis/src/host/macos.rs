@@ -214,7 +214,10 @@ mod sys {
 }
 
 #[cfg(target_os = "macos")]
-pub(crate) use sys::{PlainData, sysctl_value, zeroed};
+pub(crate) use sys::{PlainData, zeroed};
+// Outside this module, only the Metal backend reads a sysctl (`hw.memsize`).
+#[cfg(all(target_os = "macos", feature = "metal"))]
+pub(crate) use sys::sysctl_value;
 
 #[cfg(test)]
 mod tests {

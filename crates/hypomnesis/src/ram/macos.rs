@@ -136,6 +136,7 @@ pub(crate) fn balance_bytes(balance: i64) -> u64 {
 }
 
 /// The file name of an executable path.
+#[cfg(any(test, feature = "metal"))] // for `process_name`
 pub(crate) fn path_basename(path: &str) -> &str {
     path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path)
 }
@@ -154,10 +155,10 @@ pub(crate) enum LedgerRead {
 }
 
 #[cfg(target_os = "macos")]
-pub(crate) use sys::{
-    graphics_footprint, list_pids, own_rss, process_exists, process_name, process_uid,
-    read_process_memory,
-};
+pub(crate) use sys::{own_rss, process_exists, read_process_memory};
+// Every process's name, owner and graphics footprint: for the Metal backend's process rows.
+#[cfg(all(target_os = "macos", feature = "metal"))]
+pub(crate) use sys::{graphics_footprint, list_pids, process_name, process_uid};
 
 #[cfg(target_os = "macos")]
 mod sys {
@@ -168,11 +169,13 @@ mod sys {
 
     use mach2::task_info::{TASK_VM_INFO, task_vm_info};
 
+    #[cfg(feature = "metal")]
+    use super::path_basename;
     use super::{
         GRAPHICS_FOOTPRINT, LEDGER_ENTRY_INFO, LEDGER_ENTRY_INFO_V2, LEDGER_INFO,
         LEDGER_TEMPLATE_INFO, LedgerEntryInfo, LedgerEntryInfoV2, LedgerInfo, LedgerRead,
         LedgerTemplateInfo, TASK_VM_INFO_REV1_COUNT, TASK_VM_INFO_REV3_COUNT, balance_bytes,
-        ledger_index, mach_count, path_basename, vm_info_reply,
+        ledger_index, mach_count, vm_info_reply,
     };
     use crate::error::{HypomnesisError, Result};
     use crate::host::macos::{PlainData, zeroed};
@@ -195,6 +198,7 @@ mod sys {
     unsafe impl PlainData for libc::proc_bsdinfo {}
 
     /// `PROC_ALL_PIDS` (`<sys/proc_info.h>`).
+    #[cfg(feature = "metal")]
     const PROC_ALL_PIDS: u32 = 1;
 
     unsafe extern "C" {
@@ -348,6 +352,7 @@ mod sys {
 
     /// The executable's file name (`proc_pidpath`), else the kernel's short name
     /// (`proc_name`, `p_comm`).
+    #[cfg(feature = "metal")]
     pub(crate) fn process_name(pid: u32) -> Option<String> {
         let raw_pid = c_int::try_from(pid).ok()?;
         let mut buf = vec![0_u8; 4 * 1024];
@@ -374,6 +379,7 @@ mod sys {
     }
 
     /// The owner of `pid` (`proc_pidinfo(PROC_PIDTBSDINFO)`); `None` when refused.
+    #[cfg(feature = "metal")]
     pub(crate) fn process_uid(pid: u32) -> Option<u32> {
         let raw_pid = c_int::try_from(pid).ok()?;
         let mut info: libc::proc_bsdinfo = zeroed();
@@ -392,6 +398,7 @@ mod sys {
     }
 
     /// Every pid (`proc_listpids(PROC_ALL_PIDS)`), or the errno that refused the listing.
+    #[cfg(feature = "metal")]
     pub(crate) fn list_pids() -> std::result::Result<Vec<u32>, std::io::Error> {
         // SAFETY: a null buffer asks for the size needed, in bytes.
         let needed = unsafe { libc::proc_listpids(PROC_ALL_PIDS, 0, std::ptr::null_mut(), 0) };
