@@ -8,7 +8,9 @@
 //! - the same trees read the naive way (every fd's fdinfo opened and parsed, no `readlink`
 //!   filter), which is what the filter saves;
 //! - this machine's real `/proc`, both ways (the synthetic `/sys` supplies the device, so the
-//!   scan runs in full whether or not this machine has a GPU).
+//!   scan runs in full whether or not this machine has a GPU), and again with 1,000 real
+//!   processes of 32 fds forked for the purpose (`Crowd`): procfs at the budget's scale,
+//!   where each `readlink` and each `getdents` costs more than in the synthetic tree.
 //!
 //!
 //! DRM telemetry (issue 8): one sample of the 4 PCI devices of `telemetry_tree` (amdgpu
@@ -124,6 +126,67 @@ mod linux {
         links
     }
 
+    /// Real processes for the real-/proc benchmark: children forked from here, each holding
+    /// the same 32 fds (stdin/out/err and 29 open files; in one child of twenty the files
+    /// are named `…/dri/renderD128`, so the scan takes them for DRM nodes and reads their
+    /// fdinfo, as it would a GPU client's). Killed and reaped on drop.
+    struct Crowd {
+        pids: Vec<libc::pid_t>,
+        _files: tempfile::TempDir,
+    }
+
+    impl Crowd {
+        fn spawn(count: usize) -> Self {
+            use std::os::fd::IntoRawFd;
+            let files = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(files.path().join("dri")).unwrap();
+            let drm = files.path().join("dri/renderD128");
+            let plain = files.path().join("model.bin");
+            std::fs::write(&drm, "x").unwrap();
+            std::fs::write(&plain, "x").unwrap();
+            let mut pids = Vec::with_capacity(count);
+            for (path, share) in [(&drm, count / 20), (&plain, count - count / 20)] {
+                let fds: Vec<i32> = (0..29)
+                    .map(|_| std::fs::File::open(path).unwrap().into_raw_fd())
+                    .collect();
+                for _ in 0..share {
+                    // SAFETY: the child only calls async-signal-safe functions (pause, _exit)
+                    // before it is killed, so forking this multi-threaded process is sound.
+                    let pid = unsafe { libc::fork() };
+                    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+                    if pid == 0 {
+                        // SAFETY: as above.
+                        unsafe {
+                            libc::pause();
+                            libc::_exit(0)
+                        }
+                    }
+                    pids.push(pid);
+                }
+                for fd in fds {
+                    // SAFETY: `fd` was opened above and is closed once.
+                    unsafe { libc::close(fd) };
+                }
+            }
+            Self {
+                pids,
+                _files: files,
+            }
+        }
+    }
+
+    impl Drop for Crowd {
+        fn drop(&mut self) {
+            for &pid in &self.pids {
+                // SAFETY: `pid` is a child of this process, killed and reaped once.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+            }
+        }
+    }
+
     pub fn scans(c: &mut Criterion) {
         let mut group = c.benchmark_group("drm_scan");
         group.sample_size(20);
@@ -159,7 +222,24 @@ mod linux {
             }
         }
         let sys = DrmTree::synthetic(0, 0, true);
+        // This machine's real /proc, and again with 1,000 more real processes of 32 fds each.
         let real = probe(Path::new("/proc"), &sys.sys());
+        {
+            let crowd = Crowd::spawn(1_000);
+            real.gpu_process_listing(0).unwrap();
+            group.sample_size(10);
+            group.bench_function("hypomnesis listing/real /proc + 1000x32 processes", |b| {
+                b.iter(|| black_box(real.gpu_process_listing(0).unwrap().rows.len()));
+            });
+            group.bench_function(
+                "naive read every fdinfo/real /proc + 1000x32 processes",
+                |b| {
+                    b.iter(|| black_box(naive_scan(Path::new("/proc"))));
+                },
+            );
+            drop(crowd);
+            group.sample_size(20);
+        }
         real.gpu_process_listing(0).unwrap();
         group.bench_function("hypomnesis listing/real /proc", |b| {
             b.iter(|| black_box(real.gpu_process_listing(0).unwrap().rows.len()));
