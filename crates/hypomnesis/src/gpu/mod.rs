@@ -108,6 +108,22 @@ struct Listing {
 }
 
 impl Listing {
+    /// Device `index` of the listing (NVIDIA's, then the others').
+    fn device(self, index: u32) -> Result<GpuDeviceInfo> {
+        self.check()?;
+        let total = self
+            .nvidia_count
+            .saturating_add(u32::try_from(self.extra.len()).unwrap_or(u32::MAX));
+        let mut all = self.nvidia.unwrap_or_default();
+        all.extend(self.extra);
+        all.into_iter()
+            .find(|d| d.index == index)
+            .ok_or(HypomnesisError::DeviceIndexOutOfRange {
+                index,
+                count: total,
+            })
+    }
+
     /// `NoGpuSource` when NVIDIA failed and no other backend found anything.
     fn check(&self) -> Result<()> {
         match &self.nvidia {
@@ -301,19 +317,7 @@ impl GpuBackends {
         {
             return self.device_info(index);
         }
-        let listing = self.identity_listing();
-        listing.check()?;
-        let total = listing
-            .nvidia_count
-            .saturating_add(u32::try_from(listing.extra.len()).unwrap_or(u32::MAX));
-        let mut all = listing.nvidia.unwrap_or_default();
-        all.extend(listing.extra);
-        all.into_iter()
-            .find(|d| d.index == index)
-            .ok_or(HypomnesisError::DeviceIndexOutOfRange {
-                index,
-                count: total,
-            })
+        self.identity_listing().device(index)
     }
 
     pub(crate) fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
@@ -334,19 +338,7 @@ impl GpuBackends {
                 },
             };
         }
-        let listing = self.listing();
-        listing.check()?;
-        let total = listing
-            .nvidia_count
-            .saturating_add(u32::try_from(listing.extra.len()).unwrap_or(u32::MAX));
-        let mut all = listing.nvidia.unwrap_or_default();
-        all.extend(listing.extra);
-        all.into_iter()
-            .find(|d| d.index == index)
-            .ok_or(HypomnesisError::DeviceIndexOutOfRange {
-                index,
-                count: total,
-            })
+        self.listing().device(index)
     }
 
     /// NVML's record for `index`; where NVML's memory figures are unusable (failed query,
