@@ -543,7 +543,10 @@ impl SamplerBuilder {
         engine.tick(engine.start);
         let thread = std::thread::Builder::new()
             .name("hypomnesis-sampler".to_owned())
-            .spawn(move || engine.run());
+            .spawn(move || {
+                let _finished = FinishedOnDrop(Arc::clone(&engine.shared));
+                engine.run();
+            });
         (meta, thread)
     }
 }
@@ -612,10 +615,29 @@ impl Sampler {
     fn halt(&mut self) {
         *lock(&self.meta.shared.stop) = true;
         self.meta.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            lock(&self.meta.shared.progress)
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let shared = &self.meta.shared;
+        let finished = shared
+            .done
+            .wait_timeout_while(lock(&shared.finished), STOP_WAIT, |finished| !*finished)
+            .map_or_else(
+                |poisoned| *poisoned.into_inner().0,
+                |(finished, _)| *finished,
+            );
+        if !finished {
+            // Left running: joining would wait for a call that may never return.
+            drop(thread);
+            lock(&shared.progress).notes.push(format!(
+                "the sampling thread did not stop within {} s (a GPU driver call that does not \
+                 return?); figures are those it published before",
+                STOP_WAIT.as_secs()
+            ));
+            return;
+        }
+        if thread.join().is_err() {
+            lock(&shared.progress)
                 .notes
                 .push("the sampling thread failed; figures are those before it did".into());
         }
@@ -745,6 +767,24 @@ struct Shared {
     stop: Mutex<bool>,
     wake: Condvar,
     progress: Mutex<Progress>,
+    /// Set by the thread when it is done (or died); `done` tells the stopper.
+    finished: Mutex<bool>,
+    done: Condvar,
+}
+
+/// How long [`Sampler::stop`] waits for the thread's last sample. A GPU driver call that
+/// hangs never returns and cannot be interrupted; past this the thread is left behind and
+/// the report is what it published before.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Marks the thread finished when dropped: on return and on unwinding alike.
+struct FinishedOnDrop(Arc<Shared>);
+
+impl Drop for FinishedOnDrop {
+    fn drop(&mut self) {
+        *lock(&self.0.finished) = true;
+        self.0.done.notify_all();
+    }
 }
 
 /// What the thread publishes after every sample.
@@ -1329,6 +1369,8 @@ impl Engine {
                 cpu: None,
                 notes: notes.clone(),
             }),
+            finished: Mutex::new(false),
+            done: Condvar::new(),
         });
         let meta = Meta {
             shared: Arc::clone(&shared),

@@ -548,3 +548,52 @@ fn child_measure_gpu() {
     assert_eq!((peak.min, peak.max), (GIB, 6 * GIB));
     assert_eq!(report.interval, hypomnesis::sampler::MEASURE_INTERVAL);
 }
+
+/// A GPU driver call that stops returning mid-run (the double's memory query sleeps 60 s from
+/// 300 ms on) leaves the sampling thread stuck; `stop` still returns — after its bounded
+/// wait, not the 60 s — with the figures published before and a note saying why. Were the
+/// wait unbounded, `stop` would return after the call ended, without the note, and this
+/// test would fail on it.
+#[cfg(target_os = "linux")]
+#[test]
+fn stop_returns_with_a_note_when_a_driver_call_hangs() {
+    let mut scenario: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(test_support::nvml_scenario("one_gpu")).unwrap(),
+    )
+    .unwrap();
+    scenario["description"] = serde_json::json!("one_gpu whose memory query hangs after 300 ms");
+    scenario["devices"][0]["delays_ms"] =
+        serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
+    scenario["devices"][0]["delays_from_ms"] = serde_json::json!(300);
+    let dir = test_support::workspace_root().join("target/test-scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sampler_hung_driver.json");
+    std::fs::write(&path, scenario.to_string()).unwrap();
+    test_support::with_nvml_double_scenario(
+        "stop_returns_with_a_note_when_a_driver_call_hangs",
+        &path,
+        |lib, _| {
+            let probe = Arc::new(Probe::builder().nvml_lib(lib).use_nvidia_smi(false).build());
+            let sampler = Sampler::builder()
+                .probe(probe)
+                .interval(Duration::from_millis(20))
+                .target(Target::Device(0))
+                .start()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(800));
+            let report = sampler.stop();
+            assert!(
+                report.notes.iter().any(|n| n.contains("did not stop")),
+                "{:?}",
+                report.notes
+            );
+            // What was sampled before the hang is kept.
+            assert!(report.samples > 0);
+            assert!(
+                report
+                    .peak(0, Metric::DeviceUsed)
+                    .is_some_and(|p| p.max > 0)
+            );
+        },
+    );
+}

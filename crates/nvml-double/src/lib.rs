@@ -262,7 +262,9 @@ fn device_call(
     system_call(function, |sc, rt| {
         let index = index_of(handle, sc.devices.len())?;
         let dev = &sc.devices[index];
-        if let Some(&ms) = dev.delays_ms.get(function) {
+        if let Some(&ms) = dev.delays_ms.get(function)
+            && dev.delays_from_ms.is_none_or(|from| now_ms() >= from)
+        {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         if let Some(&code) = dev.errors.get(function) {

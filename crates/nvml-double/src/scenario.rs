@@ -107,6 +107,9 @@ pub struct Device {
     /// Milliseconds a function of this device sleeps before answering (a hung driver),
     /// keyed like `errors`.
     pub delays_ms: BTreeMap<String, u64>,
+    /// From this many ms after the first successful init on, `delays_ms` applies (before
+    /// it, calls answer at once); `None`: from the start.
+    pub delays_from_ms: Option<u64>,
     /// `{gpu, memory}` percent; `None` → NOT_SUPPORTED.
     pub utilization: Option<(u32, u32)>,
     /// Degrees Celsius; `None` → NOT_SUPPORTED.
@@ -313,6 +316,7 @@ fn device(v: &Value, at: &str) -> Res<Device> {
             "process_info_stride",
             "errors",
             "delays_ms",
+            "delays_from_ms",
             "utilization",
             "temperature",
             "power_usage_mw",
@@ -437,6 +441,10 @@ fn device(v: &Value, at: &str) -> Res<Device> {
     let utilization = pair("utilization", "gpu", "memory")?;
     let clocks = pair("clocks", "graphics", "memory")?;
     let pcie = pair("pcie", "generation", "width")?;
+    let delays_from_ms = match obj.get("delays_from_ms") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(int_in(v, &format!("{at}.delays_from_ms"))?),
+    };
     let lost_after_ms = match obj.get("lost_after_ms") {
         None | Some(Value::Null) => None,
         Some(v) => Some(int_in(v, &format!("{at}.lost_after_ms"))?),
@@ -468,6 +476,7 @@ fn device(v: &Value, at: &str) -> Res<Device> {
         process_info_stride,
         errors,
         delays_ms,
+        delays_from_ms,
     })
 }
 
@@ -818,6 +827,36 @@ mod tests {
         ))
         .expect_err("unknown clock key");
         assert!(e.contains("unknown key"), "{e}");
+    }
+
+    #[test]
+    fn stride_and_delays_parse_and_reject_what_no_driver_does() {
+        let d = &parse(MINIMAL).expect("parses").devices[0];
+        assert_eq!(d.process_info_stride, 24);
+        assert!(d.delays_ms.is_empty() && d.delays_from_ms.is_none());
+        let s = parse(&MINIMAL.replace(
+            "\"memory\": null",
+            r#""memory": null, "process_info_stride": 32,
+            "delays_ms": {"nvmlDeviceGetMemoryInfo_v2": 60000}, "delays_from_ms": 300"#,
+        ))
+        .expect("parses");
+        let d = &s.devices[0];
+        assert_eq!(d.process_info_stride, 32);
+        assert_eq!(d.delays_ms.get("DeviceGetMemoryInfo_v2"), Some(&60_000));
+        assert_eq!(d.delays_from_ms, Some(300));
+        for (bad, needle) in [
+            (r#""process_info_stride": 28"#, "must be 24 or 32"),
+            (
+                r#""delays_ms": {"nvmlNoSuchCall": 1}"#,
+                "not a function the double exports",
+            ),
+            (r#""delays_ms": {"nvmlDeviceGetName": -1}"#, "out of range"),
+        ] {
+            let e =
+                parse(&MINIMAL.replace("\"memory\": null", &format!("\"memory\": null, {bad}")))
+                    .expect_err(bad);
+            assert!(e.contains(needle), "{e:?} should mention {needle:?}");
+        }
     }
 
     #[test]

@@ -426,8 +426,15 @@ pub fn in_own_process(
 /// with scenario `scenario` (a name in `fixtures/nvml/`): `body` receives the path of the
 /// double's `libnvidia-ml.so.1` and of the scenario file, and `NVML_DOUBLE_SCENARIO` is set.
 pub fn with_nvml_double(test: &str, scenario: &str, body: impl FnOnce(PathBuf, PathBuf)) {
+    with_nvml_double_scenario(test, &nvml_scenario(scenario), body);
+}
+
+/// As [`with_nvml_double`], with a scenario file anywhere (one a test writes itself, for
+/// behaviour no scenario under `fixtures/nvml/` may have — a hang would stall the pynvml
+/// check, which reads them all). The file must be at the same path in the child process.
+pub fn with_nvml_double_scenario(test: &str, path: &Path, body: impl FnOnce(PathBuf, PathBuf)) {
     const LIB_ENV: &str = "TEST_SUPPORT_NVML_DOUBLE_LIB";
-    let path = nvml_scenario(scenario);
+    let path = path.to_path_buf();
     let parent_env = || {
         let lib = nvml_double_for(&path).join("libnvidia-ml.so.1");
         vec![
