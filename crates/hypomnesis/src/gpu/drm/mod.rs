@@ -139,6 +139,14 @@ mod linux {
                 return Ok(Arc::clone(devices));
             }
             let devices = Arc::new(read_devices(&self.sys_root, &self.names)?);
+            if known.is_some() {
+                // The device set changed: paths and open files of the old one go.
+                self.cards
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clear();
+                self.telemetry.forget_files();
+            }
             *known = Some((entries, Arc::clone(&devices)));
             Ok(devices)
         }
@@ -146,14 +154,18 @@ mod linux {
         /// Where device `key`'s files are: remembered, else found by reading the devices
         /// again (a GPU that appeared since).
         fn card_paths(&self, key: &str) -> Option<CardPaths> {
-            let mut cards = self
-                .cards
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(found) = cards.get(key) {
+            let cards = || {
+                self.cards
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            };
+            if let Some(found) = cards().get(key) {
                 return Some(found.clone());
             }
-            for device in self.known_devices().ok()?.iter() {
+            // Not under the `cards` lock: a changed device set clears `cards`.
+            let devices = self.known_devices().ok()?;
+            let mut cards = cards();
+            for device in devices.iter() {
                 cards.insert(
                     device.key.clone(),
                     CardPaths {

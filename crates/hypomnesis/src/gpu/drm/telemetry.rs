@@ -149,6 +149,15 @@ impl TelemetryState {
         Ok((now_ns, scan))
     }
 
+    /// Closes every device's kept files (the device set changed); they are opened again on
+    /// the next sample.
+    pub(crate) fn forget_files(&self) {
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
     fn with_previous<T>(&self, key: &str, f: impl FnOnce(&mut Previous) -> T) -> T {
         let mut map = self
             .previous
