@@ -415,8 +415,10 @@ mod tests {
 
     #[test]
     fn a_child_is_discovered_under_this_process() {
+        // An interactive cmd.exe waiting on its stdin: no grandchild that would outlive the
+        // kill below and linger into the next test program under Wine.
         let mut child = std::process::Command::new("cmd.exe")
-            .args(["/c", "ping", "-n", "3", "127.0.0.1"])
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
