@@ -675,6 +675,16 @@ mod tests {
 
     #[test]
     fn a_kept_fdinfo_whose_fd_was_closed_is_dropped_on_the_next_read() {
+        // In a process of its own: fd numbers are per process, and another test thread could
+        // open a file on the closed fd's number between the close and the read.
+        test_support::in_own_process(
+            "gpu::drm::fdinfo::tests::a_kept_fdinfo_whose_fd_was_closed_is_dropped_on_the_next_read",
+            Vec::new,
+            closed_fd_is_dropped,
+        );
+    }
+
+    fn closed_fd_is_dropped() {
         use std::os::fd::AsRawFd;
         let (reader, writer) = std::io::pipe().unwrap();
         let mut kept = KeptClients {
