@@ -7,6 +7,9 @@
 //!   `status` and user lookup, `cmdline` — is part of the figure);
 //! - the same trees read the naive way (every fd's fdinfo opened and parsed, no `readlink`
 //!   filter), which is what the filter saves;
+//! - the floor of any correct scan, in the same run: every fd's `readlinkat` on one thread,
+//!   and again with the DRM fds' fdinfo read, on as many threads as the scan uses — what
+//!   this machine's kernel charges for the system calls alone;
 //! - this machine's real `/proc`, both ways (the synthetic `/sys` supplies the device, so the
 //!   scan runs in full whether or not this machine has a GPU), and again with 1,000 real
 //!   processes of 32 fds forked for the purpose (`Crowd`): procfs at the budget's scale,
@@ -18,7 +21,8 @@
 //! Intel devices an fdinfo scan of the tree's processes) through `Probe::telemetry` ≤ 200 µs
 //! median.
 //!
-//! Run with `cargo bench -p hypomnesis --bench drm`.
+//! Run with `cargo bench -p hypomnesis --bench drm` (`HYPOMNESIS_DRM_BENCH_PROCESSES=1000` for
+//! the 1,000-process trees only).
 
 #[cfg(target_os = "linux")]
 #[path = "../../../fixtures/drm/tree.rs"]
@@ -88,12 +92,17 @@ mod linux {
     }
 
     /// The least any correct scan does: list every process's `fd` directory and `readlink`
-    /// every entry once (one thread, no fdinfo read, no parsing), with the cheapest calls
-    /// there are — `openat` + `getdents` into a kept buffer + `readlinkat` of the bare name,
-    /// as the scan itself does. Which fds are DRM clients is only known from their link
-    /// targets, so no scan can skip this; the scan's threads are what take it below.
-    fn readlink_floor(proc_root: &Path) -> usize {
+    /// every entry once (no parsing), with the cheapest calls there are — `openat` +
+    /// `getdents` into a kept buffer + `readlinkat` of the bare name, as the scan itself
+    /// does. Which fds are DRM clients is only known from their link targets, so no scan can
+    /// skip this. With `read_drm_fdinfo`, each fd whose target is a `/dev/dri/` node also has
+    /// its fdinfo read (`openat` + one `pread`), as a scan must to learn the client's memory.
+    /// `threads` threads take processes in batches of 16, as the scan's do.
+    ///
+    /// Returns the links read.
+    fn floor(proc_root: &Path, threads: usize, read_drm_fdinfo: bool) -> usize {
         use std::mem::MaybeUninit;
+        use std::sync::atomic::{AtomicUsize, Ordering};
 
         use rustix::fs::{CWD, Mode, OFlags, RawDir, openat, readlinkat_raw};
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -103,27 +112,57 @@ mod linux {
         let Ok(entries) = std::fs::read_dir(proc_root) else {
             return 0;
         };
-        let mut dir_buffer = vec![MaybeUninit::<u8>::uninit(); 8192];
-        let mut link = vec![0_u8; 1024];
-        let mut links = 0;
-        for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().map(|p| format!("{p}/fd")) else {
-                continue;
-            };
-            let Ok(fds) = openat(&root, pid.as_str(), flags, Mode::empty()) else {
-                continue;
-            };
-            let mut dir = RawDir::new(&fds, &mut dir_buffer);
-            while let Some(Ok(fd)) = dir.next() {
-                if fd.file_name().to_bytes().starts_with(b".") {
-                    continue;
+        let pids: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|name| name.parse::<u32>().is_ok())
+            .collect();
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut dir_buffer = vec![MaybeUninit::<u8>::uninit(); 8192];
+            let mut link = vec![0_u8; 1024];
+            let mut text = vec![0_u8; 4096];
+            let mut links = 0;
+            loop {
+                let start = next.fetch_add(16, Ordering::Relaxed);
+                let Some(batch) = pids.get(start..pids.len().min(start + 16)) else {
+                    break;
+                };
+                if batch.is_empty() {
+                    break;
                 }
-                if readlinkat_raw(&fds, fd.file_name(), &mut link[..]).is_ok() {
-                    links += 1;
+                for pid in batch {
+                    let Ok(fds) = openat(&root, format!("{pid}/fd").as_str(), flags, Mode::empty())
+                    else {
+                        continue;
+                    };
+                    let mut dir = RawDir::new(&fds, &mut dir_buffer);
+                    while let Some(Ok(fd)) = dir.next() {
+                        if fd.file_name().to_bytes().starts_with(b".") {
+                            continue;
+                        }
+                        let Ok(length) = readlinkat_raw(&fds, fd.file_name(), &mut link[..]) else {
+                            continue;
+                        };
+                        links += 1;
+                        if read_drm_fdinfo && link[..length].starts_with(b"/dev/dri/") {
+                            let name = String::from_utf8_lossy(fd.file_name().to_bytes());
+                            let path = format!("{pid}/fdinfo/{name}");
+                            if let Ok(file) =
+                                openat(&root, path.as_str(), OFlags::RDONLY, Mode::empty())
+                            {
+                                black_box(rustix::io::pread(&file, &mut text, 0).ok());
+                            }
+                        }
+                    }
                 }
             }
-        }
-        links
+            links
+        };
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            work() + others.into_iter().map(|t| t.join().unwrap()).sum::<usize>()
+        })
     }
 
     /// Real processes for the real-/proc benchmark: children forked from here, each holding
@@ -190,12 +229,20 @@ mod linux {
     pub fn scans(c: &mut Criterion) {
         let mut group = c.benchmark_group("drm_scan");
         group.sample_size(20);
-        for (processes, spread) in [
-            (1_000_u32, false),
-            (1_000, true),
-            (4_000, false),
-            (4_000, true),
-        ] {
+        // Building a tree takes longer than measuring it: `HYPOMNESIS_DRM_BENCH_PROCESSES=1000`
+        // builds only the 1,000-process ones.
+        let sizes: Vec<u32> = std::env::var("HYPOMNESIS_DRM_BENCH_PROCESSES")
+            .ok()
+            .map(|list| {
+                list.split(',')
+                    .filter_map(|n| n.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![1_000, 4_000]);
+        for (processes, spread) in sizes
+            .iter()
+            .flat_map(|&processes| [(processes, false), (processes, true)])
+        {
             let tree = DrmTree::synthetic(processes, 32, spread);
             let probe = probe(&tree.proc(), &tree.sys());
             let listing = probe.gpu_process_listing(0).unwrap();
@@ -214,10 +261,21 @@ mod linux {
                 b.iter(|| black_box(naive_scan(&tree.proc())));
             });
             if !spread {
-                assert_eq!(readlink_floor(&tree.proc()), (processes * 32) as usize);
+                assert_eq!(floor(&tree.proc(), 1, false), (processes * 32) as usize);
                 group.bench_function(
                     BenchmarkId::new("floor: readlinkat every fd, one thread", &label),
-                    |b| b.iter(|| black_box(readlink_floor(&tree.proc()))),
+                    |b| b.iter(|| black_box(floor(&tree.proc(), 1, false))),
+                );
+                // The scan's own thread count (`available_parallelism`, at most 4).
+                let threads = std::thread::available_parallelism()
+                    .map_or(1, std::num::NonZeroUsize::get)
+                    .min(4);
+                group.bench_function(
+                    BenchmarkId::new(
+                        format!("floor: readlinkat every fd + DRM fdinfo, {threads} threads"),
+                        &label,
+                    ),
+                    |b| b.iter(|| black_box(floor(&tree.proc(), threads, true))),
                 );
             }
         }

@@ -250,6 +250,36 @@ fn an_apus_model_shows_up_in_system_memory_and_a_passed_client_counts_once() {
 }
 
 #[test]
+fn a_large_scan_split_across_threads_counts_every_client_once() {
+    // 600 processes: more than a scan reads on one thread (256), so on a machine with two
+    // or more cores the processes are split between threads and their findings merged.
+    // Each holds a socket and a client of its own (id = pid); the first and the last
+    // processes also hold one client between them (id 9999), which lands in different
+    // threads' batches. Every client's text says 100 MiB resident VRAM.
+    let tree = DrmTree::new();
+    tree.pci_card(&tree::standard_amdgpu());
+    let text = tree::fdinfo("amdgpu-6.13-current");
+    let client = |id: u32| text.replace("drm-client-id:\t218", &format!("drm-client-id:\t{id}"));
+    for pid in 1000..1600 {
+        tree.process(pid, "worker", None);
+        tree.fd(pid, 0, "socket:[40112]", Some("pos:\t0\n"));
+        tree.fd(pid, 1, "/dev/dri/renderD129", Some(&client(pid)));
+    }
+    for pid in [1000, 1599] {
+        tree.fd(pid, 2, "/dev/dri/renderD129", Some(&client(9999)));
+    }
+    let listing = probe(&tree).gpu_process_listing(0).unwrap();
+    assert_eq!(listing.rows.len(), 600);
+    // The shared client goes to the lower PID: 1000 holds two clients' VRAM, 1599 one.
+    assert_eq!(row(&listing.rows, 1000).used_bytes, Some(200 * MIB));
+    assert_eq!(row(&listing.rows, 1599).used_bytes, Some(100 * MIB));
+    assert_eq!(row(&listing.rows, 1300).used_bytes, Some(100 * MIB));
+    let total: u64 = listing.rows.iter().filter_map(|r| r.used_bytes).sum();
+    assert_eq!(total, 601 * 100 * MIB);
+    assert_eq!(listing.shared_clients, 1);
+}
+
+#[test]
 fn a_client_without_drm_pdev_is_placed_by_its_render_node() {
     let tree = tree::standard();
     let rows = probe(&tree).processes(4).unwrap();

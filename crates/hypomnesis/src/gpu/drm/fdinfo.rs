@@ -110,12 +110,8 @@ fn scan(proc_root: &Path, sys_root: &Path, keep: bool) -> Result<(Scan, Option<V
         }
         scanner
     };
-    let entries = std::fs::read_dir(proc_root).map_err(|e| HypomnesisError::io(proc_root, &e))?;
     let root = open_dir(CWD, proc_root).map_err(|e| HypomnesisError::io(proc_root, &e.into()))?;
-    let pids: Vec<u32> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .collect();
+    let pids = list_pids(root.as_fd()).map_err(|e| HypomnesisError::io(proc_root, &e.into()))?;
     // `available_parallelism` reads cgroup files: asked only when a scan is large.
     let threads = if pids.len() < PARALLEL_FROM {
         1
@@ -124,48 +120,62 @@ fn scan(proc_root: &Path, sys_root: &Path, keep: bool) -> Result<(Scan, Option<V
             .map_or(1, std::num::NonZeroUsize::get)
             .min(MAX_THREADS)
     };
-    if threads < 2 {
-        let mut scanner = new_scanner();
-        for &pid in &pids {
-            scanner.process_under(root.as_fd(), pid);
-        }
-        let kept = scanner.kept.take();
-        return Ok((scanner.finish(), kept));
-    }
+    let root = root.as_fd();
     // Work is handed out in small batches, so a thread that drew processes with many fds
     // does not leave the others idle at the end.
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let root = root.as_fd();
-    let scanners: Vec<Scanner<'_>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
+    let work = |scanner: &mut Scanner<'_>| loop {
+        let start = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+        let Some(batch) = pids.get(start..pids.len().min(start.saturating_add(BATCH))) else {
+            break;
+        };
+        if batch.is_empty() {
+            break;
+        }
+        for &pid in batch {
+            scanner.process_under(root, pid);
+        }
+    };
+    // The calling thread is one of the scanners, so a two-core machine starts one thread.
+    let mut mine = new_scanner();
+    let theirs: Vec<Scanner<'_>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut scanner = new_scanner();
-                    loop {
-                        let start = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
-                        let Some(batch) = pids.get(start..pids.len().min(start + BATCH)) else {
-                            break;
-                        };
-                        if batch.is_empty() {
-                            break;
-                        }
-                        for &pid in batch {
-                            scanner.process_under(root, pid);
-                        }
-                    }
+                    work(&mut scanner);
                     scanner
                 })
             })
             .collect();
+        work(&mut mine);
         // A worker only reads files and does not panic; were one to, its part is skipped.
         workers.into_iter().filter_map(|w| w.join().ok()).collect()
     });
-    let mut merged = new_scanner();
-    for scanner in scanners {
-        merged.merge(scanner);
+    for scanner in theirs {
+        mine.merge(scanner);
     }
-    let kept = merged.kept.take();
-    Ok((merged.finish(), kept))
+    let kept = mine.kept.take();
+    Ok((mine.finish(), kept))
+}
+
+/// The numeric entries (PIDs) of the freshly opened `<proc>` directory, listed with
+/// `getdents` into one buffer (no allocation per entry, unlike `read_dir`). Listing moves the
+/// directory's position, which the `*at` calls that use it as a base ignore.
+fn list_pids(root: BorrowedFd<'_>) -> rustix::io::Result<Vec<u32>> {
+    let mut buffer = vec![MaybeUninit::<u8>::uninit(); DIR_BUFFER];
+    let mut entries = RawDir::new(root, &mut buffer);
+    let mut pids = Vec::new();
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        if let Some(pid) = std::str::from_utf8(entry.file_name().to_bytes())
+            .ok()
+            .and_then(|name| name.parse::<u32>().ok())
+        {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
 }
 
 /// Reads the fds of one process directory (`<proc>/self` or `<proc>/<pid>`) only, without
@@ -540,6 +550,7 @@ impl<'a> Scanner<'a> {
 
     /// Takes in what another scanner (of other processes) found.
     fn merge(&mut self, other: Self) {
+        self.clients.reserve(other.clients.len());
         match (self.kept.as_mut(), other.kept) {
             (Some(mine), Some(theirs)) if mine.len() + theirs.len() <= MAX_KEPT => {
                 mine.extend(theirs);

@@ -496,6 +496,10 @@ pub(crate) enum FdTarget<'a> {
 
 /// Classifies an fd's link target by its text alone. Cheap: no system call.
 pub(crate) fn classify_fd_target(target: &str) -> FdTarget<'_> {
+    // Sockets, pipes and anonymous inodes (`socket:[40112]`): most fds, never a node.
+    if !target.starts_with('/') {
+        return FdTarget::NotDrm;
+    }
     for prefix in ["/dev/dri/", "/dev/accel/"] {
         if let Some(node) = target.strip_prefix(prefix) {
             return match node_name(node) {
