@@ -85,7 +85,8 @@ pub struct GlobalArgs {
     pub all: bool,
 
     /// Give up after SECS seconds without an answer from the GPU driver (a hung driver or
-    /// GPU) and exit 2 saying so; 0 waits forever. Applies to the summary, `ps` and `fits`.
+    /// GPU); 0 waits forever. The summary, `ps` and `fits` then exit 2 saying so; `watch` and
+    /// `run` skip the samples concerned and carry on.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
 }

@@ -37,13 +37,19 @@ pub enum Outcome {
     CouldNotTell,
 }
 
-impl From<Outcome> for ExitCode {
+impl From<Outcome> for u8 {
     fn from(outcome: Outcome) -> Self {
-        Self::from(match outcome {
+        match outcome {
             Outcome::Success => 0,
             Outcome::No => 1,
             Outcome::CouldNotTell => 2,
-        })
+        }
+    }
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> Self {
+        Self::from(u8::from(outcome))
     }
 }
 
@@ -75,6 +81,34 @@ fn with_watchdog(timeout_secs: u64, work: impl FnOnce() -> Outcome) -> Outcome {
     drop(finished);
     let _ = watchdog.join();
     outcome
+}
+
+/// The probe of a long-running command (`watch`, `run`): with `--timeout`, a GPU call that
+/// overruns is abandoned (`ProbeBuilder::driver_timeout`), so a hung driver costs a sample,
+/// not the whole command.
+fn guarded_probe(timeout_secs: u64) -> hypomnesis::Probe {
+    let builder = hypomnesis::Probe::builder();
+    if timeout_secs == 0 {
+        builder.build()
+    } else {
+        builder
+            .driver_timeout(std::time::Duration::from_secs(timeout_secs))
+            .build()
+    }
+}
+
+/// Ends the process with `code` at once when a GPU call of `probe` is still blocked in the
+/// driver: a normal exit runs the vendor library's exit handlers, which may wait on the hung
+/// call. Otherwise returns.
+fn leave_if_driver_hung(probe: &hypomnesis::Probe, code: i32) {
+    if let Some(stuck) = probe.stuck_driver_call() {
+        eprintln!(
+            "hmn: a GPU driver call has not returned after {:.0} s (a hung driver or GPU); \
+             exiting without waiting for it",
+            stuck.as_secs_f64()
+        );
+        exit_now(code);
+    }
 }
 
 /// Ends the process at once, skipping exit handlers and library destructors.

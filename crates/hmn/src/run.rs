@@ -144,6 +144,14 @@ pub struct Ending {
 }
 
 pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
+    let probe = Arc::new(crate::guarded_probe(global.timeout));
+    let code = run_with(&probe, global, args, out);
+    crate::leave_if_driver_hung(&probe, i32::from(code));
+    ExitCode::from(code)
+}
+
+/// `run`, returning hmn's exit code.
+fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Output) -> u8 {
     let command: Vec<String> = args
         .command
         .iter()
@@ -157,18 +165,17 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
             "run: --plot {} must name an .svg file",
             plot.display()
         ));
-        return ExitCode::from(2);
+        return 2;
     }
 
-    let probe = Arc::new(Probe::new());
-    let (devices, gpu_note) = devices_to_sample(&probe, global.device);
+    let (devices, gpu_note) = devices_to_sample(probe, global.device);
 
     let recorder = match &args.record {
         Some(path) => match Recorder::create(path, Format::for_path(path)) {
             Ok(r) => Some(Arc::new(Mutex::new(r))),
             Err(e) => {
                 out.say(&format!("run: cannot create {}: {e}", path.display()));
-                return ExitCode::from(2);
+                return 2;
             }
         },
         None => None,
@@ -183,7 +190,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
 
     // Spill trackers take their baseline reading before CMD starts.
     let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
-    let spill = Watcher::start(&probe, &indices, args.interval);
+    let spill = Watcher::start(probe, &indices, args.interval);
 
     let started = Instant::now();
     let started_wall = SystemTime::now();
@@ -199,7 +206,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
             if let Some(path) = &args.record {
                 let _ = std::fs::remove_file(path);
             }
-            return ExitCode::from(127);
+            return 127;
         }
     };
     let pid = child.id();
@@ -229,7 +236,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
         .as_ref()
         .map(|_| Arc::new(Mutex::new(PlotData::new(devices.len()))));
     let sampler = start_sampler(
-        &probe,
+        probe,
         args.interval,
         pid,
         &devices,
@@ -284,7 +291,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
             out.say(&format!("run: cannot draw {}: {e}", path.display()));
         }
     }
-    ExitCode::from(ending.code)
+    ending.code
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -426,6 +426,13 @@ fn row_text(at: &str, w: &Watched, now: Figures, spill: &str) -> String {
 }
 
 pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
+    let probe = crate::guarded_probe(global.timeout);
+    let outcome = watch(&probe, global, args, out);
+    crate::leave_if_driver_hung(&probe, i32::from(u8::from(outcome)));
+    outcome
+}
+
+fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
     if !args.pids.is_empty() && (args.follow_new || !args.filter.is_empty() || args.min.is_some()) {
         out.say(
             "watch: --follow-new, --filter and --min choose the processes to watch; they cannot \
@@ -446,8 +453,7 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
         ));
     }
 
-    let probe = Probe::new();
-    let (device, device_name) = match choose_device(&probe, global.device, mode, out) {
+    let (device, device_name) = match choose_device(probe, global.device, mode, out) {
         Ok(found) => found,
         Err(outcome) => return outcome,
     };
@@ -457,7 +463,7 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
         started: Instant::now(),
     };
     let started_wall = SystemTime::now();
-    let mut spill = device.map(|d| DeviceSpill::new(&probe, d));
+    let mut spill = device.map(|d| DeviceSpill::new(probe, d));
 
     let listing = match device.map(|d| probe.processes(d)) {
         Some(Ok(rows)) => Listing::new(rows),
@@ -487,7 +493,7 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
         let row = listing.by_pid.get(&pid);
         let name = row
             .and_then(|r| r.name.clone())
-            .or_else(|| local_name(&probe, pid));
+            .or_else(|| local_name(probe, pid));
         if mode == Mode::Explicit && row.is_none() && probe.process_exists(pid) == Some(false) {
             sink.notice(&format!(
                 "pid={pid} names no running process; its rows will read 0 B of GPU memory"
@@ -501,7 +507,7 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
         watched.push(Watched::new(
             pid,
             name,
-            hypomnesis::process_start_ticks(&probe, pid),
+            hypomnesis::process_start_ticks(probe, pid),
         ));
     }
 
@@ -576,7 +582,7 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
     }
     if let (Some(d), Some(spill)) = (device, &spill)
         && spill.is_measurable()
-        && hypomnesis::spill::device_is_spilling(&probe, d) == Some(true)
+        && hypomnesis::spill::device_is_spilling(probe, d) == Some(true)
     {
         sink.notice(&format!(
             "device {d} is already spilling as watching begins (dedicated ≥ 85 %, shared \
@@ -607,17 +613,20 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
             });
         if let Some(this) = this {
             if mode == Mode::FollowNew && samples > 0 {
-                follow(&probe, &sink, &this, args, &mut watched, &mut finished);
+                follow(probe, &sink, &this, args, &mut watched, &mut finished);
             }
-            sample(&probe, &sink, &this, spilling, &mut watched, &mut finished);
+            sample(probe, &sink, &this, spilling, &mut watched, &mut finished);
             samples += 1;
         }
         if global.all
             && let Some(index) = device
         {
-            sample_telemetry(&probe, &sink, index);
+            sample_telemetry(probe, &sink, index);
         }
         next += args.interval;
+        // A sample that overran (a slow or hung driver) is not followed by a burst of
+        // catch-up samples.
+        next = next.max(Instant::now());
         match pause_until(next, args.duration.map(|d| sink.started + d)) {
             Pause::Next => {}
             Pause::Duration => break false,

@@ -932,3 +932,94 @@ fn watch_all_streams_telemetry_and_survives_a_lost_gpu() {
     assert!(r.stderr.contains("GPU is lost"), "{}", r.stderr);
     assert_eq!(records.last().unwrap()["kind"], "summary");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A driver that hangs mid-way
+
+/// `one_gpu` whose process-list call sleeps 60 s from 1.2 s after the first `nvmlInit` on:
+/// a driver that hangs while `watch` or `run` is under way.
+fn hangs_after_a_while(name: &str) -> PathBuf {
+    let mut scenario: Value = serde_json::from_str(
+        &std::fs::read_to_string(test_support::nvml_scenario("one_gpu")).unwrap(),
+    )
+    .unwrap();
+    scenario["description"] = serde_json::json!("one_gpu whose process list hangs after 1.2 s");
+    scenario["devices"][0]["delays_ms"] =
+        serde_json::json!({ "nvmlDeviceGetComputeRunningProcesses_v3": 60_000 });
+    scenario["devices"][0]["delays_from_ms"] = serde_json::json!(1_200);
+    let dir = test_support::workspace_root().join("target/test-scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, scenario.to_string()).unwrap();
+    path
+}
+
+/// With `--timeout 1`, `watch` abandons the sample whose driver call hangs, says so, keeps
+/// its interval until `--duration` ends, prints its summary, and exits without waiting for
+/// the blocked call. Were the call not abandoned, `watch` would sit in it for 60 s and then
+/// report no skipped interval.
+#[test]
+fn watch_skips_the_samples_of_a_hung_driver_and_still_ends_on_time() {
+    let scenario = hangs_after_a_while("watch_hung_process_list");
+    let started = std::time::Instant::now();
+    let r = run(hmn_with_gpu(&scenario).args([
+        "watch",
+        "--top",
+        "1",
+        "--interval",
+        "200ms",
+        "--duration",
+        "4s",
+        "--timeout",
+        "1",
+    ]));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "not the 60 s hang"
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("skipping interval"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("did not answer within 1s"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("samples;"),
+        "summary printed: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("exiting without waiting for it"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `run` under a driver that hangs mid-run: CMD's exit code, a report, and no 60 s wait.
+#[test]
+fn run_reports_and_ends_when_the_driver_hangs_mid_run() {
+    let scenario = hangs_after_a_while("run_hung_process_list");
+    let started = std::time::Instant::now();
+    let r = run(hmn_with_gpu(&scenario).args([
+        "run",
+        "--interval",
+        "200ms",
+        "--timeout",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "sleep 3; exit 3",
+    ]));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "not the 60 s hang"
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("exiting without waiting for it"),
+        "{}",
+        r.stderr
+    );
+}

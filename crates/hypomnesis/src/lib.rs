@@ -34,6 +34,7 @@
 
 pub mod error;
 mod gpu;
+mod guard;
 pub mod host;
 mod pidns;
 mod probe;

@@ -10,11 +10,12 @@
 //! fixture trees, at the NVML double, and at a stand-in `nvidia-smi`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::{HypomnesisError, Result};
 use crate::gpu::GpuBackends;
+use crate::guard::DriverGuard;
 use crate::host::HostMemory;
 use crate::ram::{MemoryDetail, ProcessMemory};
 use crate::snapshot::{
@@ -50,7 +51,9 @@ pub struct Probe {
     proc_root: PathBuf,
     sys_root: PathBuf,
     own_rss: OwnRss,
-    gpu: GpuBackends,
+    gpu: Arc<GpuBackends>,
+    /// GPU calls go through it when [`ProbeBuilder::driver_timeout`] was set.
+    guard: Option<DriverGuard>,
 }
 
 /// Builds a [`Probe`] with overridden roots and paths.
@@ -64,6 +67,7 @@ pub struct ProbeBuilder {
     nvidia_smi_timeout: Option<Duration>,
     use_nvml: Option<bool>,
     use_nvidia_smi: Option<bool>,
+    driver_timeout: Option<Duration>,
 }
 
 impl ProbeBuilder {
@@ -114,6 +118,18 @@ impl ProbeBuilder {
         self
     }
 
+    /// Give up on a GPU question after `timeout` instead of blocking forever when the driver
+    /// or a GPU hangs (default: no limit). GPU calls then run on a worker thread of the
+    /// probe's own, which costs a thread hand-off per call (tens of microseconds); a call that
+    /// overruns returns [`HypomnesisError::Timeout`], and while it stays blocked in the
+    /// driver, every GPU question fails at once with the same error
+    /// ([`Probe::stuck_driver_call`] says for how long). RAM and host questions are not
+    /// affected. See the `guard` module.
+    pub fn driver_timeout(mut self, timeout: Duration) -> Self {
+        self.driver_timeout = Some(timeout);
+        self
+    }
+
     /// The probe. Never fails: a backend that cannot load reports why when it is first asked.
     #[must_use]
     pub fn build(self) -> Probe {
@@ -149,7 +165,8 @@ impl ProbeBuilder {
             own_rss: OwnRss::open(&proc_root),
             proc_root,
             sys_root,
-            gpu,
+            gpu: Arc::new(gpu),
+            guard: self.driver_timeout.map(DriverGuard::new),
         }
     }
 }
@@ -270,7 +287,7 @@ impl Probe {
     /// # Errors
     /// [`HypomnesisError::NoGpuSource`] listing every backend tried and why it failed.
     pub fn device_count(&self) -> Result<u32> {
-        self.gpu.device_count()
+        self.gpu_call("device_count", |gpu| gpu.device_count())?
     }
 
     /// Every GPU. A device whose query failed is left out; [`Probe::device_count`] still counts
@@ -279,7 +296,7 @@ impl Probe {
     /// # Errors
     /// [`HypomnesisError::NoGpuSource`] when no backend can enumerate GPUs.
     pub fn devices(&self) -> Result<Vec<GpuDeviceInfo>> {
-        self.gpu.devices()
+        self.gpu_call("devices", |gpu| gpu.devices())?
     }
 
     /// One GPU.
@@ -288,7 +305,7 @@ impl Probe {
     /// [`HypomnesisError::DeviceIndexOutOfRange`], [`HypomnesisError::NoGpuSource`], or the
     /// backend's error when every source failed for this device.
     pub fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
-        self.gpu.device_info(index)
+        self.gpu_call("device_info", move |gpu| gpu.device_info(index))?
     }
 
     /// Utilization, temperature, power and clocks of GPU `index`; every figure optional,
@@ -298,7 +315,7 @@ impl Probe {
     /// # Errors
     /// [`HypomnesisError::DeviceIndexOutOfRange`] or [`HypomnesisError::NoGpuSource`].
     pub fn telemetry(&self, index: u32) -> Result<crate::DeviceTelemetry> {
-        self.gpu.telemetry(index)
+        self.gpu_call("telemetry", move |gpu| gpu.telemetry(index))?
     }
 
     /// Telemetry of every GPU, listing the devices once: cheaper than calling
@@ -309,7 +326,7 @@ impl Probe {
     /// # Errors
     /// [`HypomnesisError::NoGpuSource`] when no backend can enumerate GPUs.
     pub fn telemetry_all(&self) -> Result<(Vec<crate::DeviceTelemetry>, Vec<HypomnesisError>)> {
-        self.gpu.telemetry_all()
+        self.gpu_call("telemetry_all", |gpu| gpu.telemetry_all())?
     }
 
     /// Every process holding memory on GPU `index`, sorted by pid, with names.
@@ -318,7 +335,7 @@ impl Probe {
     /// As for [`Probe::device_info`], or when the process list is refused (NO_PERMISSION) and
     /// no fallback could list it.
     pub fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
-        self.gpu.processes(index)
+        self.gpu_call("processes", move |gpu| gpu.processes(index))?
     }
 
     /// As [`Probe::processes`], plus what the listing could not see: processes whose GPU use
@@ -329,7 +346,7 @@ impl Probe {
     /// # Errors
     /// As for [`Probe::processes`].
     pub fn gpu_process_listing(&self, index: u32) -> Result<GpuProcessListing> {
-        self.gpu.process_listing(index)
+        self.gpu_call("gpu_process_listing", move |gpu| gpu.process_listing(index))?
     }
 
     /// The calling process's own memory on GPU `index`.
@@ -337,7 +354,10 @@ impl Probe {
     /// # Errors
     /// As for [`Probe::processes`].
     pub fn process_gpu_info(&self, index: u32) -> Result<ProcessGpuInfo> {
-        self.gpu.own_process(index, std::process::id())
+        let own_pid = std::process::id();
+        self.gpu_call("process_gpu_info", move |gpu| {
+            gpu.own_process(index, own_pid)
+        })?
     }
 
     /// RAM plus device `index` and this process's memory on it. Fails only on RAM; GPU
@@ -347,13 +367,10 @@ impl Probe {
     /// When the process's resident memory cannot be read.
     pub fn snapshot(&self, index: u32) -> Result<Snapshot> {
         let ram_bytes = self.process_rss()?;
-        let (gpu_device, gpu, gpu_error) = match self.gpu.device_info(index) {
-            Ok(device) => match self.gpu.own_process_on(&device, std::process::id()) {
-                Ok(own) => (Some(device), Some(own), None),
-                Err(e) => (Some(device), None, Some(e)),
-            },
-            Err(e) => (None, None, Some(e)),
-        };
+        let own_pid = std::process::id();
+        let (gpu_device, gpu, gpu_error) = self
+            .gpu_call("snapshot", move |gpu| own_gpu_part(gpu, index, own_pid))
+            .unwrap_or_else(|timeout| (None, None, Some(timeout)));
         Ok(Snapshot {
             ram_bytes,
             gpu,
@@ -363,32 +380,33 @@ impl Probe {
         })
     }
 
-    /// One snapshot per GPU, sharing one RAM reading; empty when there is no GPU.
+    /// One snapshot per GPU, sharing one RAM reading; empty when there is no GPU. When the
+    /// GPU driver did not answer within [`ProbeBuilder::driver_timeout`], one snapshot whose
+    /// [`Snapshot::gpu_error`] says so.
     ///
     /// # Errors
     /// When the process's resident memory cannot be read.
     pub fn snapshot_all(&self) -> Result<Vec<Snapshot>> {
         let ram_bytes = self.process_rss()?;
-        let count = self.gpu.device_count().unwrap_or(0);
         let own_pid = std::process::id();
-        let mut snapshots = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        for index in 0..count {
-            let (gpu_device, gpu, gpu_error) = match self.gpu.device_info(index) {
-                Ok(device) => match self.gpu.own_process_on(&device, own_pid) {
-                    Ok(own) => (Some(device), Some(own), None),
-                    Err(e) => (Some(device), None, Some(e)),
-                },
-                Err(e) => (None, None, Some(e)),
-            };
-            snapshots.push(Snapshot {
+        let parts = self
+            .gpu_call("snapshot_all", move |gpu| {
+                let count = gpu.device_count().unwrap_or(0);
+                (0..count)
+                    .map(|index| own_gpu_part(gpu, index, own_pid))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_else(|timeout| vec![(None, None, Some(timeout))]);
+        Ok(parts
+            .into_iter()
+            .map(|(gpu_device, gpu, gpu_error)| Snapshot {
                 ram_bytes,
                 gpu,
                 gpu_device,
                 gpu_error,
                 telemetry: None,
-            });
-        }
-        Ok(snapshots)
+            })
+            .collect())
     }
 
     /// As [`Probe::snapshot_all`], with each device's [`Snapshot::telemetry`] filled. A
@@ -401,7 +419,7 @@ impl Probe {
     pub fn snapshot_all_with_telemetry(&self) -> Result<Vec<Snapshot>> {
         let mut snapshots = self.snapshot_all()?;
         for (index, snapshot) in (0_u32..).zip(snapshots.iter_mut()) {
-            match self.gpu.telemetry(index) {
+            match self.telemetry(index) {
                 Ok(telemetry) => snapshot.telemetry = Some(telemetry),
                 Err(e) => {
                     if snapshot.gpu_error.is_none() {
@@ -413,10 +431,56 @@ impl Probe {
         Ok(snapshots)
     }
 
+    /// How long the GPU call in flight has been running, when it has overrun
+    /// [`ProbeBuilder::driver_timeout`]: the driver or a GPU is hung, and GPU questions fail at
+    /// once until the call returns. `None` without a timeout, or while calls answer in time.
+    ///
+    /// A program that sees `Some` when it ends should exit without unloading vendor libraries
+    /// (`std::process::exit` runs their exit handlers, which may wait on the hung call).
+    #[must_use]
+    pub fn stuck_driver_call(&self) -> Option<Duration> {
+        self.guard.as_ref().and_then(DriverGuard::stuck_for)
+    }
+
+    /// Runs a GPU call: on the caller's thread, or with [`ProbeBuilder::driver_timeout`] on
+    /// the guard's worker, bounded by the timeout.
+    fn gpu_call<R: Send + 'static>(
+        &self,
+        what: &str,
+        call: impl FnOnce(&GpuBackends) -> R + Send + 'static,
+    ) -> Result<R> {
+        match &self.guard {
+            None => Ok(call(&self.gpu)),
+            Some(guard) => {
+                let gpu = Arc::clone(&self.gpu);
+                guard.call(what, move || call(&gpu))
+            }
+        }
+    }
+
     /// The `/proc` root this probe reads.
     #[must_use]
     pub fn proc_root(&self) -> &Path {
         &self.proc_root
+    }
+}
+
+/// Device `index` and process `pid`'s memory on it, for a snapshot.
+fn own_gpu_part(
+    gpu: &GpuBackends,
+    index: u32,
+    pid: u32,
+) -> (
+    Option<GpuDeviceInfo>,
+    Option<ProcessGpuInfo>,
+    Option<HypomnesisError>,
+) {
+    match gpu.device_info(index) {
+        Ok(device) => match gpu.own_process_on(&device, pid) {
+            Ok(own) => (Some(device), Some(own), None),
+            Err(e) => (Some(device), None, Some(e)),
+        },
+        Err(e) => (None, None, Some(e)),
     }
 }
 

@@ -400,3 +400,96 @@ fn early_r535_32_byte_process_entries_are_read_right() {
         },
     );
 }
+
+/// Writes `one_gpu` with its memory query made to sleep `hang_ms` into a scenario file of its
+/// own (outside `fixtures/nvml`, which the pynvml check reads whole).
+fn hung_memory_query_scenario(name: &str, hang_ms: u64) -> std::path::PathBuf {
+    let mut scenario: Value = serde_json::from_str(
+        &std::fs::read_to_string(test_support::nvml_scenario("one_gpu")).unwrap(),
+    )
+    .unwrap();
+    scenario["description"] = serde_json::json!("one_gpu whose memory query hangs");
+    scenario["devices"][0]["delays_ms"] =
+        serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": hang_ms });
+    let dir = test_support::workspace_root().join("target/test-scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, scenario.to_string()).unwrap();
+    path
+}
+
+/// A driver call that never returns (the double's memory query sleeps 60 s) costs a probe
+/// built with `driver_timeout` only the timeout: the call fails with `Timeout`, and while it
+/// stays blocked every GPU question fails at once, saying so, and RAM is still measured.
+/// Without the guard `device_info` would answer after 60 s, with figures, and fail the test.
+#[test]
+fn a_hung_driver_call_is_abandoned_after_the_driver_timeout() {
+    let path = hung_memory_query_scenario("probe_hung_memory_query", 60_000);
+    test_support::with_nvml_double_scenario(
+        "a_hung_driver_call_is_abandoned_after_the_driver_timeout",
+        &path,
+        |lib, _| {
+            let probe = Probe::builder()
+                .nvml_lib(lib)
+                .use_nvidia_smi(false)
+                .driver_timeout(std::time::Duration::from_millis(500))
+                .build();
+            let started = std::time::Instant::now();
+            let first = probe.device_info(0);
+            assert!(
+                matches!(&first, Err(HypomnesisError::Timeout { what, .. }) if what.contains("device_info")),
+                "{first:?}"
+            );
+            // Not a timing budget: the hung call lasts 60 s, and the answer came long before.
+            assert!(started.elapsed() < std::time::Duration::from_secs(30));
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            assert!(probe.stuck_driver_call().is_some());
+            let second = probe.processes(0);
+            assert!(
+                matches!(&second, Err(HypomnesisError::Timeout { what, .. }) if what.contains("processes not attempted")),
+                "{second:?}"
+            );
+            let snapshot = probe.snapshot(0).unwrap();
+            assert!(snapshot.ram_bytes > 0);
+            assert!(
+                matches!(snapshot.gpu_error, Some(HypomnesisError::Timeout { .. })),
+                "{snapshot:?}"
+            );
+            let all = probe.snapshot_all().unwrap();
+            assert_eq!(all.len(), 1);
+            assert!(matches!(
+                all[0].gpu_error,
+                Some(HypomnesisError::Timeout { .. })
+            ));
+        },
+    );
+}
+
+/// Through the guard's worker thread, a probe answers what a probe without one answers.
+#[test]
+fn a_probe_with_a_driver_timeout_reads_the_same_figures() {
+    test_support::with_nvml_double(
+        "a_probe_with_a_driver_timeout_reads_the_same_figures",
+        "four_gpus",
+        |lib, _| {
+            let direct = Probe::builder()
+                .nvml_lib(&lib)
+                .use_nvidia_smi(false)
+                .build();
+            let guarded = Probe::builder()
+                .nvml_lib(&lib)
+                .use_nvidia_smi(false)
+                .driver_timeout(std::time::Duration::from_secs(30))
+                .build();
+            assert_eq!(guarded.device_count().unwrap(), 4);
+            assert_eq!(guarded.devices().unwrap(), direct.devices().unwrap());
+            for index in 0..4 {
+                assert_eq!(
+                    guarded.processes(index).unwrap(),
+                    direct.processes(index).unwrap()
+                );
+            }
+            assert!(guarded.stuck_driver_call().is_none());
+        },
+    );
+}
