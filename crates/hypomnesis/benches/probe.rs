@@ -1,7 +1,9 @@
 //! Budgets (DESIGN §6), each compared in the same run with what a user would otherwise pick:
 //! - own RSS ≤ 3 µs median, against `sysinfo`'s single-process refresh and `memory-stats`;
 //! - `Probe::snapshot(0)` against the NVML double ≤ 25 µs median, against the original
-//!   crate's pattern of loading NVML, initialising, querying and shutting down on every call.
+//!   crate's pattern of loading NVML, initialising, querying and shutting down on every call;
+//!   and the same snapshot with `ProbeBuilder::driver_timeout` set (no budget: what the
+//!   worker-thread hand-off costs).
 //!
 //! Run with `cargo bench -p hypomnesis --bench probe`. The double is built on first use.
 
@@ -71,6 +73,16 @@ fn snapshot(c: &mut Criterion) {
     assert!(probe.snapshot(0).unwrap().gpu_device.is_some());
     group.bench_function("hypomnesis Probe::snapshot(0)", |b| {
         b.iter(|| black_box(probe.snapshot(0).unwrap()));
+    });
+    // The price of `driver_timeout`: the same snapshot through the guard's worker thread.
+    let guarded = Probe::builder()
+        .nvml_lib(&lib)
+        .use_nvidia_smi(false)
+        .driver_timeout(std::time::Duration::from_secs(10))
+        .build();
+    assert!(guarded.snapshot(0).unwrap().gpu_device.is_some());
+    group.bench_function("hypomnesis Probe::snapshot(0), driver_timeout set", |b| {
+        b.iter(|| black_box(guarded.snapshot(0).unwrap()));
     });
     group.bench_function("seed pattern: load+init+query+shutdown", |b| {
         b.iter(|| black_box(seed_pattern_snapshot(&lib)));
