@@ -85,8 +85,8 @@ pub struct GlobalArgs {
     pub all: bool,
 
     /// Give up after SECS seconds without an answer from the GPU driver (a hung driver or
-    /// GPU); 0 waits forever. The summary, `ps` and `fits` then exit 2 saying so; `watch` and
-    /// `run` skip the samples concerned and carry on.
+    /// GPU); 0 waits forever. The summary, `ps` and `fits` then exit 2 saying so; `watch`,
+    /// `run` and `serve` skip the GPU figures concerned and carry on.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
 }

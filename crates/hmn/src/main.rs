@@ -152,7 +152,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => return run::run(&cli.global, args, &out),
         Some(Command::Watch(args)) => watch::run(&cli.global, args, &out),
         #[cfg(feature = "serve")]
-        Some(Command::Serve(args)) => serve::run(hypomnesis::Probe::new(), &cli.global, args, &out),
+        Some(Command::Serve(args)) => serve::run(guarded_probe(timeout), &cli.global, args, &out),
         Some(Command::Completions { shell }) => {
             let mut text = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "hmn", &mut text);

@@ -408,6 +408,44 @@ fn a_hung_backend_shows_as_stale_not_as_a_hung_endpoint() {
     );
 }
 
+/// An NVML call that never returns (the double's memory query sleeps 60 s) is abandoned
+/// after `--timeout`: the pass goes on and publishes the host's figures, the GPU failure is
+/// counted on every pass after, and scrapes keep answering. Without the timeout the first
+/// pass would stay blocked and no host figure would ever be served (as with the hung
+/// nvidia-smi above, which has no NVML to time out).
+#[test]
+fn a_hung_nvml_call_is_abandoned_and_host_figures_stay_fresh() {
+    let (_, mut declared) = scenario("one_gpu");
+    declared["description"] = serde_json::json!("one_gpu whose memory query hangs");
+    declared["devices"][0]["delays_ms"] =
+        serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
+    let dir = tempfile::tempdir().unwrap();
+    let hung = dir.path().join("serve_hung_memory_query.json");
+    std::fs::write(&hung, declared.to_string()).unwrap();
+    let lib = test_support::nvml_double_for(&hung).join("libnvidia-ml.so.1");
+    let server = Server::start_with(
+        "one_gpu",
+        &["--interval", "200ms", "--timeout", "1"],
+        |cmd| {
+            cmd.env("HYPOMNESIS_NVML_LIB", &lib)
+                .env("NVML_DOUBLE_SCENARIO", &hung);
+        },
+    );
+    let first = server.wait_for("hypomnesis_host_memory");
+    assert!(
+        !first.body.contains("hypomnesis_gpu_memory"),
+        "{}",
+        first.body
+    );
+    // Later passes fail at once on the GPU and keep publishing the host.
+    let later = server.wait_for("hypomnesis_sample_errors_total{backend=\"gpu\"} 5");
+    let age = value_of(&later.body, "hypomnesis_sample_age_seconds").unwrap();
+    assert!(age < 5.0, "a fresh sample, not the first one aging: {age}");
+    assert_eq!(server.get("/healthz", None).status, 200);
+    let stderr = server.stderr();
+    assert!(stderr.contains("did not answer within 1s"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Abuse and load
 

@@ -137,7 +137,9 @@ pub fn run(
 
     let log: sampler::Log = Arc::new(|line: &str| eprintln!("hmn: {line}"));
     let shared = Arc::new(sampler::Shared::new(Arc::clone(&log)));
-    let _sampler = match sampler::Sampler::start(Arc::new(probe), config, Arc::clone(&shared)) {
+    let probe = Arc::new(probe);
+    let source: Arc<dyn sampler::Source> = Arc::<hypomnesis::Probe>::clone(&probe);
+    let sampler = match sampler::Sampler::start(source, config, Arc::clone(&shared)) {
         Ok(sampler) => sampler,
         Err(e) => {
             out.say(&format!("cannot start the sampling thread: {e}"));
@@ -166,6 +168,8 @@ pub fn run(
         if config.processes { "on" } else { "off" }
     ));
     runtime.block_on(http::serve(listener, shared, http::Limits::default(), log));
+    drop(sampler);
+    crate::leave_if_driver_hung(&probe, 0);
     Outcome::Success
 }
 
