@@ -506,14 +506,15 @@ impl<'a> Scanner<'a> {
         text: &str,
         own: &mut HashMap<(String, ClientKey), FdInfo>,
     ) -> bool {
-        let info = parse_fdinfo(text);
+        let mut info = parse_fdinfo(text);
         self.malformed = self.malformed.saturating_add(info.malformed_lines);
         if !info.is_drm {
             return false;
         }
+        // The slot moves into the client's key (`Client::device`).
         let Some(device) = info
             .pdev
-            .clone()
+            .take()
             .or_else(|| node.and_then(|n| self.node_device(n)))
         else {
             return false;

@@ -17,14 +17,70 @@
 //!   engine lines like `gfx0: 12.5%`, with no `drm-` keys; the `pasid` (one per DRM file) then
 //!   stands in for `drm-client-id`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+/// A region or engine name. The names drivers print are few, so the known ones are borrowed
+/// from tables here instead of allocated: a scan parses thousands of fdinfo files, each
+/// naming half a dozen regions and engines.
+pub(crate) type Name = Cow<'static, str>;
+
+/// `name` as a [`Name`]: borrowed from `known` when listed there, else owned.
+fn intern(name: &str, known: &[&'static str]) -> Name {
+    match known.iter().find(|k| **k == name) {
+        Some(known) => Cow::Borrowed(*known),
+        None => Cow::Owned(name.to_owned()),
+    }
+}
+
+/// Region names of amdgpu, xe, i915 and the generic helpers.
+const REGION_NAMES: [&str; 16] = [
+    "vram",
+    "gtt",
+    "cpu",
+    "doorbell",
+    "memory",
+    "system",
+    "system0",
+    "local0",
+    "local1",
+    "stolen",
+    "stolen-local0",
+    "stolen-system0",
+    "vram0",
+    "vram1",
+    "gds",
+    "gws",
+];
+
+/// Engine names of amdgpu, xe, i915, panfrost and msm.
+const ENGINE_NAMES: [&str; 16] = [
+    "gfx",
+    "compute",
+    "dma",
+    "enc",
+    "dec",
+    "jpeg",
+    "vpe",
+    "render",
+    "copy",
+    "video",
+    "video-enhance",
+    "rcs",
+    "bcs",
+    "vcs",
+    "vecs",
+    "ccs",
+];
 
 /// One memory region's figures from one DRM client, bytes. `None` when the driver did not
 /// print that key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RegionStats {
     /// Region name as the driver prints it (`vram`, `gtt`, `system0`, `local0`, `memory`).
-    pub(crate) name: String,
+    pub(crate) name: Name,
+    /// What the region counts towards, from its name.
+    pub(crate) class: RegionClass,
     /// `drm-total-<r>`: every buffer created, resident or not.
     pub(crate) total: Option<u64>,
     /// `drm-shared-<r>`: buffers shared with another DRM file.
@@ -47,7 +103,7 @@ impl RegionStats {
 }
 
 /// Which part of a process's GPU memory a region counts towards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum RegionClass {
     /// Memory on the device: amdgpu / xe `vram*`, i915 `local*` and `stolen-local*`.
     Device,
@@ -56,6 +112,7 @@ pub(crate) enum RegionClass {
     System,
     /// Anything else (amdgpu `gds`, `gws`, `oa`, `doorbell`, `mmioremap`; xe `stolen`, which is
     /// device or system memory depending on the part): parsed, not counted.
+    #[default]
     Other,
 }
 
@@ -79,7 +136,7 @@ pub(crate) fn region_class(name: &str) -> RegionClass {
 #[cfg_attr(not(test), allow(dead_code))] // read by the utilization work, not by memory
 pub(crate) struct EngineStats {
     /// Engine name (`gfx`, `render`, `rcs`, ...).
-    pub(crate) name: String,
+    pub(crate) name: Name,
     /// `drm-engine-<e>`: busy time, nanoseconds.
     pub(crate) busy_ns: Option<u64>,
     /// `drm-engine-capacity-<e>`: identical engines grouped under the name (absent = 1).
@@ -144,7 +201,7 @@ impl FdInfo {
         sum_some(
             self.regions
                 .iter()
-                .filter(|r| region_class(&r.name) == class)
+                .filter(|r| r.class == class)
                 .map(RegionStats::resident_bytes),
         )
     }
@@ -154,7 +211,7 @@ impl FdInfo {
         sum_some(
             self.regions
                 .iter()
-                .filter(|r| region_class(&r.name) != RegionClass::Other)
+                .filter(|r| r.class != RegionClass::Other)
                 .map(|r| r.shared),
         )
     }
@@ -163,8 +220,13 @@ impl FdInfo {
         let position = match self.regions.iter().position(|r| r.name == name) {
             Some(position) => position,
             None => {
+                if self.regions.is_empty() {
+                    // amdgpu prints five regions: one allocation for all of them.
+                    self.regions.reserve(6);
+                }
                 self.regions.push(RegionStats {
-                    name: name.to_owned(),
+                    name: intern(name, &REGION_NAMES),
+                    class: region_class(name),
                     ..RegionStats::default()
                 });
                 self.regions.len() - 1
@@ -178,8 +240,11 @@ impl FdInfo {
         let position = match self.engines.iter().position(|e| e.name == name) {
             Some(position) => position,
             None => {
+                if self.engines.is_empty() {
+                    self.engines.reserve(4);
+                }
                 self.engines.push(EngineStats {
-                    name: name.to_owned(),
+                    name: intern(name, &ENGINE_NAMES),
                     ..EngineStats::default()
                 });
                 self.engines.len() - 1
@@ -514,9 +579,10 @@ pub(crate) fn classify_fd_target(target: &str) -> FdTarget<'_> {
             };
         }
     }
-    // A `/dev` mounted elsewhere (containers) still names the node `…/dri/renderD128`.
-    if let Some((_, node)) = target.rsplit_once("/dri/")
-        && let Some(node) = node_name(node)
+    // A `/dev` mounted elsewhere (containers) still names the node `…/dri/renderD128`. (A
+    // byte search: `rsplit_once` builds a substring searcher per call, and most fds get here.)
+    if let Some(at) = target.as_bytes().windows(5).rposition(|w| w == b"/dri/")
+        && let Some(node) = target.get(at + 5..).and_then(node_name)
     {
         return FdTarget::Drm(node);
     }

@@ -584,7 +584,7 @@ fn engine_figure(
                 continue;
             }
             sample.insert(
-                (id, engine.name.clone()),
+                (id, engine.name.to_string()),
                 EngineCounters {
                     busy_ns: engine.busy_ns,
                     cycles: engine.cycles,
