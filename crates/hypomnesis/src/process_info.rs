@@ -39,8 +39,9 @@ pub(crate) mod linux {
     /// The user running `pid`: a name when the user database knows the uid, else the uid
     /// as a number. `None` when the process cannot be read.
     pub(crate) fn process_user(proc_root: &Path, pid: u32) -> Option<String> {
-        let status =
-            std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
+        use crate::ram::linux::{Ends, read_proc_file};
+        let path = proc_root.join(pid.to_string()).join("status");
+        let status = String::from_utf8(read_proc_file(&path, Ends::AtShortRead).ok()?).ok()?;
         let uid = super::parse_status_uid(&status)?;
         Some(cached_user_name(uid).unwrap_or_else(|| uid.to_string()))
     }
@@ -73,7 +74,9 @@ pub(crate) mod linux {
 
     /// The command line of `pid`, arguments joined by spaces.
     pub(crate) fn process_command(proc_root: &Path, pid: u32) -> Option<String> {
-        let raw = std::fs::read(proc_root.join(pid.to_string()).join("cmdline")).ok()?;
+        use crate::ram::linux::{Ends, read_proc_file};
+        let path = proc_root.join(pid.to_string()).join("cmdline");
+        let raw = read_proc_file(&path, Ends::AtEmptyRead).ok()?;
         super::parse_cmdline(&raw)
     }
 

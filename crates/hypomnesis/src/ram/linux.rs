@@ -225,7 +225,7 @@ fn classify(err: &io::Error) -> Failure {
 /// `comm` is not readable (no such process).
 pub(crate) fn process_name(proc_root: &Path, pid: u32) -> Option<String> {
     let dir = proc_root.join(pid.to_string());
-    let mut comm = std::fs::read(dir.join("comm")).ok()?;
+    let mut comm = read_proc_file(&dir.join("comm"), Ends::AtShortRead).ok()?;
     if comm.last() == Some(&b'\n') {
         comm.pop();
     }
@@ -240,6 +240,43 @@ pub(crate) fn process_name(proc_root: &Path, pid: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&comm).into_owned())
 }
 
+/// Where a procfs file's text ends, for [`read_proc_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ends {
+    /// At the first read that fills less than asked: files the kernel generates whole on the
+    /// first read (`comm`, `status`: `seq_file`), and regular files.
+    AtShortRead,
+    /// At a read that returns nothing: `cmdline`, copied from the process's memory a page at
+    /// a time.
+    AtEmptyRead,
+}
+
+/// A small procfs file, read whole with `open` and `read` only: naming a listing's rows reads
+/// three files per process, and `std::fs::read` adds a `statx` for a size hint procfs does not
+/// give (it reports 0) and, for most files, a final empty `read`.
+pub(crate) fn read_proc_file(path: &Path, ends: Ends) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    const CHUNK: usize = 4096;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    loop {
+        let start = bytes.len();
+        bytes.resize(start + CHUNK, 0);
+        let read = match file.read(&mut bytes[start..]) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                bytes.truncate(start);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        bytes.truncate(start + read);
+        if read == 0 || (ends == Ends::AtShortRead && read < CHUNK) {
+            return Ok(bytes);
+        }
+    }
+}
+
 /// The file name of `<dir>/exe`'s target, when it extends `comm`.
 fn name_from_exe(dir: &Path, comm: &[u8]) -> Option<String> {
     use std::os::unix::ffi::OsStrExt;
@@ -251,7 +288,7 @@ fn name_from_exe(dir: &Path, comm: &[u8]) -> Option<String> {
 
 /// The file name of `argv[0]` in `<dir>/cmdline`, when it extends `comm`.
 fn name_from_cmdline(dir: &Path, comm: &[u8]) -> Option<String> {
-    let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+    let cmdline = read_proc_file(&dir.join("cmdline"), Ends::AtEmptyRead).ok()?;
     let argv0 = cmdline.split(|&b| b == 0).next()?;
     let name = argv0.rsplit(|&b| b == b'/').next()?;
     extends(name, comm)
@@ -285,6 +322,32 @@ pub(crate) fn process_exists(proc_root: &Path, pid: u32) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_files_are_read_whole_at_any_length() {
+        let dir = tempfile::tempdir().unwrap();
+        // Around the read size: one short read, a full one then an empty one, several.
+        for length in [0, 1, 4095, 4096, 4097, 3 * 4096 + 17] {
+            let text: Vec<u8> = (0..length).map(|i| b'a' + (i % 26) as u8).collect();
+            let path = dir.path().join(format!("file{length}"));
+            std::fs::write(&path, &text).unwrap();
+            for ends in [Ends::AtShortRead, Ends::AtEmptyRead] {
+                assert_eq!(
+                    read_proc_file(&path, ends).unwrap(),
+                    text,
+                    "{length} {ends:?}"
+                );
+            }
+        }
+        // Real procfs: this process's command line, which does not change while it runs.
+        let cmdline = Path::new("/proc/self/cmdline");
+        assert_eq!(
+            read_proc_file(cmdline, Ends::AtEmptyRead).unwrap(),
+            std::fs::read(cmdline).unwrap()
+        );
+        let missing = read_proc_file(&dir.path().join("gone"), Ends::AtShortRead);
+        assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn statm_reader_is_send_and_sync() {
