@@ -15,6 +15,7 @@
 //! microseconds a snapshot takes. So the deadline is opt-in; without it calls run on the
 //! caller's thread, as they always did.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -60,17 +61,26 @@ impl DriverGuard {
             });
         }
         let (answer, wait) = mpsc::sync_channel(1);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let given_up = Arc::clone(&abandoned);
         let job: Job = Box::new(move || {
-            // The caller may have given up: then nobody receives, which is fine.
+            // A call given up on while it waited behind another never reaches the driver.
+            if given_up.load(Ordering::Acquire) {
+                return;
+            }
+            // The caller may give up meanwhile: then nobody receives, which is fine.
             let _ = answer.send(call());
         });
         self.submit(job)?;
         match wait.recv_timeout(self.timeout) {
             Ok(result) => Ok(result),
-            Err(RecvTimeoutError::Timeout) => Err(HypomnesisError::Timeout {
-                what: format!("the GPU driver ({what}; the driver or a GPU is hung)"),
-                after: self.timeout,
-            }),
+            Err(RecvTimeoutError::Timeout) => {
+                abandoned.store(true, Ordering::Release);
+                Err(HypomnesisError::Timeout {
+                    what: format!("the GPU driver ({what}; the driver or a GPU is hung)"),
+                    after: self.timeout,
+                })
+            }
             // The job ended without answering: only a panic in a vendor library does that.
             Err(RecvTimeoutError::Disconnected) => Err(HypomnesisError::Timeout {
                 what: format!("the GPU driver ({what}; the call failed without an answer)"),
@@ -193,6 +203,31 @@ mod tests {
         }
         assert_eq!(answered, Some(2));
         assert!(!*ran.lock().unwrap(), "the refused call never ran");
+    }
+
+    #[test]
+    fn a_call_given_up_on_while_queued_never_runs() {
+        let guard = Arc::new(DriverGuard::new(Duration::from_millis(200)));
+        let (release, hold) = mpsc::channel::<()>();
+        let blocking = Arc::clone(&guard);
+        // Another thread's call holds the worker (not yet long enough to count as stuck).
+        let first = std::thread::spawn(move || blocking.call("slow", move || hold.recv().is_ok()));
+        std::thread::sleep(Duration::from_millis(50));
+        let ran = Arc::new(AtomicBool::new(false));
+        let ran_in_call = Arc::clone(&ran);
+        let queued = guard.call("queued", move || ran_in_call.store(true, Ordering::SeqCst));
+        assert!(
+            matches!(queued, Err(HypomnesisError::Timeout { .. })),
+            "{queued:?}"
+        );
+        release.send(()).unwrap();
+        let _ = first.join().unwrap();
+        // The worker has taken the queued job by the time the next call is answered.
+        assert_eq!(guard.call("sum", || 1 + 2).unwrap(), 3);
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "the abandoned call reached the driver"
+        );
     }
 
     #[test]

@@ -119,12 +119,13 @@ impl ProbeBuilder {
     }
 
     /// Give up on a GPU question after `timeout` instead of blocking forever when the driver
-    /// or a GPU hangs (default: no limit). GPU calls then run on a worker thread of the
-    /// probe's own, which costs a thread hand-off per call (tens of microseconds); a call that
-    /// overruns returns [`HypomnesisError::Timeout`], and while it stays blocked in the
-    /// driver, every GPU question fails at once with the same error
-    /// ([`Probe::stuck_driver_call`] says for how long). RAM and host questions are not
-    /// affected. See the `guard` module.
+    /// or a GPU hangs (default: no limit). GPU calls then run one at a time on a worker
+    /// thread of the probe's own, which costs a thread hand-off per call (tens of
+    /// microseconds); a call that has not answered within `timeout` (time spent queued behind
+    /// another thread's call included) returns [`HypomnesisError::Timeout`], and while an
+    /// abandoned call stays blocked in the driver, every GPU question fails at once with the
+    /// same error ([`Probe::stuck_driver_call`] says for how long). RAM and host questions
+    /// are not affected.
     pub fn driver_timeout(mut self, timeout: Duration) -> Self {
         self.driver_timeout = Some(timeout);
         self
