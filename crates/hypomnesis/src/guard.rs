@@ -22,23 +22,37 @@ use std::time::{Duration, Instant};
 
 use crate::error::{HypomnesisError, Result};
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A call for the worker, and whether its caller has given up on it.
+struct Job {
+    run: Box<dyn FnOnce() + Send + 'static>,
+    abandoned: Arc<AtomicBool>,
+}
+
+/// The call the worker is in: when it began, and whether its caller has given up on it.
+type InFlight = Option<(Instant, Arc<AtomicBool>)>;
 
 /// The worker and what it is doing.
-#[derive(Debug)]
 pub(crate) struct DriverGuard {
     timeout: Duration,
-    /// When the job the worker is running began; `None` while it waits for work.
-    busy_since: Arc<Mutex<Option<Instant>>>,
+    in_flight: Arc<Mutex<InFlight>>,
     /// The worker's queue; started on the first call.
     jobs: Mutex<Option<Sender<Job>>>,
+}
+
+impl std::fmt::Debug for DriverGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverGuard")
+            .field("timeout", &self.timeout)
+            .field("stuck_for", &self.stuck_for())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DriverGuard {
     pub(crate) fn new(timeout: Duration) -> Self {
         Self {
             timeout,
-            busy_since: Arc::new(Mutex::new(None)),
+            in_flight: Arc::new(Mutex::new(None)),
             jobs: Mutex::new(None),
         }
     }
@@ -62,96 +76,92 @@ impl DriverGuard {
         }
         let (answer, wait) = mpsc::sync_channel(1);
         let abandoned = Arc::new(AtomicBool::new(false));
-        let given_up = Arc::clone(&abandoned);
-        let job: Job = Box::new(move || {
-            // A call given up on while it waited behind another never reaches the driver.
-            if given_up.load(Ordering::Acquire) {
-                return;
-            }
-            // The caller may give up meanwhile: then nobody receives, which is fine.
-            let _ = answer.send(call());
-        });
-        self.submit(job)?;
+        self.submit(Job {
+            run: Box::new(move || {
+                // The caller may give up meanwhile: then nobody receives, which is fine.
+                let _ = answer.send(call());
+            }),
+            abandoned: Arc::clone(&abandoned),
+        })
+        .map_err(|e| HypomnesisError::Timeout {
+            what: format!("the GPU driver ({what} not attempted: no thread to call it on: {e})"),
+            after: self.timeout,
+        })?;
         match wait.recv_timeout(self.timeout) {
             Ok(result) => Ok(result),
             Err(RecvTimeoutError::Timeout) => {
+                // From here the call counts as stuck while the worker is in it (see
+                // `stuck_for`), and if it has not started, it never will.
                 abandoned.store(true, Ordering::Release);
                 Err(HypomnesisError::Timeout {
                     what: format!("the GPU driver ({what}; the driver or a GPU is hung)"),
                     after: self.timeout,
                 })
             }
-            // The job ended without answering: only a panic in a vendor library does that.
+            // The call ended without answering: only a panic in a vendor library does that.
             Err(RecvTimeoutError::Disconnected) => Err(HypomnesisError::Timeout {
-                what: format!("the GPU driver ({what}; the call failed without an answer)"),
-                after: Duration::ZERO,
+                what: format!(
+                    "the GPU driver ({what}: the call failed without an answer, a panic in the \
+                     vendor library)"
+                ),
+                after: self.timeout,
             }),
         }
     }
 
-    /// How long the call in flight has been running, when that is longer than the timeout.
+    /// How long the call in flight has been running, when it has overrun: its caller gave
+    /// up on it, or it has run longer than the timeout (another caller's wait may have
+    /// begun before it started).
     pub(crate) fn stuck_for(&self) -> Option<Duration> {
-        let since = *self
-            .busy_since
+        let in_flight = self
+            .in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        since
-            .map(|since| since.elapsed())
-            .filter(|running| *running > self.timeout)
+        let (since, abandoned) = in_flight.as_ref()?;
+        let running = since.elapsed();
+        (abandoned.load(Ordering::Acquire) || running > self.timeout).then_some(running)
     }
 
     /// Queues `job` on the worker, starting the worker (again, if it ended) as needed.
-    fn submit(&self, job: Job) -> Result<()> {
+    fn submit(&self, job: Job) -> std::io::Result<()> {
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let job = match jobs.as_ref() {
             Some(queue) => match queue.send(job) {
                 Ok(()) => return Ok(()),
-                // The worker is gone (a vendor library panicked in it): the job comes back.
+                // The worker is gone: the job comes back.
                 Err(mpsc::SendError(job)) => job,
             },
             None => job,
         };
         let (queue, incoming) = mpsc::channel::<Job>();
-        let busy_since = Arc::clone(&self.busy_since);
+        let in_flight = Arc::clone(&self.in_flight);
         std::thread::Builder::new()
             .name("hypomnesis-driver".into())
-            .spawn(move || {
-                while let Ok(job) = incoming.recv() {
-                    set(&busy_since, Some(Instant::now()));
-                    // Cleared on unwinding too, so a panicked call does not read as hung.
-                    let _idle_after = Idle(&busy_since);
-                    job();
-                }
-            })
-            .map_err(|e| HypomnesisError::Timeout {
-                what: format!("the GPU driver (no thread to call it on: {e})"),
-                after: Duration::ZERO,
-            })?;
-        // The receiver lives in the thread just started, so this send cannot fail.
-        let sent = queue.send(job).is_ok();
+            .spawn(move || work(&incoming, &in_flight))?;
+        // The receiver lives in the thread just started, which only drops it on leaving.
+        let sent = queue.send(job);
         *jobs = Some(queue);
-        if sent {
-            Ok(())
-        } else {
-            Err(HypomnesisError::Timeout {
-                what: "the GPU driver (its worker thread ended at once)".into(),
-                after: Duration::ZERO,
-            })
+        sent.map_err(|_| std::io::Error::other("the worker thread ended at once"))
+    }
+}
+
+/// The worker: runs jobs in order until the guard is dropped.
+fn work(incoming: &mpsc::Receiver<Job>, in_flight: &Mutex<InFlight>) {
+    while let Ok(job) = incoming.recv() {
+        // A call given up on while it waited behind another never reaches the driver.
+        if job.abandoned.load(Ordering::Acquire) {
+            continue;
         }
+        set(in_flight, Some((Instant::now(), job.abandoned)));
+        // A panic in a vendor library ends that call (its caller sees no answer), not the
+        // worker and the calls queued behind it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.run));
+        set(in_flight, None);
     }
 }
 
-fn set(slot: &Mutex<Option<Instant>>, value: Option<Instant>) {
+fn set(slot: &Mutex<InFlight>, value: InFlight) {
     *slot.lock().unwrap_or_else(PoisonError::into_inner) = value;
-}
-
-/// Marks the worker idle when dropped.
-struct Idle<'a>(&'a Mutex<Option<Instant>>);
-
-impl Drop for Idle<'_> {
-    fn drop(&mut self) {
-        set(self.0, None);
-    }
 }
 
 #[cfg(test)]
@@ -167,9 +177,22 @@ mod tests {
         assert!(guard.stuck_for().is_none());
     }
 
+    /// Waits (a bounded while) until the guard's worker is out of its call.
+    fn wait_until_idle(guard: &DriverGuard) {
+        for _ in 0..3000 {
+            if guard.in_flight.lock().unwrap().is_none() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the worker never left its call");
+    }
+
     #[test]
     fn a_call_that_overruns_is_abandoned_and_later_calls_fail_at_once_until_it_returns() {
-        let guard = DriverGuard::new(Duration::from_millis(100));
+        let guard = DriverGuard::new(Duration::from_millis(500));
+        // The worker exists and waits, so the next call starts at once.
+        guard.call("warm", || ()).unwrap();
         let (release, hold) = mpsc::channel::<()>();
         // A call blocked until the test releases it, as a hung driver call is.
         let first = guard.call("hung", move || hold.recv().is_ok());
@@ -177,13 +200,13 @@ mod tests {
             matches!(&first, Err(HypomnesisError::Timeout { what, .. }) if what.contains("hung")),
             "{first:?}"
         );
-        // Past the timeout, the worker is known to be stuck: the next call is not queued.
-        std::thread::sleep(Duration::from_millis(150));
-        assert!(guard.stuck_for().is_some());
-        let ran = Arc::new(Mutex::new(false));
+        // Given up on, the call in flight counts as stuck at once: the next one is refused,
+        // not queued behind it.
+        assert!(guard.stuck_for().is_some(), "the hung call never started");
+        let ran = Arc::new(AtomicBool::new(false));
         let ran_in_call = Arc::clone(&ran);
         let second = guard.call("device_count", move || {
-            *ran_in_call.lock().unwrap() = true;
+            ran_in_call.store(true, Ordering::SeqCst);
         });
         let Err(HypomnesisError::Timeout { what, .. }) = second else {
             panic!("{second:?}");
@@ -191,28 +214,29 @@ mod tests {
         assert!(what.contains("device_count not attempted"), "{what}");
         // Released, the worker takes calls again.
         release.send(()).unwrap();
-        let mut answered = None;
-        for _ in 0..200 {
-            if guard.stuck_for().is_none() {
-                answered = guard.call("sum", || 1 + 1).ok();
-                if answered.is_some() {
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(answered, Some(2));
-        assert!(!*ran.lock().unwrap(), "the refused call never ran");
+        wait_until_idle(&guard);
+        assert!(guard.stuck_for().is_none());
+        assert_eq!(guard.call("sum", || 1 + 1).unwrap(), 2);
+        assert!(!ran.load(Ordering::SeqCst), "the refused call never ran");
     }
 
     #[test]
     fn a_call_given_up_on_while_queued_never_runs() {
-        let guard = Arc::new(DriverGuard::new(Duration::from_millis(200)));
+        let guard = Arc::new(DriverGuard::new(Duration::from_millis(500)));
+        guard.call("warm", || ()).unwrap();
         let (release, hold) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel::<()>();
         let blocking = Arc::clone(&guard);
-        // Another thread's call holds the worker (not yet long enough to count as stuck).
-        let first = std::thread::spawn(move || blocking.call("slow", move || hold.recv().is_ok()));
-        std::thread::sleep(Duration::from_millis(50));
+        // Another thread's call holds the worker.
+        let first = std::thread::spawn(move || {
+            blocking.call("slow", move || {
+                started_tx.send(()).unwrap();
+                hold.recv().is_ok()
+            })
+        });
+        started
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the slow call started");
         let ran = Arc::new(AtomicBool::new(false));
         let ran_in_call = Arc::clone(&ran);
         let queued = guard.call("queued", move || ran_in_call.store(true, Ordering::SeqCst));
@@ -222,7 +246,8 @@ mod tests {
         );
         release.send(()).unwrap();
         let _ = first.join().unwrap();
-        // The worker has taken the queued job by the time the next call is answered.
+        wait_until_idle(&guard);
+        // The worker has passed the queued job by the time the next call is answered.
         assert_eq!(guard.call("sum", || 1 + 2).unwrap(), 3);
         assert!(
             !ran.load(Ordering::SeqCst),
@@ -231,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn a_call_that_panics_is_an_error_and_the_next_call_gets_a_new_worker() {
+    fn a_call_that_panics_is_an_error_and_the_worker_takes_the_next_one() {
         let guard = DriverGuard::new(Duration::from_secs(30));
         let failed = guard.call("vendor", || -> u32 { panic!("a vendor library panicked") });
         assert!(
