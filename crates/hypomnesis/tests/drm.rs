@@ -251,8 +251,9 @@ fn an_apus_model_shows_up_in_system_memory_and_a_passed_client_counts_once() {
 
 #[test]
 fn a_large_scan_split_across_threads_counts_every_client_once() {
-    // 600 processes: more than a scan reads on one thread (256), so on a machine with two
-    // or more cores the processes are split between threads and their findings merged.
+    // 600 processes: more than a scan reads (256) or names (128) on one thread, so on a
+    // machine with two or more cores the processes are split between threads and their
+    // findings merged.
     // Each holds a socket and a client of its own (id = pid); the first and the last
     // processes also hold one client between them (id 9999), which lands in different
     // threads' batches. Every client's text says 100 MiB resident VRAM.
@@ -261,7 +262,7 @@ fn a_large_scan_split_across_threads_counts_every_client_once() {
     let text = tree::fdinfo("amdgpu-6.13-current");
     let client = |id: u32| text.replace("drm-client-id:\t218", &format!("drm-client-id:\t{id}"));
     for pid in 1000..1600 {
-        tree.process(pid, "worker", None);
+        tree.process(pid, &format!("worker-{pid}"), None);
         tree.fd(pid, 0, "socket:[40112]", Some("pos:\t0\n"));
         tree.fd(pid, 1, "/dev/dri/renderD129", Some(&client(pid)));
     }
@@ -277,6 +278,13 @@ fn a_large_scan_split_across_threads_counts_every_client_once() {
     let total: u64 = listing.rows.iter().filter_map(|r| r.used_bytes).sum();
     assert_eq!(total, 601 * 100 * MIB);
     assert_eq!(listing.shared_clients, 1);
+    // 600 rows are named by several threads: each row gets its own process's name.
+    for row in &listing.rows {
+        assert_eq!(
+            row.name.as_deref(),
+            Some(format!("worker-{}", row.pid).as_str())
+        );
+    }
 }
 
 #[test]
