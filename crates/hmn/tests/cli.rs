@@ -390,14 +390,10 @@ fn emitted_json_fields_are_exactly_the_documented_ones() {
 /// watchdog broken, `hmn` would finish then with exit 0 and this test would fail.
 #[test]
 fn a_hung_driver_call_ends_in_exit_2_after_the_timeout() {
-    let (path, mut declared) = scenario("one_gpu");
-    declared["devices"][0]["delays_ms"] =
-        serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
-    declared["description"] = serde_json::json!("one_gpu whose memory query hangs");
-    let dir = tempfile::tempdir().unwrap();
-    let hung = dir.path().join("hung_memory_query.json");
-    std::fs::write(&hung, declared.to_string()).unwrap();
-    assert!(path.is_file());
+    let hung = test_support::nvml_scenario_variant("one_gpu", "cli_hung_memory_query", |s| {
+        s["devices"][0]["delays_ms"] = serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
+        s["description"] = serde_json::json!("one_gpu whose memory query hangs");
+    });
     let lib = test_support::nvml_double_for(&hung).join("libnvidia-ml.so.1");
     let fake = FakeProc::new();
     for args in [&["--timeout", "1"][..], &["ps", "--timeout", "1"][..]] {

@@ -939,19 +939,12 @@ fn watch_all_streams_telemetry_and_survives_a_lost_gpu() {
 /// `one_gpu` whose process-list call sleeps 60 s from 1.2 s after the first `nvmlInit` on:
 /// a driver that hangs while `watch` or `run` is under way.
 fn hangs_after_a_while(name: &str) -> PathBuf {
-    let mut scenario: Value = serde_json::from_str(
-        &std::fs::read_to_string(test_support::nvml_scenario("one_gpu")).unwrap(),
-    )
-    .unwrap();
-    scenario["description"] = serde_json::json!("one_gpu whose process list hangs after 1.2 s");
-    scenario["devices"][0]["delays_ms"] =
-        serde_json::json!({ "nvmlDeviceGetComputeRunningProcesses_v3": 60_000 });
-    scenario["devices"][0]["delays_from_ms"] = serde_json::json!(1_200);
-    let dir = test_support::workspace_root().join("target/test-scenarios");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, scenario.to_string()).unwrap();
-    path
+    test_support::nvml_scenario_variant("one_gpu", name, |scenario| {
+        scenario["description"] = serde_json::json!("one_gpu whose process list hangs after 1.2 s");
+        scenario["devices"][0]["delays_ms"] =
+            serde_json::json!({ "nvmlDeviceGetComputeRunningProcesses_v3": 60_000 });
+        scenario["devices"][0]["delays_from_ms"] = serde_json::json!(1_200);
+    })
 }
 
 /// With `--timeout 1`, `watch` abandons the sample whose driver call hangs, says so, keeps

@@ -415,13 +415,10 @@ fn a_hung_backend_shows_as_stale_not_as_a_hung_endpoint() {
 /// nvidia-smi above, which has no NVML to time out).
 #[test]
 fn a_hung_nvml_call_is_abandoned_and_host_figures_stay_fresh() {
-    let (_, mut declared) = scenario("one_gpu");
-    declared["description"] = serde_json::json!("one_gpu whose memory query hangs");
-    declared["devices"][0]["delays_ms"] =
-        serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
-    let dir = tempfile::tempdir().unwrap();
-    let hung = dir.path().join("serve_hung_memory_query.json");
-    std::fs::write(&hung, declared.to_string()).unwrap();
+    let hung = test_support::nvml_scenario_variant("one_gpu", "serve_hung_memory_query", |s| {
+        s["description"] = serde_json::json!("one_gpu whose memory query hangs");
+        s["devices"][0]["delays_ms"] = serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
+    });
     let lib = test_support::nvml_double_for(&hung).join("libnvidia-ml.so.1");
     let server = Server::start_with(
         "one_gpu",

@@ -401,21 +401,13 @@ fn early_r535_32_byte_process_entries_are_read_right() {
     );
 }
 
-/// Writes `one_gpu` with its memory query made to sleep `hang_ms` into a scenario file of its
-/// own (outside `fixtures/nvml`, which the pynvml check reads whole).
+/// `one_gpu` with its memory query made to sleep `hang_ms`.
 fn hung_memory_query_scenario(name: &str, hang_ms: u64) -> std::path::PathBuf {
-    let mut scenario: Value = serde_json::from_str(
-        &std::fs::read_to_string(test_support::nvml_scenario("one_gpu")).unwrap(),
-    )
-    .unwrap();
-    scenario["description"] = serde_json::json!("one_gpu whose memory query hangs");
-    scenario["devices"][0]["delays_ms"] =
-        serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": hang_ms });
-    let dir = test_support::workspace_root().join("target/test-scenarios");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, scenario.to_string()).unwrap();
-    path
+    test_support::nvml_scenario_variant("one_gpu", name, |scenario| {
+        scenario["description"] = serde_json::json!("one_gpu whose memory query hangs");
+        scenario["devices"][0]["delays_ms"] =
+            serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": hang_ms });
+    })
 }
 
 /// A driver call that never returns (the double's memory query sleeps 60 s) costs a probe

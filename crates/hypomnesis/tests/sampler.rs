@@ -557,18 +557,13 @@ fn child_measure_gpu() {
 #[cfg(target_os = "linux")]
 #[test]
 fn stop_returns_with_a_note_when_a_driver_call_hangs() {
-    let mut scenario: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(test_support::nvml_scenario("one_gpu")).unwrap(),
-    )
-    .unwrap();
-    scenario["description"] = serde_json::json!("one_gpu whose memory query hangs after 300 ms");
-    scenario["devices"][0]["delays_ms"] =
-        serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
-    scenario["devices"][0]["delays_from_ms"] = serde_json::json!(300);
-    let dir = test_support::workspace_root().join("target/test-scenarios");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("sampler_hung_driver.json");
-    std::fs::write(&path, scenario.to_string()).unwrap();
+    let path = test_support::nvml_scenario_variant("one_gpu", "sampler_hung_driver", |scenario| {
+        scenario["description"] =
+            serde_json::json!("one_gpu whose memory query hangs after 300 ms");
+        scenario["devices"][0]["delays_ms"] =
+            serde_json::json!({ "nvmlDeviceGetMemoryInfo_v2": 60_000 });
+        scenario["devices"][0]["delays_from_ms"] = serde_json::json!(300);
+    });
     test_support::with_nvml_double_scenario(
         "stop_returns_with_a_note_when_a_driver_call_hangs",
         &path,

@@ -78,6 +78,27 @@ fn target_dir() -> PathBuf {
     workspace_root().join("target")
 }
 
+/// Scenario `base` changed by `edit` (a hang, an injected error), written to
+/// `target/test-scenarios/<name>.json` — outside `fixtures/nvml`, whose every file the
+/// pynvml check reads, since a hanging scenario would hang that check. Returns its path.
+pub fn nvml_scenario_variant(
+    base: &str,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> PathBuf {
+    let text = fs::read_to_string(nvml_scenario(base))
+        .unwrap_or_else(|e| panic!("cannot read scenario {base}: {e}"));
+    let mut scenario: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("scenario {base} is not JSON: {e}"));
+    edit(&mut scenario);
+    let dir = target_dir().join("test-scenarios");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let path = dir.join(format!("{name}.json"));
+    fs::write(&path, scenario.to_string())
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
 /// Runs `f` holding an exclusive lock on `<workspace>/target/<name>` (a cross-process lock:
 /// several test binaries run at once). The lock is released when `f` returns or panics.
 fn with_file_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {

@@ -251,28 +251,43 @@ pub(crate) enum Ends {
     AtEmptyRead,
 }
 
-/// A small procfs file, read whole with `open` and `read` only: naming a listing's rows reads
+/// A small procfs file, read whole with `open` and `read`s only: naming a listing's rows reads
 /// three files per process, and `std::fs::read` adds a `statx` for a size hint procfs does not
 /// give (it reports 0) and, for most files, a final empty `read`.
 pub(crate) fn read_proc_file(path: &Path, ends: Ends) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    const CHUNK: usize = 4096;
-    let mut file = std::fs::File::open(path)?;
+    let file = std::fs::File::open(path)?;
     let mut bytes = Vec::new();
+    read_to_end(&file, &mut bytes, ends)?;
+    Ok(bytes)
+}
+
+/// Appends what `fd` holds from offset `bytes.len()` on to `bytes` (`pread`), until the text
+/// ends as `ends` says. procfs and sysfs generate a file's text again on a read at offset 0,
+/// so a kept-open file is read afresh by clearing `bytes` first.
+pub(crate) fn read_to_end(
+    fd: impl rustix::fd::AsFd,
+    bytes: &mut Vec<u8>,
+    ends: Ends,
+) -> std::io::Result<()> {
+    const CHUNK: usize = 4096;
     loop {
         let start = bytes.len();
         bytes.resize(start + CHUNK, 0);
-        let read = match file.read(&mut bytes[start..]) {
+        let offset = u64::try_from(start).unwrap_or(u64::MAX);
+        let read = match rustix::io::pread(&fd, &mut bytes[start..], offset) {
             Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            Err(rustix::io::Errno::INTR) => {
                 bytes.truncate(start);
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                bytes.truncate(start);
+                return Err(e.into());
+            }
         };
         bytes.truncate(start + read);
         if read == 0 || (ends == Ends::AtShortRead && read < CHUNK) {
-            return Ok(bytes);
+            return Ok(());
         }
     }
 }

@@ -34,6 +34,7 @@ use super::parse::{
 };
 use super::sysfs::link_name;
 use crate::error::{HypomnesisError, Result};
+use crate::ram::linux::{Ends, read_to_end};
 
 /// One DRM client and the process it is attributed to.
 #[derive(Debug, Clone)]
@@ -224,32 +225,10 @@ pub(crate) fn read_text_at(
 fn read_text_from(fd: &OwnedFd, text: &mut String) -> io::Result<()> {
     let mut bytes = std::mem::take(text).into_bytes();
     bytes.clear();
-    let result = read_to_end_short(fd, &mut bytes);
+    let result = read_to_end(fd, &mut bytes, Ends::AtShortRead);
     *text = String::from_utf8(bytes)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     result
-}
-
-/// Appends what `fd` holds from offset `bytes.len()` on to `bytes` (`pread`), stopping at a
-/// short read.
-fn read_to_end_short(fd: &OwnedFd, bytes: &mut Vec<u8>) -> io::Result<()> {
-    const CHUNK: usize = 4096;
-    loop {
-        let start = bytes.len();
-        bytes.resize(start + CHUNK, 0);
-        let offset = u64::try_from(start).unwrap_or(u64::MAX);
-        let read = match rustix::io::pread(fd, &mut bytes[start..], offset) {
-            Ok(read) => read,
-            Err(e) => {
-                bytes.truncate(start);
-                return Err(e.into());
-            }
-        };
-        bytes.truncate(start + read);
-        if read < CHUNK {
-            return Ok(());
-        }
-    }
 }
 
 /// Per-scan state.
