@@ -97,7 +97,7 @@ pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
     let device = verdict.device_index.map(|i| {
         format!(
             "device {i} [{}]",
-            verdict.device_name.as_deref().unwrap_or("unknown GPU")
+            crate::text::Shown(verdict.device_name.as_deref().unwrap_or("unknown GPU"))
         )
     });
     let budget_word = match verdict.budget_source {
@@ -124,7 +124,7 @@ pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
         ),
         _ => format!(
             "fits could not tell whether {requested} fits: {}",
-            verdict.reason.as_deref().unwrap_or("no readable GPU")
+            crate::text::Shown(verdict.reason.as_deref().unwrap_or("no readable GPU"))
         ),
     }
 }

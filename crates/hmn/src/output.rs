@@ -140,6 +140,15 @@ impl Output {
     }
 }
 
+/// The width a table on stdout may take: none with `--wide`, else [`terminal_columns`].
+pub fn table_width(wide: bool) -> Option<usize> {
+    if wide {
+        None
+    } else {
+        terminal_columns(Stream::Stdout)
+    }
+}
+
 /// The stream a table is written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {

@@ -157,7 +157,8 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let shown = shell_words(&command);
+    // Escaped wherever it is shown (the report, messages, the plot's title).
+    let shown = crate::text::escape(&shell_words(&command)).into_owned();
     if let Some(plot) = &args.plot
         && !has_extension(plot, "svg")
     {
@@ -575,7 +576,7 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
         let name = d
             .name
             .as_deref()
-            .map(|n| format!(" [{n}]"))
+            .map(|n| format!(" [{}]", crate::text::Shown(n)))
             .unwrap_or_default();
         lines.push(format!(
             "\tPeak GPU memory, GPU {}{name} ({every}): tree {}, whole device {}{}",

@@ -88,13 +88,8 @@ impl Table {
         );
     }
 
-    /// The whole table, nothing cut: lines ending in `\n`; the last column is not padded.
-    pub fn render(&self) -> String {
-        self.render_within(None)
-    }
-
-    /// The table fitted into `max_width` terminal columns (see the module docs); `None`
-    /// renders it whole.
+    /// The table as lines ending in `\n` (the last column is not padded), fitted into
+    /// `max_width` terminal columns (see the module docs); `None` renders it whole.
     pub fn render_within(&self, max_width: Option<usize>) -> String {
         let natural = self.natural_widths();
         let (shown, widths) = match max_width {
@@ -220,7 +215,7 @@ mod tests {
         table.push(vec!["python".into(), "1.5 GiB".into()]);
         table.push(vec!["训练".into(), "512 MiB".into()]);
         table.push(vec!["🦀run".into(), "12 MiB".into()]);
-        let text = table.render();
+        let text = table.render_within(None);
         let columns: Vec<usize> = text.lines().map(UnicodeWidthStr::width).collect();
         assert!(columns.iter().all(|&w| w == columns[0]), "{text}");
         assert_eq!(
@@ -233,7 +228,7 @@ mod tests {
     fn cells_are_escaped_so_a_name_cannot_forge_rows_or_move_the_cursor() {
         let mut table = Table::new(vec![("PID", Align::Right), ("NAME", Align::Left)]);
         table.push(vec!["1".into(), "evil\n2  root\x1b[2J".into()]);
-        let text = table.render();
+        let text = table.render_within(None);
         assert_eq!(text, "PID  NAME\n  1  evil\\n2  root\\e[2J\n");
         assert_eq!(text.lines().count(), 2);
     }
@@ -283,7 +278,7 @@ mod tests {
 
     #[test]
     fn flexible_columns_are_cut_with_an_ellipsis_before_any_column_is_dropped() {
-        let whole = widest_line(&sample().render());
+        let whole = widest_line(&sample().render_within(None));
         let text = sample().render_within(Some(whole - 20));
         assert!(widest_line(&text) <= whole - 20, "{text}");
         assert!(text.contains('…'), "{text}");

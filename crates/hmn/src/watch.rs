@@ -365,6 +365,8 @@ impl Listing {
 struct Sink<'a> {
     out: &'a Output,
     json: bool,
+    /// `--wide`: the summary table is never cut to the terminal.
+    wide: bool,
     started: Instant,
 }
 
@@ -415,7 +417,7 @@ fn row_text(at: &str, w: &Watched, now: Figures, spill: &str) -> String {
     format!(
         "{at:<9} {:<8} {:<17} {}{}{}{}{}{}{spill}",
         w.pid,
-        w.name.as_deref().unwrap_or("?"),
+        crate::text::escape(w.name.as_deref().unwrap_or("?")),
         cell(opt_size(now.used)),
         cell(signed(delta(now.used, base.used))),
         cell(opt_size(now.system)),
@@ -460,6 +462,7 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
     let sink = Sink {
         out,
         json: global.json,
+        wide: global.wide,
         started: Instant::now(),
     };
     let started_wall = SystemTime::now();
@@ -536,7 +539,7 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
         }
     };
     let device_text = match (device, &device_name) {
-        (Some(d), Some(name)) => format!("device {d} [{name}]"),
+        (Some(d), Some(name)) => format!("device {d} [{}]", crate::text::Shown(name)),
         (Some(d), None) => format!("device {d}"),
         (None, _) => "no GPU (RAM only)".to_owned(),
     };
@@ -694,7 +697,9 @@ fn follow(
     finished: &mut Vec<Watched>,
 ) {
     let chosen = listing.select(args.top, &args.filter, args.min);
-    let describe = |pid: u32, name: Option<&str>| format!("pid={pid} ({})", name.unwrap_or("?"));
+    let describe = |pid: u32, name: Option<&str>| {
+        format!("pid={pid} ({})", crate::text::Shown(name.unwrap_or("?")))
+    };
     let mut entered = Vec::new();
     for &pid in &chosen {
         if !watched.iter().any(|w| w.pid == pid) {
@@ -933,7 +938,10 @@ fn summarize(
         ]);
     }
     let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(table.render().as_bytes());
+    let width = (!sink.wide)
+        .then(|| crate::output::terminal_columns(crate::output::Stream::Stderr))
+        .flatten();
+    let _ = stderr.write_all(table.render_within(width).as_bytes());
 }
 
 /// The summary's PAGED cell: `yes`, `no`, `?` (could not tell), `n/a` (cannot be measured
