@@ -406,11 +406,17 @@ pub struct ManArgs {
 fn man_page_command(name: &str) -> Result<String, String> {
     use clap::CommandFactory;
     let command = Cli::command();
-    let names: Vec<&str> = command.get_subcommands().map(clap::Command::get_name).collect();
+    let names: Vec<&str> = command
+        .get_subcommands()
+        .map(clap::Command::get_name)
+        .collect();
     if names.contains(&name) {
         Ok(name.to_owned())
     } else {
-        Err(format!("no such command; pages exist for: {}", names.join(", ")))
+        Err(format!(
+            "no such command; pages exist for: {}",
+            names.join(", ")
+        ))
     }
 }
 
@@ -674,7 +680,11 @@ mod tests {
     #[test]
     fn color_choices_parse() {
         assert_eq!(
-            parse(&["--color", "never"]).unwrap().resolve().unwrap().color,
+            parse(&["--color", "never"])
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .color,
             ColorChoice::Never
         );
         assert_eq!(
@@ -821,7 +831,10 @@ mod tests {
         ] {
             let cli = parse(args).unwrap();
             let err = cli.resolve().unwrap_err().to_string();
-            assert!(err.contains(&format!("`{flag}` does not apply")), "{args:?}: {err}");
+            assert!(
+                err.contains(&format!("`{flag}` does not apply")),
+                "{args:?}: {err}"
+            );
         }
         #[cfg(feature = "serve")]
         assert!(parse(&["-a", "serve"]).unwrap().resolve().is_err());
@@ -829,12 +842,21 @@ mod tests {
 
     #[test]
     fn flags_a_command_takes_work_on_either_side_of_its_name() {
-        let watch = parse(&["-a", "watch", "--timeout", "3"]).unwrap().resolve().unwrap();
+        let watch = parse(&["-a", "watch", "--timeout", "3"])
+            .unwrap()
+            .resolve()
+            .unwrap();
         assert!(watch.all);
         assert_eq!(watch.timeout, 3);
-        let watch = parse(&["watch", "-a", "--wide"]).unwrap().resolve().unwrap();
+        let watch = parse(&["watch", "-a", "--wide"])
+            .unwrap()
+            .resolve()
+            .unwrap();
         assert!(watch.all && watch.wide);
-        let fits = parse(&["--color", "never", "fits", "1G"]).unwrap().resolve().unwrap();
+        let fits = parse(&["--color", "never", "fits", "1G"])
+            .unwrap()
+            .resolve()
+            .unwrap();
         assert_eq!(fits.color, ColorChoice::Never);
         let fits = parse(&["fits", "1G", "--color", "always", "-d", "0"])
             .unwrap()

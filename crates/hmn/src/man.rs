@@ -22,7 +22,8 @@ pub fn run(args: &ManArgs, out: &Output) -> Outcome {
     if let Some(dir) = &args.dir {
         return match write_all(dir) {
             Ok(paths) => {
-                let list: Vec<String> = paths.iter().map(|p| format!("{}\n", p.display())).collect();
+                let list: Vec<String> =
+                    paths.iter().map(|p| format!("{}\n", p.display())).collect();
                 out.data(&list.concat());
                 Outcome::Success
             }
@@ -122,7 +123,9 @@ fn render(command: clap::Command, top: bool, see_also: &[String]) -> String {
         roff.control("SH", ["NOTES"]);
         for paragraph in notes.split("\n\n") {
             roff.control("PP", []);
-            roff.text([roman(paragraph.split_whitespace().collect::<Vec<_>>().join(" "))]);
+            roff.text([roman(
+                paragraph.split_whitespace().collect::<Vec<_>>().join(" "),
+            )]);
         }
     }
     roff.control("SH", ["EXIT STATUS"]);
@@ -205,7 +208,11 @@ mod tests {
             }
         }
         assert!(page(None).contains("hmn\\-ps(1)"));
-        assert!(page(Some("ps")).contains(".TH hmn-ps 1"), "{}", page(Some("ps")));
+        assert!(
+            page(Some("ps")).contains(".TH hmn-ps 1"),
+            "{}",
+            page(Some("ps"))
+        );
     }
 
     #[test]

@@ -522,7 +522,10 @@ mod tests {
         r[0].command = Some("run \u{202e}txt.exe".into());
         let text = render(&r, true, None);
         assert_eq!(text.lines().count(), 1 + r.len(), "{text}");
-        assert!(!text.contains('\x1b') && !text.contains('\u{202e}'), "{text}");
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text}"
+        );
         assert!(text.contains("x\\e]0;pwned\\x07\\nfake row"), "{text}");
         assert!(text.contains("run \\u{202e}txt.exe"), "{text}");
     }
@@ -530,7 +533,11 @@ mod tests {
     #[test]
     fn a_narrow_terminal_cuts_names_then_drops_columns_in_the_documented_order() {
         let text = render(&rows(), true, Some(60));
-        assert!(text.lines().all(|l| unicode_width::UnicodeWidthStr::width(l) <= 60), "{text}");
+        assert!(
+            text.lines()
+                .all(|l| unicode_width::UnicodeWidthStr::width(l) <= 60),
+            "{text}"
+        );
         assert!(!text.contains("SPILL"), "{text}");
         assert!(text.contains('…'), "{text}");
         let text = render(&rows(), true, Some(50));

@@ -58,7 +58,9 @@ pub fn run(probe: &Probe, global: &GlobalArgs, out: &Output) -> Outcome {
             .enumerate()
             .map(|(i, device)| DeviceWithTelemetry {
                 device,
-                telemetry: global.all.then(|| telemetry.get(i).and_then(Option::as_ref)),
+                telemetry: global
+                    .all
+                    .then(|| telemetry.get(i).and_then(Option::as_ref)),
             })
             .collect();
         out.json(&SummaryRecord {
@@ -145,8 +147,7 @@ fn mig_lines(probe: &Probe, device: &GpuDeviceInfo) -> Vec<String> {
 /// The lines of [`mig_lines`], from a device's processes.
 pub fn mig_instances(processes: &[GpuProcessEntry]) -> Vec<String> {
     // GPU instance -> (bytes held, pids, compute instances)
-    let mut instances: BTreeMap<u32, (Option<u64>, BTreeSet<u32>, BTreeSet<u32>)> =
-        BTreeMap::new();
+    let mut instances: BTreeMap<u32, (Option<u64>, BTreeSet<u32>, BTreeSet<u32>)> = BTreeMap::new();
     for p in processes {
         let Some(gi) = p.gpu_instance_id else {
             continue;
@@ -169,7 +170,11 @@ pub fn mig_instances(processes: &[GpuProcessEntry]) -> Vec<String> {
             let mut line = format!("MIG GPU instance {gi}: {held} held by {count} {noun}");
             if !cis.is_empty() {
                 let cis: Vec<String> = cis.iter().map(u32::to_string).collect();
-                let word = if cis.len() == 1 { "instance" } else { "instances" };
+                let word = if cis.len() == 1 {
+                    "instance"
+                } else {
+                    "instances"
+                };
                 line.push_str(&format!(" (compute {word} {})", cis.join(", ")));
             }
             line
@@ -183,7 +188,10 @@ fn collect(probe: &Probe, only: Option<u32>, out: &Output) -> (Vec<GpuDeviceInfo
         return match probe.device_info(index) {
             Ok(device) => (vec![device], Outcome::Success),
             Err(e) => {
-                out.say(&format!("cannot read GPU {index}: {}", Shown(&e.to_string())));
+                out.say(&format!(
+                    "cannot read GPU {index}: {}",
+                    Shown(&e.to_string())
+                ));
                 (Vec::new(), Outcome::CouldNotTell)
             }
         };

@@ -162,8 +162,8 @@ impl Table {
                 None => natural[i],
             };
             let widths = self.shrink(natural, &shown, max, floor);
-            let total: usize = shown.iter().map(|&i| widths[i]).sum::<usize>()
-                + 2 * shown.len().saturating_sub(1);
+            let total: usize =
+                shown.iter().map(|&i| widths[i]).sum::<usize>() + 2 * shown.len().saturating_sub(1);
             if total <= max || at_last {
                 return (shown, widths);
             }
@@ -304,10 +304,7 @@ mod tests {
         table.push(vec!["训练脚本训练脚本".into(), "1.5 GiB".into()]);
         table.push(vec!["python3-long-name".into(), "12 MiB".into()]);
         let text = table.render_within(Some(15));
-        assert_eq!(
-            text,
-            "NAME       VRAM\n训练…   1.5 GiB\npytho…   12 MiB\n"
-        );
+        assert_eq!(text, "NAME       VRAM\n训练…   1.5 GiB\npytho…   12 MiB\n");
         let widths: Vec<usize> = text.lines().map(UnicodeWidthStr::width).collect();
         assert!(widths.iter().all(|&w| w == widths[0] && w <= 15), "{text}");
     }

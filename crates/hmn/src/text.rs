@@ -149,7 +149,13 @@ mod tests {
 
     #[test]
     fn ordinary_names_are_borrowed_unchanged() {
-        for name in ["python3", "训练脚本", "🦀run", "C:\\Program Files\\x.exe", "é"] {
+        for name in [
+            "python3",
+            "训练脚本",
+            "🦀run",
+            "C:\\Program Files\\x.exe",
+            "é",
+        ] {
             assert!(matches!(escape(name), Cow::Borrowed(_)), "{name}");
             assert_eq!(Shown(name).to_string(), name);
         }
@@ -167,7 +173,11 @@ mod tests {
         assert_eq!(truncate("llama-server", 6), "llama…");
         assert_eq!(width(&truncate("训练脚本", 5)), 5);
         assert_eq!(truncate("训练脚本", 5), "训练…");
-        assert_eq!(truncate("训练脚本", 4), "训…", "a straddling wide char is left out");
+        assert_eq!(
+            truncate("训练脚本", 4),
+            "训…",
+            "a straddling wide char is left out"
+        );
         assert_eq!(truncate("abc", 1), "…");
         assert_eq!(truncate("abc", 0), "");
     }

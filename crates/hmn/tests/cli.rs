@@ -370,17 +370,34 @@ fn keys(value: &Value) -> BTreeSet<String> {
 #[test]
 fn emitted_json_fields_are_exactly_the_documented_ones() {
     let summary: Value = serde_json::from_str(&run("one_gpu", &["--json"]).stdout).unwrap();
-    assert_eq!(keys(&summary[0]), documented_fields("`hmn --json`"));
+    let documented = documented_fields("`hmn --json`");
+    let device_fields: BTreeSet<String> = documented
+        .iter()
+        .filter(|f| !f.contains('.') && *f != "devices" && *f != "host")
+        .cloned()
+        .collect();
+    let host_fields: BTreeSet<String> = documented
+        .iter()
+        .filter_map(|f| f.strip_prefix("host."))
+        .filter(|f| !f.contains('.'))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        keys(&summary),
+        ["devices".to_owned(), "host".to_owned()].into()
+    );
+    assert_eq!(keys(&summary["devices"][0]), device_fields);
+    assert_eq!(keys(&summary["host"]), host_fields);
     let ps: Value = serde_json::from_str(&run("one_gpu", &["ps", "--json"]).stdout).unwrap();
     assert_eq!(keys(&ps[0]), documented_fields("`hmn ps --json`"));
     let fits: Value =
         serde_json::from_str(&run("one_gpu", &["fits", "1G", "--json"]).stdout).unwrap();
     assert_eq!(keys(&fits), documented_fields("`hmn fits SIZE --json`"));
     let all: Value = serde_json::from_str(&run("telemetry", &["--json", "-a"]).stdout).unwrap();
-    let mut device_keys = documented_fields("`hmn --json`");
+    let mut device_keys = device_fields;
     device_keys.insert("telemetry".to_owned());
-    assert_eq!(keys(&all[0]), device_keys);
-    let mut telemetry_keys = keys(&all[0]["telemetry"]);
+    assert_eq!(keys(&all["devices"][0]), device_keys);
+    let mut telemetry_keys = keys(&all["devices"][0]["telemetry"]);
     telemetry_keys.insert("telemetry".to_owned());
     assert_eq!(telemetry_keys, documented_fields("`hmn --json -a`"));
 }

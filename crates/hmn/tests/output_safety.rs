@@ -100,7 +100,11 @@ fn ran(mut cmd: Command) -> Ran {
 }
 
 fn evil() -> Fixture {
-    Fixture::new("output_safety_evil", &format!("H100 {EVIL_NAME}"), EVIL_NAME)
+    Fixture::new(
+        "output_safety_evil",
+        &format!("H100 {EVIL_NAME}"),
+        EVIL_NAME,
+    )
 }
 
 #[test]
@@ -171,6 +175,65 @@ fn a_full_disk_on_stdout_is_reported_and_exits_2() {
     }
 }
 
+/// `run`'s report comes after CMD has ended: a stdout that cannot take it never cuts CMD
+/// short, and a failed report turns CMD's success into 2.
+#[test]
+fn run_finishes_its_command_whatever_happens_to_stdout() {
+    let fixture = Fixture::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("finished");
+    let script = format!("sleep 0.2; echo done > '{}'", marker.display());
+    let mut cmd = fixture.hmn(&[
+        "run",
+        "--json",
+        "--interval",
+        "50ms",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    cmd.stdout(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap(),
+    );
+    let output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(marker.exists(), "CMD did not run to its end: {stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write to stdout: No space left on device"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&marker).unwrap();
+    let mut child = fixture
+        .hmn(&[
+            "run",
+            "--json",
+            "--interval",
+            "50ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the report
+    let output = child.wait_with_output().unwrap();
+    assert!(marker.exists(), "CMD did not run to its end");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a closed pipe is not an error"
+    );
+}
+
 #[test]
 fn watch_ends_soon_after_its_reader_goes_away() {
     let fixture = Fixture::plain();
@@ -208,7 +271,11 @@ fn a_bare_fraction_is_not_a_size() {
     let fixture = Fixture::plain();
     let fits = ran(fixture.hmn(&["fits", "1.5"]));
     assert_eq!(fits.code, Some(2), "{}", fits.stderr);
-    assert!(fits.stderr.contains("invalid size `1.5`"), "{}", fits.stderr);
+    assert!(
+        fits.stderr.contains("invalid size `1.5`"),
+        "{}",
+        fits.stderr
+    );
     assert!(fits.stderr.contains("accepted forms"), "{}", fits.stderr);
 }
 
@@ -265,6 +332,25 @@ fn the_summary_json_carries_the_host_pressure_and_cgroup_that_the_text_shows() {
     assert_eq!(host["cgroup"]["limit_bytes"], 8_589_934_592_u64);
     assert_eq!(host["cgroup"]["usage_bytes"], 2_147_483_648_u64);
     assert_eq!(json["devices"][0]["index"], 0);
+    // Every nested field is documented in docs/json.md, and nothing more.
+    let doc = std::fs::read_to_string(test_support::workspace_root().join("docs/json.md")).unwrap();
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with("`hmn --json` "))
+        .unwrap();
+    for object in ["pressure", "cgroup"] {
+        let prefix = format!("host.{object}.");
+        let documented: std::collections::BTreeSet<String> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter_map(|f| f.strip_prefix(prefix.as_str()))
+            .map(str::to_owned)
+            .collect();
+        let emitted: std::collections::BTreeSet<String> =
+            host[object].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(emitted, documented, "host.{object}");
+    }
 }
 
 #[test]
@@ -279,8 +365,9 @@ fn a_pipe_gets_the_whole_table_whatever_columns_says() {
     let r = ran(cmd);
     assert!(!r.stdout.contains('…'), "{}", r.stdout);
     assert!(
-        r.stdout
-            .contains("a-process-name-far-longer-than-any-terminal-would-show-in-one-column --flag"),
+        r.stdout.contains(
+            "a-process-name-far-longer-than-any-terminal-would-show-in-one-column --flag"
+        ),
         "{}",
         r.stdout
     );
@@ -294,7 +381,10 @@ fn man_dir_writes_every_page_that_hmn_1_refers_to() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let main_page = std::fs::read_to_string(dir.path().join("hmn.1")).unwrap();
     for command in ["ps", "fits", "run", "watch", "completions", "man"] {
-        assert!(main_page.contains(&format!("hmn\\-{command}(1)")), "{command}");
+        assert!(
+            main_page.contains(&format!("hmn\\-{command}(1)")),
+            "{command}"
+        );
         let page = std::fs::read_to_string(dir.path().join(format!("hmn-{command}.1")))
             .unwrap_or_else(|e| panic!("hmn-{command}.1: {e}"));
         assert!(page.contains(&format!(".TH hmn-{command} 1")), "{page}");

@@ -110,7 +110,10 @@ fn ps_fits_a_narrow_terminal_cutting_names_and_dropping_optional_columns() {
     assert!(widest(&text) <= 64, "{text}");
     assert!(text.contains('…'), "{text}");
     assert!(!text.contains("SPILL"), "SPILL goes first: {text}");
-    assert!(text.contains("PID") && text.contains("VRAM") && text.contains("DEVICE"), "{text}");
+    assert!(
+        text.contains("PID") && text.contains("VRAM") && text.contains("DEVICE"),
+        "{text}"
+    );
 }
 
 #[test]
