@@ -105,21 +105,25 @@ pub const LIMITATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// `text` wrapped at `width` columns, every line after the first indented by `indent`.
+/// `text` wrapped at `width` columns for a line that already holds `indent` columns (a tag),
+/// every line after the first indented by `indent`.
 fn wrap(text: &str, width: usize, indent: usize) -> String {
     let mut out = String::new();
-    let mut line_len = 0;
+    let mut line_len = indent;
+    let mut at_start = true;
     for word in text.split_whitespace() {
-        if line_len > 0 && line_len + 1 + word.len() > width {
+        let word_len = word.chars().count();
+        if !at_start && line_len + 1 + word_len > width {
             out.push('\n');
             out.push_str(&" ".repeat(indent));
             line_len = indent;
-        } else if line_len > 0 {
+        } else if !at_start {
             out.push(' ');
             line_len += 1;
         }
         out.push_str(word);
-        line_len += word.len();
+        line_len += word_len;
+        at_start = false;
     }
     out
 }
@@ -130,16 +134,22 @@ fn tagged(items: &[(&str, &str)], tag_width: usize) -> String {
         .iter()
         .map(|(tag, text)| {
             let first = format!("  {tag:<tag_width$}  ");
-            let indent = first.len();
-            format!("{first}{}", wrap(text, 92 - indent, indent).trim_start())
+            let indent = first.chars().count();
+            format!("{first}{}", wrap(text, HELP_WIDTH, indent))
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
+/// The width `--help`'s own paragraphs are wrapped to.
+const HELP_WIDTH: usize = 92;
+
 /// The exit codes as `--help` shows them.
 pub fn exit_codes_help() -> String {
-    let notes: Vec<String> = EXIT_CODE_NOTES.iter().map(|n| wrap(n, 92, 0)).collect();
+    let notes: Vec<String> = EXIT_CODE_NOTES
+        .iter()
+        .map(|n| wrap(n, HELP_WIDTH, 0))
+        .collect();
     format!(
         "Exit codes:\n{}\n{}",
         tagged(EXIT_CODES, 1),
@@ -608,6 +618,13 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("hmn").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_paragraphs_stay_within_their_width() {
+        for line in long_help().lines() {
+            assert!(line.chars().count() <= HELP_WIDTH, "{line}");
+        }
     }
 
     #[test]

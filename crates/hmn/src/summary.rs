@@ -146,25 +146,32 @@ fn mig_lines(probe: &Probe, device: &GpuDeviceInfo) -> Vec<String> {
 
 /// The lines of [`mig_lines`], from a device's processes.
 pub fn mig_instances(processes: &[GpuProcessEntry]) -> Vec<String> {
-    // GPU instance -> (bytes held, pids, compute instances)
-    let mut instances: BTreeMap<u32, (Option<u64>, BTreeSet<u32>, BTreeSet<u32>)> = BTreeMap::new();
+    /// What the processes of one GPU instance show of it.
+    #[derive(Default)]
+    struct Instance {
+        held: Option<u64>,
+        pids: BTreeSet<u32>,
+        compute_instances: BTreeSet<u32>,
+    }
+    let mut instances: BTreeMap<u32, Instance> = BTreeMap::new();
     for p in processes {
         let Some(gi) = p.gpu_instance_id else {
             continue;
         };
-        let entry = instances.entry(gi).or_default();
+        let instance = instances.entry(gi).or_default();
         if let Some(used) = p.used_bytes {
-            entry.0 = Some(entry.0.unwrap_or(0).saturating_add(used));
+            instance.held = Some(instance.held.unwrap_or(0).saturating_add(used));
         }
-        entry.1.insert(p.pid);
+        instance.pids.insert(p.pid);
         if let Some(ci) = p.compute_instance_id {
-            entry.2.insert(ci);
+            instance.compute_instances.insert(ci);
         }
     }
     instances
         .into_iter()
-        .map(|(gi, (bytes, pids, cis))| {
-            let count = pids.len();
+        .map(|(gi, instance)| {
+            let (bytes, cis) = (instance.held, instance.compute_instances);
+            let count = instance.pids.len();
             let noun = if count == 1 { "process" } else { "processes" };
             let held = bytes.map_or_else(|| "n/a".to_owned(), format_size);
             let mut line = format!("MIG GPU instance {gi}: {held} held by {count} {noun}");
