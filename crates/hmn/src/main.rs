@@ -153,6 +153,9 @@ fn main() -> ExitCode {
         _ => OnStdoutFailure::Finish,
     };
     let out = Output::new(global.color).on_stdout_failure(on_stdout_failure);
+    if on_stdout_failure == OnStdoutFailure::Stop {
+        output::end_when_stdout_reader_leaves();
+    }
     let timeout = global.timeout;
     let outcome = match &cli.command {
         None => with_watchdog(timeout, || {

@@ -140,6 +140,46 @@ impl Output {
     }
 }
 
+/// Ends hmn (exit 0) as soon as nobody reads its stdout any more, rather than at its next
+/// write: `hmn watch --interval 1m | head -1` ends when `head` does, not a minute later.
+///
+/// A thread waits in `poll(2)` on stdout for nothing but an error or a hang-up: the write
+/// end of a pipe whose reader has gone reports `POLLERR`, a terminal that hung up `POLLHUP`;
+/// a file or `/dev/null` reports neither, and the thread waits for ever, harmlessly. Unix
+/// only; elsewhere the next write finds the pipe closed ([`OnStdoutFailure::Stop`]).
+pub fn end_when_stdout_reader_leaves() {
+    #[cfg(unix)]
+    {
+        let spawned = std::thread::Builder::new()
+            .name("hmn-stdout-reader".to_owned())
+            .spawn(|| {
+                loop {
+                    let mut fd = libc::pollfd {
+                        fd: libc::STDOUT_FILENO,
+                        events: 0,
+                        revents: 0,
+                    };
+                    // SAFETY: `fd` is one valid pollfd that outlives the call, and the count
+                    // says one.
+                    let ready = unsafe { libc::poll(&raw mut fd, 1, -1) };
+                    if ready > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                        crate::exit_now(0);
+                    }
+                    if ready > 0 && fd.revents & libc::POLLNVAL != 0 {
+                        return; // stdout is not open: nothing to watch
+                    }
+                    if ready < 0
+                        && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                    {
+                        return;
+                    }
+                }
+            });
+        // Without the thread, the next write still finds the pipe closed.
+        drop(spawned);
+    }
+}
+
 /// The width a table on stdout may take: none with `--wide`, else [`terminal_columns`].
 pub fn table_width(wide: bool) -> Option<usize> {
     if wide {

@@ -923,7 +923,9 @@ fn summarize(
         ("BASELINE RSS", Align::Right),
         ("PEAK RSS", Align::Right),
         ("PAGED", Align::Left),
-    ]);
+    ])
+    .flexible("NAME", 12)
+    .optional("PAGED", 0);
     for p in &per_pid {
         table.push(vec![
             p.pid.to_string(),

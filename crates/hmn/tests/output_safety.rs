@@ -234,11 +234,12 @@ fn run_finishes_its_command_whatever_happens_to_stdout() {
     );
 }
 
-#[test]
-fn watch_ends_soon_after_its_reader_goes_away() {
+/// `hmn watch | head -1`: once the reader has gone, watch ends with exit 0 — at its next
+/// write at the latest, and at once where stdout can be watched (Unix).
+fn watch_ends_after_its_reader_goes_away(interval: &str) {
     let fixture = Fixture::plain();
     let mut child = fixture
-        .hmn(&["watch", "--interval", "50ms"])
+        .hmn(&["watch", "--interval", interval])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -248,8 +249,8 @@ fn watch_ends_soon_after_its_reader_goes_away() {
     reader.read_line(&mut first).unwrap();
     assert!(first.contains("PID"), "{first}");
     drop(reader); // like `hmn watch | head -1`
-    // A generous bound: watch notices on its next write, one interval later. Without the
-    // fix it samples into the closed pipe until killed.
+    // A generous bound, far below the hour-long interval. Without the fix watch samples
+    // into the closed pipe until killed.
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -262,8 +263,20 @@ fn watch_ends_soon_after_its_reader_goes_away() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let status = status.expect("hmn watch was still running 30 s after its reader went away");
+    let status = status.unwrap_or_else(|| {
+        panic!("hmn watch --interval {interval} was still running 30 s after its reader went away")
+    });
     assert_eq!(status.code(), Some(0), "a closed pipe is not an error");
+}
+
+#[test]
+fn watch_ends_at_its_next_write_after_its_reader_goes_away() {
+    watch_ends_after_its_reader_goes_away("50ms");
+}
+
+#[test]
+fn watch_ends_without_waiting_for_its_next_sample_when_its_reader_goes_away() {
+    watch_ends_after_its_reader_goes_away("1h");
 }
 
 #[test]
