@@ -193,6 +193,7 @@ fn ps_snapshots() {
     );
     snap!("ps_sentinel", "sentinel", &["ps"]);
     snap!("ps_mig_json", "mig", &["ps", "--json"]);
+    snap!("ps_mig", "mig", &["ps"]);
     snap!("ps_one_gpu_json", "one_gpu", &["ps", "--json"]);
     snap!(
         "ps_filter",
