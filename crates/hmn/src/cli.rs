@@ -252,72 +252,66 @@ impl Cli {
     /// error naming the commands that do.
     pub fn resolve(&self) -> Result<GlobalArgs, clap::Error> {
         let none = SharedArgs::default();
+        let takes = |shared, color, all| Takes { shared, color, all };
         let (name, own, takes, own_color, own_all, wide) = match &self.command {
-            None => {
-                let takes = Takes {
-                    shared: true,
-                    color: true,
-                    all: true,
-                };
-                ("hmn", &none, takes, None, false, false)
-            }
-            Some(Command::Ps(a)) => {
-                let takes = Takes {
-                    shared: true,
-                    color: false,
-                    all: false,
-                };
-                ("hmn ps", &a.shared, takes, None, false, a.wide)
-            }
-            Some(Command::Fits(a)) => {
-                let takes = Takes {
-                    shared: true,
-                    color: true,
-                    all: false,
-                };
-                ("hmn fits", &a.shared, takes, a.color, false, false)
-            }
+            None => ("hmn", &none, takes(true, true, true), None, false, false),
+            Some(Command::Ps(a)) => (
+                "hmn ps",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                a.wide,
+            ),
+            Some(Command::Fits(a)) => (
+                "hmn fits",
+                &a.shared,
+                takes(true, true, false),
+                a.color,
+                false,
+                false,
+            ),
             #[cfg(feature = "serve")]
-            Some(Command::Serve(a)) => {
-                let takes = Takes {
-                    shared: true,
-                    color: false,
-                    all: false,
-                };
-                ("hmn serve", &a.shared, takes, None, false, false)
-            }
-            Some(Command::Run(a)) => {
-                let takes = Takes {
-                    shared: true,
-                    color: false,
-                    all: false,
-                };
-                ("hmn run", &a.shared, takes, None, false, false)
-            }
-            Some(Command::Watch(a)) => {
-                let takes = Takes {
-                    shared: true,
-                    color: false,
-                    all: true,
-                };
-                ("hmn watch", &a.shared, takes, None, a.all, a.wide)
-            }
-            Some(Command::Completions { .. }) => {
-                let takes = Takes {
-                    shared: false,
-                    color: false,
-                    all: false,
-                };
-                ("hmn completions", &none, takes, None, false, false)
-            }
-            Some(Command::Man(_)) => {
-                let takes = Takes {
-                    shared: false,
-                    color: false,
-                    all: false,
-                };
-                ("hmn man", &none, takes, None, false, false)
-            }
+            Some(Command::Serve(a)) => (
+                "hmn serve",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                false,
+            ),
+            Some(Command::Run(a)) => (
+                "hmn run",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                false,
+            ),
+            Some(Command::Watch(a)) => (
+                "hmn watch",
+                &a.shared,
+                takes(true, false, true),
+                None,
+                a.all,
+                a.wide,
+            ),
+            Some(Command::Completions { .. }) => (
+                "hmn completions",
+                &none,
+                takes(false, false, false),
+                None,
+                false,
+                false,
+            ),
+            Some(Command::Man(_)) => (
+                "hmn man",
+                &none,
+                takes(false, false, false),
+                None,
+                false,
+                false,
+            ),
         };
         let top = &self.summary;
         let misplaced = |flag: &str, takers: &str| {
