@@ -344,8 +344,8 @@ fn write_atomically(dest: &Path, bytes: &[u8]) {
 
 /// The Python of a venv (`<workspace>/target/pynvml-venv`) with NVIDIA's `nvidia-ml-py`
 /// (module `pynvml`) installed; created on first use, once, under a file lock. Needs `python3`
-/// with the venv module and PyPI the first time. Panics loudly if it cannot be created: the
-/// fidelity check must never be skipped silently.
+/// with the venv module and the Python package index the first time. Panics loudly if it
+/// cannot be created: the fidelity check must never be skipped silently.
 pub fn pynvml_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
@@ -370,7 +370,7 @@ fn create_pynvml_venv() -> PathBuf {
              !!! cannot create the pynvml venv at {}: {what}\n\
              !!! The NVML double cannot be checked against NVIDIA's Python binding.\n\
              !!! Needs python3 with venv/ensurepip (Debian: apt-get install python3-venv)\n\
-             !!! and PyPI reachable for `pip install {PYNVML_REQUIREMENT}`.\n\
+             !!! and the Python package index reachable for `pip install {PYNVML_REQUIREMENT}`.\n\
              !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n{detail}",
             venv.display()
         )
