@@ -10,8 +10,10 @@ Exit codes:
   0  success (for `fits`: the size fits)
   1  a negative answer: `fits` does not fit; `ps --exit-status` listed nothing
   2  could not measure (no GPU source, the device could not be read) or bad usage
-`run` exits with CMD's own code (128+N when CMD was killed by signal N, 127 when CMD could
-not be started), spilled or not; `watch` exits 0, 1 when the watched GPU spilled into shared
+`run` exits with CMD's own code (128+N when CMD was killed by signal N; 127 when CMD was not
+found, 126 when it was found but could not be executed), spilled or not; when CMD exited 0 but
+the recording, the plot or the --json-out report could not be written whole, `run` exits 74
+(EX_IOERR: the outputs are incomplete; CMD's own failure code is never replaced); `watch` exits 0, 1 when the watched GPU spilled into shared
 memory (Windows only: elsewhere spill is not measurable, and never 1), or 2 when there is
 nothing it can watch.
 A closed stdout (`hmn ps | head -1`) exits 0 quietly.";
@@ -218,6 +220,16 @@ pub struct RunArgs {
     /// Draw RAM and GPU memory over time into FILE (an SVG image).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+
+    /// Write the JSON report to FILE instead of stdout, leaving stdout to the command. (With
+    /// --json alone the report is stdout's only content: the command's stdout goes to stderr.)
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<std::path::PathBuf>,
+
+    /// When descendants of the command outlive it (a daemon it started), keep sampling until
+    /// they end too (Linux). Without it, the report lists them and hmn exits with the command.
+    #[arg(long)]
+    pub follow_descendants: bool,
 
     /// The command to run, and its arguments (after `--`).
     #[arg(
