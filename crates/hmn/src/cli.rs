@@ -18,6 +18,18 @@ memory (Windows only: elsewhere spill is not measurable, and never 1), or 2 when
 nothing it can watch.
 A closed stdout (`hmn ps | head -1`) exits 0 quietly.";
 
+const RUN_NOTES: &str = "\
+Exit codes: CMD's own; 128+N when CMD was killed by signal N; 127 when CMD was not found, 126
+when it was found but could not be executed; 2 when hmn's own arguments are unusable (nothing
+is run); 74 (EX_IOERR) when CMD exited 0 but the recording, the plot or the --json-out report
+could not be written whole (a full disk: said on stderr when it happens, and in the report; a
+recording cut short keeps only whole lines, a failed plot leaves no file; CMD keeps running).
+Signals sent to hmn by another process are forwarded to CMD: SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGCONT, SIGWINCH and (Linux) the real-time
+signals; hmn keeps waiting, then reports. A terminal's Ctrl-C reaches CMD by itself.
+Descendants still running when CMD ends are listed with their pids (Linux: hmn adopts CMD's
+orphans); --follow-descendants keeps sampling until they end (Ctrl-C or SIGTERM stops waiting).";
+
 const LIMITATIONS: &str = "\
 Where the numbers come from, and their limits:
   Linux    NVIDIA through NVML (libnvidia-ml.so.1), else nvidia-smi. Per-process GPU memory
@@ -116,6 +128,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run CMD and report what its whole process tree peaked at: RAM, GPU memory, host memory
     /// (a `time -v` for memory, on stderr); optionally record every sample and plot them.
+    #[command(after_help = RUN_NOTES)]
     Run(RunArgs),
     /// Watch processes' GPU memory and RAM over time; a per-PID summary (baseline, peak) at the
     /// end or on Ctrl-C.

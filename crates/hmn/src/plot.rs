@@ -162,7 +162,12 @@ pub fn xml_safe(text: &str) -> String {
 }
 
 /// Draws the plot as SVG text into `svg`.
-fn render(svg: &mut String, title: &str, data: &PlotData, devices: &[String]) -> Result<(), String> {
+fn render(
+    svg: &mut String,
+    title: &str,
+    data: &PlotData,
+    devices: &[String],
+) -> Result<(), String> {
     let title = xml_safe(title);
     let devices: Vec<String> = devices.iter().map(|d| xml_safe(d)).collect();
     let points = data.points();
@@ -255,6 +260,15 @@ mod tests {
             gpu_tree: vec![None],
             gpu_used: vec![Some(ram / 2)],
         }
+    }
+
+    #[test]
+    fn control_characters_become_visible_escapes_and_the_rest_is_kept() {
+        assert_eq!(
+            xml_safe("a\x1b[1mb\tc\u{7f}\u{9b}"),
+            r"a\x1b[1mb\x09c\x7f\x9b"
+        );
+        assert_eq!(xml_safe("\u{fffe}é<&>"), r"\u{fffe}é<&>");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! The command runs with hmn's stdin, stdout and stderr. A [`hypomnesis::Sampler`] follows
 //! its whole process tree (children forked later included), the GPUs and the host from the
-//! moment it starts; when it ends, a `time -v`-style report goes to stderr (`--json`: also a
-//! JSON report on stdout), the recording gets its summary record and the plot is drawn.
+//! moment it starts; when it ends, the plot is drawn, the recording gets its summary record and
+//! a `time -v`-style report goes to stderr (`--json`: also a JSON report on stdout).
 //!
 //! Which figure is which (the report says it next to each):
 //! - **peak RSS, whole tree**: the largest sum of the tree's resident memory at one sample.
@@ -19,11 +19,21 @@
 //!   (at least 100 ms) from a baseline taken before CMD starts; see `crate::spill`. Elsewhere
 //!   the report says spill is not measurable.
 //!
-//! Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to hmn by another process are forwarded
-//! to CMD (a terminal's Ctrl-C reaches CMD by itself, being in the same process group, and is
-//! not sent twice); hmn keeps waiting, so the report and the recording are still completed.
-//! hmn exits with CMD's code, 128 + N when CMD was killed by signal N, 127 when CMD could not
-//! be started, 2 when hmn's own arguments are unusable (before CMD starts).
+//! Signals: those another process may send to ask something of CMD (SIGINT, SIGTERM, SIGUSR1
+//! and more, see [`signals`]) are forwarded to CMD when sent to hmn (a terminal's Ctrl-C
+//! reaches CMD by itself, being in the same process group, and is not sent twice); hmn keeps
+//! waiting, so the report and the recording are still completed. Descendants that outlive CMD
+//! are listed, and followed on request ([`descendants`]).
+//!
+//! Outputs that fail (a full disk) are said when it happens and in the report; a recording cut
+//! short keeps only whole lines ([`crate::record`]), a plot that cannot be written leaves no
+//! file. hmn exits with CMD's code, 128 + N when CMD was killed by signal N, 127 when CMD was
+//! not found and 126 when it could not be executed (as shells do), 2 when hmn's own arguments
+//! are unusable (before CMD starts), and [`OUTPUTS_INCOMPLETE`] (74) when CMD exited 0 but an
+//! output could not be written whole.
+//!
+//! `--json` makes stdout the report's alone: CMD's stdout goes to hmn's stderr. `--json-out
+//! FILE` writes the report to FILE instead and leaves stdout to CMD.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -162,7 +172,10 @@ impl RunReport {
     /// process's figure.
     fn raise_largest_process(&mut self, bytes: u64) {
         let tree = &mut self.tree;
-        if tree.largest_process_peak_rss_bytes.is_none_or(|b| bytes > b) {
+        if tree
+            .largest_process_peak_rss_bytes
+            .is_none_or(|b| bytes > b)
+        {
             tree.largest_process_peak_rss_bytes = Some(bytes);
             tree.largest_process_pid = None;
             tree.largest_process_source = Some("kernel");
@@ -333,7 +346,10 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         }
     };
 
-    let reaper = adopting.as_ref().ok().map(|()| descendants::Reaper::start(pid));
+    let reaper = adopting
+        .as_ref()
+        .ok()
+        .map(|()| descendants::Reaper::start(pid));
     let ending = wait(child);
     signals::clear_child();
     let cmd_wall = started.elapsed();
@@ -889,8 +905,7 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
             ));
         }
         (None, Some(_)) => lines.push(
-            "\tCgroup memory limit: unknown (host memory could not be read, see above)"
-                .to_owned(),
+            "\tCgroup memory limit: unknown (host memory could not be read, see above)".to_owned(),
         ),
         (None, None) => {
             lines.push("\tCgroup memory limit: none (not in a limited cgroup)".to_owned());
@@ -1360,7 +1375,10 @@ pub mod descendants {
             if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
                 for task in tasks.flatten() {
                     if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-                        pids.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+                        pids.extend(
+                            text.split_whitespace()
+                                .filter_map(|p| p.parse::<u32>().ok()),
+                        );
                     }
                 }
             }
@@ -1535,6 +1553,40 @@ mod tests {
         assert_eq!(signal_name(2), "SIGINT");
         assert_eq!(signal_name(15), "SIGTERM");
         assert_eq!(signal_name(42), "signal 42");
+    }
+
+    #[test]
+    fn a_stat_line_gives_the_process_name_and_state_even_with_parentheses_in_the_name() {
+        assert_eq!(
+            descendants::parse_stat("42 (sleep) S 1 42 42 0 -1"),
+            Some(("sleep", 'S'))
+        );
+        assert_eq!(
+            descendants::parse_stat("7 (a) (b) Z 1 7 7"),
+            Some(("a) (b", 'Z'))
+        );
+        assert_eq!(descendants::parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn the_gpu_helper_is_known_by_its_name_cut_as_the_kernel_cuts_it() {
+        assert_eq!(descendants::helper_comm(None), "nvidia-smi");
+        assert_eq!(
+            descendants::helper_comm(Some(std::ffi::OsStr::new("/opt/x/nvidia-smi-wrapper.sh"))),
+            "nvidia-smi-wrap"
+        );
+    }
+
+    #[test]
+    fn not_found_is_127_and_found_but_not_executable_is_126() {
+        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let cmd = |p: &str| vec![OsString::from(p)];
+        assert_eq!(start_failure_code(&not_found, &cmd("no-such-tool")), 127);
+        assert_eq!(start_failure_code(&not_found, &cmd("/nonexistent/x")), 127);
+        assert_eq!(start_failure_code(&denied, &cmd("./script.sh")), 126);
+        // A script whose interpreter is missing: the file exists, exec says ENOENT.
+        assert_eq!(start_failure_code(&not_found, &cmd("/bin/sh")), 126);
     }
 
     #[test]

@@ -143,16 +143,27 @@ fn a_recording_on_a_filling_disk_is_reported_at_once_keeps_whole_lines_and_exits
     assert!(finished.exists(), "the command ran to its end");
     assert_eq!(output.status.code(), Some(74), "{stderr}");
     assert_eq!(
-        before.iter().chain(std::iter::once(&stderr)).filter(|l| l.contains("stopped:")).count(),
+        before
+            .iter()
+            .chain(std::iter::once(&stderr))
+            .filter(|l| l.contains("stopped:"))
+            .count(),
         2,
         "said once when it happened, once in the report: {before:?} {stderr}"
     );
-    assert!(stderr.contains("\tRecording: INCOMPLETE, recording to "), "{stderr}");
+    assert!(
+        stderr.contains("\tRecording: INCOMPLETE, recording to "),
+        "{stderr}"
+    );
     assert!(stderr.contains("hmn: run: exiting 74"), "{stderr}");
 
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(text.len() <= 4000);
-    assert!(text.ends_with('\n'), "no cut last line: {:?}", &text[text.len() - 40..]);
+    assert!(
+        text.ends_with('\n'),
+        "no cut last line: {:?}",
+        &text[text.len() - 40..]
+    );
     let kinds: Vec<String> = text
         .lines()
         .map(|l| {
@@ -161,7 +172,10 @@ fn a_recording_on_a_filling_disk_is_reported_at_once_keeps_whole_lines_and_exits
         })
         .collect();
     assert_eq!(kinds[0], "start");
-    assert!(kinds.len() > 2 && kinds[1..].iter().all(|k| k == "sample"), "{kinds:?}");
+    assert!(
+        kinds.len() > 2 && kinds[1..].iter().all(|k| k == "sample"),
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -179,7 +193,10 @@ fn a_command_that_fails_keeps_its_own_code_when_the_recording_fails_too() {
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(text.ends_with('\n'));
     let columns = text.lines().next().unwrap().split(',').count();
-    assert!(text.lines().all(|l| l.split(',').count() == columns), "{text}");
+    assert!(
+        text.lines().all(|l| l.split(',').count() == columns),
+        "{text}"
+    );
 }
 
 #[test]
@@ -205,7 +222,14 @@ fn a_plot_that_cannot_be_written_is_reported_and_leaves_no_file() {
 fn json_stdout_is_one_document_while_the_command_prints_to_stdout() {
     let r = finish(
         hmn()
-            .args(["run", "--json", "--", "sh", "-c", "echo hello; echo '{\"not\": 1}'"])
+            .args([
+                "run",
+                "--json",
+                "--",
+                "sh",
+                "-c",
+                "echo hello; echo '{\"not\": 1}'",
+            ])
             .output()
             .unwrap(),
     );
@@ -213,7 +237,11 @@ fn json_stdout_is_one_document_while_the_command_prints_to_stdout() {
     let report: Value = serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", r.stdout));
     assert_eq!(report["command"][0], "sh");
-    assert!(r.stderr.starts_with("hello\n{\"not\": 1}\n"), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("hello\n{\"not\": 1}\n"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -264,12 +292,20 @@ fn forwarded(signal: libc::c_int, name: &str) {
         std::thread::sleep(Duration::from_millis(10));
     }
     // SAFETY: kill(2) on the hmn process this test started.
-    assert_eq!(unsafe { libc::kill(i32::try_from(child.id()).unwrap(), signal) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), signal) },
+        0
+    );
     let r = finish(child.wait_with_output().unwrap());
-    assert_eq!(r.code, 5, "hmn survived and exited with the command's code: {}", r.stderr);
+    assert_eq!(
+        r.code, 5,
+        "hmn survived and exited with the command's code: {}",
+        r.stderr
+    );
     assert_eq!(std::fs::read_to_string(&log).unwrap().trim(), name);
     assert!(
-        r.stderr.contains(&format!("Signals forwarded to the command: {name}")),
+        r.stderr
+            .contains(&format!("Signals forwarded to the command: {name}")),
         "{}",
         r.stderr
     );
@@ -316,7 +352,11 @@ fn descendants_that_outlive_the_command_are_listed_with_their_pids() {
     );
     std::fs::write(&go, "").unwrap();
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let pid: u64 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: u64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let report: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(report["tree"]["descendants_left"], serde_json::json!([pid]));
     assert_eq!(report["tree"]["followed_descendants"], false);
@@ -343,7 +383,10 @@ fn follow_descendants_keeps_hmn_until_the_last_descendant_ends() {
             .args(["--", "sh", "-c", &script]),
     );
     lines_until(&rx, "following 1 descendant that outlived it");
-    assert!(child.try_wait().unwrap().is_none(), "hmn waits for the descendant");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "hmn waits for the descendant"
+    );
     std::fs::write(&go, "").unwrap();
     let status = child.wait().unwrap();
     let stderr = rest(&rx);
@@ -351,7 +394,10 @@ fn follow_descendants_keeps_hmn_until_the_last_descendant_ends() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["tree"]["followed_descendants"], true);
-    assert_eq!(report["tree"]["descendants_left"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        report["tree"]["descendants_left"].as_array().unwrap().len(),
+        1
+    );
     assert!(report["command_wall_time_ms"].is_u64());
     assert!(stderr.contains("followed until the last ended"), "{stderr}");
 }
@@ -367,7 +413,12 @@ fn a_command_that_is_not_executable_exits_126_as_shells_do() {
     let r = finish(hmn().arg("run").arg("--").arg(&script).output().unwrap());
     assert_eq!(r.code, 126, "{}", r.stderr);
     assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
-    let r = finish(hmn().args(["run", "--", "/nonexistent/cmd"]).output().unwrap());
+    let r = finish(
+        hmn()
+            .args(["run", "--", "/nonexistent/cmd"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(r.code, 127, "not found stays 127: {}", r.stderr);
 }
 
@@ -398,7 +449,12 @@ fn an_unreadable_proc_root_is_said_and_not_shown_as_zero_or_none() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(report["tree"]["processes_seen"], Value::Null);
-    assert!(report["host"]["error"].as_str().unwrap().contains("/etc/hostname"));
+    assert!(
+        report["host"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/hostname")
+    );
     for said in [
         "\tProcesses seen: unknown",
         "\tHost memory available, low point (sampled every 50 ms): unknown (",
@@ -470,10 +526,18 @@ fn control_characters_in_the_command_keep_the_plot_valid_xml() {
         .filter_map(|n| n.text())
         .collect::<Vec<_>>()
         .join("|");
-    assert!(texts.contains(r"a\x1b[31mred\x07\x01\x7f\x9bend"), "{texts}");
+    assert!(
+        texts.contains(r"a\x1b[31mred\x07\x01\x7f\x9bend"),
+        "{texts}"
+    );
     // The recording keeps JSON's own escaping: the argument reads back as it was.
-    let start: Value =
-        serde_json::from_str(std::fs::read_to_string(&record).unwrap().lines().next().unwrap())
-            .unwrap();
+    let start: Value = serde_json::from_str(
+        std::fs::read_to_string(&record)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(start["command"][3], hostile);
 }
