@@ -119,8 +119,8 @@ pub struct Recorder {
     records: u64,
     /// Why recording stopped.
     failure: Option<String>,
-    /// Whether the failure is said on stderr as it happens (off in unit tests).
-    announce: bool,
+    /// Whether CMD has ended (the summary is being written).
+    ended: bool,
 }
 
 impl Recorder {
@@ -133,7 +133,7 @@ impl Recorder {
             written: 0,
             records: 0,
             failure: None,
-            announce: true,
+            ended: false,
         })
     }
 
@@ -168,10 +168,12 @@ impl Recorder {
              before{cut}",
             self.path.display()
         );
-        if self.announce {
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "hmn: run: {failure}; the command keeps running");
-        }
+        let running = if self.ended {
+            ""
+        } else {
+            "; the command keeps running"
+        };
+        let _ = writeln!(std::io::stderr().lock(), "hmn: run: {failure}{running}");
         self.failure = Some(failure);
     }
 
@@ -271,6 +273,7 @@ impl Recorder {
 
     /// The `summary` record (NDJSON only): the run report.
     pub fn summary(&mut self, report: &RunReport) {
+        self.ended = true;
         if self.format != Format::Ndjson {
             return;
         }

@@ -1111,6 +1111,7 @@ pub mod signals {
     }
 
     /// How many stop signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) were caught so far.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn stops() -> u32 {
         imp::stops()
     }
@@ -1218,10 +1219,10 @@ pub mod signals {
 
         /// The signals `run` catches: see the module docs.
         fn caught_by_run() -> Vec<libc::c_int> {
-            let mut all: Vec<libc::c_int> = STOP.iter().chain(&FORWARD).copied().collect();
+            let all = STOP.iter().chain(&FORWARD).copied();
             #[cfg(target_os = "linux")]
-            all.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
-            all
+            let all = all.chain(libc::SIGRTMIN()..=libc::SIGRTMAX());
+            all.collect()
         }
 
         /// `watch`: SIGINT, SIGTERM, SIGHUP and SIGQUIT request a stop.
@@ -1304,6 +1305,9 @@ pub mod signals {
 /// peak joins the largest-process figure), so none lingers as a zombie. Elsewhere orphans go
 /// to the system and cannot be found from here; the report says so.
 pub mod descendants {
+    // Only Linux finds descendants; the parsers are tested everywhere.
+    #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
     /// What is left of CMD's tree.
     #[derive(Debug, Default, Clone)]
     pub struct Left {
@@ -1323,13 +1327,17 @@ pub mod descendants {
 
     pub use imp::{Reaper, adopt_orphans, follow};
 
-    /// The process name (`comm`, 15 bytes at most) and state of a `/proc/PID/stat` line.
-    pub fn parse_stat(text: &str) -> Option<(&str, char)> {
+    /// The process name (`comm`, 15 bytes at most), state and parent pid of a
+    /// `/proc/PID/stat` line. The name may hold spaces and parentheses: it ends at the last
+    /// `)`.
+    pub fn parse_stat(text: &str) -> Option<(&str, char, u32)> {
         let open = text.find('(')?;
         let close = text.rfind(')')?;
         let comm = text.get(open + 1..close)?;
-        let state = text.get(close + 1..)?.trim_start().chars().next()?;
-        Some((comm, state))
+        let mut rest = text.get(close + 1..)?.split_whitespace();
+        let state = rest.next()?.chars().next()?;
+        let ppid = rest.next()?.parse().ok()?;
+        Some((comm, state, ppid))
     }
 
     /// The name of hmn's own GPU helper as the kernel keeps it (`comm`: the executable's file
@@ -1368,27 +1376,51 @@ pub mod descendants {
             }
         }
 
+        /// hmn's children from each thread's `children` list; `None` where the kernel has
+        /// none (built without `CONFIG_PROC_CHILDREN`).
+        fn listed_children() -> Option<Vec<u32>> {
+            let mut listed = false;
+            let mut pids = Vec::new();
+            for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+                if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                    listed = true;
+                    pids.extend(
+                        text.split_whitespace()
+                            .filter_map(|p| p.parse::<u32>().ok()),
+                    );
+                }
+            }
+            listed.then_some(pids)
+        }
+
+        /// hmn's children found by reading every process's parent (the slow way).
+        fn scanned_children() -> Vec<u32> {
+            let own = std::process::id();
+            let Ok(dir) = std::fs::read_dir("/proc") else {
+                return Vec::new();
+            };
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|text| parse_stat(&text).map(|(_, _, ppid)| ppid == own))
+                        .unwrap_or(false)
+                })
+                .collect()
+        }
+
         /// hmn's children other than `except` and the GPU helper: (pid, is a zombie).
         fn children(except: u32) -> Vec<(u32, bool)> {
             let helper = helper_comm(std::env::var_os("HYPOMNESIS_NVIDIA_SMI").as_deref());
-            let mut pids: Vec<u32> = Vec::new();
-            if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-                for task in tasks.flatten() {
-                    if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-                        pids.extend(
-                            text.split_whitespace()
-                                .filter_map(|p| p.parse::<u32>().ok()),
-                        );
-                    }
-                }
-            }
+            let mut pids = listed_children().unwrap_or_else(scanned_children);
             pids.sort_unstable();
             pids.dedup();
             pids.into_iter()
                 .filter(|&pid| pid != except)
                 .filter_map(|pid| {
                     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                    let (comm, state) = parse_stat(&text)?;
+                    let (comm, state, _) = parse_stat(&text)?;
                     (comm != helper).then_some((pid, state == 'Z'))
                 })
                 .collect()
@@ -1559,11 +1591,11 @@ mod tests {
     fn a_stat_line_gives_the_process_name_and_state_even_with_parentheses_in_the_name() {
         assert_eq!(
             descendants::parse_stat("42 (sleep) S 1 42 42 0 -1"),
-            Some(("sleep", 'S'))
+            Some(("sleep", 'S', 1))
         );
         assert_eq!(
             descendants::parse_stat("7 (a) (b) Z 1 7 7"),
-            Some(("a) (b", 'Z'))
+            Some(("a) (b", 'Z', 1))
         );
         assert_eq!(descendants::parse_stat("garbage"), None);
     }
