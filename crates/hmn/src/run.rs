@@ -112,6 +112,9 @@ pub struct TreeReport {
     pub largest_process_peak_rss_bytes: Option<u64>,
     pub largest_process_pid: Option<u32>,
     pub largest_process_source: Option<&'static str>,
+    /// When the largest process's peak is unknown: what it was at most (the kernel's figure
+    /// for CMD, which includes hmn's own memory when it started CMD).
+    pub largest_process_at_most_bytes: Option<u64>,
     /// Descendants still running when CMD ended (Linux): pids.
     pub descendants_left: Vec<u32>,
     /// Whether hmn kept sampling until they ended (`--follow-descendants`).
@@ -177,6 +180,7 @@ impl RunReport {
             .is_none_or(|b| bytes > b)
         {
             tree.largest_process_peak_rss_bytes = Some(bytes);
+            tree.largest_process_at_most_bytes = None;
             tree.largest_process_pid = None;
             tree.largest_process_source = Some("kernel");
         }
@@ -281,6 +285,7 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let stdout_to_stderr = matches!(json_to, JsonTo::Stdout);
+    let own_peak = own_max_rss();
     let child = match spawn(&args.command, stdout_to_stderr) {
         Ok(child) => child,
         Err(e) => {
@@ -350,8 +355,17 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         .as_ref()
         .ok()
         .map(|()| descendants::Reaper::start(pid));
-    let ending = wait(child);
+    let mut ending = wait(child);
     signals::clear_child();
+    // CMD's `ru_maxrss` includes the memory it had before `exec`: hmn's own. A figure no
+    // larger than hmn's peak says nothing about CMD, only that CMD peaked no higher.
+    let mut largest_at_most = None;
+    if let (Some(kernel), Some(own)) = (ending.max_rss_bytes, own_peak)
+        && kernel <= own + own / 32
+    {
+        ending.max_rss_bytes = None;
+        largest_at_most = Some(kernel);
+    }
     let cmd_wall = started.elapsed();
     let mut notes = Vec::new();
     if let Err(e) = &adopting {
@@ -387,6 +401,9 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         gpu_note,
         spill,
     );
+    if run_report.tree.largest_process_peak_rss_bytes.is_none() {
+        run_report.tree.largest_process_at_most_bytes = largest_at_most;
+    }
     run_report.tree.descendants_left = left.pids.clone();
     run_report.tree.followed_descendants = followed;
     if followed {
@@ -616,7 +633,8 @@ fn build_report(
     let tree_peak = peak(0, Metric::Rss).filter(|p| p.max > 0);
     let sampled = report
         .and_then(|r| r.targets.first())
-        .and_then(|t| t.largest_process);
+        .and_then(|t| t.largest_process)
+        .filter(|s| s.peak_rss_bytes > 0);
     // The largest single process: the larger of the kernel's ru_maxrss for the waited-for
     // tree and what the sampler found; exact when a kernel figure wins.
     let (largest_bytes, largest_pid, largest_source) = match (ending.max_rss_bytes, sampled) {
@@ -688,6 +706,7 @@ fn build_report(
             largest_process_peak_rss_bytes: largest_bytes,
             largest_process_pid: largest_pid,
             largest_process_source: largest_source,
+            largest_process_at_most_bytes: None,
             descendants_left: Vec::new(),
             followed_descendants: false,
         },
@@ -830,15 +849,32 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
     let largest_how = match r.tree.largest_process_source {
         Some("kernel") => "exact: kernel high-water mark".to_owned(),
         Some(_) => every.clone(),
+        None if r.tree.largest_process_at_most_bytes.is_some() => {
+            "kernel high-water mark, which bounds it from above".to_owned()
+        }
         None => "not measured".to_owned(),
     };
+    let largest = match (
+        r.tree.largest_process_peak_rss_bytes,
+        r.tree.largest_process_at_most_bytes,
+    ) {
+        (Some(bytes), _) => format!(
+            "{}{}",
+            format_size(bytes),
+            r.tree
+                .largest_process_pid
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default()
+        ),
+        (None, Some(bound)) => format!(
+            "unknown, at most {} (the kernel's figure for the command includes hmn's own \
+             memory when it started it)",
+            format_size(bound)
+        ),
+        (None, None) => "unknown".to_owned(),
+    };
     lines.push(format!(
-        "\tPeak RSS, largest single process ({largest_how}): {}{}",
-        opt_size(r.tree.largest_process_peak_rss_bytes),
-        r.tree
-            .largest_process_pid
-            .map(|pid| format!(" (pid {pid})"))
-            .unwrap_or_default()
+        "\tPeak RSS, largest single process ({largest_how}): {largest}"
     ));
     lines.push(format!(
         "\tProcesses seen: {}",
@@ -1011,6 +1047,33 @@ pub fn signal_name(signal: i32) -> String {
         }
     }
     format!("signal {signal}")
+}
+
+/// hmn's own peak resident memory, bytes: what a child's `ru_maxrss` starts from, since
+/// `exec` keeps the high-water mark of the memory the child had before (hmn's, shared by
+/// `posix_spawn`'s vfork or copied by fork).
+#[cfg(unix)]
+fn own_max_rss() -> Option<u64> {
+    // SAFETY: a zeroed rusage is a valid buffer for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid for writing.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) };
+    if rc != 0 {
+        return None;
+    }
+    u64::try_from(usage.ru_maxrss).ok().map(|v| {
+        // KiB on Linux, bytes on macOS.
+        if cfg!(target_os = "macos") {
+            v
+        } else {
+            v * 1024
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn own_max_rss() -> Option<u64> {
+    None
 }
 
 /// Waits for CMD and says how it ended.

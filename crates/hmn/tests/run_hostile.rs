@@ -433,8 +433,58 @@ fn a_command_shorter_than_the_interval_is_not_reported_as_0_bytes() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let report: Value = serde_json::from_str(&r.stdout).unwrap();
     let tree = &report["tree"];
-    assert!(tree["peak_rss_bytes"].as_u64().unwrap() > 0, "{tree}");
+    // Either a figure, labelled as a floor, or unknown: never 0.
+    match tree["peak_rss_bytes"].as_u64() {
+        Some(bytes) => {
+            assert!(bytes > 0, "{tree}");
+            assert_eq!(tree["peak_rss_source"], "largest_process", "{tree}");
+            assert!(
+                r.stderr.contains(
+                    "whole tree (sampled every 10.00 s; the sum at one sample): at least "
+                ),
+                "{}",
+                r.stderr
+            );
+        }
+        None => assert!(
+            r.stderr
+                .contains("the sum at one sample): unknown (no sample measured it)"),
+            "{}",
+            r.stderr
+        ),
+    }
     assert!(!r.stderr.contains(": 0 B"), "{}", r.stderr);
+}
+
+/// hmn is larger than a small command, and the kernel's `ru_maxrss` of the command starts from
+/// hmn's own peak (exec keeps the high-water mark of the memory before it): that figure must
+/// not be reported as the command's.
+#[test]
+fn a_small_command_is_not_given_hmns_own_peak_as_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth_file = dir.path().join("hwm");
+    let r = finish(
+        hmn()
+            .args(["run", "--json", "--interval", "20ms", "--"])
+            .arg(test_support::ram_pattern())
+            .args(["spike", "--size", "1MiB", "--hold-ms", "300", "--report"])
+            .arg(&truth_file)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let truth: u64 = std::fs::read_to_string(&truth_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let tree = &report["tree"];
+    let largest = tree["largest_process_peak_rss_bytes"].as_u64().unwrap();
+    assert!(
+        largest.abs_diff(truth) * 100 <= truth * 5,
+        "largest {largest} vs the process's own VmHWM {truth}: {tree}"
+    );
 }
 
 #[test]
