@@ -132,9 +132,9 @@ pub fn draw(path: &Path, title: &str, data: &PlotData, devices: &[String]) -> Re
     let mut svg = String::new();
     render(&mut svg, title, data, devices)?;
     std::fs::write(path, svg.as_bytes()).map_err(|e| {
-        let removed = match std::fs::remove_file(path) {
-            Ok(()) => "; the partial file was removed".to_owned(),
-            Err(r) if r.kind() == std::io::ErrorKind::NotFound => String::new(),
+        let removed = match crate::run::remove_partial(path) {
+            Ok(true) => "; the partial file was removed".to_owned(),
+            Ok(false) => String::new(),
             Err(r) => format!("; the partial file could not be removed either ({r})"),
         };
         format!("{e}{removed}")

@@ -299,10 +299,10 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
             };
             out.say(&format!("run: cannot run `{shown}`: {e}{hint}"));
             if let Some(path) = &args.record {
-                let _ = std::fs::remove_file(path);
+                let _ = remove_partial(path);
             }
             if let JsonTo::File(_, path) = &json_to {
-                let _ = std::fs::remove_file(path);
+                let _ = remove_partial(path);
             }
             return code;
         }
@@ -440,9 +440,13 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     if let JsonTo::File(file, path) = &json_to
         && let Err(e) = write_json_file(file, &run_report)
     {
-        let _ = std::fs::remove_file(path);
+        let removed = match remove_partial(path) {
+            Ok(true) => "; the partial file was removed".to_owned(),
+            Ok(false) => String::new(),
+            Err(r) => format!("; the partial file could not be removed either ({r})"),
+        };
         out.say(&format!(
-            "run: cannot write the report to {}: {e}; the file was removed",
+            "run: cannot write the report to {}: {e}{removed}",
             path.display()
         ));
         run_report.outputs_complete = false;
@@ -462,6 +466,18 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         out.json(&run_report);
     }
     code
+}
+
+/// Removes a file hmn created and could not finish; `Ok(false)` when there is nothing to
+/// remove. Only a regular file is removed: `--record /dev/null` or a FIFO stays (hmn runs as
+/// root at times, and a device node removed is a broken system).
+pub fn remove_partial(path: &Path) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => std::fs::remove_file(path).map(|()| true),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Shells' codes for a command that could not be started: 127 when it was not found, 126
@@ -1682,6 +1698,30 @@ mod tests {
         assert_eq!(start_failure_code(&denied, &cmd("./script.sh")), 126);
         // A script whose interpreter is missing: the file exists, exec says ENOENT.
         assert_eq!(start_failure_code(&not_found, &cmd("/bin/sh")), 126);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_removed_as_partial_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("report.json");
+        std::fs::write(&file, "{").unwrap();
+        assert!(remove_partial(&file).unwrap());
+        assert!(!file.exists());
+        assert!(!remove_partial(&file).unwrap(), "nothing left to remove");
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c_path` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(!remove_partial(&fifo).unwrap());
+        assert!(fifo.exists(), "a FIFO (like a device node) is left alone");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        assert!(
+            !remove_partial(&link).unwrap(),
+            "a symlink is not followed or removed"
+        );
+        assert!(link.symlink_metadata().is_ok());
     }
 
     #[test]

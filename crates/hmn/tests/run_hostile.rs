@@ -219,6 +219,25 @@ fn a_plot_that_cannot_be_written_is_reported_and_leaves_no_file() {
 // --json and --json-out
 
 #[test]
+fn a_json_out_report_that_cannot_be_written_is_reported_removed_and_exits_74() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let mut cmd = hmn();
+    cmd.args(["run", "--json-out"])
+        .arg(&report)
+        .args(["--", "true"]);
+    with_file_size_limit(&mut cmd, 100);
+    let r = finish(cmd.output().unwrap());
+    assert_eq!(r.code, 74, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("hmn: run: cannot write the report to "),
+        "{}",
+        r.stderr
+    );
+    assert!(!report.exists(), "no cut report is left");
+}
+
+#[test]
 fn json_stdout_is_one_document_while_the_command_prints_to_stdout() {
     let r = finish(
         hmn()
