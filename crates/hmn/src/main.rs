@@ -168,11 +168,12 @@ fn main() -> ExitCode {
             fits::run(&hypomnesis::Probe::new(), &global, args, &out)
         }),
         // `run` exits with the command's own code, not an Outcome; a report that could not
-        // be written turns CMD's success into 2 (CMD's own failure code is kept).
+        // be written to stdout makes CMD's success "outputs incomplete" (CMD's own failure
+        // code is kept), as a recording or a plot that could not be written does.
         Some(Command::Run(args)) => {
             let code = run::run(&global, args, &out);
             return if out.stdout_failed() && code == ExitCode::SUCCESS {
-                ExitCode::from(2)
+                ExitCode::from(run::OUTPUTS_INCOMPLETE)
             } else {
                 code
             };

@@ -107,7 +107,10 @@ fn write_all(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
 /// A page: clap_mangen's sections, then ours. Writing into a `Vec` cannot fail, so the
 /// `io::Result`s of the section writers are dropped.
 fn render(command: clap::Command, top: bool, see_also: &[String]) -> String {
-    let notes = command.get_after_long_help().map(ToString::to_string);
+    let notes = command
+        .get_after_long_help()
+        .or_else(|| command.get_after_help())
+        .map(ToString::to_string);
     let man = Man::new(command);
     let mut bytes = Vec::new();
     let _ = man.render_title(&mut bytes);
