@@ -233,8 +233,10 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // Escaped wherever it is shown (the report, messages, the plot's title).
-    let shown = crate::text::escape(&shell_words(&command)).into_owned();
+    // As typed; escaped for a terminal (the report, messages) — the plot escapes its title
+    // for XML itself.
+    let typed = shell_words(&command);
+    let shown = crate::text::escape(&typed).into_owned();
     if let Some(plot) = &args.plot
         && !has_extension(plot, "svg")
     {
@@ -422,7 +424,7 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     if let (Some(path), Some(plot)) = (&args.plot, &plot) {
         let data = lock(plot);
         let names: Vec<String> = devices.iter().map(Device::label).collect();
-        if let Err(e) = crate::plot::draw(path, &format!("hmn run: {shown}"), &data, &names) {
+        if let Err(e) = crate::plot::draw(path, &format!("hmn run: {typed}"), &data, &names) {
             let error = format!("cannot draw {}: {e}", path.display());
             out.say(&format!("run: {error}"));
             run_report.plot_error = Some(error);
