@@ -26,6 +26,9 @@ pub(crate) mod drm;
 // Windows (DXGI, PDH) and macOS (Metal): pure parts build and are tested everywhere; the
 // OS calls are behind each file's own cfg.
 pub(crate) mod dxgi;
+// Always built: `kill_helper_processes` is public API whatever the features.
+#[cfg_attr(not(feature = "nvidia-smi-fallback"), allow(dead_code))]
+pub(crate) mod helper;
 pub(crate) mod metal;
 #[cfg(feature = "nvidia-smi-fallback")]
 pub(crate) mod nvidia_smi;
