@@ -34,6 +34,8 @@ pub(crate) mod metal;
 pub(crate) mod nvidia_smi;
 #[cfg(feature = "nvml")]
 pub(crate) mod nvml;
+#[cfg(feature = "nvml")]
+pub(crate) mod nvml_strings;
 pub(crate) mod pdh;
 
 /// What the GPU backends need to know; filled by [`crate::ProbeBuilder`].
