@@ -167,9 +167,12 @@ mod imp {
                 });
             }
             if running.has_exited().map_err(Failure::Io)? {
-                // All it wrote is in the pipes now: take what is there without waiting for
-                // an end of file that a leftover holding them may never send.
+                // All it wrote is in the pipes now. Whatever it left running is killed first,
+                // so that what is there can be taken without waiting for an end of file that
+                // a leftover holding the pipes (or writing on) would never send.
+                running.kill_group();
                 while (stdout.open() || stderr.open())
+                    && Instant::now() < deadline
                     && read_ready(&mut stdout, &mut stderr, Duration::ZERO).map_err(Failure::Io)?
                 {
                 }
@@ -246,7 +249,8 @@ mod imp {
             }
             match poll(&mut fds, Some(&timeout)) {
                 Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => return Ok(false),
+                // Interrupted: as if something were ready, so that a drain goes on.
+                Err(rustix::io::Errno::INTR) => return Ok(true),
                 Err(e) => return Err(e.into()),
             }
             // An end of file, a hang-up or an error all make the next read return at once.
@@ -307,11 +311,18 @@ mod imp {
             })
         }
 
-        fn end(&mut self) -> Option<ExitStatus> {
-            if let Some(pid) = self.pid.take() {
+        /// SIGKILL to everything in the child's process group. The child stays unreaped, so
+        /// the group id cannot have been reused.
+        fn kill_group(&self) {
+            if let Some(pid) = self.pid {
                 // ESRCH (nothing left in the group) is the usual answer and needs nothing.
                 let _ = kill_process_group(pid, Signal::KILL);
             }
+        }
+
+        fn end(&mut self) -> Option<ExitStatus> {
+            self.kill_group();
+            self.pid = None;
             if let Some(registration) = self.registration.take() {
                 registration.leave();
             }
@@ -328,6 +339,8 @@ mod imp {
     /// Waits up to [`REAP_WAIT`] for a killed child; one that is still alive (blocked in the
     /// driver) is kept for a later run to reap, so that no call blocks on it.
     fn reap(mut child: Child) -> Option<ExitStatus> {
+        // The group is killed already; this covers a child whose pid was not a group id.
+        let _ = child.kill();
         let give_up = Instant::now() + REAP_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
