@@ -49,9 +49,10 @@ const QUERY_COMPUTE_APPS: &str =
 const FORMAT: &str = "--format=csv,noheader,nounits";
 
 const MIB: u64 = 1024 * 1024;
-/// More output than any real `nvidia-smi` query prints (a row is under 400 bytes); a child
-/// that prints more is stopped rather than read on.
-const OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
+/// More output than any real `nvidia-smi` query prints (over 10,000 rows of 400 bytes, where
+/// a busy node lists hundreds); a child that prints more is stopped rather than read on, and
+/// the memory a long-running caller keeps after such a child stays small.
+const OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
 /// How many lines of a failing run's output are kept in the error.
 const MESSAGE_LINES: usize = 3;
 
