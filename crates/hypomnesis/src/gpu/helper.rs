@@ -160,7 +160,8 @@ mod imp {
             if now >= deadline {
                 return Err(Failure::TimedOut);
             }
-            read_ready(&mut stdout, &mut stderr, pause.min(deadline - now)).map_err(Failure::Io)?;
+            let progressed = read_ready(&mut stdout, &mut stderr, pause.min(deadline - now))
+                .map_err(Failure::Io)?;
             if stdout.sink.failed() {
                 return Err(Failure::TooMuchOutput {
                     limit: stdout.sink.limit,
@@ -188,7 +189,13 @@ mod imp {
                     stderr: stderr.sink.bytes,
                 });
             }
-            pause = (pause * 2).min(MAX_PAUSE);
+            // Quick looks right after output (the exit follows the end of file closely),
+            // slower ones while nothing happens.
+            pause = if progressed {
+                Duration::from_millis(1)
+            } else {
+                (pause * 2).min(MAX_PAUSE)
+            };
         }
     }
 
