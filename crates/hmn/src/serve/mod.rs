@@ -83,6 +83,12 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     Err(format!("invalid listen address `{text}`; {hint}"))
 }
 
+/// Whether a socket bound to `ip` can be reached from other machines. An IPv4 address mapped
+/// into IPv6 (`::ffff:127.0.0.1`) is the IPv4 address it carries: loopback stays loopback.
+fn reaches_beyond_this_machine(ip: IpAddr) -> bool {
+    !ip.to_canonical().is_loopback()
+}
+
 pub fn run(
     probe: hypomnesis::Probe,
     global: &GlobalArgs,
@@ -121,7 +127,7 @@ pub fn run(
         }
     };
     let bound = listener.local_addr().unwrap_or(args.listen);
-    if !bound.ip().is_loopback() {
+    if reaches_beyond_this_machine(bound.ip()) {
         out.say(&format!(
             "warning: listening on {bound}, beyond this machine: anyone who can reach it reads \
              its GPU and host memory{} — there is no authentication or TLS; use a firewall or a \
@@ -219,5 +225,27 @@ mod tests {
         );
         assert!(parse_listen("127.0.0.1").is_err());
         assert!(parse_listen("localhost:99999").is_err());
+    }
+
+    #[test]
+    fn loopback_in_any_spelling_stays_on_this_machine_and_the_rest_is_public() {
+        for local in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+            assert!(
+                !reaches_beyond_this_machine(local.parse().unwrap()),
+                "{local}"
+            );
+        }
+        for public in [
+            "0.0.0.0",
+            "::",
+            "192.168.1.2",
+            "::ffff:192.168.1.2",
+            "2001:db8::1",
+        ] {
+            assert!(
+                reaches_beyond_this_machine(public.parse().unwrap()),
+                "{public}"
+            );
+        }
     }
 }
