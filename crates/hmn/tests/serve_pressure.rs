@@ -206,15 +206,17 @@ fn a_scraper_keeps_being_answered_while_300_idle_and_slow_clients_hold_the_port(
             std::thread::sleep(Duration::from_millis(5));
         }
         stop.store(true, Ordering::Relaxed);
+        failures.truncate(10);
         (ok, failures)
     });
     eprintln!(
-        "{ok} of 300 scrapes answered while attackers made {} connections; failures: {failures:?}",
+        "{ok} of 300 scrapes answered while attackers made {} connections; the first failures: \
+         {failures:?}",
         connected.load(Ordering::Relaxed)
     );
     assert!(
         ok >= 297,
-        "only {ok} of 300 scrapes answered: {failures:?}\nstderr:\n{}",
+        "only {ok} of 300 scrapes answered, the first failures: {failures:?}\nstderr:\n{}",
         server.stderr()
     );
     // The server is still whole afterwards.
