@@ -89,6 +89,27 @@ fn reaches_beyond_this_machine(ip: IpAddr) -> bool {
     !ip.to_canonical().is_loopback()
 }
 
+/// The length of the queue of connections the kernel has completed and `accept` has not yet
+/// taken. Clients that hold connections and reconnect as soon as they are cut keep that many
+/// connection attempts queued beyond the ones the server holds; a queue shorter than that
+/// (std's `bind` asks for 128) is full all the time, and the kernel drops the SYN of a
+/// scraper, which retries only after a second. The kernel caps it at `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 1024;
+
+/// A listening socket on `addr` with [`ACCEPT_BACKLOG`]. Must be called inside the runtime.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's `bind` does on Unix: a restarted server can bind while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 pub fn run(
     probe: hypomnesis::Probe,
     global: &GlobalArgs,
@@ -111,12 +132,10 @@ pub fn run(
             return Outcome::CouldNotTell;
         }
     };
-    let listener = match std::net::TcpListener::bind(args.listen)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .and_then(|l| {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(l)
-        }) {
+    let listener = match {
+        let _guard = runtime.enter();
+        listen(args.listen)
+    } {
         Ok(listener) => listener,
         Err(e) => {
             out.say(&format!(
