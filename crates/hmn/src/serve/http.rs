@@ -17,7 +17,7 @@
 //!   headers, else `431` and the connection closes; request bodies are never read;
 //! - a client must send its whole request head within [`Limits::header_read_timeout`], which
 //!   also closes idle keep-alive connections (slowloris); within
-//!   [`Limits::header_read_timeout_under_pressure`] for connections accepted while more than
+//!   [`Limits::header_read_timeout_under_pressure`] for connections accepted while at least
 //!   three quarters of the connections are taken;
 //! - a connection older than [`Limits::max_connection_age`] finishes its current response and
 //!   closes, and is dropped if that takes longer than [`Limits::shutdown_grace`] (a client that
