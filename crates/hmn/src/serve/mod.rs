@@ -132,10 +132,11 @@ pub fn run(
             return Outcome::CouldNotTell;
         }
     };
-    let listener = match {
+    let bound = {
         let _guard = runtime.enter();
         listen(args.listen)
-    } {
+    };
+    let listener = match bound {
         Ok(listener) => listener,
         Err(e) => {
             out.say(&format!(
