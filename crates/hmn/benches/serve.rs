@@ -306,6 +306,8 @@ fn main() {
         at(0.99).as_secs_f64() * 1e3,
         latencies[latencies.len() - 1].as_secs_f64() * 1e3,
     );
+    let (rss_before_attack, _) = status(pid);
+    println!("  RSS after the scrapes above: {rss_before_attack:.1} MiB");
     under_attack(addr);
     let (rss_end, threads_end) = status(pid);
     println!("  RSS after all scrapes: {rss_end:.1} MiB (budget 15 MiB); {threads_end} threads");
