@@ -376,6 +376,30 @@ mod tests {
         assert_eq!(negotiate(Some(",,;;=")), Format::Prometheus);
     }
 
+    #[test]
+    fn at_the_cap_the_connection_waiting_longest_for_a_request_makes_room() {
+        let connections = Connections::new(3);
+        let tick = || std::thread::sleep(Duration::from_millis(2));
+        let first = connections.admit();
+        tick();
+        let second = connections.admit();
+        tick();
+        let third = connections.admit();
+        tick();
+        // The first is answered: it now waits for its next request since the latest moment.
+        first.answered();
+        tick();
+        let fourth = connections.admit();
+        let open = |t: &Ticket| connections.open.lock().unwrap().contains_key(&t.id);
+        assert!(!open(&second), "the longest waiter is closed");
+        assert!(open(&first) && open(&third) && open(&fourth));
+        assert_eq!(connections.len(), 3);
+        drop(second); // its task ends after the eviction: nothing more to remove
+        assert_eq!(connections.len(), 3);
+        drop(third);
+        assert_eq!(connections.len(), 2);
+    }
+
     fn shared() -> Shared {
         Shared::new(Arc::new(|_: &str| {}))
     }
