@@ -57,9 +57,12 @@ fn scrape(addr: SocketAddr) -> usize {
 /// take only the time the scraper leaves, and the scraper's figures are the server's, not
 /// those of 300 threads queueing in front of it on one core.
 fn attacker(addr: SocketAddr, slowloris: bool, stop: &AtomicBool, connected: &AtomicUsize) {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param; pid 0 is the calling thread.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param; pid 0 is the calling thread.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    }
     while !stop.load(Ordering::Relaxed) {
         let Ok(mut stream) = TcpStream::connect(addr) else {
             std::thread::sleep(Duration::from_millis(10));
