@@ -115,8 +115,11 @@ pub enum Command {
     /// Run CMD and report what its whole process tree peaked at: RAM, GPU memory, host memory
     /// (a `time -v` for memory, on stderr); optionally record every sample and plot them.
     Run(RunArgs),
-    /// Watch processes' GPU memory and RAM over time; a per-PID summary (baseline, peak) at the
-    /// end or on Ctrl-C.
+    /// Watch processes' GPU memory and RAM over time, on every GPU unless --device N; a per-PID
+    /// summary (baseline, peak) at the end or on Ctrl-C.
+    ///
+    /// Every GPU's processes are read each interval, one row per process and device it holds
+    /// memory on (GPU column); --device N reads GPU N only.
     ///
     /// On Windows the watched GPU's spill into shared memory is read every interval too (the
     /// SPILL column, and the episodes in the summary); `watch` then exits 1 when it spilled.

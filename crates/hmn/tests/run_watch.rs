@@ -532,7 +532,7 @@ fn watch_gives_each_pid_its_baseline_and_peak() {
     );
     let mut summary = records.last().unwrap().clone();
     assert_eq!(summary["kind"], "summary");
-    redact(&mut summary, &["t_ms", "samples"]);
+    redact(&mut summary, &["t_ms", "samples", "samples_read"]);
     insta::assert_json_snapshot!("watch_summary_record", summary);
     let stderr = r
         .stderr
@@ -568,7 +568,7 @@ fn watch_without_pids_takes_the_largest_gpu_processes_in_a_table() {
     assert!(first.starts_with("+0.0s     4013001"), "{first}");
     assert!(first.contains("2.0 GiB    +0 B"), "{first}");
     assert!(r.stderr.contains(
-        "hmn: watch: device 0 [NVIDIA H100 80GB HBM3], interval 0.1s, watching 1 PID(s) (top 1 by VRAM)"
+        "hmn: watch: every GPU: 0 [NVIDIA H100 80GB HBM3], interval 0.1s, watching 1 PID(s) (top 1 by GPU memory)"
     ));
 }
 
