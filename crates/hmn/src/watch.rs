@@ -95,21 +95,25 @@ impl Gpu {
     }
 }
 
-/// One process's series on one device: its baseline (first sample there) and peak.
-#[derive(Debug, Clone, Copy)]
+/// One process's series on one device: its baseline (the first sample whose figures were
+/// measured there) and peak.
+#[derive(Debug, Clone, Copy, Default)]
 struct GpuTrack {
-    baseline: Gpu,
+    baseline: Option<Gpu>,
     peak: Gpu,
     samples: u64,
 }
 
 impl GpuTrack {
-    fn new(first: Gpu) -> Self {
-        Self {
-            baseline: first,
-            peak: first,
-            samples: 0,
+    /// Counts one sample of the device; returns the baseline to take deltas from.
+    fn observe(&mut self, place: &Place) -> Gpu {
+        let measured = matches!(place.presence, Presence::Listed | Presence::Absent);
+        if measured && self.baseline.is_none() {
+            self.baseline = Some(place.gpu);
         }
+        self.peak = self.peak.max(place.gpu);
+        self.samples += 1;
+        self.baseline.unwrap_or_default()
     }
 }
 
@@ -211,9 +215,9 @@ impl PerPid {
             name: w.name.clone(),
             device,
             samples,
-            baseline_used_bytes: gpu.and_then(|g| g.baseline.used),
+            baseline_used_bytes: gpu.and_then(|g| g.baseline?.used),
             peak_used_bytes: gpu.and_then(|g| g.peak.used),
-            baseline_system_bytes: gpu.and_then(|g| g.baseline.system),
+            baseline_system_bytes: gpu.and_then(|g| g.baseline?.system),
             peak_system_bytes: gpu.and_then(|g| g.peak.system),
             baseline_rss_bytes: w.baseline_rss.flatten(),
             peak_rss_bytes: w.peak_rss,
@@ -804,9 +808,7 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
             && first.row(pid).is_none()
             && probe.process_exists(pid) == Some(false)
         {
-            sink.notice(&format!(
-                "pid={pid} names no running process; it holds no GPU memory"
-            ));
+            sink.notice(&format!("pid={pid} names no running process in this /proc"));
         }
         if name.is_none() && !args.filter.is_empty() {
             sink.notice(&format!(
@@ -1181,21 +1183,10 @@ fn sample(
         }
         w.unseen_noticed = unseen;
         for place in places {
+            // Every row with a device has its series there (rows without the driver's figures
+            // only come for a device the process was seen on, or the one `--device` names).
             let base = match place.device {
-                Some(d) if place.presence == Presence::Listed => {
-                    let track = w.gpus.entry(d).or_insert_with(|| GpuTrack::new(place.gpu));
-                    track.peak = track.peak.max(place.gpu);
-                    track.samples += 1;
-                    track.baseline
-                }
-                Some(d) => match w.gpus.get_mut(&d) {
-                    Some(track) => {
-                        track.peak = track.peak.max(place.gpu);
-                        track.samples += 1;
-                        track.baseline
-                    }
-                    None => place.gpu,
-                },
+                Some(d) => w.gpus.entry(d).or_default().observe(&place),
                 None => Gpu::default(),
             };
             let spilling = place
@@ -1382,10 +1373,8 @@ mod tests {
         tracked: &[u32],
         single: bool,
     ) -> Vec<(Option<u32>, Presence, Option<u64>)> {
-        let tracks: BTreeMap<u32, GpuTrack> = tracked
-            .iter()
-            .map(|&d| (d, GpuTrack::new(Gpu::default())))
-            .collect();
+        let tracks: BTreeMap<u32, GpuTrack> =
+            tracked.iter().map(|&d| (d, GpuTrack::default())).collect();
         interval
             .rows_of(pid, &tracks, single)
             .into_iter()

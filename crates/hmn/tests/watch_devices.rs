@@ -336,3 +336,4 @@ fn gtt_is_sys_in_watch_as_in_ps_and_shared_means_only_shared() {
     assert!(r.stderr.contains("PEAK SYS"), "{}", r.stderr);
     assert!(!r.stderr.contains("SHARED"), "{}", r.stderr);
 }
+
