@@ -765,7 +765,7 @@ fn follow_new_says_who_entered_and_who_left() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("following top 1 by VRAM (re-selected every interval), 1 initially"),
+            .contains("following top 1 by GPU memory (re-selected every interval), 1 initially"),
         "{}",
         r.stderr
     );
