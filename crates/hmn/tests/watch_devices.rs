@@ -337,3 +337,23 @@ fn gtt_is_sys_in_watch_as_in_ps_and_shared_means_only_shared() {
     assert!(!r.stderr.contains("SHARED"), "{}", r.stderr);
 }
 
+
+#[test]
+fn a_process_whose_gpu_use_cannot_be_read_reads_unknown_never_zero() {
+    // pid 800 of the standard tree holds a DRM fd whose fdinfo cannot be read.
+    let tree = tree::standard();
+    for device in [None, Some("1")] {
+        let mut cmd = hmn_drm(&tree);
+        cmd.args(["watch", "800", "--json"]);
+        if let Some(d) = device {
+            cmd.args(["--device", d]);
+        }
+        let records = records(&run(&mut cmd, &SHORT));
+        for s in samples(&records) {
+            assert_eq!(s["presence"], "unreadable", "{s}");
+            assert_eq!(s["used_bytes"], Value::Null, "{s}");
+            assert_eq!(s["system_bytes"], Value::Null, "{s}");
+            assert_eq!(s["device"].as_u64(), device.map(|d| d.parse().unwrap()));
+        }
+    }
+}
