@@ -11,7 +11,7 @@ Exit codes:
   1  a negative answer: `fits` does not fit; `ps --exit-status` listed nothing
   2  could not measure (no GPU source, the device could not be read) or bad usage
 `run` exits with CMD's own code (128+N when CMD was killed by signal N, 127 when CMD could
-not be started), spilled or not; `watch` exits 0, 1 when the watched GPU spilled into shared
+not be started), spilled or not; `watch` exits 0, 1 when a watched GPU spilled into shared
 memory (Windows only: elsewhere spill is not measurable, and never 1), or 2 when there is
 nothing it can watch.
 A closed stdout (`hmn ps | head -1`) exits 0 quietly.";
@@ -121,8 +121,8 @@ pub enum Command {
     /// Every GPU's processes are read each interval, one row per process and device it holds
     /// memory on (GPU column); --device N reads GPU N only.
     ///
-    /// On Windows the watched GPU's spill into shared memory is read every interval too (the
-    /// SPILL column, and the episodes in the summary); `watch` then exits 1 when it spilled.
+    /// On Windows each watched GPU's spill into shared memory is read every interval too (the
+    /// SPILL column, and the episodes in the summary); `watch` then exits 1 when one spilled.
     Watch(WatchArgs),
     /// Print shell completions for SHELL on stdout.
     Completions {
