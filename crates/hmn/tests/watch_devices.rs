@@ -318,7 +318,12 @@ fn gtt_is_sys_in_watch_as_in_ps_and_shared_means_only_shared() {
     let ps = run(&mut hmn_drm(&tree), &["ps", "--json", "--pid", "200"]);
     assert_eq!(ps.code, 0, "{}", ps.stderr);
     let ps: Value = serde_json::from_str(&ps.stdout).unwrap();
-    let ps = &ps[0];
+    // `ps --json`: an array of rows, or an object whose `processes` are the rows.
+    let rows = ps
+        .as_array()
+        .or_else(|| ps["processes"].as_array())
+        .unwrap_or_else(|| panic!("no rows in {ps}"));
+    let ps = &rows[0];
     let r = run(hmn_drm(&tree).args(["watch", "200", "--json"]), &SHORT);
     let records = records(&r);
     let sample = samples(&records)[0];
