@@ -342,7 +342,6 @@ fn gtt_is_sys_in_watch_as_in_ps_and_shared_means_only_shared() {
     assert!(!r.stderr.contains("SHARED"), "{}", r.stderr);
 }
 
-
 #[test]
 fn a_process_whose_gpu_use_cannot_be_read_reads_unknown_never_zero() {
     // pid 800 of the standard tree holds a DRM fd whose fdinfo cannot be read.
