@@ -66,7 +66,7 @@ use crate::snapshot::{GpuProcessEntry, GpuQuerySource};
 
 #[cfg(target_os = "linux")]
 mod linux;
-mod parse;
+pub(crate) mod parse;
 #[cfg(not(target_os = "linux"))]
 mod portable;
 mod tree;

@@ -85,6 +85,10 @@ pub struct Scenario {
     /// Keyed by function name without the `nvml` prefix.
     pub errors: BTreeMap<String, c_int>,
     pub devices: Vec<Device>,
+    /// The first declared `name` of each pid (any device, compute list before graphics), for
+    /// `nvmlSystemGetProcessName`: an index, so that naming every row of a scenario with tens
+    /// of thousands of processes stays linear.
+    pub process_names: std::collections::HashMap<u32, String>,
 }
 
 #[derive(Debug)]
@@ -286,6 +290,14 @@ pub fn parse(text: &str) -> Res<Scenario> {
         .enumerate()
         .map(|(i, d)| device(d, &format!("devices[{i}]")))
         .collect::<Res<Vec<_>>>()?;
+    let mut process_names = std::collections::HashMap::new();
+    for process in devices.iter().flat_map(|d| d.compute.iter().chain(&d.graphics)) {
+        if let Some(name) = &process.name {
+            process_names
+                .entry(process.pid)
+                .or_insert_with(|| name.clone());
+        }
+    }
     Ok(Scenario {
         driver_version,
         nvml_version,
@@ -293,6 +305,7 @@ pub fn parse(text: &str) -> Res<Scenario> {
         init_error,
         errors,
         devices,
+        process_names,
     })
 }
 

@@ -238,12 +238,16 @@ mod linux {
                     row.used_bytes = memory.device;
                     row.system_bytes = memory.system;
                     row.shared_bytes = memory.shared;
+                    row.shared_clients = memory.shared_clients;
                     row
                 })
                 .collect();
             let mut listing = GpuProcessListing::from_rows(rows);
             listing.unreadable_pids.clone_from(&scan.unreadable_pids);
-            listing.shared_clients = scan.shared_clients;
+            let on_device = scan.clients.iter().filter(|c| c.device == key);
+            let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            listing.shared_clients = count(on_device.clone().filter(|c| c.holders.len() > 1).count());
+            listing.clients_without_figures = count(on_device.filter(|c| !c.info.is_drm).count());
             listing.malformed_lines = scan.malformed_lines;
             listing
         }
@@ -347,7 +351,7 @@ mod linux {
                 .unwrap_or(ProcessMemory {
                     device: Some(0),
                     system: Some(0),
-                    shared: None,
+                    ..ProcessMemory::default()
                 });
             let used = if device.unified_memory {
                 match (memory.device, memory.system) {
