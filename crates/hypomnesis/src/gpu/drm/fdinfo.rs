@@ -764,6 +764,7 @@ mod tests {
         let mut kept = KeptClients {
             files: vec![kept_own(reader.as_raw_fd()), kept_own(writer.as_raw_fd())],
             unreadable_pids: vec![4242],
+            proc_root: PathBuf::from("/proc"),
         };
         let sys = tempfile::tempdir().unwrap();
         // Both fds open: their fdinfo reads (not DRM, so no clients), nothing dropped.
@@ -783,6 +784,20 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_client_counts_for_the_holder_that_started_first_then_the_lowest_pid() {
+        let started = |pid| match pid {
+            300 => Some(900),
+            500 => Some(100),
+            700 => Some(100),
+            _ => None,
+        };
+        assert_eq!(counted_for(&[300, 500], started), 500, "earlier start wins");
+        assert_eq!(counted_for(&[500, 700], started), 500, "same tick: lower pid");
+        assert_eq!(counted_for(&[42, 300], started), 300, "unknown start ranks last");
+        assert_eq!(counted_for(&[42, 43], started), 42, "nothing known: lower pid");
+    }
+
+    #[test]
     fn a_kept_file_that_cannot_be_read_counts_its_process_unreadable() {
         let dir = tempfile::tempdir().unwrap();
         // A directory opened as a file: `pread` fails with EISDIR, which is not "gone".
@@ -795,6 +810,7 @@ mod tests {
                 file,
             }],
             unreadable_pids: Vec::new(),
+            proc_root: dir.path().to_owned(),
         };
         let scan = rescan_kept(&mut kept, dir.path());
         assert_eq!(scan.unreadable_pids, vec![77]);
