@@ -506,13 +506,45 @@ mod tests {
         assert_eq!(
             line,
             "4 GPU processes found matching pid=100,200 device=0 min=1 MiB filter=\"py\" \
-             (10.5 GiB total, 1 without a memory figure from the driver); \
-             1 unreadable — re-run as root to see its name."
+             (10.5 GiB total, 1 without a memory figure from the driver); 1 unnamed."
         );
         assert_eq!(
             summary_line(&[], &PsArgs::default(), None),
             "0 GPU processes found."
         );
+    }
+
+    #[test]
+    fn the_summary_counts_a_process_on_two_gpus_once() {
+        let rows = vec![
+            row(100, Some("trainer"), Some(4 << 30), 0),
+            row(100, Some("trainer"), Some(4 << 30), 1),
+            row(200, Some("python3"), Some(1 << 30), 1),
+        ];
+        assert_eq!(
+            summary_line(&rows, &PsArgs::default(), None),
+            "2 GPU processes found (9.0 GiB total)."
+        );
+    }
+
+    #[test]
+    fn a_shared_client_is_in_every_holders_row_and_in_the_total_once() {
+        let client = |holders: Vec<u32>| {
+            SharedClient::new(Some(7), holders, 900, Some(1 << 30), Some(2 << 30))
+        };
+        // Parent 900 and child 300 hold one client of 1 GiB VRAM + 2 GiB GTT; the child
+        // also holds a private 512 MiB client.
+        let mut parent = row(900, Some("server"), Some(1 << 30), 0);
+        parent.system_bytes = Some(2 << 30);
+        parent.shared_clients = vec![client(vec![300, 900])];
+        let mut child = row(300, Some("server"), Some((1 << 30) + (512 << 20)), 0);
+        child.system_bytes = Some(2 << 30);
+        child.shared_clients = vec![client(vec![300, 900])];
+        let both = vec![parent.clone(), child.clone()];
+        assert_eq!(counted_totals(&both), ((1 << 30) + (512 << 20), 2 << 30));
+        // The child alone (`--pid 300`) still shows and counts what it holds.
+        assert_eq!(counted_totals(&[child]), ((1 << 30) + (512 << 20), 2 << 30));
+        assert_eq!(counted_totals(&[parent]), (1 << 30, 2 << 30));
     }
 
     #[test]

@@ -845,6 +845,26 @@ mod builders {
         }
     }
 
+    impl SharedClient {
+        /// A shared DRM client record (feature `test-helpers`).
+        #[must_use]
+        pub fn new(
+            client_id: Option<u64>,
+            holders: Vec<u32>,
+            counted_for: u32,
+            used_bytes: Option<u64>,
+            system_bytes: Option<u64>,
+        ) -> Self {
+            Self {
+                client_id,
+                holders,
+                counted_for,
+                used_bytes,
+                system_bytes,
+            }
+        }
+    }
+
     /// Builds a [`ProcessGpuInfo`] (feature `test-helpers`).
     #[derive(Debug, Clone)]
     pub struct ProcessGpuInfoBuilder(ProcessGpuInfo);
