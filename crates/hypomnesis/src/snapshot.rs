@@ -335,6 +335,28 @@ impl GpuProcessEntry {
         })
     }
 
+    /// The `used_bytes` of `rows` summed with every shared DRM client counted once, whichever
+    /// of its holders `rows` has (a process and the children that inherited its client, say);
+    /// `None` when a row's figure is unknown. Saturates.
+    #[must_use]
+    pub fn sum_used_once<'a>(rows: impl IntoIterator<Item = &'a Self>) -> Option<u64> {
+        let mut seen: Vec<(u32, Option<u64>, &[u32])> = Vec::new();
+        let mut total: u64 = 0;
+        for row in rows {
+            let mut used = row.used_bytes?;
+            for client in &row.shared_clients {
+                let key = (row.device_index, client.client_id, client.holders.as_slice());
+                if seen.contains(&key) {
+                    used = used.saturating_sub(client.used_bytes.unwrap_or(0));
+                } else {
+                    seen.push(key);
+                }
+            }
+            total = total.saturating_add(used);
+        }
+        Some(total)
+    }
+
     fn counted_elsewhere(&self, figure: impl Fn(&SharedClient) -> Option<u64>) -> u64 {
         self.shared_clients
             .iter()
@@ -935,6 +957,37 @@ mod builders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn holder(pid: u32, used: u64) -> GpuProcessEntry {
+        let mut row = GpuProcessEntry::new(pid, 0, GpuQuerySource::Drm);
+        row.used_bytes = Some(used);
+        row.shared_clients = vec![SharedClient {
+            client_id: Some(7),
+            holders: vec![300, 900],
+            counted_for: 900,
+            used_bytes: Some(100),
+            system_bytes: None,
+        }];
+        row
+    }
+
+    #[test]
+    fn a_client_shared_by_a_parent_and_its_child_is_summed_once() {
+        // Both hold the 100-byte client; the child also holds 20 bytes of its own.
+        let parent = holder(900, 100);
+        let child = holder(300, 120);
+        assert_eq!(
+            GpuProcessEntry::sum_used_once([&parent, &child]),
+            Some(120)
+        );
+        assert_eq!(GpuProcessEntry::sum_used_once([&child]), Some(120));
+        assert_eq!(child.counted_used_bytes(), Some(20));
+        assert_eq!(parent.counted_used_bytes(), Some(100));
+        assert_eq!(child.shared_with(), vec![900]);
+        let mut unknown = holder(5, 0);
+        unknown.used_bytes = None;
+        assert_eq!(GpuProcessEntry::sum_used_once([&parent, &unknown]), None);
+    }
 
     #[test]
     fn kinds_seen_in_both_lists_merge_to_both() {
