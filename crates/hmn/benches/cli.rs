@@ -1,7 +1,7 @@
 //! Budget (issue "hmn, the command-line tool"): `hmn --json` as a whole process, against the
 //! NVML double, ≤ 15 ms median — compared in the same run with `gpustat --json` and
-//! `nvitop -1` (PyPI, in a venv under `target/`) reading the same double through NVIDIA's
-//! own Python binding.
+//! `nvitop -1` (from the Python package index, in a venv under `target/`) reading the same
+//! double through NVIDIA's own Python binding.
 //!
 //! `ps_at_scale` (issue 13, "Scale"): `hmn ps --json` against a one-GPU scenario with 10,000
 //! and 60,000 NVML processes (compute list, every other pid also in the graphics list, none
