@@ -119,7 +119,14 @@ fn optimised_double() -> PathBuf {
     let target = root.join("target/nvml-double-release");
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(&root)
-        .args(["build", "--release", "-q", "-p", "nvml-double", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "nvml-double",
+            "--target-dir",
+        ])
         .arg(&target)
         .status();
     assert!(
@@ -155,8 +162,10 @@ fn ps_at_scale(c: &mut Criterion) {
         });
         group.bench_function("nvitop -1", |b| {
             b.iter(|| {
-                run(with_double(&mut Command::new(bin.join("nvitop")), &scenario, &lib_dir)
-                    .arg("-1"));
+                run(
+                    with_double(&mut Command::new(bin.join("nvitop")), &scenario, &lib_dir)
+                        .arg("-1"),
+                );
             });
         });
         group.finish();

@@ -151,7 +151,13 @@ fn ps_json_has_vram_gtt_and_shared_bytes_per_process() {
     let client = &helper["shared_clients"][0];
     assert_eq!(
         client.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["client_id", "counted_for", "holders", "system_bytes", "used_bytes"]
+        [
+            "client_id",
+            "counted_for",
+            "holders",
+            "system_bytes",
+            "used_bytes"
+        ]
     );
     assert_eq!(client["holders"], serde_json::json!([200, 250]));
     assert_eq!(client["counted_for"], 200);
@@ -184,7 +190,9 @@ fn ps_total_counts_a_shared_client_once_and_a_child_alone_shows_its_memory() {
     let output = hmn(&tree, &["ps", "--device", "3"]);
     let (_, stderr) = text(&output);
     assert!(
-        stderr.contains("2 GPU processes found matching device=3 (5 MiB total, 24.1 GiB in system RAM)"),
+        stderr.contains(
+            "2 GPU processes found matching device=3 (5 MiB total, 24.1 GiB in system RAM)"
+        ),
         "{stderr}"
     );
     // The helper alone (`--pid`): its row, with the client's memory, not "0 processes".
@@ -192,7 +200,8 @@ fn ps_total_counts_a_shared_client_once_and_a_child_alone_shows_its_memory() {
     let (stdout, stderr) = text(&output);
     assert!(stdout.contains("helper"), "{stdout}");
     assert!(
-        stderr.contains("1 GPU process found matching pid=250 (5 MiB total, 24.1 GiB in system RAM)"),
+        stderr
+            .contains("1 GPU process found matching pid=250 (5 MiB total, 24.1 GiB in system RAM)"),
         "{stderr}"
     );
 }

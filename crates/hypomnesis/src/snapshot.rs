@@ -321,18 +321,16 @@ impl GpuProcessEntry {
     /// adds to a total, so a client held by several processes is summed once.
     #[must_use]
     pub fn counted_used_bytes(&self) -> Option<u64> {
-        self.used_bytes.map(|used| {
-            used.saturating_sub(self.counted_elsewhere(|c| c.used_bytes))
-        })
+        self.used_bytes
+            .map(|used| used.saturating_sub(self.counted_elsewhere(|c| c.used_bytes)))
     }
 
     /// `system_bytes` without the shared clients counted for another process (see
     /// [`GpuProcessEntry::counted_used_bytes`]).
     #[must_use]
     pub fn counted_system_bytes(&self) -> Option<u64> {
-        self.system_bytes.map(|system| {
-            system.saturating_sub(self.counted_elsewhere(|c| c.system_bytes))
-        })
+        self.system_bytes
+            .map(|system| system.saturating_sub(self.counted_elsewhere(|c| c.system_bytes)))
     }
 
     /// The `used_bytes` of `rows` summed with every shared DRM client counted once, whichever
@@ -345,7 +343,11 @@ impl GpuProcessEntry {
         for row in rows {
             let mut used = row.used_bytes?;
             for client in &row.shared_clients {
-                let key = (row.device_index, client.client_id, client.holders.as_slice());
+                let key = (
+                    row.device_index,
+                    client.client_id,
+                    client.holders.as_slice(),
+                );
                 if seen.contains(&key) {
                     used = used.saturating_sub(client.used_bytes.unwrap_or(0));
                 } else {
@@ -976,10 +978,7 @@ mod tests {
         // Both hold the 100-byte client; the child also holds 20 bytes of its own.
         let parent = holder(900, 100);
         let child = holder(300, 120);
-        assert_eq!(
-            GpuProcessEntry::sum_used_once([&parent, &child]),
-            Some(120)
-        );
+        assert_eq!(GpuProcessEntry::sum_used_once([&parent, &child]), Some(120));
         assert_eq!(GpuProcessEntry::sum_used_once([&child]), Some(120));
         assert_eq!(child.counted_used_bytes(), Some(20));
         assert_eq!(parent.counted_used_bytes(), Some(100));

@@ -274,7 +274,9 @@ fn a_client_inherited_after_pid_wraparound_is_counted_for_the_parent_that_opened
     tree.pci_card(&tree::standard_amdgpu());
     let text = tree::fdinfo("amdgpu-6.13-current");
     let stat = |pid: u32, ppid: u32, start: u64| {
-        format!("{pid} (worker) S {ppid} 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 1000 10\n")
+        format!(
+            "{pid} (worker) S {ppid} 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 1000 10\n"
+        )
     };
     for (pid, ppid, start) in [(30000, 1, 5_000), (300, 30000, 9_000)] {
         let dir = tree.process(pid, "worker", None);
@@ -285,10 +287,18 @@ fn a_client_inherited_after_pid_wraparound_is_counted_for_the_parent_that_opened
     tree.caller(300, HOST_NS);
     let probe = probe(&tree);
     let listing = probe.gpu_process_listing(0).unwrap();
-    assert_eq!(pids(&listing.rows), vec![300, 30000], "every holder has a row");
+    assert_eq!(
+        pids(&listing.rows),
+        vec![300, 30000],
+        "every holder has a row"
+    );
     let child = row(&listing.rows, 300);
     let parent = row(&listing.rows, 30000);
-    assert_eq!(child.used_bytes, Some(100 * MIB), "the child holds the client too");
+    assert_eq!(
+        child.used_bytes,
+        Some(100 * MIB),
+        "the child holds the client too"
+    );
     assert_eq!(child.shared_clients[0].counted_for, 30000);
     assert_eq!(child.shared_with(), vec![30000]);
     assert_eq!(child.counted_used_bytes(), Some(0));
@@ -351,7 +361,10 @@ fn a_large_scan_split_across_threads_counts_every_client_once() {
     // the fixture), so the total has it once.
     assert_eq!(row(&listing.rows, 1000).used_bytes, Some(200 * MIB));
     assert_eq!(row(&listing.rows, 1599).used_bytes, Some(200 * MIB));
-    assert_eq!(row(&listing.rows, 1599).counted_used_bytes(), Some(100 * MIB));
+    assert_eq!(
+        row(&listing.rows, 1599).counted_used_bytes(),
+        Some(100 * MIB)
+    );
     assert_eq!(row(&listing.rows, 1300).used_bytes, Some(100 * MIB));
     let total: u64 = listing
         .rows

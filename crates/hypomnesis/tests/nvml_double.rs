@@ -511,7 +511,10 @@ fn processes_missing_from_proc_get_nvmls_name_and_a_note_that_says_how_to_see_th
                 .collect();
             assert_eq!(
                 names,
-                [(4_011_345, Some("./gpu_burn")), (4_012_001, Some("from-proc"))]
+                [
+                    (4_011_345, Some("./gpu_burn")),
+                    (4_012_001, Some("from-proc"))
+                ]
             );
             assert_eq!(listing.absent_pids, vec![4_011_345]);
             assert!(listing.refused_pids.is_empty());

@@ -291,7 +291,10 @@ pub fn parse(text: &str) -> Res<Scenario> {
         .map(|(i, d)| device(d, &format!("devices[{i}]")))
         .collect::<Res<Vec<_>>>()?;
     let mut process_names = std::collections::HashMap::new();
-    for process in devices.iter().flat_map(|d| d.compute.iter().chain(&d.graphics)) {
+    for process in devices
+        .iter()
+        .flat_map(|d| d.compute.iter().chain(&d.graphics))
+    {
         if let Some(name) = &process.name {
             process_names
                 .entry(process.pid)

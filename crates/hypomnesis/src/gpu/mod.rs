@@ -548,10 +548,7 @@ impl GpuBackends {
 
     /// NVIDIA's rows for `index`, and which backend listed them (`nvidia-smi` lists compute
     /// processes only).
-    fn nvidia_processes(
-        &self,
-        index: u32,
-    ) -> Result<(Vec<GpuProcessEntry>, GpuQuerySource)> {
+    fn nvidia_processes(&self, index: u32) -> Result<(Vec<GpuProcessEntry>, GpuQuerySource)> {
         match self.nvml() {
             Ok(nvml) => self.processes_from_nvml(nvml, index),
             Err(nvml_attempt) => self
@@ -600,7 +597,10 @@ impl GpuBackends {
                 .map(|rows| (rows, GpuQuerySource::NvidiaSmi))
                 .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
                     attempts: vec![
-                        BackendAttempt::new(GpuQuerySource::Nvml, strip_backend_prefix(&nvml_error)),
+                        BackendAttempt::new(
+                            GpuQuerySource::Nvml,
+                            strip_backend_prefix(&nvml_error),
+                        ),
                         smi_attempt,
                     ],
                 }),

@@ -792,9 +792,21 @@ mod tests {
             _ => None,
         };
         assert_eq!(counted_for(&[300, 500], started), 500, "earlier start wins");
-        assert_eq!(counted_for(&[500, 700], started), 500, "same tick: lower pid");
-        assert_eq!(counted_for(&[42, 300], started), 300, "unknown start ranks last");
-        assert_eq!(counted_for(&[42, 43], started), 42, "nothing known: lower pid");
+        assert_eq!(
+            counted_for(&[500, 700], started),
+            500,
+            "same tick: lower pid"
+        );
+        assert_eq!(
+            counted_for(&[42, 300], started),
+            300,
+            "unknown start ranks last"
+        );
+        assert_eq!(
+            counted_for(&[42, 43], started),
+            42,
+            "nothing known: lower pid"
+        );
     }
 
     #[test]

@@ -246,7 +246,8 @@ mod linux {
             listing.unreadable_pids.clone_from(&scan.unreadable_pids);
             let on_device = scan.clients.iter().filter(|c| c.device == key);
             let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-            listing.shared_clients = count(on_device.clone().filter(|c| c.holders.len() > 1).count());
+            listing.shared_clients =
+                count(on_device.clone().filter(|c| c.holders.len() > 1).count());
             listing.clients_without_figures = count(on_device.filter(|c| !c.info.is_drm).count());
             listing.malformed_lines = scan.malformed_lines;
             listing
