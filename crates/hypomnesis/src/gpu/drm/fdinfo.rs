@@ -521,7 +521,7 @@ impl<'a> Scanner<'a> {
                 return false;
             };
             own.entry((device, ClientKey::Fd(pid, fd.to_owned())))
-                .or_insert(FdInfo::default());
+                .or_default();
             return true;
         }
         // The slot moves into the client's key (`Client::device`).
