@@ -6,8 +6,10 @@
 //! `u64::MAX` "not available" sentinel, `used > total`), `nvidia-smi` is asked for that answer
 //! only. When nothing can answer, the error lists every backend tried and why it failed.
 //!
-//! Process names come from `/proc` (the full executable name, not the 15-byte `comm`), never
-//! from the driver, whose copy is truncated and controlled by the workload.
+//! Process names come from `/proc` (the full executable name, not the 15-byte `comm`). Only a
+//! process `/proc` does not have (another container's) is named by the driver
+//! (`nvmlSystemGetProcessName`), whose copy the workload controls; the listing then says the
+//! process is not in this `/proc` and how to see it (`--pid=host`, `HYPOMNESIS_PROC_ROOT`).
 
 use std::path::PathBuf;
 #[cfg(any(feature = "nvml", target_os = "linux"))]

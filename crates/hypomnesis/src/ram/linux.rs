@@ -228,8 +228,8 @@ pub(crate) fn process_name(proc_root: &Path, pid: u32) -> Option<String> {
     process_name_or_error(proc_root, pid).ok().flatten()
 }
 
-/// As [`process_name`], with why `comm` could not be read (`NotFound`: no such process in
-/// this procfs).
+/// The name of `pid` as described above, with why `comm` could not be read (`NotFound`: no
+/// such process in this procfs).
 pub(crate) fn process_name_or_error(proc_root: &Path, pid: u32) -> std::io::Result<Option<String>> {
     let dir = proc_root.join(pid.to_string());
     let mut comm = read_proc_file(&dir.join("comm"), Ends::AtShortRead)?;
