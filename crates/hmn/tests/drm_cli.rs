@@ -39,7 +39,7 @@ fn the_summary_lists_every_drm_gpu_in_pci_order() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     let gpu_lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("GPU ")).collect();
-    assert_eq!(gpu_lines.len(), 5, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(gpu_lines.len(), 6, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(gpu_lines[0].starts_with("GPU 0 [Intel"), "{}", gpu_lines[0]);
     // 23 605 542 912 free / 25 753 026 560 total bytes, in whole MiB.
     assert_eq!(
@@ -54,6 +54,15 @@ fn the_summary_lists_every_drm_gpu_in_pci_order() {
     );
     assert!(gpu_lines[3].contains("unified memory"), "{}", gpu_lines[3]);
     assert!(gpu_lines[4].starts_with("GPU 4 [panfrost GPU fb000000.gpu]"));
+    // The card bound to `nvidia`, with NVML and nvidia-smi unusable: listed last, memory
+    // unknown, and why.
+    assert!(
+        gpu_lines[5]
+            .starts_with("GPU 5 [NVIDIA GPU 0x2204]: free n/a / n/a (bound to the nvidia driver")
+            && gpu_lines[5].contains("/nonexistent could not be loaded"),
+        "{}",
+        gpu_lines[5]
+    );
 }
 
 #[test]
@@ -83,9 +92,16 @@ fn ps_lists_drm_processes_with_their_devices() {
     let tree = tree::standard();
     let output = hmn(&tree, &["ps", "--sort", "pid"]);
     let (stdout, stderr) = text(&output);
-    assert!(
-        output.status.success(),
+    // The nvidia-bound card (device 5) cannot be listed without NVIDIA's tools: said, and not
+    // a success.
+    assert_eq!(
+        output.status.code(),
+        Some(2),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("ps failed to query device 5") && stderr.contains("nvidia driver"),
+        "{stderr}"
     );
     let rows: Vec<Vec<&str>> = stdout
         .lines()
@@ -122,7 +138,7 @@ fn ps_json_has_vram_gtt_and_shared_bytes_per_process() {
     let tree = tree::standard();
     let output = hmn(&tree, &["ps", "--json"]);
     let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "stderr:\n{stderr}");
+    assert_eq!(output.status.code(), Some(2), "stderr:\n{stderr}");
     let ps: Value = serde_json::from_str(&stdout).unwrap();
     let rows = ps["processes"].as_array().unwrap();
     let by_pid = |pid: u64| {
@@ -180,7 +196,17 @@ fn ps_json_has_vram_gtt_and_shared_bytes_per_process() {
         .find(|n| n["kind"] == "unreadable")
         .unwrap();
     assert_eq!(unreadable["pids"], serde_json::json!([800]));
-    assert_eq!(ps["failed_devices"], serde_json::json!([]));
+    // The nvidia-bound card with NVML and nvidia-smi unusable: a failed device, with why.
+    let failed = ps["failed_devices"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["device_index"], 5);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("bound to the nvidia driver"),
+        "{failed:?}"
+    );
 }
 
 #[test]

@@ -675,3 +675,32 @@ fn on_the_host_nvml_pids_are_shown_as_they_are() {
         assert_eq!(listing.hidden_by_pid_namespace, 0);
     });
 }
+
+#[test]
+fn a_card_bound_to_nvidia_is_shown_with_unknown_memory_when_nvidias_tools_are_unusable() {
+    let tree = tree::standard();
+    let probe = Probe::builder()
+        .proc_root(tree.proc())
+        .sys_root(tree.sys())
+        .nvml_lib("/nonexistent/libnvidia-ml.so.1")
+        .nvidia_smi("/nonexistent/nvidia-smi")
+        .build();
+    let devices = probe.devices().unwrap();
+    assert_eq!(devices.len(), 6, "the DRM GPUs, then the nvidia-bound card");
+    let card = &devices[5];
+    assert_eq!(card.index, 5);
+    assert_eq!(card.vendor, GpuVendor::Nvidia);
+    assert_eq!(card.total_bytes, None);
+    assert_eq!(card.used_bytes, None);
+    let why = card.unavailable_reason("total_bytes").unwrap();
+    assert!(
+        why.starts_with("bound to the nvidia driver") && why.contains("/nonexistent"),
+        "{why}"
+    );
+    // Its processes and the own process's memory are errors, never an empty list or 0.
+    let listing = probe.gpu_process_listing(5).unwrap_err().to_string();
+    assert!(listing.contains("bound to the nvidia driver"), "{listing}");
+    assert!(probe.process_gpu_info(5).is_err());
+    // The caller switching NVIDIA's backends off leaves the card out, as before.
+    assert_eq!(self::probe(&tree).devices().unwrap().len(), 5);
+}

@@ -93,6 +93,13 @@ pub(crate) trait ExtraBackend: Send + Sync + std::fmt::Debug {
     }
     /// Process `pid`'s own memory on `device`, when this backend can tell; `None` as above.
     fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>>;
+    /// Cards this backend can see that are NVIDIA's to read (bound to the `nvidia` driver)
+    /// while NVIDIA's own backends could not be used (`why`): listed with unknown memory and
+    /// that reason rather than left out. The default has none.
+    fn unclaimed_nvidia(&self, why: &str) -> Vec<GpuDeviceInfo> {
+        let _ = why;
+        Vec::new()
+    }
     /// Utilization, temperature, power and clocks of `device`, when this backend can read
     /// them; `None` leaves the device to the other backends.
     fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
@@ -271,10 +278,27 @@ impl GpuBackends {
     fn listing_of(&self, identities_only: bool) -> Listing {
         let nvidia = self.nvidia_devices();
         let nvidia_count = self.nvidia_count().unwrap_or(0);
-        let (extra, extra_attempts) = match &nvidia {
+        let (mut extra, extra_attempts) = match &nvidia {
             Ok(list) => self.extra_devices(list, nvidia_count, identities_only),
             Err(_) => self.extra_devices(&[], 0, identities_only),
         };
+        // A card NVIDIA's backends should have read, when they are wanted but unusable: shown
+        // with unknown memory and why, after the others, rather than not at all.
+        if let Err(attempts) = &nvidia
+            && (self.config.use_nvml || self.config.use_nvidia_smi)
+        {
+            let why = attempts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            for backend in &self.extras {
+                for mut device in backend.unclaimed_nvidia(&why) {
+                    device.index = u32::try_from(extra.len()).unwrap_or(u32::MAX);
+                    extra.push(device);
+                }
+            }
+        }
         Listing {
             nvidia,
             nvidia_count,
