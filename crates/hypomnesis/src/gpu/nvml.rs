@@ -17,7 +17,7 @@
 //!
 //! `nvml-wrapper` is used for loading, init/shutdown and the simple getters; its raw `lib()`
 //! only where it lacks something (the v1 memory fallback, the retrying process lists and the
-//! incremental per-process utilization).
+//! incremental per-process utilization) or cannot be trusted (strings, see `nvml_strings`).
 //!
 //! Telemetry (utilization, temperature, power, clocks, fan, PCIe link) is one getter per
 //! figure; each that fails leaves its figure `None` with NVML's reason. A GPU that answers
@@ -38,6 +38,7 @@ use nvml_wrapper_sys::bindings::{
     nvmlDevice_t, nvmlMemory_t, nvmlProcessInfo_t, nvmlProcessUtilizationSample_t, nvmlReturn_t,
 };
 
+use super::nvml_strings;
 use crate::error::{HypomnesisError, Result, error_chain};
 use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
 use crate::telemetry::DeviceTelemetry;
@@ -176,7 +177,7 @@ impl NvmlBackend {
         let count = nvml
             .device_count()
             .map_err(|e| call_error("nvmlDeviceGetCount_v2", &e))?;
-        let driver_version = nvml.sys_driver_version().ok();
+        let driver_version = nvml_strings::driver_version(&nvml);
         let cuda_driver_version = nvml.sys_cuda_driver_version().ok().map(format_cuda_version);
         let devices: Vec<CachedDevice> = (0..count.min(MAX_PROCESSES))
             .map(|index| cache_device(&nvml, index))
@@ -882,12 +883,14 @@ fn cache_device(nvml: &Nvml, index: u32) -> CachedDevice {
                 .map(|m| m.total)
                 .ok()
                 .filter(|&t| t != VALUE_NOT_AVAILABLE && t > 0);
+            // SAFETY: the handle is only passed back to this same NVML, which outlives it.
+            let handle = unsafe { device.handle() };
             CachedDevice {
-                // SAFETY: the handle is only stored and later passed back to this same NVML.
-                handle: Ok(RawHandle(unsafe { device.handle() })),
-                name: device.name().ok(),
-                uuid: device.uuid().ok(),
-                pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
+                handle: Ok(RawHandle(handle)),
+                // Not nvml-wrapper's getters: they read past a buffer without a NUL.
+                name: nvml_strings::device_name(nvml, handle),
+                uuid: nvml_strings::device_uuid(nvml, handle),
+                pci_bus_id: nvml_strings::pci_bus_id(nvml, handle),
                 total_bytes,
                 mig_enabled: device.mig_mode().ok().map(|m| m.current == 1),
             }
