@@ -317,6 +317,7 @@ struct SampleRecord {
     system_bytes: Option<u64>,
     system_delta_bytes: Option<i64>,
     shared_bytes: Option<u64>,
+    shared_with: Vec<u32>,
     rss_bytes: Option<u64>,
     rss_delta_bytes: Option<i64>,
     spilling: Option<bool>,
@@ -419,6 +420,9 @@ struct Row {
     used: Option<u64>,
     system: Option<u64>,
     shared: Option<u64>,
+    /// Other processes holding some of its DRM clients (inherited across `fork`, passed): the
+    /// clients' memory is in this row's figures and in theirs.
+    shared_with: BTreeSet<u32>,
 }
 
 impl Listing {
@@ -430,6 +434,7 @@ impl Listing {
         for r in listing.rows {
             out.any_system |= r.system_bytes.is_some();
             let row = out.by_pid.entry(r.pid).or_default();
+            row.shared_with.extend(r.shared_with());
             row.name = row.name.take().or(r.name);
             row.command = row.command.take().or(r.command);
             row.used = sum_opt(row.used, r.used_bytes);
@@ -530,6 +535,7 @@ impl Interval {
                                 system: listing.any_system.then_some(0),
                             },
                             shared: listing.any_system.then_some(0),
+                            shared_with: Vec::new(),
                         });
                     }
                 }
@@ -554,12 +560,13 @@ impl Interval {
 }
 
 /// One row's device, how its figures were found, and the figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Place {
     device: Option<u32>,
     presence: Presence,
     gpu: Gpu,
     shared: Option<u64>,
+    shared_with: Vec<u32>,
 }
 
 impl Place {
@@ -572,6 +579,7 @@ impl Place {
                 system: row.system,
             },
             shared: row.shared,
+            shared_with: row.shared_with.iter().copied().collect(),
         }
     }
 
@@ -581,6 +589,7 @@ impl Place {
             presence,
             gpu: Gpu::default(),
             shared: None,
+            shared_with: Vec::new(),
         }
     }
 }
@@ -657,6 +666,17 @@ fn row_text(
         note.push_str(&format!(
             "{} shared with other processes",
             format_size(shared)
+        ));
+    }
+    if !place.shared_with.is_empty() {
+        if !note.is_empty() {
+            note.push_str("; ");
+        }
+        let pids: Vec<String> = place.shared_with.iter().map(u32::to_string).collect();
+        let noun = if pids.len() == 1 { "pid" } else { "pids" };
+        note.push_str(&format!(
+            "GPU client shared with {noun} {} (its memory is in both rows)",
+            pids.join(", ")
         ));
     }
     let line = format!(
@@ -1226,6 +1246,7 @@ fn sample(
                     system_bytes: place.gpu.system,
                     system_delta_bytes: d(place.gpu.system, base.system),
                     shared_bytes: place.shared,
+                    shared_with: place.shared_with.clone(),
                     rss_bytes: rss,
                     rss_delta_bytes: d(rss, base_rss),
                     spilling,

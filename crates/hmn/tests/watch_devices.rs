@@ -315,7 +315,12 @@ fn watch_names_a_process_as_ps_does_not_by_its_cut_kernel_name() {
 fn gtt_is_sys_in_watch_as_in_ps_and_shared_means_only_shared() {
     let tree = tree::standard();
     // llama-server (pid 200) on the APU (GPU 3): its buffers are in GTT.
-    let ps = run(&mut hmn_drm(&tree), &["ps", "--json", "--pid", "200"]);
+    // (`--device 3`: the tree's card bound to nvidia cannot be listed without NVML, and
+    // `ps` says so with exit 2.)
+    let ps = run(
+        &mut hmn_drm(&tree),
+        &["ps", "--json", "--pid", "200", "--device", "3"],
+    );
     assert_eq!(ps.code, 0, "{}", ps.stderr);
     let ps: Value = serde_json::from_str(&ps.stdout).unwrap();
     // `ps --json`: an array of rows, or an object whose `processes` are the rows.
@@ -360,4 +365,40 @@ fn a_process_whose_gpu_use_cannot_be_read_reads_unknown_never_zero() {
             assert_eq!(s["device"].as_u64(), device.map(|d| d.parse().unwrap()));
         }
     }
+}
+
+#[test]
+fn a_child_sharing_its_parents_drm_client_shows_the_shared_memory_marked_shared_never_zero() {
+    // In the standard tree, helper (pid 250) holds the APU client llama-server (pid 200)
+    // opened: the same drm-client-id through an inherited fd.
+    let tree = tree::standard();
+    let parent = records(&run(
+        hmn_drm(&tree).args(["watch", "200", "--json"]),
+        &SHORT,
+    ));
+    let parent = samples(&parent)[0].clone();
+    for device in [None, Some("3")] {
+        let mut cmd = hmn_drm(&tree);
+        cmd.args(["watch", "250", "--json"]);
+        if let Some(d) = device {
+            cmd.args(["--device", d]);
+        }
+        let records = records(&run(&mut cmd, &SHORT));
+        for s in samples(&records) {
+            assert_eq!(s["presence"], "listed", "{s}");
+            assert_eq!(s["device"], 3, "{s}");
+            assert_eq!(s["shared_with"], serde_json::json!([200]), "{s}");
+            assert_eq!(s["system_bytes"], parent["system_bytes"], "{s}");
+            assert!(s["system_bytes"].as_u64().unwrap() > GIB, "{s}");
+        }
+    }
+    assert_eq!(parent["shared_with"], serde_json::json!([250]));
+    let r = run(hmn_drm(&tree).args(["watch", "250"]), &SHORT);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let row = r.stdout.lines().nth(1).unwrap();
+    assert!(row.contains(" 24.1 GiB "), "{row}");
+    assert!(
+        row.contains("GPU client shared with pid 200 (its memory is in both rows)"),
+        "{row}"
+    );
 }

@@ -46,6 +46,7 @@ pub mod spill;
 pub mod telemetry;
 
 pub use error::{BackendAttempt, HypomnesisError, Result};
+pub use gpu::helper::kill_helper_processes;
 pub use host::{
     CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,
 };
@@ -61,7 +62,7 @@ pub use sampler::{
 };
 pub use snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource, GpuVendor,
-    ProcessGpuInfo, Snapshot, Unavailable,
+    ListingNote, ListingNoteKind, ProcessGpuInfo, SharedClient, Snapshot, Unavailable,
 };
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,

@@ -17,7 +17,7 @@
 //!
 //! `nvml-wrapper` is used for loading, init/shutdown and the simple getters; its raw `lib()`
 //! only where it lacks something (the v1 memory fallback, the retrying process lists and the
-//! incremental per-process utilization).
+//! incremental per-process utilization) or cannot be trusted (strings, see `nvml_strings`).
 //!
 //! Telemetry (utilization, temperature, power, clocks, fan, PCIe link) is one getter per
 //! figure; each that fails leaves its figure `None` with NVML's reason. A GPU that answers
@@ -26,7 +26,7 @@
 //! which returns the samples newer than a timestamp: the backend keeps the newest timestamp it
 //! saw per device, so each reading covers the time since the previous one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString, c_uint};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -38,6 +38,7 @@ use nvml_wrapper_sys::bindings::{
     nvmlDevice_t, nvmlMemory_t, nvmlProcessInfo_t, nvmlProcessUtilizationSample_t, nvmlReturn_t,
 };
 
+use super::nvml_strings;
 use crate::error::{HypomnesisError, Result, error_chain};
 use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
 use crate::telemetry::DeviceTelemetry;
@@ -176,7 +177,7 @@ impl NvmlBackend {
         let count = nvml
             .device_count()
             .map_err(|e| call_error("nvmlDeviceGetCount_v2", &e))?;
-        let driver_version = nvml.sys_driver_version().ok();
+        let driver_version = nvml_strings::driver_version(&nvml);
         let cuda_driver_version = nvml.sys_cuda_driver_version().ok().map(format_cuda_version);
         let devices: Vec<CachedDevice> = (0..count.min(MAX_PROCESSES))
             .map(|index| cache_device(&nvml, index))
@@ -302,6 +303,19 @@ impl NvmlBackend {
         }
     }
 
+    /// The driver's name for process `pid` (a host PID), `nvmlSystemGetProcessName`: the
+    /// fallback for a process `/proc` cannot describe (another container's). `None` when
+    /// NVML does not know it.
+    #[doc(alias = "nvmlSystemGetProcessName")]
+    pub(crate) fn process_name(&self, pid: u32) -> Option<String> {
+        /// nvml.h has no constant for it; NVIDIA's samples and pynvml use 1024.
+        const NAME_LENGTH: usize = 1024;
+        self.nvml
+            .sys_process_name(pid, NAME_LENGTH)
+            .ok()
+            .filter(|name| !name.is_empty())
+    }
+
     /// Every process on device `index`, compute and graphics merged per pid; names unset.
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
         let (cached, handle) = self.cached(index)?;
@@ -347,37 +361,12 @@ impl NvmlBackend {
             },
             Err(_) => Vec::new(),
         };
-        let mut rows: Vec<GpuProcessEntry> = Vec::with_capacity(compute.len() + graphics.len());
-        let lists = [
-            (compute, GpuProcessKind::Compute),
-            (graphics, GpuProcessKind::Graphics),
-        ];
-        for (list, kind) in lists {
-            for raw in list {
-                let used = plausible_process_bytes(raw.used, cached.total_bytes);
-                let gpu_instance = mig_id(raw.gpu_instance);
-                let compute_instance = mig_id(raw.compute_instance);
-                if let Some(row) = rows.iter_mut().find(|r| r.pid == raw.pid) {
-                    row.kind = row.kind.merge(kind);
-                    // Both lists report the process's whole allocation on the device: take
-                    // the larger figure rather than the sum, which would count it twice.
-                    row.used_bytes = match (row.used_bytes, used) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    };
-                    row.gpu_instance_id = row.gpu_instance_id.or(gpu_instance);
-                    row.compute_instance_id = row.compute_instance_id.or(compute_instance);
-                } else {
-                    let mut row = GpuProcessEntry::new(raw.pid, index, GpuQuerySource::Nvml);
-                    row.used_bytes = used;
-                    row.kind = kind;
-                    row.gpu_instance_id = gpu_instance;
-                    row.compute_instance_id = compute_instance;
-                    rows.push(row);
-                }
-            }
-        }
-        Ok(rows)
+        Ok(merge_process_lists(
+            index,
+            &compute,
+            &graphics,
+            cached.total_bytes,
+        ))
     }
 }
 
@@ -704,6 +693,49 @@ fn v3_process_stride(has_conf_compute: bool, has_detail_list: bool) -> usize {
     }
 }
 
+/// The compute and graphics lists of device `index` merged into one row per pid, in the
+/// order pids first appear. Both lists report a process's whole allocation on the device, so
+/// a pid in both gets the larger figure, never the sum (which would count it twice). Linear:
+/// a pid's row is found through a map, since a busy node lists tens of thousands of pids.
+fn merge_process_lists(
+    index: u32,
+    compute: &[RawProcess],
+    graphics: &[RawProcess],
+    total_bytes: Option<u64>,
+) -> Vec<GpuProcessEntry> {
+    let mut rows: Vec<GpuProcessEntry> = Vec::with_capacity(compute.len() + graphics.len());
+    let mut row_of: HashMap<u32, usize> = HashMap::with_capacity(rows.capacity());
+    let lists = [
+        (compute, GpuProcessKind::Compute),
+        (graphics, GpuProcessKind::Graphics),
+    ];
+    for (list, kind) in lists {
+        for raw in list {
+            let used = plausible_process_bytes(raw.used, total_bytes);
+            let gpu_instance = mig_id(raw.gpu_instance);
+            let compute_instance = mig_id(raw.compute_instance);
+            if let Some(row) = row_of.get(&raw.pid).and_then(|&at| rows.get_mut(at)) {
+                row.kind = row.kind.merge(kind);
+                row.used_bytes = match (row.used_bytes, used) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                row.gpu_instance_id = row.gpu_instance_id.or(gpu_instance);
+                row.compute_instance_id = row.compute_instance_id.or(compute_instance);
+            } else {
+                let mut row = GpuProcessEntry::new(raw.pid, index, GpuQuerySource::Nvml);
+                row.used_bytes = used;
+                row.kind = kind;
+                row.gpu_instance_id = gpu_instance;
+                row.compute_instance_id = compute_instance;
+                row_of.insert(raw.pid, rows.len());
+                rows.push(row);
+            }
+        }
+    }
+    rows
+}
+
 /// One process-list entry, whatever its layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RawProcess {
@@ -851,12 +883,14 @@ fn cache_device(nvml: &Nvml, index: u32) -> CachedDevice {
                 .map(|m| m.total)
                 .ok()
                 .filter(|&t| t != VALUE_NOT_AVAILABLE && t > 0);
+            // SAFETY: the handle is only passed back to this same NVML, which outlives it.
+            let handle = unsafe { device.handle() };
             CachedDevice {
-                // SAFETY: the handle is only stored and later passed back to this same NVML.
-                handle: Ok(RawHandle(unsafe { device.handle() })),
-                name: device.name().ok(),
-                uuid: device.uuid().ok(),
-                pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
+                handle: Ok(RawHandle(handle)),
+                // Not nvml-wrapper's getters: they read past a buffer without a NUL.
+                name: nvml_strings::device_name(nvml, handle),
+                uuid: nvml_strings::device_uuid(nvml, handle),
+                pci_bus_id: nvml_strings::pci_bus_id(nvml, handle),
                 total_bytes,
                 mig_enabled: device.mig_mode().ok().map(|m| m.current == 1),
             }
@@ -1089,6 +1123,45 @@ mod tests {
             ..ok
         };
         assert!(sentinel.validate().is_err());
+    }
+
+    #[test]
+    fn a_pid_in_both_lists_gets_the_larger_figure_whichever_list_has_it() {
+        let raw = |pid, used| RawProcess {
+            pid,
+            used,
+            gpu_instance: u32::MAX,
+            compute_instance: u32::MAX,
+        };
+        let compute = [raw(10, 3 << 30), raw(20, 1 << 20), raw(30, 5 << 20)];
+        let graphics = [raw(20, 512 << 20), raw(10, 1 << 29), raw(40, 7 << 20)];
+        let rows = merge_process_lists(0, &compute, &graphics, Some(80 << 30));
+        let got: Vec<(u32, Option<u64>, GpuProcessKind)> =
+            rows.iter().map(|r| (r.pid, r.used_bytes, r.kind)).collect();
+        assert_eq!(
+            got,
+            [
+                (10, Some(3 << 30), GpuProcessKind::ComputeAndGraphics),
+                (20, Some(512 << 20), GpuProcessKind::ComputeAndGraphics),
+                (30, Some(5 << 20), GpuProcessKind::Compute),
+                (40, Some(7 << 20), GpuProcessKind::Graphics),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sentinel_in_one_list_leaves_the_other_lists_figure() {
+        let raw = |used| RawProcess {
+            pid: 7,
+            used,
+            gpu_instance: 1,
+            compute_instance: 0,
+        };
+        let rows = merge_process_lists(2, &[raw(u64::MAX)], &[raw(1 << 30)], Some(80 << 30));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].used_bytes, Some(1 << 30));
+        assert_eq!(rows[0].device_index, 2);
+        assert_eq!(rows[0].gpu_instance_id, Some(1));
     }
 
     #[test]
