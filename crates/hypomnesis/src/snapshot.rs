@@ -603,6 +603,20 @@ impl GpuProcessListing {
             ),
         );
         let absent = len(&self.absent_pids);
+        #[cfg(windows)]
+        note(
+            ListingNoteKind::NotInProcfs,
+            absent,
+            &self.absent_pids,
+            format!(
+                "{absent} {} the driver lists {} not running any more (exited since it was \
+                 listed): only the driver's name for {} is known",
+                plural(absent, "process", "processes"),
+                plural(absent, "is", "are"),
+                plural(absent, "it", "them"),
+            ),
+        );
+        #[cfg(not(windows))]
         note(
             ListingNoteKind::NotInProcfs,
             absent,
@@ -617,7 +631,9 @@ impl GpuProcessListing {
             ),
         );
         let refused = len(&self.refused_pids);
-        let fix = if self.running_as_root {
+        let fix = if cfg!(windows) {
+            "(protected processes) — re-run elevated (as Administrator) to see them"
+        } else if self.running_as_root {
             "even as root (hidepid or an LSM)"
         } else {
             "— re-run as root to see them"

@@ -481,7 +481,15 @@ impl GpuBackends {
         }
         #[cfg(not(target_os = "linux"))]
         for row in &mut listing.rows {
-            self.describe_process(row, row.pid);
+            match self.describe_process(row, row.pid) {
+                Described::Named | Described::NotLooked => continue,
+                Described::Absent => listing.absent_pids.push(row.pid),
+                Described::Refused => listing.refused_pids.push(row.pid),
+            }
+            // As on Linux: the driver may name what the OS would not.
+            if row.name.is_none() {
+                row.name = self.driver_process_name(row.source, row.pid);
+            }
         }
         listing.rows.sort_by_key(|r| r.pid);
         listing.absent_pids.sort_unstable();
@@ -491,7 +499,6 @@ impl GpuBackends {
 
     /// The name the driver has for process `pid` (its own numbering): NVML's
     /// `nvmlSystemGetProcessName`; `None` for other backends or when it does not know.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn driver_process_name(&self, source: GpuQuerySource, pid: u32) -> Option<String> {
         if !matches!(source, GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi) {
             return None;
@@ -848,7 +855,13 @@ impl GpuBackends {
                 let snapshot = matches!(image, ImageName::Refused)
                     .then(snapshot_names)
                     .flatten();
-                row.name = Some(resolve_name(procfs_pid, &image, snapshot.as_ref()));
+                row.name = resolve_name(procfs_pid, &image, snapshot.as_ref());
+                if row.name.is_none() {
+                    return match image {
+                        ImageName::Gone => Described::Absent,
+                        _ => Described::Refused,
+                    };
+                }
             }
             Described::Named
         }
