@@ -62,7 +62,7 @@ pub use sampler::{
 };
 pub use snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource, GpuVendor,
-    ProcessGpuInfo, Snapshot, Unavailable,
+    ListingNote, ListingNoteKind, ProcessGpuInfo, SharedClient, Snapshot, Unavailable,
 };
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,
