@@ -126,7 +126,10 @@ fn process_names_and_command_lines_are_escaped_in_ps_text_and_raw_in_json() {
 
     let json = ran(fixture.hmn(&["ps", "--json"]));
     let rows: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(rows[0]["name"], EVIL_NAME, "JSON keeps the raw name");
+    assert_eq!(
+        rows["processes"][0]["name"], EVIL_NAME,
+        "JSON keeps the raw name"
+    );
 }
 
 #[test]
