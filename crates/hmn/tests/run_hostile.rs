@@ -452,8 +452,10 @@ fn a_command_shorter_than_the_interval_is_not_reported_as_0_bytes() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let report: Value = serde_json::from_str(&r.stdout).unwrap();
     let tree = &report["tree"];
-    // Either a figure, labelled as a floor, or unknown: never 0.
+    // A figure — from a sample, when the first one caught CMD alive (a race on a loaded
+    // machine), else the largest process's, labelled as a floor — or unknown: never 0.
     match tree["peak_rss_bytes"].as_u64() {
+        Some(bytes) if tree["peak_rss_source"] == "sampled" => assert!(bytes > 0, "{tree}"),
         Some(bytes) => {
             assert!(bytes > 0, "{tree}");
             assert_eq!(tree["peak_rss_source"], "largest_process", "{tree}");
