@@ -192,6 +192,107 @@ impl GpuDeviceInfo {
     pub(crate) fn mark_unavailable(&mut self, field: &'static str, reason: impl Into<String>) {
         self.unavailable.push(Unavailable::new(field, reason));
     }
+
+    /// Clears free / used / reserved, with the reason, when [`impossible_memory`] refuses
+    /// the figures; the total too when it is itself the "not available" value (otherwise it
+    /// is kept: the installed memory is a fact of the hardware, and an impossible split says
+    /// that the use figures are garbage). Called by the dispatcher on every backend's records.
+    pub(crate) fn refuse_impossible_memory(&mut self) {
+        let Some(reason) = impossible_memory(
+            self.total_bytes,
+            self.free_bytes,
+            self.used_bytes,
+            self.reserved_bytes,
+        ) else {
+            return;
+        };
+        let keep_total = self.total_bytes.is_some_and(|t| t != NOT_AVAILABLE && t > 0);
+        let fields: &[&'static str] = if keep_total {
+            &["free_bytes", "used_bytes", "reserved_bytes"]
+        } else {
+            &["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"]
+        };
+        for &field in fields {
+            self.unavailable.retain(|u| u.field != field);
+            self.mark_unavailable(field, reason.clone());
+        }
+        if !keep_total {
+            self.total_bytes = None;
+        }
+        self.free_bytes = None;
+        self.used_bytes = None;
+        self.reserved_bytes = None;
+    }
+}
+
+/// Rounding slack allowed when a device's parts are compared with its total: `nvidia-smi`
+/// rounds each of reserved, used and free to whole MiB, so honest figures may overshoot by
+/// up to that much.
+const PARTS_SLACK_BYTES: u128 = 4 << 20;
+
+/// `u64::MAX`, the "not available" value drivers put where they have no figure (NVML's
+/// `NVML_VALUE_NOT_AVAILABLE`, a corrupt fdinfo line).
+const NOT_AVAILABLE: u64 = u64::MAX;
+
+/// Why a device's memory figures cannot all be true, or `None` when they can: a figure that
+/// is the `u64::MAX` "not available" value, a part larger than the total, or reserved + free
+/// + used (summed without overflow) past the total by more than rounding.
+///
+/// Every backend's device record goes through this one rule (see
+/// [`GpuDeviceInfo::refuse_impossible_memory`]), so no view shows figures another refuses.
+#[must_use]
+pub fn impossible_memory(
+    total: Option<u64>,
+    free: Option<u64>,
+    used: Option<u64>,
+    reserved: Option<u64>,
+) -> Option<String> {
+    let figures = [total, free, used, reserved];
+    if !figures.contains(&Some(NOT_AVAILABLE)) {
+        let Some(total) = total else { return None };
+        let parts: u128 = [free, used, reserved]
+            .iter()
+            .flatten()
+            .map(|&b| u128::from(b))
+            .sum();
+        let part_over = [free, used, reserved].iter().flatten().any(|&b| b > total);
+        if !part_over && parts <= u128::from(total) + PARTS_SLACK_BYTES {
+            return None;
+        }
+    }
+    let show = |b: Option<u64>| b.map_or_else(|| "unknown".to_owned(), |b| b.to_string());
+    Some(format!(
+        "the driver reported impossible memory figures (total {}, free {}, used {}, reserved {} bytes: a part exceeds the total or a value is the not-available sentinel); ignored",
+        show(total),
+        show(free),
+        show(used),
+        show(reserved),
+    ))
+}
+
+/// Why a process's figure of `bytes` on a device cannot be true, or `None` when it can: the
+/// `u64::MAX` "not available" value, or more than `device_total` (the device's total, when
+/// known; larger figures are driver garbage such as R570's).
+#[must_use]
+pub fn implausible_process_bytes(bytes: u64, device_total: Option<u64>) -> Option<String> {
+    if bytes == NOT_AVAILABLE {
+        return Some("the driver's not-available value (u64::MAX)".to_owned());
+    }
+    match device_total {
+        Some(total) if bytes > total => Some(format!(
+            "{} is more than the device's total of {}",
+            gib(bytes),
+            gib(total)
+        )),
+        _ => None,
+    }
+}
+
+/// `"97.7 GiB (104857600000 bytes)"`, for the sentences of this module.
+fn gib(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // display only
+    let gib = bytes as f64 / f64::from(1_u32 << 30);
+    format!("{gib:.1} GiB ({bytes} bytes)")
 }
 
 /// How a process uses a GPU.
@@ -361,6 +462,33 @@ impl GpuProcessListing {
         Self {
             rows,
             ..Self::default()
+        }
+    }
+
+    /// Sets to `None` every row figure that [`implausible_process_bytes`] refuses for
+    /// `device` (device memory against its total, system memory against its system total),
+    /// with one note per row saying which and why. Called by the dispatcher on every
+    /// backend's listing, so every view shows the same rows.
+    pub(crate) fn refuse_implausible_rows(&mut self, device: Option<&GpuDeviceInfo>) {
+        let total = device.and_then(|d| d.total_bytes);
+        let system_total = device.and_then(|d| d.system_total_bytes);
+        for row in &mut self.rows {
+            let figures = [
+                (&mut row.used_bytes, total, "device"),
+                (&mut row.system_bytes, system_total, "system"),
+                (&mut row.shared_bytes, None, "shared"),
+            ];
+            for (figure, limit, what) in figures {
+                if let Some(bytes) = *figure
+                    && let Some(why) = implausible_process_bytes(bytes, limit)
+                {
+                    *figure = None;
+                    self.other_notes.push(format!(
+                        "pid {}: {what} memory figure on GPU {} ignored as implausible: {why}",
+                        row.pid, row.device_index
+                    ));
+                }
+            }
         }
     }
 

@@ -251,6 +251,7 @@ impl GpuBackends {
         }
         for (offset, device) in devices.iter_mut().enumerate() {
             device.index = first_index.saturating_add(u32::try_from(offset).unwrap_or(u32::MAX));
+            device.refuse_impossible_memory();
         }
         (devices, attempts)
     }
@@ -366,6 +367,7 @@ impl GpuBackends {
             info.unavailable.extend(from_smi.unavailable);
             info.source = GpuQuerySource::NvidiaSmi;
         }
+        info.refuse_impossible_memory();
         Ok(info)
     }
 
@@ -382,7 +384,8 @@ impl GpuBackends {
     /// (NVML's host PIDs mapped through `NSpid`, see [`crate::pidns`]), and the counts of
     /// what could not be seen.
     pub(crate) fn process_listing(&self, index: u32) -> Result<GpuProcessListing> {
-        let mut listing = self.processes_unnamed(index)?;
+        let (mut listing, device) = self.processes_unnamed(index)?;
+        listing.refuse_implausible_rows(device.as_ref());
         #[cfg(target_os = "linux")]
         {
             use crate::pidns::Placement;
@@ -458,15 +461,24 @@ impl GpuBackends {
         });
     }
 
-    fn processes_unnamed(&self, index: u32) -> Result<GpuProcessListing> {
-        if !self.extras.is_empty() {
+    /// The listing of device `index`, and the device's record when it could be read (for
+    /// the plausibility of the rows' figures).
+    fn processes_unnamed(
+        &self,
+        index: u32,
+    ) -> Result<(GpuProcessListing, Option<GpuDeviceInfo>)> {
+        let device = if self.extras.is_empty() {
+            None
+        } else {
             let device = self.device_info(index)?;
             if let Some(result) = self.extras.iter().find_map(|b| b.process_listing(&device)) {
-                return result;
+                return result.map(|listing| (listing, Some(device)));
             }
-        }
-        self.nvidia_processes(index)
-            .map(GpuProcessListing::from_rows)
+            Some(device)
+        };
+        let rows = self.nvidia_processes(index)?;
+        let device = device.or_else(|| self.device_info(index).ok());
+        Ok((GpuProcessListing::from_rows(rows), device))
     }
 
     fn nvidia_processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
@@ -635,12 +647,22 @@ impl GpuBackends {
                 let pid = self.nvml_pid(pid)?;
                 // The common case needs no fallback: answer from NVML's list directly, so a
                 // snapshot never spawns nvidia-smi because of some other process's sentinel.
-                if let Ok(rows) = nvml.processes(index)
-                    && let Ok(own) = own_row(&rows, index, pid)
-                {
-                    return Ok(own);
+                let own = match nvml.processes(index).map(|rows| own_row(&rows, index, pid)) {
+                    Ok(Ok(own)) => own,
+                    _ => own_row(&self.processes_from_nvml(nvml, index)?, index, pid)?,
+                };
+                match crate::snapshot::implausible_process_bytes(
+                    own.used_bytes,
+                    nvml.cached_total(index),
+                ) {
+                    None => Ok(own),
+                    Some(why) => Err(HypomnesisError::NoGpuSource {
+                        attempts: vec![BackendAttempt::new(
+                            GpuQuerySource::Nvml,
+                            format!("reports an implausible figure for pid {pid}: {why}"),
+                        )],
+                    }),
                 }
-                own_row(&self.processes_from_nvml(nvml, index)?, index, pid)
             }
             Err(nvml_attempt) => {
                 // Without NVML only the device-wide figure is known: report it as an upper
@@ -802,7 +824,11 @@ fn same_device(a: &GpuDeviceInfo, b: &GpuDeviceInfo) -> bool {
 fn smi_devices(
     smi: &nvidia_smi::NvidiaSmi,
 ) -> std::result::Result<Vec<GpuDeviceInfo>, BackendAttempt> {
-    smi_call(smi.devices())
+    let mut devices = smi_call(smi.devices())?;
+    devices
+        .iter_mut()
+        .for_each(GpuDeviceInfo::refuse_impossible_memory);
+    Ok(devices)
 }
 
 #[cfg(not(feature = "nvidia-smi-fallback"))]

@@ -225,41 +225,29 @@ impl NvmlBackend {
     }
 
     fn fill_memory(&self, handle: RawHandle, info: &mut GpuDeviceInfo) {
-        // SAFETY: `handle` came from nvmlDeviceGetHandleByIndex_v2 on this `nvml`, which is
-        // still initialised (it is owned by `self`).
-        let device = unsafe { nvml_wrapper::Device::new(handle.0, &self.nvml) };
-        let figures = match device.memory_info() {
-            Ok(m) => Ok(MemoryFigures {
-                total: m.total,
-                free: m.free,
-                used: m.used,
-                reserved: Some(m.reserved),
-            }),
-            Err(
-                NvmlError::FailedToLoadSymbol(_)
-                | NvmlError::FunctionNotFound
-                | NvmlError::UnexpectedVariant(NVML_ERROR_ARGUMENT_VERSION_MISMATCH),
-            ) => {
-                // Drivers before R510 have no `_v2` and no reserved figure; v1's `used` then
-                // includes whatever the driver set aside.
-                info.mark_unavailable(
-                    "reserved_bytes",
-                    "the driver has no nvmlDeviceGetMemoryInfo_v2 (before R510), so used includes reserved",
-                );
-                self.memory_v1(handle)
+        let figures = match read_memory(&self.nvml, handle) {
+            Ok((m, v1_because)) => {
+                if let Some(why) = v1_because {
+                    // v1's `used` includes whatever the driver set aside.
+                    info.mark_unavailable(
+                        "reserved_bytes",
+                        format!("{why}, so used includes reserved"),
+                    );
+                }
+                Ok(m)
             }
             Err(e) => Err(e),
         };
         match figures {
-            Ok(m) => match m.validate() {
-                Ok(()) => {
-                    info.total_bytes = Some(m.total);
-                    info.free_bytes = Some(m.free);
-                    info.used_bytes = Some(m.used);
-                    info.reserved_bytes = m.reserved;
-                }
-                Err(reason) => mark_memory_unavailable(info, &reason),
-            },
+            Ok(m) => {
+                info.total_bytes = Some(m.total);
+                info.free_bytes = Some(m.free);
+                info.used_bytes = Some(m.used);
+                info.reserved_bytes = m.reserved;
+                // The library's one rule refuses impossible figures (the dispatcher applies
+                // it again to every backend's records; it is idempotent).
+                info.refuse_impossible_memory();
+            }
             Err(NvmlError::NotSupported) => {
                 info.unified_memory = true;
                 mark_memory_unavailable(
@@ -273,11 +261,67 @@ impl NvmlBackend {
             ),
         }
     }
+}
 
-    /// `nvmlDeviceGetMemoryInfo` (v1), which nvml-wrapper no longer calls.
-    fn memory_v1(&self, handle: RawHandle) -> std::result::Result<MemoryFigures, NvmlError> {
-        let symbol = self
-            .nvml
+/// A device's memory: `nvmlDeviceGetMemoryInfo_v2`, else v1 with the reason v2 was not
+/// used. v1 is tried when v2 is missing (before R510), refuses the version constant, or
+/// answers NOT_SUPPORTED (some drivers support only v1); only when v1 too is NOT_SUPPORTED
+/// is the answer NOT_SUPPORTED, which callers take as a unified-memory device.
+fn read_memory(
+    nvml: &Nvml,
+    handle: RawHandle,
+) -> std::result::Result<(MemoryFigures, Option<&'static str>), NvmlError> {
+    // SAFETY: `handle` came from nvmlDeviceGetHandleByIndex_v2 on this `nvml`, which is
+    // still initialised (its owner keeps it so while handles are used).
+    let device = unsafe { nvml_wrapper::Device::new(handle.0, nvml) };
+    let why_v1 = match device.memory_info() {
+        Ok(m) => {
+            return Ok((
+                MemoryFigures {
+                    total: m.total,
+                    free: m.free,
+                    used: m.used,
+                    reserved: Some(m.reserved),
+                },
+                None,
+            ));
+        }
+        Err(
+            NvmlError::FailedToLoadSymbol(_)
+            | NvmlError::FunctionNotFound
+            | NvmlError::UnexpectedVariant(NVML_ERROR_ARGUMENT_VERSION_MISMATCH),
+        ) => "the driver has no nvmlDeviceGetMemoryInfo_v2 (before R510)",
+        Err(NvmlError::NotSupported) => {
+            // Without v1 either, NOT_SUPPORTED is the driver's whole answer.
+            return memory_v1(nvml, handle)
+                .map(|m| {
+                    (
+                        m,
+                        Some("the driver answers nvmlDeviceGetMemoryInfo_v2 with NOT_SUPPORTED but v1 works"),
+                    )
+                })
+                .map_err(|e| match e {
+                    NvmlError::FailedToLoadSymbol(_) => NvmlError::NotSupported,
+                    other => other,
+                });
+        }
+        Err(e) => return Err(e),
+    };
+    memory_v1(nvml, handle).map(|m| (m, Some(why_v1)))
+}
+
+impl NvmlBackend {
+    /// Device `index`'s total memory as read at load (v2 or v1), for the plausibility of
+    /// per-process figures. `None` when unknown.
+    pub(crate) fn cached_total(&self, index: u32) -> Option<u64> {
+        self.cached(index).ok().and_then(|(c, _)| c.total_bytes)
+    }
+}
+
+/// `nvmlDeviceGetMemoryInfo` (v1), which nvml-wrapper no longer calls.
+fn memory_v1(nvml: &Nvml, handle: RawHandle) -> std::result::Result<MemoryFigures, NvmlError> {
+    {
+        let symbol = nvml
             .lib()
             .nvmlDeviceGetMemoryInfo
             .as_ref()
@@ -288,7 +332,7 @@ impl NvmlBackend {
             used: 0,
         };
         // SAFETY: the symbol has nvml.h's signature (bindgen-generated); `handle` is live (see
-        // `fill_memory`); `memory` is a valid, writable nvmlMemory_t for the call's duration.
+        // `read_memory`); `memory` is a valid, writable nvmlMemory_t for the call's duration.
         let code = unsafe { symbol(handle.0, &raw mut memory) };
         match code {
             NVML_SUCCESS => Ok(MemoryFigures {
@@ -301,10 +345,12 @@ impl NvmlBackend {
             other => Err(NvmlError::UnexpectedVariant(other)),
         }
     }
+}
 
+impl NvmlBackend {
     /// Every process on device `index`, compute and graphics merged per pid; names unset.
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
-        let (cached, handle) = self.cached(index)?;
+        let (_, handle) = self.cached(index)?;
         let lib = self.nvml.lib();
         let v3_stride = v3_process_stride(
             lib.nvmlDeviceGetConfComputeMemSizeInfo.is_ok(),
@@ -354,7 +400,9 @@ impl NvmlBackend {
         ];
         for (list, kind) in lists {
             for raw in list {
-                let used = plausible_process_bytes(raw.used, cached.total_bytes);
+                // Only the "not available" sentinel is dropped here: a figure larger than
+                // the device is refused, with a note, by the dispatcher for every backend.
+                let used = (raw.used != VALUE_NOT_AVAILABLE).then_some(raw.used);
                 let gpu_instance = mig_id(raw.gpu_instance);
                 let compute_instance = mig_id(raw.compute_instance);
                 if let Some(row) = rows.iter_mut().find(|r| r.pid == raw.pid) {
@@ -663,18 +711,6 @@ fn milliwatts_to_watts(milliwatts: u32) -> f64 {
     f64::from(milliwatts) / 1000.0
 }
 
-/// A process's memory, or `None` for the "not available" sentinel (always the case under
-/// Windows WDDM) and for figures larger than the device (R570 garbage).
-fn plausible_process_bytes(used: u64, device_total: Option<u64>) -> Option<u64> {
-    if used == VALUE_NOT_AVAILABLE {
-        return None;
-    }
-    match device_total {
-        Some(total) if used > total => None,
-        _ => Some(used),
-    }
-}
-
 /// `0xFFFFFFFF` means MIG is off.
 fn mig_id(raw: c_uint) -> Option<u32> {
     (raw != c_uint::MAX).then_some(raw)
@@ -809,24 +845,17 @@ struct MemoryFigures {
 }
 
 impl MemoryFigures {
-    /// Rejects figures no real device produces, so they are never shown as measurements.
+    /// Rejects figures no real device produces, so they are never shown as measurements
+    /// (the library's one rule, [`crate::snapshot::impossible_memory`]).
     fn validate(&self) -> std::result::Result<(), String> {
-        let impossible = self.total == VALUE_NOT_AVAILABLE
-            || self.free == VALUE_NOT_AVAILABLE
-            || self.used == VALUE_NOT_AVAILABLE
-            || self.used > self.total
-            || self.free > self.total
-            || self.reserved.is_some_and(|r| r > self.total);
-        if impossible {
-            let reserved = self
-                .reserved
-                .map_or_else(|| "not reported".to_owned(), |r| r.to_string());
-            Err(format!(
-                "NVML reported impossible memory figures (total {}, free {}, used {}, reserved {reserved} bytes); ignored",
-                self.total, self.free, self.used
-            ))
-        } else {
-            Ok(())
+        match crate::snapshot::impossible_memory(
+            Some(self.total),
+            Some(self.free),
+            Some(self.used),
+            self.reserved,
+        ) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
         }
     }
 }
@@ -846,14 +875,14 @@ fn mark_memory_unavailable(info: &mut GpuDeviceInfo, reason: &str) {
 fn cache_device(nvml: &Nvml, index: u32) -> CachedDevice {
     match nvml.device_by_index(index) {
         Ok(device) => {
-            let total_bytes = device
-                .memory_info()
-                .map(|m| m.total)
+            // SAFETY: the handle is only passed back to this same, initialised NVML.
+            let handle = RawHandle(unsafe { device.handle() });
+            let total_bytes = read_memory(nvml, handle)
                 .ok()
+                .map(|(m, _)| m.total)
                 .filter(|&t| t != VALUE_NOT_AVAILABLE && t > 0);
             CachedDevice {
-                // SAFETY: the handle is only stored and later passed back to this same NVML.
-                handle: Ok(RawHandle(unsafe { device.handle() })),
+                handle: Ok(handle),
                 name: device.name().ok(),
                 uuid: device.uuid().ok(),
                 pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
@@ -1060,17 +1089,6 @@ mod tests {
         assert_eq!(format_cuda_version(12020), "12.2");
         assert_eq!(format_cuda_version(13010), "13.1");
         assert_eq!(format_cuda_version(11080), "11.8");
-    }
-
-    #[test]
-    fn sentinel_and_oversized_process_figures_are_dropped() {
-        assert_eq!(plausible_process_bytes(u64::MAX, Some(80 << 30)), None);
-        assert_eq!(plausible_process_bytes(81 << 30, Some(80 << 30)), None);
-        assert_eq!(
-            plausible_process_bytes(1 << 30, Some(80 << 30)),
-            Some(1 << 30)
-        );
-        assert_eq!(plausible_process_bytes(1 << 30, None), Some(1 << 30));
     }
 
     #[test]
