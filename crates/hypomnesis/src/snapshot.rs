@@ -206,7 +206,9 @@ impl GpuDeviceInfo {
         ) else {
             return;
         };
-        let keep_total = self.total_bytes.is_some_and(|t| t != NOT_AVAILABLE && t > 0);
+        let keep_total = self
+            .total_bytes
+            .is_some_and(|t| t != NOT_AVAILABLE && t > 0);
         let fields: &[&'static str] = if keep_total {
             &["free_bytes", "used_bytes", "reserved_bytes"]
         } else {
@@ -803,6 +805,88 @@ mod tests {
         assert_eq!(Compute.merge(Compute), Compute);
         assert_eq!(Unknown.merge(Graphics), Graphics);
         assert_eq!(ComputeAndGraphics.merge(Compute), ComputeAndGraphics);
+    }
+
+    #[test]
+    fn device_figures_that_cannot_add_up_are_impossible() {
+        let gib = 1_u64 << 30;
+        assert_eq!(
+            impossible_memory(Some(80 * gib), Some(60 * gib), Some(19 * gib), Some(gib)),
+            None
+        );
+        // nvidia-smi's MiB rounding of three parts is not garbage.
+        assert_eq!(
+            impossible_memory(
+                Some(80 * gib),
+                Some(60 * gib),
+                Some(20 * gib),
+                Some(2 << 20)
+            ),
+            None
+        );
+        // Each part below the total, the sum 20 GiB past it.
+        assert!(
+            impossible_memory(Some(80 * gib), Some(60 * gib), Some(39 * gib), Some(gib)).is_some()
+        );
+        // Summing sentinels must neither wrap nor panic.
+        assert!(impossible_memory(Some(u64::MAX), Some(u64::MAX), Some(u64::MAX), None).is_some());
+        assert!(impossible_memory(Some(80 * gib), None, Some(81 * gib), None).is_some());
+        assert_eq!(impossible_memory(None, Some(5), None, None), None);
+    }
+
+    #[test]
+    fn impossible_splits_keep_the_total_and_drop_the_parts_with_a_reason() {
+        let mut info = GpuDeviceInfo::new(0, GpuVendor::Amd, GpuQuerySource::Drm);
+        info.total_bytes = Some(100);
+        info.used_bytes = Some(90);
+        info.free_bytes = Some(u64::MAX);
+        info.refuse_impossible_memory();
+        assert_eq!(info.total_bytes, Some(100));
+        assert_eq!((info.used_bytes, info.free_bytes), (None, None));
+        assert!(
+            info.unavailable_reason("free_bytes")
+                .unwrap()
+                .contains("impossible")
+        );
+    }
+
+    #[test]
+    fn rows_larger_than_their_device_are_refused_on_every_backend_with_a_note() {
+        for source in [
+            GpuQuerySource::Nvml,
+            GpuQuerySource::NvidiaSmi,
+            GpuQuerySource::Drm,
+            GpuQuerySource::Pdh,
+            GpuQuerySource::Metal,
+        ] {
+            let mut device = GpuDeviceInfo::new(0, GpuVendor::Other, source);
+            device.total_bytes = Some(32 << 30);
+            device.system_total_bytes = Some(16 << 30);
+            let mut huge = GpuProcessEntry::new(7, 0, source);
+            huge.used_bytes = Some(100_000 << 20);
+            huge.system_bytes = Some(1 << 30);
+            let mut corrupt = GpuProcessEntry::new(8, 0, source);
+            corrupt.system_bytes = Some(u64::MAX);
+            let mut fine = GpuProcessEntry::new(9, 0, source);
+            fine.used_bytes = Some(32 << 30);
+            let mut listing = GpuProcessListing::from_rows(vec![huge, corrupt, fine]);
+            listing.refuse_implausible_rows(Some(&device));
+            let rows = &listing.rows;
+            assert_eq!(rows[0].used_bytes, None, "{source}");
+            assert_eq!(rows[0].system_bytes, Some(1 << 30), "{source}");
+            assert_eq!(rows[1].system_bytes, None, "{source}");
+            assert_eq!(
+                rows[2].used_bytes,
+                Some(32 << 30),
+                "exactly the total is plausible"
+            );
+            let notes = listing.notes().join("\n");
+            assert!(
+                notes.contains("pid 7: device memory") && notes.contains("97.7 GiB"),
+                "{notes}"
+            );
+            assert!(notes.contains("pid 8: system memory"), "{notes}");
+        }
     }
 
     #[test]

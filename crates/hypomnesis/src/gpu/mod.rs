@@ -463,10 +463,7 @@ impl GpuBackends {
 
     /// The listing of device `index`, and the device's record when it could be read (for
     /// the plausibility of the rows' figures).
-    fn processes_unnamed(
-        &self,
-        index: u32,
-    ) -> Result<(GpuProcessListing, Option<GpuDeviceInfo>)> {
+    fn processes_unnamed(&self, index: u32) -> Result<(GpuProcessListing, Option<GpuDeviceInfo>)> {
         let device = if self.extras.is_empty() {
             None
         } else {
