@@ -301,18 +301,36 @@ pub fn summary_line(rows: &[PsRow], args: &PsArgs, device: Option<u32>) -> Strin
         line.push_str(" matching ");
         line.push_str(&criteria.join(" "));
     }
-    let known: u64 = rows.iter().filter_map(|r| r.used_bytes).sum();
-    let system: u64 = rows.iter().filter_map(|r| r.system_bytes).sum();
+    // Summed in u128: a driver figure near u64::MAX must neither wrap nor panic. A sum of
+    // nothing known is "n/a", never 0.
+    let total = |figure: fn(&PsRow) -> Option<u64>| -> Option<String> {
+        let known: Vec<u64> = rows.iter().filter_map(figure).collect();
+        (!known.is_empty()).then(|| {
+            let sum: u128 = known.iter().map(|&b| u128::from(b)).sum();
+            format_size(u64::try_from(sum).unwrap_or(u64::MAX))
+        })
+    };
     let unknown_memory = rows.iter().filter(|r| held_bytes(r).is_none()).count();
     if count > 0 {
-        line.push_str(&format!(" ({} total", format_size(known)));
-        if rows.iter().any(|r| r.system_bytes.is_some()) {
-            line.push_str(&format!(", {} in system RAM", format_size(system)));
+        let device_total = total(|r| r.used_bytes);
+        let system_total = total(|r| r.system_bytes);
+        match (&device_total, &system_total) {
+            (None, None) => line.push_str(" (total n/a"),
+            _ => line.push_str(&format!(
+                " ({} total",
+                device_total.as_deref().unwrap_or("n/a")
+            )),
         }
-        if unknown_memory > 0 {
+        if let Some(system) = &system_total {
+            line.push_str(&format!(", {system} in system RAM"));
+        }
+        if unknown_memory > 0 && unknown_memory < count {
             line.push_str(&format!(
-                ", {unknown_memory} without a memory figure from the driver"
+                " covering {} of {count} processes, {unknown_memory} without a memory figure from the driver",
+                count - unknown_memory
             ));
+        } else if unknown_memory > 0 {
+            line.push_str(": no process has a memory figure from the driver");
         }
         line.push(')');
     }
@@ -443,12 +461,36 @@ mod tests {
         assert_eq!(
             line,
             "4 GPU processes found matching pid=100,200 device=0 min=1 MiB filter=\"py\" \
-             (10.5 GiB total, 1 without a memory figure from the driver); \
+             (10.5 GiB total covering 3 of 4 processes, 1 without a memory figure from the driver); \
              1 unreadable — re-run as root to see its name."
         );
         assert_eq!(
             summary_line(&[], &PsArgs::default(), None),
             "0 GPU processes found."
+        );
+    }
+
+    #[test]
+    fn totals_near_u64_max_neither_wrap_nor_panic() {
+        let rows = vec![
+            row(1, Some("a"), Some(u64::MAX - 1), 0),
+            row(2, Some("b"), Some(u64::MAX - 1), 1),
+        ];
+        let line = summary_line(&rows, &PsArgs::default(), None);
+        assert!(line.starts_with("2 GPU processes found ("), "{line}");
+        assert!(
+            !line.contains("(0 B") && !line.contains(" B total"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_total_of_nothing_known_is_n_a_not_zero() {
+        let rows = vec![row(1, Some("a"), None, 0), row(2, Some("b"), None, 0)];
+        let line = summary_line(&rows, &PsArgs::default(), None);
+        assert_eq!(
+            line,
+            "2 GPU processes found (total n/a: no process has a memory figure from the driver)."
         );
     }
 

@@ -60,8 +60,8 @@ pub use sampler::{
     process_start_ticks,
 };
 pub use snapshot::{
-    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource, GpuVendor,
-    ProcessGpuInfo, Snapshot, Unavailable,
+    BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
+    GpuVendor, ProcessGpuInfo, Snapshot, Unavailable,
 };
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,

@@ -145,10 +145,114 @@ pub struct GpuDeviceInfo {
     /// `true` when the GPU shares system RAM with the CPU (Apple Silicon, GB10, APUs): its
     /// budget is host memory, see [`crate::HostMemory`].
     pub unified_memory: bool,
+    /// How much a new allocation on this device can still get, bytes, decided once here for
+    /// every view (`hmn fits`, the summary, the exporter). A discrete GPU: its free memory.
+    /// A unified or carve-out device (APU, GB10, Apple, an integrated GPU) allocates from
+    /// host RAM: the smallest of the room left under the GPU's own system-memory limit
+    /// (amdgpu GTT, Metal's working set, DXGI shared memory), the host's available memory
+    /// and the room under the cgroup limit — or its dedicated carve-out's free memory, when
+    /// that is larger. `None` when the figures it needs are unknown (reason in
+    /// `unavailable`), and on records not read through a [`crate::Probe`] (the backends'
+    /// own caches).
+    pub budget_bytes: Option<u64>,
+    /// Which figure bounded `budget_bytes`. `None` when `budget_bytes` is.
+    pub budget_basis: Option<BudgetBasis>,
     /// Why each `None` field above is `None`.
     pub unavailable: Vec<Unavailable>,
     /// Which backend produced this record.
     pub source: GpuQuerySource,
+}
+
+/// What bounded a device's [`GpuDeviceInfo::budget_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum BudgetBasis {
+    /// The device's free memory (a discrete GPU, or a carve-out larger than what host
+    /// memory allows).
+    DeviceFree,
+    /// The GPU's own limit on system memory minus what it holds there (amdgpu GTT total −
+    /// GTT used; Metal's recommended working set − in use; DXGI shared − shared usage).
+    GpuSystemLimit,
+    /// The host's memory available for new allocations.
+    HostAvailable,
+    /// The cgroup's limit minus its usage (page cache included, so this is conservative).
+    CgroupLimit,
+}
+
+impl BudgetBasis {
+    /// The name used in JSON (`"device_free"`, `"gpu_system_limit"`, `"host_available"`,
+    /// `"cgroup_limit"`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DeviceFree => "device_free",
+            Self::GpuSystemLimit => "gpu_system_limit",
+            Self::HostAvailable => "host_available",
+            Self::CgroupLimit => "cgroup_limit",
+        }
+    }
+}
+
+/// A device's budget and what bounded it, or why it has none. Pure: see
+/// [`GpuDeviceInfo::budget_bytes`] for the rule. `host` is needed for unified devices only.
+pub(crate) fn decide_budget(
+    device: &GpuDeviceInfo,
+    host: Option<&crate::HostMemory>,
+) -> std::result::Result<(u64, BudgetBasis), String> {
+    let device_free = device.free_bytes.map(|f| (f, BudgetBasis::DeviceFree));
+    if !device.unified_memory {
+        return device_free.ok_or_else(|| {
+            format!(
+                "free memory unknown ({})",
+                device
+                    .unavailable_reason("free_bytes")
+                    .unwrap_or("no reason given")
+            )
+        });
+    }
+    let gpu_limit = device
+        .system_total_bytes
+        .zip(device.system_used_bytes)
+        .map(|(total, used)| (total.saturating_sub(used), BudgetBasis::GpuSystemLimit));
+    let host_available = host
+        .and_then(|h| h.available_bytes)
+        .map(|a| (a, BudgetBasis::HostAvailable));
+    let cgroup = host
+        .and_then(|h| h.cgroup.as_ref())
+        .and_then(|c| c.limit_bytes.zip(c.usage_bytes))
+        .map(|(limit, usage)| (limit.saturating_sub(usage), BudgetBasis::CgroupLimit));
+    let host_side = [gpu_limit, host_available, cgroup]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(bytes, _)| *bytes);
+    match (host_side, device_free) {
+        (Some(host), Some(free)) => Ok(if free.0 > host.0 { free } else { host }),
+        (Some(one), None) | (None, Some(one)) => Ok(one),
+        (None, None) => Err(
+            "unified memory, and neither the host's available memory nor the GPU's own system-memory limit is known"
+                .to_owned(),
+        ),
+    }
+}
+
+impl GpuDeviceInfo {
+    /// Sets `budget_bytes` and `budget_basis` (see [`decide_budget`]), or the reason.
+    pub(crate) fn fill_budget(&mut self, host: Option<&crate::HostMemory>) {
+        self.unavailable.retain(|u| u.field != "budget_bytes");
+        match decide_budget(self, host) {
+            Ok((bytes, basis)) => {
+                self.budget_bytes = Some(bytes);
+                self.budget_basis = Some(basis);
+            }
+            Err(reason) => {
+                self.budget_bytes = None;
+                self.budget_basis = None;
+                self.mark_unavailable("budget_bytes", reason);
+            }
+        }
+    }
 }
 
 impl GpuDeviceInfo {
@@ -169,6 +273,8 @@ impl GpuDeviceInfo {
             system_total_bytes: None,
             system_used_bytes: None,
             unified_memory: false,
+            budget_bytes: None,
+            budget_basis: None,
             unavailable: Vec::new(),
             source,
         }
@@ -673,6 +779,8 @@ mod builders {
         system_total_bytes "opt": u64,
         system_used_bytes "opt": u64,
         unified_memory: bool,
+        budget_bytes "opt": u64,
+        budget_basis "opt": BudgetBasis,
         source: GpuQuerySource,
     });
 
@@ -887,6 +995,91 @@ mod tests {
             );
             assert!(notes.contains("pid 8: system memory"), "{notes}");
         }
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    fn host(available: u64, cgroup: Option<(u64, u64)>) -> crate::HostMemory {
+        crate::HostMemory {
+            total_bytes: 64 * GIB,
+            available_bytes: Some(available),
+            swap_total_bytes: None,
+            swap_free_bytes: None,
+            pressure: None,
+            cgroup: cgroup.map(|(limit, usage)| crate::CgroupMemory {
+                version: crate::CgroupVersion::V2,
+                path: "/job".into(),
+                limit_bytes: Some(limit),
+                usage_bytes: Some(usage),
+                peak_bytes: None,
+            }),
+            memory_load_percent: None,
+            commit_limit_bytes: None,
+            commit_available_bytes: None,
+            pressure_level: None,
+            page_states: None,
+        }
+    }
+
+    /// An APU as amdgpu shows it: a 512 MiB carve-out, 48 GiB of GTT of which a process
+    /// holds 24 GiB.
+    fn apu() -> GpuDeviceInfo {
+        let mut d = GpuDeviceInfo::new(0, GpuVendor::Amd, GpuQuerySource::Drm);
+        d.total_bytes = Some(512 << 20);
+        d.used_bytes = Some(112 << 20);
+        d.free_bytes = Some(400 << 20);
+        d.system_total_bytes = Some(48 * GIB);
+        d.system_used_bytes = Some(24 * GIB);
+        d.unified_memory = true;
+        d
+    }
+
+    #[test]
+    fn an_apu_budgets_against_host_memory_not_its_small_carve_out() {
+        let mut d = apu();
+        d.fill_budget(Some(&host(40 * GIB, None)));
+        assert_eq!(d.budget_bytes, Some(24 * GIB), "GTT room binds first");
+        assert_eq!(d.budget_basis, Some(BudgetBasis::GpuSystemLimit));
+        d.fill_budget(Some(&host(20 * GIB, None)));
+        assert_eq!(d.budget_bytes, Some(20 * GIB));
+        assert_eq!(d.budget_basis, Some(BudgetBasis::HostAvailable));
+        d.fill_budget(Some(&host(40 * GIB, Some((16 * GIB, 6 * GIB)))));
+        assert_eq!(d.budget_bytes, Some(10 * GIB));
+        assert_eq!(d.budget_basis, Some(BudgetBasis::CgroupLimit));
+    }
+
+    #[test]
+    fn a_large_carve_out_is_the_budget_when_host_memory_allows_less() {
+        let mut d = apu();
+        d.total_bytes = Some(96 * GIB);
+        d.free_bytes = Some(90 * GIB);
+        d.fill_budget(Some(&host(20 * GIB, None)));
+        assert_eq!(d.budget_bytes, Some(90 * GIB));
+        assert_eq!(d.budget_basis, Some(BudgetBasis::DeviceFree));
+    }
+
+    #[test]
+    fn a_discrete_gpu_budgets_its_free_memory_whatever_the_host_has() {
+        let mut d = apu();
+        d.unified_memory = false;
+        d.fill_budget(Some(&host(1, Some((1, 1)))));
+        assert_eq!(d.budget_bytes, Some(400 << 20));
+        assert_eq!(d.budget_basis, Some(BudgetBasis::DeviceFree));
+        d.free_bytes = None;
+        d.mark_unavailable("free_bytes", "[Insufficient Permissions]");
+        d.fill_budget(None);
+        assert_eq!(d.budget_bytes, None);
+        let reason = d.unavailable_reason("budget_bytes").unwrap();
+        assert!(reason.contains("[Insufficient Permissions]"), "{reason}");
+    }
+
+    #[test]
+    fn a_unified_device_without_host_figures_has_no_budget_and_says_why() {
+        let mut d = GpuDeviceInfo::new(0, GpuVendor::Nvidia, GpuQuerySource::Nvml);
+        d.unified_memory = true;
+        d.fill_budget(None);
+        assert_eq!(d.budget_bytes, None);
+        assert!(d.unavailable_reason("budget_bytes").is_some());
     }
 
     #[test]
