@@ -5,7 +5,9 @@
 //! Apple) the host memory it really allocates from, bounded by the GPU's own system-memory
 //! limit (GTT), the host's available memory and the cgroup — and the verdict says which
 //! bound. Without `--device`, every readable GPU is considered and the one with the most
-//! room answers. A size fits when the budget is at least the size. Exit 0 fits, 1 does not,
+//! room answers. On a GPU in MIG mode an allocation cannot cross a GPU instance, so the
+//! budget is the free memory of the instance with the most room, and the verdict names it.
+//! A size fits when the budget is at least the size. Exit 0 fits, 1 does not,
 //! 2 cannot tell.
 
 use hypomnesis::{BudgetBasis, GpuDeviceInfo, Probe};
@@ -29,6 +31,9 @@ pub struct FitsVerdict {
     /// What bounded the budget: `device_free`, or on a unified-memory device
     /// `gpu_system_limit`, `host_available` or `cgroup_limit`.
     pub budget_source: Option<&'static str>,
+    /// NVIDIA MIG: the GPU instance whose free memory is the budget (an allocation cannot
+    /// cross instances); `null` off MIG.
+    pub gpu_instance_id: Option<u32>,
     /// Budget minus request: negative when short.
     pub headroom_bytes: Option<i128>,
     /// Why `fits` is `null`.
@@ -56,6 +61,13 @@ pub fn decide(requested: u64, devices: &[Result<GpuDeviceInfo, String>]) -> Fits
             device_name: device.name.clone(),
             budget_bytes: Some(bytes),
             budget_source: Some(source),
+            gpu_instance_id: (source == BudgetBasis::MigInstanceFree.as_str())
+                .then(|| {
+                    device
+                        .roomiest_mig_instance()
+                        .and_then(|m| m.gpu_instance_id)
+                })
+                .flatten(),
             headroom_bytes: Some(i128::from(bytes) - i128::from(requested)),
             reason: None,
         },
@@ -79,6 +91,7 @@ pub fn decide(requested: u64, devices: &[Result<GpuDeviceInfo, String>]) -> Fits
                 device_name: None,
                 budget_bytes: None,
                 budget_source: None,
+                gpu_instance_id: None,
                 headroom_bytes: None,
                 reason: Some(if reasons.is_empty() {
                     "no GPU to compare with".to_owned()
@@ -93,15 +106,20 @@ pub fn decide(requested: u64, devices: &[Result<GpuDeviceInfo, String>]) -> Fits
 pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
     let requested = format_size(verdict.requested_bytes);
     let device = verdict.device_index.map(|i| {
-        format!(
+        let mut device = format!(
             "device {i} [{}]",
             verdict.device_name.as_deref().unwrap_or("unknown GPU")
-        )
+        );
+        if let Some(gi) = verdict.gpu_instance_id {
+            device.push_str(&format!(", MIG GPU instance {gi}"));
+        }
+        device
     });
     let budget_word = match verdict.budget_source {
         Some("host_available") => "host memory available (unified memory)",
         Some("gpu_system_limit") => "free under the GPU's system-memory limit (unified memory)",
         Some("cgroup_limit") => "free under the cgroup limit (unified memory)",
+        Some("mig_instance_free") => "free in the roomiest MIG GPU instance",
         _ => "free",
     };
     match (

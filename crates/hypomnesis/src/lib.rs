@@ -61,7 +61,7 @@ pub use sampler::{
 };
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
-    GpuVendor, ProcessGpuInfo, Snapshot, Unavailable,
+    GpuVendor, MigInstance, ProcessGpuInfo, Snapshot, Unavailable,
 };
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,

@@ -145,6 +145,11 @@ pub struct GpuDeviceInfo {
     /// `true` when the GPU shares system RAM with the CPU (Apple Silicon, GB10, APUs): its
     /// budget is host memory, see [`crate::HostMemory`].
     pub unified_memory: bool,
+    /// NVIDIA MIG: the device's MIG devices (one per compute instance), when MIG is enabled
+    /// and NVML lists them; empty otherwise. A process's allocation cannot cross a GPU
+    /// instance, so on a MIG device what fits is decided per instance (see
+    /// [`GpuDeviceInfo::roomiest_mig_instance`]).
+    pub mig_instances: Vec<MigInstance>,
     /// How much a new allocation on this device can still get, bytes, decided once here for
     /// every view (`hmn fits`, the summary, the exporter). A discrete GPU: its free memory.
     /// A unified or carve-out device (APU, GB10, Apple, an integrated GPU) allocates from
@@ -163,6 +168,51 @@ pub struct GpuDeviceInfo {
     pub source: GpuQuerySource,
 }
 
+/// One MIG device of a GPU in MIG mode: a compute instance of a GPU instance. Memory belongs
+/// to the GPU instance, so the compute instances of one GPU instance show the same figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct MigInstance {
+    /// GPU instance id (`nvmlDeviceGetGpuInstanceId`), as processes report it. `None` when
+    /// NVML would not say.
+    pub gpu_instance_id: Option<u32>,
+    /// Compute instance id (`nvmlDeviceGetComputeInstanceId`). `None` when NVML would not say.
+    pub compute_instance_id: Option<u32>,
+    /// `"MIG-…"`. `None` when NVML would not say.
+    pub uuid: Option<String>,
+    /// The GPU instance's memory, bytes. `None` when unknown or refused as impossible (the
+    /// library's rule, [`impossible_memory`]).
+    pub total_bytes: Option<u64>,
+    /// Of it, memory no context has allocated, bytes. `None` as for `total_bytes`.
+    pub free_bytes: Option<u64>,
+    /// Of it, memory allocated, bytes. `None` as for `total_bytes`.
+    pub used_bytes: Option<u64>,
+}
+
+impl MigInstance {
+    // Only NVML lists MIG devices.
+    #[cfg_attr(not(any(test, feature = "nvml")), allow(dead_code))]
+    pub(crate) fn new(
+        gpu_instance_id: Option<u32>,
+        compute_instance_id: Option<u32>,
+        uuid: Option<String>,
+        memory: Option<(u64, u64, u64, Option<u64>)>,
+    ) -> Self {
+        let memory = memory.filter(|&(total, free, used, reserved)| {
+            impossible_memory(Some(total), Some(free), Some(used), reserved).is_none()
+        });
+        Self {
+            gpu_instance_id,
+            compute_instance_id,
+            uuid,
+            total_bytes: memory.map(|m| m.0),
+            free_bytes: memory.map(|m| m.1),
+            used_bytes: memory.map(|m| m.2),
+        }
+    }
+}
+
 /// What bounded a device's [`GpuDeviceInfo::budget_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -172,6 +222,9 @@ pub enum BudgetBasis {
     /// The device's free memory (a discrete GPU, or a carve-out larger than what host
     /// memory allows).
     DeviceFree,
+    /// NVIDIA MIG: the free memory of the GPU instance with the most room
+    /// ([`GpuDeviceInfo::roomiest_mig_instance`]); an allocation cannot cross instances.
+    MigInstanceFree,
     /// The GPU's own limit on system memory minus what it holds there (amdgpu GTT total −
     /// GTT used; Metal's recommended working set − in use; DXGI shared − shared usage).
     GpuSystemLimit,
@@ -188,6 +241,7 @@ impl BudgetBasis {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::DeviceFree => "device_free",
+            Self::MigInstanceFree => "mig_instance_free",
             Self::GpuSystemLimit => "gpu_system_limit",
             Self::HostAvailable => "host_available",
             Self::CgroupLimit => "cgroup_limit",
@@ -201,6 +255,9 @@ pub(crate) fn decide_budget(
     device: &GpuDeviceInfo,
     host: Option<&crate::HostMemory>,
 ) -> std::result::Result<(u64, BudgetBasis), String> {
+    if let Some(free) = device.roomiest_mig_instance().and_then(|m| m.free_bytes) {
+        return Ok((free, BudgetBasis::MigInstanceFree));
+    }
     let device_free = device.free_bytes.map(|f| (f, BudgetBasis::DeviceFree));
     if !device.unified_memory {
         return device_free.ok_or_else(|| {
@@ -238,6 +295,22 @@ pub(crate) fn decide_budget(
 }
 
 impl GpuDeviceInfo {
+    /// NVIDIA MIG: the MIG device whose GPU instance has the most free memory (the lowest
+    /// GPU instance id among equals), the one a new allocation is likeliest to fit in. `None`
+    /// when MIG is off or no instance's free memory is known.
+    #[must_use]
+    pub fn roomiest_mig_instance(&self) -> Option<&MigInstance> {
+        self.mig_instances
+            .iter()
+            .filter(|m| m.free_bytes.is_some())
+            .max_by(|a, b| {
+                a.free_bytes
+                    .cmp(&b.free_bytes)
+                    .then_with(|| b.gpu_instance_id.cmp(&a.gpu_instance_id))
+                    .then_with(|| b.compute_instance_id.cmp(&a.compute_instance_id))
+            })
+    }
+
     /// Sets `budget_bytes` and `budget_basis` (see [`decide_budget`]), or the reason.
     pub(crate) fn fill_budget(&mut self, host: Option<&crate::HostMemory>) {
         self.unavailable.retain(|u| u.field != "budget_bytes");
@@ -273,6 +346,7 @@ impl GpuDeviceInfo {
             system_total_bytes: None,
             system_used_bytes: None,
             unified_memory: false,
+            mig_instances: Vec::new(),
             budget_bytes: None,
             budget_basis: None,
             unavailable: Vec::new(),

@@ -545,3 +545,39 @@ fn device_parts_adding_up_past_the_total_are_refused() {
         },
     );
 }
+
+#[test]
+fn mig_devices_are_listed_with_their_gpu_instance_memory_and_budget_the_roomiest() {
+    in_scenario(
+        "mig_devices_are_listed_with_their_gpu_instance_memory_and_budget_the_roomiest",
+        "mig",
+        |probe, declared| {
+            let want = device(&declared, 0)["mig_devices"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let info = probe.device_info(0).unwrap();
+            assert_eq!(info.mig_instances.len(), want.len());
+            for (got, want) in info.mig_instances.iter().zip(&want) {
+                assert_eq!(
+                    got.gpu_instance_id.map(u64::from),
+                    want["gpu_instance_id"].as_u64()
+                );
+                assert_eq!(
+                    got.compute_instance_id.map(u64::from),
+                    want["compute_instance_id"].as_u64()
+                );
+                assert_eq!(got.uuid.as_deref(), want["uuid"].as_str());
+                assert_eq!(got.total_bytes, Some(u64_at(&want["memory"], "total")));
+                assert_eq!(got.free_bytes, Some(u64_at(&want["memory"], "free")));
+            }
+            let roomiest = info.roomiest_mig_instance().unwrap();
+            assert_eq!(roomiest.gpu_instance_id, Some(2));
+            assert_eq!(info.budget_bytes, Some(11 << 30));
+            assert_eq!(
+                info.budget_basis,
+                Some(hypomnesis::BudgetBasis::MigInstanceFree)
+            );
+        },
+    );
+}

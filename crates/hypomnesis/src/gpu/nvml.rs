@@ -39,7 +39,9 @@ use nvml_wrapper_sys::bindings::{
 };
 
 use crate::error::{HypomnesisError, Result, error_chain};
-use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
+use crate::snapshot::{
+    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor, MigInstance,
+};
 use crate::telemetry::DeviceTelemetry;
 
 const NVML_SUCCESS: nvmlReturn_t = 0;
@@ -221,6 +223,9 @@ impl NvmlBackend {
             info.mark_unavailable("name", "nvmlDeviceGetName failed");
         }
         self.fill_memory(handle, &mut info);
+        if cached.mig_enabled == Some(true) {
+            info.mig_instances = mig_instances(&self.nvml, handle);
+        }
         Ok(info)
     }
 
@@ -316,6 +321,55 @@ impl NvmlBackend {
     pub(crate) fn cached_total(&self, index: u32) -> Option<u64> {
         self.cached(index).ok().and_then(|(c, _)| c.total_bytes)
     }
+}
+
+/// The MIG devices of a device in MIG mode, each with its GPU instance's memory; empty when
+/// NVML cannot list them (a driver without the MIG calls, an unprivileged container that
+/// sees only its own instance through another handle).
+fn mig_instances(nvml: &Nvml, handle: RawHandle) -> Vec<MigInstance> {
+    let lib = nvml.lib();
+    let (Ok(max_count), Ok(by_index), Ok(gi_of), Ok(ci_of)) = (
+        lib.nvmlDeviceGetMaxMigDeviceCount.as_ref(),
+        lib.nvmlDeviceGetMigDeviceHandleByIndex.as_ref(),
+        lib.nvmlDeviceGetGpuInstanceId.as_ref(),
+        lib.nvmlDeviceGetComputeInstanceId.as_ref(),
+    ) else {
+        return Vec::new();
+    };
+    let mut count: c_uint = 0;
+    // SAFETY: nvml.h's signature (bindgen); `handle` is live (owned NVML); `count` is a
+    // valid, writable unsigned int for the call.
+    if unsafe { max_count(handle.0, &raw mut count) } != NVML_SUCCESS {
+        return Vec::new();
+    }
+    let mut instances = Vec::new();
+    // No GPU has more than 7 MIG devices today; a larger count is garbage, bounded anyway.
+    for index in 0..count.min(64) {
+        let mut mig: nvmlDevice_t = std::ptr::null_mut();
+        // SAFETY: as above; `mig` is a valid, writable handle slot. NOT_FOUND marks an
+        // index with no MIG device, which is skipped.
+        if unsafe { by_index(handle.0, index, &raw mut mig) } != NVML_SUCCESS || mig.is_null() {
+            continue;
+        }
+        let id = |f: unsafe extern "C" fn(nvmlDevice_t, *mut c_uint) -> nvmlReturn_t| {
+            let mut value: c_uint = 0;
+            // SAFETY: as above; `mig` came from NVML for this device and stays valid while
+            // NVML is initialised; `value` is writable.
+            (unsafe { f(mig, &raw mut value) } == NVML_SUCCESS).then_some(value)
+        };
+        // SAFETY: `mig` is a handle NVML just returned on this initialised library.
+        let device = unsafe { nvml_wrapper::Device::new(mig, nvml) };
+        let memory = read_memory(nvml, RawHandle(mig))
+            .ok()
+            .map(|(m, _)| (m.total, m.free, m.used, m.reserved));
+        instances.push(MigInstance::new(
+            id(*gi_of),
+            id(*ci_of),
+            device.uuid().ok(),
+            memory,
+        ));
+    }
+    instances
 }
 
 /// `nvmlDeviceGetMemoryInfo` (v1), which nvml-wrapper no longer calls.
