@@ -431,7 +431,7 @@ pub fn impossible_memory(
 ) -> Option<String> {
     let figures = [total, free, used, reserved];
     if !figures.contains(&Some(NOT_AVAILABLE)) {
-        let Some(total) = total else { return None };
+        let total = total?;
         let parts: u128 = [free, used, reserved]
             .iter()
             .flatten()

@@ -658,9 +658,9 @@ pub unsafe extern "C" fn nvmlDeviceGetUUID(
     uuid: *mut c_char,
     length: c_uint,
 ) -> NvmlReturn {
-    // SAFETY (both closures): forwarded from this function's contract.
-    mig_call("DeviceGetUUID", device, |mig| unsafe {
-        put_str(uuid, length, &mig.uuid)
+    mig_call("DeviceGetUUID", device, |mig| {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put_str(uuid, length, &mig.uuid) }
     })
     .unwrap_or_else(|| {
         device_call("DeviceGetUUID", device, |dev, _, _| {
@@ -1123,9 +1123,9 @@ pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceId(
     device: NvmlDevice,
     id: *mut c_uint,
 ) -> NvmlReturn {
-    // SAFETY: forwarded from this function's contract.
-    mig_call("DeviceGetGpuInstanceId", device, |mig| unsafe {
-        put(id, mig.gpu_instance_id)
+    mig_call("DeviceGetGpuInstanceId", device, |mig| {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(id, mig.gpu_instance_id) }
     })
     .unwrap_or_else(|| {
         device_call("DeviceGetGpuInstanceId", device, |_, _, _| {
@@ -1144,9 +1144,9 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeInstanceId(
     device: NvmlDevice,
     id: *mut c_uint,
 ) -> NvmlReturn {
-    // SAFETY: forwarded from this function's contract.
-    mig_call("DeviceGetComputeInstanceId", device, |mig| unsafe {
-        put(id, mig.compute_instance_id)
+    mig_call("DeviceGetComputeInstanceId", device, |mig| {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(id, mig.compute_instance_id) }
     })
     .unwrap_or_else(|| {
         device_call("DeviceGetComputeInstanceId", device, |_, _, _| {
