@@ -9,8 +9,11 @@
 //! - memory comes from `nvmlDeviceGetMemoryInfo_v2` (version constant `0x02000028`), whose
 //!   `used` excludes the driver's reserved memory, as `nvidia-smi` shows it; drivers before
 //!   R510 lack the symbol, so `nvmlDeviceGetMemoryInfo` (v1) is used and `reserved` is `None`;
-//! - unified-memory devices (GB10) answer NOT_SUPPORTED: reported as unified, not as 0 bytes;
-//! - impossible figures (`u64::MAX` "not available", `used > total`) are dropped, never shown;
+//! - unified-memory devices (GB10) answer NOT_SUPPORTED to both memory calls: reported as
+//!   unified, not as 0 bytes (a driver that refuses only v2 is asked v1 first);
+//! - impossible figures (`u64::MAX` "not available", parts past the total, a process larger
+//!   than its device) are dropped with a reason by the library's one rule
+//!   (`snapshot::impossible_memory`, `snapshot::implausible_process_bytes`), never shown;
 //! - process lists are read with the documented size-then-data protocol, retried while the
 //!   count grows between the two calls (nvml-wrapper allows +5 headroom and gives up), and the
 //!   compute and graphics lists are merged per pid.
