@@ -270,6 +270,24 @@ mod tests {
         }
 
         #[test]
+        fn a_process_whose_name_is_not_utf8_is_still_mapped() {
+            let root = tempfile::tempdir().unwrap();
+            process(root.path(), 9000, &[9000, 1]);
+            caller(root.path(), 9000, 4_026_532_999);
+            let dir = root.path().join("9100");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("status"), b"Name:\tgpu\xff\nNSpid:\t9100\t35\n").unwrap();
+            let mut view = PidView::detect(root.path());
+            assert_eq!(
+                view.host_pid(9100),
+                Placement::Local {
+                    local: 35,
+                    procfs: 9100
+                }
+            );
+        }
+
+        #[test]
         fn a_containers_own_proc_hides_host_pids_even_when_numbers_collide() {
             let root = tempfile::tempdir().unwrap();
             process(root.path(), 1, &[1]);
