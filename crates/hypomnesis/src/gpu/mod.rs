@@ -633,7 +633,7 @@ impl GpuBackends {
         pid: u32,
     ) -> Result<ProcessGpuInfo> {
         if let Some(result) = self.extras.iter().find_map(|b| b.own_process(device, pid)) {
-            return result;
+            return result.and_then(|own| plausible_own(own, device, pid));
         }
         self.own_process_from_nvidia(device.index, pid)
     }
@@ -797,6 +797,29 @@ fn own_row(rows: &[GpuProcessEntry], index: u32, pid: u32) -> Result<ProcessGpuI
     }
 }
 
+/// `own` when its figure can be true on `device` (the rule the listings follow: no more than
+/// the device holds — on a unified device its memory and its system-memory aperture
+/// together, since the figure adds both), else an error saying why.
+fn plausible_own(own: ProcessGpuInfo, device: &GpuDeviceInfo, pid: u32) -> Result<ProcessGpuInfo> {
+    let limit = if device.unified_memory {
+        device
+            .total_bytes
+            .zip(device.system_total_bytes)
+            .map(|(t, s)| t.saturating_add(s))
+    } else {
+        device.total_bytes
+    };
+    match crate::snapshot::implausible_process_bytes(own.used_bytes, limit) {
+        None => Ok(own),
+        Some(why) => Err(HypomnesisError::NoGpuSource {
+            attempts: vec![BackendAttempt::new(
+                own.source,
+                format!("reports an implausible figure for pid {pid}: {why}"),
+            )],
+        }),
+    }
+}
+
 fn pick_device(devices: Vec<GpuDeviceInfo>, index: u32) -> Result<GpuDeviceInfo> {
     let count = u32::try_from(devices.len()).unwrap_or(u32::MAX);
     devices
@@ -910,6 +933,30 @@ mod tests {
         let own = own_row(&[row(10, Some(5))], 0, 42).unwrap();
         assert_eq!(own.used_bytes, 0);
         assert!(own.is_per_process);
+    }
+
+    #[test]
+    fn an_own_figure_larger_than_the_device_is_an_error_on_other_backends_too() {
+        let mut device = GpuDeviceInfo::new(0, crate::GpuVendor::Amd, GpuQuerySource::Drm);
+        device.total_bytes = Some(16 << 30);
+        let own = |bytes: u64| ProcessGpuInfo {
+            used_bytes: bytes,
+            is_per_process: true,
+            device_index: 0,
+            source: GpuQuerySource::Drm,
+        };
+        assert!(plausible_own(own(17 << 30), &device, 7).is_err());
+        assert!(plausible_own(own(u64::MAX), &device, 7).is_err());
+        assert_eq!(
+            plausible_own(own(16 << 30), &device, 7).unwrap().used_bytes,
+            16 << 30
+        );
+        // An APU's own figure adds VRAM and GTT: bounded by both together.
+        device.unified_memory = true;
+        device.total_bytes = Some(512 << 20);
+        device.system_total_bytes = Some(48 << 30);
+        assert!(plausible_own(own(24 << 30), &device, 7).is_ok());
+        assert!(plausible_own(own(49 << 30), &device, 7).is_err());
     }
 
     #[test]
