@@ -284,6 +284,34 @@ fn fits_snapshots_and_exit_codes() {
     );
 }
 
+/// An R470 driver (no v2 memory call) on a 32 GB V100 reports a 100 GB process: `ps` shows
+/// it without a figure and says why, instead of 97.7 GiB.
+#[test]
+fn ps_refuses_a_process_larger_than_its_device_on_an_old_driver() {
+    let text = run("pre_r510_oversized_process", &["ps"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(!text.stdout.contains("97.7 GiB"), "{}", text.stdout);
+    assert!(
+        text.stderr.contains("pid 4090001") && text.stderr.contains("implausible"),
+        "{}",
+        text.stderr
+    );
+    assert!(
+        text.stderr.contains("covering 1 of 2 processes"),
+        "{}",
+        text.stderr
+    );
+    let json = run("pre_r510_oversized_process", &["ps", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let huge = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pid"] == 4_090_001)
+        .unwrap();
+    assert!(huge["used_bytes"].is_null(), "{huge}");
+}
+
 /// The MIG scenario's H100 reports 59.7 GiB free as a whole, but its GPU instances have
 /// 10.5 GiB (instance 1) and 11 GiB (instance 2) free: an allocation cannot cross instances.
 #[test]
