@@ -1,10 +1,10 @@
 //! Budget (issue "hmn, the command-line tool"): `hmn --json` as a whole process, against the
 //! NVML double, ≤ 15 ms median — compared in the same run with `gpustat --json` and
-//! `nvitop -1` (PyPI, in a venv under `target/`) reading the same double through NVIDIA's
-//! own Python binding.
+//! `nvitop -1` (from the Python package index, in a venv under `target/`) reading the same
+//! double through NVIDIA's own Python binding.
 //!
 //! Run with `cargo bench -p hmn --bench cli`. The release `hmn` is built by cargo for the
-//! bench; the venv is created on first use (needs PyPI).
+//! bench; the venv is created on first use (needs the Python package index).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

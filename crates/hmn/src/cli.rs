@@ -10,11 +10,25 @@ Exit codes:
   0  success (for `fits`: the size fits)
   1  a negative answer: `fits` does not fit; `ps --exit-status` listed nothing
   2  could not measure (no GPU source, the device could not be read) or bad usage
-`run` exits with CMD's own code (128+N when CMD was killed by signal N, 127 when CMD could
-not be started), spilled or not; `watch` exits 0, 1 when the watched GPU spilled into shared
+`run` exits with CMD's own code (128+N when CMD was killed by signal N; 127 when CMD was not
+found, 126 when it was found but could not be executed), spilled or not; when CMD exited 0 but
+the recording, the plot or the --json-out report could not be written whole, `run` exits 74
+(EX_IOERR: the outputs are incomplete; CMD's own failure code is never replaced); `watch` exits 0, 1 when the watched GPU spilled into shared
 memory (Windows only: elsewhere spill is not measurable, and never 1), or 2 when there is
 nothing it can watch.
 A closed stdout (`hmn ps | head -1`) exits 0 quietly.";
+
+const RUN_NOTES: &str = "\
+Exit codes: CMD's own; 128+N when CMD was killed by signal N; 127 when CMD was not found, 126
+when it was found but could not be executed; 2 when hmn's own arguments are unusable (nothing
+is run); 74 (EX_IOERR) when CMD exited 0 but the recording, the plot or the --json-out report
+could not be written whole (a full disk: said on stderr when it happens, and in the report; a
+recording cut short keeps only whole lines, a failed plot leaves no file; CMD keeps running).
+Signals sent to hmn by another process are forwarded to CMD: SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGCONT, SIGWINCH and (Linux) the real-time
+signals; hmn keeps waiting, then reports. A terminal's Ctrl-C reaches CMD by itself.
+Descendants still running when CMD ends are listed with their pids (Linux: hmn adopts CMD's
+orphans); --follow-descendants keeps sampling until they end (Ctrl-C or SIGTERM stops waiting).";
 
 const LIMITATIONS: &str = "\
 Where the numbers come from, and their limits:
@@ -114,6 +128,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run CMD and report what its whole process tree peaked at: RAM, GPU memory, host memory
     /// (a `time -v` for memory, on stderr); optionally record every sample and plot them.
+    #[command(after_help = RUN_NOTES)]
     Run(RunArgs),
     /// Watch processes' GPU memory and RAM over time; a per-PID summary (baseline, peak) at the
     /// end or on Ctrl-C.
@@ -218,6 +233,16 @@ pub struct RunArgs {
     /// Draw RAM and GPU memory over time into FILE (an SVG image).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+
+    /// Write the JSON report to FILE instead of stdout, leaving stdout to the command. (With
+    /// --json alone the report is stdout's only content: the command's stdout goes to stderr.)
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<std::path::PathBuf>,
+
+    /// When descendants of the command outlive it (a daemon it started), keep sampling until
+    /// they end too (Linux). Without it, the report lists them and hmn exits with the command.
+    #[arg(long)]
+    pub follow_descendants: bool,
 
     /// The command to run, and its arguments (after `--`).
     #[arg(

@@ -5,7 +5,13 @@
 //! memory in use. A long run is thinned so the file stays small: past [`MAX_POINTS`], pairs of
 //! points merge into one that keeps the larger value of each series, so no peak disappears
 //! from the picture.
+//!
+//! The image is drawn into memory and written to the file in one go: a write that fails (a
+//! full disk, a file-size limit) removes the file rather than leave an empty or cut SVG. Text
+//! that came from outside (CMD's arguments, device names) may hold control characters, which
+//! XML 1.0 forbids even as character references; they are drawn as visible escapes (`\x1b`).
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
@@ -123,6 +129,47 @@ fn lighter(color: RGBColor) -> RGBColor {
 
 /// Draws `data` into `path`. `devices` are the devices' labels, in the data's order.
 pub fn draw(path: &Path, title: &str, data: &PlotData, devices: &[String]) -> Result<(), String> {
+    let mut svg = String::new();
+    render(&mut svg, title, data, devices)?;
+    std::fs::write(path, svg.as_bytes()).map_err(|e| {
+        let removed = match crate::run::remove_partial(path) {
+            Ok(true) => "; the partial file was removed".to_owned(),
+            Ok(false) => String::new(),
+            Err(r) => format!("; the partial file could not be removed either ({r})"),
+        };
+        format!("{e}{removed}")
+    })
+}
+
+/// `text` with every character XML 1.0 does not allow (C0 controls but tab and line breaks
+/// too, since a title is one line; DEL and C1 controls, allowed but invisible; U+FFFE and
+/// U+FFFF) written as a visible `\xNN` / `\u{NNNN}` escape.
+pub fn xml_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let code = u32::from(c);
+        if c.is_control() || code == 0xFFFE || code == 0xFFFF {
+            if code <= 0xFF {
+                let _ = write!(out, "\\x{code:02x}");
+            } else {
+                let _ = write!(out, "\\u{{{code:04x}}}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Draws the plot as SVG text into `svg`.
+fn render(
+    svg: &mut String,
+    title: &str,
+    data: &PlotData,
+    devices: &[String],
+) -> Result<(), String> {
+    let title = xml_safe(title);
+    let devices: Vec<String> = devices.iter().map(|d| xml_safe(d)).collect();
     let points = data.points();
     let to_string = |e: &dyn std::fmt::Display| e.to_string();
     let largest = points
@@ -145,10 +192,10 @@ pub fn draw(path: &Path, title: &str, data: &PlotData, devices: &[String]) -> Re
     let x_end = points.last().map_or(1.0, |p| p.seconds).max(0.001);
     let y_end = (value(largest) * 1.1).max(1.0);
 
-    let root = SVGBackend::new(path, (1000, 520)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (1000, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| to_string(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
+        .caption(&title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -213,6 +260,15 @@ mod tests {
             gpu_tree: vec![None],
             gpu_used: vec![Some(ram / 2)],
         }
+    }
+
+    #[test]
+    fn control_characters_become_visible_escapes_and_the_rest_is_kept() {
+        assert_eq!(
+            xml_safe("a\x1b[1mb\tc\u{7f}\u{9b}"),
+            r"a\x1b[1mb\x09c\x7f\x9b"
+        );
+        assert_eq!(xml_safe("\u{fffe}é<&>"), r"\u{fffe}é<&>");
     }
 
     #[test]

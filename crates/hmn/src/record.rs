@@ -4,12 +4,18 @@
 //! per sample, and a `summary` record (the `hmn run --json` report) at the end. CSV when the
 //! file name ends in `.csv`: a header and one row per sample (no start or summary).
 //!
-//! Each record is flushed as soon as it is written, so a crash or a `kill -9` of hmn loses at
-//! most the sample being taken; every complete line is a complete record.
+//! Each record is written as soon as it is taken, one whole line per `write`, so a crash or a
+//! `kill -9` of hmn loses at most the sample being taken; every complete line is a complete
+//! record.
+//!
+//! A disk that fills (or a file-size limit) can cut a line in two: the file is then cut back
+//! to the end of the last whole record, so a recording that stops is still valid NDJSON or
+//! CSV. The failure is said on stderr when it happens, once; recording stops there (CMD keeps
+//! running), and the run's report and exit status say that the recording is incomplete.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -100,47 +106,81 @@ struct SummaryRecord<'a> {
     report: &'a RunReport,
 }
 
-/// Writes records to a file, flushing each; keeps the first error for the end.
+/// Writes records to a file, each whole line in one write; stops at the first failure.
 #[derive(Debug)]
 pub struct Recorder {
-    out: BufWriter<File>,
+    out: File,
+    path: PathBuf,
     format: Format,
     header_written: bool,
-    error: Option<std::io::Error>,
+    /// Bytes of whole lines in the file.
+    written: u64,
+    /// Whole records written (CSV: rows, the header not counted).
+    records: u64,
+    /// Why recording stopped.
+    failure: Option<String>,
+    /// Whether CMD has ended (the summary is being written).
+    ended: bool,
 }
 
 impl Recorder {
     pub fn create(path: &Path, format: Format) -> std::io::Result<Self> {
         Ok(Self {
-            out: BufWriter::new(File::create(path)?),
+            out: File::create(path)?,
+            path: path.to_owned(),
             format,
             header_written: false,
-            error: None,
+            written: 0,
+            records: 0,
+            failure: None,
+            ended: false,
         })
     }
 
-    fn line(&mut self, text: &str) {
-        if self.error.is_some() {
+    /// Writes `text` and a newline as one whole line, or cuts the file back to the last whole
+    /// line and stops recording.
+    fn line(&mut self, text: &str, is_record: bool) {
+        if self.failure.is_some() {
             return;
         }
-        let result = self
-            .out
-            .write_all(text.as_bytes())
-            .and_then(|()| self.out.write_all(b"\n"))
-            .and_then(|()| self.out.flush());
-        if let Err(e) = result {
-            self.error = Some(e);
+        let mut buf = Vec::with_capacity(text.len() + 1);
+        buf.extend_from_slice(text.as_bytes());
+        buf.push(b'\n');
+        match self.out.write_all(&buf) {
+            Ok(()) => {
+                self.written += buf.len() as u64;
+                self.records += u64::from(is_record);
+            }
+            Err(e) => self.fail(&e.to_string()),
         }
+    }
+
+    fn fail(&mut self, why: &str) {
+        // Part of the line may have reached the file: cut it off.
+        let cut = match self.out.set_len(self.written) {
+            Ok(()) => String::new(),
+            Err(e) => format!(" (and its cut last line could not be removed: {e})"),
+        };
+        let records = self.records;
+        let noun = if records == 1 { "record" } else { "records" };
+        let failure = format!(
+            "recording to {} stopped: {why}; it holds the {records} whole {noun} written \
+             before{cut}",
+            self.path.display()
+        );
+        let running = if self.ended {
+            ""
+        } else {
+            "; the command keeps running"
+        };
+        let _ = writeln!(std::io::stderr().lock(), "hmn: run: {failure}{running}");
+        self.failure = Some(failure);
     }
 
     fn json<T: Serialize>(&mut self, value: &T) {
         match serde_json::to_string(value) {
-            Ok(text) => self.line(&text),
-            Err(e) => {
-                if self.error.is_none() {
-                    self.error = Some(std::io::Error::other(e));
-                }
-            }
+            Ok(text) => self.line(&text, true),
+            Err(e) => self.fail(&format!("a record could not be encoded ({e})")),
         }
     }
 
@@ -212,7 +252,7 @@ impl Recorder {
                     for (device, _, _) in s.gpus {
                         header.push_str(&format!(",gpu{device}_tree_bytes,gpu{device}_used_bytes"));
                     }
-                    self.line(&header);
+                    self.line(&header, false);
                 }
                 let cell = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
                 let mut row = format!(
@@ -226,13 +266,14 @@ impl Recorder {
                 for (_, tree, used) in s.gpus {
                     row.push_str(&format!(",{},{}", cell(*tree), cell(*used)));
                 }
-                self.line(&row);
+                self.line(&row, true);
             }
         }
     }
 
     /// The `summary` record (NDJSON only): the run report.
     pub fn summary(&mut self, report: &RunReport) {
+        self.ended = true;
         if self.format != Format::Ndjson {
             return;
         }
@@ -242,14 +283,9 @@ impl Recorder {
         });
     }
 
-    /// Flushes; the first error met while recording, if any.
-    pub fn finish(&mut self) -> Option<std::io::Error> {
-        if let Err(e) = self.out.flush()
-            && self.error.is_none()
-        {
-            self.error = Some(e);
-        }
-        self.error.take()
+    /// Why recording stopped before the end, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 }
 
@@ -327,7 +363,7 @@ mod tests {
             host_available_bytes: None,
             cgroup_usage_bytes: Some(7),
         });
-        assert!(r.finish().is_none());
+        assert!(r.failure().is_none());
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "t_ms,wall_clock,tree_rss_bytes,processes,host_available_bytes,cgroup_usage_bytes,gpu0_tree_bytes,gpu0_used_bytes\n\

@@ -2,8 +2,8 @@
 //!
 //! The command runs with hmn's stdin, stdout and stderr. A [`hypomnesis::Sampler`] follows
 //! its whole process tree (children forked later included), the GPUs and the host from the
-//! moment it starts; when it ends, a `time -v`-style report goes to stderr (`--json`: also a
-//! JSON report on stdout), the recording gets its summary record and the plot is drawn.
+//! moment it starts; when it ends, the plot is drawn, the recording gets its summary record and
+//! a `time -v`-style report goes to stderr (`--json`: also a JSON report on stdout).
 //!
 //! Which figure is which (the report says it next to each):
 //! - **peak RSS, whole tree**: the largest sum of the tree's resident memory at one sample.
@@ -19,11 +19,21 @@
 //!   (at least 100 ms) from a baseline taken before CMD starts; see `crate::spill`. Elsewhere
 //!   the report says spill is not measurable.
 //!
-//! Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to hmn by another process are forwarded
-//! to CMD (a terminal's Ctrl-C reaches CMD by itself, being in the same process group, and is
-//! not sent twice); hmn keeps waiting, so the report and the recording are still completed.
-//! hmn exits with CMD's code, 128 + N when CMD was killed by signal N, 127 when CMD could not
-//! be started, 2 when hmn's own arguments are unusable (before CMD starts).
+//! Signals: those another process may send to ask something of CMD (SIGINT, SIGTERM, SIGUSR1
+//! and more, see [`signals`]) are forwarded to CMD when sent to hmn (a terminal's Ctrl-C
+//! reaches CMD by itself, being in the same process group, and is not sent twice); hmn keeps
+//! waiting, so the report and the recording are still completed. Descendants that outlive CMD
+//! are listed, and followed on request ([`descendants`]).
+//!
+//! Outputs that fail (a full disk) are said when it happens and in the report; a recording cut
+//! short keeps only whole lines ([`crate::record`]), a plot that cannot be written leaves no
+//! file. hmn exits with CMD's code, 128 + N when CMD was killed by signal N, 127 when CMD was
+//! not found and 126 when it could not be executed (as shells do), 2 when hmn's own arguments
+//! are unusable (before CMD starts), and [`OUTPUTS_INCOMPLETE`] (74) when CMD exited 0 but an
+//! output could not be written whole.
+//!
+//! `--json` makes stdout the report's alone: CMD's stdout goes to hmn's stderr. `--json-out
+//! FILE` writes the report to FILE instead and leaves stdout to CMD.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -83,18 +93,32 @@ pub struct DeviceReport {
     /// Largest memory in use on the whole device at one sample.
     pub device_peak_used_bytes: Option<u64>,
     pub device_peak_at_ms: Option<u64>,
+    /// Samples in which this device could not be read (a GPU lost mid-run): its peaks are
+    /// those of the other samples.
+    pub missed_samples: u64,
 }
 
 /// The tree's RAM.
 #[derive(Debug, Clone, Serialize)]
 pub struct TreeReport {
     pub root_pid: u32,
-    pub processes_seen: u32,
+    /// `None` when no sample could see a single process of the tree.
+    pub processes_seen: Option<u32>,
     pub peak_rss_bytes: Option<u64>,
     pub peak_rss_at_ms: Option<u64>,
+    /// `"sampled"`: the largest sum at one sample; `"largest_process"`: no sample saw more
+    /// than the largest single process held, so that is a floor for the sum.
+    pub peak_rss_source: Option<&'static str>,
     pub largest_process_peak_rss_bytes: Option<u64>,
     pub largest_process_pid: Option<u32>,
     pub largest_process_source: Option<&'static str>,
+    /// When the largest process's peak is unknown: what it was at most (the kernel's figure
+    /// for CMD, which includes hmn's own memory when it started CMD).
+    pub largest_process_at_most_bytes: Option<u64>,
+    /// Descendants still running when CMD ended (Linux): pids.
+    pub descendants_left: Vec<u32>,
+    /// Whether hmn kept sampling until they ended (`--follow-descendants`).
+    pub followed_descendants: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +126,8 @@ pub struct HostReport {
     pub total_bytes: Option<u64>,
     pub available_min_bytes: Option<u64>,
     pub available_min_at_ms: Option<u64>,
+    /// Why host memory (and with it the cgroup) could not be read.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -130,6 +156,40 @@ pub struct RunReport {
     pub host: HostReport,
     pub cgroup: Option<CgroupReport>,
     pub spill: SpillReport,
+    /// Whether the recording, the plot and the `--json-out` report were all written whole.
+    /// When not and CMD exited 0, hmn exits [`OUTPUTS_INCOMPLETE`].
+    pub outputs_complete: bool,
+    /// With `--follow-descendants` and descendants left: CMD's own run time
+    /// (`wall_time_ms` then runs until the last descendant ended).
+    pub command_wall_time_ms: Option<u64>,
+    /// Why the recording stopped before the end.
+    pub recording_error: Option<String>,
+    /// Why the plot could not be drawn.
+    pub plot_error: Option<String>,
+    /// What the reader should know about the figures (one line each).
+    pub notes: Vec<String>,
+}
+
+impl RunReport {
+    /// Takes a kernel peak of a descendant waited for after CMD ended into the largest
+    /// process's figure.
+    fn raise_largest_process(&mut self, bytes: u64) {
+        let tree = &mut self.tree;
+        if tree
+            .largest_process_peak_rss_bytes
+            .is_none_or(|b| bytes > b)
+        {
+            tree.largest_process_peak_rss_bytes = Some(bytes);
+            tree.largest_process_at_most_bytes = None;
+            tree.largest_process_pid = None;
+            tree.largest_process_source = Some("kernel");
+        }
+        if tree.peak_rss_bytes.is_none() {
+            tree.peak_rss_bytes = Some(bytes);
+            tree.peak_rss_at_ms = None;
+            tree.peak_rss_source = Some("largest_process");
+        }
+    }
 }
 
 /// How CMD ended.
@@ -150,7 +210,23 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// hmn's exit code when CMD exited 0 but the recording, the plot or the `--json-out` report
+/// could not be written whole (`EX_IOERR` of sysexits.h): a script that checks `$?` learns
+/// that the outputs are incomplete. A non-zero code of CMD's own is never replaced.
+pub const OUTPUTS_INCOMPLETE: u8 = 74;
+
+/// Where the JSON report goes.
+enum JsonTo {
+    /// No JSON report.
+    Nowhere,
+    /// stdout, which then carries nothing else: CMD's stdout goes to hmn's stderr.
+    Stdout,
+    /// `--json-out FILE`, created before CMD starts; CMD keeps stdout.
+    File(std::fs::File, std::path::PathBuf),
+}
+
 /// `run`, returning hmn's exit code.
+#[allow(clippy::too_many_lines)]
 fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Output) -> u8 {
     let command: Vec<String> = args
         .command
@@ -168,7 +244,20 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         return 2;
     }
 
+    let json_to = match &args.json_out {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => JsonTo::File(file, path.clone()),
+            Err(e) => {
+                out.say(&format!("run: cannot create {}: {e}", path.display()));
+                return 2;
+            }
+        },
+        None if global.json => JsonTo::Stdout,
+        None => JsonTo::Nowhere,
+    };
+
     let (devices, gpu_note) = devices_to_sample(probe, global.device);
+    let host_start = probe.host_memory();
 
     let recorder = match &args.record {
         Some(path) => match Recorder::create(path, Format::for_path(path)) {
@@ -181,12 +270,13 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         None => None,
     };
 
-    let forwarding = signals::install();
+    let forwarding = signals::install_for_run();
     if let Err(e) = &forwarding {
         out.say(&format!(
             "run: cannot catch signals ({e}); Ctrl-C will stop hmn without a report"
         ));
     }
+    let adopting = descendants::adopt_orphans();
 
     // Spill trackers take their baseline reading before CMD starts.
     let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
@@ -194,19 +284,27 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
 
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let child = match spawn(&args.command) {
+    let stdout_to_stderr = matches!(json_to, JsonTo::Stdout);
+    let own_peak = own_max_rss();
+    let child = match spawn(&args.command, stdout_to_stderr) {
         Ok(child) => child,
         Err(e) => {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                " (is it installed and on PATH?)"
-            } else {
-                ""
+            let code = start_failure_code(&e, &args.command);
+            let hint = match code {
+                127 => " (is it installed and on PATH?)",
+                _ if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    " (is it executable? `chmod +x` it, or run it through its interpreter)"
+                }
+                _ => "",
             };
             out.say(&format!("run: cannot run `{shown}`: {e}{hint}"));
             if let Some(path) = &args.record {
-                let _ = std::fs::remove_file(path);
+                let _ = remove_partial(path);
             }
-            return 127;
+            if let JsonTo::File(_, path) = &json_to {
+                let _ = remove_partial(path);
+            }
+            return code;
         }
     };
     let pid = child.id();
@@ -227,7 +325,7 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
             pid,
             args.interval,
             &start_devices,
-            probe.host_memory().ok().map(|h| h.total_bytes),
+            host_start.as_ref().ok().map(|h| h.total_bytes),
         );
     }
 
@@ -253,13 +351,46 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         }
     };
 
-    let ending = wait(child);
+    let reaper = adopting
+        .as_ref()
+        .ok()
+        .map(|()| descendants::Reaper::start(pid));
+    let mut ending = wait(child);
     signals::clear_child();
+    // CMD's `ru_maxrss` includes the memory it had before `exec`: hmn's own. A figure no
+    // larger than hmn's peak says nothing about CMD, only that CMD peaked no higher.
+    let mut largest_at_most = None;
+    if let (Some(kernel), Some(own)) = (ending.max_rss_bytes, own_peak)
+        && kernel <= own + own / 32
+    {
+        ending.max_rss_bytes = None;
+        largest_at_most = Some(kernel);
+    }
+    let cmd_wall = started.elapsed();
+    let mut notes = Vec::new();
+    if let Err(e) = &adopting {
+        notes.push(format!(
+            "descendants that outlive the command cannot be found ({e})"
+        ));
+    }
+    let mut left = reaper.map(descendants::Reaper::stop).unwrap_or_default();
+    let mut followed = false;
+    if !left.pids.is_empty() && args.follow_descendants {
+        out.say(&format!(
+            "run: `{shown}` exited; following {} descendant{} that outlived it (pid {}) until \
+             they end",
+            left.pids.len(),
+            if left.pids.len() == 1 { "" } else { "s" },
+            join_pids(&left.pids)
+        ));
+        left = descendants::follow(left, args.interval);
+        followed = true;
+    }
     let wall = started.elapsed();
     let report = sampler.map(Sampler::stop);
     let spill = spill.stop();
 
-    let run_report = build_report(
+    let mut run_report = build_report(
         &command,
         pid,
         &ending,
@@ -270,28 +401,109 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         gpu_note,
         spill,
     );
-    write_text_report(&shown, &run_report, args.interval);
-    if global.json {
-        out.json(&run_report);
+    if run_report.tree.largest_process_peak_rss_bytes.is_none() {
+        run_report.tree.largest_process_at_most_bytes = largest_at_most;
+    }
+    run_report.tree.descendants_left = left.pids.clone();
+    run_report.tree.followed_descendants = followed;
+    if followed {
+        run_report.command_wall_time_ms = Some(millis(cmd_wall));
+    }
+    if let Some(orphans_peak) = left.max_rss_bytes {
+        run_report.raise_largest_process(orphans_peak);
+    }
+    let host_error = host_start.as_ref().err().map(ToString::to_string);
+    explain_unknowns(&mut run_report, report.as_ref(), host_error, &mut notes);
+    run_report.notes = notes;
+
+    // Every output is finished before the report says which are incomplete; the recording's
+    // summary record is the report as it stands then (a failure to write it is in neither).
+    if let (Some(path), Some(plot)) = (&args.plot, &plot) {
+        let data = lock(plot);
+        let names: Vec<String> = devices.iter().map(Device::label).collect();
+        if let Err(e) = crate::plot::draw(path, &format!("hmn run: {shown}"), &data, &names) {
+            let error = format!("cannot draw {}: {e}", path.display());
+            out.say(&format!("run: {error}"));
+            run_report.plot_error = Some(error);
+        }
     }
     if let Some(recorder) = &recorder {
         let mut recorder = lock(recorder);
+        run_report.recording_error = recorder.failure().map(str::to_owned);
+        run_report.outputs_complete =
+            run_report.recording_error.is_none() && run_report.plot_error.is_none();
         recorder.summary(&run_report);
-        if let Some(e) = recorder.finish() {
-            out.say(&format!(
-                "run: recording to {} failed: {e}",
-                args.record.as_deref().unwrap_or(Path::new("?")).display()
-            ));
-        }
+        run_report.recording_error = recorder.failure().map(str::to_owned);
     }
-    if let (Some(path), Some(plot)) = (&args.plot, &plot) {
-        let data = lock(plot);
-        let names: Vec<String> = devices.iter().map(|d| d.label()).collect();
-        if let Err(e) = crate::plot::draw(path, &format!("hmn run: {shown}"), &data, &names) {
-            out.say(&format!("run: cannot draw {}: {e}", path.display()));
-        }
+    run_report.outputs_complete =
+        run_report.recording_error.is_none() && run_report.plot_error.is_none();
+    if let JsonTo::File(file, path) = &json_to
+        && let Err(e) = write_json_file(file, &run_report)
+    {
+        let removed = match remove_partial(path) {
+            Ok(true) => "; the partial file was removed".to_owned(),
+            Ok(false) => String::new(),
+            Err(r) => format!("; the partial file could not be removed either ({r})"),
+        };
+        out.say(&format!(
+            "run: cannot write the report to {}: {e}{removed}",
+            path.display()
+        ));
+        run_report.outputs_complete = false;
     }
-    ending.code
+    let code = if ending.code == 0 && !run_report.outputs_complete {
+        OUTPUTS_INCOMPLETE
+    } else {
+        ending.code
+    };
+    write_text_report(&shown, &run_report, args.interval);
+    if code != ending.code {
+        out.say(&format!(
+            "run: exiting {code}: the command succeeded but an output is incomplete (above)"
+        ));
+    }
+    if matches!(json_to, JsonTo::Stdout) {
+        out.json(&run_report);
+    }
+    code
+}
+
+/// Removes a file hmn created and could not finish; `Ok(false)` when there is nothing to
+/// remove. Only a regular file is removed: `--record /dev/null` or a FIFO stays (hmn runs as
+/// root at times, and a device node removed is a broken system).
+pub fn remove_partial(path: &Path) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => std::fs::remove_file(path).map(|()| true),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Shells' codes for a command that could not be started: 127 when it was not found, 126
+/// when it was found but could not be executed (no permission, not an executable format, a
+/// directory, a script whose interpreter is missing).
+fn start_failure_code(e: &std::io::Error, command: &[OsString]) -> u8 {
+    let program = command.first().map(Path::new);
+    let names_a_file = program.is_some_and(|p| p.components().count() > 1 && p.exists());
+    if e.kind() == std::io::ErrorKind::NotFound && !names_a_file {
+        127
+    } else {
+        126
+    }
+}
+
+fn write_json_file(mut file: &std::fs::File, report: &RunReport) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    text.push('\n');
+    file.write_all(text.as_bytes())
+}
+
+fn join_pids(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -345,11 +557,18 @@ fn devices_to_sample(probe: &Probe, only: Option<u32>) -> (Vec<Device>, Option<S
     (devices, note)
 }
 
-fn spawn(command: &[OsString]) -> std::io::Result<std::process::Child> {
+/// Starts CMD with hmn's stdin, stdout and stderr, or with its stdout sent to hmn's stderr
+/// (`--json` without `--json-out`: stdout then carries the report alone).
+fn spawn(command: &[OsString], stdout_to_stderr: bool) -> std::io::Result<std::process::Child> {
     let (program, rest) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command"))?;
-    std::process::Command::new(program).args(rest).spawn()
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest);
+    if stdout_to_stderr {
+        cmd.stdout(std::process::Stdio::from(std::io::stderr()));
+    }
+    cmd.spawn()
 }
 
 fn start_sampler(
@@ -425,10 +644,13 @@ fn build_report(
     spill: SpillReport,
 ) -> RunReport {
     let peak = |target: usize, metric: Metric| report.and_then(|r| r.peak(target, metric));
-    let tree_peak = peak(0, Metric::Rss);
+    // A sum of 0 means every read found the tree's processes gone (CMD ended before a sample
+    // saw it resident): that is no measurement.
+    let tree_peak = peak(0, Metric::Rss).filter(|p| p.max > 0);
     let sampled = report
         .and_then(|r| r.targets.first())
-        .and_then(|t| t.largest_process);
+        .and_then(|t| t.largest_process)
+        .filter(|s| s.peak_rss_bytes > 0);
     // The largest single process: the larger of the kernel's ru_maxrss for the waited-for
     // tree and what the sampler found; exact when a kernel figure wins.
     let (largest_bytes, largest_pid, largest_source) = match (ending.max_rss_bytes, sampled) {
@@ -449,6 +671,22 @@ fn build_report(
             Some(source_name(s.source)),
         ),
         (None, None) => (None, None, None),
+    };
+    // The tree's sum is at least its largest process: when no sample saw the tree resident
+    // (a command shorter than the interval), that is the figure, labelled as a floor.
+    let (tree_bytes, tree_at, tree_source) = match (tree_peak, largest_bytes) {
+        (Some(p), _) => (Some(p.max), Some(millis(p.max_at)), Some("sampled")),
+        (None, Some(l)) => (Some(l), None, Some("largest_process")),
+        (None, None) => (None, None, None),
+    };
+    let missed = |target: usize, metric: Metric| {
+        report.map_or(0, |r| {
+            r.series
+                .iter()
+                .filter(|s| s.series.target == target && s.series.metric == metric)
+                .map(|s| s.missed)
+                .sum::<u64>()
+        })
     };
     let host_target = 1 + devices.len();
     let available = peak(host_target, Metric::HostAvailable);
@@ -476,12 +714,17 @@ fn build_report(
             root_pid: pid,
             processes_seen: report
                 .and_then(|r| r.targets.first())
-                .map_or(0, |t| t.processes_seen),
-            peak_rss_bytes: tree_peak.map(|p| p.max),
-            peak_rss_at_ms: tree_peak.map(|p| millis(p.max_at)),
+                .map(|t| t.processes_seen)
+                .filter(|&n| n > 0),
+            peak_rss_bytes: tree_bytes,
+            peak_rss_at_ms: tree_at,
+            peak_rss_source: tree_source,
             largest_process_peak_rss_bytes: largest_bytes,
             largest_process_pid: largest_pid,
             largest_process_source: largest_source,
+            largest_process_at_most_bytes: None,
+            descendants_left: Vec::new(),
+            followed_descendants: false,
         },
         devices: devices
             .iter()
@@ -497,6 +740,8 @@ fn build_report(
                     tree_peak_at_ms: tree.map(|p| millis(p.max_at)),
                     device_peak_used_bytes: used.map(|p| p.max),
                     device_peak_at_ms: used.map(|p| millis(p.max_at)),
+                    missed_samples: missed(0, Metric::Gpu { device: d.index })
+                        .max(missed(1 + k, Metric::DeviceUsed)),
                 }
             })
             .collect(),
@@ -505,10 +750,43 @@ fn build_report(
             total_bytes: host.and_then(|h| h.total_bytes),
             available_min_bytes: available.map(|p| p.min),
             available_min_at_ms: available.map(|p| millis(p.min_at)),
+            error: None,
         },
         cgroup,
         spill,
+        outputs_complete: true,
+        command_wall_time_ms: None,
+        recording_error: None,
+        plot_error: None,
+        notes: Vec::new(),
     }
+}
+
+/// Says what could not be known and why, so no unknown reads as 0 or as "none".
+fn explain_unknowns(
+    r: &mut RunReport,
+    report: Option<&Report>,
+    host_error: Option<String>,
+    notes: &mut Vec<String>,
+) {
+    let root_missing = format!("pid {} did not exist at the start", r.tree.root_pid);
+    if let Some(report) = report {
+        notes.extend(report.notes.iter().cloned());
+        for target in &report.targets {
+            notes.extend(target.notes.iter().filter(|n| **n != root_missing).cloned());
+        }
+    }
+    if r.tree.processes_seen.is_none() && report.is_some() {
+        notes.push(
+            "no sample saw the command's processes: it ended before the first sample, or the \
+             process table could not be read"
+                .to_owned(),
+        );
+    }
+    r.host.error = host_error.or_else(|| {
+        (report.is_some() && r.host.available_min_bytes.is_none())
+            .then(|| "no sample could read it".to_owned())
+    });
 }
 
 fn source_name(source: PeakSource) -> &'static str {
@@ -532,6 +810,7 @@ fn opt_size(bytes: Option<u64>) -> String {
 }
 
 /// The `time -v`-style report, on stderr.
+#[allow(clippy::too_many_lines)]
 fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
     let every = format!("sampled every {}", seconds(millis(interval)));
     let mut lines = Vec::new();
@@ -539,9 +818,10 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
         Some(signal) => format!("{} (killed by {signal})", r.exit_code),
         None => r.exit_code.to_string(),
     };
+    let after = r.command_wall_time_ms.unwrap_or(r.wall_time_ms);
     lines.push(format!(
         "hmn: `{shown}` exited with status {status} after {}",
-        seconds(r.wall_time_ms)
+        seconds(after)
     ));
     if !r.forwarded_signals.is_empty() {
         lines.push(format!(
@@ -549,36 +829,91 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
             r.forwarded_signals.join(", ")
         ));
     }
+    if !r.tree.descendants_left.is_empty() {
+        let n = r.tree.descendants_left.len();
+        let what = if r.tree.followed_descendants {
+            format!(
+                "followed until the last ended, {} after the start",
+                seconds(r.wall_time_ms)
+            )
+        } else {
+            "not followed (--follow-descendants waits for them)".to_owned()
+        };
+        lines.push(format!(
+            "\tDescendants still running when it ended: {n} (pid {}); {what}",
+            join_pids(&r.tree.descendants_left)
+        ));
+    }
+    let tree_peak = match (r.tree.peak_rss_bytes, r.tree.peak_rss_source) {
+        (Some(bytes), Some("largest_process")) => format!(
+            "at least {} (no sample saw more: the largest single process's peak)",
+            format_size(bytes)
+        ),
+        (Some(bytes), _) => format!(
+            "{}{}",
+            format_size(bytes),
+            r.tree
+                .peak_rss_at_ms
+                .map(|at| format!(" at +{}", seconds(at)))
+                .unwrap_or_default()
+        ),
+        (None, _) => "unknown (no sample measured it)".to_owned(),
+    };
     lines.push(format!(
-        "\tPeak RSS, whole tree ({every}; the sum at one sample): {}{}",
-        opt_size(r.tree.peak_rss_bytes),
-        r.tree
-            .peak_rss_at_ms
-            .map(|at| format!(" at +{}", seconds(at)))
-            .unwrap_or_default()
+        "\tPeak RSS, whole tree ({every}; the sum at one sample): {tree_peak}"
     ));
     let largest_how = match r.tree.largest_process_source {
         Some("kernel") => "exact: kernel high-water mark".to_owned(),
         Some(_) => every.clone(),
+        None if r.tree.largest_process_at_most_bytes.is_some() => {
+            "kernel high-water mark, which bounds it from above".to_owned()
+        }
         None => "not measured".to_owned(),
     };
+    let largest = match (
+        r.tree.largest_process_peak_rss_bytes,
+        r.tree.largest_process_at_most_bytes,
+    ) {
+        (Some(bytes), _) => format!(
+            "{}{}",
+            format_size(bytes),
+            r.tree
+                .largest_process_pid
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default()
+        ),
+        (None, Some(bound)) => format!(
+            "unknown, at most {} (the kernel's figure for the command includes hmn's own \
+             memory when it started it)",
+            format_size(bound)
+        ),
+        (None, None) => "unknown".to_owned(),
+    };
     lines.push(format!(
-        "\tPeak RSS, largest single process ({largest_how}): {}{}",
-        opt_size(r.tree.largest_process_peak_rss_bytes),
-        r.tree
-            .largest_process_pid
-            .map(|pid| format!(" (pid {pid})"))
-            .unwrap_or_default()
+        "\tPeak RSS, largest single process ({largest_how}): {largest}"
     ));
-    lines.push(format!("\tProcesses seen: {}", r.tree.processes_seen));
+    lines.push(format!(
+        "\tProcesses seen: {}",
+        r.tree
+            .processes_seen
+            .map_or_else(|| "unknown (see the notes)".to_owned(), |n| n.to_string())
+    ));
     for d in &r.devices {
         let name = d
             .name
             .as_deref()
             .map(|n| format!(" [{n}]"))
             .unwrap_or_default();
+        let missed = if d.missed_samples > 0 {
+            format!(
+                " ({} of {} samples could not read this GPU: the peaks are those of the others)",
+                d.missed_samples, r.samples
+            )
+        } else {
+            String::new()
+        };
         lines.push(format!(
-            "\tPeak GPU memory, GPU {}{name} ({every}): tree {}, whole device {}{}",
+            "\tPeak GPU memory, GPU {}{name} ({every}): tree {}, whole device {}{}{missed}",
             d.index,
             opt_size(d.tree_peak_bytes),
             opt_size(d.device_peak_used_bytes),
@@ -595,16 +930,22 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
     } else if let Some(note) = &r.gpu_note {
         lines.push(format!("\tGPU memory not sampled on: {note}"));
     }
+    let available = match (&r.host.error, r.host.available_min_bytes) {
+        (Some(e), None) => format!("unknown ({e})"),
+        (_, bytes) => format!(
+            "{}{}",
+            opt_size(bytes),
+            r.host
+                .total_bytes
+                .map(|t| format!(" of {}", format_size(t)))
+                .unwrap_or_default()
+        ),
+    };
     lines.push(format!(
-        "\tHost memory available, low point ({every}): {}{}",
-        opt_size(r.host.available_min_bytes),
-        r.host
-            .total_bytes
-            .map(|t| format!(" of {}", format_size(t)))
-            .unwrap_or_default()
+        "\tHost memory available, low point ({every}): {available}"
     ));
-    match &r.cgroup {
-        Some(c) => {
+    match (&r.cgroup, &r.host.error) {
+        (Some(c), _) => {
             let limit = c.limit_bytes.map_or_else(|| "none".to_owned(), format_size);
             let peak = c.peak_bytes.map_or_else(
                 || "not above its earlier peak".to_owned(),
@@ -615,7 +956,12 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
                 c.version, c.path
             ));
         }
-        None => lines.push("\tCgroup memory limit: none (not in a limited cgroup)".to_owned()),
+        (None, Some(_)) => lines.push(
+            "\tCgroup memory limit: unknown (host memory could not be read, see above)".to_owned(),
+        ),
+        (None, None) => {
+            lines.push("\tCgroup memory limit: none (not in a limited cgroup)".to_owned());
+        }
     }
     let label = |index: u32| match r.devices.iter().find(|d| d.index == index) {
         Some(DeviceReport {
@@ -643,6 +989,15 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
             String::new()
         }
     ));
+    if let Some(e) = &r.recording_error {
+        lines.push(format!("\tRecording: INCOMPLETE, {e}"));
+    }
+    if let Some(e) = &r.plot_error {
+        lines.push(format!("\tPlot: not drawn, {e}"));
+    }
+    for note in &r.notes {
+        lines.push(format!("\tNote: {note}"));
+    }
     let mut stderr = std::io::stderr().lock();
     for line in lines {
         let _ = writeln!(stderr, "{line}");
@@ -666,18 +1021,75 @@ pub fn shell_words(words: &[String]) -> String {
 
 /// `SIGINT`, or `signal 42`.
 pub fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        6 => "SIGABRT",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        15 => "SIGTERM",
-        _ => return format!("signal {signal}"),
-    };
-    name.to_owned()
+    #[cfg(unix)]
+    {
+        let names = [
+            (libc::SIGHUP, "SIGHUP"),
+            (libc::SIGINT, "SIGINT"),
+            (libc::SIGQUIT, "SIGQUIT"),
+            (libc::SIGILL, "SIGILL"),
+            (libc::SIGTRAP, "SIGTRAP"),
+            (libc::SIGABRT, "SIGABRT"),
+            (libc::SIGBUS, "SIGBUS"),
+            (libc::SIGFPE, "SIGFPE"),
+            (libc::SIGKILL, "SIGKILL"),
+            (libc::SIGUSR1, "SIGUSR1"),
+            (libc::SIGSEGV, "SIGSEGV"),
+            (libc::SIGUSR2, "SIGUSR2"),
+            (libc::SIGPIPE, "SIGPIPE"),
+            (libc::SIGALRM, "SIGALRM"),
+            (libc::SIGTERM, "SIGTERM"),
+            (libc::SIGCONT, "SIGCONT"),
+            (libc::SIGXCPU, "SIGXCPU"),
+            (libc::SIGXFSZ, "SIGXFSZ"),
+            (libc::SIGVTALRM, "SIGVTALRM"),
+            (libc::SIGPROF, "SIGPROF"),
+            (libc::SIGWINCH, "SIGWINCH"),
+            (libc::SIGSYS, "SIGSYS"),
+        ];
+        if let Some((_, name)) = names.iter().find(|(n, _)| *n == signal) {
+            return (*name).to_owned();
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let name = match signal {
+            2 => "SIGINT",
+            15 => "SIGTERM",
+            _ => "",
+        };
+        if !name.is_empty() {
+            return name.to_owned();
+        }
+    }
+    format!("signal {signal}")
+}
+
+/// hmn's own peak resident memory, bytes: what a child's `ru_maxrss` starts from, since
+/// `exec` keeps the high-water mark of the memory the child had before (hmn's, shared by
+/// `posix_spawn`'s vfork or copied by fork).
+#[cfg(unix)]
+fn own_max_rss() -> Option<u64> {
+    // SAFETY: a zeroed rusage is a valid buffer for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid for writing.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) };
+    if rc != 0 {
+        return None;
+    }
+    u64::try_from(usage.ru_maxrss).ok().map(|v| {
+        // KiB on Linux, bytes on macOS.
+        if cfg!(target_os = "macos") {
+            v
+        } else {
+            v * 1024
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn own_max_rss() -> Option<u64> {
+    None
 }
 
 /// Waits for CMD and says how it ended.
@@ -759,46 +1171,92 @@ fn wait(mut child: std::process::Child) -> Ending {
     }
 }
 
-/// Catching SIGINT / SIGTERM / SIGHUP / SIGQUIT: forwarded to the running command (`run`),
-/// or a request to stop (`watch`).
+/// Catching signals: forwarded to the running command (`run`), or a request to stop (`watch`).
+///
+/// `run` catches every signal whose default action would end hmn and that another process
+/// may reasonably send to ask something of the command: SIGHUP, SIGINT, SIGQUIT, SIGTERM,
+/// SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, and on Linux the real-time signals (a job
+/// scheduler's warnings); and SIGCONT and SIGWINCH, harmless to hmn but meant for the command.
+/// Each is forwarded to CMD when a process sent it (a signal from the terminal reached CMD by
+/// itself). Faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS) are hmn's own
+/// and keep their default; SIGKILL and SIGSTOP cannot be caught; SIGTSTP, SIGTTIN and SIGTTOU
+/// stop the whole foreground group already. SIGXFSZ is caught and not forwarded: a recording
+/// past a file-size limit then fails with `EFBIG` (reported) instead of killing hmn. A caught
+/// signal's handler is reset to the default in CMD by `exec`, so CMD sees them all as usual.
 pub mod signals {
-    /// Whether a stop was requested (any caught signal).
+    /// Whether a stop was requested (SIGINT, SIGTERM, SIGHUP or SIGQUIT caught).
     pub fn stop_requested() -> bool {
-        imp::received() != 0
+        imp::stops() != 0
+    }
+
+    /// How many stop signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) were caught so far.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub fn stops() -> u32 {
+        imp::stops()
     }
 
     /// Signals forwarded to the command so far.
     pub fn forwarded() -> Vec<i32> {
         let mask = imp::forwarded();
-        (1..32).filter(|s| mask & (1 << s) != 0).collect()
+        (1..=64).filter(|s| mask & bit(*s) != 0).collect()
     }
 
-    pub use imp::{clear_child, install, set_child};
+    /// The mask bit of `signal` (1 to 64).
+    fn bit(signal: i32) -> u64 {
+        u32::try_from(signal - 1)
+            .ok()
+            .and_then(|shift| 1_u64.checked_shl(shift))
+            .unwrap_or(0)
+    }
+
+    pub use imp::{clear_child, install, install_for_run, set_child};
 
     #[cfg(unix)]
     mod imp {
-        use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+        use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+        use super::bit;
 
         static CHILD: AtomicI32 = AtomicI32::new(0);
-        static RECEIVED: AtomicU32 = AtomicU32::new(0);
-        static FORWARDED: AtomicU32 = AtomicU32::new(0);
+        static RECEIVED: AtomicU64 = AtomicU64::new(0);
+        static STOPS: AtomicU32 = AtomicU32::new(0);
+        static FORWARDED: AtomicU64 = AtomicU64::new(0);
 
-        const CAUGHT: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+        /// The signals that ask hmn (`watch`) to stop.
+        const STOP: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+        /// Signals `run` forwards, beyond [`STOP`] and the real-time ones.
+        const FORWARD: [libc::c_int; 8] = [
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGALRM,
+            libc::SIGVTALRM,
+            libc::SIGPROF,
+            libc::SIGCONT,
+            libc::SIGWINCH,
+            libc::SIGXFSZ,
+        ];
+
+        fn forwarded_by_run(signal: libc::c_int) -> bool {
+            signal != libc::SIGXFSZ
+        }
 
         extern "C" fn on_signal(
             signal: libc::c_int,
             info: *mut libc::siginfo_t,
             _context: *mut libc::c_void,
         ) {
-            let bit = 1_u32.checked_shl(signal.cast_unsigned()).unwrap_or(0);
-            RECEIVED.fetch_or(bit, Ordering::SeqCst);
+            RECEIVED.fetch_or(bit(signal), Ordering::SeqCst);
+            if STOP.contains(&signal) {
+                STOPS.fetch_add(1, Ordering::SeqCst);
+            }
             let child = CHILD.load(Ordering::SeqCst);
             // A signal from the terminal (no sending process) reached the whole foreground
             // process group, CMD included: do not deliver it twice.
-            if child > 0 && sender(info) != 0 {
+            if child > 0 && sender(info) != 0 && forwarded_by_run(signal) {
                 // SAFETY: kill is async-signal-safe; `child` is our unreaped child.
                 unsafe { libc::kill(child, signal) };
-                FORWARDED.fetch_or(bit, Ordering::SeqCst);
+                FORWARDED.fetch_or(bit(signal), Ordering::SeqCst);
             }
         }
 
@@ -819,8 +1277,8 @@ pub mod signals {
             }
         }
 
-        pub fn install() -> std::io::Result<()> {
-            for signal in CAUGHT {
+        fn catch(signals: &[libc::c_int]) -> std::io::Result<()> {
+            for &signal in signals {
                 // SAFETY: a zeroed sigaction is valid to fill in.
                 let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
                 action.sa_sigaction = on_signal
@@ -838,15 +1296,34 @@ pub mod signals {
             Ok(())
         }
 
+        /// The signals `run` catches: see the module docs.
+        fn caught_by_run() -> Vec<libc::c_int> {
+            let all = STOP.iter().chain(&FORWARD).copied();
+            #[cfg(target_os = "linux")]
+            let all = all.chain(libc::SIGRTMIN()..=libc::SIGRTMAX());
+            all.collect()
+        }
+
+        /// `watch`: SIGINT, SIGTERM, SIGHUP and SIGQUIT request a stop.
+        pub fn install() -> std::io::Result<()> {
+            catch(&STOP)
+        }
+
+        /// `run`: every signal of the module docs is caught, to be forwarded.
+        pub fn install_for_run() -> std::io::Result<()> {
+            catch(&caught_by_run())
+        }
+
         pub fn set_child(pid: u32) {
-            CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::SeqCst);
+            let child = i32::try_from(pid).unwrap_or(0);
+            CHILD.store(child, Ordering::SeqCst);
             // A signal caught before the command existed is delivered now.
             let pending = RECEIVED.load(Ordering::SeqCst);
-            for signal in CAUGHT {
-                if pending & (1 << signal) != 0 {
+            for signal in caught_by_run() {
+                if pending & bit(signal) != 0 && forwarded_by_run(signal) && child > 0 {
                     // SAFETY: kill on our own child.
-                    unsafe { libc::kill(i32::try_from(pid).unwrap_or(0), signal) };
-                    FORWARDED.fetch_or(1 << signal, Ordering::SeqCst);
+                    unsafe { libc::kill(child, signal) };
+                    FORWARDED.fetch_or(bit(signal), Ordering::SeqCst);
                 }
             }
         }
@@ -855,11 +1332,11 @@ pub mod signals {
             CHILD.store(0, Ordering::SeqCst);
         }
 
-        pub fn received() -> u32 {
-            RECEIVED.load(Ordering::SeqCst)
+        pub fn stops() -> u32 {
+            STOPS.load(Ordering::SeqCst)
         }
 
-        pub fn forwarded() -> u32 {
+        pub fn forwarded() -> u64 {
             FORWARDED.load(Ordering::SeqCst)
         }
     }
@@ -868,27 +1345,284 @@ pub mod signals {
     mod imp {
         use std::sync::atomic::{AtomicU32, Ordering};
 
-        static RECEIVED: AtomicU32 = AtomicU32::new(0);
+        static STOPS: AtomicU32 = AtomicU32::new(0);
 
         /// Ctrl-C and console close reach the command through the console by themselves; hmn
         /// only has to survive them to write its report.
         pub fn install() -> std::io::Result<()> {
             ctrlc::set_handler(|| {
-                RECEIVED.fetch_or(1 << 2, Ordering::SeqCst);
+                STOPS.fetch_add(1, Ordering::SeqCst);
             })
             .map_err(std::io::Error::other)
+        }
+
+        pub fn install_for_run() -> std::io::Result<()> {
+            install()
         }
 
         pub fn set_child(_pid: u32) {}
 
         pub fn clear_child() {}
 
-        pub fn received() -> u32 {
-            RECEIVED.load(Ordering::SeqCst)
+        pub fn stops() -> u32 {
+            STOPS.load(Ordering::SeqCst)
         }
 
-        pub fn forwarded() -> u32 {
+        pub fn forwarded() -> u64 {
             0
+        }
+    }
+}
+
+/// Descendants of CMD that outlive it: a daemon it started, a job it left in the background.
+///
+/// Such a process loses its parent when CMD ends, and the kernel gives it a new one: on Linux
+/// hmn asks to be that parent (`PR_SET_CHILD_SUBREAPER`, as container inits and `systemd` do),
+/// so the orphans of CMD's tree become hmn's children. When CMD has ended, hmn's children
+/// other than the GPU helper it runs itself (`nvidia-smi`, told by its process name) are
+/// exactly the descendants left. While CMD runs, orphans that end are reaped (their kernel
+/// peak joins the largest-process figure), so none lingers as a zombie. Elsewhere orphans go
+/// to the system and cannot be found from here; the report says so.
+pub mod descendants {
+    // Only Linux finds descendants; the parsers are tested everywhere.
+    #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
+    /// What is left of CMD's tree.
+    #[derive(Debug, Default, Clone)]
+    pub struct Left {
+        /// Descendants still running when CMD ended (with `follow`, every one seen since).
+        pub pids: Vec<u32>,
+        /// The largest kernel peak (`ru_maxrss`) of the orphans reaped, bytes.
+        pub max_rss_bytes: Option<u64>,
+    }
+
+    impl Left {
+        fn reaped(&mut self, bytes: Option<u64>) {
+            if let Some(b) = bytes {
+                self.max_rss_bytes = Some(self.max_rss_bytes.map_or(b, |m| m.max(b)));
+            }
+        }
+    }
+
+    pub use imp::{Reaper, adopt_orphans, follow};
+
+    /// The process name (`comm`, 15 bytes at most), state and parent pid of a
+    /// `/proc/PID/stat` line. The name may hold spaces and parentheses: it ends at the last
+    /// `)`.
+    pub fn parse_stat(text: &str) -> Option<(&str, char, u32)> {
+        let open = text.find('(')?;
+        let close = text.rfind(')')?;
+        let comm = text.get(open + 1..close)?;
+        let mut rest = text.get(close + 1..)?.split_whitespace();
+        let state = rest.next()?.chars().next()?;
+        let ppid = rest.next()?.parse().ok()?;
+        Some((comm, state, ppid))
+    }
+
+    /// The name of hmn's own GPU helper as the kernel keeps it (`comm`: the executable's file
+    /// name, cut to 15 bytes).
+    pub fn helper_comm(nvidia_smi: Option<&std::ffi::OsStr>) -> String {
+        let name = nvidia_smi
+            .and_then(|p| std::path::Path::new(p).file_name())
+            .map_or_else(
+                || "nvidia-smi".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+        let mut end = name.len().min(15);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name[..end].to_owned()
+    }
+
+    #[cfg(target_os = "linux")]
+    mod imp {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::thread::JoinHandle;
+        use std::time::Duration;
+
+        use super::{Left, helper_comm, parse_stat};
+
+        /// Makes hmn the parent of orphans in its subtree.
+        pub fn adopt_orphans() -> std::io::Result<()> {
+            // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes one integer argument.
+            let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        }
+
+        /// hmn's children from each thread's `children` list; `None` where the kernel has
+        /// none (built without `CONFIG_PROC_CHILDREN`).
+        fn listed_children() -> Option<Vec<u32>> {
+            let mut listed = false;
+            let mut pids = Vec::new();
+            for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+                if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                    listed = true;
+                    pids.extend(
+                        text.split_whitespace()
+                            .filter_map(|p| p.parse::<u32>().ok()),
+                    );
+                }
+            }
+            listed.then_some(pids)
+        }
+
+        /// hmn's children found by reading every process's parent (the slow way).
+        fn scanned_children() -> Vec<u32> {
+            let own = std::process::id();
+            let Ok(dir) = std::fs::read_dir("/proc") else {
+                return Vec::new();
+            };
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|text| parse_stat(&text).map(|(_, _, ppid)| ppid == own))
+                        .unwrap_or(false)
+                })
+                .collect()
+        }
+
+        /// hmn's children other than `except` and the GPU helper: (pid, is a zombie).
+        fn children(except: u32) -> Vec<(u32, bool)> {
+            let helper = helper_comm(std::env::var_os("HYPOMNESIS_NVIDIA_SMI").as_deref());
+            let mut pids = listed_children().unwrap_or_else(scanned_children);
+            pids.sort_unstable();
+            pids.dedup();
+            pids.into_iter()
+                .filter(|&pid| pid != except)
+                .filter_map(|pid| {
+                    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                    let (comm, state, _) = parse_stat(&text)?;
+                    (comm != helper).then_some((pid, state == 'Z'))
+                })
+                .collect()
+        }
+
+        /// Reaps `pid`, a zombie child; its `ru_maxrss` in bytes.
+        fn reap(pid: u32) -> Option<u64> {
+            let pid = libc::pid_t::try_from(pid).ok()?;
+            let mut status: libc::c_int = 0;
+            // SAFETY: a zeroed rusage is a valid buffer for wait4 to fill.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `status` and `usage` are valid for writing; `pid` is our own child.
+            let rc = unsafe { libc::wait4(pid, &raw mut status, libc::WNOHANG, &raw mut usage) };
+            (rc == pid)
+                .then(|| u64::try_from(usage.ru_maxrss).ok().map(|kib| kib * 1024))
+                .flatten()
+        }
+
+        /// Reaps orphans that end while CMD runs, and lists those left when it has ended.
+        #[derive(Debug)]
+        pub struct Reaper {
+            command: u32,
+            stop: Arc<AtomicBool>,
+            thread: Option<JoinHandle<Left>>,
+        }
+
+        impl Reaper {
+            pub fn start(command: u32) -> Self {
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = Arc::clone(&stop);
+                let thread = std::thread::Builder::new()
+                    .name("hmn-reaper".into())
+                    .spawn(move || {
+                        let mut left = Left::default();
+                        while !flag.load(Ordering::SeqCst) {
+                            for (pid, zombie) in children(command) {
+                                if zombie {
+                                    left.reaped(reap(pid));
+                                }
+                            }
+                            std::thread::park_timeout(Duration::from_millis(250));
+                        }
+                        left
+                    })
+                    .ok();
+                Self {
+                    command,
+                    stop,
+                    thread,
+                }
+            }
+
+            /// Once CMD has been reaped: the descendants still running.
+            pub fn stop(mut self) -> Left {
+                self.stop.store(true, Ordering::SeqCst);
+                let mut left = self
+                    .thread
+                    .take()
+                    .and_then(|t| {
+                        t.thread().unpark();
+                        t.join().ok()
+                    })
+                    .unwrap_or_default();
+                for (pid, zombie) in children(self.command) {
+                    if zombie {
+                        left.reaped(reap(pid));
+                    } else {
+                        left.pids.push(pid);
+                    }
+                }
+                left
+            }
+        }
+
+        /// Waits, looking every `interval`, until every descendant left has ended (orphans of
+        /// theirs included), or a stop signal (Ctrl-C, SIGTERM) arrives.
+        pub fn follow(mut left: Left, interval: Duration) -> Left {
+            let stops = crate::run::signals::stops();
+            loop {
+                let mut alive = false;
+                for (pid, zombie) in children(0) {
+                    if zombie {
+                        left.reaped(reap(pid));
+                    } else {
+                        alive = true;
+                        if !left.pids.contains(&pid) {
+                            left.pids.push(pid);
+                        }
+                    }
+                }
+                if !alive || crate::run::signals::stops() != stops {
+                    return left;
+                }
+                std::thread::sleep(interval.max(Duration::from_millis(10)));
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    mod imp {
+        use std::time::Duration;
+
+        use super::Left;
+
+        pub fn adopt_orphans() -> std::io::Result<()> {
+            Err(std::io::Error::other("not on this platform"))
+        }
+
+        #[derive(Debug)]
+        pub struct Reaper;
+
+        impl Reaper {
+            pub fn start(_command: u32) -> Self {
+                Self
+            }
+
+            pub fn stop(self) -> Left {
+                Left::default()
+            }
+        }
+
+        pub fn follow(left: Left, _interval: Duration) -> Left {
+            left
         }
     }
 }
@@ -930,6 +1664,64 @@ mod tests {
         assert_eq!(signal_name(2), "SIGINT");
         assert_eq!(signal_name(15), "SIGTERM");
         assert_eq!(signal_name(42), "signal 42");
+    }
+
+    #[test]
+    fn a_stat_line_gives_the_process_name_and_state_even_with_parentheses_in_the_name() {
+        assert_eq!(
+            descendants::parse_stat("42 (sleep) S 1 42 42 0 -1"),
+            Some(("sleep", 'S', 1))
+        );
+        assert_eq!(
+            descendants::parse_stat("7 (a) (b) Z 1 7 7"),
+            Some(("a) (b", 'Z', 1))
+        );
+        assert_eq!(descendants::parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn the_gpu_helper_is_known_by_its_name_cut_as_the_kernel_cuts_it() {
+        assert_eq!(descendants::helper_comm(None), "nvidia-smi");
+        assert_eq!(
+            descendants::helper_comm(Some(std::ffi::OsStr::new("/opt/x/nvidia-smi-wrapper.sh"))),
+            "nvidia-smi-wrap"
+        );
+    }
+
+    #[test]
+    fn not_found_is_127_and_found_but_not_executable_is_126() {
+        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let cmd = |p: &str| vec![OsString::from(p)];
+        assert_eq!(start_failure_code(&not_found, &cmd("no-such-tool")), 127);
+        assert_eq!(start_failure_code(&not_found, &cmd("/nonexistent/x")), 127);
+        assert_eq!(start_failure_code(&denied, &cmd("./script.sh")), 126);
+        // A script whose interpreter is missing: the file exists, exec says ENOENT.
+        assert_eq!(start_failure_code(&not_found, &cmd("/bin/sh")), 126);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_removed_as_partial_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("report.json");
+        std::fs::write(&file, "{").unwrap();
+        assert!(remove_partial(&file).unwrap());
+        assert!(!file.exists());
+        assert!(!remove_partial(&file).unwrap(), "nothing left to remove");
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c_path` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(!remove_partial(&fifo).unwrap());
+        assert!(fifo.exists(), "a FIFO (like a device node) is left alone");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        assert!(
+            !remove_partial(&link).unwrap(),
+            "a symlink is not followed or removed"
+        );
+        assert!(link.symlink_metadata().is_ok());
     }
 
     #[test]

@@ -100,7 +100,11 @@ fn redact_report(stderr: &str) -> String {
                 "\tCgroup",
                 "\tSamples",
             ];
-            if line.starts_with("\tCgroup") {
+            if line.starts_with("\tPeak RSS, largest single process") {
+                // Exact or sampled depends on whether the command's mark rose after the first
+                // sample (a small command's `ru_maxrss` is hmn's own, and is not used).
+                "\tPeak RSS, largest single process ([exact or sampled]): [varies]".to_owned()
+            } else if line.starts_with("\tCgroup") {
                 "\tCgroup memory limit: [varies with the machine]".to_owned()
             } else if line.starts_with("\tSamples") {
                 "\tSamples: [varies]".to_owned()

@@ -1,6 +1,7 @@
 //! `hmn serve` end to end: the real binary on a loopback port, against the NVML double and a
-//! fixture `/proc`, read by a plain HTTP client, by the reference OpenMetrics parser (PyPI
-//! `prometheus-client`) and by a real Prometheus (Debian's, installed by `.ci/run`).
+//! fixture `/proc`, read by a plain HTTP client, by the reference OpenMetrics parser
+//! (`prometheus-client` from the Python package index) and by a real Prometheus (Debian's,
+//! unpacked under `target/` by `scripts/fetch-prometheus-debian.sh`).
 //!
 //! Every server and Prometheus started here is stopped by PID when its guard drops, also when
 //! a test fails. No test asserts a duration: waits are for events, with generous bounds.
@@ -632,7 +633,7 @@ fn a_taken_port_or_a_bare_port_exits_2_with_advice() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The reference OpenMetrics parser (PyPI prometheus-client)
+// The reference OpenMetrics parser (prometheus-client, from the Python package index)
 
 /// What the venv installs; pinned so a new release cannot change CI under us.
 const PROMETHEUS_CLIENT_REQUIREMENT: &str = "prometheus-client==0.26.0";
@@ -673,7 +674,7 @@ fn openmetrics_python() -> PathBuf {
                                 "cannot build a venv with {PROMETHEUS_CLIENT_REQUIREMENT}: {what} failed"
                             ),
                             "The OpenMetrics output cannot be checked by the reference parser.",
-                            "Needs python3 with venv (Debian: python3-venv) and PyPI reachable.",
+                            "Needs python3 with venv (Debian: python3-venv) and the Python package index.",
                         ]),
                         String::from_utf8_lossy(&out.stderr)
                     );
@@ -713,7 +714,7 @@ fn openmetrics_python() -> PathBuf {
         .clone()
 }
 
-/// Parses `text` with `parser` (`openmetrics` or `text`) of PyPI `prometheus-client`; returns
+/// Parses `text` with `parser` (`openmetrics` or `text`) of `prometheus-client`; returns
 /// `{family: {"type": …, "samples": [[name, labels, value], …]}}`, or panics with the error.
 fn python_parse(parser: &str, text: &str) -> Value {
     let module = match parser {
@@ -784,12 +785,43 @@ fn the_reference_openmetrics_parser_accepts_the_output() {
 // ---------------------------------------------------------------------------------------------
 // A real Prometheus
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
+/// Debian's Prometheus server, unpacked (not installed) under `<workspace>/target/
+/// prometheus-debian` by `scripts/fetch-prometheus-debian.sh` on first use (about 19 MB, a few
+/// seconds; later runs reuse it), the way `real_nvidia.rs` gets NVIDIA's binaries, so a plain
+/// `cargo test` runs the real-Prometheus test too. When it cannot be had the test fails,
+/// loudly: a skipped test would pass without proving anything.
+fn prometheus_binary() -> PathBuf {
+    let workspace = test_support::workspace_root();
+    let script = workspace.join("scripts/fetch-prometheus-debian.sh");
+    let dest = workspace.join("target/prometheus-debian");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(&dest)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}
+{stdout}{}",
+        loud(&[
+            "Debian's prometheus package could not be fetched: the real-Prometheus test of hmn \
+             serve cannot run.",
+            &format!(
+                "{} {} exited with {}; it needs apt-get, dpkg-deb and the Debian archive \
+                 (HYPOMNESIS_DEBIAN_MIRROR names another mirror). Its output:",
+                script.display(),
+                dest.display(),
+                output.status
+            ),
+        ]),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("PROMETHEUS="))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no PROMETHEUS= line in the script's output:\n{stdout}"))
 }
 
 fn percent_encode(text: &str) -> String {
@@ -870,20 +902,7 @@ fn start_prometheus(binary: &Path, dir: &Path, target: SocketAddr) -> Prometheus
 
 #[test]
 fn a_real_prometheus_scrapes_it_in_openmetrics() {
-    let Some(binary) = find_on_path("prometheus") else {
-        let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-            || std::env::var("HYPOMNESIS_REQUIRE_PROMETHEUS").as_deref() == Ok("1");
-        let message = loud(&[
-            "`prometheus` is not on PATH: the real-Prometheus test of hmn serve did NOT run.",
-            "Install it: apt-get install --no-install-recommends prometheus (.ci/run does).",
-        ]);
-        assert!(
-            !required,
-            "{message}\n(required here: CI or HYPOMNESIS_REQUIRE_PROMETHEUS=1)"
-        );
-        eprintln!("{message}");
-        return;
-    };
+    let binary = prometheus_binary();
     let (_, declared) = scenario("one_gpu");
     let server = Server::start("one_gpu", &["--interval", "1s"]);
     let dir = tempfile::tempdir().unwrap();

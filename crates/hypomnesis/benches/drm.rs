@@ -21,8 +21,12 @@
 //! Intel devices an fdinfo scan of the tree's processes) through `Probe::telemetry` ≤ 200 µs
 //! median.
 //!
+//! Per-call costs (`drm_syscalls`): `getppid`, and the scan's `readlinkat`, `getdents` and a
+//! `stat` through a link, each alone in a hot loop, on a synthetic tree and on the real
+//! `/proc/self/fd` — the kernel's price per call that the floor is made of.
+//!
 //! Run with `cargo bench -p hypomnesis --bench drm` (`HYPOMNESIS_DRM_BENCH_PROCESSES=1000` for
-//! the 1,000-process trees only).
+//! the 1,000-process trees only; `-- drm_syscalls` for the per-call costs alone).
 
 #[cfg(target_os = "linux")]
 #[path = "../../../fixtures/drm/tree.rs"]
@@ -308,6 +312,70 @@ mod linux {
         group.finish();
     }
 
+    /// The kernel's price per call that the scan's floor is made of, each alone in a hot
+    /// loop: BENCHMARKS.md explains the DRM figures with them. `getppid` is the cheapest
+    /// system call there is (the cost of entering the kernel); the rest are the scan's own
+    /// calls on a synthetic tree (a fixture symlink; an ext4 or tmpfs directory of 32 links)
+    /// and on this process's real `/proc/self/fd` (procfs builds the target's path).
+    pub fn syscalls(c: &mut Criterion) {
+        use std::mem::MaybeUninit;
+
+        use rustix::fs::{
+            AtFlags, CWD, Mode, OFlags, RawDir, SeekFrom, openat, readlinkat_raw, seek, statat,
+        };
+        let mut group = c.benchmark_group("drm_syscalls");
+        let directory = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        group.bench_function("getppid", |b| b.iter(|| black_box(libc_getppid())));
+
+        let tree = DrmTree::synthetic(1, 32, false);
+        let fds = openat(CWD, tree.proc().join("1000/fd"), directory, Mode::empty()).unwrap();
+        let mut link = vec![0_u8; 1024];
+        group.bench_function("readlinkat of a fd link, synthetic tree", |b| {
+            b.iter(|| black_box(readlinkat_raw(&fds, "3", &mut link[..]).unwrap()));
+        });
+        let mut dir_buffer = vec![MaybeUninit::<u8>::uninit(); 8192];
+        let mut count = |fds: &rustix::fd::OwnedFd| {
+            seek(fds, SeekFrom::Start(0)).unwrap();
+            let mut dir = RawDir::new(fds, &mut dir_buffer);
+            let mut entries = 0;
+            while let Some(Ok(_)) = dir.next() {
+                entries += 1;
+            }
+            entries
+        };
+        assert_eq!(count(&fds), 34, "32 links, . and ..");
+        group.bench_function("getdents of a 32-entry fd directory, synthetic tree", |b| {
+            b.iter(|| black_box(count(&fds)));
+        });
+
+        // 32 open files in this process, as a process of the synthetic tree has.
+        let files: Vec<std::fs::File> = (0..29)
+            .map(|_| std::fs::File::open(tree.proc().join("1000/fdinfo/3")).unwrap())
+            .collect();
+        let real = openat(CWD, "/proc/self/fd", directory, Mode::empty()).unwrap();
+        let name = {
+            use std::os::fd::AsRawFd;
+            files[0].as_raw_fd().to_string()
+        };
+        group.bench_function("readlinkat of a fd link, real /proc/self/fd", |b| {
+            b.iter(|| black_box(readlinkat_raw(&real, name.as_str(), &mut link[..]).unwrap()));
+        });
+        group.bench_function("stat through a fd link, real /proc/self/fd", |b| {
+            b.iter(|| black_box(statat(&real, name.as_str(), AtFlags::empty()).unwrap()));
+        });
+        group.bench_function("getdents of the real /proc/self/fd (about 33 fds)", |b| {
+            b.iter(|| black_box(count(&real)));
+        });
+        group.finish();
+        drop(files);
+    }
+
+    /// `getppid(2)`, which cannot fail and touches no memory of the caller.
+    fn libc_getppid() -> libc::pid_t {
+        // SAFETY: getppid has no preconditions and no side effects.
+        unsafe { libc::getppid() }
+    }
+
     pub fn telemetry(c: &mut Criterion) {
         let mut group = c.benchmark_group("drm_telemetry");
         let tree = super::tree::telemetry_tree();
@@ -331,7 +399,7 @@ mod linux {
 }
 
 #[cfg(target_os = "linux")]
-criterion::criterion_group!(benches, linux::scans, linux::telemetry);
+criterion::criterion_group!(benches, linux::scans, linux::syscalls, linux::telemetry);
 #[cfg(target_os = "linux")]
 criterion::criterion_main!(benches);
 

@@ -5,7 +5,11 @@
 //! - **overhead**: a threaded [`Sampler`] runs for a fixed time (10 s, or
 //!   `$HYPOMNESIS_SAMPLER_BENCH_SECS`) and its thread's CPU time (`getrusage(RUSAGE_THREAD)`,
 //!   reported as `Report::sampler_cpu_time`) is divided by the wall time. Printed before the
-//!   criterion groups, with the verdict.
+//!   criterion groups, with the verdict; then, the same way, the floor (a thread that wakes
+//!   every 10 ms and `pread`s the tree's 20 kept-open `statm` files), and a thread that only
+//!   wakes every 10 ms with `std::thread::sleep`, `clock_nanosleep(TIMER_ABSTIME)` and a
+//!   periodic `timerfd` (the cost of waking alone, whichever timer), and the per-`pread` cost
+//!   that the difference gives.
 //! - **per-tick cost** (criterion): one [`ManualSampler::sample`] of the tree, of the own
 //!   process, and of the host; and, for comparison in the same run, the naive tick a polling
 //!   tool does: list `/proc`, read every `stat` to rebuild the tree, read every member's
@@ -90,29 +94,133 @@ mod linux {
         t(usage.ru_utime) + t(usage.ru_stime)
     }
 
-    /// The floor on this machine: a thread that wakes every 10 ms and does only the unavoidable
-    /// work — one `pread` of each tree process's already-open `statm` — measured the same way.
-    fn floor(pids: &[u32], secs: u64) -> f64 {
+    /// What a run of a measuring thread cost: its CPU time, the wall time, the wake-ups.
+    struct ThreadCost {
+        cpu: Duration,
+        wall: Duration,
+        wakes: u64,
+    }
+
+    impl ThreadCost {
+        fn percent(&self) -> f64 {
+            self.cpu.as_secs_f64() / self.wall.as_secs_f64() * 100.0
+        }
+
+        fn micros_per_wake(&self) -> f64 {
+            self.cpu.as_secs_f64() * 1e6 / self.wakes.max(1) as f64
+        }
+    }
+
+    /// How a measuring thread waits for its next 10 ms slot.
+    #[derive(Clone, Copy, Debug)]
+    enum Timer {
+        /// `std::thread::sleep` until the slot (what the sampler does, through a condvar).
+        Sleep,
+        /// `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)` to the slot.
+        ClockNanosleep,
+        /// A periodic `timerfd` (10 ms interval), read once per slot.
+        Timerfd,
+    }
+
+    /// A thread that wakes every 10 ms for `secs` with `timer` and, after each wake, does
+    /// `pread` of each of `files` (none: the cost of waking alone).
+    fn wake_loop(timer: Timer, files: Vec<std::fs::File>, secs: u64) -> ThreadCost {
         use std::os::unix::fs::FileExt;
-        let files: Vec<std::fs::File> = pids
-            .iter()
-            .filter_map(|p| std::fs::File::open(format!("/proc/{p}/statm")).ok())
-            .collect();
+        const PERIOD: Duration = Duration::from_millis(10);
         let handle = std::thread::spawn(move || {
+            let timerfd = matches!(timer, Timer::Timerfd).then(|| {
+                // SAFETY: timerfd_create takes two integers and returns a new fd or -1.
+                let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+                assert!(fd >= 0, "timerfd_create failed");
+                let period = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 10_000_000,
+                };
+                let spec = libc::itimerspec {
+                    it_interval: period,
+                    it_value: period,
+                };
+                // SAFETY: `fd` is the timerfd just created; `spec` is a valid itimerspec and the
+                // old value is not asked for (null).
+                let rc =
+                    unsafe { libc::timerfd_settime(fd, 0, &raw const spec, std::ptr::null_mut()) };
+                assert_eq!(rc, 0, "timerfd_settime failed");
+                fd
+            });
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is valid for writing one timespec.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+            let mut slot = now;
             let start_cpu = thread_cpu();
             let start = Instant::now();
             let mut next = start;
+            let mut wakes = 0;
             let mut buf = [0_u8; 256];
             while start.elapsed() < Duration::from_secs(secs) {
-                next += Duration::from_millis(10);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                match timer {
+                    Timer::Sleep => {
+                        next += PERIOD;
+                        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    }
+                    Timer::ClockNanosleep => {
+                        slot.tv_nsec += 10_000_000;
+                        if slot.tv_nsec >= 1_000_000_000 {
+                            slot.tv_nsec -= 1_000_000_000;
+                            slot.tv_sec += 1;
+                        }
+                        // SAFETY: `slot` is a valid timespec; no remaining time is asked for
+                        // with TIMER_ABSTIME (null).
+                        unsafe {
+                            libc::clock_nanosleep(
+                                libc::CLOCK_MONOTONIC,
+                                libc::TIMER_ABSTIME,
+                                &raw const slot,
+                                std::ptr::null_mut(),
+                            )
+                        };
+                    }
+                    Timer::Timerfd => {
+                        let mut expirations = 0_u64;
+                        // SAFETY: the timerfd is open; `expirations` is valid for 8 bytes.
+                        unsafe {
+                            libc::read(
+                                timerfd.unwrap(),
+                                (&raw mut expirations).cast(),
+                                std::mem::size_of::<u64>(),
+                            )
+                        };
+                    }
+                }
+                wakes += 1;
                 for f in &files {
                     black_box(f.read_at(&mut buf, 0).ok());
                 }
             }
-            (thread_cpu() - start_cpu).as_secs_f64() / start.elapsed().as_secs_f64() * 100.0
+            let cost = ThreadCost {
+                cpu: thread_cpu() - start_cpu,
+                wall: start.elapsed(),
+                wakes,
+            };
+            if let Some(fd) = timerfd {
+                // SAFETY: the timerfd is open and owned here.
+                unsafe { libc::close(fd) };
+            }
+            cost
         });
         handle.join().unwrap()
+    }
+
+    /// The floor on this machine: a thread that wakes every 10 ms and does only the unavoidable
+    /// work — one `pread` of each tree process's already-open `statm` — measured the same way.
+    fn floor(pids: &[u32], secs: u64) -> ThreadCost {
+        let files: Vec<std::fs::File> = pids
+            .iter()
+            .filter_map(|p| std::fs::File::open(format!("/proc/{p}/statm")).ok())
+            .collect();
+        wake_loop(Timer::Sleep, files, secs)
     }
 
     fn overhead(tree: &Tree) {
@@ -158,7 +266,8 @@ mod linux {
                 }
             }
         }
-        let floor = floor(&pids, secs);
+        let floor_cost = floor(&pids, secs);
+        let floor = floor_cost.percent();
         println!(
             "sampler overhead: {processes}-process tree, 10 ms interval, {:.1} s: {} samples \
              ({} late), thread CPU {:.1} ms = {share:.3} % of one core, {:.1} µs per sample — {}",
@@ -178,6 +287,30 @@ mod linux {
              statm files costs {floor:.3} % of one core",
             pids.len()
         );
+        // The wake-up alone, with each timer a sampler could use, and what the reads add.
+        let mut sleep_only = None;
+        for timer in [Timer::Sleep, Timer::ClockNanosleep, Timer::Timerfd] {
+            let cost = wake_loop(timer, Vec::new(), secs);
+            println!(
+                "a thread that only wakes every 10 ms ({timer:?}): {:.3} % of one core, {:.1} µs \
+                 of thread CPU per wake ({} wakes)",
+                cost.percent(),
+                cost.micros_per_wake(),
+                cost.wakes
+            );
+            sleep_only.get_or_insert(cost);
+        }
+        if let Some(sleep_only) = sleep_only {
+            let reads = floor_cost.micros_per_wake() - sleep_only.micros_per_wake();
+            println!(
+                "so each of the floor's {} preads right after a wake costs about {:.2} µs \
+                 ({:.1} µs per wake with the reads, {:.1} µs without)",
+                pids.len(),
+                reads / pids.len().max(1) as f64,
+                floor_cost.micros_per_wake(),
+                sleep_only.micros_per_wake()
+            );
+        }
     }
 
     /// What a polling tool does every tick: rebuild the tree from every `stat` in `/proc`, then

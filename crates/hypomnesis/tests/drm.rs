@@ -368,21 +368,28 @@ fn unreadable_processes_and_malformed_lines_are_counted_not_hidden() {
 
 #[test]
 fn another_users_fd_directory_is_reported_unreadable() {
-    use std::os::unix::fs::PermissionsExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        // Root reads a mode-000 directory anyway, so this case cannot happen as root; the
-        // EISDIR stand-in of pid 800 covers the same path on every run.
-        eprintln!("skipped: running as root, permissions do not apply");
-        return;
-    }
-    let tree = tree::standard();
-    let fd_dir = tree.proc().join("500/fd");
-    std::fs::set_permissions(&fd_dir, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let listing = probe(&tree).gpu_process_listing(2).unwrap();
-    std::fs::set_permissions(&fd_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    assert_eq!(listing.unreadable_pids, vec![500, 800]);
-    assert!(listing.rows.is_empty(), "its memory is unknown, not 0");
+    // As root (CI), the body runs as `nobody` in a child process: root would read the
+    // mode-000 directory anyway, and the `EACCES` from opening `<pid>/fd` would never happen.
+    test_support::as_unprivileged_user("another_users_fd_directory_is_reported_unreadable", || {
+        use std::os::unix::fs::PermissionsExt;
+        let tree = tree::standard();
+        let fd_dir = tree.proc().join("500/fd");
+        std::fs::set_permissions(&fd_dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&fd_dir).map(|_| ()).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::PermissionDenied),
+            "the fd directory must really be unreadable to this user"
+        );
+        let listing = probe(&tree).gpu_process_listing(2).unwrap();
+        std::fs::set_permissions(&fd_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(listing.unreadable_pids, vec![500, 800]);
+        assert!(listing.rows.is_empty(), "its memory is unknown, not 0");
+        let notes = listing.notes();
+        assert!(
+            notes.iter().any(|n| n.contains("2 processes unreadable")),
+            "{notes:?}"
+        );
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const FIXTURES: &[&str] = &[
     "h100_idle",
     "h100_loaded",
+    "four_h100",
     "wddm",
     "mig_unprivileged",
     "gb10",
@@ -169,6 +170,124 @@ fn loaded_h100_lists_gpu_burn_and_a_name_with_commas_whole() {
     assert_eq!(own.used_bytes, 19818 * MIB);
     assert!(!own.is_per_process);
     assert_eq!(own.source, GpuQuerySource::NvidiaSmi);
+}
+
+/// `four_h100`'s GPUs: UUID, PCI bus id, used and free MiB (see its README).
+const FOUR_H100: [(&str, &str, u64, u64); 4] = [
+    (
+        "GPU-5b1c7b2e-3f4a-4d7e-9c1a-0b2d3e4f5a6b",
+        "00000000:1B:00.0",
+        31252,
+        49828,
+    ),
+    (
+        "GPU-0e8d2c41-7b6a-4f3e-8d2c-5a9b1e0f7c3d",
+        "00000000:43:00.0",
+        30216,
+        50864,
+    ),
+    (
+        "GPU-c7a94f10-2d5e-4b81-a3f6-9e0d8c1b2a47",
+        "00000000:52:00.0",
+        0,
+        81081,
+    ),
+    (
+        "GPU-91f3e6d8-4c2b-4a7e-b5d0-3f8e2a6c1d94",
+        "00000000:61:00.0",
+        45906,
+        35174,
+    ),
+];
+
+#[test]
+fn four_gpus_are_numbered_by_their_index_each_with_its_own_identity_and_figures() {
+    let p = probe("four_h100");
+    assert_eq!(p.device_count().unwrap(), 4);
+    let devices = p.devices().unwrap();
+    assert_eq!(devices.len(), 4);
+    for (i, (uuid, bus, used, free)) in FOUR_H100.iter().enumerate() {
+        let index = u32::try_from(i).unwrap();
+        let d = p.device_info(index).unwrap();
+        assert_eq!(devices[i], d);
+        assert_eq!(d.index, index);
+        assert_eq!(d.uuid.as_deref(), Some(*uuid), "GPU {i}");
+        assert_eq!(d.pci_bus_id.as_deref(), Some(*bus), "GPU {i}");
+        assert_eq!(d.name.as_deref(), Some("NVIDIA H100 80GB HBM3"));
+        assert_eq!(d.total_bytes, Some(81559 * MIB), "GPU {i}");
+        assert_eq!(d.used_bytes, Some(used * MIB), "GPU {i}");
+        assert_eq!(d.free_bytes, Some(free * MIB), "GPU {i}");
+        assert_eq!(d.reserved_bytes, Some(479 * MIB), "GPU {i}");
+        assert_eq!(d.source, GpuQuerySource::NvidiaSmi);
+    }
+    assert!(matches!(
+        p.device_info(4),
+        Err(HypomnesisError::DeviceIndexOutOfRange { index: 4, count: 4 })
+    ));
+}
+
+#[test]
+fn each_process_row_goes_to_the_gpu_whose_uuid_it_names() {
+    let p = probe("four_h100");
+    let listed = |index: u32| -> Vec<(u32, Option<&'static str>, Option<u64>)> {
+        p.processes(index)
+            .unwrap()
+            .into_iter()
+            .map(|row| {
+                assert_eq!(row.device_index, index, "{row:?}");
+                assert_eq!(row.kind, GpuProcessKind::Compute);
+                assert_eq!(row.source, GpuQuerySource::NvidiaSmi);
+                let name = match row.name.as_deref() {
+                    Some("python3") => Some("python3"),
+                    Some("./gpu_burn") => Some("./gpu_burn"),
+                    other => panic!("unexpected name {other:?}"),
+                };
+                (row.pid, name, row.used_bytes)
+            })
+            .collect()
+    };
+    let py = Some("python3");
+    // Ranks 1 and 2 (20482, 20483) have a stray context on GPU 0 besides their own GPU.
+    assert_eq!(
+        listed(0),
+        vec![
+            (20481, py, Some(30216 * MIB)),
+            (20482, py, Some(518 * MIB)),
+            (20483, py, Some(518 * MIB)),
+        ]
+    );
+    assert_eq!(listed(1), vec![(20482, py, Some(30216 * MIB))]);
+    assert_eq!(listed(2), vec![], "the idle GPU has no rows");
+    assert_eq!(
+        listed(3),
+        vec![
+            (11345, Some("./gpu_burn"), Some(15690 * MIB)),
+            (20483, py, Some(30216 * MIB)),
+        ],
+        "sorted by pid"
+    );
+    // Each device's rows add up to its used figure.
+    for (i, (_, _, used, _)) in FOUR_H100.iter().enumerate() {
+        let index = u32::try_from(i).unwrap();
+        let sum: u64 = listed(index).iter().filter_map(|r| r.2).sum();
+        assert_eq!(sum, used * MIB, "GPU {i}");
+    }
+}
+
+#[test]
+fn without_nvml_the_own_figure_of_each_gpu_is_that_gpus_used_memory() {
+    let p = probe("four_h100");
+    for (i, (_, _, used, _)) in FOUR_H100.iter().enumerate() {
+        let index = u32::try_from(i).unwrap();
+        let own = p.process_gpu_info(index).unwrap();
+        assert_eq!(own.device_index, index);
+        assert_eq!(
+            own.used_bytes,
+            used * MIB,
+            "GPU {i}: the device-wide upper bound"
+        );
+        assert!(!own.is_per_process);
+    }
 }
 
 #[test]

@@ -511,6 +511,77 @@ fn a_process_larger_than_its_device_is_refused_when_the_total_came_from_v1() {
     );
 }
 
+/// Checks that every row's memory is the larger of the figures the scenario declares for its
+/// pid in the compute and graphics lists: both lists report the process's whole allocation
+/// on the device, so the merge takes the maximum (not the first, the last, the smaller or the
+/// sum). The scenario must have a pid in both lists with two different figures.
+fn assert_merged_rows_take_the_larger_figure(probe: &Probe, declared: &Value) {
+    let want = device(declared, 0);
+    let figures = |list: &str| -> Vec<(u64, u64)> {
+        want[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (u64_at(p, "pid"), u64_at(p, "used_gpu_memory")))
+            .collect()
+    };
+    let (compute, graphics) = (figures("compute_processes"), figures("graphics_processes"));
+    let differing = compute
+        .iter()
+        .filter(|(pid, used)| graphics.iter().any(|(p, u)| p == pid && u != used))
+        .count();
+    assert!(
+        differing > 0,
+        "the scenario needs a pid in both lists with different figures"
+    );
+    let rows = probe.processes(0).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| u64::from(r.pid)).collect::<Vec<_>>(),
+        unique_pids(want)
+    );
+    for row in &rows {
+        let pid = u64::from(row.pid);
+        let expected = compute
+            .iter()
+            .chain(&graphics)
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, used)| *used)
+            .max();
+        assert_eq!(row.used_bytes, expected, "pid {pid}: {row:?}");
+    }
+}
+
+#[test]
+fn a_pid_in_both_lists_gets_the_larger_compute_figure() {
+    // one_gpu: python3 (4012001) holds 3.5 GiB by the compute list, 512 MiB by the graphics one.
+    in_scenario(
+        "a_pid_in_both_lists_gets_the_larger_compute_figure",
+        "one_gpu",
+        |probe, declared| assert_merged_rows_take_the_larger_figure(&probe, &declared),
+    );
+}
+
+#[test]
+fn a_pid_in_both_lists_gets_the_larger_graphics_figure() {
+    // The same pid with the larger figure in the graphics list, which is merged second.
+    let path = test_support::nvml_scenario_variant("one_gpu", "graphics_figure_larger", |s| {
+        s["description"] =
+            serde_json::json!("one_gpu whose shared pid's graphics figure is larger");
+        s["devices"][0]["graphics_processes"][0]["used_gpu_memory"] =
+            serde_json::json!(6_442_450_944_u64);
+    });
+    test_support::with_nvml_double_scenario(
+        "a_pid_in_both_lists_gets_the_larger_graphics_figure",
+        &path,
+        |lib, path| {
+            let probe = Probe::builder().nvml_lib(lib).use_nvidia_smi(false).build();
+            let declared: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            assert_merged_rows_take_the_larger_figure(&probe, &declared);
+        },
+    );
+}
+
 #[test]
 fn memory_v2_not_supported_tries_v1_before_calling_the_device_unified() {
     in_scenario(

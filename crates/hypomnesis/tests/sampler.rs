@@ -281,6 +281,119 @@ fn a_pid_that_does_not_exist_is_noted_not_an_error() {
     assert_eq!(report.peak(0, Metric::Rss).unwrap().max, 0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The sampled peak, from a fixture `/proc` whose figures the test sets between samples
+
+/// A `/proc` root holding process `pid` (and `self`) with the given resident memory; the
+/// `status` files carry a `VmHWM` that never rises, so the kernel's mark cannot stand in for
+/// the sampled peak and the report must give the largest sample.
+struct FakeProc {
+    dir: tempfile::TempDir,
+    page: u64,
+}
+
+impl FakeProc {
+    const MARK: u64 = 8 * MIB;
+
+    fn new(pid: u32) -> Self {
+        // SAFETY: sysconf takes an integer name and touches no caller memory.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
+        let fake = Self {
+            dir: tempfile::tempdir().unwrap(),
+            page,
+        };
+        for name in [pid.to_string(), "self".to_owned()] {
+            let process = fake.dir.path().join(name);
+            std::fs::create_dir(&process).unwrap();
+            std::fs::write(
+                process.join("stat"),
+                format!(
+                    "{pid} (fake) S 1 {pid} {pid} 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0\n"
+                ),
+            )
+            .unwrap();
+            std::fs::write(
+                process.join("status"),
+                format!(
+                    "Name:\tfake\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t1\nVmHWM:\t{} kB\nVmRSS:\t{} kB\n",
+                    Self::MARK / 1024,
+                    Self::MARK / 1024
+                ),
+            )
+            .unwrap();
+        }
+        fake.set_rss(pid, Self::MARK);
+        fake
+    }
+
+    /// Rewrites `statm` of `pid` and of `self` in place (the sampler keeps them open).
+    fn set_rss(&self, pid: u32, bytes: u64) {
+        let pages = bytes / self.page;
+        for name in [pid.to_string(), "self".to_owned()] {
+            std::fs::write(
+                self.dir.path().join(name).join("statm"),
+                format!("{} {pages} 100 10 0 {pages} 0\n", pages + 1000),
+            )
+            .unwrap();
+        }
+    }
+
+    fn probe(&self) -> Arc<Probe> {
+        Arc::new(
+            Probe::builder()
+                .proc_root(self.dir.path())
+                .sys_root(self.dir.path().join("sys"))
+                .use_nvml(false)
+                .use_nvidia_smi(false)
+                .build(),
+        )
+    }
+}
+
+/// Samples `target` over a fake `/proc` whose `pid` holds 100, then 300, then 200 MiB (and
+/// 150 MiB at the last sample, taken by `finish`); returns the largest process's peak.
+fn peak_of_a_rise_and_fall(target: impl FnOnce(u32) -> Target) -> hypomnesis::ProcessPeak {
+    let pid = 4242;
+    let fake = FakeProc::new(pid);
+    let mut sampler = Sampler::builder()
+        .probe(fake.probe())
+        .target(target(pid))
+        .manual();
+    for mib in [100, 300, 200] {
+        fake.set_rss(pid, mib * MIB);
+        sampler.sample();
+    }
+    fake.set_rss(pid, 150 * MIB);
+    let report = sampler.finish();
+    report.targets[0]
+        .largest_process
+        .unwrap_or_else(|| panic!("no largest process in {report:#?}"))
+}
+
+#[test]
+fn a_pid_sets_sampled_peak_is_its_largest_sample_not_its_last() {
+    let peak = peak_of_a_rise_and_fall(|pid| Target::Pids(vec![pid]));
+    assert_eq!(peak.source, PeakSource::Sampled, "the mark never rose");
+    assert_eq!(peak.pid, 4242);
+    assert_eq!(peak.peak_rss_bytes, 300 * MIB);
+}
+
+#[test]
+fn a_tree_members_sampled_peak_is_its_largest_sample_not_its_last() {
+    let peak = peak_of_a_rise_and_fall(Target::Tree);
+    assert_eq!(peak.source, PeakSource::Sampled, "the mark never rose");
+    assert_eq!(peak.pid, 4242);
+    assert_eq!(peak.peak_rss_bytes, 300 * MIB);
+}
+
+#[test]
+fn the_own_processs_sampled_peak_is_its_largest_sample_not_its_last() {
+    let peak = peak_of_a_rise_and_fall(|_| Target::OwnProcess);
+    assert_eq!(peak.source, PeakSource::Sampled, "the mark never rose");
+    assert_eq!(peak.pid, std::process::id());
+    assert_eq!(peak.peak_rss_bytes, 300 * MIB);
+}
+
 #[test]
 fn measure_reports_the_closures_result_and_an_exact_peak_when_it_raised_the_mark() {
     let size = 160 * MIB;

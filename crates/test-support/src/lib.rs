@@ -8,6 +8,7 @@
 //! - [`pynvml_python`]: a venv with NVIDIA's Python binding, for fidelity checks.
 //! - [`in_own_process`]: runs a test's body in a child process of its own (NVML state and
 //!   `getrusage(RUSAGE_CHILDREN)` are process-wide; cargo runs tests as threads).
+//! - [`as_unprivileged_user`]: runs a test's body where file permissions apply, also as root.
 //! - [`ram_pattern`]: builds this crate's `ram-pattern` program (a process whose memory does
 //!   known things at known times) for tests of other crates, which cannot name another
 //!   package's binary.
@@ -343,8 +344,8 @@ fn write_atomically(dest: &Path, bytes: &[u8]) {
 
 /// The Python of a venv (`<workspace>/target/pynvml-venv`) with NVIDIA's `nvidia-ml-py`
 /// (module `pynvml`) installed; created on first use, once, under a file lock. Needs `python3`
-/// with the venv module and PyPI the first time. Panics loudly if it cannot be created: the
-/// fidelity check must never be skipped silently.
+/// with the venv module and the Python package index the first time. Panics loudly if it
+/// cannot be created: the fidelity check must never be skipped silently.
 pub fn pynvml_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
@@ -369,7 +370,7 @@ fn create_pynvml_venv() -> PathBuf {
              !!! cannot create the pynvml venv at {}: {what}\n\
              !!! The NVML double cannot be checked against NVIDIA's Python binding.\n\
              !!! Needs python3 with venv/ensurepip (Debian: apt-get install python3-venv)\n\
-             !!! and PyPI reachable for `pip install {PYNVML_REQUIREMENT}`.\n\
+             !!! and the Python package index reachable for `pip install {PYNVML_REQUIREMENT}`.\n\
              !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n{detail}",
             venv.display()
         )
@@ -419,6 +420,48 @@ pub fn in_own_process(
     parent_env: impl FnOnce() -> Vec<(&'static str, OsString)>,
     body: impl FnOnce(),
 ) {
+    in_own_process_as(test, None, parent_env, body);
+}
+
+/// The user and group id [`as_unprivileged_user`] runs a body as when the tests run as root:
+/// `nobody`'s (65534 on Debian and most distributions; the id need not exist in
+/// `/etc/passwd` for the kernel's permission checks to apply to it).
+#[cfg(unix)]
+pub const UNPRIVILEGED_ID: u32 = 65534;
+
+/// Runs `body` where file permissions apply to it: directly when the tests run as an
+/// ordinary user, and as root (CI) in a process of its own (see [`in_own_process`]) whose
+/// user and group are [`UNPRIVILEGED_ID`] — root reads a mode-000 directory anyway, so an
+/// `EACCES` path can only be exercised by someone else. `body` builds its own fixtures (in
+/// the temporary directory, writable by anyone), so they belong to whoever runs it.
+///
+/// Panics, failing the test, when root cannot switch users (a sandbox without
+/// `CAP_SETUID`): such a test must not pass without having run.
+#[cfg(unix)]
+pub fn as_unprivileged_user(test: &str, body: impl FnOnce()) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    // (The child, unprivileged, goes through `in_own_process_as` too, which prints its marker.)
+    if !root && std::env::var_os(OWN_PROCESS_ENV).is_none() {
+        body();
+        return;
+    }
+    in_own_process_as(test, Some(UNPRIVILEGED_ID), Vec::new, || {
+        // SAFETY: as above.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, UNPRIVILEGED_ID, "the child runs unprivileged");
+        body();
+    });
+}
+
+/// [`in_own_process`], the child running with user and group id `id` when it is `Some`
+/// (which needs root).
+fn in_own_process_as(
+    test: &str,
+    id: Option<u32>,
+    parent_env: impl FnOnce() -> Vec<(&'static str, OsString)>,
+    body: impl FnOnce(),
+) {
     match std::env::var(OWN_PROCESS_ENV) {
         Ok(running) if running == test => {
             body();
@@ -429,12 +472,22 @@ pub fn in_own_process(
         Err(_) => {}
     }
     let exe = std::env::current_exe().expect("the current test binary");
-    let output = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(OWN_PROCESS_ENV, test)
-        .envs(parent_env())
+        .envs(parent_env());
+    #[cfg(unix)]
+    if let Some(id) = id {
+        use std::os::unix::process::CommandExt;
+        // std drops the supplementary groups (setgroups) before setuid when root sets a uid.
+        command.uid(id).gid(id);
+    }
+    #[cfg(not(unix))]
+    let _ = id;
+    let output = command
         .output()
-        .expect("re-running the test binary");
+        .unwrap_or_else(|e| panic!("re-running the test binary (as user {id:?}) failed: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains(&format!("{OWN_PROCESS_MARKER} {test}")),

@@ -7,7 +7,8 @@
 //! A few scenario-specific assertions then spell out the properties the scenarios exist for,
 //! so a fixture and the model cannot drift together unnoticed.
 //!
-//! No Python, no venv, no PyPI: the test fails, loudly (see `test_support::pynvml_python`).
+//! No Python, no venv, no Python package index: the test fails, loudly (see
+//! `test_support::pynvml_python`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
