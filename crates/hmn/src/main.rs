@@ -97,6 +97,18 @@ fn guarded_probe(timeout_secs: u64) -> hypomnesis::Probe {
     }
 }
 
+/// The probe of a one-shot command (summary, `ps`, `fits`): the watchdog bounds the command,
+/// and `--timeout` also bounds each `nvidia-smi` query (0: no bound).
+fn one_shot_probe(timeout_secs: u64) -> hypomnesis::Probe {
+    let timeout = match timeout_secs {
+        0 => std::time::Duration::MAX,
+        secs => std::time::Duration::from_secs(secs),
+    };
+    hypomnesis::Probe::builder()
+        .nvidia_smi_timeout(timeout)
+        .build()
+}
+
 /// Ends the process with `code` at once when a GPU call of `probe` is still blocked in the
 /// driver: a normal exit runs the vendor library's exit handlers, which may wait on the hung
 /// call. Otherwise returns.
@@ -111,9 +123,11 @@ fn leave_if_driver_hung(probe: &hypomnesis::Probe, code: i32) {
     }
 }
 
-/// Ends the process at once, skipping exit handlers and library destructors.
+/// Ends the process at once, skipping exit handlers and library destructors; helper processes
+/// (a hung `nvidia-smi`) are killed first, as no destructor will.
 fn exit_now(code: i32) -> ! {
     use std::io::Write;
+    hypomnesis::kill_helper_processes();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     #[cfg(unix)]
@@ -140,13 +154,13 @@ fn main() -> ExitCode {
     let timeout = cli.global.timeout;
     let outcome = match &cli.command {
         None => with_watchdog(timeout, || {
-            summary::run(&hypomnesis::Probe::new(), &cli.global, &out)
+            summary::run(&one_shot_probe(timeout), &cli.global, &out)
         }),
         Some(Command::Ps(args)) => with_watchdog(timeout, || {
-            ps::run(&hypomnesis::Probe::new(), &cli.global, args, &out)
+            ps::run(&one_shot_probe(timeout), &cli.global, args, &out)
         }),
         Some(Command::Fits(args)) => with_watchdog(timeout, || {
-            fits::run(&hypomnesis::Probe::new(), &cli.global, args, &out)
+            fits::run(&one_shot_probe(timeout), &cli.global, args, &out)
         }),
         // `run` exits with the command's own code, not an Outcome.
         Some(Command::Run(args)) => return run::run(&cli.global, args, &out),

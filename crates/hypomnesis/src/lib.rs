@@ -46,6 +46,7 @@ pub mod spill;
 pub mod telemetry;
 
 pub use error::{BackendAttempt, HypomnesisError, Result};
+pub use gpu::helper::kill_helper_processes;
 pub use host::{
     CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,
 };

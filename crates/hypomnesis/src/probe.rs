@@ -99,7 +99,8 @@ impl ProbeBuilder {
         self
     }
 
-    /// Kill an `nvidia-smi` query that has not finished after `timeout` (default 10 s).
+    /// Kill an `nvidia-smi` query (and whatever it started) that has not finished after
+    /// `timeout`. Default: [`ProbeBuilder::driver_timeout`] when set, else 10 s.
     pub fn nvidia_smi_timeout(mut self, timeout: Duration) -> Self {
         self.nvidia_smi_timeout = Some(timeout);
         self
@@ -126,14 +127,27 @@ impl ProbeBuilder {
     /// abandoned call stays blocked in the driver, every GPU question fails at once with the
     /// same error ([`Probe::stuck_driver_call`] says for how long). RAM and host questions
     /// are not affected.
+    ///
+    /// The same `timeout` bounds each `nvidia-smi` query unless
+    /// [`ProbeBuilder::nvidia_smi_timeout`] says otherwise, so that an abandoned call does not
+    /// keep a hung `nvidia-smi` (and the worker) for the 10 s default.
     pub fn driver_timeout(mut self, timeout: Duration) -> Self {
         self.driver_timeout = Some(timeout);
         self
     }
 
+    /// How long an `nvidia-smi` query may run: its own setting, else the driver timeout,
+    /// else the default.
+    fn effective_nvidia_smi_timeout(&self) -> Duration {
+        self.nvidia_smi_timeout
+            .or(self.driver_timeout)
+            .unwrap_or(DEFAULT_NVIDIA_SMI_TIMEOUT)
+    }
+
     /// The probe. Never fails: a backend that cannot load reports why when it is first asked.
     #[must_use]
     pub fn build(self) -> Probe {
+        let nvidia_smi_timeout = self.effective_nvidia_smi_timeout();
         let proc_root = self
             .proc_root
             .or_else(|| std::env::var_os(PROC_ROOT_ENV).map(PathBuf::from))
@@ -154,9 +168,7 @@ impl ProbeBuilder {
                 nvml_lib,
                 use_nvml: self.use_nvml.unwrap_or(true),
                 nvidia_smi,
-                nvidia_smi_timeout: self
-                    .nvidia_smi_timeout
-                    .unwrap_or(DEFAULT_NVIDIA_SMI_TIMEOUT),
+                nvidia_smi_timeout,
                 use_nvidia_smi: self.use_nvidia_smi.unwrap_or(true),
             },
             proc_root.clone(),
@@ -574,5 +586,19 @@ mod tests {
     fn probe_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Probe>();
+    }
+
+    #[test]
+    fn the_driver_timeout_also_bounds_nvidia_smi_unless_it_has_its_own() {
+        let second = Duration::from_secs(1);
+        let builder = Probe::builder();
+        assert_eq!(
+            builder.effective_nvidia_smi_timeout(),
+            DEFAULT_NVIDIA_SMI_TIMEOUT
+        );
+        let builder = builder.driver_timeout(second);
+        assert_eq!(builder.effective_nvidia_smi_timeout(), second);
+        let builder = builder.nvidia_smi_timeout(3 * second);
+        assert_eq!(builder.effective_nvidia_smi_timeout(), 3 * second);
     }
 }

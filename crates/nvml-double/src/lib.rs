@@ -351,12 +351,33 @@ unsafe fn put_str(buf: *mut c_char, length: c_uint, text: &str) -> Outcome {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), bytes.len());
         buf.add(bytes.len()).write(0);
     }
+    if strings_without_nul() {
+        // SAFETY: as above; the NUL and everything after it, up to `length` bytes in all.
+        unsafe {
+            buf.add(bytes.len())
+                .write_bytes(NO_NUL_FILL as u8, length as usize - bytes.len())
+        }
+    }
     Ok(())
 }
 
-/// A fixed C char array holding `text` NUL-terminated (truncated if it would not fit).
+/// What fills a string buffer after the text when the scenario asks for `strings_without_nul`.
+const NO_NUL_FILL: c_char = b'_' as c_char;
+
+/// Whether the scenario asks for string buffers filled to their end, without a NUL.
+fn strings_without_nul() -> bool {
+    scenario().is_ok_and(|sc| sc.strings_without_nul)
+}
+
+/// A fixed C char array holding `text` NUL-terminated (truncated if it would not fit), or
+/// with `strings_without_nul` the text filled to the array's end without a NUL.
 fn c_array<const N: usize>(text: &str) -> [c_char; N] {
-    let mut out = [0 as c_char; N];
+    let fill = if strings_without_nul() {
+        NO_NUL_FILL
+    } else {
+        0
+    };
+    let mut out = [fill; N];
     for (slot, &b) in out.iter_mut().zip(text.as_bytes().iter().take(N - 1)) {
         *slot = b as c_char;
     }

@@ -91,6 +91,9 @@ pub struct Scenario {
     /// Keyed by function name without the `nvml` prefix.
     pub errors: BTreeMap<String, c_int>,
     pub devices: Vec<Device>,
+    /// Every string buffer is filled to its end after the text, with no NUL (a driver that
+    /// breaks the NUL-termination contract).
+    pub strings_without_nul: bool,
 }
 
 #[derive(Debug)]
@@ -262,6 +265,7 @@ pub fn parse(text: &str) -> Res<Scenario> {
             "errors",
             "missing_symbols",
             "devices",
+            "strings_without_nul",
         ],
     )?;
     if let Some(v) = obj.get("description") {
@@ -304,6 +308,12 @@ pub fn parse(text: &str) -> Res<Scenario> {
         .enumerate()
         .map(|(i, d)| device(d, &format!("devices[{i}]")))
         .collect::<Res<Vec<_>>>()?;
+    let strings_without_nul = match obj.get("strings_without_nul") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or("\"strings_without_nul\" must be true or false")?,
+    };
     Ok(Scenario {
         driver_version,
         nvml_version,
@@ -311,6 +321,7 @@ pub fn parse(text: &str) -> Res<Scenario> {
         init_error,
         errors,
         devices,
+        strings_without_nul,
     })
 }
 
@@ -791,6 +802,16 @@ mod tests {
         assert_eq!((d.pci.domain, d.pci.bus, d.pci.device), (0, 0x1B, 0));
         assert_eq!(d.cuda_compute_capability, (9, 0));
         assert_eq!(d.mig_mode, None);
+    }
+
+    #[test]
+    fn strings_without_nul_is_off_unless_asked_for_and_must_be_a_bool() {
+        assert!(!parse(MINIMAL).expect("parses").strings_without_nul);
+        let asked = MINIMAL.replacen('{', r#"{"strings_without_nul": true, "#, 1);
+        assert!(parse(&asked).expect("parses").strings_without_nul);
+        let wrong = MINIMAL.replacen('{', r#"{"strings_without_nul": 1, "#, 1);
+        let err = parse(&wrong).unwrap_err();
+        assert!(err.contains("strings_without_nul"), "{err}");
     }
 
     #[test]

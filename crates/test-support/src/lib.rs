@@ -522,6 +522,63 @@ pub fn with_nvml_double_scenario(test: &str, path: &Path, body: impl FnOnce(Path
     });
 }
 
+/// The processes other than this one whose environment holds `name=value`, as (pid, command
+/// line) pairs: everything descended from a process started with that variable, wherever it
+/// was reparented. Linux only (reads `/proc/*/environ`); an exited process still waiting to be
+/// reaped has no environment and is not counted.
+#[cfg(target_os = "linux")]
+pub fn processes_with_env(name: &str, value: &str) -> Vec<(u32, String)> {
+    let needle = format!("{name}={value}");
+    let own = std::process::id();
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc is readable").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|&b| b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((pid, cmdline.trim_end().to_owned()));
+        }
+    }
+    found
+}
+
+/// [`processes_with_env`] once it is empty, or after 10 s what is still there: a process sent
+/// SIGKILL needs a moment to be gone, one that was never killed stays.
+#[cfg(target_os = "linux")]
+pub fn leftover_processes_with_env(name: &str, value: &str) -> Vec<(u32, String)> {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_with_env(name, value);
+        if left.is_empty() || std::time::Instant::now() > give_up {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// How many threads this process has now (`/proc/self/task`). Linux only.
+#[cfg(target_os = "linux")]
+pub fn own_thread_count() -> usize {
+    fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task is readable")
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hypomnesis::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuVendor, HostMemory};
+use hypomnesis::{
+    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor, HostMemory,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text, text,
@@ -439,8 +441,30 @@ pub fn encode_sample(sample: Sample) -> Exposition {
 ///
 /// Backends: `nvml`, `nvidia-smi`, `drm`, `dxgi`, `pdh`, `metal`; `gpu` when the GPU layer
 /// failed without naming one backend; `host` for host, cgroup and own-RSS figures.
-#[derive(Debug, Default)]
+///
+/// Every backend has a series from the start, at 0: `increase()` and `rate()` need a sample
+/// before the first error to see it (a series that appears at 1 looks like no increase).
+#[derive(Debug)]
 pub struct ErrorCounter(Mutex<BTreeMap<&'static str, u64>>);
+
+/// The `backend` label values of [`ErrorCounter`]: every GPU backend, then the two that name
+/// no single backend.
+pub const ERROR_BACKENDS: [&str; 8] = [
+    GpuQuerySource::Nvml.as_str(),
+    GpuQuerySource::NvidiaSmi.as_str(),
+    GpuQuerySource::Drm.as_str(),
+    GpuQuerySource::Dxgi.as_str(),
+    GpuQuerySource::Pdh.as_str(),
+    GpuQuerySource::Metal.as_str(),
+    "gpu",
+    "host",
+];
+
+impl Default for ErrorCounter {
+    fn default() -> Self {
+        Self(Mutex::new(ERROR_BACKENDS.iter().map(|b| (*b, 0)).collect()))
+    }
+}
 
 impl ErrorCounter {
     pub fn inc(&self, backend: &'static str) {
@@ -692,6 +716,24 @@ mod tests {
     #[test]
     fn openmetrics_exposition_of_a_fixed_sample() {
         insta::assert_snapshot!("openmetrics", full(Format::OpenMetrics));
+    }
+
+    #[test]
+    fn every_backend_has_an_error_series_at_zero_before_its_first_error() {
+        let text = render(
+            Format::Prometheus,
+            &Exposition::default(),
+            &Health::default(),
+            Duration::ZERO,
+        );
+        for backend in ERROR_BACKENDS {
+            assert!(
+                text.contains(&format!(
+                    "hypomnesis_sample_errors_total{{backend=\"{backend}\"}} 0\n"
+                )),
+                "{backend}:\n{text}"
+            );
+        }
     }
 
     #[test]

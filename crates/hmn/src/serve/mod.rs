@@ -83,6 +83,33 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     Err(format!("invalid listen address `{text}`; {hint}"))
 }
 
+/// Whether a socket bound to `ip` can be reached from other machines. An IPv4 address mapped
+/// into IPv6 (`::ffff:127.0.0.1`) is the IPv4 address it carries: loopback stays loopback.
+fn reaches_beyond_this_machine(ip: IpAddr) -> bool {
+    !ip.to_canonical().is_loopback()
+}
+
+/// The length of the queue of connections the kernel has completed and `accept` has not yet
+/// taken. Clients that hold connections and reconnect as soon as they are cut keep that many
+/// connection attempts queued beyond the ones the server holds; a queue shorter than that
+/// (std's `bind` asks for 128) is full all the time, and the kernel drops the SYN of a
+/// scraper, which retries only after a second. The kernel caps it at `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 1024;
+
+/// A listening socket on `addr` with [`ACCEPT_BACKLOG`]. Must be called inside the runtime.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's `bind` does on Unix: a restarted server can bind while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 pub fn run(
     probe: hypomnesis::Probe,
     global: &GlobalArgs,
@@ -105,12 +132,11 @@ pub fn run(
             return Outcome::CouldNotTell;
         }
     };
-    let listener = match std::net::TcpListener::bind(args.listen)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .and_then(|l| {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(l)
-        }) {
+    let bound = {
+        let _guard = runtime.enter();
+        listen(args.listen)
+    };
+    let listener = match bound {
         Ok(listener) => listener,
         Err(e) => {
             out.say(&format!(
@@ -121,7 +147,7 @@ pub fn run(
         }
     };
     let bound = listener.local_addr().unwrap_or(args.listen);
-    if !bound.ip().is_loopback() {
+    if reaches_beyond_this_machine(bound.ip()) {
         out.say(&format!(
             "warning: listening on {bound}, beyond this machine: anyone who can reach it reads \
              its GPU and host memory{} — there is no authentication or TLS; use a firewall or a \
@@ -219,5 +245,27 @@ mod tests {
         );
         assert!(parse_listen("127.0.0.1").is_err());
         assert!(parse_listen("localhost:99999").is_err());
+    }
+
+    #[test]
+    fn loopback_in_any_spelling_stays_on_this_machine_and_the_rest_is_public() {
+        for local in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+            assert!(
+                !reaches_beyond_this_machine(local.parse().unwrap()),
+                "{local}"
+            );
+        }
+        for public in [
+            "0.0.0.0",
+            "::",
+            "192.168.1.2",
+            "::ffff:192.168.1.2",
+            "2001:db8::1",
+        ] {
+            assert!(
+                reaches_beyond_this_machine(public.parse().unwrap()),
+                "{public}"
+            );
+        }
     }
 }

@@ -13,9 +13,15 @@
 //!   `hypomnesis_sample_age_seconds` rising and `hypomnesis_sample_errors_total` counting, while
 //!   `/metrics` keeps answering with the last good figures.
 //!
+//! A failure that lasts must not flood the log (a hung driver fails every pass, and its error
+//! text carries the time it has been stuck, so no two lines are alike): each failing part of the
+//! pass, and a pass that stays stuck, is logged when it begins, reminded after 10 s, 30 s, 1 min
+//! and 5 min and then every 5 min while it lasts ([`Ongoing`]), and logged once when it ends.
+//!
 //! The worker's inputs go through [`Source`], so the tests can hang or fail a backend at will.
 
 use std::collections::HashMap;
+use std::mem::{Discriminant, discriminant};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -78,11 +84,12 @@ pub struct Shared {
     published: RwLock<Arc<Published>>,
     /// The scrape-time families; owns the sampling error counter.
     health: Health,
-    /// While a pass runs: the backend it is waiting on, when the pass started, and whether a
-    /// missed tick has been reported for it.
+    /// While a pass runs: the backend it is waiting on, when the pass started, and, once a
+    /// tick has found it still running, the log schedule of that hang.
     busy: Mutex<Option<Busy>>,
-    /// The last message logged per backend, so a persistent failure is logged once.
-    last_logged: Mutex<HashMap<&'static str, String>>,
+    /// The parts of a pass that are failing (`"GPU devices"`, `"processes on GPU 0"`), so a
+    /// lasting failure is logged when it begins, reminded with backoff and logged when it ends.
+    failing: Mutex<HashMap<String, Failing>>,
     log: Log,
 }
 
@@ -90,7 +97,68 @@ pub struct Shared {
 struct Busy {
     backend: &'static str,
     since: Instant,
-    reported: bool,
+    /// Set when a tick has found the pass still running (the hang has been logged).
+    stuck: Option<Ongoing>,
+}
+
+/// A part of the pass that fails on every pass.
+#[derive(Debug)]
+struct Failing {
+    /// What failed: the backend and the kind of error. Another backend or kind is a new
+    /// failure, logged as such; the same kind with other text (a hang's growing duration) is not.
+    kind: (&'static str, Discriminant<HypomnesisError>),
+    ongoing: Ongoing,
+}
+
+/// A condition that lasts, and when it is next worth a log line: reminders after 10 s, 30 s,
+/// 1 min, 5 min, then every 5 min. Counts the occurrences (failed passes, missed ticks) since.
+#[derive(Debug, Clone, Copy)]
+struct Ongoing {
+    since: Instant,
+    occurrences: u64,
+    reminders: u32,
+}
+
+impl Ongoing {
+    fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            occurrences: 1,
+            reminders: 0,
+        }
+    }
+
+    /// How long after the start reminder number `n` (from 0) is due.
+    fn reminder_after(n: u32) -> Duration {
+        match n {
+            0 => Duration::from_secs(10),
+            1 => Duration::from_secs(30),
+            2 => Duration::from_secs(60),
+            n => Duration::from_secs(300) * (n - 2),
+        }
+    }
+
+    /// Counts one more occurrence at `now`; `true` when a reminder is due (it is then taken).
+    fn recur(&mut self, now: Instant) -> bool {
+        self.occurrences += 1;
+        let due = now.saturating_duration_since(self.since) >= Self::reminder_after(self.reminders);
+        if due {
+            self.reminders += 1;
+        }
+        due
+    }
+}
+
+/// A duration for a log line: seconds with one decimal below a minute, else whole minutes and
+/// seconds.
+fn lasted(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else {
+        let whole = d.as_secs();
+        format!("{} min {} s", whole / 60, whole % 60)
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -108,7 +176,7 @@ impl Shared {
             published: RwLock::new(Arc::default()),
             health: Health::default(),
             busy: Mutex::new(None),
-            last_logged: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
             log,
         }
     }
@@ -149,45 +217,111 @@ impl Shared {
         *busy = backend.map(|backend| Busy {
             backend,
             since: previous.map_or_else(Instant::now, |b| b.since),
-            reported: previous.is_some_and(|b| b.reported),
+            stuck: previous.and_then(|b| b.stuck),
         });
+        drop(busy);
+        if let (
+            None,
+            Some(Busy {
+                backend,
+                since,
+                stuck: Some(stuck),
+            }),
+        ) = (backend, previous)
+        {
+            (self.log)(&format!(
+                "sampling resumed: the pass held up by {backend} finished after {} ({} missed \
+                 ticks)",
+                lasted(since.elapsed()),
+                stuck.occurrences
+            ));
+        }
     }
 
     fn fail(&self, backend: &'static str, what: &str, error: &HypomnesisError) {
         self.health.errors().inc(backend);
-        let message = format!("sampling {what} failed ({backend}): {error}");
-        let mut last = self
-            .last_logged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.get(backend) != Some(&message) {
+        let now = Instant::now();
+        let kind = (backend, discriminant(error));
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        match failing.get_mut(what) {
+            Some(f) if f.kind == kind => {
+                if f.ongoing.recur(now) {
+                    (self.log)(&format!(
+                        "sampling {what} still fails ({backend}) after {}, {} failed passes; \
+                         the latest: {error}",
+                        lasted(now.saturating_duration_since(f.ongoing.since)),
+                        f.ongoing.occurrences
+                    ));
+                }
+            }
+            _ => {
+                (self.log)(&format!(
+                    "sampling {what} failed ({backend}): {error} (counted in \
+                     hypomnesis_sample_errors_total; logged again if it changes, as a reminder \
+                     after 10 s, 30 s, 1 min, 5 min and every 5 min while it lasts, and when it \
+                     recovers)"
+                ));
+                failing.insert(
+                    what.to_owned(),
+                    Failing {
+                        kind,
+                        ongoing: Ongoing::new(now),
+                    },
+                );
+            }
+        }
+    }
+
+    /// `what` was sampled: if it was failing, say that it recovered.
+    fn succeed(&self, what: &str) {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        if failing.is_empty() {
+            return;
+        }
+        if let Some(f) = failing.remove(what) {
             (self.log)(&format!(
-                "{message} (counted in hypomnesis_sample_errors_total; logged again only when it changes)"
+                "sampling {what} works again ({}) after {} and {} failed passes",
+                f.kind.0,
+                lasted(f.ongoing.since.elapsed()),
+                f.ongoing.occurrences
             ));
-            last.insert(backend, message);
         }
     }
 
     /// A tick arrived: `true` when the worker is free to take it. Otherwise the tick is counted
-    /// as an error against the backend the worker waits on (and logged once per stuck pass).
+    /// as an error against the backend the worker waits on, and the hang is logged when first
+    /// seen and then as reminders with backoff.
     fn tick(&self, interval: Duration) -> bool {
+        let now = Instant::now();
         let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(b) = busy.as_mut() else {
             return true;
         };
         let backend = b.backend;
-        let waited = b.since.elapsed();
-        let first = !b.reported;
-        b.reported = true;
+        let waited = now.saturating_duration_since(b.since);
+        let line = match b.stuck.as_mut() {
+            None => {
+                b.stuck = Some(Ongoing::new(now));
+                Some(format!(
+                    "sampling has been waiting on {backend} for {} (interval {:.1} s); /metrics \
+                     keeps serving the last sample, and hypomnesis_sample_age_seconds shows its \
+                     age",
+                    lasted(waited),
+                    interval.as_secs_f64()
+                ))
+            }
+            Some(stuck) => stuck.recur(now).then(|| {
+                format!(
+                    "sampling still waits on {backend}, for {} now ({} missed ticks)",
+                    lasted(waited),
+                    stuck.occurrences
+                )
+            }),
+        };
         drop(busy);
         self.health.errors().inc(backend);
-        if first {
-            (self.log)(&format!(
-                "sampling has been waiting on {backend} for {:.1} s (interval {:.1} s); /metrics \
-                 keeps serving the last sample, and hypomnesis_sample_age_seconds shows its age",
-                waited.as_secs_f64(),
-                interval.as_secs_f64()
-            ));
+        if let Some(line) = line {
+            (self.log)(&line);
         }
         false
     }
@@ -216,11 +350,17 @@ fn sample_once(
 
     shared.set_busy(Some("host"));
     match source.host() {
-        Ok(host) => sample.host = Some(host),
+        Ok(host) => {
+            sample.host = Some(host);
+            shared.succeed("host memory");
+        }
         Err(e) => shared.fail("host", "host memory", &e),
     }
     match source.own_rss() {
-        Ok(rss) => sample.own_rss_bytes = Some(rss),
+        Ok(rss) => {
+            sample.own_rss_bytes = Some(rss);
+            shared.succeed("own RSS");
+        }
         Err(e) => shared.fail("host", "own RSS", &e),
     }
 
@@ -234,6 +374,7 @@ fn sample_once(
                 *guess = first.source.as_str();
             }
             sample.devices = devices;
+            shared.succeed("GPU devices");
         }
         Err(e) => shared.fail(gpu_backend(&e, guess), "GPU devices", &e),
     }
@@ -243,13 +384,13 @@ fn sample_once(
         for device in &sample.devices {
             let backend = device.source.as_str();
             shared.set_busy(Some(backend));
+            let what = format!("processes on GPU {}", device.index);
             match source.processes(device.index) {
-                Ok(mut found) => rows.append(&mut found),
-                Err(e) => shared.fail(
-                    gpu_backend(&e, backend),
-                    &format!("processes on GPU {}", device.index),
-                    &e,
-                ),
+                Ok(mut found) => {
+                    rows.append(&mut found);
+                    shared.succeed(&what);
+                }
+                Err(e) => shared.fail(gpu_backend(&e, backend), &what, &e),
             }
         }
         sample.processes = Some(rows);
@@ -345,7 +486,10 @@ mod tests {
     struct Stub {
         gate: Mutex<Option<mpsc::Receiver<()>>>,
         entered: Mutex<Option<mpsc::Sender<()>>>,
-        fail_devices: bool,
+        fail_devices: AtomicBool,
+        /// How many times `devices` has been called: a failure's text carries it, as a hung
+        /// driver's carries the time it has been stuck.
+        calls: std::sync::atomic::AtomicU64,
     }
 
     impl Stub {
@@ -379,11 +523,12 @@ mod tests {
             if let Some(gate) = gate {
                 let _ = gate.recv();
             }
-            if self.fail_devices {
+            let call = self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.fail_devices.load(Ordering::Relaxed) {
                 return Err(HypomnesisError::Nvml {
                     call: "nvmlDeviceGetCount_v2",
                     code: Some(15),
-                    detail: "GPU is lost".into(),
+                    detail: format!("GPU is lost (call {call})"),
                 });
             }
             Ok(vec![Self::device()])
@@ -432,7 +577,8 @@ mod tests {
         let stub = Arc::new(Stub {
             gate: Mutex::new(Some(gate)),
             entered: Mutex::new(Some(entered_tx)),
-            fail_devices: false,
+            fail_devices: AtomicBool::new(false),
+            calls: Default::default(),
         });
         let (log, lines) = collecting_log();
         let shared = Arc::new(Shared::new(log));
@@ -472,7 +618,8 @@ mod tests {
         let stub = Arc::new(Stub {
             gate: Mutex::new(None),
             entered: Mutex::new(None),
-            fail_devices: true,
+            fail_devices: AtomicBool::new(true),
+            calls: Default::default(),
         });
         let (log, lines) = collecting_log();
         let shared = Arc::new(Shared::new(log));
@@ -486,6 +633,55 @@ mod tests {
         let failures: Vec<_> = lines.iter().filter(|l| l.contains("GPU is lost")).collect();
         assert_eq!(failures.len(), 1, "{lines:?}");
         assert!(failures[0].starts_with("sampling GPU devices failed (nvml): NVML:"));
+    }
+
+    #[test]
+    fn a_lasting_failure_whose_text_changes_is_logged_when_it_begins_and_when_it_ends() {
+        let stub = Arc::new(Stub {
+            gate: Mutex::new(None),
+            entered: Mutex::new(None),
+            fail_devices: AtomicBool::new(true),
+            calls: Default::default(),
+        });
+        let (log, lines) = collecting_log();
+        let shared = Arc::new(Shared::new(log));
+        let sampler = Sampler::start(stub.clone(), config(), Arc::clone(&shared)).unwrap();
+        wait_for("ten failed passes", || shared.errors("nvml") >= 10);
+        {
+            let lines = lines.lock().unwrap();
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(lines[0].contains("GPU is lost (call 0)"), "{lines:?}");
+        }
+        stub.fail_devices.store(false, Ordering::Relaxed);
+        wait_for("the recovery line", || lines.lock().unwrap().len() >= 2);
+        drop(sampler);
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].starts_with("sampling GPU devices works again (nvml) after"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn reminders_back_off_to_every_five_minutes() {
+        let start = Instant::now();
+        let mut ongoing = Ongoing::new(start);
+        let mut reminded = Vec::new();
+        // One occurrence a second for 20 minutes.
+        for s in 1..=1200 {
+            if ongoing.recur(start + Duration::from_secs(s)) {
+                reminded.push(s);
+            }
+        }
+        assert_eq!(reminded, [10, 30, 60, 300, 600, 900, 1200]);
+        assert_eq!(ongoing.occurrences, 1201);
+    }
+
+    #[test]
+    fn durations_in_log_lines_read_as_seconds_then_minutes() {
+        assert_eq!(lasted(Duration::from_millis(2_540)), "2.5 s");
+        assert_eq!(lasted(Duration::from_secs(330)), "5 min 30 s");
     }
 
     #[test]
@@ -509,7 +705,8 @@ mod tests {
         let stub = Stub {
             gate: Mutex::new(None),
             entered: Mutex::new(None),
-            fail_devices: false,
+            fail_devices: AtomicBool::new(false),
+            calls: Default::default(),
         };
         let (log, _) = collecting_log();
         let shared = Shared::new(log);

@@ -26,11 +26,16 @@ pub(crate) mod drm;
 // Windows (DXGI, PDH) and macOS (Metal): pure parts build and are tested everywhere; the
 // OS calls are behind each file's own cfg.
 pub(crate) mod dxgi;
+// Always built: `kill_helper_processes` is public API whatever the features.
+#[cfg_attr(not(feature = "nvidia-smi-fallback"), allow(dead_code))]
+pub(crate) mod helper;
 pub(crate) mod metal;
 #[cfg(feature = "nvidia-smi-fallback")]
 pub(crate) mod nvidia_smi;
 #[cfg(feature = "nvml")]
 pub(crate) mod nvml;
+#[cfg(feature = "nvml")]
+pub(crate) mod nvml_strings;
 pub(crate) mod pdh;
 
 /// What the GPU backends need to know; filled by [`crate::ProbeBuilder`].

@@ -25,17 +25,15 @@
 //!   devices). The message is kept in the error; 6 with "No devices were found" is an answer
 //!   (zero GPUs), not a failure.
 //!
-//! The child is never waited for without a bound: both pipes are drained on helper threads
-//! (a chatty child cannot fill a pipe and stall), and a child still running at the timeout is
-//! killed, with its process group on Unix, and reaped.
+//! The child runs through [`helper::run`]: never waited for without a bound, both pipes read
+//! at once (a chatty child cannot fill a pipe and stall), and nothing it started left behind.
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::helper::{self, Failure};
 use crate::error::{HypomnesisError, Result};
 use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
 
@@ -51,8 +49,10 @@ const QUERY_COMPUTE_APPS: &str =
 const FORMAT: &str = "--format=csv,noheader,nounits";
 
 const MIB: u64 = 1024 * 1024;
-/// More output than any real `nvidia-smi` query prints; the rest is read and dropped.
-const OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
+/// More output than any real `nvidia-smi` query prints (over 10,000 rows of 400 bytes, where
+/// a busy node lists hundreds); a child that prints more is stopped rather than read on, and
+/// the memory a long-running caller keeps after such a child stays small.
+const OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
 /// How many lines of a failing run's output are kept in the error.
 const MESSAGE_LINES: usize = 3;
 
@@ -117,59 +117,34 @@ impl NvidiaSmi {
         Ok(parse_compute_apps(&run.stdout, devices))
     }
 
-    /// Runs `nvidia-smi <query> --format=…`, killing it at the timeout.
+    /// Runs `nvidia-smi <query> --format=…`, killing it (and whatever it started) at the
+    /// timeout or when it prints more than any real query does.
     fn run(&self, query: &str) -> Result<Finished> {
         let mut command = Command::new(&self.path);
-        command
-            .arg(query)
-            .arg(FORMAT)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Its own process group, so that a timeout also ends whatever it started.
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().map_err(|e| self.spawn_error(&e))?;
-
-        let (stdout, stderr) = match (drain(child.stdout.take()), drain(child.stderr.take())) {
-            (Ok(stdout), Ok(stderr)) => (stdout, stderr),
-            (Err(e), _) | (_, Err(e)) => {
-                kill(&mut child);
-                return Err(HypomnesisError::NvidiaSmi {
-                    exit_code: None,
-                    detail: format!("cannot start a thread to read its output: {e}"),
-                });
-            }
-        };
-        let now = Instant::now();
-        // A timeout too large to add to the clock waits a day instead of panicking.
-        let deadline = now
-            .checked_add(self.timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(24 * 60 * 60));
-        let status = match wait_until(&mut child, deadline) {
-            Ok(Some(status)) => status,
-            Ok(None) => {
-                kill(&mut child);
-                return Err(self.timeout_error(query));
-            }
-            Err(e) => {
-                kill(&mut child);
-                return Err(HypomnesisError::NvidiaSmi {
-                    exit_code: None,
-                    detail: format!("cannot wait for {}: {e}", self.path.display()),
-                });
-            }
-        };
-        // The pipes close when the child exits, unless something it started still holds them.
-        let grace = deadline.max(Instant::now() + Duration::from_millis(200));
-        let (Some(stdout), Some(stderr)) = (stdout.collect(grace), stderr.collect(grace)) else {
-            return Err(self.timeout_error(query));
-        };
-        Ok(Finished {
-            status,
-            stdout,
-            stderr,
-        })
+        command.arg(query).arg(FORMAT);
+        match helper::run(&mut command, self.timeout, OUTPUT_LIMIT) {
+            Ok(captured) => Ok(Finished {
+                status: captured.status,
+                stdout: text(captured.stdout),
+                stderr: text(captured.stderr),
+            }),
+            Err(Failure::Spawn(e)) => Err(self.spawn_error(&e)),
+            Err(Failure::TimedOut) => Err(self.timeout_error(query)),
+            Err(Failure::TooMuchOutput { limit }) => Err(HypomnesisError::NvidiaSmi {
+                exit_code: None,
+                detail: format!(
+                    "{} printed more than {} MiB, far more than any real query prints, and \
+                     was stopped; check what {} really runs",
+                    short_query(query),
+                    limit / 1024 / 1024,
+                    self.path.display()
+                ),
+            }),
+            Err(Failure::Io(e)) => Err(HypomnesisError::NvidiaSmi {
+                exit_code: None,
+                detail: format!("cannot run {}: {e}", self.path.display()),
+            }),
+        }
     }
 
     fn spawn_error(&self, e: &std::io::Error) -> HypomnesisError {
@@ -283,68 +258,9 @@ fn rejects_reserved_field(run: &Finished) -> bool {
         .any(|text| text.contains("memory.reserved") && text.contains("is not a valid field"))
 }
 
-/// A pipe read to its end on a helper thread.
-struct Drain(Option<mpsc::Receiver<Vec<u8>>>);
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::io::Result<Drain> {
-    let Some(mut pipe) = pipe else {
-        return Ok(Drain(None));
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("hypomnesis-nvidia-smi-pipe".into())
-        .spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.by_ref().take(OUTPUT_LIMIT).read_to_end(&mut bytes);
-            let _ = std::io::copy(&mut pipe, &mut std::io::sink());
-            let _ = tx.send(bytes);
-        })?;
-    Ok(Drain(Some(rx)))
-}
-
-impl Drain {
-    /// The text read, or `None` when the pipe was still open at `deadline`.
-    fn collect(self, deadline: Instant) -> Option<String> {
-        let Some(rx) = self.0 else {
-            return Some(String::new());
-        };
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Some(String::new()),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-        }
-    }
-}
-
-/// The child's exit status, or `None` if it is still running at `deadline`.
-fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(25));
-    }
-}
-
-/// Kills the child (and on Unix its process group) and reaps it.
-fn kill(child: &mut Child) {
-    #[cfg(unix)]
-    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group id is
-        // the child's pid, which stays reserved until the child is reaped below.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+/// Output as text: moved when it is UTF-8, copied with replacement characters otherwise.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A cell's value, or the sentinel `nvidia-smi` printed instead.

@@ -20,7 +20,7 @@
 //!
 //! `nvml-wrapper` is used for loading, init/shutdown and the simple getters; its raw `lib()`
 //! only where it lacks something (the v1 memory fallback, the retrying process lists and the
-//! incremental per-process utilization).
+//! incremental per-process utilization) or cannot be trusted (strings, see `nvml_strings`).
 //!
 //! Telemetry (utilization, temperature, power, clocks, fan, PCIe link) is one getter per
 //! figure; each that fails leaves its figure `None` with NVML's reason. A GPU that answers
@@ -41,6 +41,7 @@ use nvml_wrapper_sys::bindings::{
     nvmlDevice_t, nvmlMemory_t, nvmlProcessInfo_t, nvmlProcessUtilizationSample_t, nvmlReturn_t,
 };
 
+use super::nvml_strings;
 use crate::error::{HypomnesisError, Result, error_chain};
 use crate::snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor, MigInstance,
@@ -181,7 +182,7 @@ impl NvmlBackend {
         let count = nvml
             .device_count()
             .map_err(|e| call_error("nvmlDeviceGetCount_v2", &e))?;
-        let driver_version = nvml.sys_driver_version().ok();
+        let driver_version = nvml_strings::driver_version(&nvml);
         let cuda_driver_version = nvml.sys_cuda_driver_version().ok().map(format_cuda_version);
         let devices: Vec<CachedDevice> = (0..count.min(MAX_PROCESSES))
             .map(|index| cache_device(&nvml, index))
@@ -360,15 +361,14 @@ fn mig_instances(nvml: &Nvml, handle: RawHandle) -> Vec<MigInstance> {
             // NVML is initialised; `value` is writable.
             (unsafe { f(mig, &raw mut value) } == NVML_SUCCESS).then_some(value)
         };
-        // SAFETY: `mig` is a handle NVML just returned on this initialised library.
-        let device = unsafe { nvml_wrapper::Device::new(mig, nvml) };
         let memory = read_memory(nvml, RawHandle(mig))
             .ok()
             .map(|(m, _)| (m.total, m.free, m.used, m.reserved));
         instances.push(MigInstance::new(
             id(*gi_of),
             id(*ci_of),
-            device.uuid().ok(),
+            // Not nvml-wrapper's getter: it reads past a buffer without a NUL.
+            nvml_strings::device_uuid(nvml, mig),
             memory,
         ));
     }
@@ -916,17 +916,18 @@ fn mark_memory_unavailable(info: &mut GpuDeviceInfo, reason: &str) {
 fn cache_device(nvml: &Nvml, index: u32) -> CachedDevice {
     match nvml.device_by_index(index) {
         Ok(device) => {
-            // SAFETY: the handle is only passed back to this same, initialised NVML.
-            let handle = RawHandle(unsafe { device.handle() });
-            let total_bytes = read_memory(nvml, handle)
+            // SAFETY: the handle is only passed back to this same NVML, which outlives it.
+            let handle = unsafe { device.handle() };
+            let total_bytes = read_memory(nvml, RawHandle(handle))
                 .ok()
                 .map(|(m, _)| m.total)
                 .filter(|&t| t != VALUE_NOT_AVAILABLE && t > 0);
             CachedDevice {
-                handle: Ok(handle),
-                name: device.name().ok(),
-                uuid: device.uuid().ok(),
-                pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
+                handle: Ok(RawHandle(handle)),
+                // Not nvml-wrapper's getters: they read past a buffer without a NUL.
+                name: nvml_strings::device_name(nvml, handle),
+                uuid: nvml_strings::device_uuid(nvml, handle),
+                pci_bus_id: nvml_strings::pci_bus_id(nvml, handle),
                 total_bytes,
                 mig_enabled: device.mig_mode().ok().map(|m| m.current == 1),
             }
