@@ -3,6 +3,13 @@
 //! `nvitop -1` (from the Python package index, in a venv under `target/`) reading the same
 //! double through NVIDIA's own Python binding.
 //!
+//! `ps_at_scale` (issue 13, "Scale"): `hmn ps --json` against a one-GPU scenario with 10,000
+//! and 60,000 NVML processes (compute list, every other pid also in the graphics list, none
+//! of them in this machine's `/proc`), budgets ≤ 40 ms and ≤ 250 ms median, beside `nvitop -1`
+//! on the same scenario and, as a reference, `hmn --json` (process start, the NVML double's
+//! load and parse of the scenario, the device and the own process's row). Both read an
+//! optimised build of the double ([`optimised_double`]).
+//!
 //! Run with `cargo bench -p hmn --bench cli`. The release `hmn` is built by cargo for the
 //! bench; the venv is created on first use (needs the Python package index).
 
@@ -80,5 +87,90 @@ fn whole_process(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, whole_process);
+/// One H100 (from `one_gpu`) with `count` compute processes, every other one also holding a
+/// graphics context (so the merge has work to do).
+fn many_processes(count: u32) -> PathBuf {
+    test_support::nvml_scenario_variant("one_gpu", &format!("ps_at_scale_{count}"), |s| {
+        let process = |pid: u32, mib: u32| {
+            serde_json::json!({
+                "pid": pid,
+                "used_gpu_memory": u64::from(mib) << 20,
+                "gpu_instance_id": null,
+                "compute_instance_id": null,
+                "name": format!("worker-{pid}"),
+            })
+        };
+        let device = &mut s["devices"][0];
+        device["compute_processes"] = (0..count)
+            .map(|i| process(1_000_000 + i, i % 64 + 1))
+            .collect();
+        device["graphics_processes"] = (0..count)
+            .step_by(2)
+            .map(|i| process(1_000_000 + i, i % 32 + 1))
+            .collect();
+    })
+}
+
+/// The NVML double built with optimisations, as `<dir>/libnvidia-ml.so.1`: the test build
+/// (`test_support::nvml_double`) is unoptimised, and its parse of a 60,000-process scenario
+/// would outweigh what is measured. The real library parses nothing.
+fn optimised_double() -> PathBuf {
+    let root = test_support::workspace_root();
+    let target = root.join("target/nvml-double-release");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "nvml-double",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "building the NVML double failed"
+    );
+    let dir = target.join("as-libnvidia-ml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        target.join("release/libnvml_double.so"),
+        dir.join("libnvidia-ml.so.1"),
+    )
+    .unwrap();
+    dir
+}
+
+fn ps_at_scale(c: &mut Criterion) {
+    let hmn = env!("CARGO_BIN_EXE_hmn");
+    let bin = python_tools();
+    let lib_dir = optimised_double();
+    for count in [10_000, 60_000] {
+        let scenario = many_processes(count);
+        let mut group = c.benchmark_group(format!("ps_at_scale_{count}"));
+        group.sample_size(10);
+        group.bench_function("hmn ps --json", |b| {
+            b.iter(|| {
+                run(with_double(&mut Command::new(hmn), &scenario, &lib_dir)
+                    .args(["ps", "--json"]));
+            });
+        });
+        group.bench_function("hmn --json (floor: start, NVML double load)", |b| {
+            b.iter(|| run(with_double(&mut Command::new(hmn), &scenario, &lib_dir).arg("--json")));
+        });
+        group.bench_function("nvitop -1", |b| {
+            b.iter(|| {
+                run(
+                    with_double(&mut Command::new(bin.join("nvitop")), &scenario, &lib_dir)
+                        .arg("-1"),
+                );
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, whole_process, ps_at_scale);
 criterion_main!(benches);

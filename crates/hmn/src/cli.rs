@@ -13,7 +13,7 @@ Exit codes:
 `run` exits with CMD's own code (128+N when CMD was killed by signal N; 127 when CMD was not
 found, 126 when it was found but could not be executed), spilled or not; when CMD exited 0 but
 the recording, the plot or the --json-out report could not be written whole, `run` exits 74
-(EX_IOERR: the outputs are incomplete; CMD's own failure code is never replaced); `watch` exits 0, 1 when the watched GPU spilled into shared
+(EX_IOERR: the outputs are incomplete; CMD's own failure code is never replaced); `watch` exits 0, 1 when a watched GPU spilled into shared
 memory (Windows only: elsewhere spill is not measurable, and never 1), or 2 when there is
 nothing it can watch.
 A closed stdout (`hmn ps | head -1`) exits 0 quietly.";
@@ -130,11 +130,14 @@ pub enum Command {
     /// (a `time -v` for memory, on stderr); optionally record every sample and plot them.
     #[command(after_help = RUN_NOTES)]
     Run(RunArgs),
-    /// Watch processes' GPU memory and RAM over time; a per-PID summary (baseline, peak) at the
-    /// end or on Ctrl-C.
+    /// Watch processes' GPU memory and RAM over time, on every GPU unless --device N; a per-PID
+    /// summary (baseline, peak) at the end or on Ctrl-C.
     ///
-    /// On Windows the watched GPU's spill into shared memory is read every interval too (the
-    /// SPILL column, and the episodes in the summary); `watch` then exits 1 when it spilled.
+    /// Every GPU's processes are read each interval, one row per process and device it holds
+    /// memory on (GPU column); --device N reads GPU N only.
+    ///
+    /// On Windows each watched GPU's spill into shared memory is read every interval too (the
+    /// SPILL column, and the episodes in the summary); `watch` then exits 1 when one spilled.
     Watch(WatchArgs),
     /// Print shell completions for SHELL on stdout.
     Completions {

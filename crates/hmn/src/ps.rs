@@ -1,17 +1,26 @@
 //! `hmn ps`: every process holding GPU memory.
 //!
 //! One row per process and device (a process on two GPUs appears twice, once per device), so
-//! that sums per device add up. The SPILL column says whether the row's device is spilling
+//! that sums per device add up; the summary counts processes, not rows. A DRM client held by
+//! several processes (inherited across `fork`) shows in every holder's row, marked with whom
+//! it is shared, and is counted once in the totals (the library decides for which holder:
+//! [`GpuProcessEntry::counted_used_bytes`]). The SPILL column says whether the row's device is spilling
 //! out of dedicated VRAM into shared system memory (Windows only, see `hypomnesis::spill`):
 //! `PAGED` — it is, and this process holds ≥ 256 MiB of shared memory; `device` — it is, but
 //! not through this process; `no`; `?` — Windows could not tell (no GPU counters); `n/a` —
-//! not measurable on this platform. Names, users and command lines come from the OS; a row the
-//! OS would not describe shows `?` and is counted in the stderr summary with what to do
-//! about it. Filters narrow rows; the summary echoes them so a script's log says what was
-//! asked.
+//! not measurable on this platform. Names, users and command lines come from the OS (NVML's
+//! name when the OS has none); a row the OS would not describe shows `?`, and the notes after
+//! the summary say why and what to do about it. Filters narrow rows; the summary echoes them
+//! so a script's log says what was asked. `--json` prints one object with the rows, the
+//! devices that could not be listed and the same notes, so a script sees what the text puts
+//! on stderr (`docs/json.md`).
+
+use std::collections::HashSet;
 
 use hypomnesis::spill;
-use hypomnesis::{GpuProcessEntry, GpuProcessKind, GpuQuerySource, Probe};
+use hypomnesis::{
+    GpuProcessEntry, GpuProcessKind, GpuQuerySource, ListingNote, Probe, SharedClient,
+};
 use serde::Serialize;
 
 use crate::Outcome;
@@ -44,11 +53,16 @@ pub struct PsRow {
     /// Whether this process is paged out to shared memory on a spilling device (≥ 256 MiB
     /// shared); `None` when not measurable or its shared figure is unknown.
     pub paged: Option<bool>,
+    /// Other processes holding some of this row's DRM clients (sorted; empty when none).
+    pub shared_with: Vec<u32>,
+    /// Those clients, each with every holder and the one it is counted for in totals.
+    pub shared_clients: Vec<SharedClient>,
 }
 
 impl PsRow {
     fn new(entry: GpuProcessEntry, device_name: Option<String>, spilling: Option<bool>) -> Self {
         let paged = crate::spill::paged(spilling, entry.system_bytes);
+        let shared_with = entry.shared_with();
         Self {
             pid: entry.pid,
             user: entry.user,
@@ -66,19 +80,36 @@ impl PsRow {
             source: entry.source,
             spilling,
             paged,
+            shared_with,
+            shared_clients: entry.shared_clients,
         }
     }
+}
+
+/// `hmn ps --json`: the rows and what could not be listed or seen.
+#[derive(Debug, Serialize)]
+pub struct PsJson<'a> {
+    pub processes: &'a [PsRow],
+    pub failed_devices: &'a [FailedDevice],
+    pub notes: &'a [ListingNote],
+}
+
+/// A device whose processes could not be listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedDevice {
+    pub device_index: u32,
+    pub error: String,
 }
 
 /// What `ps` gathered before filtering: rows, and devices it could not read.
 #[derive(Debug, Default)]
 pub struct Gathered {
     pub rows: Vec<PsRow>,
-    pub skipped: Vec<(u32, String)>,
+    pub skipped: Vec<FailedDevice>,
     pub queried: usize,
-    /// What the listings could not see, and why (unreadable processes, PID namespaces),
-    /// each note once.
-    pub notes: Vec<String>,
+    /// What the listings could not see, and why (unreadable processes, PID namespaces,
+    /// shared clients), each note once.
+    pub notes: Vec<ListingNote>,
 }
 
 pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> Outcome {
@@ -89,13 +120,21 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> O
             return Outcome::CouldNotTell;
         }
     };
-    for (index, error) in &gathered.skipped {
+    for failed in &gathered.skipped {
         out.say(&format!(
-            "ps failed to query device {index}: {error} (skipped)"
+            "ps failed to query device {}: {} (skipped)",
+            failed.device_index, failed.error
         ));
     }
     if gathered.queried == 0 || (global.device.is_some() && !gathered.skipped.is_empty()) {
         out.say("ps: no device could be queried, so nothing could be listed");
+        if global.json {
+            out.json(&PsJson {
+                processes: &[],
+                failed_devices: &gathered.skipped,
+                notes: &gathered.notes,
+            });
+        }
         return Outcome::CouldNotTell;
     }
     for pid in &args.pid {
@@ -106,21 +145,25 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> O
     let mut rows = select(gathered.rows, args);
     sort(&mut rows, args.sort);
     if global.json {
-        out.json(&rows);
+        out.json(&PsJson {
+            processes: &rows,
+            failed_devices: &gathered.skipped,
+            notes: &gathered.notes,
+        });
     } else {
         out.data(&render(&rows, args.full));
     }
     out.say(&summary_line(&rows, args, global.device));
     for note in &gathered.notes {
-        out.say(note);
+        out.say(&note.message);
     }
-    if args.exit_status {
-        if !gathered.skipped.is_empty() {
-            return Outcome::CouldNotTell;
-        }
-        if rows.is_empty() {
-            return Outcome::No;
-        }
+    // A device that could not be listed may hold processes the output does not show: never
+    // a plain success.
+    if !gathered.skipped.is_empty() {
+        return Outcome::CouldNotTell;
+    }
+    if args.exit_status && rows.is_empty() {
+        return Outcome::No;
     }
     Outcome::Success
 }
@@ -142,7 +185,7 @@ pub fn gather(probe: &Probe, only: Option<u32>) -> Result<Gathered, String> {
         match probe.gpu_process_listing(index) {
             Ok(listing) => {
                 gathered.queried += 1;
-                for note in listing.notes() {
+                for note in listing.findings() {
                     if !gathered.notes.contains(&note) {
                         gathered.notes.push(note);
                     }
@@ -158,7 +201,10 @@ pub fn gather(probe: &Probe, only: Option<u32>) -> Result<Gathered, String> {
                         .map(|e| PsRow::new(e, device_name.clone(), spilling)),
                 );
             }
-            Err(e) => gathered.skipped.push((index, e.to_string())),
+            Err(e) => gathered.skipped.push(FailedDevice {
+                device_index: index,
+                error: e.to_string(),
+            }),
         }
     }
     Ok(gathered)
@@ -171,6 +217,30 @@ pub fn held_bytes(row: &PsRow) -> Option<u64> {
         (None, None) => None,
         (used, system) => Some(used.unwrap_or(0).saturating_add(system.unwrap_or(0))),
     }
+}
+
+/// The device-memory and system-memory totals of `rows`, each shared DRM client counted
+/// once: it is in every holder's row, so it is taken out of each row and added back once per
+/// (device, client) — whichever of its holders `rows` still has after filtering. Unknown
+/// figures add nothing; the sums saturate.
+pub fn counted_totals(rows: &[PsRow]) -> (u64, u64) {
+    let mut used: u64 = 0;
+    let mut system: u64 = 0;
+    let mut seen: HashSet<(u32, Option<u64>, &[u32])> = HashSet::new();
+    for row in rows {
+        let mut row_used = row.used_bytes.unwrap_or(0);
+        let mut row_system = row.system_bytes.unwrap_or(0);
+        for client in &row.shared_clients {
+            let first_time = seen.insert((row.device_index, client.client_id, &client.holders));
+            if !first_time {
+                row_used = row_used.saturating_sub(client.used_bytes.unwrap_or(0));
+                row_system = row_system.saturating_sub(client.system_bytes.unwrap_or(0));
+            }
+        }
+        used = used.saturating_add(row_used);
+        system = system.saturating_add(row_system);
+    }
+    (used, system)
 }
 
 /// Applies `--pid`, `--min` and `--filter`.
@@ -195,7 +265,8 @@ pub fn select(rows: Vec<PsRow>, args: &PsArgs) -> Vec<PsRow> {
 }
 
 pub fn sort(rows: &mut [PsRow], key: SortKey) {
-    // Unknown names sort after every known one.
+    // Unknown names sort after every known one. Keys are computed once per row (a lowercased
+    // name per comparison would allocate n log n times in a listing of 60,000 rows).
     let name = |row: &PsRow| {
         (
             row.name.is_none(),
@@ -203,20 +274,16 @@ pub fn sort(rows: &mut [PsRow], key: SortKey) {
         )
     };
     match key {
-        SortKey::Vram => rows.sort_by(|a, b| {
-            held_bytes(b)
-                .cmp(&held_bytes(a))
-                .then_with(|| name(a).cmp(&name(b)))
-                .then(a.pid.cmp(&b.pid))
-                .then(a.device_index.cmp(&b.device_index))
+        SortKey::Vram => rows.sort_by_cached_key(|r| {
+            (
+                std::cmp::Reverse(held_bytes(r)),
+                name(r),
+                r.pid,
+                r.device_index,
+            )
         }),
         SortKey::Pid => rows.sort_by_key(|r| (r.pid, r.device_index)),
-        SortKey::Name => rows.sort_by(|a, b| {
-            name(a)
-                .cmp(&name(b))
-                .then(a.pid.cmp(&b.pid))
-                .then(a.device_index.cmp(&b.device_index))
-        }),
+        SortKey::Name => rows.sort_by_cached_key(|r| (name(r), r.pid, r.device_index)),
     }
 }
 
@@ -277,9 +344,10 @@ pub fn spill_cell(row: &PsRow, measurable: bool) -> &'static str {
     crate::spill::cell(row.spilling, row.paged, measurable)
 }
 
-/// `2 GPU processes found matching device=0 filter="py" (9.6 GiB total); 1 unreadable — re-run as root to see its name.`
+/// `2 GPU processes found matching device=0 filter="py" (9.6 GiB total); 1 unnamed.`
 pub fn summary_line(rows: &[PsRow], args: &PsArgs, device: Option<u32>) -> String {
-    let count = rows.len();
+    // Processes, not rows: a process on two GPUs has a row per device.
+    let count = rows.iter().map(|r| r.pid).collect::<HashSet<u32>>().len();
     let noun = if count == 1 { "process" } else { "processes" };
     let mut line = format!("{count} GPU {noun} found");
     let mut criteria = Vec::new();
@@ -301,19 +369,25 @@ pub fn summary_line(rows: &[PsRow], args: &PsArgs, device: Option<u32>) -> Strin
         line.push_str(" matching ");
         line.push_str(&criteria.join(" "));
     }
-    // Summed in u128: a driver figure near u64::MAX must neither wrap nor panic. A sum of
-    // nothing known is "n/a", never 0.
-    let total = |figure: fn(&PsRow) -> Option<u64>| -> Option<String> {
-        let known: Vec<u64> = rows.iter().filter_map(figure).collect();
-        (!known.is_empty()).then(|| {
-            let sum: u128 = known.iter().map(|&b| u128::from(b)).sum();
-            format_size(u64::try_from(sum).unwrap_or(u64::MAX))
-        })
-    };
-    let unknown_memory = rows.iter().filter(|r| held_bytes(r).is_none()).count();
+    // Summed without wrapping (saturating, each shared client once); a sum of nothing known
+    // is "n/a", never 0, and a total that leaves processes out says how many it covers.
+    let (known, system) = counted_totals(rows);
+    let with_figure = rows
+        .iter()
+        .filter(|r| held_bytes(r).is_some())
+        .map(|r| r.pid)
+        .collect::<HashSet<u32>>()
+        .len();
+    let unknown_memory = count.saturating_sub(with_figure);
     if count > 0 {
-        let device_total = total(|r| r.used_bytes);
-        let system_total = total(|r| r.system_bytes);
+        let device_total = rows
+            .iter()
+            .any(|r| r.used_bytes.is_some())
+            .then(|| format_size(known));
+        let system_total = rows
+            .iter()
+            .any(|r| r.system_bytes.is_some())
+            .then(|| format_size(system));
         match (&device_total, &system_total) {
             (None, None) => line.push_str(" (total n/a"),
             _ => line.push_str(&format!(
@@ -334,16 +408,10 @@ pub fn summary_line(rows: &[PsRow], args: &PsArgs, device: Option<u32>) -> Strin
         }
         line.push(')');
     }
+    // Why names are missing (another container's process, privileges) is in the notes.
     let unnamed = rows.iter().filter(|r| r.name.is_none()).count();
     if unnamed > 0 {
-        let pronoun = if unnamed == 1 {
-            "its name"
-        } else {
-            "their names"
-        };
-        line.push_str(&format!(
-            "; {unnamed} unreadable — re-run as root to see {pronoun}"
-        ));
+        line.push_str(&format!("; {unnamed} unnamed"));
     }
     let mut spilling: Vec<u32> = rows
         .iter()
@@ -388,6 +456,8 @@ mod tests {
             source: GpuQuerySource::Nvml,
             spilling: None,
             paged: None,
+            shared_with: Vec::new(),
+            shared_clients: Vec::new(),
         }
     }
 
@@ -462,7 +532,7 @@ mod tests {
             line,
             "4 GPU processes found matching pid=100,200 device=0 min=1 MiB filter=\"py\" \
              (10.5 GiB total covering 3 of 4 processes, 1 without a memory figure from the driver); \
-             1 unreadable — re-run as root to see its name."
+             1 unnamed."
         );
         assert_eq!(
             summary_line(&[], &PsArgs::default(), None),
@@ -492,6 +562,39 @@ mod tests {
             line,
             "2 GPU processes found (total n/a: no process has a memory figure from the driver)."
         );
+    }
+
+    #[test]
+    fn the_summary_counts_a_process_on_two_gpus_once() {
+        let rows = vec![
+            row(100, Some("trainer"), Some(4 << 30), 0),
+            row(100, Some("trainer"), Some(4 << 30), 1),
+            row(200, Some("python3"), Some(1 << 30), 1),
+        ];
+        assert_eq!(
+            summary_line(&rows, &PsArgs::default(), None),
+            "2 GPU processes found (9.0 GiB total)."
+        );
+    }
+
+    #[test]
+    fn a_shared_client_is_in_every_holders_row_and_in_the_total_once() {
+        let client = |holders: Vec<u32>| {
+            SharedClient::new(Some(7), holders, 900, Some(1 << 30), Some(2 << 30))
+        };
+        // Parent 900 and child 300 hold one client of 1 GiB VRAM + 2 GiB GTT; the child
+        // also holds a private 512 MiB client.
+        let mut parent = row(900, Some("server"), Some(1 << 30), 0);
+        parent.system_bytes = Some(2 << 30);
+        parent.shared_clients = vec![client(vec![300, 900])];
+        let mut child = row(300, Some("server"), Some((1 << 30) + (512 << 20)), 0);
+        child.system_bytes = Some(2 << 30);
+        child.shared_clients = vec![client(vec![300, 900])];
+        let both = vec![parent.clone(), child.clone()];
+        assert_eq!(counted_totals(&both), ((1 << 30) + (512 << 20), 2 << 30));
+        // The child alone (`--pid 300`) still shows and counts what it holds.
+        assert_eq!(counted_totals(&[child]), ((1 << 30) + (512 << 20), 2 << 30));
+        assert_eq!(counted_totals(&[parent]), (1 << 30, 2 << 30));
     }
 
     #[test]

@@ -1,14 +1,28 @@
 //! `hmn watch [PID…]`: processes' GPU memory and RAM over time.
 //!
-//! Every interval, one process listing of the device gives each watched process's GPU memory
-//! (`VRAM`: device memory; `SHARED`: GPU buffers in system RAM, where the backend reports it),
-//! and the process's own RSS is read. Rows go to stdout (a table, or NDJSON `sample` records
-//! with `--json`); notices go to stderr. At the end (`--duration`, or Ctrl-C / SIGTERM) a
-//! per-PID summary gives each process's baseline (its first sample) and peak.
+//! nvitop and gpustat show every GPU, and a process is often on another GPU than the first:
+//! `watch` therefore reads every device's process list each interval (`--device N` narrows it
+//! to one). A watched process gets one row per device whose list holds it (`VRAM`: device
+//! memory; `SYS`: GPU buffers in system RAM — GTT, Intel system memory, Windows shared usage —
+//! where the backend reports it; the same names and meanings as `hmn ps`), and its own RSS is
+//! read once per interval. Rows go to stdout (a table, or NDJSON `sample` records with
+//! `--json`, each naming its device); notices go to stderr. At the end (`--duration`, or
+//! Ctrl-C / SIGTERM) a per-process, per-device summary gives each baseline (first sample) and
+//! peak.
 //!
-//! Which processes: the PIDs given, or the `--top N` largest GPU processes of the device
-//! (narrowed by `--filter` and `--min`), chosen once, or again every interval with
-//! `--follow-new`.
+//! A GPU figure is only a number when it was measured. Each row says how its figures were
+//! found (`presence`): in the device's list; absent from a list that was read (0: the process
+//! holds nothing there — only for a device it was seen on before, or the one `--device`
+//! names); in no watched device's list (`n/a`: not seen, never 0); unreadable (Linux DRM
+//! without the rights to read its fds); or missing because the device's list could not be
+//! read this interval (a lost or hung GPU: said on stderr when it starts and ends, and counted
+//! in the summary). A DRM client inherited across `fork` is held by every process that holds
+//! it: each row carries the client's memory and says it is shared (`shared_bytes`).
+//!
+//! Which processes: the PIDs given, or the `--top N` largest GPU processes (all watched
+//! devices together, narrowed by `--filter` and `--min`), chosen once, or again every interval
+//! with `--follow-new`. Processes are named as `hmn ps` names them (the library's naming: the
+//! full executable name, not `comm` cut at 15 bytes).
 //!
 //! PID reuse: a pid is bound to the process that had it when watching began, identified by
 //! its start time (Linux `/proc/<pid>/stat`). When the start time changes, the OS gave the pid
@@ -16,22 +30,22 @@
 //! Where the start time cannot be read (a GPU process outside this PID namespace, other
 //! platforms), a change of name is taken as the sign instead.
 //!
-//! Spill (Windows, see `crate::spill`): the watched device's spill tracker is read once per
+//! Spill (Windows, see `crate::spill`): each watched device's spill tracker is read once per
 //! interval, before the processes. Its first reading is the baseline; each row's SPILL cell
-//! says whether the device spilled at that reading (`PAGED` when the process itself holds
-//! ≥ 256 MiB of shared memory), and the summary gives the episodes. A device that already
-//! spills when watching begins is reported then: its spill is in the baseline, and only
-//! further growth counts. Elsewhere spill is not measurable and the cells read `n/a`.
+//! says whether the row's device spilled at that reading (`PAGED` when the process itself
+//! holds ≥ 256 MiB in system RAM there), and the summary gives the episodes. A device that
+//! already spills when watching begins is reported then: its spill is in the baseline, and
+//! only further growth counts. Elsewhere spill is not measurable and the cells read `n/a`.
 //!
 //! Exit: 0 after a normal end or Ctrl-C with no spill seen (also where spill cannot be
-//! measured); 1 when the watched device spilled (Windows); 2 when there is nothing to watch or
+//! measured); 1 when a watched device spilled (Windows); 2 when there is nothing to watch or
 //! the arguments do not fit together (checked before any hardware call).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use hypomnesis::{DeviceTelemetry, GpuProcessEntry, MemoryDetail, Probe};
+use hypomnesis::{DeviceTelemetry, GpuProcessListing, MemoryDetail, Probe};
 use serde::Serialize;
 
 use crate::Outcome;
@@ -43,15 +57,19 @@ use crate::size::format_size;
 use crate::spill::{DeviceSpill, SpillReport};
 use crate::table::{Align, Table};
 
+/// The shape of the NDJSON records, in the `start` record. 1: one device (`device`,
+/// `device_name` in `start`, samples without a device); 2: every device, each sample naming its
+/// device and how its figures were found (`docs/json.md`).
+const FORMAT_VERSION: u32 = 2;
+
 /// A named process that grows this much without a name is worth a notice.
 const UNNAMED_GROWTH_NOTICE: u64 = 256 << 20;
 
-/// GPU and RAM figures of one process at one sample.
+/// GPU figures of one process on one device at one sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Figures {
+struct Gpu {
     used: Option<u64>,
     system: Option<u64>,
-    rss: Option<u64>,
 }
 
 fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -61,27 +79,60 @@ fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-impl Figures {
+fn sum_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Gpu {
     fn max(self, other: Self) -> Self {
         Self {
             used: max_opt(self.used, other.used),
             system: max_opt(self.system, other.system),
-            rss: max_opt(self.rss, other.rss),
         }
     }
 }
 
-/// One process watched: its identity, baseline and peak.
+/// One process's series on one device: its baseline (the first sample whose figures were
+/// measured there) and peak.
+#[derive(Debug, Clone, Copy, Default)]
+struct GpuTrack {
+    baseline: Option<Gpu>,
+    peak: Gpu,
+    samples: u64,
+}
+
+impl GpuTrack {
+    /// Counts one sample of the device; returns the baseline to take deltas from.
+    fn observe(&mut self, place: &Place) -> Gpu {
+        let measured = matches!(place.presence, Presence::Listed | Presence::Absent);
+        if measured && self.baseline.is_none() {
+            self.baseline = Some(place.gpu);
+        }
+        self.peak = self.peak.max(place.gpu);
+        self.samples += 1;
+        self.baseline.unwrap_or_default()
+    }
+}
+
+/// One process watched: its identity, baselines and peaks.
 #[derive(Debug, Clone)]
 struct Watched {
     pid: u32,
     name: Option<String>,
     start_ticks: Option<u64>,
-    baseline: Option<Figures>,
-    peak: Figures,
     samples: u64,
+    /// RSS at the first sample (`Some(None)`: taken, unknown), and its peak.
+    baseline_rss: Option<Option<u64>>,
+    peak_rss: Option<u64>,
     high_water_mark: Option<u64>,
+    /// One series per device the process was seen on.
+    gpus: BTreeMap<u32, GpuTrack>,
     growth_noticed: bool,
+    /// Whether "seen on no GPU" was said (said once, until it is seen again).
+    unseen_noticed: bool,
     /// Whether it was paged out at any sample; `None` while that could not be told.
     paged: Option<bool>,
 }
@@ -92,11 +143,13 @@ impl Watched {
             pid,
             name,
             start_ticks,
-            baseline: None,
-            peak: Figures::default(),
             samples: 0,
+            baseline_rss: None,
+            peak_rss: None,
             high_water_mark: None,
+            gpus: BTreeMap::new(),
             growth_noticed: false,
+            unseen_noticed: false,
             paged: None,
         }
     }
@@ -137,11 +190,13 @@ fn identity(
     }
 }
 
-/// One summary row (`docs/json.md`, `hmn watch --json` `summary`).
+/// One summary row (`docs/json.md`, `hmn watch --json` `summary`): a process on one device,
+/// or a process seen on no device (`device: None`, GPU figures unknown).
 #[derive(Debug, Clone, Serialize)]
 struct PerPid {
     pid: u32,
     name: Option<String>,
+    device: Option<u32>,
     samples: u64,
     baseline_used_bytes: Option<u64>,
     peak_used_bytes: Option<u64>,
@@ -153,22 +208,29 @@ struct PerPid {
     paged: Option<bool>,
 }
 
-impl From<&Watched> for PerPid {
-    fn from(w: &Watched) -> Self {
-        let base = w.baseline.unwrap_or_default();
-        Self {
+impl PerPid {
+    fn of(w: &Watched) -> Vec<Self> {
+        let base = |device: Option<u32>, samples: u64, gpu: Option<&GpuTrack>| Self {
             pid: w.pid,
             name: w.name.clone(),
-            samples: w.samples,
-            baseline_used_bytes: base.used,
-            peak_used_bytes: w.peak.used,
-            baseline_system_bytes: base.system,
-            peak_system_bytes: w.peak.system,
-            baseline_rss_bytes: base.rss,
-            peak_rss_bytes: w.peak.rss,
+            device,
+            samples,
+            baseline_used_bytes: gpu.and_then(|g| g.baseline?.used),
+            peak_used_bytes: gpu.and_then(|g| g.peak.used),
+            baseline_system_bytes: gpu.and_then(|g| g.baseline?.system),
+            peak_system_bytes: gpu.and_then(|g| g.peak.system),
+            baseline_rss_bytes: w.baseline_rss.flatten(),
+            peak_rss_bytes: w.peak_rss,
             rss_high_water_mark_bytes: w.high_water_mark,
             paged: w.paged,
+        };
+        if w.gpus.is_empty() {
+            return vec![base(None, w.samples, None)];
         }
+        w.gpus
+            .iter()
+            .map(|(&d, g)| base(Some(d), g.samples, Some(g)))
+            .collect()
     }
 }
 
@@ -178,18 +240,25 @@ fn millis(d: Duration) -> u64 {
 
 /// `{"kind":"start"}` (`docs/json.md`).
 #[derive(Debug, Serialize)]
-struct StartRecord {
+struct StartRecord<'a> {
     kind: &'static str,
+    format_version: u32,
     t_ms: u64,
     wall_clock: String,
     hmn_version: &'static str,
     argv: Vec<String>,
-    device: Option<u32>,
-    device_name: Option<String>,
+    devices: &'a [WatchedDevice],
     interval_ms: u64,
     duration_ms: Option<u64>,
     selection: Selection,
     spill_measurable: bool,
+}
+
+/// A device watched, as the `start` record lists it.
+#[derive(Debug, Clone, Serialize)]
+struct WatchedDevice {
+    index: u32,
+    name: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -201,7 +270,39 @@ struct Selection {
     min_bytes: Option<u64>,
 }
 
-/// `{"kind":"sample"}`: one process at one sample.
+/// How a row's GPU figures were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Presence {
+    /// In the device's process list: the driver's figures.
+    Listed,
+    /// Not in the device's list, which was read: the process holds nothing there (0).
+    Absent,
+    /// In no watched device's list: unknown, not 0.
+    NotSeen,
+    /// Its GPU use could not be read (Linux DRM: its fds, without root).
+    Unreadable,
+    /// The device's list could not be read at this interval (a lost or hung GPU).
+    Missing,
+    /// No GPU to read (RAM only).
+    NoGpu,
+}
+
+impl Presence {
+    /// The table's NOTE cell.
+    fn note(self) -> &'static str {
+        match self {
+            Self::Listed => "",
+            Self::Absent => "none on this GPU",
+            Self::NotSeen => "on no GPU's list",
+            Self::Unreadable => "GPU use unreadable",
+            Self::Missing => "GPU not read",
+            Self::NoGpu => "no GPU",
+        }
+    }
+}
+
+/// `{"kind":"sample"}`: one process on one device (or on none) at one sample.
 #[derive(Debug, Serialize)]
 struct SampleRecord {
     kind: &'static str,
@@ -209,17 +310,21 @@ struct SampleRecord {
     wall_clock: String,
     pid: u32,
     name: Option<String>,
+    device: Option<u32>,
+    presence: Presence,
     used_bytes: Option<u64>,
     used_delta_bytes: Option<i64>,
     system_bytes: Option<u64>,
     system_delta_bytes: Option<i64>,
+    shared_bytes: Option<u64>,
+    shared_with: Vec<u32>,
     rss_bytes: Option<u64>,
     rss_delta_bytes: Option<i64>,
     spilling: Option<bool>,
     paged: Option<bool>,
 }
 
-/// `{"kind":"telemetry"}` (`-a`): the watched device's utilization, temperature, power and
+/// `{"kind":"telemetry"}` (`-a`): a watched device's utilization, temperature, power and
 /// clocks at one sample.
 #[derive(Serialize)]
 struct TelemetryRecord<'a> {
@@ -264,9 +369,19 @@ struct SummaryRecord<'a> {
     t_ms: u64,
     samples: u64,
     interrupted: bool,
+    devices: Vec<DeviceSummary>,
     spill_measurable: bool,
     spill: &'a SpillReport,
     per_pid: &'a [PerPid],
+}
+
+/// How often a watched device's process list was read, and how often it could not be.
+#[derive(Debug, Clone, Serialize)]
+struct DeviceSummary {
+    index: u32,
+    samples_read: u64,
+    samples_missing: u64,
+    last_error: Option<String>,
 }
 
 /// How the watched set is chosen.
@@ -287,13 +402,15 @@ impl Mode {
     }
 }
 
-/// The device's rows, by pid (a pid with several rows is summed).
+/// One device's rows, by pid (a pid with several rows is summed).
 #[derive(Debug, Default)]
 struct Listing {
     by_pid: BTreeMap<u32, Row>,
+    /// Processes whose GPU use could not be read (Linux DRM).
+    unreadable: BTreeSet<u32>,
+    /// Whether the backend reports GPU buffers in system RAM (then an absent process holds
+    /// 0 there too; NVML has no such figure).
     any_system: bool,
-    /// Whether this is a device's list (without a GPU, GPU figures are unknown, not 0).
-    from_device: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -302,55 +419,91 @@ struct Row {
     command: Option<String>,
     used: Option<u64>,
     system: Option<u64>,
+    shared: Option<u64>,
+    /// Other processes holding some of its DRM clients (inherited across `fork`, passed): the
+    /// clients' memory is in this row's figures and in theirs.
+    shared_with: BTreeSet<u32>,
 }
 
 impl Listing {
-    fn new(rows: Vec<GpuProcessEntry>) -> Self {
-        let mut listing = Self {
-            from_device: true,
+    fn new(listing: GpuProcessListing) -> Self {
+        let mut out = Self {
+            unreadable: listing.unreadable_pids.into_iter().collect(),
             ..Self::default()
         };
-        for r in rows {
-            listing.any_system |= r.system_bytes.is_some();
-            let row = listing.by_pid.entry(r.pid).or_default();
+        for r in listing.rows {
+            out.any_system |= r.system_bytes.is_some();
+            let row = out.by_pid.entry(r.pid).or_default();
+            row.shared_with.extend(r.shared_with());
             row.name = row.name.take().or(r.name);
             row.command = row.command.take().or(r.command);
-            row.used = match (row.used, r.used_bytes) {
-                (None, u) => u,
-                (Some(a), Some(b)) => Some(a.saturating_add(b)),
-                (Some(a), None) => Some(a),
-            };
-            row.system = match (row.system, r.system_bytes) {
-                (None, s) => s,
-                (Some(a), Some(b)) => Some(a.saturating_add(b)),
-                (Some(a), None) => Some(a),
-            };
+            row.used = sum_opt(row.used, r.used_bytes);
+            row.system = sum_opt(row.system, r.system_bytes);
+            row.shared = sum_opt(row.shared, r.shared_bytes);
         }
-        listing
+        out
+    }
+}
+
+/// One interval's process lists: one per watched device, in device order; `Err` holds why the
+/// device's list could not be read.
+#[derive(Debug, Default)]
+struct Interval {
+    devices: Vec<(u32, Result<Listing, String>)>,
+}
+
+impl Interval {
+    fn read(probe: &Probe, devices: &[u32]) -> Self {
+        Self {
+            devices: devices
+                .iter()
+                .map(|&d| {
+                    let listing = probe
+                        .gpu_process_listing(d)
+                        .map(Listing::new)
+                        .map_err(|e| e.to_string());
+                    (d, listing)
+                })
+                .collect(),
+        }
     }
 
-    /// The `top` largest processes matching the filters, by GPU memory.
+    fn listings(&self) -> impl Iterator<Item = &Listing> {
+        self.devices.iter().filter_map(|(_, l)| l.as_ref().ok())
+    }
+
+    /// The process's first row on any device (for its name and command line).
+    fn row(&self, pid: u32) -> Option<&Row> {
+        self.listings().find_map(|l| l.by_pid.get(&pid))
+    }
+
+    /// The `top` largest processes matching the filters, by GPU memory summed over the
+    /// devices.
     fn select(&self, top: u32, filters: &[String], min: Option<u64>) -> Vec<u32> {
         let patterns: Vec<String> = filters.iter().map(|f| f.to_lowercase()).collect();
-        let mut chosen: Vec<(u64, u32)> = self
-            .by_pid
-            .iter()
-            .filter(|(_, r)| {
+        let mut footprint: BTreeMap<u32, u64> = BTreeMap::new();
+        for listing in self.listings() {
+            for (&pid, r) in &listing.by_pid {
+                let held = r.used.unwrap_or(0).saturating_add(r.system.unwrap_or(0));
+                let sum = footprint.entry(pid).or_insert(0);
+                *sum = sum.saturating_add(held);
+            }
+        }
+        let mut chosen: Vec<(u64, u32)> = footprint
+            .into_iter()
+            .filter(|&(pid, _)| {
                 patterns.is_empty()
-                    || patterns.iter().any(|p| {
-                        [r.name.as_deref(), r.command.as_deref()]
-                            .into_iter()
-                            .flatten()
-                            .any(|t| t.to_lowercase().contains(p))
+                    || self.row(pid).is_some_and(|r| {
+                        patterns.iter().any(|p| {
+                            [r.name.as_deref(), r.command.as_deref()]
+                                .into_iter()
+                                .flatten()
+                                .any(|t| t.to_lowercase().contains(p))
+                        })
                     })
             })
-            .map(|(&pid, r)| {
-                (
-                    r.used.unwrap_or(0).saturating_add(r.system.unwrap_or(0)),
-                    pid,
-                )
-            })
-            .filter(|(footprint, _)| min.is_none_or(|m| *footprint >= m))
+            .filter(|&(_, held)| min.is_none_or(|m| held >= m))
+            .map(|(pid, held)| (held, pid))
             .collect();
         chosen.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         chosen
@@ -358,6 +511,86 @@ impl Listing {
             .take(usize::try_from(top).unwrap_or(usize::MAX))
             .map(|(_, pid)| pid)
             .collect()
+    }
+
+    /// The rows of process `pid` at this interval: one per device whose list holds it, per
+    /// device it was seen on before (`tracked`: absent now, or missing), and for the one
+    /// device `--device` names; one row without a device when that gives none.
+    fn rows_of(&self, pid: u32, tracked: &BTreeMap<u32, GpuTrack>, single: bool) -> Vec<Place> {
+        let mut rows = Vec::new();
+        for (d, read) in &self.devices {
+            let wanted = single || tracked.contains_key(d);
+            match read {
+                Ok(listing) => {
+                    if let Some(row) = listing.by_pid.get(&pid) {
+                        rows.push(Place::listed(*d, row));
+                    } else if wanted && listing.unreadable.contains(&pid) {
+                        rows.push(Place::unknown(Some(*d), Presence::Unreadable));
+                    } else if wanted {
+                        rows.push(Place {
+                            device: Some(*d),
+                            presence: Presence::Absent,
+                            gpu: Gpu {
+                                used: Some(0),
+                                system: listing.any_system.then_some(0),
+                            },
+                            shared: listing.any_system.then_some(0),
+                            shared_with: Vec::new(),
+                        });
+                    }
+                }
+                Err(_) if wanted => rows.push(Place::unknown(Some(*d), Presence::Missing)),
+                Err(_) => {}
+            }
+        }
+        if rows.is_empty() {
+            let presence = if self.devices.is_empty() {
+                Presence::NoGpu
+            } else if self.listings().any(|l| l.unreadable.contains(&pid)) {
+                Presence::Unreadable
+            } else if self.devices.iter().any(|(_, l)| l.is_err()) {
+                Presence::Missing
+            } else {
+                Presence::NotSeen
+            };
+            rows.push(Place::unknown(None, presence));
+        }
+        rows
+    }
+}
+
+/// One row's device, how its figures were found, and the figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Place {
+    device: Option<u32>,
+    presence: Presence,
+    gpu: Gpu,
+    shared: Option<u64>,
+    shared_with: Vec<u32>,
+}
+
+impl Place {
+    fn listed(device: u32, row: &Row) -> Self {
+        Self {
+            device: Some(device),
+            presence: Presence::Listed,
+            gpu: Gpu {
+                used: row.used,
+                system: row.system,
+            },
+            shared: row.shared,
+            shared_with: row.shared_with.iter().copied().collect(),
+        }
+    }
+
+    fn unknown(device: Option<u32>, presence: Presence) -> Self {
+        Self {
+            device,
+            presence,
+            gpu: Gpu::default(),
+            shared: None,
+            shared_with: Vec::new(),
+        }
     }
 }
 
@@ -407,22 +640,57 @@ fn opt_size(v: Option<u64>) -> String {
     v.map_or_else(|| "n/a".to_owned(), format_size)
 }
 
-const ROW_HEADER: &str = "TIME      PID      NAME              VRAM       ΔVRAM      SHARED     ΔSHARED    RSS        ΔRSS       SPILL";
+/// `VRAM` and `SYS` as in `hmn ps`; `GPU` the row's device (`-`: none); `NOTE` says how a row
+/// without the driver's figures was found, and what of its memory is shared with other
+/// processes.
+const ROW_HEADER: &str = "TIME      PID      NAME              GPU  VRAM       ΔVRAM      SYS        ΔSYS       RSS        ΔRSS       SPILL  NOTE";
 
-fn row_text(at: &str, w: &Watched, now: Figures, spill: &str) -> String {
-    let base = w.baseline.unwrap_or_default();
+/// The text of one row: `base` is the process's baseline on the row's device.
+fn row_text(
+    at: &str,
+    w: &Watched,
+    place: &Place,
+    base: Gpu,
+    rss: (Option<u64>, Option<u64>),
+    spill: &str,
+) -> String {
     let cell = |text: String| format!("{text:<10} ");
-    format!(
-        "{at:<9} {:<8} {:<17} {}{}{}{}{}{}{spill}",
+    let device = place
+        .device
+        .map_or_else(|| "-".to_owned(), |d| d.to_string());
+    let mut note = place.presence.note().to_owned();
+    if let Some(shared) = place.shared.filter(|&s| s > 0) {
+        if !note.is_empty() {
+            note.push_str("; ");
+        }
+        note.push_str(&format!(
+            "{} shared with other processes",
+            format_size(shared)
+        ));
+    }
+    if !place.shared_with.is_empty() {
+        if !note.is_empty() {
+            note.push_str("; ");
+        }
+        let pids: Vec<String> = place.shared_with.iter().map(u32::to_string).collect();
+        let noun = if pids.len() == 1 { "pid" } else { "pids" };
+        note.push_str(&format!(
+            "GPU client shared with {noun} {} (its memory is in both rows)",
+            pids.join(", ")
+        ));
+    }
+    let line = format!(
+        "{at:<9} {:<8} {:<17} {device:<4} {}{}{}{}{}{}{spill:<6} {note}",
         w.pid,
         w.name.as_deref().unwrap_or("?"),
-        cell(opt_size(now.used)),
-        cell(signed(delta(now.used, base.used))),
-        cell(opt_size(now.system)),
-        cell(signed(delta(now.system, base.system))),
-        cell(opt_size(now.rss)),
-        cell(signed(delta(now.rss, base.rss))),
-    )
+        cell(opt_size(place.gpu.used)),
+        cell(signed(delta(place.gpu.used, base.used))),
+        cell(opt_size(place.gpu.system)),
+        cell(signed(delta(place.gpu.system, base.system))),
+        cell(opt_size(rss.0)),
+        cell(signed(delta(rss.0, rss.1))),
+    );
+    line.trim_end().to_owned()
 }
 
 pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
@@ -430,6 +698,65 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
     let outcome = watch(&probe, global, args, out);
     crate::leave_if_driver_hung(&probe, i32::from(u8::from(outcome)));
     outcome
+}
+
+/// Whether each watched device's list could be read, for notices when that changes and the
+/// summary's counts.
+#[derive(Debug, Clone)]
+struct DeviceHealth {
+    index: u32,
+    read: u64,
+    missing: u64,
+    /// Missed in a row so far (0: it answers).
+    missing_run: u64,
+    last_error: Option<String>,
+}
+
+impl DeviceHealth {
+    /// Counts this interval's read of the device; says when it starts or stops failing.
+    fn observe(&mut self, sink: &Sink<'_>, result: &Result<Listing, String>) {
+        match result {
+            Ok(_) => {
+                if self.missing_run > 0 {
+                    sink.notice(&format!(
+                        "GPU {} answers again at {} after {} missing {}",
+                        self.index,
+                        sink.at(),
+                        self.missing_run,
+                        if self.missing_run == 1 {
+                            "sample"
+                        } else {
+                            "samples"
+                        }
+                    ));
+                }
+                self.read += 1;
+                self.missing_run = 0;
+            }
+            Err(e) => {
+                if self.missing_run == 0 {
+                    sink.notice(&format!(
+                        "sample of GPU {} failed at {} ({e}); skipping interval for it: its \
+                         figures read n/a (not 0) until it answers again",
+                        self.index,
+                        sink.at()
+                    ));
+                }
+                self.missing += 1;
+                self.missing_run += 1;
+                self.last_error = Some(e.clone());
+            }
+        }
+    }
+
+    fn summary(&self) -> DeviceSummary {
+        DeviceSummary {
+            index: self.index,
+            samples_read: self.read,
+            samples_missing: self.missing,
+            last_error: self.last_error.clone(),
+        }
+    }
 }
 
 fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
@@ -453,36 +780,39 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
         ));
     }
 
-    let (device, device_name) = match choose_device(probe, global.device, mode, out) {
+    let devices = match choose_devices(probe, global.device, mode, out) {
         Ok(found) => found,
         Err(outcome) => return outcome,
     };
+    let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
+    let single = global.device.is_some();
     let sink = Sink {
         out,
         json: global.json,
         started: Instant::now(),
     };
     let started_wall = SystemTime::now();
-    let mut spill = device.map(|d| DeviceSpill::new(probe, d));
+    let mut spill: Vec<(u32, DeviceSpill)> = indices
+        .iter()
+        .map(|&d| (d, DeviceSpill::new(probe, d)))
+        .collect();
 
-    let listing = match device.map(|d| probe.processes(d)) {
-        Some(Ok(rows)) => Listing::new(rows),
-        Some(Err(e)) => {
-            out.say(&format!(
-                "watch: cannot list the processes of device {}: {e}",
-                device.unwrap_or(0)
-            ));
-            return Outcome::CouldNotTell;
+    let first = Interval::read(probe, &indices);
+    if !first.devices.is_empty() && first.listings().next().is_none() {
+        for (d, read) in &first.devices {
+            if let Err(e) = read {
+                out.say(&format!("watch: cannot list the processes of GPU {d}: {e}"));
+            }
         }
-        None => Listing::default(),
-    };
+        return Outcome::CouldNotTell;
+    }
     let initial: Vec<u32> = match mode {
         Mode::Explicit => {
             let mut pids = args.pids.clone();
             pids.dedup();
             pids
         }
-        Mode::Top | Mode::FollowNew => listing.select(args.top, &args.filter, args.min),
+        Mode::Top | Mode::FollowNew => first.select(args.top, &args.filter, args.min),
     };
     if initial.is_empty() && mode == Mode::Top {
         out.say("watch: no GPU process matches, so there is nothing to watch");
@@ -490,14 +820,15 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
     }
     let mut watched: Vec<Watched> = Vec::new();
     for &pid in &initial {
-        let row = listing.by_pid.get(&pid);
-        let name = row
+        let name = first
+            .row(pid)
             .and_then(|r| r.name.clone())
-            .or_else(|| local_name(probe, pid));
-        if mode == Mode::Explicit && row.is_none() && probe.process_exists(pid) == Some(false) {
-            sink.notice(&format!(
-                "pid={pid} names no running process; its rows will read 0 B of GPU memory"
-            ));
+            .or_else(|| probe.process_name(pid));
+        if mode == Mode::Explicit
+            && first.row(pid).is_none()
+            && probe.process_exists(pid) == Some(false)
+        {
+            sink.notice(&format!("pid={pid} names no running process in this /proc"));
         }
         if name.is_none() && !args.filter.is_empty() {
             sink.notice(&format!(
@@ -510,11 +841,14 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
             hypomnesis::process_start_ticks(probe, pid),
         ));
     }
+    if let (true, Some(&only)) = (single && mode == Mode::Explicit, indices.first()) {
+        say_where_else(probe, &sink, only, &first, &initial);
+    }
 
     let selection = match mode {
         Mode::Explicit => format!("watching {} PID(s)", watched.len()),
         Mode::Top | Mode::FollowNew => {
-            let mut what = format!("top {} by VRAM", args.top);
+            let mut what = format!("top {} by GPU memory", args.top);
             if !args.filter.is_empty() {
                 let quoted: Vec<String> = args.filter.iter().map(|f| format!("{f:?}")).collect();
                 what.push_str(&format!(
@@ -535,10 +869,17 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
             }
         }
     };
-    let device_text = match (device, &device_name) {
-        (Some(d), Some(name)) => format!("device {d} [{name}]"),
-        (Some(d), None) => format!("device {d}"),
-        (None, _) => "no GPU (RAM only)".to_owned(),
+    let named = |d: &WatchedDevice| match &d.name {
+        Some(name) => format!("{} [{name}]", d.index),
+        None => d.index.to_string(),
+    };
+    let device_text = match (devices.as_slice(), single) {
+        ([], _) => "no GPU (RAM only)".to_owned(),
+        ([only], true) => format!("GPU {} (--device)", named(only)),
+        (all, _) => format!(
+            "every GPU: {}",
+            all.iter().map(named).collect::<Vec<_>>().join(", ")
+        ),
     };
     out.say(&format!(
         "watch: {device_text}, interval {:.1}s, {selection}",
@@ -560,12 +901,12 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
             .collect();
         sink.record(&StartRecord {
             kind: "start",
+            format_version: FORMAT_VERSION,
             t_ms: 0,
             wall_clock: wall_clock_text(started_wall),
             hmn_version: env!("CARGO_PKG_VERSION"),
             argv,
-            device,
-            device_name: device_name.clone(),
+            devices: &devices,
             interval_ms: millis(args.interval),
             duration_ms: args.duration.map(millis),
             selection: Selection {
@@ -575,53 +916,62 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
                 filters: args.filter.clone(),
                 min_bytes: args.min,
             },
-            spill_measurable: spill.as_ref().is_some_and(DeviceSpill::is_measurable),
+            spill_measurable: spill.iter().any(|(_, s)| s.is_measurable()),
         });
     } else {
         out.data(&format!("{ROW_HEADER}\n"));
     }
-    if let (Some(d), Some(spill)) = (device, &spill)
-        && spill.is_measurable()
-        && hypomnesis::spill::device_is_spilling(probe, d) == Some(true)
-    {
-        sink.notice(&format!(
-            "device {d} is already spilling as watching begins (dedicated ≥ 85 %, shared \
-             ≥ 256 MiB): that spill is in the baseline, and only further growth counts"
-        ));
+    for (d, s) in &spill {
+        if s.is_measurable() && hypomnesis::spill::device_is_spilling(probe, *d) == Some(true) {
+            sink.notice(&format!(
+                "GPU {d} is already spilling as watching begins (dedicated ≥ 85 %, system RAM \
+                 ≥ 256 MiB): that spill is in the baseline, and only further growth counts"
+            ));
+        }
     }
 
+    let mut health: Vec<DeviceHealth> = indices
+        .iter()
+        .map(|&index| DeviceHealth {
+            index,
+            read: 0,
+            missing: 0,
+            missing_run: 0,
+            last_error: None,
+        })
+        .collect();
     let mut finished: Vec<Watched> = Vec::new();
     let mut samples: u64 = 0;
-    let mut listing = Some(listing);
+    let mut pending = Some(first);
     let mut next = Instant::now();
     let interrupted = loop {
-        let spilling = spill
-            .as_mut()
-            .and_then(|s| s.observe(sink.started.elapsed()));
-        let this = listing
+        let spilling: BTreeMap<u32, Option<bool>> = spill
+            .iter_mut()
+            .map(|(d, s)| (*d, s.observe(sink.started.elapsed())))
+            .collect();
+        let this = pending
             .take()
-            .or_else(|| match device.map(|d| probe.processes(d)) {
-                Some(Ok(rows)) => Some(Listing::new(rows)),
-                Some(Err(e)) => {
-                    sink.notice(&format!(
-                        "sample failed at {} ({e}); skipping interval",
-                        sink.at()
-                    ));
-                    None
-                }
-                None => Some(Listing::default()),
-            });
-        if let Some(this) = this {
-            if mode == Mode::FollowNew && samples > 0 {
-                follow(probe, &sink, &this, args, &mut watched, &mut finished);
-            }
-            sample(probe, &sink, &this, spilling, &mut watched, &mut finished);
-            samples += 1;
+            .unwrap_or_else(|| Interval::read(probe, &indices));
+        for (h, (_, read)) in health.iter_mut().zip(&this.devices) {
+            h.observe(&sink, read);
         }
-        if global.all
-            && let Some(index) = device
-        {
-            sample_telemetry(probe, &sink, index);
+        if mode == Mode::FollowNew && samples > 0 {
+            follow(probe, &sink, &this, args, &mut watched, &mut finished);
+        }
+        sample(
+            probe,
+            &sink,
+            &this,
+            single,
+            &spilling,
+            &mut watched,
+            &mut finished,
+        );
+        samples += 1;
+        if global.all {
+            for &index in &indices {
+                sample_telemetry(probe, &sink, index);
+            }
         }
         next += args.interval;
         // A sample that overran (a slow or hung driver) is not followed by a burst of
@@ -636,11 +986,11 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
 
     finished.extend(watched);
     let spill = SpillReport::build(
-        spill.iter().map(DeviceSpill::report).collect(),
+        spill.iter().map(|(_, s)| s.report()).collect(),
         args.interval,
         hypomnesis::is_spill_measurable(),
     );
-    summarize(&sink, &finished, samples, interrupted, &spill);
+    summarize(&sink, &finished, samples, interrupted, &health, &spill);
     if spill.spilled == Some(true) {
         Outcome::No
     } else {
@@ -648,23 +998,34 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
     }
 }
 
-/// The device to watch, and its name; `Err` (exit 2) when nothing can be watched.
-fn choose_device(
+/// The devices to watch, with their names: every device, or the one `--device` names; `Err`
+/// (exit 2) when nothing can be watched.
+fn choose_devices(
     probe: &Probe,
     asked: Option<u32>,
     mode: Mode,
     out: &Output,
-) -> Result<(Option<u32>, Option<String>), Outcome> {
+) -> Result<Vec<WatchedDevice>, Outcome> {
     match asked {
         Some(index) => match probe.device_info(index) {
-            Ok(info) => Ok((Some(index), info.name)),
+            Ok(info) => Ok(vec![WatchedDevice {
+                index,
+                name: info.name,
+            }]),
             Err(e) => {
                 out.say(&format!("watch: cannot read device {index}: {e}"));
                 Err(Outcome::CouldNotTell)
             }
         },
         None => match probe.device_count() {
-            Ok(count) if count > 0 => Ok((Some(0), probe.device_info(0).ok().and_then(|d| d.name))),
+            // A device whose description cannot be read is still watched: its process list
+            // may answer, and when it does not, its rows say so.
+            Ok(count) if count > 0 => Ok((0..count)
+                .map(|index| WatchedDevice {
+                    index,
+                    name: probe.device_info(index).ok().and_then(|d| d.name),
+                })
+                .collect()),
             other => {
                 let why = match other {
                     Err(e) => e.to_string(),
@@ -672,7 +1033,7 @@ fn choose_device(
                 };
                 if mode == Mode::Explicit {
                     out.say(&format!("watch: no GPU to read ({why}); watching RAM only"));
-                    Ok((None, None))
+                    Ok(Vec::new())
                 } else {
                     out.say(&format!(
                         "watch: no GPU to read ({why}); give PIDs to watch their RAM"
@@ -684,21 +1045,62 @@ fn choose_device(
     }
 }
 
+/// `--device N` with explicit PIDs: for a process not on GPU N, says where its GPU memory is
+/// (the other devices' lists, read once), so that its `0 B` on GPU N is not taken for "no GPU
+/// memory".
+fn say_where_else(probe: &Probe, sink: &Sink<'_>, only: u32, first: &Interval, pids: &[u32]) {
+    let missing: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|&pid| first.row(pid).is_none())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let others: Vec<u32> = (0..probe.device_count().unwrap_or(0))
+        .filter(|&d| d != only)
+        .collect();
+    let elsewhere = Interval::read(probe, &others);
+    for pid in missing {
+        let on: Vec<String> = elsewhere
+            .devices
+            .iter()
+            .filter(|(_, l)| l.as_ref().is_ok_and(|l| l.by_pid.contains_key(&pid)))
+            .map(|(d, _)| format!("GPU {d}"))
+            .collect();
+        if on.is_empty() {
+            sink.notice(&format!(
+                "pid={pid} holds no memory on GPU {only} (its rows read 0 B there) and is on no \
+                 other GPU's list"
+            ));
+        } else {
+            sink.notice(&format!(
+                "pid={pid} holds no memory on GPU {only} (its rows read 0 B there) but holds some \
+                 on {}: watch without --device to see it",
+                on.join(", ")
+            ));
+        }
+    }
+}
+
 /// `--follow-new`: choose the top N again; say who entered and who left.
 fn follow(
     probe: &Probe,
     sink: &Sink<'_>,
-    listing: &Listing,
+    interval: &Interval,
     args: &WatchArgs,
     watched: &mut Vec<Watched>,
     finished: &mut Vec<Watched>,
 ) {
-    let chosen = listing.select(args.top, &args.filter, args.min);
+    let chosen = interval.select(args.top, &args.filter, args.min);
     let describe = |pid: u32, name: Option<&str>| format!("pid={pid} ({})", name.unwrap_or("?"));
     let mut entered = Vec::new();
     for &pid in &chosen {
         if !watched.iter().any(|w| w.pid == pid) {
-            let name = listing.by_pid.get(&pid).and_then(|r| r.name.clone());
+            let name = interval
+                .row(pid)
+                .and_then(|r| r.name.clone())
+                .or_else(|| probe.process_name(pid));
             entered.push(describe(pid, name.as_deref()));
             watched.push(Watched::new(
                 pid,
@@ -731,24 +1133,25 @@ fn follow(
     }
 }
 
-/// One sample of every watched process; `spilling` is the device's spill verdict at this
+/// One sample of every watched process; `spilling` is each device's spill verdict at this
 /// interval (`None`: not measured).
 fn sample(
     probe: &Probe,
     sink: &Sink<'_>,
-    listing: &Listing,
-    spilling: Option<bool>,
+    interval: &Interval,
+    single: bool,
+    spilling: &BTreeMap<u32, Option<bool>>,
     watched: &mut [Watched],
     finished: &mut Vec<Watched>,
 ) {
     let elapsed = sink.started.elapsed();
     let wall = wall_clock_text(SystemTime::now());
     for w in watched.iter_mut() {
-        let row = listing.by_pid.get(&w.pid);
+        let row = interval.row(w.pid);
         let start = hypomnesis::process_start_ticks(probe, w.pid);
         let name = row
             .and_then(|r| r.name.clone())
-            .or_else(|| local_name(probe, w.pid));
+            .or_else(|| probe.process_name(w.pid));
         match identity(w.start_ticks, start, w.name.as_deref(), name.as_deref()) {
             Identity::Same => {}
             Identity::NewStartTime { .. } => {
@@ -778,80 +1181,85 @@ fn sample(
         if w.start_ticks.is_none() {
             w.start_ticks = start;
         }
+
         let memory = probe.process_memory(Some(w.pid), MemoryDetail::Fast).ok();
-        let now = Figures {
-            used: match row {
-                Some(r) => r.used,
-                None => listing.from_device.then_some(0),
-            },
-            system: match row {
-                Some(r) => r.system,
-                None => (listing.from_device && listing.any_system).then_some(0),
-            },
-            rss: memory.as_ref().map(|m| m.rss_bytes),
-        };
+        let rss = memory.as_ref().map(|m| m.rss_bytes);
         if let Some(hwm) = memory.and_then(|m| m.peak_rss_bytes) {
             w.high_water_mark = Some(hwm);
         }
-        let base = *w.baseline.get_or_insert(now);
-        w.peak = if w.samples == 0 { now } else { w.peak.max(now) };
-        let paged = crate::spill::paged(spilling, now.system);
-        w.paged = match (w.paged, paged) {
-            (Some(a), Some(b)) => Some(a || b),
-            (a, b) => a.or(b),
-        };
+        let base_rss = *w.baseline_rss.get_or_insert(rss);
+        w.peak_rss = max_opt(w.peak_rss, rss);
         w.samples += 1;
-        if w.name.is_none()
-            && !w.growth_noticed
-            && delta(now.used, base.used).is_some_and(|d| d >= i128::from(UNNAMED_GROWTH_NOTICE))
-        {
-            w.growth_noticed = true;
+
+        let places = interval.rows_of(w.pid, &w.gpus, single);
+        let unseen = places.iter().all(|p| p.presence == Presence::NotSeen);
+        if unseen && !w.unseen_noticed {
             sink.notice(&format!(
-                "unresolved pid={} grew {} since attach — re-run as root to identify it",
+                "pid={} is on no GPU's process list at {}: its GPU memory reads n/a (not seen, \
+                 not 0)",
                 w.pid,
-                signed(delta(now.used, base.used))
+                sink.at()
             ));
         }
-        if sink.json {
-            let d = |a: Option<u64>, b: Option<u64>| {
-                delta(a, b).map(|x| i64::try_from(x).unwrap_or(i64::MAX))
+        w.unseen_noticed = unseen;
+        for place in places {
+            // Every row with a device has its series there (rows without the driver's figures
+            // only come for a device the process was seen on, or the one `--device` names).
+            let base = match place.device {
+                Some(d) => w.gpus.entry(d).or_default().observe(&place),
+                None => Gpu::default(),
             };
-            sink.record(&SampleRecord {
-                kind: "sample",
-                t_ms: millis(elapsed),
-                wall_clock: wall.clone(),
-                pid: w.pid,
-                name: w.name.clone(),
-                used_bytes: now.used,
-                used_delta_bytes: d(now.used, base.used),
-                system_bytes: now.system,
-                system_delta_bytes: d(now.system, base.system),
-                rss_bytes: now.rss,
-                rss_delta_bytes: d(now.rss, base.rss),
-                spilling,
-                paged,
-            });
-        } else {
-            let cell = crate::spill::cell(spilling, paged, hypomnesis::is_spill_measurable());
-            sink.out
-                .data(&format!("{}\n", row_text(&sink.at(), w, now, cell)));
+            let spilling = place
+                .device
+                .and_then(|d| spilling.get(&d).copied().flatten());
+            let paged = crate::spill::paged(spilling, place.gpu.system);
+            w.paged = match (w.paged, paged) {
+                (Some(a), Some(b)) => Some(a || b),
+                (a, b) => a.or(b),
+            };
+            if w.name.is_none()
+                && !w.growth_noticed
+                && delta(place.gpu.used, base.used)
+                    .is_some_and(|d| d >= i128::from(UNNAMED_GROWTH_NOTICE))
+            {
+                w.growth_noticed = true;
+                sink.notice(&format!(
+                    "unresolved pid={} grew {} since attach — re-run as root to identify it",
+                    w.pid,
+                    signed(delta(place.gpu.used, base.used))
+                ));
+            }
+            if sink.json {
+                let d = |a: Option<u64>, b: Option<u64>| {
+                    delta(a, b).map(|x| i64::try_from(x).unwrap_or(i64::MAX))
+                };
+                sink.record(&SampleRecord {
+                    kind: "sample",
+                    t_ms: millis(elapsed),
+                    wall_clock: wall.clone(),
+                    pid: w.pid,
+                    name: w.name.clone(),
+                    device: place.device,
+                    presence: place.presence,
+                    used_bytes: place.gpu.used,
+                    used_delta_bytes: d(place.gpu.used, base.used),
+                    system_bytes: place.gpu.system,
+                    system_delta_bytes: d(place.gpu.system, base.system),
+                    shared_bytes: place.shared,
+                    shared_with: place.shared_with.clone(),
+                    rss_bytes: rss,
+                    rss_delta_bytes: d(rss, base_rss),
+                    spilling,
+                    paged,
+                });
+            } else {
+                let cell = crate::spill::cell(spilling, paged, hypomnesis::is_spill_measurable());
+                sink.out.data(&format!(
+                    "{}\n",
+                    row_text(&sink.at(), w, &place, base, (rss, base_rss), cell)
+                ));
+            }
         }
-    }
-}
-
-/// The name of a process that is not a GPU row (Linux `/proc/<pid>/comm`).
-fn local_name(probe: &Probe, pid: u32) -> Option<String> {
-    #[cfg(target_os = "linux")]
-    {
-        let comm =
-            std::fs::read_to_string(probe.proc_root().join(pid.to_string()).join("comm")).ok()?;
-        let comm = comm.trim_end_matches('\n');
-        (!comm.is_empty()).then(|| comm.to_owned())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (probe, pid);
-        None
     }
 }
 
@@ -882,25 +1290,36 @@ fn pause_until(next: Instant, end: Option<Instant>) -> Pause {
     }
 }
 
-/// The per-PID summary: a table on stderr, or a `summary` record.
+/// The per-process summary: a table on stderr, or a `summary` record.
 fn summarize(
     sink: &Sink<'_>,
     finished: &[Watched],
     samples: u64,
     interrupted: bool,
+    health: &[DeviceHealth],
     spill: &SpillReport,
 ) {
-    let per_pid: Vec<PerPid> = finished.iter().map(PerPid::from).collect();
+    let per_pid: Vec<PerPid> = finished.iter().flat_map(PerPid::of).collect();
     if sink.json {
         sink.record(&SummaryRecord {
             kind: "summary",
             t_ms: millis(sink.started.elapsed()),
             samples,
             interrupted,
+            devices: health.iter().map(DeviceHealth::summary).collect(),
             spill_measurable: spill.measurable,
             spill,
             per_pid: &per_pid,
         });
+    }
+    for h in health.iter().filter(|h| h.missing > 0) {
+        sink.notice(&format!(
+            "GPU {}: {} of {samples} samples missing (last error: {}); its figures for them \
+             read n/a, and its peaks are over the samples read",
+            h.index,
+            h.missing,
+            h.last_error.as_deref().unwrap_or("unknown")
+        ));
     }
     sink.notice(&format!(
         "{} samples{}; {}; per-PID memory below",
@@ -911,10 +1330,11 @@ fn summarize(
     let mut table = Table::new(vec![
         ("PID", Align::Right),
         ("NAME", Align::Left),
+        ("GPU", Align::Left),
         ("BASELINE VRAM", Align::Right),
         ("PEAK VRAM", Align::Right),
-        ("BASELINE SHARED", Align::Right),
-        ("PEAK SHARED", Align::Right),
+        ("BASELINE SYS", Align::Right),
+        ("PEAK SYS", Align::Right),
         ("BASELINE RSS", Align::Right),
         ("PEAK RSS", Align::Right),
         ("PAGED", Align::Left),
@@ -923,6 +1343,7 @@ fn summarize(
         table.push(vec![
             p.pid.to_string(),
             p.name.clone().unwrap_or_else(|| "?".to_owned()),
+            p.device.map_or_else(|| "-".to_owned(), |d| d.to_string()),
             opt_size(p.baseline_used_bytes),
             opt_size(p.peak_used_bytes),
             opt_size(p.baseline_system_bytes),
@@ -950,7 +1371,7 @@ fn paged_cell(paged: Option<bool>, platform: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hypomnesis::GpuQuerySource;
+    use hypomnesis::{GpuProcessEntry, GpuQuerySource};
 
     fn entry(pid: u32, name: &str, used: u64) -> GpuProcessEntry {
         GpuProcessEntry::builder(pid)
@@ -958,6 +1379,28 @@ mod tests {
             .used_bytes(used)
             .source(GpuQuerySource::Nvml)
             .build()
+    }
+
+    fn listing(rows: Vec<GpuProcessEntry>, unreadable: Vec<u32>) -> Listing {
+        let mut raw = GpuProcessListing::default();
+        raw.rows = rows;
+        raw.unreadable_pids = unreadable;
+        Listing::new(raw)
+    }
+
+    fn places(
+        interval: &Interval,
+        pid: u32,
+        tracked: &[u32],
+        single: bool,
+    ) -> Vec<(Option<u32>, Presence, Option<u64>)> {
+        let tracks: BTreeMap<u32, GpuTrack> =
+            tracked.iter().map(|&d| (d, GpuTrack::default())).collect();
+        interval
+            .rows_of(pid, &tracks, single)
+            .into_iter()
+            .map(|p| (p.device, p.presence, p.gpu.used))
+            .collect()
     }
 
     #[test]
@@ -990,21 +1433,128 @@ mod tests {
     }
 
     #[test]
-    fn the_top_processes_are_the_largest_matching_ones() {
-        let listing = Listing::new(vec![
-            entry(1, "python3", 5 << 30),
-            entry(2, "llama-server", 9 << 30),
-            entry(3, "python3", 1 << 30),
-            entry(1, "python3", 1 << 30),
-        ]);
+    fn the_top_processes_are_the_largest_matching_ones_over_every_device() {
+        let interval = Interval {
+            devices: vec![
+                (
+                    0,
+                    Ok(listing(
+                        vec![
+                            entry(1, "python3", 5 << 30),
+                            entry(2, "llama-server", 9 << 30),
+                            entry(3, "python3", 1 << 30),
+                            entry(1, "python3", 1 << 30),
+                        ],
+                        vec![],
+                    )),
+                ),
+                (1, Ok(listing(vec![entry(1, "python3", 4 << 30)], vec![]))),
+                (2, Err("GPU is lost".into())),
+            ],
+        };
+        let Ok(first) = &interval.devices[0].1 else {
+            panic!("device 0 was listed")
+        };
         assert_eq!(
-            listing.by_pid[&1].used,
+            first.by_pid[&1].used,
             Some(6 << 30),
-            "rows of one pid are summed"
+            "rows of one pid on one device are summed"
         );
-        assert_eq!(listing.select(2, &[], None), [2, 1]);
-        assert_eq!(listing.select(5, &["PYTHON".into()], None), [1, 3]);
-        assert_eq!(listing.select(5, &[], Some(2 << 30)), [2, 1]);
+        assert_eq!(
+            interval.select(2, &[], None),
+            [1, 2],
+            "pid 1 holds 6 GiB on GPU 0 and 4 GiB on GPU 1"
+        );
+        assert_eq!(interval.select(5, &["PYTHON".into()], None), [1, 3]);
+        assert_eq!(interval.select(5, &[], Some(2 << 30)), [1, 2]);
+    }
+
+    #[test]
+    fn a_process_gets_a_row_per_device_it_is_listed_on_and_none_elsewhere() {
+        let interval = Interval {
+            devices: vec![
+                (0, Ok(listing(vec![entry(7, "train", 40 << 30)], vec![]))),
+                (1, Ok(listing(vec![entry(7, "train", 30 << 30)], vec![]))),
+                (2, Ok(listing(vec![], vec![]))),
+            ],
+        };
+        assert_eq!(
+            places(&interval, 7, &[], false),
+            [
+                (Some(0), Presence::Listed, Some(40 << 30)),
+                (Some(1), Presence::Listed, Some(30 << 30)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_process_on_no_device_is_not_seen_and_unknown_not_zero() {
+        let interval = Interval {
+            devices: vec![
+                (0, Ok(listing(vec![entry(7, "train", 40 << 30)], vec![]))),
+                (1, Ok(listing(vec![], vec![]))),
+            ],
+        };
+        assert_eq!(
+            places(&interval, 8, &[], false),
+            [(None, Presence::NotSeen, None)]
+        );
+    }
+
+    #[test]
+    fn with_one_device_named_an_absent_process_holds_a_measured_zero_there() {
+        let interval = Interval {
+            devices: vec![(1, Ok(listing(vec![entry(7, "train", 1 << 30)], vec![])))],
+        };
+        assert_eq!(
+            places(&interval, 8, &[], true),
+            [(Some(1), Presence::Absent, Some(0))]
+        );
+    }
+
+    #[test]
+    fn a_device_a_process_was_on_keeps_its_row_zero_when_left_and_unknown_when_lost() {
+        let interval = Interval {
+            devices: vec![
+                (0, Ok(listing(vec![], vec![]))),
+                (1, Err("GPU is lost".into())),
+            ],
+        };
+        assert_eq!(
+            places(&interval, 7, &[0, 1], false),
+            [
+                (Some(0), Presence::Absent, Some(0)),
+                (Some(1), Presence::Missing, None),
+            ]
+        );
+        assert_eq!(
+            places(&interval, 8, &[], false),
+            [(None, Presence::Missing, None)],
+            "not on the devices read, and one could not be read: unknown, not 'not seen'"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_process_is_unknown_not_zero() {
+        let interval = Interval {
+            devices: vec![(0, Ok(listing(vec![], vec![9])))],
+        };
+        assert_eq!(
+            places(&interval, 9, &[], true),
+            [(Some(0), Presence::Unreadable, None)]
+        );
+        assert_eq!(
+            places(&interval, 9, &[], false),
+            [(None, Presence::Unreadable, None)]
+        );
+    }
+
+    #[test]
+    fn without_a_gpu_the_row_says_so() {
+        assert_eq!(
+            places(&Interval::default(), 9, &[], false),
+            [(None, Presence::NoGpu, None)]
+        );
     }
 
     #[test]

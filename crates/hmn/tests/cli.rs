@@ -201,8 +201,8 @@ fn ps_snapshots() {
     );
     let r = snap!("ps_no_permission", "no_permission", &["ps"]);
     assert_eq!(
-        r.code, 0,
-        "device 1 was listed; device 0 is reported as skipped"
+        r.code, 2,
+        "device 1 was listed; device 0 is reported as skipped, which is not a success"
     );
     assert!(
         r.stderr.contains("failed to query device 0"),
@@ -225,7 +225,8 @@ fn ps_snapshots() {
 fn ps_shows_per_process_gpu_utilization() {
     let r = snap!("ps_telemetry", "telemetry", &["ps"]);
     assert!(r.stdout.contains("GPU%"), "{}", r.stdout);
-    let rows: Value = serde_json::from_str(&run("telemetry", &["ps", "--json"]).stdout).unwrap();
+    let ps: Value = serde_json::from_str(&run("telemetry", &["ps", "--json"]).stdout).unwrap();
+    let rows = &ps["processes"];
     let util: Vec<&Value> = rows
         .as_array()
         .unwrap()
@@ -303,13 +304,17 @@ fn ps_refuses_a_process_larger_than_its_device_on_an_old_driver() {
     );
     let json = run("pre_r510_oversized_process", &["ps", "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    let huge = rows
+    let huge = rows["processes"]
         .as_array()
         .unwrap()
         .iter()
         .find(|r| r["pid"] == 4_090_001)
         .unwrap();
     assert!(huge["used_bytes"].is_null(), "{huge}");
+    assert!(
+        rows["notes"].to_string().contains("implausible"),
+        "the JSON carries the reason too: {rows}"
+    );
 }
 
 /// The MIG scenario's H100 reports 59.7 GiB free as a whole, but its GPU instances have
@@ -433,7 +438,17 @@ fn emitted_json_fields_are_exactly_the_documented_ones() {
     let summary: Value = serde_json::from_str(&run("one_gpu", &["--json"]).stdout).unwrap();
     assert_eq!(keys(&summary[0]), documented_fields("`hmn --json`"));
     let ps: Value = serde_json::from_str(&run("one_gpu", &["ps", "--json"]).stdout).unwrap();
-    assert_eq!(keys(&ps[0]), documented_fields("`hmn ps --json`"));
+    // The object, its rows, a note (one of mig's PIDs is not in this /proc) and a failed
+    // device's entry; shared DRM clients' fields are checked against a DRM tree in drm_cli.rs.
+    let failed: Value =
+        serde_json::from_str(&run("no_permission", &["ps", "--json"]).stdout).unwrap();
+    let noted: Value = serde_json::from_str(&run("mig", &["ps", "--json"]).stdout).unwrap();
+    let mut emitted = keys(&ps);
+    emitted.extend(keys(&ps["processes"][0]));
+    emitted.extend(keys(&noted["notes"][0]));
+    emitted.extend(keys(&failed["failed_devices"][0]));
+    emitted.extend(["client_id", "holders", "counted_for"].map(str::to_owned));
+    assert_eq!(emitted, documented_fields("`hmn ps --json`"));
     let fits: Value =
         serde_json::from_str(&run("one_gpu", &["fits", "1G", "--json"]).stdout).unwrap();
     assert_eq!(keys(&fits), documented_fields("`hmn fits SIZE --json`"));

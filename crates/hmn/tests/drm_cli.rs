@@ -39,7 +39,7 @@ fn the_summary_lists_every_drm_gpu_in_pci_order() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     let gpu_lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("GPU ")).collect();
-    assert_eq!(gpu_lines.len(), 5, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(gpu_lines.len(), 6, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(gpu_lines[0].starts_with("GPU 0 [Intel"), "{}", gpu_lines[0]);
     // 23 605 542 912 free / 25 753 026 560 total bytes, in whole MiB.
     assert_eq!(
@@ -54,6 +54,15 @@ fn the_summary_lists_every_drm_gpu_in_pci_order() {
     );
     assert!(gpu_lines[3].contains("unified memory"), "{}", gpu_lines[3]);
     assert!(gpu_lines[4].starts_with("GPU 4 [panfrost GPU fb000000.gpu]"));
+    // The card bound to `nvidia`, with NVML and nvidia-smi unusable: listed last, memory
+    // unknown, and why.
+    assert!(
+        gpu_lines[5]
+            .starts_with("GPU 5 [NVIDIA GPU 0x2204]: free n/a / n/a (bound to the nvidia driver")
+            && gpu_lines[5].contains("/nonexistent could not be loaded"),
+        "{}",
+        gpu_lines[5]
+    );
 }
 
 #[test]
@@ -83,9 +92,16 @@ fn ps_lists_drm_processes_with_their_devices() {
     let tree = tree::standard();
     let output = hmn(&tree, &["ps", "--sort", "pid"]);
     let (stdout, stderr) = text(&output);
-    assert!(
-        output.status.success(),
+    // The nvidia-bound card (device 5) cannot be listed without NVIDIA's tools: said, and not
+    // a success.
+    assert_eq!(
+        output.status.code(),
+        Some(2),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("ps failed to query device 5") && stderr.contains("nvidia driver"),
+        "{stderr}"
     );
     let rows: Vec<Vec<&str>> = stdout
         .lines()
@@ -98,6 +114,7 @@ fn ps_lists_drm_processes_with_their_devices() {
         vec![
             ("100", "Xorg"),
             ("200", "llama-server"),
+            ("250", "helper"),
             ("300", "game"),
             ("400", "oldgame"),
             ("500", "xe-app"),
@@ -108,7 +125,12 @@ fn ps_lists_drm_processes_with_their_devices() {
     let game = stdout.lines().find(|l| l.contains(" game ")).unwrap();
     // 2068 KiB + 100 MiB = 106 975 232 bytes of VRAM.
     assert!(game.contains("GPU 1"), "{game}");
-    assert!(stderr.contains("6 GPU processes found"), "{stderr}");
+    assert!(stderr.contains("7 GPU processes found"), "{stderr}");
+    // 200 and 250 share the APU's client: its memory is in both rows and the total once.
+    assert!(
+        stderr.contains("1 GPU client shared between processes: every holder is listed"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -116,9 +138,9 @@ fn ps_json_has_vram_gtt_and_shared_bytes_per_process() {
     let tree = tree::standard();
     let output = hmn(&tree, &["ps", "--json"]);
     let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "stderr:\n{stderr}");
-    let rows: Value = serde_json::from_str(&stdout).unwrap();
-    let rows = rows.as_array().unwrap();
+    assert_eq!(output.status.code(), Some(2), "stderr:\n{stderr}");
+    let ps: Value = serde_json::from_str(&stdout).unwrap();
+    let rows = ps["processes"].as_array().unwrap();
     let by_pid = |pid: u64| {
         rows.iter()
             .find(|r| r["pid"] == pid)
@@ -136,9 +158,77 @@ fn ps_json_has_vram_gtt_and_shared_bytes_per_process() {
     let xorg = by_pid(100);
     assert_eq!(xorg["used_bytes"], Value::Null);
     assert_eq!(xorg["system_bytes"], 6044 * 1024);
+    // 250 holds llama-server's passed client: listed with it, marked as sharing it with 200,
+    // and the client counted for 200.
+    let helper = by_pid(250);
+    assert_eq!(helper["used_bytes"], 5348 * 1024);
+    assert_eq!(helper["shared_with"], serde_json::json!([200]));
+    assert_eq!(llama["shared_with"], serde_json::json!([250]));
+    let client = &helper["shared_clients"][0];
+    assert_eq!(
+        client.as_object().unwrap().keys().collect::<Vec<_>>(),
+        [
+            "client_id",
+            "counted_for",
+            "holders",
+            "system_bytes",
+            "used_bytes"
+        ]
+    );
+    assert_eq!(client["holders"], serde_json::json!([200, 250]));
+    assert_eq!(client["counted_for"], 200);
+    assert_eq!(client["system_bytes"], 25_258_000_u64 * 1024);
+    // What the text puts on stderr is in the JSON: the unreadable process 800, the shared
+    // client, the malformed lines.
+    let kinds: Vec<&str> = ps["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["unreadable", "shared_clients", "malformed_lines"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let unreadable = ps["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "unreadable")
+        .unwrap();
+    assert_eq!(unreadable["pids"], serde_json::json!([800]));
+    // The nvidia-bound card with NVML and nvidia-smi unusable: a failed device, with why.
+    let failed = ps["failed_devices"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["device_index"], 5);
     assert!(
-        rows.iter().all(|r| r["pid"] != 250),
-        "a passed client counts once"
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("bound to the nvidia driver"),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn ps_total_counts_a_shared_client_once_and_a_child_alone_shows_its_memory() {
+    let tree = tree::standard();
+    // Device 3 (the APU): 200 and 250 hold one client of 5348 KiB VRAM + 25 258 000 KiB GTT.
+    let output = hmn(&tree, &["ps", "--device", "3"]);
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains(
+            "2 GPU processes found matching device=3 (5 MiB total, 24.1 GiB in system RAM)"
+        ),
+        "{stderr}"
+    );
+    // The helper alone (`--pid`): its row, with the client's memory, not "0 processes".
+    let output = hmn(&tree, &["ps", "--pid", "250"]);
+    let (stdout, stderr) = text(&output);
+    assert!(stdout.contains("helper"), "{stdout}");
+    assert!(
+        stderr
+            .contains("1 GPU process found matching pid=250 (5 MiB total, 24.1 GiB in system RAM)"),
+        "{stderr}"
     );
 }
 

@@ -536,7 +536,7 @@ fn watch_gives_each_pid_its_baseline_and_peak() {
     );
     let mut summary = records.last().unwrap().clone();
     assert_eq!(summary["kind"], "summary");
-    redact(&mut summary, &["t_ms", "samples"]);
+    redact(&mut summary, &["t_ms", "samples", "samples_read"]);
     insta::assert_json_snapshot!("watch_summary_record", summary);
     let stderr = r
         .stderr
@@ -572,7 +572,7 @@ fn watch_without_pids_takes_the_largest_gpu_processes_in_a_table() {
     assert!(first.starts_with("+0.0s     4013001"), "{first}");
     assert!(first.contains("2.0 GiB    +0 B"), "{first}");
     assert!(r.stderr.contains(
-        "hmn: watch: device 0 [NVIDIA H100 80GB HBM3], interval 0.1s, watching 1 PID(s) (top 1 by VRAM)"
+        "hmn: watch: every GPU: 0 [NVIDIA H100 80GB HBM3], interval 0.1s, watching 1 PID(s) (top 1 by GPU memory)"
     ));
 }
 
@@ -769,7 +769,7 @@ fn follow_new_says_who_entered_and_who_left() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("following top 1 by VRAM (re-selected every interval), 1 initially"),
+            .contains("following top 1 by GPU memory (re-selected every interval), 1 initially"),
         "{}",
         r.stderr
     );

@@ -62,7 +62,8 @@ pub use sampler::{
 };
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
-    GpuVendor, MigInstance, ProcessGpuInfo, Snapshot, Unavailable,
+    GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
+    Unavailable,
 };
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,

@@ -295,6 +295,29 @@ impl Probe {
         }
     }
 
+    /// The name of process `pid`, as [`GpuProcessEntry::name`] gives it for GPU rows, so that
+    /// a process is named the same whether or not it holds GPU memory. Linux: `comm`, or the
+    /// full executable name when `comm` was cut at 15 bytes. macOS (feature `metal`): the
+    /// executable's file name. `None` when the process cannot be read, and on Windows.
+    #[must_use]
+    pub fn process_name(&self, pid: u32) -> Option<String> {
+        #[cfg(target_os = "linux")]
+        {
+            crate::ram::linux::process_name_or_error(&self.proc_root, pid)
+                .ok()
+                .flatten()
+        }
+        #[cfg(all(target_os = "macos", feature = "metal"))]
+        {
+            crate::ram::macos::process_name(pid)
+        }
+        #[cfg(not(any(target_os = "linux", all(target_os = "macos", feature = "metal"))))]
+        {
+            let _ = pid;
+            None
+        }
+    }
+
     /// How many GPUs the backends can see.
     ///
     /// # Errors

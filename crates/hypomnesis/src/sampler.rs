@@ -66,7 +66,7 @@ use crate::snapshot::{GpuProcessEntry, GpuQuerySource};
 
 #[cfg(target_os = "linux")]
 mod linux;
-mod parse;
+pub(crate) mod parse;
 #[cfg(not(target_os = "linux"))]
 mod portable;
 mod tree;
@@ -1172,9 +1172,8 @@ impl ProcSet {
 
     /// GPU memory of the members on one device, from its process list.
     fn gpu_bytes(&self, rows: &[GpuProcessEntry]) -> Option<u64> {
-        rows.iter()
-            .filter(|r| self.contains(r.pid))
-            .try_fold(0_u64, |sum, r| Some(sum.saturating_add(r.used_bytes?)))
+        // A DRM client a child inherited is in both rows: counted once.
+        GpuProcessEntry::sum_used_once(rows.iter().filter(|r| self.contains(r.pid)))
     }
 }
 

@@ -553,9 +553,103 @@ pub struct GpuProcessEntry {
     pub utilization_percent: Option<f64>,
     /// Which backend listed it.
     pub source: GpuQuerySource,
+    /// Linux DRM: the clients this process holds on this device that other processes hold
+    /// too (an fd inherited across `fork` or passed over a socket). Their memory is in this
+    /// row's `used_bytes` / `system_bytes` — every holder shows what it holds — and is
+    /// counted once in totals, for the client's [`SharedClient::counted_for`] (see
+    /// [`GpuProcessEntry::counted_used_bytes`]). Empty when nothing is shared.
+    pub shared_clients: Vec<SharedClient>,
+}
+
+/// One DRM client held by several processes.
+///
+/// Which holder its memory is counted for: the one that started first (`/proc/<pid>/stat`
+/// start time), which for an fd inherited across `fork` is the opener, the parent — also
+/// after PID wraparound gave the child a lower number; among holders that started in the same
+/// clock tick, or whose start time is unreadable, the lowest PID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct SharedClient {
+    /// The client's `drm-client-id` (legacy amdgpu: its `pasid`); `None` when the driver
+    /// prints no id.
+    pub client_id: Option<u64>,
+    /// Every process holding it, sorted (this row's among them).
+    pub holders: Vec<u32>,
+    /// The holder whose row its memory is counted for in totals.
+    pub counted_for: u32,
+    /// Its resident device memory (VRAM), bytes; `None` when the driver prints none.
+    pub used_bytes: Option<u64>,
+    /// Its resident system memory (GTT), bytes; `None` when the driver prints none.
+    pub system_bytes: Option<u64>,
 }
 
 impl GpuProcessEntry {
+    /// The other processes this one shares DRM clients with on this device, sorted; empty
+    /// when it shares none.
+    #[must_use]
+    pub fn shared_with(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .shared_clients
+            .iter()
+            .flat_map(|c| c.holders.iter().copied())
+            .filter(|&p| p != self.pid)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// `used_bytes` without the shared clients counted for another process: what this row
+    /// adds to a total, so a client held by several processes is summed once.
+    #[must_use]
+    pub fn counted_used_bytes(&self) -> Option<u64> {
+        self.used_bytes
+            .map(|used| used.saturating_sub(self.counted_elsewhere(|c| c.used_bytes)))
+    }
+
+    /// `system_bytes` without the shared clients counted for another process (see
+    /// [`GpuProcessEntry::counted_used_bytes`]).
+    #[must_use]
+    pub fn counted_system_bytes(&self) -> Option<u64> {
+        self.system_bytes
+            .map(|system| system.saturating_sub(self.counted_elsewhere(|c| c.system_bytes)))
+    }
+
+    /// The `used_bytes` of `rows` summed with every shared DRM client counted once, whichever
+    /// of its holders `rows` has (a process and the children that inherited its client, say);
+    /// `None` when a row's figure is unknown. Saturates.
+    #[must_use]
+    pub fn sum_used_once<'a>(rows: impl IntoIterator<Item = &'a Self>) -> Option<u64> {
+        let mut seen: Vec<(u32, Option<u64>, &[u32])> = Vec::new();
+        let mut total: u64 = 0;
+        for row in rows {
+            let mut used = row.used_bytes?;
+            for client in &row.shared_clients {
+                let key = (
+                    row.device_index,
+                    client.client_id,
+                    client.holders.as_slice(),
+                );
+                if seen.contains(&key) {
+                    used = used.saturating_sub(client.used_bytes.unwrap_or(0));
+                } else {
+                    seen.push(key);
+                }
+            }
+            total = total.saturating_add(used);
+        }
+        Some(total)
+    }
+
+    fn counted_elsewhere(&self, figure: impl Fn(&SharedClient) -> Option<u64>) -> u64 {
+        self.shared_clients
+            .iter()
+            .filter(|c| c.counted_for != self.pid)
+            .filter_map(figure)
+            .fold(0, u64::saturating_add)
+    }
+
     // Every backend that lists processes builds its rows with this; a build with none of them
     // (Windows without `pdh`, macOS without `metal`, no NVIDIA feature) has no caller.
     #[cfg_attr(
@@ -585,6 +679,7 @@ impl GpuProcessEntry {
             compute_instance_id: None,
             utilization_percent: None,
             source,
+            shared_clients: Vec::new(),
         }
     }
 }
@@ -611,7 +706,8 @@ pub struct ProcessGpuInfo {
 /// [`crate::Probe::processes`] returns the rows only; this also says how many processes
 /// could not be inspected and why, so a tool can print "3 processes unreadable — re-run as
 /// root" instead of letting a short list pass for a complete one. See
-/// [`GpuProcessListing::notes`] for ready-made sentences.
+/// [`GpuProcessListing::findings`] for the same facts as structured notes with ready-made
+/// sentences, and [`GpuProcessListing::notes`] for the sentences alone.
 #[derive(Debug, Clone, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -627,15 +723,93 @@ pub struct GpuProcessListing {
     /// inside a container with its own `/proc` they cannot be mapped). Such a row keeps the
     /// PID the driver reported, and has no name unless the process is visible.
     pub hidden_by_pid_namespace: u32,
-    /// Linux DRM: clients held by more than one process (an fd passed or inherited), each
-    /// counted once, for the lowest pid holding it.
+    /// Linux: rows whose PID has no directory in this procfs although the namespaces say it
+    /// should (the process runs in another container whose PIDs this `/proc` does not show,
+    /// or it exited after the driver listed it), sorted. Their user and command line are
+    /// unknown; the name is the driver's when NVML could give it.
+    pub absent_pids: Vec<u32>,
+    /// Linux: rows whose process is in this procfs but whose files could not be read
+    /// (another user's process under `hidepid`, or without the privileges an LSM asks for),
+    /// sorted.
+    pub refused_pids: Vec<u32>,
+    /// Whether the caller runs as root (Linux: effective uid 0), so that a hint says "re-run
+    /// as root" only where that would help.
+    pub running_as_root: bool,
+    /// Linux DRM: clients held by more than one process (an fd passed or inherited). Each
+    /// holder has a row listing them in [`GpuProcessEntry::shared_clients`]; totals count
+    /// each once ([`GpuProcessEntry::counted_used_bytes`]).
     pub shared_clients: u32,
+    /// Linux DRM: clients on this device whose fdinfo has no `drm-` keys (nouveau, drivers
+    /// and kernels without DRM fdinfo): their holders are listed with unknown memory.
+    pub clients_without_figures: u32,
+    /// The rows come from `nvidia-smi`, which lists compute processes only: a process with
+    /// only a graphics context on the device is missing.
+    pub compute_only: bool,
     /// Linux DRM: fdinfo lines that could not be read and were ignored.
     pub malformed_lines: u32,
     /// Other things a person should know about this listing, one English sentence each (ROCm:
     /// processes seen by both fdinfo and KFD and reported once, KFD GPUs without a visible DRM
     /// card). Included in [`GpuProcessListing::notes`].
     pub other_notes: Vec<String>,
+}
+
+/// What one [`ListingNote`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum ListingNoteKind {
+    /// [`GpuProcessListing::unreadable_pids`].
+    Unreadable,
+    /// [`GpuProcessListing::hidden_by_pid_namespace`].
+    HiddenByPidNamespace,
+    /// [`GpuProcessListing::absent_pids`].
+    NotInProcfs,
+    /// [`GpuProcessListing::refused_pids`].
+    NamesRefused,
+    /// [`GpuProcessListing::shared_clients`].
+    SharedClients,
+    /// [`GpuProcessListing::clients_without_figures`].
+    NoMemoryFigures,
+    /// [`GpuProcessListing::compute_only`].
+    ComputeOnly,
+    /// [`GpuProcessListing::malformed_lines`].
+    MalformedLines,
+    /// One of [`GpuProcessListing::other_notes`].
+    Other,
+}
+
+impl ListingNoteKind {
+    /// The stable name used in JSON (`"not_in_procfs"`, ...).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreadable => "unreadable",
+            Self::HiddenByPidNamespace => "hidden_by_pid_namespace",
+            Self::NotInProcfs => "not_in_procfs",
+            Self::NamesRefused => "names_refused",
+            Self::SharedClients => "shared_clients",
+            Self::NoMemoryFigures => "no_memory_figures",
+            Self::ComputeOnly => "compute_only",
+            Self::MalformedLines => "malformed_lines",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// One thing a listing could not see, or counted in a particular way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ListingNote {
+    /// What it is about.
+    pub kind: ListingNoteKind,
+    /// How many processes, clients or lines it concerns.
+    pub count: u64,
+    /// The processes concerned, sorted, where the listing knows them (empty otherwise).
+    pub pids: Vec<u32>,
+    /// One English sentence for a person, with what to do about it where something helps.
+    pub message: String,
 }
 
 impl GpuProcessListing {
@@ -675,58 +849,173 @@ impl GpuProcessListing {
     }
 
     /// English sentences about what the listing could not see or counted once, for a
-    /// person (empty when there is nothing to say).
+    /// person (empty when there is nothing to say): the messages of
+    /// [`GpuProcessListing::findings`].
     #[must_use]
     pub fn notes(&self) -> Vec<String> {
+        self.findings().into_iter().map(|n| n.message).collect()
+    }
+
+    /// What the listing could not see or counted once, one note per kind.
+    #[must_use]
+    pub fn findings(&self) -> Vec<ListingNote> {
         let mut notes = Vec::new();
-        let plural = |n: usize, one: &str, many: &str| {
+        let plural = |n: u64, one: &str, many: &str| {
             if n == 1 {
                 one.to_owned()
             } else {
                 many.to_owned()
             }
         };
-        let unreadable = self.unreadable_pids.len();
-        if unreadable > 0 {
-            notes.push(format!(
+        let mut note = |kind, count: u64, pids: &[u32], message: String| {
+            if count > 0 {
+                notes.push(ListingNote {
+                    kind,
+                    count,
+                    pids: pids.to_vec(),
+                    message,
+                });
+            }
+        };
+        let len = |v: &[u32]| u64::try_from(v.len()).unwrap_or(u64::MAX);
+        let unreadable = len(&self.unreadable_pids);
+        let message = if self.running_as_root {
+            format!(
+                "{unreadable} {} unreadable even as root (hidepid or a security module \
+                 refuses): {} GPU memory is not shown",
+                plural(unreadable, "process", "processes"),
+                plural(unreadable, "its", "their"),
+            )
+        } else {
+            format!(
                 "{unreadable} {} unreadable — re-run as root to see {} GPU memory",
                 plural(unreadable, "process", "processes"),
                 plural(unreadable, "its", "their"),
-            ));
-        }
-        let hidden = usize::try_from(self.hidden_by_pid_namespace).unwrap_or(usize::MAX);
-        if hidden > 0 {
-            notes.push(format!(
+            )
+        };
+        note(
+            ListingNoteKind::Unreadable,
+            unreadable,
+            &self.unreadable_pids,
+            message,
+        );
+        let hidden = u64::from(self.hidden_by_pid_namespace);
+        note(
+            ListingNoteKind::HiddenByPidNamespace,
+            hidden,
+            &[],
+            format!(
                 "{hidden} {} outside this PID namespace, shown with the driver's host {} — run \
                  with --pid=host or set HYPOMNESIS_PROC_ROOT to the host's /proc to name {}",
                 plural(hidden, "process runs", "processes run"),
                 plural(hidden, "PID", "PIDs"),
                 plural(hidden, "it", "them"),
-            ));
+            ),
+        );
+        let absent = len(&self.absent_pids);
+        #[cfg(windows)]
+        note(
+            ListingNoteKind::NotInProcfs,
+            absent,
+            &self.absent_pids,
+            format!(
+                "{absent} {} the driver lists {} not running any more (exited since it was \
+                 listed): only the driver's name for {} is known",
+                plural(absent, "process", "processes"),
+                plural(absent, "is", "are"),
+                plural(absent, "it", "them"),
+            ),
+        );
+        #[cfg(not(windows))]
+        note(
+            ListingNoteKind::NotInProcfs,
+            absent,
+            &self.absent_pids,
+            format!(
+                "{absent} {} the driver lists {} not in this /proc (another container's, or \
+                 exited since) — run with --pid=host or set HYPOMNESIS_PROC_ROOT to the host's \
+                 /proc to see {} user and command",
+                plural(absent, "process", "processes"),
+                plural(absent, "is", "are"),
+                plural(absent, "its", "their"),
+            ),
+        );
+        let refused = len(&self.refused_pids);
+        let fix = if cfg!(windows) {
+            "(protected processes) — re-run elevated (as Administrator) to see them"
+        } else if self.running_as_root {
+            "even as root (hidepid or an LSM)"
+        } else {
+            "— re-run as root to see them"
+        };
+        note(
+            ListingNoteKind::NamesRefused,
+            refused,
+            &self.refused_pids,
+            format!(
+                "{refused} {} name, user and command could not be read {fix}",
+                plural(refused, "process's", "processes'"),
+            ),
+        );
+        let shared = u64::from(self.shared_clients);
+        let mut sharing: Vec<u32> = self
+            .rows
+            .iter()
+            .filter(|r| !r.shared_clients.is_empty())
+            .map(|r| r.pid)
+            .collect();
+        sharing.sort_unstable();
+        sharing.dedup();
+        note(
+            ListingNoteKind::SharedClients,
+            shared,
+            &sharing,
+            format!(
+                "{shared} GPU {} shared between processes: every holder is listed, the memory \
+                 counted once in totals, for the holder that started first",
+                plural(shared, "client", "clients"),
+            ),
+        );
+        let bare = u64::from(self.clients_without_figures);
+        let mut bare_pids: Vec<u32> = self
+            .rows
+            .iter()
+            .filter(|r| r.used_bytes.is_none() && r.system_bytes.is_none())
+            .map(|r| r.pid)
+            .collect();
+        bare_pids.dedup();
+        note(
+            ListingNoteKind::NoMemoryFigures,
+            bare,
+            &bare_pids,
+            format!(
+                "{bare} GPU {} without memory figures: the driver prints no drm- keys in \
+                 fdinfo (nouveau, or a kernel before DRM fdinfo), so {} shown with unknown memory",
+                plural(bare, "client", "clients"),
+                plural(bare, "its holder is", "their holders are"),
+            ),
+        );
+        note(
+            ListingNoteKind::ComputeOnly,
+            u64::from(self.compute_only),
+            &[],
+            "nvidia-smi lists compute processes only: processes with only a graphics context \
+             on this GPU are not shown"
+                .to_owned(),
+        );
+        for other in &self.other_notes {
+            note(ListingNoteKind::Other, 1, &[], other.clone());
         }
-        if self.shared_clients > 0 {
-            notes.push(format!(
-                "{} GPU {} shared between processes, counted once for the lowest PID",
-                self.shared_clients,
-                plural(
-                    usize::try_from(self.shared_clients).unwrap_or(usize::MAX),
-                    "client",
-                    "clients"
-                ),
-            ));
-        }
-        notes.extend(self.other_notes.iter().cloned());
-        if self.malformed_lines > 0 {
-            notes.push(format!(
-                "{} malformed fdinfo {} ignored",
-                self.malformed_lines,
-                plural(
-                    usize::try_from(self.malformed_lines).unwrap_or(usize::MAX),
-                    "line",
-                    "lines"
-                ),
-            ));
-        }
+        let malformed = u64::from(self.malformed_lines);
+        note(
+            ListingNoteKind::MalformedLines,
+            malformed,
+            &[],
+            format!(
+                "{malformed} malformed fdinfo {} ignored",
+                plural(malformed, "line", "lines"),
+            ),
+        );
         notes
     }
 }
@@ -908,6 +1197,26 @@ mod builders {
         }
     }
 
+    impl SharedClient {
+        /// A shared DRM client record (feature `test-helpers`).
+        #[must_use]
+        pub fn new(
+            client_id: Option<u64>,
+            holders: Vec<u32>,
+            counted_for: u32,
+            used_bytes: Option<u64>,
+            system_bytes: Option<u64>,
+        ) -> Self {
+            Self {
+                client_id,
+                holders,
+                counted_for,
+                used_bytes,
+                system_bytes,
+            }
+        }
+    }
+
     /// Builds a [`ProcessGpuInfo`] (feature `test-helpers`).
     #[derive(Debug, Clone)]
     pub struct ProcessGpuInfoBuilder(ProcessGpuInfo);
@@ -978,6 +1287,34 @@ mod builders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn holder(pid: u32, used: u64) -> GpuProcessEntry {
+        let mut row = GpuProcessEntry::new(pid, 0, GpuQuerySource::Drm);
+        row.used_bytes = Some(used);
+        row.shared_clients = vec![SharedClient {
+            client_id: Some(7),
+            holders: vec![300, 900],
+            counted_for: 900,
+            used_bytes: Some(100),
+            system_bytes: None,
+        }];
+        row
+    }
+
+    #[test]
+    fn a_client_shared_by_a_parent_and_its_child_is_summed_once() {
+        // Both hold the 100-byte client; the child also holds 20 bytes of its own.
+        let parent = holder(900, 100);
+        let child = holder(300, 120);
+        assert_eq!(GpuProcessEntry::sum_used_once([&parent, &child]), Some(120));
+        assert_eq!(GpuProcessEntry::sum_used_once([&child]), Some(120));
+        assert_eq!(child.counted_used_bytes(), Some(20));
+        assert_eq!(parent.counted_used_bytes(), Some(100));
+        assert_eq!(child.shared_with(), vec![900]);
+        let mut unknown = holder(5, 0);
+        unknown.used_bytes = None;
+        assert_eq!(GpuProcessEntry::sum_used_once([&parent, &unknown]), None);
+    }
 
     #[test]
     fn kinds_seen_in_both_lists_merge_to_both() {

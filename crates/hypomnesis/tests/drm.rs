@@ -233,20 +233,106 @@ fn xe_reports_vram_gtt_and_shared_separately() {
 fn an_apus_model_shows_up_in_system_memory_and_a_passed_client_counts_once() {
     let tree = tree::standard();
     let listing = probe(&tree).gpu_process_listing(3).unwrap();
-    // 250 holds the same client (id 10 on 0000:c4:00.0) as 200: attributed to 200 only.
-    assert_eq!(pids(&listing.rows), vec![200]);
+    // 250 holds the same client (id 10 on 0000:c4:00.0) as 200: both are listed, each
+    // showing the client, and it is counted once, for 200 (no start times in the fixture:
+    // the lower PID).
+    assert_eq!(pids(&listing.rows), vec![200, 250]);
+    for pid in [200, 250] {
+        let holder = row(&listing.rows, pid);
+        assert_eq!(holder.used_bytes, Some(5348 * KIB), "pid {pid}");
+        assert_eq!(holder.system_bytes, Some(25_258_000 * KIB), "pid {pid}");
+        assert_eq!(holder.shared_clients.len(), 1, "pid {pid}");
+        assert_eq!(holder.shared_clients[0].holders, vec![200, 250]);
+        assert_eq!(holder.shared_clients[0].counted_for, 200);
+        assert_eq!(holder.shared_clients[0].client_id, Some(10));
+    }
     let llama = row(&listing.rows, 200);
     assert_eq!(llama.name.as_deref(), Some("llama-server"));
-    assert_eq!(llama.used_bytes, Some(5348 * KIB));
-    assert_eq!(llama.system_bytes, Some(25_258_000 * KIB));
     assert_eq!(llama.shared_bytes, Some(MIB));
+    assert_eq!(llama.shared_with(), vec![250]);
+    assert_eq!(row(&listing.rows, 250).shared_with(), vec![200]);
+    // Counted once: 200 counts it, 250 adds nothing.
+    assert_eq!(llama.counted_system_bytes(), Some(25_258_000 * KIB));
+    assert_eq!(row(&listing.rows, 250).counted_system_bytes(), Some(0));
+    assert_eq!(row(&listing.rows, 250).counted_used_bytes(), Some(0));
     assert_eq!(listing.shared_clients, 1);
     assert!(
         listing
             .notes()
             .iter()
-            .any(|n| n.contains("1 GPU client shared between processes"))
+            .any(|n| n.contains("1 GPU client shared between processes: every holder is listed")),
+        "{:?}",
+        listing.notes()
     );
+}
+
+#[test]
+fn a_client_inherited_after_pid_wraparound_is_counted_for_the_parent_that_opened_it() {
+    // The parent (pid 30000) opened the client and forked; PIDs had wrapped, so the child got
+    // pid 300. The child started later (stat field 22), so the client counts for the parent.
+    let tree = DrmTree::new();
+    tree.pci_card(&tree::standard_amdgpu());
+    let text = tree::fdinfo("amdgpu-6.13-current");
+    let stat = |pid: u32, ppid: u32, start: u64| {
+        format!(
+            "{pid} (worker) S {ppid} 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 1000 10\n"
+        )
+    };
+    for (pid, ppid, start) in [(30000, 1, 5_000), (300, 30000, 9_000)] {
+        let dir = tree.process(pid, "worker", None);
+        std::fs::write(dir.join("stat"), stat(pid, ppid, start)).unwrap();
+        tree.fd(pid, 5, "/dev/dri/renderD129", Some(&text));
+    }
+    // The caller is the child.
+    tree.caller(300, HOST_NS);
+    let probe = probe(&tree);
+    let listing = probe.gpu_process_listing(0).unwrap();
+    assert_eq!(
+        pids(&listing.rows),
+        vec![300, 30000],
+        "every holder has a row"
+    );
+    let child = row(&listing.rows, 300);
+    let parent = row(&listing.rows, 30000);
+    assert_eq!(
+        child.used_bytes,
+        Some(100 * MIB),
+        "the child holds the client too"
+    );
+    assert_eq!(child.shared_clients[0].counted_for, 30000);
+    assert_eq!(child.shared_with(), vec![30000]);
+    assert_eq!(child.counted_used_bytes(), Some(0));
+    assert_eq!(parent.counted_used_bytes(), Some(100 * MIB));
+    // The library's own-process figure for the child agrees with its row.
+    assert_eq!(probe.process_gpu_info(0).unwrap().used_bytes, 100 * MIB);
+}
+
+#[test]
+fn a_drm_fd_whose_driver_prints_no_fdinfo_keys_lists_its_holder_with_unknown_memory() {
+    // nouveau (and drivers on kernels before DRM fdinfo) print only the generic fd lines.
+    let tree = DrmTree::new();
+    tree.pci_card(&tree::standard_amdgpu());
+    tree.process(640, "glxgears", None);
+    tree.fd(
+        640,
+        4,
+        "/dev/dri/renderD129",
+        Some("pos:\t0\nflags:\t02100002\nmnt_id:\t25\nino:\t1031\n"),
+    );
+    let listing = probe(&tree).gpu_process_listing(0).unwrap();
+    assert_eq!(pids(&listing.rows), vec![640]);
+    let holder = row(&listing.rows, 640);
+    assert_eq!(holder.name.as_deref(), Some("glxgears"));
+    assert_eq!(holder.used_bytes, None);
+    assert_eq!(holder.system_bytes, None);
+    assert_eq!(listing.clients_without_figures, 1);
+    let notes = listing.findings();
+    let note = notes
+        .iter()
+        .find(|n| n.kind == hypomnesis::ListingNoteKind::NoMemoryFigures)
+        .unwrap_or_else(|| panic!("{notes:?}"));
+    assert_eq!(note.pids, vec![640]);
+    assert!(note.message.contains("no drm- keys"), "{}", note.message);
 }
 
 #[test]
@@ -271,11 +357,20 @@ fn a_large_scan_split_across_threads_counts_every_client_once() {
     }
     let listing = probe(&tree).gpu_process_listing(0).unwrap();
     assert_eq!(listing.rows.len(), 600);
-    // The shared client goes to the lower PID: 1000 holds two clients' VRAM, 1599 one.
+    // Both holders show the shared client; it counts for the lower PID (no start times in
+    // the fixture), so the total has it once.
     assert_eq!(row(&listing.rows, 1000).used_bytes, Some(200 * MIB));
-    assert_eq!(row(&listing.rows, 1599).used_bytes, Some(100 * MIB));
+    assert_eq!(row(&listing.rows, 1599).used_bytes, Some(200 * MIB));
+    assert_eq!(
+        row(&listing.rows, 1599).counted_used_bytes(),
+        Some(100 * MIB)
+    );
     assert_eq!(row(&listing.rows, 1300).used_bytes, Some(100 * MIB));
-    let total: u64 = listing.rows.iter().filter_map(|r| r.used_bytes).sum();
+    let total: u64 = listing
+        .rows
+        .iter()
+        .filter_map(GpuProcessEntry::counted_used_bytes)
+        .sum();
     assert_eq!(total, 601 * 100 * MIB);
     assert_eq!(listing.shared_clients, 1);
     // 600 rows are named by several threads: each row gets its own process's name.
@@ -355,12 +450,13 @@ fn unreadable_processes_and_malformed_lines_are_counted_not_hidden() {
     assert_eq!(listing.malformed_lines, 2);
     assert_eq!(listing.hidden_by_pid_namespace, 0);
     let notes = listing.notes();
-    assert!(
-        notes
-            .iter()
-            .any(|n| n == "1 process unreadable — re-run as root to see its GPU memory"),
-        "{notes:?}"
-    );
+    // Root is told that re-running as root would not help.
+    let expected = if listing.running_as_root {
+        "1 process unreadable even as root (hidepid or a security module refuses): its GPU memory is not shown"
+    } else {
+        "1 process unreadable — re-run as root to see its GPU memory"
+    };
+    assert!(notes.iter().any(|n| n == expected), "{notes:?}");
     assert!(notes.iter().any(|n| n.contains("2 malformed fdinfo lines")));
     // The rows are those of `processes`.
     assert_eq!(listing.rows, probe(&tree).processes(1).unwrap());
@@ -578,4 +674,33 @@ fn on_the_host_nvml_pids_are_shown_as_they_are() {
         );
         assert_eq!(listing.hidden_by_pid_namespace, 0);
     });
+}
+
+#[test]
+fn a_card_bound_to_nvidia_is_shown_with_unknown_memory_when_nvidias_tools_are_unusable() {
+    let tree = tree::standard();
+    let probe = Probe::builder()
+        .proc_root(tree.proc())
+        .sys_root(tree.sys())
+        .nvml_lib("/nonexistent/libnvidia-ml.so.1")
+        .nvidia_smi("/nonexistent/nvidia-smi")
+        .build();
+    let devices = probe.devices().unwrap();
+    assert_eq!(devices.len(), 6, "the DRM GPUs, then the nvidia-bound card");
+    let card = &devices[5];
+    assert_eq!(card.index, 5);
+    assert_eq!(card.vendor, GpuVendor::Nvidia);
+    assert_eq!(card.total_bytes, None);
+    assert_eq!(card.used_bytes, None);
+    let why = card.unavailable_reason("total_bytes").unwrap();
+    assert!(
+        why.starts_with("bound to the nvidia driver") && why.contains("/nonexistent"),
+        "{why}"
+    );
+    // Its processes and the own process's memory are errors, never an empty list or 0.
+    let listing = probe.gpu_process_listing(5).unwrap_err().to_string();
+    assert!(listing.contains("bound to the nvidia driver"), "{listing}");
+    assert!(probe.process_gpu_info(5).is_err());
+    // The caller switching NVIDIA's backends off leaves the card out, as before.
+    assert_eq!(self::probe(&tree).devices().unwrap().len(), 5);
 }

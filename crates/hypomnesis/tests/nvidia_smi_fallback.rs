@@ -291,6 +291,24 @@ fn without_nvml_the_own_figure_of_each_gpu_is_that_gpus_used_memory() {
 }
 
 #[test]
+fn the_nvidia_smi_listing_says_it_lists_compute_processes_only() {
+    for fixture in ["h100_loaded", "h100_idle"] {
+        let listing = probe(fixture).gpu_process_listing(0).unwrap();
+        assert!(listing.compute_only, "{fixture}");
+        let notes = listing.findings();
+        let note = notes
+            .iter()
+            .find(|n| n.kind == hypomnesis::ListingNoteKind::ComputeOnly)
+            .unwrap_or_else(|| panic!("{fixture}: {notes:?}"));
+        assert!(
+            note.message.contains("compute processes only"),
+            "{}",
+            note.message
+        );
+    }
+}
+
+#[test]
 fn wddm_has_device_figures_but_no_per_process_figures() {
     let p = probe("wddm");
     assert_eq!(p.device_count().unwrap(), 1);

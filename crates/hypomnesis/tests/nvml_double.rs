@@ -511,6 +511,59 @@ fn a_process_larger_than_its_device_is_refused_when_the_total_came_from_v1() {
     );
 }
 
+#[test]
+fn processes_missing_from_proc_get_nvmls_name_and_a_note_that_says_how_to_see_them() {
+    test_support::with_nvml_double(
+        "processes_missing_from_proc_get_nvmls_name_and_a_note_that_says_how_to_see_them",
+        "one_gpu",
+        |lib, _| {
+            // A procfs with one of the two processes (4012001); 4011345 is another
+            // container's: absent here, named by NVML (`./gpu_burn` in the scenario).
+            let proc = tempfile::tempdir().unwrap();
+            let dir = proc.path().join("4012001");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("comm"), "from-proc\n").unwrap();
+            let probe = Probe::builder()
+                .nvml_lib(lib)
+                .use_nvidia_smi(false)
+                .proc_root(proc.path())
+                .build();
+            let listing = probe.gpu_process_listing(0).unwrap();
+            let names: Vec<(u32, Option<&str>)> = listing
+                .rows
+                .iter()
+                .map(|r| (r.pid, r.name.as_deref()))
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    (4_011_345, Some("./gpu_burn")),
+                    (4_012_001, Some("from-proc"))
+                ]
+            );
+            assert_eq!(listing.absent_pids, vec![4_011_345]);
+            assert!(listing.refused_pids.is_empty());
+            let notes = listing.findings();
+            let note = notes
+                .iter()
+                .find(|n| n.kind == hypomnesis::ListingNoteKind::NotInProcfs)
+                .unwrap_or_else(|| panic!("{notes:?}"));
+            assert_eq!(note.pids, vec![4_011_345]);
+            assert!(
+                note.message.contains("not in this /proc")
+                    && note.message.contains("--pid=host")
+                    && note.message.contains("HYPOMNESIS_PROC_ROOT"),
+                "{}",
+                note.message
+            );
+            assert!(
+                !notes.iter().any(|n| n.message.contains("re-run as root")),
+                "re-running as root would not help: {notes:?}"
+            );
+        },
+    );
+}
+
 /// Checks that every row's memory is the larger of the figures the scenario declares for its
 /// pid in the compute and graphics lists: both lists report the process's whole allocation
 /// on the device, so the merge takes the maximum (not the first, the last, the smaller or the

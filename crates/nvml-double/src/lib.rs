@@ -555,12 +555,7 @@ pub unsafe extern "C" fn nvmlSystemGetProcessName(
     length: c_uint,
 ) -> NvmlReturn {
     system_call("SystemGetProcessName", |sc, _| {
-        let declared = sc
-            .devices
-            .iter()
-            .flat_map(|d| d.compute.iter().chain(&d.graphics))
-            .filter(|p| p.pid == pid)
-            .find_map(|p| p.name.clone());
+        let declared = sc.process_names.get(&pid).cloned();
         let found = declared.or_else(|| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .ok()

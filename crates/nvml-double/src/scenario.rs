@@ -91,6 +91,10 @@ pub struct Scenario {
     /// Keyed by function name without the `nvml` prefix.
     pub errors: BTreeMap<String, c_int>,
     pub devices: Vec<Device>,
+    /// The first declared `name` of each pid (any device, compute list before graphics), for
+    /// `nvmlSystemGetProcessName`: an index, so that naming every row of a scenario with tens
+    /// of thousands of processes stays linear.
+    pub process_names: std::collections::HashMap<u32, String>,
     /// Every string buffer is filled to its end after the text, with no NUL (a driver that
     /// breaks the NUL-termination contract).
     pub strings_without_nul: bool,
@@ -308,6 +312,17 @@ pub fn parse(text: &str) -> Res<Scenario> {
         .enumerate()
         .map(|(i, d)| device(d, &format!("devices[{i}]")))
         .collect::<Res<Vec<_>>>()?;
+    let mut process_names = std::collections::HashMap::new();
+    for process in devices
+        .iter()
+        .flat_map(|d| d.compute.iter().chain(&d.graphics))
+    {
+        if let Some(name) = &process.name {
+            process_names
+                .entry(process.pid)
+                .or_insert_with(|| name.clone());
+        }
+    }
     let strings_without_nul = match obj.get("strings_without_nul") {
         None => false,
         Some(v) => v
@@ -321,6 +336,7 @@ pub fn parse(text: &str) -> Res<Scenario> {
         init_error,
         errors,
         devices,
+        process_names,
         strings_without_nul,
     })
 }

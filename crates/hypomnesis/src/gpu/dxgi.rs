@@ -590,7 +590,7 @@ mod sys {
                 .zip(images)
                 .map(|((pid, u), image)| {
                     let mut row = GpuProcessEntry::new(pid, device.index, GpuQuerySource::Pdh);
-                    row.name = Some(resolve_name(pid, &image, snapshot.as_ref()));
+                    row.name = resolve_name(pid, &image, snapshot.as_ref());
                     row.used_bytes = Some(u.dedicated);
                     row.system_bytes = u.shared;
                     row

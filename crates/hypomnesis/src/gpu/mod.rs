@@ -6,8 +6,10 @@
 //! `u64::MAX` "not available" sentinel, `used > total`), `nvidia-smi` is asked for that answer
 //! only. When nothing can answer, the error lists every backend tried and why it failed.
 //!
-//! Process names come from `/proc` (the full executable name, not the 15-byte `comm`), never
-//! from the driver, whose copy is truncated and controlled by the workload.
+//! Process names come from `/proc` (the full executable name, not the 15-byte `comm`). Only a
+//! process `/proc` does not have (another container's) is named by the driver
+//! (`nvmlSystemGetProcessName`), whose copy the workload controls; the listing then says the
+//! process is not in this `/proc` and how to see it (`--pid=host`, `HYPOMNESIS_PROC_ROOT`).
 
 use std::path::PathBuf;
 #[cfg(any(feature = "nvml", target_os = "linux"))]
@@ -96,6 +98,13 @@ pub(crate) trait ExtraBackend: Send + Sync + std::fmt::Debug {
     }
     /// Process `pid`'s own memory on `device`, when this backend can tell; `None` as above.
     fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>>;
+    /// Cards this backend can see that are NVIDIA's to read (bound to the `nvidia` driver)
+    /// while NVIDIA's own backends could not be used (`why`): listed with unknown memory and
+    /// that reason rather than left out. The default has none.
+    fn unclaimed_nvidia(&self, why: &str) -> Vec<GpuDeviceInfo> {
+        let _ = why;
+        Vec::new()
+    }
     /// Utilization, temperature, power and clocks of `device`, when this backend can read
     /// them; `None` leaves the device to the other backends.
     fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
@@ -275,10 +284,27 @@ impl GpuBackends {
     fn listing_of(&self, identities_only: bool) -> Listing {
         let nvidia = self.nvidia_devices();
         let nvidia_count = self.nvidia_count().unwrap_or(0);
-        let (extra, extra_attempts) = match &nvidia {
+        let (mut extra, extra_attempts) = match &nvidia {
             Ok(list) => self.extra_devices(list, nvidia_count, identities_only),
             Err(_) => self.extra_devices(&[], 0, identities_only),
         };
+        // A card NVIDIA's backends should have read, when they are wanted but unusable: shown
+        // with unknown memory and why, after the others, rather than not at all.
+        if let Err(attempts) = &nvidia
+            && (self.config.use_nvml || self.config.use_nvidia_smi)
+        {
+            let why = attempts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            for backend in &self.extras {
+                for mut device in backend.unclaimed_nvidia(&why) {
+                    device.index = u32::try_from(extra.len()).unwrap_or(u32::MAX);
+                    extra.push(device);
+                }
+            }
+        }
         Listing {
             nvidia,
             nvidia_count,
@@ -397,6 +423,8 @@ impl GpuBackends {
             let mut view = crate::pidns::PidView::detect(&self.proc_root);
             // Where each row's process is, in this procfs; `None`: not visible.
             let mut procfs_pids: Vec<Option<u32>> = Vec::with_capacity(listing.rows.len());
+            // The PID each row's backend reported, for asking NVML for a name.
+            let driver_pids: Vec<u32> = listing.rows.iter().map(|r| r.pid).collect();
             for row in &mut listing.rows {
                 let placement = match row.source {
                     GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi => view.host_pid(row.pid),
@@ -420,30 +448,102 @@ impl GpuBackends {
                         None
                     }
                 });
+                // Shared DRM clients name their holders in procfs numbering, as rows do.
+                for client in &mut row.shared_clients {
+                    let mut local = |pid| match view.procfs_pid(pid) {
+                        Placement::Local { local, .. } => local,
+                        _ => pid,
+                    };
+                    client.counted_for = local(client.counted_for);
+                    for holder in &mut client.holders {
+                        *holder = local(*holder);
+                    }
+                    client.holders.sort_unstable();
+                }
             }
-            self.describe_all(&mut listing.rows, &procfs_pids);
+            let described = self.describe_all(&mut listing.rows, &procfs_pids);
+            for (at, outcome) in described.into_iter().enumerate() {
+                let Some(row) = listing.rows.get_mut(at) else {
+                    continue;
+                };
+                match outcome {
+                    Described::Named | Described::NotLooked => continue,
+                    Described::Absent => listing.absent_pids.push(row.pid),
+                    Described::Refused => listing.refused_pids.push(row.pid),
+                }
+                // The driver may know a name /proc cannot give (NVML: the host's process
+                // table, also for a process in another container).
+                if row.name.is_none()
+                    && let Some(&driver_pid) = driver_pids.get(at)
+                {
+                    row.name = self.driver_process_name(row.source, driver_pid);
+                }
+            }
+            // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
+            listing.running_as_root = unsafe { libc::geteuid() } == 0;
         }
         #[cfg(not(target_os = "linux"))]
         for row in &mut listing.rows {
-            self.describe_process(row, row.pid);
+            match self.describe_process(row, row.pid) {
+                Described::Named | Described::NotLooked => continue,
+                Described::Absent => listing.absent_pids.push(row.pid),
+                Described::Refused => listing.refused_pids.push(row.pid),
+            }
+            // As on Linux: the driver may name what the OS would not.
+            if row.name.is_none() {
+                row.name = self.driver_process_name(row.source, row.pid);
+            }
         }
         listing.rows.sort_by_key(|r| r.pid);
+        listing.absent_pids.sort_unstable();
+        listing.refused_pids.sort_unstable();
         Ok(listing)
     }
 
-    /// Names `rows` (row `i` is process `procfs_pids[i]`, when visible). Naming reads three
-    /// files per process (about 20 µs on a VM), so a listing of hundreds of rows shares the
-    /// work among a few threads, as the DRM scan does.
+    /// The name the driver has for process `pid` (its own numbering): NVML's
+    /// `nvmlSystemGetProcessName`; `None` for other backends or when it does not know.
+    fn driver_process_name(&self, source: GpuQuerySource, pid: u32) -> Option<String> {
+        if !matches!(source, GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi) {
+            return None;
+        }
+        #[cfg(feature = "nvml")]
+        {
+            self.nvml().ok()?.process_name(pid)
+        }
+        #[cfg(not(feature = "nvml"))]
+        {
+            let _ = pid;
+            None
+        }
+    }
+
+    /// Names `rows` (row `i` is process `procfs_pids[i]`, when visible), and says for each
+    /// whether it could. Naming reads three files per process (about 20 µs on a VM), so a
+    /// listing of hundreds of rows shares the work among a few threads, as the DRM scan does.
     #[cfg(target_os = "linux")]
-    fn describe_all(&self, rows: &mut [GpuProcessEntry], procfs_pids: &[Option<u32>]) {
+    fn describe_all(
+        &self,
+        rows: &mut [GpuProcessEntry],
+        procfs_pids: &[Option<u32>],
+    ) -> Vec<Described> {
         /// Below this many rows one thread names them.
         const PARALLEL_FROM: usize = 128;
-        let describe = |rows: &mut [GpuProcessEntry], pids: &[Option<u32>]| {
-            for (row, pid) in rows.iter_mut().zip(pids) {
-                if let Some(pid) = *pid {
-                    self.describe_process(row, pid);
-                }
-            }
+        // A large listing lists the procfs once (one `getdents` pass) so that the processes
+        // not in it — another container's, a scenario's — cost no failed open each.
+        let present = (rows.len() >= PARALLEL_FROM)
+            .then(|| drm::fdinfo::procfs_pids(&self.proc_root).ok())
+            .flatten();
+        let describe = |rows: &mut [GpuProcessEntry], pids: &[Option<u32>]| -> Vec<Described> {
+            rows.iter_mut()
+                .zip(pids)
+                .map(|(row, pid)| match *pid {
+                    Some(pid) if present.as_ref().is_some_and(|p| !p.contains(&pid)) => {
+                        Described::Absent
+                    }
+                    Some(pid) => self.describe_process(row, pid),
+                    None => Described::NotLooked,
+                })
+                .collect()
         };
         let threads = if rows.len() < PARALLEL_FROM {
             1
@@ -457,13 +557,21 @@ impl GpuBackends {
             let mut parts = rows.chunks_mut(chunk).zip(procfs_pids.chunks(chunk));
             // The calling thread names the first part itself.
             let first = parts.next();
-            for (rows, pids) in parts {
-                scope.spawn(move || describe(rows, pids));
+            let others: Vec<_> = parts
+                .map(|(rows, pids)| scope.spawn(move || describe(rows, pids)))
+                .collect();
+            let mut outcomes = first.map_or_else(Vec::new, |(rows, pids)| describe(rows, pids));
+            for (other, pids) in others.into_iter().zip(procfs_pids.chunks(chunk).skip(1)) {
+                // Naming reads files and does not panic; were it to, the part counts as
+                // not looked at.
+                outcomes.extend(
+                    other
+                        .join()
+                        .unwrap_or_else(|_| vec![Described::NotLooked; pids.len()]),
+                );
             }
-            if let Some((rows, pids)) = first {
-                describe(rows, pids);
-            }
-        });
+            outcomes
+        })
     }
 
     /// The listing of device `index`, and the device's record when it could be read (for
@@ -478,20 +586,24 @@ impl GpuBackends {
             }
             Some(device)
         };
-        let rows = self.nvidia_processes(index)?;
+        let (rows, from) = self.nvidia_processes(index)?;
+        let mut listing = GpuProcessListing::from_rows(rows);
+        listing.compute_only = from == GpuQuerySource::NvidiaSmi;
         let device = device.or_else(|| self.device_info(index).ok());
-        Ok((GpuProcessListing::from_rows(rows), device))
+        Ok((listing, device))
     }
 
-    fn nvidia_processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
+    /// NVIDIA's rows for `index`, and which backend listed them (`nvidia-smi` lists compute
+    /// processes only).
+    fn nvidia_processes(&self, index: u32) -> Result<(Vec<GpuProcessEntry>, GpuQuerySource)> {
         match self.nvml() {
             Ok(nvml) => self.processes_from_nvml(nvml, index),
-            Err(nvml_attempt) => {
-                self.smi_processes(index)
-                    .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
-                        attempts: vec![nvml_attempt, smi_attempt],
-                    })
-            }
+            Err(nvml_attempt) => self
+                .smi_processes(index)
+                .map(|rows| (rows, GpuQuerySource::NvidiaSmi))
+                .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
+                    attempts: vec![nvml_attempt, smi_attempt],
+                }),
         }
     }
 
@@ -503,7 +615,7 @@ impl GpuBackends {
         &self,
         nvml: &nvml::NvmlBackend,
         index: u32,
-    ) -> Result<Vec<GpuProcessEntry>> {
+    ) -> Result<(Vec<GpuProcessEntry>, GpuQuerySource)> {
         match nvml.processes(index) {
             Ok(mut rows) => {
                 // Per-process utilization samples since this probe's previous listing.
@@ -511,37 +623,43 @@ impl GpuBackends {
                 if rows.iter().any(|r| r.used_bytes.is_none())
                     && let Ok(from_smi) = self.smi_processes(index)
                 {
+                    let smi_used: std::collections::HashMap<u32, u64> = from_smi
+                        .iter()
+                        .filter_map(|s| Some((s.pid, s.used_bytes?)))
+                        .collect();
                     for row in rows.iter_mut().filter(|r| r.used_bytes.is_none()) {
-                        if let Some(found) = from_smi.iter().find(|s| s.pid == row.pid)
-                            && found.used_bytes.is_some()
-                        {
-                            row.used_bytes = found.used_bytes;
+                        if let Some(&used) = smi_used.get(&row.pid) {
+                            row.used_bytes = Some(used);
                             row.source = GpuQuerySource::NvidiaSmi;
                         }
                     }
                 }
-                Ok(rows)
+                Ok((rows, GpuQuerySource::Nvml))
             }
             Err(HypomnesisError::DeviceIndexOutOfRange { index, count }) => {
                 Err(HypomnesisError::DeviceIndexOutOfRange { index, count })
             }
-            Err(nvml_error) => {
-                self.smi_processes(index)
-                    .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
-                        attempts: vec![
-                            BackendAttempt::new(
-                                GpuQuerySource::Nvml,
-                                strip_backend_prefix(&nvml_error),
-                            ),
-                            smi_attempt,
-                        ],
-                    })
-            }
+            Err(nvml_error) => self
+                .smi_processes(index)
+                .map(|rows| (rows, GpuQuerySource::NvidiaSmi))
+                .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
+                    attempts: vec![
+                        BackendAttempt::new(
+                            GpuQuerySource::Nvml,
+                            strip_backend_prefix(&nvml_error),
+                        ),
+                        smi_attempt,
+                    ],
+                }),
         }
     }
 
     #[cfg(not(feature = "nvml"))]
-    fn processes_from_nvml(&self, nvml: &NoNvml, _index: u32) -> Result<Vec<GpuProcessEntry>> {
+    fn processes_from_nvml(
+        &self,
+        nvml: &NoNvml,
+        _index: u32,
+    ) -> Result<(Vec<GpuProcessEntry>, GpuQuerySource)> {
         match *nvml {}
     }
 
@@ -651,7 +769,7 @@ impl GpuBackends {
                 // snapshot never spawns nvidia-smi because of some other process's sentinel.
                 let own = match nvml.processes(index).map(|rows| own_row(&rows, index, pid)) {
                     Ok(Ok(own)) => own,
-                    _ => own_row(&self.processes_from_nvml(nvml, index)?, index, pid)?,
+                    _ => own_row(&self.processes_from_nvml(nvml, index)?.0, index, pid)?,
                 };
                 match crate::snapshot::implausible_process_bytes(
                     own.used_bytes,
@@ -727,15 +845,25 @@ impl GpuBackends {
     /// Name, user and command line from the OS, which knows them better than the driver;
     /// `procfs_pid` is the process's number in the procfs (its host PID when the caller reads
     /// a host `/proc` from a container).
-    fn describe_process(&self, row: &mut GpuProcessEntry, procfs_pid: u32) {
+    fn describe_process(&self, row: &mut GpuProcessEntry, procfs_pid: u32) -> Described {
         #[cfg(target_os = "linux")]
         {
             use crate::process_info::linux::{process_command, process_user};
-            if let Some(name) = crate::ram::linux::process_name(&self.proc_root, procfs_pid) {
-                row.name = Some(name);
+            match crate::ram::linux::process_name_or_error(&self.proc_root, procfs_pid) {
+                Ok(name) => {
+                    if name.is_some() {
+                        row.name = name;
+                    }
+                }
+                // `comm` is readable by anyone: a process without it is not in this procfs,
+                // and its other files would fail the same way (three failed opens per row
+                // of a large listing of another container's processes).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Described::Absent,
+                Err(_) => return Described::Refused,
             }
             row.user = process_user(&self.proc_root, procfs_pid);
             row.command = process_command(&self.proc_root, procfs_pid);
+            Described::Named
         }
         #[cfg(windows)]
         {
@@ -746,14 +874,36 @@ impl GpuBackends {
                 let snapshot = matches!(image, ImageName::Refused)
                     .then(snapshot_names)
                     .flatten();
-                row.name = Some(resolve_name(procfs_pid, &image, snapshot.as_ref()));
+                row.name = resolve_name(procfs_pid, &image, snapshot.as_ref());
+                if row.name.is_none() {
+                    return match image {
+                        ImageName::Gone => Described::Absent,
+                        _ => Described::Refused,
+                    };
+                }
             }
+            Described::Named
         }
         #[cfg(not(any(target_os = "linux", windows)))]
         {
             let _ = (row, procfs_pid);
+            Described::NotLooked
         }
     }
+}
+
+/// Whether a row's process could be described from the OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+enum Described {
+    /// Read (fields the OS would not give stay `None`).
+    Named,
+    /// Not in this procfs (another container's process, or exited).
+    Absent,
+    /// In this procfs, but its files could not be read.
+    Refused,
+    /// Not looked up (not visible from this namespace, counted elsewhere).
+    NotLooked,
 }
 
 /// The backends besides NVIDIA's for this platform, in the order their devices are numbered.

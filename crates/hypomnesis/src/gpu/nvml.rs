@@ -29,7 +29,7 @@
 //! which returns the samples newer than a timestamp: the backend keeps the newest timestamp it
 //! saw per device, so each reading covers the time since the previous one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString, c_uint};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -405,6 +405,19 @@ fn memory_v1(nvml: &Nvml, handle: RawHandle) -> std::result::Result<MemoryFigure
 }
 
 impl NvmlBackend {
+    /// The driver's name for process `pid` (a host PID), `nvmlSystemGetProcessName`: the
+    /// fallback for a process `/proc` cannot describe (another container's). `None` when
+    /// NVML does not know it.
+    #[doc(alias = "nvmlSystemGetProcessName")]
+    pub(crate) fn process_name(&self, pid: u32) -> Option<String> {
+        /// nvml.h has no constant for it; NVIDIA's samples and pynvml use 1024.
+        const NAME_LENGTH: usize = 1024;
+        self.nvml
+            .sys_process_name(pid, NAME_LENGTH)
+            .ok()
+            .filter(|name| !name.is_empty())
+    }
+
     /// Every process on device `index`, compute and graphics merged per pid; names unset.
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
         let (_, handle) = self.cached(index)?;
@@ -450,39 +463,7 @@ impl NvmlBackend {
             },
             Err(_) => Vec::new(),
         };
-        let mut rows: Vec<GpuProcessEntry> = Vec::with_capacity(compute.len() + graphics.len());
-        let lists = [
-            (compute, GpuProcessKind::Compute),
-            (graphics, GpuProcessKind::Graphics),
-        ];
-        for (list, kind) in lists {
-            for raw in list {
-                // Only the "not available" sentinel is dropped here: a figure larger than
-                // the device is refused, with a note, by the dispatcher for every backend.
-                let used = (raw.used != VALUE_NOT_AVAILABLE).then_some(raw.used);
-                let gpu_instance = mig_id(raw.gpu_instance);
-                let compute_instance = mig_id(raw.compute_instance);
-                if let Some(row) = rows.iter_mut().find(|r| r.pid == raw.pid) {
-                    row.kind = row.kind.merge(kind);
-                    // Both lists report the process's whole allocation on the device: take
-                    // the larger figure rather than the sum, which would count it twice.
-                    row.used_bytes = match (row.used_bytes, used) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    };
-                    row.gpu_instance_id = row.gpu_instance_id.or(gpu_instance);
-                    row.compute_instance_id = row.compute_instance_id.or(compute_instance);
-                } else {
-                    let mut row = GpuProcessEntry::new(raw.pid, index, GpuQuerySource::Nvml);
-                    row.used_bytes = used;
-                    row.kind = kind;
-                    row.gpu_instance_id = gpu_instance;
-                    row.compute_instance_id = compute_instance;
-                    rows.push(row);
-                }
-            }
-        }
-        Ok(rows)
+        Ok(merge_process_lists(index, &compute, &graphics))
     }
 }
 
@@ -795,6 +776,50 @@ fn v3_process_stride(has_conf_compute: bool, has_detail_list: bool) -> usize {
     } else {
         PROCESS_INFO_SIZE
     }
+}
+
+/// The compute and graphics lists of device `index` merged into one row per pid, in the
+/// order pids first appear. Both lists report a process's whole allocation on the device, so
+/// a pid in both gets the larger figure, never the sum (which would count it twice). Linear:
+/// a pid's row is found through a map, since a busy node lists tens of thousands of pids.
+fn merge_process_lists(
+    index: u32,
+    compute: &[RawProcess],
+    graphics: &[RawProcess],
+) -> Vec<GpuProcessEntry> {
+    let mut rows: Vec<GpuProcessEntry> = Vec::with_capacity(compute.len() + graphics.len());
+    let mut row_of: HashMap<u32, usize> = HashMap::with_capacity(rows.capacity());
+    let lists = [
+        (compute, GpuProcessKind::Compute),
+        (graphics, GpuProcessKind::Graphics),
+    ];
+    for (list, kind) in lists {
+        for raw in list {
+            // Only the "not available" sentinel is dropped here: a figure larger than the
+            // device is refused, with a note, by the dispatcher for every backend.
+            let used = (raw.used != VALUE_NOT_AVAILABLE).then_some(raw.used);
+            let gpu_instance = mig_id(raw.gpu_instance);
+            let compute_instance = mig_id(raw.compute_instance);
+            if let Some(row) = row_of.get(&raw.pid).and_then(|&at| rows.get_mut(at)) {
+                row.kind = row.kind.merge(kind);
+                row.used_bytes = match (row.used_bytes, used) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                row.gpu_instance_id = row.gpu_instance_id.or(gpu_instance);
+                row.compute_instance_id = row.compute_instance_id.or(compute_instance);
+            } else {
+                let mut row = GpuProcessEntry::new(raw.pid, index, GpuQuerySource::Nvml);
+                row.used_bytes = used;
+                row.kind = kind;
+                row.gpu_instance_id = gpu_instance;
+                row.compute_instance_id = compute_instance;
+                row_of.insert(raw.pid, rows.len());
+                rows.push(row);
+            }
+        }
+    }
+    rows
 }
 
 /// One process-list entry, whatever its layout.
@@ -1131,6 +1156,45 @@ mod tests {
         assert_eq!(format_cuda_version(12020), "12.2");
         assert_eq!(format_cuda_version(13010), "13.1");
         assert_eq!(format_cuda_version(11080), "11.8");
+    }
+
+    #[test]
+    fn a_pid_in_both_lists_gets_the_larger_figure_whichever_list_has_it() {
+        let raw = |pid, used| RawProcess {
+            pid,
+            used,
+            gpu_instance: u32::MAX,
+            compute_instance: u32::MAX,
+        };
+        let compute = [raw(10, 3 << 30), raw(20, 1 << 20), raw(30, 5 << 20)];
+        let graphics = [raw(20, 512 << 20), raw(10, 1 << 29), raw(40, 7 << 20)];
+        let rows = merge_process_lists(0, &compute, &graphics);
+        let got: Vec<(u32, Option<u64>, GpuProcessKind)> =
+            rows.iter().map(|r| (r.pid, r.used_bytes, r.kind)).collect();
+        assert_eq!(
+            got,
+            [
+                (10, Some(3 << 30), GpuProcessKind::ComputeAndGraphics),
+                (20, Some(512 << 20), GpuProcessKind::ComputeAndGraphics),
+                (30, Some(5 << 20), GpuProcessKind::Compute),
+                (40, Some(7 << 20), GpuProcessKind::Graphics),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sentinel_in_one_list_leaves_the_other_lists_figure() {
+        let raw = |used| RawProcess {
+            pid: 7,
+            used,
+            gpu_instance: 1,
+            compute_instance: 0,
+        };
+        let rows = merge_process_lists(2, &[raw(u64::MAX)], &[raw(1 << 30)]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].used_bytes, Some(1 << 30));
+        assert_eq!(rows[0].device_index, 2);
+        assert_eq!(rows[0].gpu_instance_id, Some(1));
     }
 
     #[test]

@@ -222,21 +222,28 @@ fn classify(err: &io::Error) -> Failure {
 /// for a replaced binary), else from the file name of `argv[0]` in `cmdline`, if that name
 /// starts with the `comm` text; a process that renamed itself keeps its `comm`. `None` when
 /// `comm` is not readable (no such process).
+#[cfg(test)]
 pub(crate) fn process_name(proc_root: &Path, pid: u32) -> Option<String> {
+    process_name_or_error(proc_root, pid).ok().flatten()
+}
+
+/// The name of `pid` as described above, with why `comm` could not be read (`NotFound`: no
+/// such process in this procfs).
+pub(crate) fn process_name_or_error(proc_root: &Path, pid: u32) -> std::io::Result<Option<String>> {
     let dir = proc_root.join(pid.to_string());
-    let mut comm = read_proc_file(&dir.join("comm"), Ends::AtShortRead).ok()?;
+    let mut comm = read_proc_file(&dir.join("comm"), Ends::AtShortRead)?;
     if comm.last() == Some(&b'\n') {
         comm.pop();
     }
     if comm.is_empty() {
-        return None;
+        return Ok(None);
     }
     if comm.len() == COMM_MAX_LEN
         && let Some(full) = name_from_exe(&dir, &comm).or_else(|| name_from_cmdline(&dir, &comm))
     {
-        return Some(full);
+        return Ok(Some(full));
     }
-    Some(String::from_utf8_lossy(&comm).into_owned())
+    Ok(Some(String::from_utf8_lossy(&comm).into_owned()))
 }
 
 /// Where a procfs file's text ends, for [`read_proc_file`].

@@ -12,9 +12,9 @@
 //! says so in `cb`); reading the rest would report a zero that was never measured.
 //!
 //! Names come from `QueryFullProcessImageNameW` (the executable's file name). When that is
-//! refused, one Toolhelp32 snapshot per listing names the leftovers; what no call can name is
-//! shown as `[kernel]` (PID 4, "System"), `[exited]` (gone since it was listed) or
-//! `[protected]` (neither call would say — re-run elevated).
+//! refused, one Toolhelp32 snapshot per listing names the leftovers. PID 4 ("System", the
+//! kernel) is named `[kernel]`; what no call can name — gone since it was listed, or
+//! protected — has no name (`None`), and the listing's notes say which.
 #![cfg_attr(not(windows), allow(dead_code))]
 
 use std::collections::HashMap;
@@ -35,26 +35,24 @@ pub(crate) fn image_basename(path: &str) -> &str {
     path.rsplit(['\\', '/']).next().unwrap_or(path)
 }
 
-/// The name to show for `pid`, given what `QueryFullProcessImageNameW` said and, when it was
-/// refused, the Toolhelp32 snapshot (`None` when the snapshot itself failed).
+/// The name of `pid`, given what `QueryFullProcessImageNameW` said and, when it was refused,
+/// the Toolhelp32 snapshot (`None` when the snapshot itself failed). `None` when nothing
+/// could name it — gone since it was listed, or protected — so that the record says
+/// "unknown" (`null` in JSON, as on Linux) rather than carrying a placeholder as if it were
+/// the process's name; the listing's notes say why.
 pub(crate) fn resolve_name(
     pid: u32,
     image: &ImageName,
     snapshot: Option<&HashMap<u32, String>>,
-) -> String {
+) -> Option<String> {
     if pid == 4 {
-        return "[kernel]".to_owned();
+        // The "System" process: the kernel, which has no image file.
+        return Some("[kernel]".to_owned());
     }
     match image {
-        ImageName::Found(path) => image_basename(path).to_owned(),
-        ImageName::Gone => "[exited]".to_owned(),
-        ImageName::Refused => match snapshot {
-            Some(names) => names
-                .get(&pid)
-                .cloned()
-                .unwrap_or_else(|| "[exited]".to_owned()),
-            None => "[protected]".to_owned(),
-        },
+        ImageName::Found(path) => Some(image_basename(path).to_owned()),
+        ImageName::Gone => None,
+        ImageName::Refused => snapshot.and_then(|names| names.get(&pid).cloned()),
     }
 }
 
@@ -374,25 +372,31 @@ mod tests {
 
     #[test]
     fn pid_4_is_the_kernel_whatever_the_os_says() {
-        assert_eq!(resolve_name(4, &ImageName::Refused, None), "[kernel]");
-        assert_eq!(resolve_name(4, &ImageName::Gone, None), "[kernel]");
+        assert_eq!(
+            resolve_name(4, &ImageName::Refused, None).as_deref(),
+            Some("[kernel]")
+        );
+        assert_eq!(
+            resolve_name(4, &ImageName::Gone, None).as_deref(),
+            Some("[kernel]")
+        );
     }
 
     #[test]
     fn a_refused_name_is_looked_up_in_the_snapshot() {
         let snapshot: HashMap<u32, String> = [(812, "csrss.exe".to_owned())].into();
         assert_eq!(
-            resolve_name(812, &ImageName::Refused, Some(&snapshot)),
-            "csrss.exe"
+            resolve_name(812, &ImageName::Refused, Some(&snapshot)).as_deref(),
+            Some("csrss.exe")
         );
         assert_eq!(
             resolve_name(900, &ImageName::Refused, Some(&snapshot)),
-            "[exited]",
-            "refused and absent from the snapshot: it exited in between"
+            None,
+            "refused and absent from the snapshot: it exited in between, its name is unknown"
         );
         assert_eq!(
             resolve_name(812, &ImageName::Refused, None),
-            "[protected]",
+            None,
             "no snapshot either: nothing could name it"
         );
     }
@@ -404,10 +408,15 @@ mod tests {
                 1234,
                 &ImageName::Found(r"C:\Windows\System32\dwm.exe".into()),
                 None
-            ),
-            "dwm.exe"
+            )
+            .as_deref(),
+            Some("dwm.exe")
         );
-        assert_eq!(resolve_name(1234, &ImageName::Gone, None), "[exited]");
+        assert_eq!(
+            resolve_name(1234, &ImageName::Gone, None),
+            None,
+            "a process gone since it was listed has no name, not a placeholder"
+        );
     }
 
     #[test]
@@ -421,7 +430,7 @@ mod tests {
 
     #[cfg(windows)]
     #[test]
-    fn names_come_from_the_image_path_or_the_snapshot_and_a_gone_process_is_exited() {
+    fn names_come_from_the_image_path_or_the_snapshot_and_a_gone_process_has_none() {
         let own = std::process::id();
         let ImageName::Found(path) = image_name(own) else {
             panic!("the calling process can always name itself");
@@ -433,8 +442,8 @@ mod tests {
         assert_eq!(image_name(0xFFFF_FFF0), ImageName::Gone);
         let snapshot = snapshot_names().expect("a process snapshot");
         assert_eq!(
-            resolve_name(own, &ImageName::Refused, Some(&snapshot)),
-            image_basename(&path),
+            resolve_name(own, &ImageName::Refused, Some(&snapshot)).as_deref(),
+            Some(image_basename(&path)),
             "the snapshot names the same executable"
         );
     }

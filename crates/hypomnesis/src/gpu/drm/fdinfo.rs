@@ -10,8 +10,16 @@
 //! Deduplication: a DRM client (`struct drm_file`) appears once per fd that refers to it —
 //! `dup`, `fork` and fd passing share it — and its `drm-client-id` (legacy amdgpu: its
 //! `pasid`) identifies it on its device. Clients are keyed by (device, id): within a process
-//! dup'd fds count once; a client held by several processes is attributed to the **lowest
-//! PID** among them and counted in `shared_clients`; the others get no row for it.
+//! dup'd fds count once. A client held by several processes is counted in `shared_clients`
+//! and keeps every holder: each holder's row shows it (so `hmn ps --pid CHILD` finds a child
+//! that inherited its parent's client), and its memory is counted once in totals, for the
+//! holder that **started first** (`/proc/<pid>/stat` start time): for an fd inherited across
+//! `fork` that is the opener, also after PID wraparound handed the child a lower PID. Holders
+//! that started in the same clock tick, or whose start time cannot be read, fall back to the
+//! lowest PID, so the choice is deterministic.
+//!
+//! A DRM node fd whose fdinfo has no `drm-` keys (nouveau, kernels before DRM fdinfo) is a
+//! client without figures: its process is listed with unknown memory rather than not at all.
 //!
 //! Races and permissions: a process or fd that disappears mid-scan (`ENOENT`, `ESRCH`) is
 //! skipped. A process whose `fd` directory or a DRM fd's fdinfo cannot be read for another
@@ -35,12 +43,15 @@ use super::parse::{
 use super::sysfs::link_name;
 use crate::error::{HypomnesisError, Result};
 use crate::ram::linux::{Ends, read_to_end};
+use crate::snapshot::SharedClient;
 
 /// One DRM client and the process it is attributed to.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    /// PID (procfs numbering) the client is attributed to.
+    /// PID (procfs numbering) the client is attributed to (counted for in totals).
     pub(crate) pid: u32,
+    /// Every process holding it (procfs numbering), sorted; `[pid]` when not shared.
+    pub(crate) holders: Vec<u32>,
     /// Device key: normalised PCI slot, or the platform device's name.
     pub(crate) device: String,
     /// What its fdinfo says.
@@ -54,8 +65,6 @@ pub(crate) struct Scan {
     pub(crate) clients: Vec<Client>,
     /// Processes whose fds could not be read (sorted, procfs numbering).
     pub(crate) unreadable_pids: Vec<u32>,
-    /// Clients seen in more than one process.
-    pub(crate) shared_clients: u32,
     /// fdinfo lines that could not be read.
     pub(crate) malformed_lines: u32,
 }
@@ -89,6 +98,7 @@ pub(crate) fn scan_all_keeping(
     let kept = files.map(|files| KeptClients {
         files,
         unreadable_pids: scan.unreadable_pids.clone(),
+        proc_root: proc_root.to_owned(),
     });
     Ok((scan, kept))
 }
@@ -98,6 +108,7 @@ pub(crate) fn scan_all_keeping(
 /// Processes the full scan could not read stay counted as unreadable.
 pub(crate) fn rescan_kept(kept: &mut KeptClients, sys_root: &Path) -> Scan {
     let mut scanner = Scanner::new(sys_root);
+    scanner.proc_root = Some(&kept.proc_root);
     scanner.reread(&mut kept.files);
     scanner.unreadable.extend_from_slice(&kept.unreadable_pids);
     scanner.finish()
@@ -106,6 +117,7 @@ pub(crate) fn rescan_kept(kept: &mut KeptClients, sys_root: &Path) -> Scan {
 fn scan(proc_root: &Path, sys_root: &Path, keep: bool) -> Result<(Scan, Option<Vec<KeptFd>>)> {
     let new_scanner = || {
         let mut scanner = Scanner::new(sys_root);
+        scanner.proc_root = Some(proc_root);
         if keep {
             scanner.kept = Some(Vec::new());
         }
@@ -158,6 +170,14 @@ fn scan(proc_root: &Path, sys_root: &Path, keep: bool) -> Result<(Scan, Option<V
     }
     let kept = mine.kept.take();
     Ok((mine.finish(), kept))
+}
+
+/// The PIDs `proc_root` lists (one `getdents` pass): for telling, in a large listing, the
+/// processes that are not in this procfs without opening a file for each.
+pub(crate) fn procfs_pids(proc_root: &Path) -> Result<std::collections::HashSet<u32>> {
+    let root = open_dir(CWD, proc_root).map_err(|e| HypomnesisError::io(proc_root, &e.into()))?;
+    let pids = list_pids(root.as_fd()).map_err(|e| HypomnesisError::io(proc_root, &e.into()))?;
+    Ok(pids.into_iter().collect())
 }
 
 /// The numeric entries (PIDs) of the freshly opened `<proc>` directory, listed with
@@ -240,8 +260,11 @@ fn read_text_from(fd: &OwnedFd, text: &mut String) -> io::Result<()> {
 /// provides the calls without `unsafe` here.
 struct Scanner<'a> {
     sys_root: &'a Path,
-    /// (device, client) → (lowest pid, info, how many processes hold it).
-    clients: HashMap<(String, ClientKey), (u32, FdInfo, u32)>,
+    /// Where holders' start times are read to attribute a shared client; `None` (one
+    /// process's scan) attributes to the lowest PID.
+    proc_root: Option<&'a Path>,
+    /// (device, client) → (info, every pid holding it).
+    clients: HashMap<(String, ClientKey), (FdInfo, Vec<u32>)>,
     unreadable: Vec<u32>,
     malformed: u32,
     /// Node name (`renderD128`) → device key, for fdinfo without `drm-pdev`.
@@ -278,6 +301,8 @@ pub(crate) struct KeptClients {
     files: Vec<KeptFd>,
     /// Processes the full scan could not read (their clients are not in `files`).
     unreadable_pids: Vec<u32>,
+    /// The procfs scanned, for attributing shared clients on a re-read.
+    proc_root: PathBuf,
 }
 
 /// What a client is known by: its id, or (without one) the fd it was read through.
@@ -314,6 +339,7 @@ impl<'a> Scanner<'a> {
     fn new(sys_root: &'a Path) -> Self {
         Self {
             sys_root,
+            proc_root: None,
             clients: HashMap::new(),
             unreadable: Vec::new(),
             malformed: 0,
@@ -488,7 +514,15 @@ impl<'a> Scanner<'a> {
         let mut info = parse_fdinfo(text);
         self.malformed = self.malformed.saturating_add(info.malformed_lines);
         if !info.is_drm {
-            return false;
+            // An fd on a DRM node whose driver prints no `drm-` keys (nouveau, old kernels):
+            // a client all the same, held with memory unknown. Keyed by its fd (no id to
+            // deduplicate on), placed by its node.
+            let Some(device) = node.and_then(|n| self.node_device(n)) else {
+                return false;
+            };
+            own.entry((device, ClientKey::Fd(pid, fd.to_owned())))
+                .or_default();
+            return true;
         }
         // The slot moves into the client's key (`Client::device`).
         let Some(device) = info
@@ -507,16 +541,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// Takes in process `pid`'s clients: dup'd fds already count once in `own`; a client
-    /// another process also holds goes to the lower PID.
+    /// another process also holds gains `pid` as a holder.
     fn adopt(&mut self, pid: u32, own: HashMap<(String, ClientKey), FdInfo>) {
         for (key, info) in own {
             self.clients
                 .entry(key)
-                .and_modify(|(owner, _, holders)| {
-                    *owner = (*owner).min(pid);
-                    *holders = holders.saturating_add(1);
-                })
-                .or_insert((pid, info, 1));
+                .and_modify(|(_, holders)| holders.push(pid))
+                .or_insert_with(|| (info, vec![pid]));
         }
     }
 
@@ -537,14 +568,15 @@ impl<'a> Scanner<'a> {
             }
             _ => self.kept = None,
         }
-        for (key, (pid, info, holders)) in other.clients {
-            self.clients
-                .entry(key)
-                .and_modify(|(owner, _, count)| {
-                    *owner = (*owner).min(pid);
-                    *count = count.saturating_add(holders);
-                })
-                .or_insert((pid, info, holders));
+        for (key, (info, holders)) in other.clients {
+            match self.clients.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut mine) => {
+                    mine.get_mut().1.extend(holders);
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert((info, holders));
+                }
+            }
         }
         self.unreadable.extend(other.unreadable);
         self.malformed = self.malformed.saturating_add(other.malformed);
@@ -585,15 +617,30 @@ impl<'a> Scanner<'a> {
     }
 
     fn finish(self) -> Scan {
-        let mut shared_clients = 0_u32;
+        // Start times of shared clients' holders, each read once.
+        let mut started: HashMap<u32, Option<u64>> = HashMap::new();
+        let proc_root = self.proc_root;
         let mut clients: Vec<Client> = self
             .clients
             .into_iter()
-            .map(|((device, _), (pid, info, holders))| {
-                if holders > 1 {
-                    shared_clients = shared_clients.saturating_add(1);
+            .map(|((device, _), (info, mut holders))| {
+                holders.sort_unstable();
+                holders.dedup();
+                let pid = if holders.len() > 1 {
+                    counted_for(&holders, |pid| {
+                        *started
+                            .entry(pid)
+                            .or_insert_with(|| proc_root.and_then(|root| start_ticks(root, pid)))
+                    })
+                } else {
+                    holders.first().copied().unwrap_or_default()
+                };
+                Client {
+                    pid,
+                    holders,
+                    device,
+                    info,
                 }
-                Client { pid, device, info }
             })
             .collect();
         clients.sort_by(|a, b| a.pid.cmp(&b.pid).then_with(|| a.device.cmp(&b.device)));
@@ -603,14 +650,32 @@ impl<'a> Scanner<'a> {
         Scan {
             clients,
             unreadable_pids,
-            shared_clients,
             malformed_lines: self.malformed,
         }
     }
 }
 
-/// One process's memory on one device: sums over its clients.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The holder a shared client's memory is counted for: the one that started first (for an
+/// inherited fd, the opener), then the lowest PID. `holders` is sorted and not empty; a
+/// holder whose start time is unknown ranks after those whose is known.
+fn counted_for(holders: &[u32], mut started: impl FnMut(u32) -> Option<u64>) -> u32 {
+    holders
+        .iter()
+        .copied()
+        .min_by_key(|&pid| (started(pid).map_or((1, 0), |ticks| (0, ticks)), pid))
+        .unwrap_or_default()
+}
+
+/// When process `pid` started, in clock ticks after boot (`<proc>/<pid>/stat` field 22).
+fn start_ticks(proc_root: &Path, pid: u32) -> Option<u64> {
+    let path = proc_root.join(pid.to_string()).join("stat");
+    let text = crate::ram::linux::read_proc_file(&path, Ends::AtShortRead).ok()?;
+    crate::sampler::parse::parse_stat(&text).map(|s| s.start_ticks)
+}
+
+/// One process's memory on one device: sums over every client it holds, shared ones
+/// included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProcessMemory {
     /// Resident device memory (VRAM / local), bytes; `None` when no client printed it.
     pub(crate) device: Option<u64>,
@@ -618,6 +683,8 @@ pub(crate) struct ProcessMemory {
     pub(crate) system: Option<u64>,
     /// Shared bytes; `None` when no client printed `drm-shared-*`.
     pub(crate) shared: Option<u64>,
+    /// The clients it holds with other processes.
+    pub(crate) shared_clients: Vec<SharedClient>,
 }
 
 fn add(acc: Option<u64>, x: Option<u64>) -> Option<u64> {
@@ -629,14 +696,30 @@ fn add(acc: Option<u64>, x: Option<u64>) -> Option<u64> {
 }
 
 impl Scan {
-    /// Per-process sums on device `key`, by PID (procfs numbering).
+    /// Per-process sums on device `key`, by PID (procfs numbering): every holder of a
+    /// client gets it, and a shared client is listed in each holder's `shared_clients`.
     pub(crate) fn per_process(&self, key: &str) -> BTreeMap<u32, ProcessMemory> {
         let mut out: BTreeMap<u32, ProcessMemory> = BTreeMap::new();
         for client in self.clients.iter().filter(|c| c.device == key) {
-            let sums = out.entry(client.pid).or_default();
-            sums.device = add(sums.device, client.info.resident(RegionClass::Device));
-            sums.system = add(sums.system, client.info.resident(RegionClass::System));
-            sums.shared = add(sums.shared, client.info.shared());
+            let device = client.info.resident(RegionClass::Device);
+            let system = client.info.resident(RegionClass::System);
+            for &holder in &client.holders {
+                let sums = out.entry(holder).or_default();
+                sums.device = add(sums.device, device);
+                sums.system = add(sums.system, system);
+                sums.shared = add(sums.shared, client.info.shared());
+                if client.holders.len() > 1 {
+                    sums.shared_clients.push(SharedClient {
+                        client_id: client.info.client().map(|id| match id {
+                            ClientId::Drm(n) | ClientId::Pasid(n) => n,
+                        }),
+                        holders: client.holders.clone(),
+                        counted_for: client.pid,
+                        used_bytes: device,
+                        system_bytes: system,
+                    });
+                }
+            }
         }
         out
     }
@@ -681,6 +764,7 @@ mod tests {
         let mut kept = KeptClients {
             files: vec![kept_own(reader.as_raw_fd()), kept_own(writer.as_raw_fd())],
             unreadable_pids: vec![4242],
+            proc_root: PathBuf::from("/proc"),
         };
         let sys = tempfile::tempdir().unwrap();
         // Both fds open: their fdinfo reads (not DRM, so no clients), nothing dropped.
@@ -700,6 +784,32 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_client_counts_for_the_holder_that_started_first_then_the_lowest_pid() {
+        let started = |pid| match pid {
+            300 => Some(900),
+            500 => Some(100),
+            700 => Some(100),
+            _ => None,
+        };
+        assert_eq!(counted_for(&[300, 500], started), 500, "earlier start wins");
+        assert_eq!(
+            counted_for(&[500, 700], started),
+            500,
+            "same tick: lower pid"
+        );
+        assert_eq!(
+            counted_for(&[42, 300], started),
+            300,
+            "unknown start ranks last"
+        );
+        assert_eq!(
+            counted_for(&[42, 43], started),
+            42,
+            "nothing known: lower pid"
+        );
+    }
+
+    #[test]
     fn a_kept_file_that_cannot_be_read_counts_its_process_unreadable() {
         let dir = tempfile::tempdir().unwrap();
         // A directory opened as a file: `pread` fails with EISDIR, which is not "gone".
@@ -712,6 +822,7 @@ mod tests {
                 file,
             }],
             unreadable_pids: Vec::new(),
+            proc_root: dir.path().to_owned(),
         };
         let scan = rescan_kept(&mut kept, dir.path());
         assert_eq!(scan.unreadable_pids, vec![77]);

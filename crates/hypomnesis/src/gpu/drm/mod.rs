@@ -14,9 +14,12 @@
 //! - the deprecated `drm-memory-*` alias is never added to `drm-resident-*`.
 //!
 //! NVIDIA cards are left to NVML: a card NVML or `nvidia-smi` listed (same PCI slot) is
-//! skipped, and so is any card bound to the `nvidia` driver even when NVIDIA's listing
-//! failed — that driver publishes no DRM memory figures, and the NVIDIA backends' errors say
-//! why NVIDIA could not be read. A card with `nouveau` is a DRM GPU like any other.
+//! skipped, and so is any card bound to the `nvidia` driver — that driver publishes no DRM
+//! memory figures. When NVIDIA's backends are wanted but unusable (library missing, driver not
+//! loaded), such a card is listed after the others with unknown memory and their reasons
+//! ([`crate::gpu::ExtraBackend::unclaimed_nvidia`]), and its process list is an error, so the
+//! GPU does not vanish without a word. A card with `nouveau` is a DRM GPU like any other (its
+//! clients carry no `drm-` keys: their holders are listed with unknown memory).
 //!
 //! Devices are numbered after NVIDIA's, in PCI slot order (platform devices such as panfrost
 //! last, by name).
@@ -238,15 +241,37 @@ mod linux {
                     row.used_bytes = memory.device;
                     row.system_bytes = memory.system;
                     row.shared_bytes = memory.shared;
+                    row.shared_clients = memory.shared_clients;
                     row
                 })
                 .collect();
             let mut listing = GpuProcessListing::from_rows(rows);
             listing.unreadable_pids.clone_from(&scan.unreadable_pids);
-            listing.shared_clients = scan.shared_clients;
+            let on_device = scan.clients.iter().filter(|c| c.device == key);
+            let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            listing.shared_clients =
+                count(on_device.clone().filter(|c| c.holders.len() > 1).count());
+            listing.clients_without_figures = count(on_device.filter(|c| !c.info.is_drm).count());
             listing.malformed_lines = scan.malformed_lines;
             listing
         }
+    }
+
+    /// Why an `nvidia`-bound card's memory is unknown (the start of its reasons).
+    const NVIDIA_CARD: &str = "bound to the nvidia driver, which publishes memory figures only \
+        through NVML and nvidia-smi, and neither could be used";
+
+    /// For a card [`DrmBackend::unclaimed_nvidia`] listed: why its processes cannot be read.
+    fn nvidia_card_error(device: &GpuDeviceInfo) -> Option<HypomnesisError> {
+        let reason = device.unavailable_reason("used_bytes")?;
+        reason
+            .starts_with(NVIDIA_CARD)
+            .then(|| HypomnesisError::NoGpuSource {
+                attempts: vec![BackendAttempt::new(
+                    GpuQuerySource::Drm,
+                    format!("no per-process GPU memory on this card: it is {reason}"),
+                )],
+            })
     }
 
     /// `devices` without the cards NVML or `nvidia-smi` listed (`nvidia`, matched by PCI
@@ -290,6 +315,9 @@ mod linux {
 
         fn process_listing(&self, device: &GpuDeviceInfo) -> Option<Result<GpuProcessListing>> {
             let key = self.key_of(device)?;
+            if let Some(error) = nvidia_card_error(device) {
+                return Some(Err(error));
+            }
             Some(scan_all(&self.proc_root, &self.sys_root).map(|scan| {
                 let mut listing = Self::listing_from_scan(&scan, &key, device.index);
                 // What the merge found: processes in both sources, KFD-only rows, KFD GPUs
@@ -298,6 +326,32 @@ mod linux {
                 listing.other_notes.extend(kfd::notes(&merge));
                 listing
             }))
+        }
+
+        fn unclaimed_nvidia(&self, why: &str) -> Vec<GpuDeviceInfo> {
+            let Ok(devices) = read_devices(&self.sys_root, &self.names) else {
+                return Vec::new();
+            };
+            devices
+                .into_iter()
+                .filter(|d| d.driver.as_deref() == Some("nvidia"))
+                .map(|d| {
+                    let mut info = d.info;
+                    info.vendor = crate::snapshot::GpuVendor::Nvidia;
+                    let reason = format!("{NVIDIA_CARD}; {why}");
+                    const MEMORY: [&str; 4] =
+                        ["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"];
+                    info.unavailable.retain(|u| !MEMORY.contains(&u.field));
+                    for field in MEMORY {
+                        info.mark_unavailable(field, reason.clone());
+                    }
+                    info.total_bytes = None;
+                    info.free_bytes = None;
+                    info.used_bytes = None;
+                    info.reserved_bytes = None;
+                    info
+                })
+                .collect()
         }
 
         fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
@@ -328,6 +382,9 @@ mod linux {
         /// and the model may live in either; on a discrete GPU it is device memory (VRAM).
         fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>> {
             let key = self.key_of(device)?;
+            if let Some(error) = nvidia_card_error(device) {
+                return Some(Err(error));
+            }
             let dir = if pid == std::process::id() {
                 self.proc_root.join("self")
             } else {
@@ -347,7 +404,7 @@ mod linux {
                 .unwrap_or(ProcessMemory {
                     device: Some(0),
                     system: Some(0),
-                    shared: None,
+                    ..ProcessMemory::default()
                 });
             let used = if device.unified_memory {
                 match (memory.device, memory.system) {
