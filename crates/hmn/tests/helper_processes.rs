@@ -144,3 +144,48 @@ fn wait_for_gpu_figures(addr: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A service manager stops `serve` with SIGTERM. The `nvidia-smi` in flight runs in its own
+/// process group, so the signal does not reach it: `serve` must end it itself, or one hung in
+/// the driver outlives the server.
+#[test]
+fn serve_stopped_by_sigterm_ends_the_hung_nvidia_smi_it_was_waiting_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("serve-term-{}", std::process::id());
+    let mut child = hmn(dir.path(), "hang", &tag)
+        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "100ms"])
+        .args(["--timeout", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server = KillOnDrop(child.id());
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !processes_with_env(TAG, &tag)
+        .iter()
+        .any(|(_, cmdline)| cmdline.starts_with("sleep"))
+    {
+        assert!(
+            Instant::now() < give_up,
+            "the hung nvidia-smi stand-in never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &server.0.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(stderr.contains("SIGTERM: stopping"), "stderr:\n{stderr}");
+    let left = leftover_processes_with_env(TAG, &tag);
+    assert!(left.is_empty(), "serve left {left:?}; stderr:\n{stderr}");
+}

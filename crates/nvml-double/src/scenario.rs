@@ -574,40 +574,74 @@ fn mig_devices(v: Option<&Value>, at: &str) -> Res<Vec<MigDevice>> {
         .collect()
 }
 
+const PROCESS_KEYS: &[&str] = &[
+    "pid",
+    "used_gpu_memory",
+    "used_gpu_memory_steps",
+    "gpu_instance_id",
+    "compute_instance_id",
+    "name",
+];
+
+/// One process entry at `w`, every check with the error message naming it.
+fn process_checked(p: &Value, w: &str) -> Res<Process> {
+    let m = object(p, w)?;
+    check_keys(m, w, PROCESS_KEYS)?;
+    let instance = |key: &str| -> Res<u32> {
+        match m.get(key) {
+            None | Some(Value::Null) => Ok(u32::MAX),
+            Some(v) => int_in(v, &format!("{w}.{key}")),
+        }
+    };
+    Ok(Process {
+        pid: req_int(m, "pid", w)?,
+        used_gpu_memory: req_int(m, "used_gpu_memory", w)?,
+        used_gpu_memory_steps: steps(m.get("used_gpu_memory_steps"), w)?,
+        gpu_instance_id: instance("gpu_instance_id")?,
+        compute_instance_id: instance("compute_instance_id")?,
+        name: opt_string(m, "name", w)?,
+    })
+}
+
 fn processes(v: Option<&Value>, at: &str) -> Res<Vec<Process>> {
     let Some(v) = v else { return Ok(Vec::new()) };
     array(v, at)?
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let w = format!("{at}[{i}]");
-            let m = object(p, &w)?;
-            check_keys(
-                m,
-                &w,
-                &[
-                    "pid",
-                    "used_gpu_memory",
-                    "used_gpu_memory_steps",
-                    "gpu_instance_id",
-                    "compute_instance_id",
-                    "name",
-                ],
-            )?;
-            let instance = |key: &str| -> Res<u32> {
-                match m.get(key) {
-                    None | Some(Value::Null) => Ok(u32::MAX),
-                    Some(v) => int_in(v, &format!("{w}.{key}")),
+            // Most scenarios' processes are valid: the path is formatted again only for an
+            // error, not once per process.
+            let parsed = (|| -> Result<Process, ()> {
+                let m = p.as_object().ok_or(())?;
+                if m.keys().any(|k| !PROCESS_KEYS.contains(&k.as_str())) {
+                    return Err(());
                 }
-            };
-            Ok(Process {
-                pid: req_int(m, "pid", &w)?,
-                used_gpu_memory: req_int(m, "used_gpu_memory", &w)?,
-                used_gpu_memory_steps: steps(m.get("used_gpu_memory_steps"), &w)?,
-                gpu_instance_id: instance("gpu_instance_id")?,
-                compute_instance_id: instance("compute_instance_id")?,
-                name: opt_string(m, "name", &w)?,
-            })
+                if m.get("used_gpu_memory_steps").is_some_and(|v| !v.is_null()) {
+                    return Err(()); // the rare, fully checked path below
+                }
+                let instance = |key: &str| -> Result<u32, ()> {
+                    match m.get(key) {
+                        None | Some(Value::Null) => Ok(u32::MAX),
+                        Some(v) => int_value(v).map_err(|_| ()),
+                    }
+                };
+                Ok(Process {
+                    pid: int_value(m.get("pid").ok_or(())?).map_err(|_| ())?,
+                    used_gpu_memory: int_value(m.get("used_gpu_memory").ok_or(())?)
+                        .map_err(|_| ())?,
+                    used_gpu_memory_steps: Vec::new(),
+                    gpu_instance_id: instance("gpu_instance_id")?,
+                    compute_instance_id: instance("compute_instance_id")?,
+                    name: match m.get("name") {
+                        None | Some(Value::Null) => None,
+                        Some(v) => Some(string_value(v).map_err(|_| ())?.to_string()),
+                    },
+                })
+            })();
+            match parsed {
+                Ok(process) => Ok(process),
+                Err(()) => process_checked(p, &format!("{at}[{i}]")),
+            }
         })
         .collect()
 }
@@ -743,13 +777,7 @@ fn array<'a>(v: &'a Value, at: &str) -> Res<&'a Vec<Value>> {
 }
 
 fn string<'a>(v: &'a Value, at: &str) -> Res<&'a str> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| format!("{at} must be a string, got {v}"))?;
-    if s.contains('\0') {
-        return Err(format!("{at} must not contain NUL"));
-    }
-    Ok(s)
+    string_value(v).map_err(|e| e.at(at))
 }
 
 fn check_keys(obj: &Map<String, Value>, at: &str, known: &[&str]) -> Res<()> {
@@ -762,41 +790,84 @@ fn check_keys(obj: &Map<String, Value>, at: &str, known: &[&str]) -> Res<()> {
     }
 }
 
+/// `key` of the object at `at`, as error messages name it. Only formatted when an error is
+/// reported: a scenario with tens of thousands of processes would otherwise spend most of its
+/// parse formatting paths that are never shown.
+fn key_path(at: &str, key: &str) -> String {
+    if at.is_empty() {
+        key.to_string()
+    } else {
+        format!("{at}.{key}")
+    }
+}
+
 fn req_string(obj: &Map<String, Value>, key: &str, at: &str) -> Res<String> {
     match obj.get(key) {
-        Some(v) => Ok(string(v, &format!("{at}.{key}"))?.to_string()),
-        None => Err(format!("{at}.{key} is required")),
+        Some(v) => Ok(string_value(v)
+            .map_err(|e| e.at(&key_path(at, key)))?
+            .to_string()),
+        None => Err(format!("{} is required", key_path(at, key))),
     }
 }
 
 fn opt_string(obj: &Map<String, Value>, key: &str, at: &str) -> Res<Option<String>> {
-    let w = if at.is_empty() {
-        key.to_string()
-    } else {
-        format!("{at}.{key}")
-    };
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => Ok(Some(string(v, &w)?.to_string())),
+        Some(v) => Ok(Some(
+            string_value(v)
+                .map_err(|e| e.at(&key_path(at, key)))?
+                .to_string(),
+        )),
     }
 }
 
 fn req_int<T: TryFrom<i128>>(obj: &Map<String, Value>, key: &str, at: &str) -> Res<T> {
     match obj.get(key) {
-        Some(v) => int_in(v, &format!("{at}.{key}")),
-        None => Err(format!("{at}.{key} is required")),
+        Some(v) => int_value(v).map_err(|e| e.at(&key_path(at, key))),
+        None => Err(format!("{} is required", key_path(at, key))),
     }
 }
 
 fn int_in<T: TryFrom<i128>>(v: &Value, at: &str) -> Res<T> {
+    int_value(v).map_err(|e| e.at(at))
+}
+
+/// What was wrong with a value, before the path naming it is known.
+enum ValueError<'a> {
+    NotInteger(&'a Value),
+    OutOfRange(i128),
+    NotString(&'a Value),
+    Nul,
+}
+
+impl ValueError<'_> {
+    fn at(self, at: &str) -> String {
+        match self {
+            Self::NotInteger(v) => format!("{at} must be an integer, got {v}"),
+            Self::OutOfRange(wide) => format!("{at} = {wide} is out of range"),
+            Self::NotString(v) => format!("{at} must be a string, got {v}"),
+            Self::Nul => format!("{at} must not contain NUL"),
+        }
+    }
+}
+
+fn int_value<T: TryFrom<i128>>(v: &Value) -> Result<T, ValueError<'_>> {
     let wide: i128 = if let Some(u) = v.as_u64() {
         u.into()
     } else if let Some(i) = v.as_i64() {
         i.into()
     } else {
-        return Err(format!("{at} must be an integer, got {v}"));
+        return Err(ValueError::NotInteger(v));
     };
-    T::try_from(wide).map_err(|_| format!("{at} = {wide} is out of range"))
+    T::try_from(wide).map_err(|_| ValueError::OutOfRange(wide))
+}
+
+fn string_value(v: &Value) -> Result<&str, ValueError<'_>> {
+    let s = v.as_str().ok_or(ValueError::NotString(v))?;
+    if s.contains('\0') {
+        return Err(ValueError::Nul);
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -805,6 +876,48 @@ mod tests {
 
     const MINIMAL: &str = r#"{"devices": [{"name": "G", "uuid": "GPU-1",
         "pci_bus_id": "00000000:1B:00.0", "pci_device_id": 591597790, "memory": null}]}"#;
+
+    #[test]
+    fn a_bad_process_entry_is_named_by_its_path_whatever_is_wrong_with_it() {
+        let with = |process: &str| {
+            let text = MINIMAL.replace(
+                r#""memory": null"#,
+                &format!(r#""memory": null, "compute_processes": [{{"pid": 1, "used_gpu_memory": 2}}, {process}]"#),
+            );
+            parse(&text).err().unwrap_or_default()
+        };
+        assert_eq!(with(r#"{"pid": 3, "used_gpu_memory": 4}"#), "");
+        for (process, message) in [
+            (
+                r#"{"pid": 3, "used_gpu_memory": 4, "colour": 1}"#,
+                "unknown key \"colour\" in devices[0].compute_processes[1]",
+            ),
+            (
+                r#"{"pid": -3, "used_gpu_memory": 4}"#,
+                "devices[0].compute_processes[1].pid = -3 is out of range",
+            ),
+            (
+                r#"{"pid": 3}"#,
+                "devices[0].compute_processes[1].used_gpu_memory is required",
+            ),
+            (
+                r#"{"pid": 3, "used_gpu_memory": "4"}"#,
+                "devices[0].compute_processes[1].used_gpu_memory must be an integer",
+            ),
+            (
+                r#"{"pid": 3, "used_gpu_memory": 4, "name": 5}"#,
+                "devices[0].compute_processes[1].name must be a string",
+            ),
+            (
+                r#"{"pid": 3, "used_gpu_memory": 4, "gpu_instance_id": "x"}"#,
+                "devices[0].compute_processes[1].gpu_instance_id must be an integer",
+            ),
+            ("7", "devices[0].compute_processes[1] must be an object"),
+        ] {
+            let error = with(process);
+            assert!(error.contains(message), "{process}: {error}");
+        }
+    }
 
     #[test]
     fn minimal_scenario_gets_defaults() {

@@ -193,10 +193,47 @@ pub fn run(
         config.interval.as_secs_f64(),
         if config.processes { "on" } else { "off" }
     ));
+    #[cfg(unix)]
+    stop_on_signals(&runtime);
     runtime.block_on(http::serve(listener, shared, http::Limits::default(), log));
     drop(sampler);
     crate::leave_if_driver_hung(&probe, 0);
     Outcome::Success
+}
+
+/// SIGTERM (how service managers stop a server), SIGINT and SIGHUP end `serve` at once, and
+/// first end any `nvidia-smi` query in flight with everything it started: those run in their
+/// own process groups, so the signal that ends `serve` never reaches them, and one hung in
+/// the driver would otherwise outlive the server. Exit handlers are skipped for the reason
+/// [`crate::exit_now`] gives (a hung driver call may hold a lock they wait on); `serve` has
+/// nothing to save.
+#[cfg(unix)]
+fn stop_on_signals(runtime: &tokio::runtime::Runtime) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, name) in [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::hangup(), "SIGHUP"),
+    ] {
+        let listening = {
+            let _guard = runtime.enter();
+            signal(kind)
+        };
+        match listening {
+            Ok(mut stream) => {
+                runtime.spawn(async move {
+                    if stream.recv().await.is_some() {
+                        eprintln!("hmn: {name}: stopping");
+                        crate::exit_now(0);
+                    }
+                });
+            }
+            Err(e) => eprintln!(
+                "hmn: cannot catch {name} ({e}): a helper process running when it arrives may \
+                 outlive serve"
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
