@@ -1,23 +1,43 @@
 //! The command line, as one `clap` definition from which `--help`, the shell completions and
-//! the man page are all generated.
+//! the man pages are all generated.
+//!
+//! Each command accepts only the flags it honours: `hmn ps -a` is a usage error, not a flag
+//! silently ignored. The flags the summary shares with other commands (`--json`, `--device`,
+//! `--timeout`, `--color`, `-a`) may also come before a command's name (`hmn --json ps`) when
+//! that command takes them; [`Cli::resolve`] merges the two places into one [`GlobalArgs`].
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::size::parse_size;
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success (for `fits`: the size fits)
-  1  a negative answer: `fits` does not fit; `ps --exit-status` listed nothing
-  2  could not measure (no GPU source, the device could not be read) or bad usage
-`run` exits with CMD's own code (128+N when CMD was killed by signal N; 127 when CMD was not
-found, 126 when it was found but could not be executed), spilled or not; when CMD exited 0 but
-the recording, the plot or the --json-out report could not be written whole, `run` exits 74
-(EX_IOERR: the outputs are incomplete; CMD's own failure code is never replaced); `watch` exits 0, 1 when a watched GPU spilled into shared
-memory (Windows only: elsewhere spill is not measurable, and never 1), or 2 when there is
-nothing it can watch.
-A closed stdout (`hmn ps | head -1`) exits 0 quietly.";
+/// `hmn`'s exit codes: code and meaning, one line each (the man pages' EXIT STATUS).
+pub const EXIT_CODES: &[(&str, &str)] = &[
+    ("0", "success (for `fits`: the size fits)"),
+    (
+        "1",
+        "a negative answer: `fits` does not fit; `ps --exit-status` listed nothing",
+    ),
+    (
+        "2",
+        "could not measure (no GPU source, the device could not be read), bad usage, or stdout \
+         could not be written (a full disk; a closed pipe is not an error)",
+    ),
+];
 
+/// What the exit codes of `run` and `watch` mean, and what a closed stdout does.
+pub const EXIT_CODE_NOTES: &[&str] = &[
+    "`run` exits with CMD's own code (128+N when CMD was killed by signal N; 127 when CMD was \
+     not found, 126 when it was found but could not be executed), spilled or not; when CMD \
+     exited 0 but the recording, the plot or the JSON report (--json-out, or stdout) could \
+     not be written whole, `run` exits 74 (EX_IOERR: the outputs are incomplete; CMD's own \
+     failure code is never replaced).",
+    "`watch` exits 0, 1 when a watched GPU spilled into shared memory (Windows only: \
+     elsewhere spill is not measurable, and never 1), or 2 when there is nothing it can watch.",
+    "A closed stdout (`hmn ps | head -1`) is not an error: `watch` stops at once with exit 0, \
+     the other commands finish quietly with their own exit code.",
+];
+
+/// `hmn run`'s own notes (its `--help` and hmn-run(1)).
 const RUN_NOTES: &str = "\
 Exit codes: CMD's own; 128+N when CMD was killed by signal N; 127 when CMD was not found, 126
 when it was found but could not be executed; 2 when hmn's own arguments are unusable (nothing
@@ -30,33 +50,136 @@ signals; hmn keeps waiting, then reports. A terminal's Ctrl-C reaches CMD by its
 Descendants still running when CMD ends are listed with their pids (Linux: hmn adopts CMD's
 orphans); --follow-descendants keeps sampling until they end (Ctrl-C or SIGTERM stops waiting).";
 
-const LIMITATIONS: &str = "\
-Where the numbers come from, and their limits:
-  Linux    NVIDIA through NVML (libnvidia-ml.so.1), else nvidia-smi. Per-process GPU memory
-           is what the driver reports; names, users and command lines come from /proc, so
-           other users' processes may show `?` unless hmn runs as root. Inside a container
-           NVML reports host PIDs.
-  Windows  NVIDIA through NVML (nvml.dll), other adapters through DXGI; per-process GPU
-           memory and spill from the GPU performance counters (Windows 10 1709 and later; Wine
-           has none, and then says so). Spill: dedicated use >= 85 % of the card and shared
-           use grown >= 256 MiB over the first reading; `run` and `watch` report its episodes.
-  macOS    Apple GPUs through Metal and the IOAccelerator statistics (unified memory).
-  Spill    is measurable on Windows only; elsewhere it is reported as not measurable (`n/a`,
-           `null`), never as \"no spill\".
-  Trees    `run` follows CMD's whole process tree: on Linux new processes are found within
-           one interval; on Windows and macOS from a process table read every 500 ms, so a
-           child living less than that may be missed.
-  NVIDIA   `total = reserved + free + used` (NVML v2, as nvidia-smi); drivers before R510 have
-           no reserved figure, and `used` then includes it. Unified-memory parts (GB10) have
-           no separate device memory: their budget is host memory.
-Unknown figures print as `n/a` and as `null` in JSON, never as 0.
+/// Environment variables `hmn` reads: name and meaning (the man pages' ENVIRONMENT).
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "HYPOMNESIS_NVML_LIB",
+        "NVML library to load instead of libnvidia-ml.so.1",
+    ),
+    (
+        "HYPOMNESIS_NVIDIA_SMI",
+        "nvidia-smi executable to run instead of the one on PATH",
+    ),
+    (
+        "HYPOMNESIS_PROC_ROOT",
+        "procfs to read instead of /proc (e.g. the host's, in a container)",
+    ),
+    ("HYPOMNESIS_SYS_ROOT", "sysfs to read instead of /sys"),
+    (
+        "COLUMNS",
+        "the terminal's width for tables, when stdout is a terminal (else its own size)",
+    ),
+    ("NO_COLOR", "disables colour (same as --color never)"),
+];
 
-Environment:
-  HYPOMNESIS_NVML_LIB    NVML library to load instead of libnvidia-ml.so.1
-  HYPOMNESIS_NVIDIA_SMI  nvidia-smi executable to run instead of the one on PATH
-  HYPOMNESIS_PROC_ROOT   procfs to read instead of /proc (e.g. the host's, in a container)
-  HYPOMNESIS_SYS_ROOT    sysfs to read instead of /sys
-  NO_COLOR               disables colour (same as --color never)";
+/// Where the numbers come from and their limits: a heading (platform or topic) and its text.
+pub const LIMITATIONS: &[(&str, &str)] = &[
+    (
+        "Linux",
+        "NVIDIA through NVML (libnvidia-ml.so.1), else nvidia-smi. Per-process GPU memory is \
+         what the driver reports; names, users and command lines come from /proc, so other \
+         users' processes may show `?` unless hmn runs as root. Inside a container NVML \
+         reports host PIDs.",
+    ),
+    (
+        "Windows",
+        "NVIDIA through NVML (nvml.dll), other adapters through DXGI; per-process GPU memory \
+         and spill from the GPU performance counters (Windows 10 1709 and later; Wine has \
+         none, and then says so). Spill: dedicated use >= 85 % of the card and shared use \
+         grown >= 256 MiB over the first reading; `run` and `watch` report its episodes.",
+    ),
+    (
+        "macOS",
+        "Apple GPUs through Metal and the IOAccelerator statistics (unified memory).",
+    ),
+    (
+        "Spill",
+        "is measurable on Windows only; elsewhere it is reported as not measurable (`n/a`, \
+         `null`), never as \"no spill\".",
+    ),
+    (
+        "Trees",
+        "`run` follows CMD's whole process tree: on Linux new processes are found within one \
+         interval; on Windows and macOS from a process table read every 500 ms, so a child \
+         living less than that may be missed.",
+    ),
+    (
+        "NVIDIA",
+        "`total = reserved + free + used` (NVML v2, as nvidia-smi); drivers before R510 have \
+         no reserved figure, and `used` then includes it. Unified-memory parts (GB10) have no \
+         separate device memory: their budget is host memory.",
+    ),
+    (
+        "Unknown",
+        "figures print as `n/a` and as `null` in JSON, never as 0.",
+    ),
+    (
+        "Names",
+        "that processes and drivers chose are shown escaped on a terminal (`\\e`, `\\n`, \
+         `\\x7f`, `\\u{202e}`), as ls and ps do; JSON carries them raw.",
+    ),
+];
+
+/// `text` wrapped at `width` columns for a line that already holds `indent` columns (a tag),
+/// every line after the first indented by `indent`.
+fn wrap(text: &str, width: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut line_len = indent;
+    let mut at_start = true;
+    for word in text.split_whitespace() {
+        let word_len = word.chars().count();
+        if !at_start && line_len + 1 + word_len > width {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            line_len = indent;
+        } else if !at_start {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += word_len;
+        at_start = false;
+    }
+    out
+}
+
+/// A list of (tag, text) as `--help` shows it: tags in a column, texts wrapped beside them.
+fn tagged(items: &[(&str, &str)], tag_width: usize) -> String {
+    items
+        .iter()
+        .map(|(tag, text)| {
+            let first = format!("  {tag:<tag_width$}  ");
+            let indent = first.chars().count();
+            format!("{first}{}", wrap(text, HELP_WIDTH, indent))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The width `--help`'s own paragraphs are wrapped to.
+const HELP_WIDTH: usize = 92;
+
+/// The exit codes as `--help` shows them.
+pub fn exit_codes_help() -> String {
+    let notes: Vec<String> = EXIT_CODE_NOTES
+        .iter()
+        .map(|n| wrap(n, HELP_WIDTH, 0))
+        .collect();
+    format!(
+        "Exit codes:\n{}\n{}",
+        tagged(EXIT_CODES, 1),
+        notes.join("\n")
+    )
+}
+
+fn long_help() -> String {
+    format!(
+        "{}\n\nWhere the numbers come from, and their limits:\n{}\n\nEnvironment:\n{}",
+        exit_codes_help(),
+        tagged(LIMITATIONS, 7),
+        tagged(ENVIRONMENT, 21)
+    )
+}
 
 /// GPU and process memory at a glance: free / total / reserved memory per GPU, every
 /// process holding GPU memory, and whether a model of a given size fits.
@@ -66,43 +189,183 @@ Environment:
     version,
     about = "GPU and process memory at a glance",
     long_about = None,
-    after_help = EXIT_CODES,
-    after_long_help = format!("{EXIT_CODES}\n\n{LIMITATIONS}"),
+    after_help = exit_codes_help(),
+    after_long_help = long_help(),
     propagate_version = true
 )]
 pub struct Cli {
+    /// The summary's flags; those a command takes may also come before its name.
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub summary: SummaryArgs,
 
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
-/// Flags every command takes.
-#[derive(Debug, Args, Clone)]
-pub struct GlobalArgs {
+/// The flags every measuring command takes (the summary, `ps`, `fits`, `watch`, `run`,
+/// `serve`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SharedArgs {
     /// Print JSON on stdout instead of text (messages stay on stderr).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub json: bool,
 
     /// Only this GPU (its index as `hmn` lists it).
-    #[arg(long, short = 'd', global = true, value_name = "N")]
+    #[arg(long, short = 'd', value_name = "N")]
     pub device: Option<u32>,
 
-    /// When to colour the output.
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
-    pub color: ColorChoice,
+    /// Give up after SECS seconds without an answer from the GPU driver (a hung driver or
+    /// GPU); 0 waits forever [default: 10]. The summary, `ps` and `fits` then exit 2 saying
+    /// so; `watch`, `run` and `serve` skip the GPU figures concerned and carry on.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+/// `--timeout` when not given.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+
+/// The summary's flags (`hmn` with no command).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
+    /// When to colour the output (the summary, `fits`) [default: auto].
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
 
     /// Beyond memory: add each GPU's utilization, temperature, power and clocks (the
     /// summary, `watch`).
-    #[arg(long, short = 'a', global = true)]
+    #[arg(long, short = 'a')]
     pub all: bool,
+}
 
-    /// Give up after SECS seconds without an answer from the GPU driver (a hung driver or
-    /// GPU); 0 waits forever. The summary, `ps` and `fits` then exit 2 saying so; `watch`,
-    /// `run` and `serve` skip the GPU figures concerned and carry on.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+/// The shared flags as the command at hand honours them ([`Cli::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalArgs {
+    pub json: bool,
+    pub device: Option<u32>,
+    pub color: ColorChoice,
+    /// `-a`: telemetry too (the summary, `watch`).
+    pub all: bool,
+    /// Seconds to wait for the driver; 0 waits forever.
     pub timeout: u64,
+    /// `--wide`: tables are never cut to the terminal (`ps`, `watch`).
+    pub wide: bool,
+}
+
+/// Which of the summary's flags a command takes besides [`SharedArgs`].
+struct Takes {
+    shared: bool,
+    color: bool,
+    all: bool,
+}
+
+impl Cli {
+    /// The shared flags for the chosen command: those given before its name merged with its
+    /// own (its own win). A flag before the name that the command does not take is a usage
+    /// error naming the commands that do.
+    pub fn resolve(&self) -> Result<GlobalArgs, clap::Error> {
+        let none = SharedArgs::default();
+        let takes = |shared, color, all| Takes { shared, color, all };
+        let (name, own, takes, own_color, own_all, wide) = match &self.command {
+            None => ("hmn", &none, takes(true, true, true), None, false, false),
+            Some(Command::Ps(a)) => (
+                "hmn ps",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                a.wide,
+            ),
+            Some(Command::Fits(a)) => (
+                "hmn fits",
+                &a.shared,
+                takes(true, true, false),
+                a.color,
+                false,
+                false,
+            ),
+            #[cfg(feature = "serve")]
+            Some(Command::Serve(a)) => (
+                "hmn serve",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                false,
+            ),
+            Some(Command::Run(a)) => (
+                "hmn run",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                false,
+            ),
+            Some(Command::Watch(a)) => (
+                "hmn watch",
+                &a.shared,
+                takes(true, false, true),
+                None,
+                a.all,
+                a.wide,
+            ),
+            Some(Command::Completions { .. }) => (
+                "hmn completions",
+                &none,
+                takes(false, false, false),
+                None,
+                false,
+                false,
+            ),
+            Some(Command::Man(_)) => (
+                "hmn man",
+                &none,
+                takes(false, false, false),
+                None,
+                false,
+                false,
+            ),
+        };
+        let top = &self.summary;
+        let misplaced = |flag: &str, takers: &str| {
+            use clap::CommandFactory;
+            Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("`{flag}` does not apply to `{name}`; it applies to {takers}"),
+            )
+        };
+        const MEASURING: &str = "the summary (`hmn`), `ps`, `fits`, `watch`, `run` and `serve`";
+        if !takes.shared {
+            if top.shared.json {
+                return Err(misplaced("--json", MEASURING));
+            }
+            if top.shared.device.is_some() {
+                return Err(misplaced("--device", MEASURING));
+            }
+            if top.shared.timeout.is_some() {
+                return Err(misplaced("--timeout", MEASURING));
+            }
+        }
+        if !takes.color && top.color.is_some() {
+            return Err(misplaced("--color", "the summary (`hmn`) and `fits`"));
+        }
+        if !takes.all && top.all {
+            return Err(misplaced("--all", "the summary (`hmn`) and `watch`"));
+        }
+        Ok(GlobalArgs {
+            json: own.json || top.shared.json,
+            device: own.device.or(top.shared.device),
+            color: own_color.or(top.color).unwrap_or(ColorChoice::Auto),
+            all: own_all || top.all,
+            timeout: own
+                .timeout
+                .or(top.shared.timeout)
+                .unwrap_or(DEFAULT_TIMEOUT_SECS),
+            wide,
+        })
+    }
 }
 
 /// When to use colour.
@@ -145,12 +408,47 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout.
-    Man,
+    /// Print a man page (roff) on stdout: hmn(1), or COMMAND's own page (hmn-ps(1) for `ps`);
+    /// with --dir, write them all into DIR.
+    Man(ManArgs),
+}
+
+/// `hmn man`: which page, or all of them into a directory.
+#[derive(Debug, Args, Clone)]
+pub struct ManArgs {
+    /// The command whose page to print (`ps` prints hmn-ps(1)); without it, hmn(1).
+    #[arg(value_name = "COMMAND", value_parser = man_page_command, conflicts_with = "dir")]
+    pub command: Option<String>,
+
+    /// Write every page (hmn.1, hmn-ps.1, ...) into DIR instead, e.g.
+    /// /usr/local/share/man/man1; prints the paths written.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+fn man_page_command(name: &str) -> Result<String, String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let names: Vec<&str> = command
+        .get_subcommands()
+        .map(clap::Command::get_name)
+        .collect();
+    if names.contains(&name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "no such command; pages exist for: {}",
+            names.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, Args, Clone, Default)]
+#[command(after_long_help = PS_WIDTH_HELP)]
 pub struct PsArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
     /// Only this process (repeatable).
     #[arg(long, value_name = "PID")]
     pub pid: Vec<u32>,
@@ -176,7 +474,19 @@ pub struct PsArgs {
     /// Exit 1 when no process is listed, 2 when a device could not be read.
     #[arg(long)]
     pub exit_status: bool,
+
+    /// Never cut the table to the terminal's width (a pipe or a file always gets it whole).
+    #[arg(long)]
+    pub wide: bool,
 }
+
+/// How `ps` fits a terminal; the order is `ps::render`'s.
+pub const PS_WIDTH_HELP: &str = "\
+On a terminal narrower than the table, NAME and COMMAND are cut first, ending in `…` (NAME
+to no fewer than 12 columns, COMMAND to 20); if the table is still too wide, columns are left
+out in this order: SPILL, GPU%, USER, GI/CI, SYS; then NAME and COMMAND are cut further. The
+width is COLUMNS when set, else the terminal's. A pipe or a file gets the whole table, as
+does --wide.";
 
 /// How `ps` sorts its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -193,6 +503,13 @@ pub enum SortKey {
 
 #[derive(Debug, Args, Clone)]
 pub struct FitsArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
+    /// When to colour the verdict [default: auto].
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
+
     /// How much memory is needed: 12GiB, 12 GiB, 1.5G, 800MiB, 2TB (decimal) or bytes.
     #[arg(value_name = "SIZE", value_parser = parse_size)]
     pub size: u64,
@@ -202,6 +519,9 @@ pub struct FitsArgs {
 #[cfg(feature = "serve")]
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
     /// Address and port to listen on. The default answers this machine only; another address
     /// (0.0.0.0:9464) exposes the metrics to the network and prints a warning.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464", value_parser = crate::serve::parse_listen)]
@@ -223,6 +543,9 @@ pub struct ServeArgs {
 /// `hmn run`: how to sample, where to record, and the command.
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
     /// How often to sample (50ms, 0.5s, 2s; a bare number is seconds). RAM peaks of single
     /// processes are exact whatever the interval; tree sums and GPU memory are as fine as it.
     #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = crate::run::parse_duration)]
@@ -261,6 +584,17 @@ pub struct RunArgs {
 /// `hmn watch`: which processes, how often, for how long.
 #[derive(Debug, Args, Clone)]
 pub struct WatchArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
+    /// Beyond memory: add the device's utilization, temperature, power and clocks.
+    #[arg(long, short = 'a')]
+    pub all: bool,
+
+    /// Never cut the per-PID summary table to the terminal's width.
+    #[arg(long)]
+    pub wide: bool,
+
     /// Processes to watch. Without any, the largest GPU processes are chosen (--top).
     #[arg(value_name = "PID")]
     pub pids: Vec<u32>,
@@ -310,6 +644,13 @@ mod tests {
     }
 
     #[test]
+    fn help_paragraphs_stay_within_their_width() {
+        for line in long_help().lines() {
+            assert!(line.chars().count() <= HELP_WIDTH, "{line}");
+        }
+    }
+
+    #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
     }
@@ -318,8 +659,10 @@ mod tests {
     fn no_arguments_is_the_device_summary() {
         let cli = parse(&[]).unwrap();
         assert!(cli.command.is_none());
-        assert!(!cli.global.json);
-        assert_eq!(cli.global.color, ColorChoice::Auto);
+        let global = cli.resolve().unwrap();
+        assert!(!global.json);
+        assert_eq!(global.color, ColorChoice::Auto);
+        assert_eq!(global.timeout, DEFAULT_TIMEOUT_SECS);
     }
 
     #[test]
@@ -327,8 +670,9 @@ mod tests {
         let before = parse(&["--json", "--device", "1", "ps"]).unwrap();
         let after = parse(&["ps", "--json", "-d", "1"]).unwrap();
         for cli in [before, after] {
-            assert!(cli.global.json);
-            assert_eq!(cli.global.device, Some(1));
+            let global = cli.resolve().unwrap();
+            assert!(global.json);
+            assert_eq!(global.device, Some(1));
             assert!(matches!(cli.command, Some(Command::Ps(_))));
         }
     }
@@ -376,11 +720,15 @@ mod tests {
     #[test]
     fn color_choices_parse() {
         assert_eq!(
-            parse(&["--color", "never"]).unwrap().global.color,
+            parse(&["--color", "never"])
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .color,
             ColorChoice::Never
         );
         assert_eq!(
-            parse(&["--color=always"]).unwrap().global.color,
+            parse(&["--color=always"]).unwrap().resolve().unwrap().color,
             ColorChoice::Always
         );
         assert!(parse(&["--color", "sometimes"]).is_err());
@@ -424,10 +772,10 @@ mod tests {
             "--json",
         ])
         .unwrap();
-        let Some(Command::Run(run)) = cli.command else {
+        let Some(Command::Run(ref run)) = cli.command else {
             panic!("not run");
         };
-        assert!(cli.global.json);
+        assert!(cli.resolve().unwrap().json);
         assert_eq!(run.interval, std::time::Duration::from_millis(20));
         assert_eq!(run.record.as_deref(), Some(std::path::Path::new("r.csv")));
         assert_eq!(run.command, ["python3", "-c", "pass", "--json"]);
@@ -482,7 +830,84 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["man"]).unwrap().command,
-            Some(Command::Man)
+            Some(Command::Man(ManArgs { command: None, .. }))
         ));
+        assert!(matches!(
+            parse(&["man", "ps"]).unwrap().command,
+            Some(Command::Man(ManArgs { command: Some(ref c), .. })) if c == "ps"
+        ));
+        assert!(parse(&["man", "frobnicate"]).is_err());
+    }
+
+    /// `hmn ps -a`, `fits -a`, `serve -a`, `man --json`, `completions --device` used to be
+    /// accepted and ignored.
+    #[test]
+    fn a_flag_is_refused_where_it_does_nothing() {
+        for args in [
+            &["ps", "-a"][..],
+            &["fits", "-a", "1G"],
+            &["fits", "1G", "--all"],
+            &["man", "--json"],
+            &["man", "--timeout", "3"],
+            &["completions", "bash", "--device", "0"],
+            &["completions", "--json", "bash"],
+            &["ps", "--color", "never"],
+            &["watch", "--color", "never"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} should be refused");
+        }
+        #[cfg(feature = "serve")]
+        assert!(parse(&["serve", "-a"]).is_err());
+    }
+
+    #[test]
+    fn a_flag_before_a_command_that_does_not_take_it_is_a_usage_error() {
+        for (args, flag) in [
+            (&["-a", "ps"][..], "--all"),
+            (&["--all", "fits", "1G"], "--all"),
+            (&["--json", "man"], "--json"),
+            (&["--device", "0", "completions", "bash"], "--device"),
+            (&["--color", "always", "ps"], "--color"),
+        ] {
+            let cli = parse(args).unwrap();
+            let err = cli.resolve().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{flag}` does not apply")),
+                "{args:?}: {err}"
+            );
+        }
+        #[cfg(feature = "serve")]
+        assert!(parse(&["-a", "serve"]).unwrap().resolve().is_err());
+    }
+
+    #[test]
+    fn flags_a_command_takes_work_on_either_side_of_its_name() {
+        let watch = parse(&["-a", "watch", "--timeout", "3"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(watch.all);
+        assert_eq!(watch.timeout, 3);
+        let watch = parse(&["watch", "-a", "--wide"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(watch.all && watch.wide);
+        let fits = parse(&["--color", "never", "fits", "1G"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(fits.color, ColorChoice::Never);
+        let fits = parse(&["fits", "1G", "--color", "always", "-d", "0"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!((fits.color, fits.device), (ColorChoice::Always, Some(0)));
+        let ps = parse(&["--timeout", "1", "ps", "--timeout", "5", "--wide"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(ps.timeout, 5, "the command's own flag wins");
+        assert!(ps.wide);
     }
 }

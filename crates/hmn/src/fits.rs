@@ -108,7 +108,7 @@ pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
     let device = verdict.device_index.map(|i| {
         let mut device = format!(
             "device {i} [{}]",
-            verdict.device_name.as_deref().unwrap_or("unknown GPU")
+            crate::text::Shown(verdict.device_name.as_deref().unwrap_or("unknown GPU"))
         );
         if let Some(gi) = verdict.gpu_instance_id {
             device.push_str(&format!(", MIG GPU instance {gi}"));
@@ -142,7 +142,7 @@ pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
         ),
         _ => format!(
             "fits could not tell whether {requested} fits: {}",
-            verdict.reason.as_deref().unwrap_or("no readable GPU")
+            crate::text::Shown(verdict.reason.as_deref().unwrap_or("no readable GPU"))
         ),
     }
 }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod fits;
+mod man;
 mod output;
 mod plot;
 mod ps;
@@ -17,6 +18,7 @@ mod size;
 mod spill;
 mod summary;
 mod table;
+mod text;
 mod watch;
 
 use std::process::ExitCode;
@@ -24,7 +26,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
-use output::Output;
+use output::{OnStdoutFailure, Output};
 
 /// What a command concluded, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,42 +152,56 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let out = Output::new(cli.global.color);
-    let timeout = cli.global.timeout;
+    let global = match cli.resolve() {
+        Ok(global) => global,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    let on_stdout_failure = match &cli.command {
+        Some(Command::Watch(_)) => OnStdoutFailure::Stop,
+        Some(Command::Run(_)) => OnStdoutFailure::CarryOn,
+        #[cfg(feature = "serve")]
+        Some(Command::Serve(_)) => OnStdoutFailure::CarryOn,
+        _ => OnStdoutFailure::Finish,
+    };
+    let out = Output::new(global.color).on_stdout_failure(on_stdout_failure);
+    if on_stdout_failure == OnStdoutFailure::Stop {
+        output::end_when_stdout_reader_leaves();
+    }
+    let timeout = global.timeout;
     let outcome = match &cli.command {
         None => with_watchdog(timeout, || {
-            summary::run(&one_shot_probe(timeout), &cli.global, &out)
+            summary::run(&one_shot_probe(timeout), &global, &out)
         }),
         Some(Command::Ps(args)) => with_watchdog(timeout, || {
-            ps::run(&one_shot_probe(timeout), &cli.global, args, &out)
+            ps::run(&one_shot_probe(timeout), &global, args, &out)
         }),
         Some(Command::Fits(args)) => with_watchdog(timeout, || {
-            fits::run(&one_shot_probe(timeout), &cli.global, args, &out)
+            fits::run(&one_shot_probe(timeout), &global, args, &out)
         }),
-        // `run` exits with the command's own code, not an Outcome.
-        Some(Command::Run(args)) => return run::run(&cli.global, args, &out),
-        Some(Command::Watch(args)) => watch::run(&cli.global, args, &out),
+        // `run` exits with the command's own code, not an Outcome; a report that could not
+        // be written to stdout makes CMD's success "outputs incomplete" (CMD's own failure
+        // code is kept), as a recording or a plot that could not be written does.
+        Some(Command::Run(args)) => {
+            let code = run::run(&global, args, &out);
+            return if out.stdout_failed() && code == ExitCode::SUCCESS {
+                ExitCode::from(run::OUTPUTS_INCOMPLETE)
+            } else {
+                code
+            };
+        }
+        Some(Command::Watch(args)) => watch::run(&global, args, &out),
         #[cfg(feature = "serve")]
-        Some(Command::Serve(args)) => serve::run(guarded_probe(timeout), &cli.global, args, &out),
+        Some(Command::Serve(args)) => serve::run(guarded_probe(timeout), &global, args, &out),
         Some(Command::Completions { shell }) => {
             let mut text = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "hmn", &mut text);
             out.data(&String::from_utf8_lossy(&text));
             Outcome::Success
         }
-        Some(Command::Man) => {
-            let mut text = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut text) {
-                Ok(()) => {
-                    out.data(&String::from_utf8_lossy(&text));
-                    Outcome::Success
-                }
-                Err(e) => {
-                    eprintln!("hmn: could not render the man page: {e}");
-                    Outcome::CouldNotTell
-                }
-            }
-        }
+        Some(Command::Man(args)) => man::run(args, &out),
     };
     outcome.into()
 }

@@ -151,7 +151,11 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> O
             notes: &gathered.notes,
         });
     } else {
-        out.data(&render(&rows, args.full));
+        out.data(&render(
+            &rows,
+            args.full,
+            crate::output::table_width(global.wide),
+        ));
     }
     out.say(&summary_line(&rows, args, global.device));
     for note in &gathered.notes {
@@ -287,55 +291,85 @@ pub fn sort(rows: &mut [PsRow], key: SortKey) {
     }
 }
 
-pub fn render(rows: &[PsRow], full: bool) -> String {
+/// The table; `width` fits it to a terminal (`None`: whole). Columns that not every listing
+/// has (SYS, GPU%, GI/CI) appear only when some row has them. Fitting cuts NAME and COMMAND
+/// first, then leaves out SPILL, GPU%, USER, GI/CI, SYS in that order (`cli::PS_WIDTH_HELP`).
+pub fn render(rows: &[PsRow], full: bool, width: Option<usize>) -> String {
+    // GPU memory in system RAM (GTT on AMD, Intel's system memory, Windows shared) gets its
+    // own column where any row has it: on an APU the model lives there, not in VRAM.
+    let with_system = rows.iter().any(|r| r.system_bytes.is_some());
+    // Per-process utilization (NVML samples) where any row has it.
+    let with_util = rows.iter().any(|r| r.utilization_percent.is_some());
+    // MIG: the GPU instance / compute instance a process runs in.
+    let with_mig = rows
+        .iter()
+        .any(|r| r.gpu_instance_id.is_some() || r.compute_instance_id.is_some());
     let mut header = vec![
         ("PID", Align::Right),
         ("USER", Align::Left),
         ("NAME", Align::Left),
         ("VRAM", Align::Right),
-        ("DEVICE", Align::Left),
-        ("SPILL", Align::Left),
     ];
+    if with_system {
+        header.push(("SYS", Align::Right));
+    }
+    if with_util {
+        header.push(("GPU%", Align::Right));
+    }
+    header.push(("DEVICE", Align::Left));
+    if with_mig {
+        header.push(("GI/CI", Align::Left));
+    }
+    header.push(("SPILL", Align::Left));
     if full {
         header.push(("COMMAND", Align::Left));
     }
-    // GPU memory in system RAM (GTT on AMD, Intel's system memory, Windows shared) gets its
-    // own column where any row has it: on an APU the model lives there, not in VRAM.
-    let with_system = rows.iter().any(|r| r.system_bytes.is_some());
-    if with_system {
-        header.insert(4, ("SYS", Align::Right));
-    }
-    // Per-process utilization (NVML samples) where any row has it.
-    let with_util = rows.iter().any(|r| r.utilization_percent.is_some());
-    let util_at = if with_system { 5 } else { 4 };
-    if with_util {
-        header.insert(util_at, ("GPU%", Align::Right));
-    }
-    let mut table = Table::new(header);
+    let mut table = Table::new(header)
+        .flexible("NAME", 12)
+        .flexible("COMMAND", 20)
+        .optional("SPILL", 0)
+        .optional("GPU%", 1)
+        .optional("USER", 2)
+        .optional("GI/CI", 3)
+        .optional("SYS", 4);
+    let id = |id: Option<u32>| id.map_or_else(|| "-".to_owned(), |i| i.to_string());
     for row in rows {
         let mut cells = vec![
             row.pid.to_string(),
             row.user.clone().unwrap_or_else(|| "?".to_owned()),
             row.name.clone().unwrap_or_else(|| "?".to_owned()),
             format_optional(row.used_bytes),
-            format!("GPU {}", row.device_index),
-            spill_cell(row, spill::is_spill_measurable()).to_owned(),
         ];
         if with_system {
-            cells.insert(4, format_optional(row.system_bytes));
+            cells.push(format_optional(row.system_bytes));
         }
         if with_util {
-            let util = row
-                .utilization_percent
-                .map_or_else(|| "n/a".to_owned(), |u| format!("{u:.0}"));
-            cells.insert(util_at, util);
+            cells.push(
+                row.utilization_percent
+                    .map_or_else(|| "n/a".to_owned(), |u| format!("{u:.0}")),
+            );
         }
+        cells.push(format!("GPU {}", row.device_index));
+        if with_mig {
+            cells.push(
+                if row.gpu_instance_id.is_none() && row.compute_instance_id.is_none() {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{}/{}",
+                        id(row.gpu_instance_id),
+                        id(row.compute_instance_id)
+                    )
+                },
+            );
+        }
+        cells.push(spill_cell(row, spill::is_spill_measurable()).to_owned());
         if full {
             cells.push(row.command.clone().unwrap_or_else(|| "?".to_owned()));
         }
         table.push(cells);
     }
-    table.render()
+    table.render_within(width)
 }
 
 /// The SPILL cell: `PAGED`, `device`, `no`, `?` (could not tell), or `n/a` where the platform
@@ -599,7 +633,7 @@ mod tests {
 
     #[test]
     fn table_shows_question_marks_and_n_a_never_zero() {
-        let text = render(&rows(), true);
+        let text = render(&rows(), true, None);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
@@ -608,6 +642,54 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains(" ? ")), "{text}");
         assert!(lines.iter().any(|l| l.contains("n/a")), "{text}");
         assert!(!text.contains(" 0 B"), "{text}");
+    }
+
+    #[test]
+    fn a_gi_ci_column_appears_only_when_some_row_runs_in_a_mig_instance() {
+        assert!(!render(&rows(), false, None).contains("GI/CI"));
+        let mut r = rows();
+        r[0].gpu_instance_id = Some(2);
+        r[0].compute_instance_id = Some(1);
+        let text = render(&r, false, None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["PID", "USER", "NAME", "VRAM", "DEVICE", "GI/CI", "SPILL"]
+        );
+        assert!(lines[1].contains("GPU 0   2/1"), "{text}");
+        assert!(lines[2].contains("GPU 1   -"), "{text}");
+    }
+
+    #[test]
+    fn names_and_command_lines_are_escaped_in_the_table() {
+        let mut r = rows();
+        r[0].name = Some("x\x1b]0;pwned\x07\nfake row".into());
+        r[0].command = Some("run \u{202e}txt.exe".into());
+        let text = render(&r, true, None);
+        assert_eq!(text.lines().count(), 1 + r.len(), "{text}");
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        assert!(text.contains("x\\e]0;pwned\\x07\\nfake row"), "{text}");
+        assert!(text.contains("run \\u{202e}txt.exe"), "{text}");
+    }
+
+    #[test]
+    fn a_narrow_terminal_cuts_names_then_drops_columns_in_the_documented_order() {
+        let text = render(&rows(), true, Some(60));
+        assert!(
+            text.lines()
+                .all(|l| unicode_width::UnicodeWidthStr::width(l) <= 60),
+            "{text}"
+        );
+        assert!(!text.contains("SPILL"), "{text}");
+        assert!(text.contains('…'), "{text}");
+        let text = render(&rows(), true, Some(50));
+        assert!(!text.contains("SPILL") && !text.contains("USER"), "{text}");
+        assert!(text.contains("PID") && text.contains("DEVICE"), "{text}");
+        let whole = render(&rows(), true, None);
+        assert!(!whole.contains('…') && whole.contains("SPILL"), "{whole}");
     }
 
     #[test]

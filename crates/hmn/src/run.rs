@@ -233,7 +233,10 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let shown = shell_words(&command);
+    // As typed; escaped for a terminal (the report, messages) — the plot escapes its title
+    // for XML itself.
+    let typed = shell_words(&command);
+    let shown = crate::text::escape(&typed).into_owned();
     if let Some(plot) = &args.plot
         && !has_extension(plot, "svg")
     {
@@ -421,7 +424,7 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     if let (Some(path), Some(plot)) = (&args.plot, &plot) {
         let data = lock(plot);
         let names: Vec<String> = devices.iter().map(Device::label).collect();
-        if let Err(e) = crate::plot::draw(path, &format!("hmn run: {shown}"), &data, &names) {
+        if let Err(e) = crate::plot::draw(path, &format!("hmn run: {typed}"), &data, &names) {
             let error = format!("cannot draw {}: {e}", path.display());
             out.say(&format!("run: {error}"));
             run_report.plot_error = Some(error);
@@ -902,7 +905,7 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
         let name = d
             .name
             .as_deref()
-            .map(|n| format!(" [{n}]"))
+            .map(|n| format!(" [{}]", crate::text::Shown(n)))
             .unwrap_or_default();
         let missed = if d.missed_samples > 0 {
             format!(
@@ -966,7 +969,7 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
     let label = |index: u32| match r.devices.iter().find(|d| d.index == index) {
         Some(DeviceReport {
             name: Some(name), ..
-        }) => format!("GPU {index} [{name}]"),
+        }) => format!("GPU {index} [{}]", crate::text::Shown(name)),
         _ => format!("GPU {index}"),
     };
     lines.extend(

@@ -65,6 +65,12 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
     if fraction.contains('.') || (whole.is_empty() && fraction.is_empty()) {
         return Err(error("not a number"));
     }
+    if multiplier == 1 && number.contains('.') {
+        // `1.5` is most likely 1.5 GiB meant, not 1 byte: say so rather than guess.
+        return Err(error(
+            "a fraction needs a unit (1.5G, 1.5GiB, 1.5GB); bytes are whole numbers",
+        ));
+    }
     let whole: u64 = if whole.is_empty() {
         0
     } else {
@@ -144,6 +150,10 @@ mod tests {
             "-1G",
             "99999999999999999999",
             "1e9",
+            "1.5",
+            "1.5 B",
+            "0.5b",
+            "2.",
         ] {
             let err = parse_size(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
@@ -154,6 +164,13 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown unit `xb`")
+        );
+        assert!(
+            parse_size("1.5")
+                .unwrap_err()
+                .to_string()
+                .contains("a fraction needs a unit"),
+            "a bare fraction is not silently one byte"
         );
         assert!(
             parse_size("20000000T").is_err(),

@@ -8,13 +8,19 @@
 //! power and clocks (`telemetry` in JSON). The host line ends with the memory pressure level:
 //! macOS's own, or on Linux one derived from PSI `some avg10` (see [`psi_level`]).
 
-use hypomnesis::{CgroupVersion, DeviceTelemetry, GpuDeviceInfo, HostMemory, PressureLevel, Probe};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hypomnesis::{
+    CgroupMemory, CgroupVersion, DeviceTelemetry, GpuDeviceInfo, GpuProcessEntry, GpuQuerySource,
+    HostMemory, MemoryPressure, PressureLevel, Probe,
+};
 use serde::Serialize;
 
 use crate::Outcome;
 use crate::cli::GlobalArgs;
 use crate::output::{Output, Tone};
 use crate::size::{format_size, mib};
+use crate::text::Shown;
 
 pub fn run(probe: &Probe, global: &GlobalArgs, out: &Output) -> Outcome {
     let (devices, outcome) = collect(probe, global.device, out);
@@ -24,7 +30,11 @@ pub fn run(probe: &Probe, global: &GlobalArgs, out: &Output) -> Outcome {
             .map(|d| match probe.telemetry(d.index) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    out.say(&format!("GPU {}: telemetry unavailable: {e}", d.index));
+                    out.say(&format!(
+                        "GPU {}: telemetry unavailable: {}",
+                        d.index,
+                        Shown(&e.to_string())
+                    ));
                     None
                 }
             })
@@ -32,22 +42,31 @@ pub fn run(probe: &Probe, global: &GlobalArgs, out: &Output) -> Outcome {
     } else {
         Vec::new()
     };
-    if global.json {
-        if outcome == Outcome::Success {
-            if global.all {
-                let rows: Vec<DeviceWithTelemetry<'_>> = devices
-                    .iter()
-                    .zip(&telemetry)
-                    .map(|(device, telemetry)| DeviceWithTelemetry {
-                        device,
-                        telemetry: telemetry.as_ref(),
-                    })
-                    .collect();
-                out.json(&rows);
-            } else {
-                out.json(&devices);
-            }
+    let host = match probe.host_memory() {
+        Ok(host) => Some(host),
+        Err(e) => {
+            out.say(&format!(
+                "host memory unavailable: {}",
+                Shown(&e.to_string())
+            ));
+            None
         }
+    };
+    if global.json {
+        let devices: Vec<DeviceWithTelemetry<'_>> = devices
+            .iter()
+            .enumerate()
+            .map(|(i, device)| DeviceWithTelemetry {
+                device,
+                telemetry: global
+                    .all
+                    .then(|| telemetry.get(i).and_then(Option::as_ref)),
+            })
+            .collect();
+        out.json(&SummaryRecord {
+            devices,
+            host: host.as_ref().map(HostRecord::from),
+        });
         return outcome;
     }
     let mut text = String::new();
@@ -59,16 +78,115 @@ pub fn run(probe: &Probe, global: &GlobalArgs, out: &Output) -> Outcome {
             text.push_str(&telemetry_line(t));
             text.push('\n');
         }
-    }
-    match probe.host_memory() {
-        Ok(host) => {
-            text.push_str(&host_line(&host, out));
+        for line in mig_lines(probe, device) {
+            text.push_str("  ");
+            text.push_str(&line);
             text.push('\n');
         }
-        Err(e) => out.say(&format!("host memory unavailable: {e}")),
+    }
+    if let Some(host) = &host {
+        text.push_str(&host_line(host, out));
+        text.push('\n');
     }
     out.data(&text);
     outcome
+}
+
+/// `hmn --json`: the devices and the host, as the text shows them.
+#[derive(Serialize)]
+struct SummaryRecord<'a> {
+    devices: Vec<DeviceWithTelemetry<'a>>,
+    /// `null` when host memory could not be read (the reason is on stderr).
+    host: Option<HostRecord<'a>>,
+}
+
+/// The host as the summary's text shows it: memory, swap, pressure and the cgroup.
+#[derive(Serialize)]
+struct HostRecord<'a> {
+    total_bytes: u64,
+    available_bytes: Option<u64>,
+    swap_total_bytes: Option<u64>,
+    swap_free_bytes: Option<u64>,
+    /// macOS's own level, else the one derived from Linux PSI ([`psi_level`]).
+    pressure_level: Option<PressureLevel>,
+    /// Linux PSI as read.
+    pressure: Option<&'a MemoryPressure>,
+    cgroup: Option<&'a CgroupMemory>,
+}
+
+impl<'a> From<&'a HostMemory> for HostRecord<'a> {
+    fn from(host: &'a HostMemory) -> Self {
+        Self {
+            total_bytes: host.total_bytes,
+            available_bytes: host.available_bytes,
+            swap_total_bytes: host.swap_total_bytes,
+            swap_free_bytes: host.swap_free_bytes,
+            pressure_level: pressure_level(host),
+            pressure: host.pressure.as_ref(),
+            cgroup: host.cgroup.as_ref(),
+        }
+    }
+}
+
+/// A MIG device's GPU instances as its processes show them, one line each:
+/// `MIG GPU instance 1: 9.5 GiB held by 1 process (compute instance 0)`. Empty for a device
+/// not in MIG mode, and when its processes cannot be listed (the device line stands alone).
+///
+/// NVML answers MIG ids with each process, so only NVML devices are asked; the list costs a
+/// process listing, which the JSON path (timed against its budget) never pays.
+fn mig_lines(probe: &Probe, device: &GpuDeviceInfo) -> Vec<String> {
+    if device.source != GpuQuerySource::Nvml {
+        return Vec::new();
+    }
+    let Ok(processes) = probe.processes(device.index) else {
+        return Vec::new();
+    };
+    mig_instances(&processes)
+}
+
+/// The lines of [`mig_lines`], from a device's processes.
+pub fn mig_instances(processes: &[GpuProcessEntry]) -> Vec<String> {
+    /// What the processes of one GPU instance show of it.
+    #[derive(Default)]
+    struct Instance {
+        held: Option<u64>,
+        pids: BTreeSet<u32>,
+        compute_instances: BTreeSet<u32>,
+    }
+    let mut instances: BTreeMap<u32, Instance> = BTreeMap::new();
+    for p in processes {
+        let Some(gi) = p.gpu_instance_id else {
+            continue;
+        };
+        let instance = instances.entry(gi).or_default();
+        if let Some(used) = p.used_bytes {
+            instance.held = Some(instance.held.unwrap_or(0).saturating_add(used));
+        }
+        instance.pids.insert(p.pid);
+        if let Some(ci) = p.compute_instance_id {
+            instance.compute_instances.insert(ci);
+        }
+    }
+    instances
+        .into_iter()
+        .map(|(gi, instance)| {
+            let (bytes, cis) = (instance.held, instance.compute_instances);
+            let count = instance.pids.len();
+            let noun = if count == 1 { "process" } else { "processes" };
+            let held = bytes.map_or_else(|| "n/a".to_owned(), format_size);
+            let mut line = format!("MIG GPU instance {gi}: {held} held by {count} {noun}");
+            if !cis.is_empty() {
+                let cis: Vec<String> = cis.iter().map(u32::to_string).collect();
+                let word = if cis.len() == 1 {
+                    "instance"
+                } else {
+                    "instances"
+                };
+                line.push_str(&format!(" (compute {word} {})", cis.join(", ")));
+            }
+            line
+        })
+        .collect()
 }
 
 /// The devices to show; every problem is explained on stderr here.
@@ -77,7 +195,10 @@ fn collect(probe: &Probe, only: Option<u32>, out: &Output) -> (Vec<GpuDeviceInfo
         return match probe.device_info(index) {
             Ok(device) => (vec![device], Outcome::Success),
             Err(e) => {
-                out.say(&format!("cannot read GPU {index}: {e}"));
+                out.say(&format!(
+                    "cannot read GPU {index}: {}",
+                    Shown(&e.to_string())
+                ));
                 (Vec::new(), Outcome::CouldNotTell)
             }
         };
@@ -85,7 +206,7 @@ fn collect(probe: &Probe, only: Option<u32>, out: &Output) -> (Vec<GpuDeviceInfo
     let count = match probe.device_count() {
         Ok(count) => count,
         Err(e) => {
-            out.say(&format!("no visible GPUs: {e}"));
+            out.say(&format!("no visible GPUs: {}", Shown(&e.to_string())));
             return (Vec::new(), Outcome::CouldNotTell);
         }
     };
@@ -94,7 +215,7 @@ fn collect(probe: &Probe, only: Option<u32>, out: &Output) -> (Vec<GpuDeviceInfo
     for index in 0..count {
         match probe.device_info(index) {
             Ok(device) => devices.push(device),
-            Err(e) => failures.push(format!("GPU {index}: {e}")),
+            Err(e) => failures.push(format!("GPU {index}: {}", Shown(&e.to_string()))),
         }
     }
     if count == 0 {
@@ -112,13 +233,14 @@ fn collect(probe: &Probe, only: Option<u32>, out: &Output) -> (Vec<GpuDeviceInfo
     (devices, Outcome::Success)
 }
 
-/// A device record with its telemetry (`hmn --json -a`).
+/// A device record, with its telemetry under `-a`.
 #[derive(Serialize)]
 struct DeviceWithTelemetry<'a> {
     #[serde(flatten)]
     device: &'a GpuDeviceInfo,
-    /// `null` when the reading failed (the reason is on stderr).
-    telemetry: Option<&'a DeviceTelemetry>,
+    /// Absent without `-a`; `null` when the reading failed (the reason is on stderr).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    telemetry: Option<Option<&'a DeviceTelemetry>>,
 }
 
 /// `util 87 % (memory 41 %), 64 °C, 412 W / 700 W, SM 1755 MHz, memory 2619 MHz, fan n/a,
@@ -193,7 +315,7 @@ pub fn device_line(device: &GpuDeviceInfo, out: &Output) -> String {
     let mut line = format!(
         "GPU {} [{}]: free {free} / {}",
         device.index,
-        device.name_or_unknown(),
+        Shown(device.name_or_unknown()),
         mib_text(device.total_bytes)
     );
     if let Some(reserved) = device.reserved_bytes {
@@ -221,10 +343,10 @@ pub fn device_line(device: &GpuDeviceInfo, out: &Output) -> String {
             .then(|| device.unavailable_reason(field))
             .flatten()
     }) {
-        line.push_str(&format!(" ({reason})"));
+        line.push_str(&format!(" ({})", Shown(reason)));
     }
     if let Some(driver) = &device.driver_version {
-        line.push_str(&format!(", driver {driver}"));
+        line.push_str(&format!(", driver {}", Shown(driver)));
     }
     line
 }
@@ -263,6 +385,39 @@ pub fn host_line(host: &HostMemory, out: &Output) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mig_instances_list_each_gpu_instance_with_the_memory_its_processes_hold() {
+        let entry = |pid: u32, gi: Option<u32>, ci: Option<u32>, used: u64| {
+            let mut e = GpuProcessEntry::builder(pid).used_bytes(used).build();
+            e.gpu_instance_id = gi;
+            e.compute_instance_id = ci;
+            e
+        };
+        let processes = [
+            entry(1, Some(1), Some(0), 10 << 30),
+            entry(2, Some(2), Some(0), 4 << 30),
+            entry(3, Some(2), Some(1), 1 << 30),
+        ];
+        assert_eq!(
+            mig_instances(&processes),
+            [
+                "MIG GPU instance 1: 10.0 GiB held by 1 process (compute instance 0)",
+                "MIG GPU instance 2: 5.0 GiB held by 2 processes (compute instances 0, 1)",
+            ]
+        );
+        assert!(mig_instances(&[entry(4, None, None, 1 << 30)]).is_empty());
+    }
+
+    #[test]
+    fn a_device_name_cannot_inject_escape_sequences() {
+        let mut device = hypomnesis::GpuDeviceInfo::builder().build();
+        device.name = Some("GPU\x1b]0;pwned\x07\u{202e}".into());
+        device.driver_version = Some("1\n2".into());
+        let line = device_line(&device, &Output::new(crate::cli::ColorChoice::Never));
+        assert!(line.contains("[GPU\\e]0;pwned\\x07\\u{202e}]"), "{line}");
+        assert!(line.ends_with("driver 1\\n2"), "{line}");
+    }
 
     #[test]
     fn psi_thresholds_split_normal_warning_critical() {

@@ -598,6 +598,8 @@ impl Place {
 struct Sink<'a> {
     out: &'a Output,
     json: bool,
+    /// `--wide`: the summary table is never cut to the terminal.
+    wide: bool,
     started: Instant,
 }
 
@@ -682,7 +684,7 @@ fn row_text(
     let line = format!(
         "{at:<9} {:<8} {:<17} {device:<4} {}{}{}{}{}{}{spill:<6} {note}",
         w.pid,
-        w.name.as_deref().unwrap_or("?"),
+        crate::text::escape(w.name.as_deref().unwrap_or("?")),
         cell(opt_size(place.gpu.used)),
         cell(signed(delta(place.gpu.used, base.used))),
         cell(opt_size(place.gpu.system)),
@@ -789,6 +791,7 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
     let sink = Sink {
         out,
         json: global.json,
+        wide: global.wide,
         started: Instant::now(),
     };
     let started_wall = SystemTime::now();
@@ -870,7 +873,7 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
         }
     };
     let named = |d: &WatchedDevice| match &d.name {
-        Some(name) => format!("{} [{name}]", d.index),
+        Some(name) => format!("{} [{}]", d.index, crate::text::Shown(name)),
         None => d.index.to_string(),
     };
     let device_text = match (devices.as_slice(), single) {
@@ -1093,7 +1096,9 @@ fn follow(
     finished: &mut Vec<Watched>,
 ) {
     let chosen = interval.select(args.top, &args.filter, args.min);
-    let describe = |pid: u32, name: Option<&str>| format!("pid={pid} ({})", name.unwrap_or("?"));
+    let describe = |pid: u32, name: Option<&str>| {
+        format!("pid={pid} ({})", crate::text::Shown(name.unwrap_or("?")))
+    };
     let mut entered = Vec::new();
     for &pid in &chosen {
         if !watched.iter().any(|w| w.pid == pid) {
@@ -1338,7 +1343,9 @@ fn summarize(
         ("BASELINE RSS", Align::Right),
         ("PEAK RSS", Align::Right),
         ("PAGED", Align::Left),
-    ]);
+    ])
+    .flexible("NAME", 12)
+    .optional("PAGED", 0);
     for p in &per_pid {
         table.push(vec![
             p.pid.to_string(),
@@ -1354,7 +1361,10 @@ fn summarize(
         ]);
     }
     let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(table.render().as_bytes());
+    let width = (!sink.wide)
+        .then(|| crate::output::terminal_columns(crate::output::Stream::Stderr))
+        .flatten();
+    let _ = stderr.write_all(table.render_within(width).as_bytes());
 }
 
 /// The summary's PAGED cell: `yes`, `no`, `?` (could not tell), `n/a` (cannot be measured

@@ -175,10 +175,10 @@ fn summary_json_snapshots() {
         &["--json"]
     );
     assert_eq!(r.code, 2);
-    assert!(
-        r.stdout.is_empty(),
-        "nothing on stdout when nothing could be measured"
-    );
+    // No GPU source works, but the host was measured: the JSON says so, as the text does.
+    let document: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(document["devices"], serde_json::json!([]));
+    assert_eq!(document["host"]["total_bytes"], 67_108_864_000_u64);
 }
 
 #[test]
@@ -193,6 +193,7 @@ fn ps_snapshots() {
     );
     snap!("ps_sentinel", "sentinel", &["ps"]);
     snap!("ps_mig_json", "mig", &["ps", "--json"]);
+    snap!("ps_mig", "mig", &["ps"]);
     snap!("ps_one_gpu_json", "one_gpu", &["ps", "--json"]);
     snap!(
         "ps_filter",
@@ -436,7 +437,24 @@ fn keys(value: &Value) -> BTreeSet<String> {
 #[test]
 fn emitted_json_fields_are_exactly_the_documented_ones() {
     let summary: Value = serde_json::from_str(&run("one_gpu", &["--json"]).stdout).unwrap();
-    assert_eq!(keys(&summary[0]), documented_fields("`hmn --json`"));
+    let documented = documented_fields("`hmn --json`");
+    let device_fields: BTreeSet<String> = documented
+        .iter()
+        .filter(|f| !f.contains('.') && *f != "devices" && *f != "host")
+        .cloned()
+        .collect();
+    let host_fields: BTreeSet<String> = documented
+        .iter()
+        .filter_map(|f| f.strip_prefix("host."))
+        .filter(|f| !f.contains('.'))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        keys(&summary),
+        ["devices".to_owned(), "host".to_owned()].into()
+    );
+    assert_eq!(keys(&summary["devices"][0]), device_fields);
+    assert_eq!(keys(&summary["host"]), host_fields);
     let ps: Value = serde_json::from_str(&run("one_gpu", &["ps", "--json"]).stdout).unwrap();
     // The object, its rows, a note (one of mig's PIDs is not in this /proc) and a failed
     // device's entry; shared DRM clients' fields are checked against a DRM tree in drm_cli.rs.
@@ -453,10 +471,10 @@ fn emitted_json_fields_are_exactly_the_documented_ones() {
         serde_json::from_str(&run("one_gpu", &["fits", "1G", "--json"]).stdout).unwrap();
     assert_eq!(keys(&fits), documented_fields("`hmn fits SIZE --json`"));
     let all: Value = serde_json::from_str(&run("telemetry", &["--json", "-a"]).stdout).unwrap();
-    let mut device_keys = documented_fields("`hmn --json`");
+    let mut device_keys = device_fields;
     device_keys.insert("telemetry".to_owned());
-    assert_eq!(keys(&all[0]), device_keys);
-    let mut telemetry_keys = keys(&all[0]["telemetry"]);
+    assert_eq!(keys(&all["devices"][0]), device_keys);
+    let mut telemetry_keys = keys(&all["devices"][0]["telemetry"]);
     telemetry_keys.insert("telemetry".to_owned());
     assert_eq!(telemetry_keys, documented_fields("`hmn --json -a`"));
 }
