@@ -1,11 +1,16 @@
-//! `hmn fits SIZE`: will a model of SIZE bytes fit in a GPU's free memory right now?
+//! `hmn fits SIZE`: will a model of SIZE bytes fit in a GPU's memory right now?
 //!
-//! The budget is the device's free memory. On a unified-memory device (GB10, APUs) there is
-//! no separate device memory, so the budget is the host's available memory, and the verdict
-//! says so. Without `--device`, every readable GPU is considered and the one with the most
-//! room answers. Exit 0 fits, 1 does not, 2 cannot tell.
+//! The budget is the library's ([`GpuDeviceInfo::budget_bytes`]), decided once for every
+//! view: a discrete GPU's free memory; on a unified-memory or carve-out device (GB10, APUs,
+//! Apple) the host memory it really allocates from, bounded by the GPU's own system-memory
+//! limit (GTT), the host's available memory and the cgroup — and the verdict says which
+//! bound. Without `--device`, every readable GPU is considered and the one with the most
+//! room answers. On a GPU in MIG mode an allocation cannot cross a GPU instance, so the
+//! budget is the free memory of the instance with the most room, and the verdict names it.
+//! A size fits when the budget is at least the size. Exit 0 fits, 1 does not,
+//! 2 cannot tell.
 
-use hypomnesis::{GpuDeviceInfo, Probe};
+use hypomnesis::{BudgetBasis, GpuDeviceInfo, Probe};
 use serde::Serialize;
 
 use crate::Outcome;
@@ -23,32 +28,30 @@ pub struct FitsVerdict {
     pub device_name: Option<String>,
     /// The memory the size was compared with.
     pub budget_bytes: Option<u64>,
-    /// `device_free` or `host_available` (unified memory).
+    /// What bounded the budget: `device_free`, or on a unified-memory device
+    /// `gpu_system_limit`, `host_available` or `cgroup_limit`.
     pub budget_source: Option<&'static str>,
+    /// NVIDIA MIG: the GPU instance whose free memory is the budget (an allocation cannot
+    /// cross instances); `null` off MIG.
+    pub gpu_instance_id: Option<u32>,
     /// Budget minus request: negative when short.
     pub headroom_bytes: Option<i128>,
     /// Why `fits` is `null`.
     pub reason: Option<String>,
 }
 
-/// A device's budget and where it came from, or why there is none.
-fn budget(device: &GpuDeviceInfo, host_available: Option<u64>) -> Option<(u64, &'static str)> {
-    match (device.free_bytes, device.unified_memory) {
-        (Some(free), _) => Some((free, "device_free")),
-        (None, true) => host_available.map(|a| (a, "host_available")),
-        (None, false) => None,
-    }
+/// A device's budget and what bounded it (the library decides both).
+fn budget(device: &GpuDeviceInfo) -> Option<(u64, &'static str)> {
+    device
+        .budget_bytes
+        .zip(device.budget_basis.map(BudgetBasis::as_str))
 }
 
-pub fn decide(
-    requested: u64,
-    devices: &[Result<GpuDeviceInfo, String>],
-    host_available: Option<u64>,
-) -> FitsVerdict {
+pub fn decide(requested: u64, devices: &[Result<GpuDeviceInfo, String>]) -> FitsVerdict {
     let best = devices
         .iter()
         .filter_map(|d| d.as_ref().ok())
-        .filter_map(|d| budget(d, host_available).map(|b| (d, b)))
+        .filter_map(|d| budget(d).map(|b| (d, b)))
         .max_by_key(|(d, (bytes, _))| (*bytes, std::cmp::Reverse(d.index)));
     match best {
         Some((device, (bytes, source))) => FitsVerdict {
@@ -58,6 +61,13 @@ pub fn decide(
             device_name: device.name.clone(),
             budget_bytes: Some(bytes),
             budget_source: Some(source),
+            gpu_instance_id: (source == BudgetBasis::MigInstanceFree.as_str())
+                .then(|| {
+                    device
+                        .roomiest_mig_instance()
+                        .and_then(|m| m.gpu_instance_id)
+                })
+                .flatten(),
             headroom_bytes: Some(i128::from(bytes) - i128::from(requested)),
             reason: None,
         },
@@ -67,10 +77,10 @@ pub fn decide(
                 .map(|d| match d {
                     Err(e) => e.clone(),
                     Ok(d) => format!(
-                        "GPU {}: free memory unknown ({})",
+                        "GPU {}: {}",
                         d.index,
-                        d.unavailable_reason("free_bytes")
-                            .unwrap_or("no reason given")
+                        d.unavailable_reason("budget_bytes")
+                            .map_or_else(|| "no budget reported".to_owned(), str::to_owned)
                     ),
                 })
                 .collect();
@@ -81,6 +91,7 @@ pub fn decide(
                 device_name: None,
                 budget_bytes: None,
                 budget_source: None,
+                gpu_instance_id: None,
                 headroom_bytes: None,
                 reason: Some(if reasons.is_empty() {
                     "no GPU to compare with".to_owned()
@@ -95,13 +106,20 @@ pub fn decide(
 pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
     let requested = format_size(verdict.requested_bytes);
     let device = verdict.device_index.map(|i| {
-        format!(
+        let mut device = format!(
             "device {i} [{}]",
             crate::text::Shown(verdict.device_name.as_deref().unwrap_or("unknown GPU"))
-        )
+        );
+        if let Some(gi) = verdict.gpu_instance_id {
+            device.push_str(&format!(", MIG GPU instance {gi}"));
+        }
+        device
     });
     let budget_word = match verdict.budget_source {
         Some("host_available") => "host memory available (unified memory)",
+        Some("gpu_system_limit") => "free under the GPU's system-memory limit (unified memory)",
+        Some("cgroup_limit") => "free under the cgroup limit (unified memory)",
+        Some("mig_instance_free") => "free in the roomiest MIG GPU instance",
         _ => "free",
     };
     match (
@@ -148,15 +166,7 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &FitsArgs, out: &Output) ->
                 .map_err(|e| format!("fits failed to query device {i}: {e}"))
         })
         .collect();
-    let host_available = if devices
-        .iter()
-        .any(|d| d.as_ref().is_ok_and(|d| d.unified_memory))
-    {
-        probe.host_memory().ok().and_then(|h| h.available_bytes)
-    } else {
-        None
-    };
-    let verdict = decide(args.size, &devices, host_available);
+    let verdict = decide(args.size, &devices);
     if global.json {
         out.json(&verdict);
     }
@@ -175,13 +185,15 @@ mod tests {
 
     const GIB: u64 = 1 << 30;
 
-    fn device(index: u32, free: Option<u64>, unified: bool) -> GpuDeviceInfo {
+    /// A discrete device whose budget is its free memory, as the library decides it.
+    fn device(index: u32, free: Option<u64>) -> GpuDeviceInfo {
         let mut d = GpuDeviceInfo::builder()
             .index(index)
             .name("NVIDIA H100 80GB HBM3")
-            .unified_memory(unified)
             .build();
         d.free_bytes = free;
+        d.budget_bytes = free;
+        d.budget_basis = free.map(|_| BudgetBasis::DeviceFree);
         d
     }
 
@@ -191,11 +203,8 @@ mod tests {
 
     #[test]
     fn fits_with_headroom_on_the_roomiest_device() {
-        let devices = vec![
-            Ok(device(0, Some(4 * GIB), false)),
-            Ok(device(1, Some(20 * GIB), false)),
-        ];
-        let v = decide(12 * GIB, &devices, None);
+        let devices = vec![Ok(device(0, Some(4 * GIB))), Ok(device(1, Some(20 * GIB)))];
+        let v = decide(12 * GIB, &devices);
         assert_eq!(v.fits, Some(true));
         assert_eq!(v.device_index, Some(1));
         assert_eq!(v.headroom_bytes, Some(i128::from(8 * GIB)));
@@ -207,7 +216,7 @@ mod tests {
 
     #[test]
     fn does_not_fit_says_by_how_much() {
-        let v = decide(12 * GIB, &[Ok(device(0, Some(10 * GIB), false))], None);
+        let v = decide(12 * GIB, &[Ok(device(0, Some(10 * GIB)))]);
         assert_eq!(v.fits, Some(false));
         assert_eq!(
             verdict_line(&v, &plain()),
@@ -216,29 +225,62 @@ mod tests {
     }
 
     #[test]
-    fn unified_memory_uses_host_available_and_says_so() {
-        let v = decide(12 * GIB, &[Ok(device(0, None, true))], Some(100 * GIB));
+    fn unified_memory_uses_the_librarys_budget_and_says_which_bound() {
+        let unified = |bytes: u64, basis: BudgetBasis| {
+            GpuDeviceInfo::builder()
+                .name("AMD Radeon 890M")
+                .unified_memory(true)
+                .free_bytes(212 << 20)
+                .budget_bytes(bytes)
+                .budget_basis(basis)
+                .build()
+        };
+        let v = decide(
+            12 * GIB,
+            &[Ok(unified(100 * GIB, BudgetBasis::HostAvailable))],
+        );
         assert_eq!(v.fits, Some(true));
         assert_eq!(v.budget_source, Some("host_available"));
         assert!(verdict_line(&v, &plain()).contains("host memory available (unified memory)"));
+        let v = decide(
+            12 * GIB,
+            &[Ok(unified(36 * GIB, BudgetBasis::GpuSystemLimit))],
+        );
+        assert_eq!(v.fits, Some(true), "not the 212 MiB carve-out");
+        assert!(
+            verdict_line(&v, &plain()).contains("system-memory limit"),
+            "{}",
+            verdict_line(&v, &plain())
+        );
+    }
+
+    #[test]
+    fn exactly_the_budget_fits_with_no_headroom() {
+        let v = decide(10 * GIB, &[Ok(device(0, Some(10 * GIB)))]);
+        assert_eq!(v.fits, Some(true));
+        assert_eq!(v.headroom_bytes, Some(0));
+        let v = decide(10 * GIB + 1, &[Ok(device(0, Some(10 * GIB)))]);
+        assert_eq!(v.fits, Some(false));
     }
 
     #[test]
     fn unknown_free_memory_cannot_tell_and_gives_the_reasons() {
         let d = GpuDeviceInfo::builder()
-            .unavailable("free_bytes", "[Insufficient Permissions]")
+            .unavailable(
+                "budget_bytes",
+                "free memory unknown ([Insufficient Permissions])",
+            )
             .build();
         let v = decide(
             GIB,
             &[Ok(d), Err("fits failed to query device 1: boom".into())],
-            None,
         );
         assert_eq!(v.fits, None);
         let reason = v.reason.unwrap();
         assert!(reason.contains("[Insufficient Permissions]"), "{reason}");
         assert!(reason.contains("boom"), "{reason}");
         assert_eq!(
-            decide(GIB, &[], None).reason.as_deref(),
+            decide(GIB, &[]).reason.as_deref(),
             Some("no GPU to compare with")
         );
     }

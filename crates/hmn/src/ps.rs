@@ -403,17 +403,42 @@ pub fn summary_line(rows: &[PsRow], args: &PsArgs, device: Option<u32>) -> Strin
         line.push_str(" matching ");
         line.push_str(&criteria.join(" "));
     }
+    // Summed without wrapping (saturating, each shared client once); a sum of nothing known
+    // is "n/a", never 0, and a total that leaves processes out says how many it covers.
     let (known, system) = counted_totals(rows);
-    let unknown_memory = rows.iter().filter(|r| held_bytes(r).is_none()).count();
+    let with_figure = rows
+        .iter()
+        .filter(|r| held_bytes(r).is_some())
+        .map(|r| r.pid)
+        .collect::<HashSet<u32>>()
+        .len();
+    let unknown_memory = count.saturating_sub(with_figure);
     if count > 0 {
-        line.push_str(&format!(" ({} total", format_size(known)));
-        if rows.iter().any(|r| r.system_bytes.is_some()) {
-            line.push_str(&format!(", {} in system RAM", format_size(system)));
+        let device_total = rows
+            .iter()
+            .any(|r| r.used_bytes.is_some())
+            .then(|| format_size(known));
+        let system_total = rows
+            .iter()
+            .any(|r| r.system_bytes.is_some())
+            .then(|| format_size(system));
+        match (&device_total, &system_total) {
+            (None, None) => line.push_str(" (total n/a"),
+            _ => line.push_str(&format!(
+                " ({} total",
+                device_total.as_deref().unwrap_or("n/a")
+            )),
         }
-        if unknown_memory > 0 {
+        if let Some(system) = &system_total {
+            line.push_str(&format!(", {system} in system RAM"));
+        }
+        if unknown_memory > 0 && unknown_memory < count {
             line.push_str(&format!(
-                ", {unknown_memory} without a memory figure from the driver"
+                " covering {} of {count} processes, {unknown_memory} without a memory figure from the driver",
+                count - unknown_memory
             ));
+        } else if unknown_memory > 0 {
+            line.push_str(": no process has a memory figure from the driver");
         }
         line.push(')');
     }
@@ -540,11 +565,36 @@ mod tests {
         assert_eq!(
             line,
             "4 GPU processes found matching pid=100,200 device=0 min=1 MiB filter=\"py\" \
-             (10.5 GiB total, 1 without a memory figure from the driver); 1 unnamed."
+             (10.5 GiB total covering 3 of 4 processes, 1 without a memory figure from the driver); \
+             1 unnamed."
         );
         assert_eq!(
             summary_line(&[], &PsArgs::default(), None),
             "0 GPU processes found."
+        );
+    }
+
+    #[test]
+    fn totals_near_u64_max_neither_wrap_nor_panic() {
+        let rows = vec![
+            row(1, Some("a"), Some(u64::MAX - 1), 0),
+            row(2, Some("b"), Some(u64::MAX - 1), 1),
+        ];
+        let line = summary_line(&rows, &PsArgs::default(), None);
+        assert!(line.starts_with("2 GPU processes found ("), "{line}");
+        assert!(
+            !line.contains("(0 B") && !line.contains(" B total"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_total_of_nothing_known_is_n_a_not_zero() {
+        let rows = vec![row(1, Some("a"), None, 0), row(2, Some("b"), None, 0)];
+        let line = summary_line(&rows, &PsArgs::default(), None);
+        assert_eq!(
+            line,
+            "2 GPU processes found (total n/a: no process has a memory figure from the driver)."
         );
     }
 

@@ -657,14 +657,14 @@ fn build_report(
     // The largest single process: the larger of the kernel's ru_maxrss for the waited-for
     // tree and what the sampler found; exact when a kernel figure wins.
     let (largest_bytes, largest_pid, largest_source) = match (ending.max_rss_bytes, sampled) {
-        (Some(kernel), Some(s)) if s.peak_rss_bytes > kernel + kernel / 32 => (
+        (Some(kernel), Some(s)) if s.peak_rss_bytes > kernel.saturating_add(kernel / 32) => (
             Some(s.peak_rss_bytes),
             Some(s.pid),
             Some(source_name(s.source)),
         ),
         (Some(kernel), Some(s)) => (
             Some(kernel),
-            (s.peak_rss_bytes + s.peak_rss_bytes / 32 >= kernel).then_some(s.pid),
+            (s.peak_rss_bytes.saturating_add(s.peak_rss_bytes / 32) >= kernel).then_some(s.pid),
             Some("kernel"),
         ),
         (Some(kernel), None) => (Some(kernel), None, Some("kernel")),

@@ -322,10 +322,27 @@ pub fn device_line(device: &GpuDeviceInfo, out: &Output) -> String {
         line.push_str(&format!(" ({} MiB reserved)", mib(reserved)));
     }
     if device.unified_memory {
-        line.push_str(" (unified memory: shares host RAM)");
-    } else if device.total_bytes.is_none()
-        && let Some(reason) = device.unavailable_reason("total_bytes")
-    {
+        line.push_str(" (unified memory: shares host RAM");
+        // The library's budget (fits and the exporter use the same figure).
+        if let (Some(budget), Some(basis)) = (device.budget_bytes, device.budget_basis) {
+            line.push_str(&format!(
+                "; budget {} MiB, bounded by {}",
+                mib(budget),
+                basis.as_str().replace('_', " ")
+            ));
+        }
+        line.push(')');
+    } else if let Some(reason) = [
+        ("total_bytes", device.total_bytes),
+        ("free_bytes", device.free_bytes),
+    ]
+    .into_iter()
+    .find_map(|(field, figure)| {
+        figure
+            .is_none()
+            .then(|| device.unavailable_reason(field))
+            .flatten()
+    }) {
         line.push_str(&format!(" ({})", Shown(reason)));
     }
     if let Some(driver) = &device.driver_version {

@@ -286,6 +286,71 @@ fn fits_snapshots_and_exit_codes() {
     );
 }
 
+/// An R470 driver (no v2 memory call) on a 32 GB V100 reports a 100 GB process: `ps` shows
+/// it without a figure and says why, instead of 97.7 GiB.
+#[test]
+fn ps_refuses_a_process_larger_than_its_device_on_an_old_driver() {
+    let text = run("pre_r510_oversized_process", &["ps"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(!text.stdout.contains("97.7 GiB"), "{}", text.stdout);
+    assert!(
+        text.stderr.contains("pid 4090001") && text.stderr.contains("implausible"),
+        "{}",
+        text.stderr
+    );
+    assert!(
+        text.stderr.contains("covering 1 of 2 processes"),
+        "{}",
+        text.stderr
+    );
+    let json = run("pre_r510_oversized_process", &["ps", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let huge = rows["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pid"] == 4_090_001)
+        .unwrap();
+    assert!(huge["used_bytes"].is_null(), "{huge}");
+    assert!(
+        rows["notes"].to_string().contains("implausible"),
+        "the JSON carries the reason too: {rows}"
+    );
+}
+
+/// The MIG scenario's H100 reports 59.7 GiB free as a whole, but its GPU instances have
+/// 10.5 GiB (instance 1) and 11 GiB (instance 2) free: an allocation cannot cross instances.
+#[test]
+fn fits_on_a_mig_gpu_answers_per_gpu_instance_and_names_it() {
+    let exact = run("mig", &["fits", "11GiB", "--json"]);
+    assert_eq!(
+        exact.code, 0,
+        "exactly an instance's free memory fits: {}",
+        exact.stderr
+    );
+    let verdict: serde_json::Value = serde_json::from_str(&exact.stdout).unwrap();
+    assert_eq!(verdict["gpu_instance_id"], 2, "{verdict}");
+    assert_eq!(verdict["budget_bytes"], 11_u64 << 30);
+    assert_eq!(verdict["budget_source"], "mig_instance_free");
+    assert_eq!(verdict["headroom_bytes"], 0);
+    assert!(
+        exact.stderr.contains("MIG GPU instance 2"),
+        "{}",
+        exact.stderr
+    );
+    let too_big = run("mig", &["fits", "12GiB"]);
+    assert_eq!(
+        too_big.code, 1,
+        "no instance has 12 GiB, whatever the whole device has free: {}",
+        too_big.stderr
+    );
+    assert!(
+        too_big.stderr.contains("MIG GPU instance 2"),
+        "{}",
+        too_big.stderr
+    );
+}
+
 #[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     assert_eq!(run("one_gpu", &["--bogus"]).code, 2);

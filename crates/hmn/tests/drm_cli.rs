@@ -231,3 +231,47 @@ fn ps_total_counts_a_shared_client_once_and_a_child_alone_shows_its_memory() {
         "{stderr}"
     );
 }
+
+/// The standard tree's APU (GPU 3): a 512 MiB carve-out with 212 MiB free, and 60 GiB of GTT
+/// of which llama-server holds 24 GiB. The GPU allocates from GTT, so 8 GiB fits.
+#[test]
+fn fits_on_an_apu_budgets_gtt_and_host_memory_not_the_carve_out() {
+    let tree = tree::standard();
+    let meminfo = |available_kib: u64| {
+        format!(
+            "MemTotal:       65536000 kB\nMemFree:         1000000 kB\nMemAvailable:   {available_kib} kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n"
+        )
+    };
+    std::fs::write(tree.proc().join("meminfo"), meminfo(40 << 20)).unwrap();
+    let output = hmn(&tree, &["fits", "8589934592", "--device", "3", "--json"]);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let verdict: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verdict["fits"], true, "{verdict}");
+    assert_eq!(verdict["budget_bytes"], 64_424_509_440_u64 - 25_769_803_776);
+    assert_eq!(verdict["budget_source"], "gpu_system_limit");
+
+    // Less host memory available than GTT room: the host binds, and the summary and its
+    // JSON show the same budget.
+    std::fs::write(tree.proc().join("meminfo"), meminfo(20 << 20)).unwrap();
+    let output = hmn(&tree, &["fits", "8589934592", "--device", "3"]);
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("20.0 GiB host memory available"),
+        "{stderr}"
+    );
+    let output = hmn(&tree, &["--json"]);
+    let json: Value = serde_json::from_str(&text(&output).0).unwrap();
+    let apu = json
+        .as_array()
+        .or_else(|| json["devices"].as_array())
+        .and_then(|d| d.iter().find(|d| d["index"] == 3))
+        .cloned()
+        .unwrap_or_else(|| panic!("no GPU 3 in {json}"));
+    assert_eq!(apu["budget_bytes"], 20_u64 << 30);
+    assert_eq!(apu["budget_basis"], "host_available");
+}

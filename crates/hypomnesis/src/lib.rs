@@ -61,8 +61,9 @@ pub use sampler::{
     process_start_ticks,
 };
 pub use snapshot::{
-    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource, GpuVendor,
-    ListingNote, ListingNoteKind, ProcessGpuInfo, SharedClient, Snapshot, Unavailable,
+    BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
+    GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
+    Unavailable,
 };
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,

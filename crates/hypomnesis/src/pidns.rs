@@ -95,7 +95,7 @@ mod linux {
         /// namespace's and the caller to live in it: PIDs pass through unchanged.
         pub(crate) fn detect(proc_root: &Path) -> Self {
             let self_dir = proc_root.join("self");
-            let depth = std::fs::read_to_string(self_dir.join("status"))
+            let depth = crate::ram::linux::read_proc_text(&self_dir.join("status"))
                 .ok()
                 .and_then(|s| parse_nspid(&s))
                 .map_or(0, |p| p.len().saturating_sub(1));
@@ -126,7 +126,7 @@ mod linux {
             if self.depth == 0 {
                 return Some(own_pid);
             }
-            std::fs::read_to_string(self.proc_root.join("self/status"))
+            crate::ram::linux::read_proc_text(&self.proc_root.join("self/status"))
                 .ok()
                 .and_then(|s| parse_nspid(&s))
                 .and_then(|entries| entries.first().copied())
@@ -157,7 +157,7 @@ mod linux {
             let depth = self.depth;
             let proc_root = &self.proc_root;
             let nspid = self.nspid.entry(pid).or_insert_with(|| {
-                std::fs::read_to_string(proc_root.join(pid.to_string()).join("status"))
+                crate::ram::linux::read_proc_text(&proc_root.join(pid.to_string()).join("status"))
                     .ok()
                     .and_then(|s| parse_nspid(&s))
             });
@@ -267,6 +267,24 @@ mod tests {
             );
             assert_eq!(view.host_pid(700), Placement::Outside { procfs: 700 });
             assert_eq!(view.host_pid(4242), Placement::Hidden);
+        }
+
+        #[test]
+        fn a_process_whose_name_is_not_utf8_is_still_mapped() {
+            let root = tempfile::tempdir().unwrap();
+            process(root.path(), 9000, &[9000, 1]);
+            caller(root.path(), 9000, 4_026_532_999);
+            let dir = root.path().join("9100");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("status"), b"Name:\tgpu\xff\nNSpid:\t9100\t35\n").unwrap();
+            let mut view = PidView::detect(root.path());
+            assert_eq!(
+                view.host_pid(9100),
+                Placement::Local {
+                    local: 35,
+                    procfs: 9100
+                }
+            );
         }
 
         #[test]

@@ -332,7 +332,23 @@ impl Probe {
     /// # Errors
     /// [`HypomnesisError::NoGpuSource`] when no backend can enumerate GPUs.
     pub fn devices(&self) -> Result<Vec<GpuDeviceInfo>> {
-        self.gpu_call("devices", |gpu| gpu.devices())?
+        let mut devices = self.gpu_call("devices", |gpu| gpu.devices())??;
+        self.fill_budgets(devices.iter_mut());
+        Ok(devices)
+    }
+
+    /// Decides every device's [`GpuDeviceInfo::budget_bytes`]; host memory is read once, and
+    /// only when a unified device needs it.
+    fn fill_budgets<'a>(&self, devices: impl Iterator<Item = &'a mut GpuDeviceInfo>) {
+        let mut host: Option<Option<HostMemory>> = None;
+        for device in devices {
+            let host = if device.unified_memory {
+                host.get_or_insert_with(|| self.host_memory().ok()).as_ref()
+            } else {
+                None
+            };
+            device.fill_budget(host);
+        }
     }
 
     /// One GPU.
@@ -341,7 +357,9 @@ impl Probe {
     /// [`HypomnesisError::DeviceIndexOutOfRange`], [`HypomnesisError::NoGpuSource`], or the
     /// backend's error when every source failed for this device.
     pub fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
-        self.gpu_call("device_info", move |gpu| gpu.device_info(index))?
+        let mut device = self.gpu_call("device_info", move |gpu| gpu.device_info(index))??;
+        self.fill_budgets(std::iter::once(&mut device));
+        Ok(device)
     }
 
     /// Utilization, temperature, power and clocks of GPU `index`; every figure optional,
@@ -407,6 +425,8 @@ impl Probe {
         let (gpu_device, gpu, gpu_error) = self
             .gpu_call("snapshot", move |gpu| own_gpu_part(gpu, index, own_pid))
             .unwrap_or_else(|timeout| (None, None, Some(timeout)));
+        let mut gpu_device = gpu_device;
+        self.fill_budgets(gpu_device.iter_mut());
         Ok(Snapshot {
             ram_bytes,
             gpu,
@@ -433,6 +453,12 @@ impl Probe {
                     .collect::<Vec<_>>()
             })
             .unwrap_or_else(|timeout| vec![(None, None, Some(timeout))]);
+        let mut parts = parts;
+        self.fill_budgets(
+            parts
+                .iter_mut()
+                .filter_map(|(device, _, _)| device.as_mut()),
+        );
         Ok(parts
             .into_iter()
             .map(|(gpu_device, gpu, gpu_error)| Snapshot {

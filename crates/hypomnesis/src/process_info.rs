@@ -39,9 +39,9 @@ pub(crate) mod linux {
     /// The user running `pid`: a name when the user database knows the uid, else the uid
     /// as a number. `None` when the process cannot be read.
     pub(crate) fn process_user(proc_root: &Path, pid: u32) -> Option<String> {
-        use crate::ram::linux::{Ends, read_proc_file};
         let path = proc_root.join(pid.to_string()).join("status");
-        let status = String::from_utf8(read_proc_file(&path, Ends::AtShortRead).ok()?).ok()?;
+        // Lossy: a name that is not UTF-8 must not cost the process its user.
+        let status = crate::ram::linux::read_proc_text(&path).ok()?;
         let uid = super::parse_status_uid(&status)?;
         Some(cached_user_name(uid).unwrap_or_else(|| uid.to_string()))
     }

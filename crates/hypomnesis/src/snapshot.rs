@@ -145,10 +145,187 @@ pub struct GpuDeviceInfo {
     /// `true` when the GPU shares system RAM with the CPU (Apple Silicon, GB10, APUs): its
     /// budget is host memory, see [`crate::HostMemory`].
     pub unified_memory: bool,
+    /// NVIDIA MIG: the device's MIG devices (one per compute instance), when MIG is enabled
+    /// and NVML lists them; empty otherwise. A process's allocation cannot cross a GPU
+    /// instance, so on a MIG device what fits is decided per instance (see
+    /// [`GpuDeviceInfo::roomiest_mig_instance`]).
+    pub mig_instances: Vec<MigInstance>,
+    /// How much a new allocation on this device can still get, bytes, decided once here for
+    /// every view (`hmn fits`, the summary, the exporter). A discrete GPU: its free memory.
+    /// A unified or carve-out device (APU, GB10, Apple, an integrated GPU) allocates from
+    /// host RAM: the smallest of the room left under the GPU's own system-memory limit
+    /// (amdgpu GTT, Metal's working set, DXGI shared memory), the host's available memory
+    /// and the room under the cgroup limit — or its dedicated carve-out's free memory, when
+    /// that is larger. `None` when the figures it needs are unknown (reason in
+    /// `unavailable`), and on records not read through a [`crate::Probe`] (the backends'
+    /// own caches).
+    pub budget_bytes: Option<u64>,
+    /// Which figure bounded `budget_bytes`. `None` when `budget_bytes` is.
+    pub budget_basis: Option<BudgetBasis>,
     /// Why each `None` field above is `None`.
     pub unavailable: Vec<Unavailable>,
     /// Which backend produced this record.
     pub source: GpuQuerySource,
+}
+
+/// One MIG device of a GPU in MIG mode: a compute instance of a GPU instance. Memory belongs
+/// to the GPU instance, so the compute instances of one GPU instance show the same figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct MigInstance {
+    /// GPU instance id (`nvmlDeviceGetGpuInstanceId`), as processes report it. `None` when
+    /// NVML would not say.
+    pub gpu_instance_id: Option<u32>,
+    /// Compute instance id (`nvmlDeviceGetComputeInstanceId`). `None` when NVML would not say.
+    pub compute_instance_id: Option<u32>,
+    /// `"MIG-…"`. `None` when NVML would not say.
+    pub uuid: Option<String>,
+    /// The GPU instance's memory, bytes. `None` when unknown or refused as impossible (the
+    /// library's rule, [`impossible_memory`]).
+    pub total_bytes: Option<u64>,
+    /// Of it, memory no context has allocated, bytes. `None` as for `total_bytes`.
+    pub free_bytes: Option<u64>,
+    /// Of it, memory allocated, bytes. `None` as for `total_bytes`.
+    pub used_bytes: Option<u64>,
+}
+
+impl MigInstance {
+    // Only NVML lists MIG devices.
+    #[cfg_attr(not(any(test, feature = "nvml")), allow(dead_code))]
+    pub(crate) fn new(
+        gpu_instance_id: Option<u32>,
+        compute_instance_id: Option<u32>,
+        uuid: Option<String>,
+        memory: Option<(u64, u64, u64, Option<u64>)>,
+    ) -> Self {
+        let memory = memory.filter(|&(total, free, used, reserved)| {
+            impossible_memory(Some(total), Some(free), Some(used), reserved).is_none()
+        });
+        Self {
+            gpu_instance_id,
+            compute_instance_id,
+            uuid,
+            total_bytes: memory.map(|m| m.0),
+            free_bytes: memory.map(|m| m.1),
+            used_bytes: memory.map(|m| m.2),
+        }
+    }
+}
+
+/// What bounded a device's [`GpuDeviceInfo::budget_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum BudgetBasis {
+    /// The device's free memory (a discrete GPU, or a carve-out larger than what host
+    /// memory allows).
+    DeviceFree,
+    /// NVIDIA MIG: the free memory of the GPU instance with the most room
+    /// ([`GpuDeviceInfo::roomiest_mig_instance`]); an allocation cannot cross instances.
+    MigInstanceFree,
+    /// The GPU's own limit on system memory minus what it holds there (amdgpu GTT total −
+    /// GTT used; Metal's recommended working set − in use; DXGI shared − shared usage).
+    GpuSystemLimit,
+    /// The host's memory available for new allocations.
+    HostAvailable,
+    /// The cgroup's limit minus its usage (page cache included, so this is conservative).
+    CgroupLimit,
+}
+
+impl BudgetBasis {
+    /// The name used in JSON (`"device_free"`, `"gpu_system_limit"`, `"host_available"`,
+    /// `"cgroup_limit"`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DeviceFree => "device_free",
+            Self::MigInstanceFree => "mig_instance_free",
+            Self::GpuSystemLimit => "gpu_system_limit",
+            Self::HostAvailable => "host_available",
+            Self::CgroupLimit => "cgroup_limit",
+        }
+    }
+}
+
+/// A device's budget and what bounded it, or why it has none. Pure: see
+/// [`GpuDeviceInfo::budget_bytes`] for the rule. `host` is needed for unified devices only.
+pub(crate) fn decide_budget(
+    device: &GpuDeviceInfo,
+    host: Option<&crate::HostMemory>,
+) -> std::result::Result<(u64, BudgetBasis), String> {
+    if let Some(free) = device.roomiest_mig_instance().and_then(|m| m.free_bytes) {
+        return Ok((free, BudgetBasis::MigInstanceFree));
+    }
+    let device_free = device.free_bytes.map(|f| (f, BudgetBasis::DeviceFree));
+    if !device.unified_memory {
+        return device_free.ok_or_else(|| {
+            format!(
+                "free memory unknown ({})",
+                device
+                    .unavailable_reason("free_bytes")
+                    .unwrap_or("no reason given")
+            )
+        });
+    }
+    let gpu_limit = device
+        .system_total_bytes
+        .zip(device.system_used_bytes)
+        .map(|(total, used)| (total.saturating_sub(used), BudgetBasis::GpuSystemLimit));
+    let host_available = host
+        .and_then(|h| h.available_bytes)
+        .map(|a| (a, BudgetBasis::HostAvailable));
+    let cgroup = host
+        .and_then(|h| h.cgroup.as_ref())
+        .and_then(|c| c.limit_bytes.zip(c.usage_bytes))
+        .map(|(limit, usage)| (limit.saturating_sub(usage), BudgetBasis::CgroupLimit));
+    let host_side = [gpu_limit, host_available, cgroup]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(bytes, _)| *bytes);
+    match (host_side, device_free) {
+        (Some(host), Some(free)) => Ok(if free.0 > host.0 { free } else { host }),
+        (Some(one), None) | (None, Some(one)) => Ok(one),
+        (None, None) => Err(
+            "unified memory, and neither the host's available memory nor the GPU's own system-memory limit is known"
+                .to_owned(),
+        ),
+    }
+}
+
+impl GpuDeviceInfo {
+    /// NVIDIA MIG: the MIG device whose GPU instance has the most free memory (the lowest
+    /// GPU instance id among equals), the one a new allocation is likeliest to fit in. `None`
+    /// when MIG is off or no instance's free memory is known.
+    #[must_use]
+    pub fn roomiest_mig_instance(&self) -> Option<&MigInstance> {
+        self.mig_instances
+            .iter()
+            .filter(|m| m.free_bytes.is_some())
+            .max_by(|a, b| {
+                a.free_bytes
+                    .cmp(&b.free_bytes)
+                    .then_with(|| b.gpu_instance_id.cmp(&a.gpu_instance_id))
+                    .then_with(|| b.compute_instance_id.cmp(&a.compute_instance_id))
+            })
+    }
+
+    /// Sets `budget_bytes` and `budget_basis` (see [`decide_budget`]), or the reason.
+    pub(crate) fn fill_budget(&mut self, host: Option<&crate::HostMemory>) {
+        self.unavailable.retain(|u| u.field != "budget_bytes");
+        match decide_budget(self, host) {
+            Ok((bytes, basis)) => {
+                self.budget_bytes = Some(bytes);
+                self.budget_basis = Some(basis);
+            }
+            Err(reason) => {
+                self.budget_bytes = None;
+                self.budget_basis = None;
+                self.mark_unavailable("budget_bytes", reason);
+            }
+        }
+    }
 }
 
 impl GpuDeviceInfo {
@@ -169,6 +346,9 @@ impl GpuDeviceInfo {
             system_total_bytes: None,
             system_used_bytes: None,
             unified_memory: false,
+            mig_instances: Vec::new(),
+            budget_bytes: None,
+            budget_basis: None,
             unavailable: Vec::new(),
             source,
         }
@@ -192,6 +372,109 @@ impl GpuDeviceInfo {
     pub(crate) fn mark_unavailable(&mut self, field: &'static str, reason: impl Into<String>) {
         self.unavailable.push(Unavailable::new(field, reason));
     }
+
+    /// Clears free / used / reserved, with the reason, when [`impossible_memory`] refuses
+    /// the figures; the total too when it is itself the "not available" value (otherwise it
+    /// is kept: the installed memory is a fact of the hardware, and an impossible split says
+    /// that the use figures are garbage). Called by the dispatcher on every backend's records.
+    pub(crate) fn refuse_impossible_memory(&mut self) {
+        let Some(reason) = impossible_memory(
+            self.total_bytes,
+            self.free_bytes,
+            self.used_bytes,
+            self.reserved_bytes,
+        ) else {
+            return;
+        };
+        let keep_total = self
+            .total_bytes
+            .is_some_and(|t| t != NOT_AVAILABLE && t > 0);
+        let fields: &[&'static str] = if keep_total {
+            &["free_bytes", "used_bytes", "reserved_bytes"]
+        } else {
+            &["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"]
+        };
+        for &field in fields {
+            self.unavailable.retain(|u| u.field != field);
+            self.mark_unavailable(field, reason.clone());
+        }
+        if !keep_total {
+            self.total_bytes = None;
+        }
+        self.free_bytes = None;
+        self.used_bytes = None;
+        self.reserved_bytes = None;
+    }
+}
+
+/// Rounding slack allowed when a device's parts are compared with its total: `nvidia-smi`
+/// rounds each of reserved, used and free to whole MiB, so honest figures may overshoot by
+/// up to that much.
+const PARTS_SLACK_BYTES: u128 = 4 << 20;
+
+/// `u64::MAX`, the "not available" value drivers put where they have no figure (NVML's
+/// `NVML_VALUE_NOT_AVAILABLE`, a corrupt fdinfo line).
+const NOT_AVAILABLE: u64 = u64::MAX;
+
+/// Why a device's memory figures cannot all be true, or `None` when they can: a figure that
+/// is the `u64::MAX` "not available" value, a part larger than the total, or reserved + free
+/// + used (summed without overflow) past the total by more than rounding.
+///
+/// Every backend's device record goes through this one rule (see
+/// [`GpuDeviceInfo::refuse_impossible_memory`]), so no view shows figures another refuses.
+#[must_use]
+pub fn impossible_memory(
+    total: Option<u64>,
+    free: Option<u64>,
+    used: Option<u64>,
+    reserved: Option<u64>,
+) -> Option<String> {
+    let figures = [total, free, used, reserved];
+    if !figures.contains(&Some(NOT_AVAILABLE)) {
+        let total = total?;
+        let parts: u128 = [free, used, reserved]
+            .iter()
+            .flatten()
+            .map(|&b| u128::from(b))
+            .sum();
+        let part_over = [free, used, reserved].iter().flatten().any(|&b| b > total);
+        if !part_over && parts <= u128::from(total) + PARTS_SLACK_BYTES {
+            return None;
+        }
+    }
+    let show = |b: Option<u64>| b.map_or_else(|| "unknown".to_owned(), |b| b.to_string());
+    Some(format!(
+        "the driver reported impossible memory figures (total {}, free {}, used {}, reserved {} bytes: a part exceeds the total or a value is the not-available sentinel); ignored",
+        show(total),
+        show(free),
+        show(used),
+        show(reserved),
+    ))
+}
+
+/// Why a process's figure of `bytes` on a device cannot be true, or `None` when it can: the
+/// `u64::MAX` "not available" value, or more than `device_total` (the device's total, when
+/// known; larger figures are driver garbage such as R570's).
+#[must_use]
+pub fn implausible_process_bytes(bytes: u64, device_total: Option<u64>) -> Option<String> {
+    if bytes == NOT_AVAILABLE {
+        return Some("the driver's not-available value (u64::MAX)".to_owned());
+    }
+    match device_total {
+        Some(total) if bytes > total => Some(format!(
+            "{} is more than the device's total of {}",
+            gib(bytes),
+            gib(total)
+        )),
+        _ => None,
+    }
+}
+
+/// `"97.7 GiB (104857600000 bytes)"`, for the sentences of this module.
+fn gib(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // display only
+    let gib = bytes as f64 / f64::from(1_u32 << 30);
+    format!("{gib:.1} GiB ({bytes} bytes)")
 }
 
 /// How a process uses a GPU.
@@ -538,6 +821,33 @@ impl GpuProcessListing {
         }
     }
 
+    /// Sets to `None` every row figure that [`implausible_process_bytes`] refuses for
+    /// `device` (device memory against its total, system memory against its system total),
+    /// with one note per row saying which and why. Called by the dispatcher on every
+    /// backend's listing, so every view shows the same rows.
+    pub(crate) fn refuse_implausible_rows(&mut self, device: Option<&GpuDeviceInfo>) {
+        let total = device.and_then(|d| d.total_bytes);
+        let system_total = device.and_then(|d| d.system_total_bytes);
+        for row in &mut self.rows {
+            let figures = [
+                (&mut row.used_bytes, total, "device"),
+                (&mut row.system_bytes, system_total, "system"),
+                (&mut row.shared_bytes, None, "shared"),
+            ];
+            for (figure, limit, what) in figures {
+                if let Some(bytes) = *figure
+                    && let Some(why) = implausible_process_bytes(bytes, limit)
+                {
+                    *figure = None;
+                    self.other_notes.push(format!(
+                        "pid {}: {what} memory figure on GPU {} ignored as implausible: {why}",
+                        row.pid, row.device_index
+                    ));
+                }
+            }
+        }
+    }
+
     /// English sentences about what the listing could not see or counted once, for a
     /// person (empty when there is nothing to say): the messages of
     /// [`GpuProcessListing::findings`].
@@ -832,6 +1142,8 @@ mod builders {
         system_total_bytes "opt": u64,
         system_used_bytes "opt": u64,
         unified_memory: bool,
+        budget_bytes "opt": u64,
+        budget_basis "opt": BudgetBasis,
         source: GpuQuerySource,
     });
 
@@ -1012,6 +1324,173 @@ mod tests {
         assert_eq!(Compute.merge(Compute), Compute);
         assert_eq!(Unknown.merge(Graphics), Graphics);
         assert_eq!(ComputeAndGraphics.merge(Compute), ComputeAndGraphics);
+    }
+
+    #[test]
+    fn device_figures_that_cannot_add_up_are_impossible() {
+        let gib = 1_u64 << 30;
+        assert_eq!(
+            impossible_memory(Some(80 * gib), Some(60 * gib), Some(19 * gib), Some(gib)),
+            None
+        );
+        // nvidia-smi's MiB rounding of three parts is not garbage.
+        assert_eq!(
+            impossible_memory(
+                Some(80 * gib),
+                Some(60 * gib),
+                Some(20 * gib),
+                Some(2 << 20)
+            ),
+            None
+        );
+        // Each part below the total, the sum 20 GiB past it.
+        assert!(
+            impossible_memory(Some(80 * gib), Some(60 * gib), Some(39 * gib), Some(gib)).is_some()
+        );
+        // Summing sentinels must neither wrap nor panic.
+        assert!(impossible_memory(Some(u64::MAX), Some(u64::MAX), Some(u64::MAX), None).is_some());
+        assert!(impossible_memory(Some(80 * gib), None, Some(81 * gib), None).is_some());
+        assert_eq!(impossible_memory(None, Some(5), None, None), None);
+    }
+
+    #[test]
+    fn impossible_splits_keep_the_total_and_drop_the_parts_with_a_reason() {
+        let mut info = GpuDeviceInfo::new(0, GpuVendor::Amd, GpuQuerySource::Drm);
+        info.total_bytes = Some(100);
+        info.used_bytes = Some(90);
+        info.free_bytes = Some(u64::MAX);
+        info.refuse_impossible_memory();
+        assert_eq!(info.total_bytes, Some(100));
+        assert_eq!((info.used_bytes, info.free_bytes), (None, None));
+        assert!(
+            info.unavailable_reason("free_bytes")
+                .unwrap()
+                .contains("impossible")
+        );
+    }
+
+    #[test]
+    fn rows_larger_than_their_device_are_refused_on_every_backend_with_a_note() {
+        for source in [
+            GpuQuerySource::Nvml,
+            GpuQuerySource::NvidiaSmi,
+            GpuQuerySource::Drm,
+            GpuQuerySource::Pdh,
+            GpuQuerySource::Metal,
+        ] {
+            let mut device = GpuDeviceInfo::new(0, GpuVendor::Other, source);
+            device.total_bytes = Some(32 << 30);
+            device.system_total_bytes = Some(16 << 30);
+            let mut huge = GpuProcessEntry::new(7, 0, source);
+            huge.used_bytes = Some(100_000 << 20);
+            huge.system_bytes = Some(1 << 30);
+            let mut corrupt = GpuProcessEntry::new(8, 0, source);
+            corrupt.system_bytes = Some(u64::MAX);
+            let mut fine = GpuProcessEntry::new(9, 0, source);
+            fine.used_bytes = Some(32 << 30);
+            let mut listing = GpuProcessListing::from_rows(vec![huge, corrupt, fine]);
+            listing.refuse_implausible_rows(Some(&device));
+            let rows = &listing.rows;
+            assert_eq!(rows[0].used_bytes, None, "{source}");
+            assert_eq!(rows[0].system_bytes, Some(1 << 30), "{source}");
+            assert_eq!(rows[1].system_bytes, None, "{source}");
+            assert_eq!(
+                rows[2].used_bytes,
+                Some(32 << 30),
+                "exactly the total is plausible"
+            );
+            let notes = listing.notes().join("\n");
+            assert!(
+                notes.contains("pid 7: device memory") && notes.contains("97.7 GiB"),
+                "{notes}"
+            );
+            assert!(notes.contains("pid 8: system memory"), "{notes}");
+        }
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    fn host(available: u64, cgroup: Option<(u64, u64)>) -> crate::HostMemory {
+        crate::HostMemory {
+            total_bytes: 64 * GIB,
+            available_bytes: Some(available),
+            swap_total_bytes: None,
+            swap_free_bytes: None,
+            pressure: None,
+            cgroup: cgroup.map(|(limit, usage)| crate::CgroupMemory {
+                version: crate::CgroupVersion::V2,
+                path: "/job".into(),
+                limit_bytes: Some(limit),
+                usage_bytes: Some(usage),
+                peak_bytes: None,
+            }),
+            memory_load_percent: None,
+            commit_limit_bytes: None,
+            commit_available_bytes: None,
+            pressure_level: None,
+            page_states: None,
+        }
+    }
+
+    /// An APU as amdgpu shows it: a 512 MiB carve-out, 48 GiB of GTT of which a process
+    /// holds 24 GiB.
+    fn apu() -> GpuDeviceInfo {
+        let mut d = GpuDeviceInfo::new(0, GpuVendor::Amd, GpuQuerySource::Drm);
+        d.total_bytes = Some(512 << 20);
+        d.used_bytes = Some(112 << 20);
+        d.free_bytes = Some(400 << 20);
+        d.system_total_bytes = Some(48 * GIB);
+        d.system_used_bytes = Some(24 * GIB);
+        d.unified_memory = true;
+        d
+    }
+
+    #[test]
+    fn an_apu_budgets_against_host_memory_not_its_small_carve_out() {
+        let mut d = apu();
+        d.fill_budget(Some(&host(40 * GIB, None)));
+        assert_eq!(d.budget_bytes, Some(24 * GIB), "GTT room binds first");
+        assert_eq!(d.budget_basis, Some(BudgetBasis::GpuSystemLimit));
+        d.fill_budget(Some(&host(20 * GIB, None)));
+        assert_eq!(d.budget_bytes, Some(20 * GIB));
+        assert_eq!(d.budget_basis, Some(BudgetBasis::HostAvailable));
+        d.fill_budget(Some(&host(40 * GIB, Some((16 * GIB, 6 * GIB)))));
+        assert_eq!(d.budget_bytes, Some(10 * GIB));
+        assert_eq!(d.budget_basis, Some(BudgetBasis::CgroupLimit));
+    }
+
+    #[test]
+    fn a_large_carve_out_is_the_budget_when_host_memory_allows_less() {
+        let mut d = apu();
+        d.total_bytes = Some(96 * GIB);
+        d.free_bytes = Some(90 * GIB);
+        d.fill_budget(Some(&host(20 * GIB, None)));
+        assert_eq!(d.budget_bytes, Some(90 * GIB));
+        assert_eq!(d.budget_basis, Some(BudgetBasis::DeviceFree));
+    }
+
+    #[test]
+    fn a_discrete_gpu_budgets_its_free_memory_whatever_the_host_has() {
+        let mut d = apu();
+        d.unified_memory = false;
+        d.fill_budget(Some(&host(1, Some((1, 1)))));
+        assert_eq!(d.budget_bytes, Some(400 << 20));
+        assert_eq!(d.budget_basis, Some(BudgetBasis::DeviceFree));
+        d.free_bytes = None;
+        d.mark_unavailable("free_bytes", "[Insufficient Permissions]");
+        d.fill_budget(None);
+        assert_eq!(d.budget_bytes, None);
+        let reason = d.unavailable_reason("budget_bytes").unwrap();
+        assert!(reason.contains("[Insufficient Permissions]"), "{reason}");
+    }
+
+    #[test]
+    fn a_unified_device_without_host_figures_has_no_budget_and_says_why() {
+        let mut d = GpuDeviceInfo::new(0, GpuVendor::Nvidia, GpuQuerySource::Nvml);
+        d.unified_memory = true;
+        d.fill_budget(None);
+        assert_eq!(d.budget_bytes, None);
+        assert!(d.unavailable_reason("budget_bytes").is_some());
     }
 
     #[test]

@@ -235,8 +235,10 @@ fn used_greater_than_total_is_dropped_with_a_reason() {
         "used_gt_total",
         |probe, _| {
             let info = probe.device_info(0).unwrap();
-            assert_eq!(info.total_bytes, None);
+            // The installed memory is kept; the use figures that contradict it are not.
+            assert_eq!(info.total_bytes, Some(85_520_809_984));
             assert_eq!(info.used_bytes, None);
+            assert_eq!(info.free_bytes, None);
             let reason = info.unavailable_reason("used_bytes").unwrap();
             assert!(reason.contains("impossible"), "{reason}");
             let rows = probe.processes(0).unwrap();
@@ -487,6 +489,29 @@ fn a_probe_with_a_driver_timeout_reads_the_same_figures() {
 }
 
 #[test]
+fn a_process_larger_than_its_device_is_refused_when_the_total_came_from_v1() {
+    in_scenario(
+        "a_process_larger_than_its_device_is_refused_when_the_total_came_from_v1",
+        "pre_r510_oversized_process",
+        |probe, declared| {
+            let want = device(&declared, 0);
+            let info = probe.device_info(0).unwrap();
+            assert_eq!(info.total_bytes, Some(u64_at(&want["memory"], "total")));
+            let listing = probe.gpu_process_listing(0).unwrap();
+            let huge = listing.rows.iter().find(|r| r.pid == 4_090_001).unwrap();
+            assert_eq!(huge.used_bytes, None, "100 GB on a 32 GB card is not shown");
+            let normal = listing.rows.iter().find(|r| r.pid == 4_090_002).unwrap();
+            assert_eq!(normal.used_bytes, Some(3_053_453_312));
+            let notes = listing.notes().join("\n");
+            assert!(
+                notes.contains("pid 4090001") && notes.contains("implausible"),
+                "{notes}"
+            );
+        },
+    );
+}
+
+#[test]
 fn processes_missing_from_proc_get_nvmls_name_and_a_note_that_says_how_to_see_them() {
     test_support::with_nvml_double(
         "processes_missing_from_proc_get_nvmls_name_and_a_note_that_says_how_to_see_them",
@@ -606,6 +631,77 @@ fn a_pid_in_both_lists_gets_the_larger_graphics_figure() {
             let declared: Value =
                 serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
             assert_merged_rows_take_the_larger_figure(&probe, &declared);
+        },
+    );
+}
+
+#[test]
+fn memory_v2_not_supported_tries_v1_before_calling_the_device_unified() {
+    in_scenario(
+        "memory_v2_not_supported_tries_v1_before_calling_the_device_unified",
+        "memory_v2_not_supported",
+        |probe, declared| {
+            let memory = &device(&declared, 0)["memory"];
+            let info = probe.device_info(0).unwrap();
+            assert!(!info.unified_memory, "v1 answered: a discrete device");
+            assert_eq!(info.total_bytes, Some(u64_at(memory, "total")));
+            assert_eq!(info.free_bytes, Some(u64_at(memory, "free")));
+            assert_eq!(info.reserved_bytes, None);
+            let reason = info.unavailable_reason("reserved_bytes").unwrap();
+            assert!(reason.contains("NOT_SUPPORTED"), "{reason}");
+        },
+    );
+}
+
+#[test]
+fn device_parts_adding_up_past_the_total_are_refused() {
+    in_scenario(
+        "device_parts_adding_up_past_the_total_are_refused",
+        "parts_exceed_total",
+        |probe, _| {
+            let info = probe.device_info(0).unwrap();
+            assert_eq!(info.free_bytes, None);
+            assert_eq!(info.used_bytes, None);
+            assert_eq!(info.reserved_bytes, None);
+            let reason = info.unavailable_reason("free_bytes").unwrap();
+            assert!(reason.contains("impossible"), "{reason}");
+            assert!(!info.unified_memory);
+        },
+    );
+}
+
+#[test]
+fn mig_devices_are_listed_with_their_gpu_instance_memory_and_budget_the_roomiest() {
+    in_scenario(
+        "mig_devices_are_listed_with_their_gpu_instance_memory_and_budget_the_roomiest",
+        "mig",
+        |probe, declared| {
+            let want = device(&declared, 0)["mig_devices"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let info = probe.device_info(0).unwrap();
+            assert_eq!(info.mig_instances.len(), want.len());
+            for (got, want) in info.mig_instances.iter().zip(&want) {
+                assert_eq!(
+                    got.gpu_instance_id.map(u64::from),
+                    want["gpu_instance_id"].as_u64()
+                );
+                assert_eq!(
+                    got.compute_instance_id.map(u64::from),
+                    want["compute_instance_id"].as_u64()
+                );
+                assert_eq!(got.uuid.as_deref(), want["uuid"].as_str());
+                assert_eq!(got.total_bytes, Some(u64_at(&want["memory"], "total")));
+                assert_eq!(got.free_bytes, Some(u64_at(&want["memory"], "free")));
+            }
+            let roomiest = info.roomiest_mig_instance().unwrap();
+            assert_eq!(roomiest.gpu_instance_id, Some(2));
+            assert_eq!(info.budget_bytes, Some(11 << 30));
+            assert_eq!(
+                info.budget_basis,
+                Some(hypomnesis::BudgetBasis::MigInstanceFree)
+            );
         },
     );
 }

@@ -23,7 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use scenario::{Device, MAX_DEVICES, Process, Scenario, UtilSample};
+use scenario::{Device, MAX_DEVICES, MAX_MIG_DEVICES, MigDevice, Process, Scenario, UtilSample};
 
 /// `nvmlReturn_t`.
 type NvmlReturn = c_int;
@@ -184,6 +184,49 @@ fn now_ms() -> u64 {
 /// Device handles are the addresses of these slots; a handle is valid when it points at slot
 /// `i` and the scenario has a device `i`.
 static HANDLE_SLOTS: [u64; MAX_DEVICES] = [0; MAX_DEVICES];
+
+/// MIG device handles are the addresses of these slots: slot `d * MAX_MIG_DEVICES + m` is MIG
+/// device `m` of device `d`.
+static MIG_SLOTS: [u64; MAX_DEVICES * MAX_MIG_DEVICES] = [0; MAX_DEVICES * MAX_MIG_DEVICES];
+
+fn mig_handle_for(device: usize, mig: usize) -> NvmlDevice {
+    (&raw const MIG_SLOTS[device * MAX_MIG_DEVICES + mig])
+        .cast_mut()
+        .cast()
+}
+
+/// `(device, MIG device)` of a MIG handle the scenario has, else `None`.
+fn mig_of(handle: NvmlDevice, sc: &Scenario) -> Option<(usize, usize)> {
+    let offset = handle.addr().checked_sub(MIG_SLOTS.as_ptr().addr())?;
+    let slot = size_of::<u64>();
+    if offset % slot != 0 {
+        return None;
+    }
+    let (device, mig) = (
+        offset / slot / MAX_MIG_DEVICES,
+        offset / slot % MAX_MIG_DEVICES,
+    );
+    (sc.devices.get(device)?.mig_devices.len() > mig).then_some((device, mig))
+}
+
+/// A call on a MIG device handle: `Some` with the answer when `handle` is one (the parent
+/// device's `errors` apply to it too), `None` when it is not, for the caller to treat
+/// `handle` as a whole device.
+fn mig_call(
+    function: &str,
+    handle: NvmlDevice,
+    body: impl FnOnce(&'static MigDevice) -> Outcome,
+) -> Option<NvmlReturn> {
+    let sc = scenario().ok()?;
+    let (device, mig) = mig_of(handle, sc)?;
+    Some(system_call(function, |sc, _| {
+        let dev = &sc.devices[device];
+        if let Some(&code) = dev.errors.get(function) {
+            return Err(code);
+        }
+        body(&dev.mig_devices[mig])
+    }))
+}
 
 fn runtime() -> MutexGuard<'static, Runtime> {
     // A poisoned lock only means an earlier call panicked (and returned 999); the counters
@@ -631,9 +674,15 @@ pub unsafe extern "C" fn nvmlDeviceGetUUID(
     uuid: *mut c_char,
     length: c_uint,
 ) -> NvmlReturn {
-    device_call("DeviceGetUUID", device, |dev, _, _| {
+    mig_call("DeviceGetUUID", device, |mig| {
         // SAFETY: forwarded from this function's contract.
-        unsafe { put_str(uuid, length, &dev.uuid) }
+        unsafe { put_str(uuid, length, &mig.uuid) }
+    })
+    .unwrap_or_else(|| {
+        device_call("DeviceGetUUID", device, |dev, _, _| {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { put_str(uuid, length, &dev.uuid) }
+        })
     })
 }
 
@@ -703,6 +752,19 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(
     device: NvmlDevice,
     memory: *mut NvmlMemoryV1,
 ) -> NvmlReturn {
+    let on_mig = mig_call("DeviceGetMemoryInfo", device, |mig| {
+        let m = mig.memory;
+        let value = NvmlMemoryV1 {
+            total: m.total,
+            free: m.free,
+            used: m.used.saturating_add(m.reserved),
+        };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(memory, value) }
+    });
+    if let Some(code) = on_mig {
+        return code;
+    }
     device_call("DeviceGetMemoryInfo", device, |dev, _, _| {
         let (value, outcome) = match dev.memory_at(now_ms()) {
             Some(m) => (
@@ -731,16 +793,36 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
     device: NvmlDevice,
     memory: *mut NvmlMemoryV2,
 ) -> NvmlReturn {
-    device_call("DeviceGetMemoryInfo_v2", device, |dev, _, _| {
+    let version = || {
         if memory.is_null() {
             return Err(ERROR_INVALID_ARGUMENT);
         }
         // SAFETY: non-NULL and valid for reading an `nvmlMemory_v2_t` (contract); `version`
         // is its first field.
         let version = unsafe { memory.cast::<c_uint>().read_unaligned() };
-        if version != MEMORY_V2_VERSION {
-            return Err(ERROR_ARGUMENT_VERSION_MISMATCH);
+        if version == MEMORY_V2_VERSION {
+            Ok(version)
+        } else {
+            Err(ERROR_ARGUMENT_VERSION_MISMATCH)
         }
+    };
+    let on_mig = mig_call("DeviceGetMemoryInfo_v2", device, |mig| {
+        let m = mig.memory;
+        let value = NvmlMemoryV2 {
+            version: version()?,
+            total: m.total,
+            reserved: m.reserved,
+            free: m.free,
+            used: m.used,
+        };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(memory, value) }
+    });
+    if let Some(code) = on_mig {
+        return code;
+    }
+    device_call("DeviceGetMemoryInfo_v2", device, |dev, _, _| {
+        let version = version()?;
         let (value, outcome) = match dev.memory_at(now_ms()) {
             Some(m) => (
                 NvmlMemoryV2 {
@@ -1001,6 +1083,91 @@ pub unsafe extern "C" fn nvmlDeviceGetMigMode(
         unsafe { put(current, c) }?;
         // SAFETY: forwarded from this function's contract.
         unsafe { put(pending, p) }
+    })
+}
+
+/// `nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count)`: 7 on a device
+/// with a `mig_mode`, NOT_SUPPORTED without.
+///
+/// # Safety
+/// `count` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetMaxMigDeviceCount(
+    device: NvmlDevice,
+    count: *mut c_uint,
+) -> NvmlReturn {
+    device_call("DeviceGetMaxMigDeviceCount", device, |dev, _, _| {
+        dev.mig_mode.ok_or(ERROR_NOT_SUPPORTED)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(count, MAX_MIG_DEVICES as c_uint) }
+    })
+}
+
+/// `nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index, nvmlDevice_t
+/// *migDevice)`: the `index`-th of `mig_devices`; NOT_FOUND past them (an empty slot),
+/// INVALID_ARGUMENT past the maximum, NOT_SUPPORTED without a `mig_mode`.
+///
+/// # Safety
+/// `mig_device` must be NULL or valid for writing an `nvmlDevice_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
+    device: NvmlDevice,
+    index: c_uint,
+    mig_device: *mut NvmlDevice,
+) -> NvmlReturn {
+    device_call("DeviceGetMigDeviceHandleByIndex", device, |dev, d, _| {
+        dev.mig_mode.ok_or(ERROR_NOT_SUPPORTED)?;
+        let index = index as usize;
+        if index >= MAX_MIG_DEVICES {
+            return Err(ERROR_INVALID_ARGUMENT);
+        }
+        if index >= dev.mig_devices.len() {
+            return Err(ERROR_NOT_FOUND);
+        }
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(mig_device, mig_handle_for(d, index)) }
+    })
+}
+
+/// `nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id)`: a MIG device's GPU
+/// instance; NOT_SUPPORTED for a whole device.
+///
+/// # Safety
+/// `id` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceId(
+    device: NvmlDevice,
+    id: *mut c_uint,
+) -> NvmlReturn {
+    mig_call("DeviceGetGpuInstanceId", device, |mig| {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(id, mig.gpu_instance_id) }
+    })
+    .unwrap_or_else(|| {
+        device_call("DeviceGetGpuInstanceId", device, |_, _, _| {
+            Err(ERROR_NOT_SUPPORTED)
+        })
+    })
+}
+
+/// `nvmlDeviceGetComputeInstanceId(nvmlDevice_t device, unsigned int *id)`: a MIG device's
+/// compute instance; NOT_SUPPORTED for a whole device.
+///
+/// # Safety
+/// `id` must be NULL or valid for writing an `unsigned int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetComputeInstanceId(
+    device: NvmlDevice,
+    id: *mut c_uint,
+) -> NvmlReturn {
+    mig_call("DeviceGetComputeInstanceId", device, |mig| {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { put(id, mig.compute_instance_id) }
+    })
+    .unwrap_or_else(|| {
+        device_call("DeviceGetComputeInstanceId", device, |_, _, _| {
+            Err(ERROR_NOT_SUPPORTED)
+        })
     })
 }
 

@@ -17,6 +17,8 @@ use serde_json::{Map, Value};
 
 /// The most devices a scenario may declare (the handle table is static).
 pub const MAX_DEVICES: usize = 64;
+/// MIG devices per GPU: what `nvmlDeviceGetMaxMigDeviceCount` answers (7 on A100 / H100).
+pub const MAX_MIG_DEVICES: usize = 7;
 
 /// Every exported function that returns an `nvmlReturn_t`, by its name without `nvml`.
 /// (`ErrorString` returns a string, so it cannot be made to fail.)
@@ -56,6 +58,10 @@ pub const DEVICE_FUNCTIONS: &[&str] = &[
     "DeviceGetMPSComputeRunningProcesses_v2",
     "DeviceGetMPSComputeRunningProcesses",
     "DeviceGetMigMode",
+    "DeviceGetMaxMigDeviceCount",
+    "DeviceGetMigDeviceHandleByIndex",
+    "DeviceGetGpuInstanceId",
+    "DeviceGetComputeInstanceId",
     "DeviceGetCudaComputeCapability",
     "DeviceGetUtilizationRates",
     "DeviceGetTemperature",
@@ -103,6 +109,9 @@ pub struct Device {
     pub compute: Vec<Process>,
     pub graphics: Vec<Process>,
     pub mig_mode: Option<(u32, u32)>,
+    /// The MIG devices (one per compute instance), in `nvmlDeviceGetMigDeviceHandleByIndex`
+    /// order.
+    pub mig_devices: Vec<MigDevice>,
     pub cuda_compute_capability: (c_int, c_int),
     pub undercount: Option<Undercount>,
     /// Bytes per entry the `_v3` process-list functions write: 24 (`nvmlProcessInfo_t`), or
@@ -164,6 +173,15 @@ pub struct Pci {
     pub device: u32,
     pub device_id: u32,
     pub subsystem_id: u32,
+}
+
+/// One MIG device: a compute instance of a GPU instance, with the GPU instance's memory.
+#[derive(Debug, Clone)]
+pub struct MigDevice {
+    pub gpu_instance_id: u32,
+    pub compute_instance_id: u32,
+    pub uuid: String,
+    pub memory: Memory,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -338,6 +356,7 @@ fn device(v: &Value, at: &str) -> Res<Device> {
             "compute_processes",
             "graphics_processes",
             "mig_mode",
+            "mig_devices",
             "cuda_compute_capability",
             "process_undercount",
             "process_info_stride",
@@ -407,6 +426,10 @@ fn device(v: &Value, at: &str) -> Res<Device> {
             Some((req_int(m, "current", &w)?, req_int(m, "pending", &w)?))
         }
     };
+    let mig_devices = mig_devices(obj.get("mig_devices"), &format!("{at}.mig_devices"))?;
+    if !mig_devices.is_empty() && mig_mode.is_none() {
+        return Err(format!("{at}.mig_devices needs a mig_mode"));
+    }
     let cuda_compute_capability = match obj.get("cuda_compute_capability") {
         None | Some(Value::Null) => (9, 0),
         Some(v) => {
@@ -498,6 +521,7 @@ fn device(v: &Value, at: &str) -> Res<Device> {
         compute,
         graphics,
         mig_mode,
+        mig_devices,
         cuda_compute_capability,
         undercount,
         process_info_stride,
@@ -516,6 +540,38 @@ fn memory(v: &Value, at: &str) -> Res<Memory> {
         free: req_int(m, "free", at)?,
         used: req_int(m, "used", at)?,
     })
+}
+
+fn mig_devices(v: Option<&Value>, at: &str) -> Res<Vec<MigDevice>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = array(v, at)?;
+    if list.len() > MAX_MIG_DEVICES {
+        return Err(format!("{at}: at most {MAX_MIG_DEVICES} MIG devices"));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let w = format!("{at}[{i}]");
+            let m = object(d, &w)?;
+            check_keys(
+                m,
+                &w,
+                &["gpu_instance_id", "compute_instance_id", "uuid", "memory"],
+            )?;
+            Ok(MigDevice {
+                gpu_instance_id: req_int(m, "gpu_instance_id", &w)?,
+                compute_instance_id: req_int(m, "compute_instance_id", &w)?,
+                uuid: req_string(m, "uuid", &w)?,
+                memory: memory(
+                    m.get("memory")
+                        .ok_or_else(|| format!("{w}.memory is required"))?,
+                    &format!("{w}.memory"),
+                )?,
+            })
+        })
+        .collect()
 }
 
 const PROCESS_KEYS: &[&str] = &[

@@ -444,6 +444,29 @@ impl<'a> Model<'a> {
                 None => Err(NOT_SUPPORTED),
                 Some(m) => Ok(json!([m["current"], m["pending"]])),
             }),
+            "mig_devices": self.call("nvmlDeviceGetMaxMigDeviceCount", dev, || match mig {
+                None => Err(NOT_SUPPORTED),
+                Some(_) => Ok(Value::Array(
+                    list(d.get("mig_devices"))
+                        .iter()
+                        .map(|m| {
+                            let mem = &m["memory"];
+                            json!({
+                                "gpu_instance_id": m["gpu_instance_id"],
+                                "compute_instance_id": m["compute_instance_id"],
+                                "uuid": m["uuid"],
+                                "memory_v2": {
+                                    "version": MEMORY_V2_VERSION,
+                                    "total": mem["total"],
+                                    "reserved": mem["reserved"],
+                                    "free": mem["free"],
+                                    "used": mem["used"],
+                                },
+                            })
+                        })
+                        .collect(),
+                )),
+            }),
             "cuda_compute_capability": self.call("nvmlDeviceGetCudaComputeCapability", dev, || {
                 Ok(cc.map_or(json!([9, 0]), |c| json!([c["major"], c["minor"]])))
             }),
@@ -815,6 +838,12 @@ fn specific_checks(name: &str, a: &Value) -> Vec<String> {
                         && p["computeInstanceId"] != json!(NO_INSTANCE)
                 }),
                 "instance ids set",
+            );
+            check(
+                dev(0)["mig_devices"]["value"]
+                    .as_array()
+                    .is_some_and(|m| m.len() == 3),
+                "three MIG devices through their own handles",
             );
         }
         "gpu_steps" => {

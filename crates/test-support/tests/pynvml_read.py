@@ -68,6 +68,26 @@ def memory_v2(handle):
     }
 
 
+def mig_devices(handle):
+    out = []
+    for i in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, i)
+        except pynvml.NVMLError as e:
+            if e.value == pynvml.NVML_ERROR_NOT_FOUND:
+                continue
+            raise
+        out.append(
+            {
+                "gpu_instance_id": pynvml.nvmlDeviceGetGpuInstanceId(mig),
+                "compute_instance_id": pynvml.nvmlDeviceGetComputeInstanceId(mig),
+                "uuid": text(pynvml.nvmlDeviceGetUUID(mig)),
+                "memory_v2": memory_v2(mig),
+            }
+        )
+    return out
+
+
 def text(s):
     # pynvml hands some char arrays back as bytes, some (decoded by its structures) as str.
     return s.decode() if isinstance(s, bytes) else s
@@ -148,6 +168,7 @@ def device(index):
         "graphics_v2": listing(pynvml.nvmlDeviceGetGraphicsRunningProcesses_v2, h),
         "mps": listing(pynvml.nvmlDeviceGetMPSComputeRunningProcesses, h),
         "mig_mode": call(pynvml.nvmlDeviceGetMigMode, h),
+        "mig_devices": call(mig_devices, h),
         "cuda_compute_capability": call(
             lambda: list(pynvml.nvmlDeviceGetCudaComputeCapability(h))
         ),

@@ -232,7 +232,7 @@ type DeviceField = (
     fn(&GpuDeviceInfo) -> Option<u64>,
 );
 
-const DEVICE_FIELDS: [DeviceField; 6] = [
+const DEVICE_FIELDS: [DeviceField; 7] = [
     (
         "hypomnesis_gpu_memory_total",
         "Installed device memory (VRAM); absent for unified-memory GPUs with no dedicated memory.",
@@ -262,6 +262,11 @@ const DEVICE_FIELDS: [DeviceField; 6] = [
         "hypomnesis_gpu_system_memory_used",
         "GPU buffers currently held in system RAM (amdgpu GTT in use, PDH shared usage).",
         |d| d.system_used_bytes,
+    ),
+    (
+        "hypomnesis_gpu_memory_budget",
+        "What a new allocation can still get: free memory, or on a unified-memory GPU the smallest of GTT room, host available and cgroup room (see hmn fits).",
+        |d| d.budget_bytes,
     ),
 ];
 
@@ -625,6 +630,9 @@ mod tests {
             .system_total_bytes(33_554_432_000_u64)
             .system_used_bytes(1_073_741_824_u64)
             .unified_memory(true)
+            // The cgroup's room (host() below) binds before GTT and host available.
+            .budget_bytes(29_957_607_424_u64)
+            .budget_basis(hypomnesis::BudgetBasis::CgroupLimit)
             .unavailable("reserved_bytes", "amdgpu has no reserved figure")
             .build()
     }

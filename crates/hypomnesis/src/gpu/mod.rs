@@ -265,6 +265,7 @@ impl GpuBackends {
         }
         for (offset, device) in devices.iter_mut().enumerate() {
             device.index = first_index.saturating_add(u32::try_from(offset).unwrap_or(u32::MAX));
+            device.refuse_impossible_memory();
         }
         (devices, attempts)
     }
@@ -397,6 +398,7 @@ impl GpuBackends {
             info.unavailable.extend(from_smi.unavailable);
             info.source = GpuQuerySource::NvidiaSmi;
         }
+        info.refuse_impossible_memory();
         Ok(info)
     }
 
@@ -413,7 +415,8 @@ impl GpuBackends {
     /// (NVML's host PIDs mapped through `NSpid`, see [`crate::pidns`]), and the counts of
     /// what could not be seen.
     pub(crate) fn process_listing(&self, index: u32) -> Result<GpuProcessListing> {
-        let mut listing = self.processes_unnamed(index)?;
+        let (mut listing, device) = self.processes_unnamed(index)?;
+        listing.refuse_implausible_rows(device.as_ref());
         #[cfg(target_os = "linux")]
         {
             use crate::pidns::Placement;
@@ -571,17 +574,23 @@ impl GpuBackends {
         })
     }
 
-    fn processes_unnamed(&self, index: u32) -> Result<GpuProcessListing> {
-        if !self.extras.is_empty() {
+    /// The listing of device `index`, and the device's record when it could be read (for
+    /// the plausibility of the rows' figures).
+    fn processes_unnamed(&self, index: u32) -> Result<(GpuProcessListing, Option<GpuDeviceInfo>)> {
+        let device = if self.extras.is_empty() {
+            None
+        } else {
             let device = self.device_info(index)?;
             if let Some(result) = self.extras.iter().find_map(|b| b.process_listing(&device)) {
-                return result;
+                return result.map(|listing| (listing, Some(device)));
             }
-        }
+            Some(device)
+        };
         let (rows, from) = self.nvidia_processes(index)?;
         let mut listing = GpuProcessListing::from_rows(rows);
         listing.compute_only = from == GpuQuerySource::NvidiaSmi;
-        Ok(listing)
+        let device = device.or_else(|| self.device_info(index).ok());
+        Ok((listing, device))
     }
 
     /// NVIDIA's rows for `index`, and which backend listed them (`nvidia-smi` lists compute
@@ -747,7 +756,7 @@ impl GpuBackends {
         pid: u32,
     ) -> Result<ProcessGpuInfo> {
         if let Some(result) = self.extras.iter().find_map(|b| b.own_process(device, pid)) {
-            return result;
+            return result.and_then(|own| plausible_own(own, device, pid));
         }
         self.own_process_from_nvidia(device.index, pid)
     }
@@ -758,12 +767,22 @@ impl GpuBackends {
                 let pid = self.nvml_pid(pid)?;
                 // The common case needs no fallback: answer from NVML's list directly, so a
                 // snapshot never spawns nvidia-smi because of some other process's sentinel.
-                if let Ok(rows) = nvml.processes(index)
-                    && let Ok(own) = own_row(&rows, index, pid)
-                {
-                    return Ok(own);
+                let own = match nvml.processes(index).map(|rows| own_row(&rows, index, pid)) {
+                    Ok(Ok(own)) => own,
+                    _ => own_row(&self.processes_from_nvml(nvml, index)?.0, index, pid)?,
+                };
+                match crate::snapshot::implausible_process_bytes(
+                    own.used_bytes,
+                    nvml.cached_total(index),
+                ) {
+                    None => Ok(own),
+                    Some(why) => Err(HypomnesisError::NoGpuSource {
+                        attempts: vec![BackendAttempt::new(
+                            GpuQuerySource::Nvml,
+                            format!("reports an implausible figure for pid {pid}: {why}"),
+                        )],
+                    }),
                 }
-                own_row(&self.processes_from_nvml(nvml, index)?.0, index, pid)
             }
             Err(nvml_attempt) => {
                 // Without NVML only the device-wide figure is known: report it as an upper
@@ -933,6 +952,29 @@ fn own_row(rows: &[GpuProcessEntry], index: u32, pid: u32) -> Result<ProcessGpuI
     }
 }
 
+/// `own` when its figure can be true on `device` (the rule the listings follow: no more than
+/// the device holds — on a unified device its memory and its system-memory aperture
+/// together, since the figure adds both), else an error saying why.
+fn plausible_own(own: ProcessGpuInfo, device: &GpuDeviceInfo, pid: u32) -> Result<ProcessGpuInfo> {
+    let limit = if device.unified_memory {
+        device
+            .total_bytes
+            .zip(device.system_total_bytes)
+            .map(|(t, s)| t.saturating_add(s))
+    } else {
+        device.total_bytes
+    };
+    match crate::snapshot::implausible_process_bytes(own.used_bytes, limit) {
+        None => Ok(own),
+        Some(why) => Err(HypomnesisError::NoGpuSource {
+            attempts: vec![BackendAttempt::new(
+                own.source,
+                format!("reports an implausible figure for pid {pid}: {why}"),
+            )],
+        }),
+    }
+}
+
 fn pick_device(devices: Vec<GpuDeviceInfo>, index: u32) -> Result<GpuDeviceInfo> {
     let count = u32::try_from(devices.len()).unwrap_or(u32::MAX);
     devices
@@ -957,7 +999,11 @@ fn same_device(a: &GpuDeviceInfo, b: &GpuDeviceInfo) -> bool {
 fn smi_devices(
     smi: &nvidia_smi::NvidiaSmi,
 ) -> std::result::Result<Vec<GpuDeviceInfo>, BackendAttempt> {
-    smi_call(smi.devices())
+    let mut devices = smi_call(smi.devices())?;
+    devices
+        .iter_mut()
+        .for_each(GpuDeviceInfo::refuse_impossible_memory);
+    Ok(devices)
 }
 
 #[cfg(not(feature = "nvidia-smi-fallback"))]
@@ -1042,6 +1088,30 @@ mod tests {
         let own = own_row(&[row(10, Some(5))], 0, 42).unwrap();
         assert_eq!(own.used_bytes, 0);
         assert!(own.is_per_process);
+    }
+
+    #[test]
+    fn an_own_figure_larger_than_the_device_is_an_error_on_other_backends_too() {
+        let mut device = GpuDeviceInfo::new(0, crate::GpuVendor::Amd, GpuQuerySource::Drm);
+        device.total_bytes = Some(16 << 30);
+        let own = |bytes: u64| ProcessGpuInfo {
+            used_bytes: bytes,
+            is_per_process: true,
+            device_index: 0,
+            source: GpuQuerySource::Drm,
+        };
+        assert!(plausible_own(own(17 << 30), &device, 7).is_err());
+        assert!(plausible_own(own(u64::MAX), &device, 7).is_err());
+        assert_eq!(
+            plausible_own(own(16 << 30), &device, 7).unwrap().used_bytes,
+            16 << 30
+        );
+        // An APU's own figure adds VRAM and GTT: bounded by both together.
+        device.unified_memory = true;
+        device.total_bytes = Some(512 << 20);
+        device.system_total_bytes = Some(48 << 30);
+        assert!(plausible_own(own(24 << 30), &device, 7).is_ok());
+        assert!(plausible_own(own(49 << 30), &device, 7).is_err());
     }
 
     #[test]

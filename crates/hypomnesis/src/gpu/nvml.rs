@@ -9,8 +9,11 @@
 //! - memory comes from `nvmlDeviceGetMemoryInfo_v2` (version constant `0x02000028`), whose
 //!   `used` excludes the driver's reserved memory, as `nvidia-smi` shows it; drivers before
 //!   R510 lack the symbol, so `nvmlDeviceGetMemoryInfo` (v1) is used and `reserved` is `None`;
-//! - unified-memory devices (GB10) answer NOT_SUPPORTED: reported as unified, not as 0 bytes;
-//! - impossible figures (`u64::MAX` "not available", `used > total`) are dropped, never shown;
+//! - unified-memory devices (GB10) answer NOT_SUPPORTED to both memory calls: reported as
+//!   unified, not as 0 bytes (a driver that refuses only v2 is asked v1 first);
+//! - impossible figures (`u64::MAX` "not available", parts past the total, a process larger
+//!   than its device) are dropped with a reason by the library's one rule
+//!   (`snapshot::impossible_memory`, `snapshot::implausible_process_bytes`), never shown;
 //! - process lists are read with the documented size-then-data protocol, retried while the
 //!   count grows between the two calls (nvml-wrapper allows +5 headroom and gives up), and the
 //!   compute and graphics lists are merged per pid.
@@ -40,7 +43,9 @@ use nvml_wrapper_sys::bindings::{
 
 use super::nvml_strings;
 use crate::error::{HypomnesisError, Result, error_chain};
-use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
+use crate::snapshot::{
+    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor, MigInstance,
+};
 use crate::telemetry::DeviceTelemetry;
 
 const NVML_SUCCESS: nvmlReturn_t = 0;
@@ -222,45 +227,36 @@ impl NvmlBackend {
             info.mark_unavailable("name", "nvmlDeviceGetName failed");
         }
         self.fill_memory(handle, &mut info);
+        if cached.mig_enabled == Some(true) {
+            info.mig_instances = mig_instances(&self.nvml, handle);
+        }
         Ok(info)
     }
 
     fn fill_memory(&self, handle: RawHandle, info: &mut GpuDeviceInfo) {
-        // SAFETY: `handle` came from nvmlDeviceGetHandleByIndex_v2 on this `nvml`, which is
-        // still initialised (it is owned by `self`).
-        let device = unsafe { nvml_wrapper::Device::new(handle.0, &self.nvml) };
-        let figures = match device.memory_info() {
-            Ok(m) => Ok(MemoryFigures {
-                total: m.total,
-                free: m.free,
-                used: m.used,
-                reserved: Some(m.reserved),
-            }),
-            Err(
-                NvmlError::FailedToLoadSymbol(_)
-                | NvmlError::FunctionNotFound
-                | NvmlError::UnexpectedVariant(NVML_ERROR_ARGUMENT_VERSION_MISMATCH),
-            ) => {
-                // Drivers before R510 have no `_v2` and no reserved figure; v1's `used` then
-                // includes whatever the driver set aside.
-                info.mark_unavailable(
-                    "reserved_bytes",
-                    "the driver has no nvmlDeviceGetMemoryInfo_v2 (before R510), so used includes reserved",
-                );
-                self.memory_v1(handle)
+        let figures = match read_memory(&self.nvml, handle) {
+            Ok((m, v1_because)) => {
+                if let Some(why) = v1_because {
+                    // v1's `used` includes whatever the driver set aside.
+                    info.mark_unavailable(
+                        "reserved_bytes",
+                        format!("{why}, so used includes reserved"),
+                    );
+                }
+                Ok(m)
             }
             Err(e) => Err(e),
         };
         match figures {
-            Ok(m) => match m.validate() {
-                Ok(()) => {
-                    info.total_bytes = Some(m.total);
-                    info.free_bytes = Some(m.free);
-                    info.used_bytes = Some(m.used);
-                    info.reserved_bytes = m.reserved;
-                }
-                Err(reason) => mark_memory_unavailable(info, &reason),
-            },
+            Ok(m) => {
+                info.total_bytes = Some(m.total);
+                info.free_bytes = Some(m.free);
+                info.used_bytes = Some(m.used);
+                info.reserved_bytes = m.reserved;
+                // The library's one rule refuses impossible figures (the dispatcher applies
+                // it again to every backend's records; it is idempotent).
+                info.refuse_impossible_memory();
+            }
             Err(NvmlError::NotSupported) => {
                 info.unified_memory = true;
                 mark_memory_unavailable(
@@ -274,11 +270,115 @@ impl NvmlBackend {
             ),
         }
     }
+}
 
-    /// `nvmlDeviceGetMemoryInfo` (v1), which nvml-wrapper no longer calls.
-    fn memory_v1(&self, handle: RawHandle) -> std::result::Result<MemoryFigures, NvmlError> {
-        let symbol = self
-            .nvml
+/// A device's memory: `nvmlDeviceGetMemoryInfo_v2`, else v1 with the reason v2 was not
+/// used. v1 is tried when v2 is missing (before R510), refuses the version constant, or
+/// answers NOT_SUPPORTED (some drivers support only v1); only when v1 too is NOT_SUPPORTED
+/// is the answer NOT_SUPPORTED, which callers take as a unified-memory device.
+fn read_memory(
+    nvml: &Nvml,
+    handle: RawHandle,
+) -> std::result::Result<(MemoryFigures, Option<&'static str>), NvmlError> {
+    // SAFETY: `handle` came from nvmlDeviceGetHandleByIndex_v2 on this `nvml`, which is
+    // still initialised (its owner keeps it so while handles are used).
+    let device = unsafe { nvml_wrapper::Device::new(handle.0, nvml) };
+    let why_v1 = match device.memory_info() {
+        Ok(m) => {
+            return Ok((
+                MemoryFigures {
+                    total: m.total,
+                    free: m.free,
+                    used: m.used,
+                    reserved: Some(m.reserved),
+                },
+                None,
+            ));
+        }
+        Err(
+            NvmlError::FailedToLoadSymbol(_)
+            | NvmlError::FunctionNotFound
+            | NvmlError::UnexpectedVariant(NVML_ERROR_ARGUMENT_VERSION_MISMATCH),
+        ) => "the driver has no nvmlDeviceGetMemoryInfo_v2 (before R510)",
+        Err(NvmlError::NotSupported) => {
+            // Without v1 either, NOT_SUPPORTED is the driver's whole answer.
+            return memory_v1(nvml, handle)
+                .map(|m| {
+                    (
+                        m,
+                        Some("the driver answers nvmlDeviceGetMemoryInfo_v2 with NOT_SUPPORTED but v1 works"),
+                    )
+                })
+                .map_err(|e| match e {
+                    NvmlError::FailedToLoadSymbol(_) => NvmlError::NotSupported,
+                    other => other,
+                });
+        }
+        Err(e) => return Err(e),
+    };
+    memory_v1(nvml, handle).map(|m| (m, Some(why_v1)))
+}
+
+impl NvmlBackend {
+    /// Device `index`'s total memory as read at load (v2 or v1), for the plausibility of
+    /// per-process figures. `None` when unknown.
+    pub(crate) fn cached_total(&self, index: u32) -> Option<u64> {
+        self.cached(index).ok().and_then(|(c, _)| c.total_bytes)
+    }
+}
+
+/// The MIG devices of a device in MIG mode, each with its GPU instance's memory; empty when
+/// NVML cannot list them (a driver without the MIG calls, an unprivileged container that
+/// sees only its own instance through another handle).
+fn mig_instances(nvml: &Nvml, handle: RawHandle) -> Vec<MigInstance> {
+    let lib = nvml.lib();
+    let (Ok(max_count), Ok(by_index), Ok(gi_of), Ok(ci_of)) = (
+        lib.nvmlDeviceGetMaxMigDeviceCount.as_ref(),
+        lib.nvmlDeviceGetMigDeviceHandleByIndex.as_ref(),
+        lib.nvmlDeviceGetGpuInstanceId.as_ref(),
+        lib.nvmlDeviceGetComputeInstanceId.as_ref(),
+    ) else {
+        return Vec::new();
+    };
+    let mut count: c_uint = 0;
+    // SAFETY: nvml.h's signature (bindgen); `handle` is live (owned NVML); `count` is a
+    // valid, writable unsigned int for the call.
+    if unsafe { max_count(handle.0, &raw mut count) } != NVML_SUCCESS {
+        return Vec::new();
+    }
+    let mut instances = Vec::new();
+    // No GPU has more than 7 MIG devices today; a larger count is garbage, bounded anyway.
+    for index in 0..count.min(64) {
+        let mut mig: nvmlDevice_t = std::ptr::null_mut();
+        // SAFETY: as above; `mig` is a valid, writable handle slot. NOT_FOUND marks an
+        // index with no MIG device, which is skipped.
+        if unsafe { by_index(handle.0, index, &raw mut mig) } != NVML_SUCCESS || mig.is_null() {
+            continue;
+        }
+        let id = |f: unsafe extern "C" fn(nvmlDevice_t, *mut c_uint) -> nvmlReturn_t| {
+            let mut value: c_uint = 0;
+            // SAFETY: as above; `mig` came from NVML for this device and stays valid while
+            // NVML is initialised; `value` is writable.
+            (unsafe { f(mig, &raw mut value) } == NVML_SUCCESS).then_some(value)
+        };
+        let memory = read_memory(nvml, RawHandle(mig))
+            .ok()
+            .map(|(m, _)| (m.total, m.free, m.used, m.reserved));
+        instances.push(MigInstance::new(
+            id(*gi_of),
+            id(*ci_of),
+            // Not nvml-wrapper's getter: it reads past a buffer without a NUL.
+            nvml_strings::device_uuid(nvml, mig),
+            memory,
+        ));
+    }
+    instances
+}
+
+/// `nvmlDeviceGetMemoryInfo` (v1), which nvml-wrapper no longer calls.
+fn memory_v1(nvml: &Nvml, handle: RawHandle) -> std::result::Result<MemoryFigures, NvmlError> {
+    {
+        let symbol = nvml
             .lib()
             .nvmlDeviceGetMemoryInfo
             .as_ref()
@@ -289,7 +389,7 @@ impl NvmlBackend {
             used: 0,
         };
         // SAFETY: the symbol has nvml.h's signature (bindgen-generated); `handle` is live (see
-        // `fill_memory`); `memory` is a valid, writable nvmlMemory_t for the call's duration.
+        // `read_memory`); `memory` is a valid, writable nvmlMemory_t for the call's duration.
         let code = unsafe { symbol(handle.0, &raw mut memory) };
         match code {
             NVML_SUCCESS => Ok(MemoryFigures {
@@ -302,7 +402,9 @@ impl NvmlBackend {
             other => Err(NvmlError::UnexpectedVariant(other)),
         }
     }
+}
 
+impl NvmlBackend {
     /// The driver's name for process `pid` (a host PID), `nvmlSystemGetProcessName`: the
     /// fallback for a process `/proc` cannot describe (another container's). `None` when
     /// NVML does not know it.
@@ -318,7 +420,7 @@ impl NvmlBackend {
 
     /// Every process on device `index`, compute and graphics merged per pid; names unset.
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
-        let (cached, handle) = self.cached(index)?;
+        let (_, handle) = self.cached(index)?;
         let lib = self.nvml.lib();
         let v3_stride = v3_process_stride(
             lib.nvmlDeviceGetConfComputeMemSizeInfo.is_ok(),
@@ -361,12 +463,7 @@ impl NvmlBackend {
             },
             Err(_) => Vec::new(),
         };
-        Ok(merge_process_lists(
-            index,
-            &compute,
-            &graphics,
-            cached.total_bytes,
-        ))
+        Ok(merge_process_lists(index, &compute, &graphics))
     }
 }
 
@@ -652,18 +749,6 @@ fn milliwatts_to_watts(milliwatts: u32) -> f64 {
     f64::from(milliwatts) / 1000.0
 }
 
-/// A process's memory, or `None` for the "not available" sentinel (always the case under
-/// Windows WDDM) and for figures larger than the device (R570 garbage).
-fn plausible_process_bytes(used: u64, device_total: Option<u64>) -> Option<u64> {
-    if used == VALUE_NOT_AVAILABLE {
-        return None;
-    }
-    match device_total {
-        Some(total) if used > total => None,
-        _ => Some(used),
-    }
-}
-
 /// `0xFFFFFFFF` means MIG is off.
 fn mig_id(raw: c_uint) -> Option<u32> {
     (raw != c_uint::MAX).then_some(raw)
@@ -701,7 +786,6 @@ fn merge_process_lists(
     index: u32,
     compute: &[RawProcess],
     graphics: &[RawProcess],
-    total_bytes: Option<u64>,
 ) -> Vec<GpuProcessEntry> {
     let mut rows: Vec<GpuProcessEntry> = Vec::with_capacity(compute.len() + graphics.len());
     let mut row_of: HashMap<u32, usize> = HashMap::with_capacity(rows.capacity());
@@ -711,7 +795,9 @@ fn merge_process_lists(
     ];
     for (list, kind) in lists {
         for raw in list {
-            let used = plausible_process_bytes(raw.used, total_bytes);
+            // Only the "not available" sentinel is dropped here: a figure larger than the
+            // device is refused, with a note, by the dispatcher for every backend.
+            let used = (raw.used != VALUE_NOT_AVAILABLE).then_some(raw.used);
             let gpu_instance = mig_id(raw.gpu_instance);
             let compute_instance = mig_id(raw.compute_instance);
             if let Some(row) = row_of.get(&raw.pid).and_then(|&at| rows.get_mut(at)) {
@@ -840,29 +926,6 @@ struct MemoryFigures {
     reserved: Option<u64>,
 }
 
-impl MemoryFigures {
-    /// Rejects figures no real device produces, so they are never shown as measurements.
-    fn validate(&self) -> std::result::Result<(), String> {
-        let impossible = self.total == VALUE_NOT_AVAILABLE
-            || self.free == VALUE_NOT_AVAILABLE
-            || self.used == VALUE_NOT_AVAILABLE
-            || self.used > self.total
-            || self.free > self.total
-            || self.reserved.is_some_and(|r| r > self.total);
-        if impossible {
-            let reserved = self
-                .reserved
-                .map_or_else(|| "not reported".to_owned(), |r| r.to_string());
-            Err(format!(
-                "NVML reported impossible memory figures (total {}, free {}, used {}, reserved {reserved} bytes); ignored",
-                self.total, self.free, self.used
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
 fn mark_memory_unavailable(info: &mut GpuDeviceInfo, reason: &str) {
     for field in ["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"] {
         if info.unavailable_reason(field).is_none() {
@@ -878,13 +941,12 @@ fn mark_memory_unavailable(info: &mut GpuDeviceInfo, reason: &str) {
 fn cache_device(nvml: &Nvml, index: u32) -> CachedDevice {
     match nvml.device_by_index(index) {
         Ok(device) => {
-            let total_bytes = device
-                .memory_info()
-                .map(|m| m.total)
-                .ok()
-                .filter(|&t| t != VALUE_NOT_AVAILABLE && t > 0);
             // SAFETY: the handle is only passed back to this same NVML, which outlives it.
             let handle = unsafe { device.handle() };
+            let total_bytes = read_memory(nvml, RawHandle(handle))
+                .ok()
+                .map(|(m, _)| m.total)
+                .filter(|&t| t != VALUE_NOT_AVAILABLE && t > 0);
             CachedDevice {
                 handle: Ok(RawHandle(handle)),
                 // Not nvml-wrapper's getters: they read past a buffer without a NUL.
@@ -1097,35 +1159,6 @@ mod tests {
     }
 
     #[test]
-    fn sentinel_and_oversized_process_figures_are_dropped() {
-        assert_eq!(plausible_process_bytes(u64::MAX, Some(80 << 30)), None);
-        assert_eq!(plausible_process_bytes(81 << 30, Some(80 << 30)), None);
-        assert_eq!(
-            plausible_process_bytes(1 << 30, Some(80 << 30)),
-            Some(1 << 30)
-        );
-        assert_eq!(plausible_process_bytes(1 << 30, None), Some(1 << 30));
-    }
-
-    #[test]
-    fn impossible_device_figures_are_rejected() {
-        let ok = MemoryFigures {
-            total: 100,
-            free: 60,
-            used: 30,
-            reserved: Some(10),
-        };
-        assert!(ok.validate().is_ok());
-        let used_gt_total = MemoryFigures { used: 101, ..ok };
-        assert!(used_gt_total.validate().is_err());
-        let sentinel = MemoryFigures {
-            total: u64::MAX,
-            ..ok
-        };
-        assert!(sentinel.validate().is_err());
-    }
-
-    #[test]
     fn a_pid_in_both_lists_gets_the_larger_figure_whichever_list_has_it() {
         let raw = |pid, used| RawProcess {
             pid,
@@ -1135,7 +1168,7 @@ mod tests {
         };
         let compute = [raw(10, 3 << 30), raw(20, 1 << 20), raw(30, 5 << 20)];
         let graphics = [raw(20, 512 << 20), raw(10, 1 << 29), raw(40, 7 << 20)];
-        let rows = merge_process_lists(0, &compute, &graphics, Some(80 << 30));
+        let rows = merge_process_lists(0, &compute, &graphics);
         let got: Vec<(u32, Option<u64>, GpuProcessKind)> =
             rows.iter().map(|r| (r.pid, r.used_bytes, r.kind)).collect();
         assert_eq!(
@@ -1157,7 +1190,7 @@ mod tests {
             gpu_instance: 1,
             compute_instance: 0,
         };
-        let rows = merge_process_lists(2, &[raw(u64::MAX)], &[raw(1 << 30)], Some(80 << 30));
+        let rows = merge_process_lists(2, &[raw(u64::MAX)], &[raw(1 << 30)]);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].used_bytes, Some(1 << 30));
         assert_eq!(rows[0].device_index, 2);

@@ -99,8 +99,7 @@ pub(crate) fn read_process_memory(
     };
 
     let status_path = target.dir.join("status");
-    let status_text =
-        std::fs::read_to_string(&status_path).map_err(|e| target.failure(&status_path, &e))?;
+    let status_text = read_proc_text(&status_path).map_err(|e| target.failure(&status_path, &e))?;
     let status = parse::parse_status(&status_text)
         .map_err(|m| HypomnesisError::parse("status", &status_path, m.into_detail()))?;
 
@@ -175,7 +174,7 @@ impl Target {
     /// PSS and USS from `smaps_rollup`.
     fn smaps_rollup(&self, status: &Status) -> Result<(Option<u64>, Option<u64>)> {
         let path = self.dir.join("smaps_rollup");
-        match std::fs::read_to_string(&path) {
+        match read_proc_text(&path) {
             Ok(text) => {
                 let rollup = parse::parse_smaps_rollup(&text)
                     .map_err(|m| HypomnesisError::parse("smaps_rollup", &path, m.into_detail()))?;
@@ -258,6 +257,17 @@ pub(crate) enum Ends {
     AtEmptyRead,
 }
 
+/// A procfs text file, read as bytes and converted lossily: a process chooses its own name
+/// (`prctl(PR_SET_NAME)`, its executable's file name), which need not be UTF-8, and a strict
+/// read would lose every number in the file with it. Only the name is ever affected.
+pub(crate) fn read_proc_text(path: &Path) -> std::io::Result<String> {
+    let bytes = read_proc_file(path, Ends::AtShortRead)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
 /// A small procfs file, read whole with `open` and `read`s only: naming a listing's rows reads
 /// three files per process, and `std::fs::read` adds a `statx` for a size hint procfs does not
 /// give (it reports 0) and, for most files, a final empty `read`.
@@ -329,7 +339,7 @@ pub(crate) fn process_exists(proc_root: &Path, pid: u32) -> Option<bool> {
         return Some(false);
     }
     let path = proc_root.join(pid.to_string()).join("status");
-    match std::fs::read_to_string(&path) {
+    match read_proc_text(&path) {
         Ok(text) => {
             let tgid = parse::parse_status(&text).ok()?.tgid?;
             Some(tgid == pid)
@@ -391,6 +401,65 @@ mod tests {
         assert!(matches!(classify(&err), Failure::Denied));
         let err = io::Error::from_raw_os_error(libc::EIO);
         assert!(matches!(classify(&err), Failure::Other));
+    }
+
+    /// A `status` as Linux writes it for a process that named itself `gpu\xff\xfejob`: the
+    /// kernel escapes spaces and backslashes in `Name:` but passes other bytes through.
+    const NON_UTF8_STATUS: &[u8] = b"Name:\tgpu\xff\xfejob\nUmask:\t0022\nState:\tS (sleeping)\n\
+        Tgid:\t4242\nNgid:\t0\nPid:\t4242\nPPid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n\
+        VmPeak:\t  9000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\nRssAnon:\t     512 kB\n\
+        RssFile:\t     512 kB\nVmSwap:\t       4 kB\n";
+
+    #[test]
+    fn a_status_whose_name_is_not_utf8_keeps_every_number() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("4242");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("status"), NON_UTF8_STATUS).unwrap();
+        std::fs::write(dir.join("comm"), b"gpu\xff\xfejob\n").unwrap();
+        std::fs::write(dir.join("cmdline"), b"./gpu\xff\xfejob\0--serve\0").unwrap();
+        let memory = read_process_memory(root.path(), Some(4242), MemoryDetail::Fast).unwrap();
+        assert_eq!(memory.rss_bytes, 1024 << 10);
+        assert_eq!(memory.peak_rss_bytes, Some(2048 << 10));
+        assert_eq!(memory.swap_bytes, Some(4 << 10));
+        assert_eq!(process_exists(root.path(), 4242), Some(true));
+        let user = crate::process_info::linux::process_user(root.path(), 4242);
+        assert!(user.is_some(), "uid 0 must still be read");
+        assert_eq!(
+            process_name(root.path(), 4242).as_deref(),
+            Some("gpu\u{FFFD}\u{FFFD}job"),
+            "the name is converted lossily for display"
+        );
+        let command = crate::process_info::linux::process_command(root.path(), 4242);
+        assert_eq!(command.as_deref(), Some("./gpu\u{FFFD}\u{FFFD}job --serve"));
+    }
+
+    /// The same through a real process: this test's own child process renames itself (its
+    /// main thread, through `/proc/self/comm`, as `prctl(PR_SET_NAME)` does for a thread) to
+    /// bytes that are not UTF-8, and reads itself back.
+    #[test]
+    fn a_process_that_renames_itself_to_invalid_utf8_keeps_its_figures() {
+        test_support::in_own_process(
+            "ram::linux::tests::a_process_that_renames_itself_to_invalid_utf8_keeps_its_figures",
+            Vec::new,
+            || {
+                let proc_root = Path::new("/proc");
+                std::fs::write("/proc/self/comm", b"gpu\xff\xfejob").unwrap();
+                let pid = std::process::id();
+                let status = std::fs::read(proc_root.join(pid.to_string()).join("status")).unwrap();
+                assert!(
+                    std::str::from_utf8(&status).is_err(),
+                    "the kernel passed the name through as bytes"
+                );
+                let memory = read_process_memory(proc_root, Some(pid), MemoryDetail::Fast).unwrap();
+                assert!(memory.rss_bytes > 0);
+                assert!(memory.peak_rss_bytes.is_some());
+                assert_eq!(process_exists(proc_root, pid), Some(true));
+                assert!(crate::process_info::linux::process_user(proc_root, pid).is_some());
+                let name = process_name(proc_root, pid).unwrap();
+                assert!(name.contains('\u{FFFD}'), "{name}");
+            },
+        );
     }
 
     /// A `/proc/<pid>` with `comm`, optionally `cmdline` and an `exe` link to `exe`.
