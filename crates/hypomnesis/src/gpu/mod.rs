@@ -1045,6 +1045,10 @@ impl NoNvml {
     fn telemetry(&self, _index: u32) -> Result<DeviceTelemetry> {
         match *self {}
     }
+
+    fn cached_total(&self, _index: u32) -> Option<u64> {
+        match *self {}
+    }
 }
 
 /// Stands in for `nvidia-smi` when the feature is off; has no values, so its methods never
