@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hypomnesis::{
     CgroupMemory, CgroupVersion, DeviceTelemetry, GpuDeviceInfo, GpuProcessEntry, GpuQuerySource,
-    HostMemory, MemoryPressure, PressureLevel, Probe,
+    HostMemory, MemoryPressure, MigInstance, PressureLevel, Probe,
 };
 use serde::Serialize;
 
@@ -128,32 +128,48 @@ impl<'a> From<&'a HostMemory> for HostRecord<'a> {
     }
 }
 
-/// A MIG device's GPU instances as its processes show them, one line each:
-/// `MIG GPU instance 1: 9.5 GiB held by 1 process (compute instance 0)`. Empty for a device
-/// not in MIG mode, and when its processes cannot be listed (the device line stands alone).
+/// A MIG device's GPU instances, one line each, from what the library lists of them (each
+/// GPU instance's free and total memory, also for an instance no process uses) and from its
+/// processes (what they hold, on which compute instances):
+/// `MIG GPU instance 1: free 9.5 GiB / 19.5 GiB; 9.5 GiB held by 1 process (compute instance 0)`.
+/// Empty for a device not in MIG mode.
 ///
-/// NVML answers MIG ids with each process, so only NVML devices are asked; the list costs a
-/// process listing, which the JSON path (timed against its budget) never pays.
+/// NVML answers MIG ids with each process, so only NVML devices are asked for processes; the
+/// list costs a process listing, which the JSON path (timed against its budget) never pays.
 fn mig_lines(probe: &Probe, device: &GpuDeviceInfo) -> Vec<String> {
-    if device.source != GpuQuerySource::Nvml {
-        return Vec::new();
-    }
-    let Ok(processes) = probe.processes(device.index) else {
-        return Vec::new();
+    let processes = if device.source == GpuQuerySource::Nvml {
+        probe.processes(device.index).unwrap_or_default()
+    } else {
+        Vec::new()
     };
-    mig_instances(&processes)
+    mig_instances(&device.mig_instances, &processes)
 }
 
-/// The lines of [`mig_lines`], from a device's processes.
-pub fn mig_instances(processes: &[GpuProcessEntry]) -> Vec<String> {
-    /// What the processes of one GPU instance show of it.
+/// The lines of [`mig_lines`], from a device's MIG instances and its processes.
+pub fn mig_instances(listed: &[MigInstance], processes: &[GpuProcessEntry]) -> Vec<String> {
+    /// What the library and the processes of one GPU instance show of it.
     #[derive(Default)]
     struct Instance {
+        /// (free, total) of the GPU instance, when the library listed it.
+        memory: Option<(Option<u64>, Option<u64>)>,
         held: Option<u64>,
         pids: BTreeSet<u32>,
         compute_instances: BTreeSet<u32>,
     }
     let mut instances: BTreeMap<u32, Instance> = BTreeMap::new();
+    for mig in listed {
+        let Some(gi) = mig.gpu_instance_id else {
+            continue;
+        };
+        let instance = instances.entry(gi).or_default();
+        // Every compute instance of a GPU instance reports the GPU instance's memory.
+        instance
+            .memory
+            .get_or_insert((mig.free_bytes, mig.total_bytes));
+        if let Some(ci) = mig.compute_instance_id {
+            instance.compute_instances.insert(ci);
+        }
+    }
     for p in processes {
         let Some(gi) = p.gpu_instance_id else {
             continue;
@@ -167,14 +183,22 @@ pub fn mig_instances(processes: &[GpuProcessEntry]) -> Vec<String> {
             instance.compute_instances.insert(ci);
         }
     }
+    let size = |bytes: Option<u64>| bytes.map_or_else(|| "n/a".to_owned(), format_size);
     instances
         .into_iter()
         .map(|(gi, instance)| {
-            let (bytes, cis) = (instance.held, instance.compute_instances);
+            let mut line = format!("MIG GPU instance {gi}: ");
+            if let Some((free, total)) = instance.memory {
+                line.push_str(&format!("free {} / {}; ", size(free), size(total)));
+            }
             let count = instance.pids.len();
-            let noun = if count == 1 { "process" } else { "processes" };
-            let held = bytes.map_or_else(|| "n/a".to_owned(), format_size);
-            let mut line = format!("MIG GPU instance {gi}: {held} held by {count} {noun}");
+            if count == 0 {
+                line.push_str("no process");
+            } else {
+                let noun = if count == 1 { "process" } else { "processes" };
+                line.push_str(&format!("{} held by {count} {noun}", size(instance.held)));
+            }
+            let cis = instance.compute_instances;
             if !cis.is_empty() {
                 let cis: Vec<String> = cis.iter().map(u32::to_string).collect();
                 let word = if cis.len() == 1 {
@@ -400,13 +424,38 @@ mod tests {
             entry(3, Some(2), Some(1), 1 << 30),
         ];
         assert_eq!(
-            mig_instances(&processes),
+            mig_instances(&[], &processes),
             [
                 "MIG GPU instance 1: 10.0 GiB held by 1 process (compute instance 0)",
                 "MIG GPU instance 2: 5.0 GiB held by 2 processes (compute instances 0, 1)",
             ]
         );
-        assert!(mig_instances(&[entry(4, None, None, 1 << 30)]).is_empty());
+        assert!(mig_instances(&[], &[entry(4, None, None, 1 << 30)]).is_empty());
+    }
+
+    #[test]
+    fn mig_instances_listed_by_the_library_show_their_memory_even_without_a_process() {
+        let processes = [{
+            let mut e = GpuProcessEntry::builder(7).used_bytes(3 << 30).build();
+            e.gpu_instance_id = Some(1);
+            e.compute_instance_id = Some(0);
+            e
+        }];
+        let mig = |gi: u32, ci: u32, total: u64, free: u64| {
+            MigInstance::for_test(gi, ci, Some((total, free, total - free)))
+        };
+        let listed = [
+            mig(1, 0, 20 << 30, 17 << 30),
+            mig(2, 0, 10 << 30, 10 << 30),
+            mig(2, 1, 10 << 30, 10 << 30),
+        ];
+        assert_eq!(
+            mig_instances(&listed, &processes),
+            [
+                "MIG GPU instance 1: free 17.0 GiB / 20.0 GiB; 3.0 GiB held by 1 process (compute instance 0)",
+                "MIG GPU instance 2: free 10.0 GiB / 10.0 GiB; no process (compute instances 0, 1)",
+            ]
+        );
     }
 
     #[test]

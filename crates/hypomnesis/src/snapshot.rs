@@ -1095,6 +1095,25 @@ mod builders {
     //! Builders so downstream crates can make records in their own tests.
     use super::*;
 
+    impl MigInstance {
+        /// A MIG instance (feature `test-helpers`): GPU instance `gpu_instance_id`, compute
+        /// instance `compute_instance_id`, and the GPU instance's `(total, free, used)` bytes,
+        /// refused as the library refuses impossible figures.
+        #[must_use]
+        pub fn for_test(
+            gpu_instance_id: u32,
+            compute_instance_id: u32,
+            memory: Option<(u64, u64, u64)>,
+        ) -> Self {
+            Self::new(
+                Some(gpu_instance_id),
+                Some(compute_instance_id),
+                None,
+                memory.map(|(total, free, used)| (total, free, used, None)),
+            )
+        }
+    }
+
     /// Builds a [`GpuDeviceInfo`] (feature `test-helpers`).
     #[derive(Debug, Clone)]
     pub struct GpuDeviceInfoBuilder(GpuDeviceInfo);
