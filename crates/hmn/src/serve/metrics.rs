@@ -344,18 +344,18 @@ impl Collector for SampleFamilies {
             byte_family(
                 &mut encoder,
                 "hypomnesis_gpu_process_memory",
-                "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it.",
+                "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
                 processes
                     .iter()
-                    .filter_map(|p| Some((labels(p), p.used_bytes?))),
+                    .filter_map(|p| Some((labels(p), p.counted_used_bytes()?))),
             )?;
             byte_family(
                 &mut encoder,
                 "hypomnesis_gpu_process_system_memory",
-                "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared).",
+                "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
                 processes
                     .iter()
-                    .filter_map(|p| Some((labels(p), p.system_bytes?))),
+                    .filter_map(|p| Some((labels(p), p.counted_system_bytes()?))),
             )?;
         }
 
@@ -763,6 +763,47 @@ mod tests {
         assert!(!text.contains("hypomnesis_cgroup_memory_limit_bytes"));
         assert!(!text.contains("hypomnesis_cgroup_memory_peak_bytes"));
         assert!(text.contains("\nhypomnesis_cgroup_memory_usage_bytes 1\n"));
+    }
+
+    /// `hmn ps` lists every holder of a shared DRM client with its memory; the exporter's
+    /// series are summed by PromQL (`sum by (gpu)`), so the client counts for one holder.
+    #[test]
+    fn a_shared_drm_client_is_exported_once_so_sums_count_it_once() {
+        let client = hypomnesis::SharedClient::new(
+            Some(7),
+            vec![3_100, 3_101],
+            3_100,
+            Some(104_857_600),
+            Some(2_147_483_648),
+        );
+        let holder = |pid: u32| {
+            let mut row = GpuProcessEntry::builder(pid)
+                .name("ollama")
+                .user("ollama")
+                .device_index(1)
+                .source(GpuQuerySource::Drm)
+                .used_bytes(104_857_600_u64)
+                .system_bytes(2_147_483_648_u64)
+                .kind(GpuProcessKind::Compute)
+                .build();
+            row.shared_clients = vec![client.clone()];
+            row
+        };
+        let mut sample = sample();
+        sample.processes = Some(vec![holder(3_100), holder(3_101)]);
+        let text = encode_sample(sample).get(Format::Prometheus).to_owned();
+        let value = |family: &str, pid: u32| {
+            text.lines()
+                .find(|l| l.starts_with(family) && l.contains(&format!("pid=\"{pid}\"")))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        let vram = "hypomnesis_gpu_process_memory_bytes{";
+        let gtt = "hypomnesis_gpu_process_system_memory_bytes{";
+        assert_eq!(value(vram, 3_100).as_deref(), Some("104857600"), "{text}");
+        assert_eq!(value(vram, 3_101).as_deref(), Some("0"), "{text}");
+        assert_eq!(value(gtt, 3_100).as_deref(), Some("2147483648"), "{text}");
+        assert_eq!(value(gtt, 3_101).as_deref(), Some("0"), "{text}");
     }
 
     #[test]
