@@ -312,9 +312,16 @@ fn ps_refuses_a_process_larger_than_its_device_on_an_old_driver() {
         .find(|r| r["pid"] == 4_090_001)
         .unwrap();
     assert!(huge["used_bytes"].is_null(), "{huge}");
+    let note = rows["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "implausible_figure")
+        .unwrap_or_else(|| panic!("the JSON carries the reason too, by kind: {rows}"));
+    assert_eq!(note["pids"], serde_json::json!([4_090_001]), "{note}");
     assert!(
-        rows["notes"].to_string().contains("implausible"),
-        "the JSON carries the reason too: {rows}"
+        note["message"].as_str().unwrap().contains("implausible"),
+        "{note}"
     );
 }
 

@@ -751,6 +751,10 @@ pub struct GpuProcessListing {
     /// processes seen by both fdinfo and KFD and reported once, KFD GPUs without a visible DRM
     /// card). Included in [`GpuProcessListing::notes`].
     pub other_notes: Vec<String>,
+    /// Figures refused as implausible (larger than the device, the driver's "not available"
+    /// sentinel): the pid and the sentence saying which figure and why; the row's figure is
+    /// `None`.
+    pub implausible: Vec<(u32, String)>,
 }
 
 /// What one [`ListingNote`] is about.
@@ -775,6 +779,8 @@ pub enum ListingNoteKind {
     ComputeOnly,
     /// [`GpuProcessListing::malformed_lines`].
     MalformedLines,
+    /// One of [`GpuProcessListing::implausible`].
+    ImplausibleFigure,
     /// One of [`GpuProcessListing::other_notes`].
     Other,
 }
@@ -792,6 +798,7 @@ impl ListingNoteKind {
             Self::NoMemoryFigures => "no_memory_figures",
             Self::ComputeOnly => "compute_only",
             Self::MalformedLines => "malformed_lines",
+            Self::ImplausibleFigure => "implausible_figure",
             Self::Other => "other",
         }
     }
@@ -839,9 +846,12 @@ impl GpuProcessListing {
                     && let Some(why) = implausible_process_bytes(bytes, limit)
                 {
                     *figure = None;
-                    self.other_notes.push(format!(
-                        "pid {}: {what} memory figure on GPU {} ignored as implausible: {why}",
-                        row.pid, row.device_index
+                    self.implausible.push((
+                        row.pid,
+                        format!(
+                            "pid {}: {what} memory figure on GPU {} ignored as implausible: {why}",
+                            row.pid, row.device_index
+                        ),
                     ));
                 }
             }
@@ -1003,6 +1013,9 @@ impl GpuProcessListing {
              on this GPU are not shown"
                 .to_owned(),
         );
+        for (pid, why) in &self.implausible {
+            note(ListingNoteKind::ImplausibleFigure, 1, &[*pid], why.clone());
+        }
         for other in &self.other_notes {
             note(ListingNoteKind::Other, 1, &[], other.clone());
         }
