@@ -63,35 +63,7 @@ fn attacker(addr: SocketAddr, slowloris: bool, stop: &AtomicBool, connected: &At
         // SAFETY: `param` is a valid sched_param; pid 0 is the calling thread.
         unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     }
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(mut stream) = TcpStream::connect(addr) else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        connected.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        if slowloris && stream.write_all(b"GET /metrics HTTP/1.1\r\n").is_err() {
-            continue;
-        }
-        let mut sink = [0_u8; 512];
-        while !stop.load(Ordering::Relaxed) {
-            match stream.read(&mut sink) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if slowloris && stream.write_all(b"X-Slow: 1\r\n").is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-    }
+    test_support::hold_connections_open(addr, slowloris, stop, connected);
 }
 
 /// One scrape that may fail: its latency when answered 200.

@@ -7,7 +7,7 @@
 //! a test fails. No test asserts a duration: waits are for events, with generous bounds.
 #![cfg(all(target_os = "linux", feature = "serve"))]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -121,22 +121,7 @@ impl Server {
             .stderr(std::fs::File::create(&stderr).unwrap());
         env(&mut cmd);
         let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("http://")
-            .and_then(|l| l.strip_suffix("/metrics"))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "hmn serve printed {line:?} instead of its URL; stderr:\n{}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            });
+        let addr = test_support::serve_address(&mut child, &stderr);
         Self {
             child,
             addr,

@@ -7,7 +7,7 @@
 //! attack are measured by `cargo bench -p hmn --bench serve`.
 #![cfg(all(target_os = "linux", feature = "serve"))]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -47,22 +47,7 @@ impl Server {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("http://")
-            .and_then(|l| l.strip_suffix("/metrics"))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "hmn serve printed {line:?} instead of its URL; stderr:\n{}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            });
+        let addr = test_support::serve_address(&mut child, &stderr);
         Self {
             child,
             addr,
@@ -157,41 +142,6 @@ fn retransmissions(stream: &TcpStream) -> u32 {
 // ---------------------------------------------------------------------------------------------
 // Connection exhaustion
 
-/// A client that holds a connection open and reconnects as soon as it is cut: idle (connects
-/// and sends nothing) or slowloris (a request head that never ends, a header line every
-/// 200 ms). Runs until `stop`; counts its connections in `connected`.
-fn attacker(addr: SocketAddr, slowloris: bool, stop: &AtomicBool, connected: &AtomicUsize) {
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(mut stream) = TcpStream::connect(addr) else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        connected.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        if slowloris && stream.write_all(b"GET /metrics HTTP/1.1\r\n").is_err() {
-            continue;
-        }
-        let mut sink = [0_u8; 512];
-        while !stop.load(Ordering::Relaxed) {
-            match stream.read(&mut sink) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if slowloris && stream.write_all(b"X-Slow: 1\r\n").is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-    }
-}
-
 /// 150 idle and 150 slowloris clients, each reconnecting as soon as it is cut, hold far more
 /// connections than the server allows (128). A scraper that sends its request at once must
 /// still be answered: at least 99 % of its scrapes get a 200 (before, every one got 503), and
@@ -213,7 +163,7 @@ fn a_scraper_keeps_being_answered_while_300_idle_and_slow_clients_hold_the_port(
             std::thread::Builder::new()
                 .stack_size(64 * 1024)
                 .spawn_scoped(s, move || {
-                    attacker(server.addr, i % 2 == 1, stop, connected)
+                    test_support::hold_connections_open(server.addr, i % 2 == 1, stop, connected)
                 })
                 .unwrap();
         }

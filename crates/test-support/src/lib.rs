@@ -579,6 +579,71 @@ pub fn own_thread_count() -> usize {
         .count()
 }
 
+/// The address `hmn serve` printed as the first line of its stdout
+/// (`http://ADDR/metrics`). Kills `child` and fails with its stderr (read from `stderr`) when
+/// the line is anything else.
+pub fn serve_address(child: &mut std::process::Child, stderr: &Path) -> std::net::SocketAddr {
+    use std::io::BufRead;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    }
+    line.trim()
+        .strip_prefix("http://")
+        .and_then(|l| l.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!(
+                "hmn serve printed {line:?} instead of its URL; stderr:\n{}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            )
+        })
+}
+
+/// A client that holds a connection to `addr` open and reconnects as soon as it is cut: idle
+/// (connects and sends nothing) or slowloris (a request head that never ends, a header line
+/// every 200 ms). Runs until `stop`; counts its connections in `connected`. The attacker of
+/// `hmn serve`'s connection-flood test and bench.
+pub fn hold_connections_open(
+    addr: std::net::SocketAddr,
+    slowloris: bool,
+    stop: &std::sync::atomic::AtomicBool,
+    connected: &std::sync::atomic::AtomicUsize,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        };
+        connected.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+        if slowloris && stream.write_all(b"GET /metrics HTTP/1.1\r\n").is_err() {
+            continue;
+        }
+        let mut sink = [0_u8; 512];
+        while !stop.load(Ordering::Relaxed) {
+            match stream.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if slowloris && stream.write_all(b"X-Slow: 1\r\n").is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
