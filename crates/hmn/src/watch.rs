@@ -411,6 +411,10 @@ struct Listing {
     /// Whether the backend reports GPU buffers in system RAM (then an absent process holds
     /// 0 there too; NVML has no such figure).
     any_system: bool,
+    /// Whether the backend reports device memory (VRAM) for its processes: not on a GPU
+    /// without VRAM (panfrost, an Intel iGPU), whose rows give only system memory. An absent
+    /// process then reads VRAM `n/a` like the listed ones, not a 0 no row shows.
+    any_used: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -431,8 +435,11 @@ impl Listing {
             unreadable: listing.unreadable_pids.into_iter().collect(),
             ..Self::default()
         };
+        // With no rows at all, nothing says the device lacks VRAM: absent reads 0 there.
+        out.any_used = listing.rows.is_empty();
         for r in listing.rows {
             out.any_system |= r.system_bytes.is_some();
+            out.any_used |= r.used_bytes.is_some() || r.system_bytes.is_none();
             let row = out.by_pid.entry(r.pid).or_default();
             row.shared_with.extend(r.shared_with());
             row.name = row.name.take().or(r.name);
@@ -531,7 +538,7 @@ impl Interval {
                             device: Some(*d),
                             presence: Presence::Absent,
                             gpu: Gpu {
-                                used: Some(0),
+                                used: listing.any_used.then_some(0),
                                 system: listing.any_system.then_some(0),
                             },
                             shared: listing.any_system.then_some(0),
@@ -1520,6 +1527,28 @@ mod tests {
             places(&interval, 8, &[], true),
             [(Some(1), Presence::Absent, Some(0))]
         );
+    }
+
+    #[test]
+    fn on_a_gpu_without_vram_an_absent_process_reads_vram_unknown_and_system_zero() {
+        let mut igpu_row = GpuProcessEntry::builder(7)
+            .name("glxgears")
+            .device_index(1)
+            .source(GpuQuerySource::Drm)
+            .system_bytes(64_u64 << 20)
+            .build();
+        igpu_row.used_bytes = None;
+        let interval = Interval {
+            devices: vec![(1, Ok(listing(vec![igpu_row], vec![])))],
+        };
+        let rows = interval.rows_of(8, &BTreeMap::new(), true);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].presence, Presence::Absent);
+        assert_eq!(
+            rows[0].gpu.used, None,
+            "no row of this GPU has a VRAM figure"
+        );
+        assert_eq!(rows[0].gpu.system, Some(0));
     }
 
     #[test]
