@@ -132,11 +132,15 @@ impl<'a> From<&'a HostMemory> for HostRecord<'a> {
 /// GPU instance's free and total memory, also for an instance no process uses) and from its
 /// processes (what they hold, on which compute instances):
 /// `MIG GPU instance 1: free 9.5 GiB / 19.5 GiB; 9.5 GiB held by 1 process (compute instance 0)`.
-/// Empty for a device not in MIG mode.
+/// Empty for a device the library lists no MIG instances for (not in MIG mode).
 ///
-/// NVML answers MIG ids with each process, so only NVML devices are asked for processes; the
-/// list costs a process listing, which the JSON path (timed against its budget) never pays.
+/// NVML answers MIG ids with each process, so only NVML devices in MIG mode are asked for
+/// processes: the list costs a process listing (and naming every row), which a device
+/// without MIG, and the JSON path, never pay.
 fn mig_lines(probe: &Probe, device: &GpuDeviceInfo) -> Vec<String> {
+    if device.mig_instances.is_empty() {
+        return Vec::new();
+    }
     let processes = if device.source == GpuQuerySource::Nvml {
         probe.processes(device.index).unwrap_or_default()
     } else {
