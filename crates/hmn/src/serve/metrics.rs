@@ -776,16 +776,10 @@ mod tests {
             Some(104_857_600),
             Some(2_147_483_648),
         );
+        // The APU's ollama row of `processes()`, held by a parent and its child.
         let holder = |pid: u32| {
-            let mut row = GpuProcessEntry::builder(pid)
-                .name("ollama")
-                .user("ollama")
-                .device_index(1)
-                .source(GpuQuerySource::Drm)
-                .used_bytes(104_857_600_u64)
-                .system_bytes(2_147_483_648_u64)
-                .kind(GpuProcessKind::Compute)
-                .build();
+            let mut row = processes()[3].clone();
+            row.pid = pid;
             row.shared_clients = vec![client.clone()];
             row
         };

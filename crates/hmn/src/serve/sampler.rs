@@ -493,6 +493,18 @@ mod tests {
     }
 
     impl Stub {
+        /// A source whose device reads always fail, never blocking.
+        fn failing() -> Arc<Self> {
+            Arc::new(Self {
+                gate: Mutex::new(None),
+                entered: Mutex::new(None),
+                fail_devices: AtomicBool::new(true),
+                calls: Default::default(),
+            })
+        }
+    }
+
+    impl Stub {
         fn device() -> GpuDeviceInfo {
             GpuDeviceInfo::builder()
                 .index(0)
@@ -615,12 +627,7 @@ mod tests {
 
     #[test]
     fn failures_are_counted_per_backend_and_logged_once() {
-        let stub = Arc::new(Stub {
-            gate: Mutex::new(None),
-            entered: Mutex::new(None),
-            fail_devices: AtomicBool::new(true),
-            calls: Default::default(),
-        });
+        let stub = Stub::failing();
         let (log, lines) = collecting_log();
         let shared = Arc::new(Shared::new(log));
         let sampler = Sampler::start(stub, config(), Arc::clone(&shared)).unwrap();
@@ -637,12 +644,7 @@ mod tests {
 
     #[test]
     fn a_lasting_failure_whose_text_changes_is_logged_when_it_begins_and_when_it_ends() {
-        let stub = Arc::new(Stub {
-            gate: Mutex::new(None),
-            entered: Mutex::new(None),
-            fail_devices: AtomicBool::new(true),
-            calls: Default::default(),
-        });
+        let stub = Stub::failing();
         let (log, lines) = collecting_log();
         let shared = Arc::new(Shared::new(log));
         let sampler = Sampler::start(stub.clone(), config(), Arc::clone(&shared)).unwrap();
