@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod frame;
 mod gpu;
 mod guard;
 pub mod host;
@@ -46,6 +47,7 @@ pub mod spill;
 pub mod telemetry;
 
 pub use error::{BackendAttempt, HypomnesisError, Result};
+pub use frame::{DeviceFrame, Frame, FrameNote, FrameNoteKind, FrameRequest};
 pub use gpu::helper::kill_helper_processes;
 pub use host::{
     CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::{HypomnesisError, Result};
+use crate::frame::{Frame, FrameRequest};
 use crate::gpu::GpuBackends;
 use crate::guard::DriverGuard;
 use crate::host::HostMemory;
@@ -491,6 +492,68 @@ impl Probe {
             }
         }
         Ok(snapshots)
+    }
+
+    /// One observation of the whole machine: host memory, pressure and cgroup; every GPU with
+    /// its memory, identity, MIG instances and (as `request` asks) telemetry and processes;
+    /// and what could not be seen. Each source is read at most once. Never fails as a whole:
+    /// see [`Frame`] for where each failure is kept.
+    ///
+    /// ```no_run
+    /// let probe = hypomnesis::Probe::new();
+    /// let frame = probe.frame(hypomnesis::FrameRequest::ALL);
+    /// for d in &frame.devices {
+    ///     println!("GPU {}: {:?} bytes free", d.device.index, d.device.free_bytes);
+    /// }
+    /// for row in frame.processes() {
+    ///     println!("pid {} holds {:?} bytes on GPU {}", row.pid, row.used_bytes, row.device_index);
+    /// }
+    /// for note in frame.notes() {
+    ///     eprintln!("{}", note.message);
+    /// }
+    /// ```
+    #[must_use]
+    pub fn frame(&self, request: FrameRequest) -> Frame {
+        let mut frame = Frame::empty(request);
+        match self.host_memory() {
+            Ok(host) => frame.host = Some(host),
+            Err(e) => frame.host_error = Some(e),
+        }
+        match self
+            .gpu_call("frame", move |gpu| gpu.frame(request))
+            .and_then(|gpu| gpu)
+        {
+            Ok(devices) => frame.devices = devices,
+            Err(e) => frame.gpu_error = Some(e),
+        }
+        let host = frame.host.as_ref();
+        for d in &mut frame.devices {
+            d.device
+                .fill_budget(host.filter(|_| d.device.unified_memory));
+        }
+        if request.process_details {
+            self.fill_process_details(&mut frame);
+        }
+        frame
+    }
+
+    /// Each listed process's resident memory and cgroup, from the OS.
+    fn fill_process_details(&self, frame: &mut Frame) {
+        for d in &mut frame.devices {
+            let Some(listing) = d.processes.as_mut() else {
+                continue;
+            };
+            for row in &mut listing.rows {
+                if let Ok(memory) = self.process_memory(Some(row.pid), MemoryDetail::Fast) {
+                    row.rss_bytes = Some(memory.rss_bytes);
+                }
+                #[cfg(target_os = "linux")]
+                {
+                    row.cgroup =
+                        crate::process_info::linux::process_cgroup(&self.proc_root, row.pid);
+                }
+            }
+        }
     }
 
     /// How long the GPU call in flight has been running, when it has overrun

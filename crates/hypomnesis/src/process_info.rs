@@ -28,6 +28,32 @@ pub(crate) fn parse_cmdline(raw: &[u8]) -> Option<String> {
     (!joined.is_empty()).then_some(joined)
 }
 
+/// The path a `/proc/<pid>/cgroup` file places the process at: the unified (v2) hierarchy's
+/// `0::` line, else the v1 `memory` controller's line, else the first line's. The path names
+/// the container, pod or job (`/kubepods/…/pod<uid>/<container>`, `/slurm/…/job_42/…`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn parse_cgroup_path(text: &str) -> Option<String> {
+    let entries: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let _id = parts.next()?;
+            Some((parts.next()?, parts.next()?))
+        })
+        .collect();
+    let pick = entries
+        .iter()
+        .find(|(controllers, _)| controllers.is_empty())
+        .or_else(|| {
+            entries
+                .iter()
+                .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
+        })
+        .or_else(|| entries.first())?;
+    let path = pick.1.trim();
+    (!path.is_empty()).then(|| path.to_owned())
+}
+
 #[cfg(target_os = "linux")]
 pub(crate) mod linux {
     use std::collections::HashMap;
@@ -78,6 +104,13 @@ pub(crate) mod linux {
         let path = proc_root.join(pid.to_string()).join("cmdline");
         let raw = read_proc_file(&path, Ends::AtEmptyRead).ok()?;
         super::parse_cmdline(&raw)
+    }
+
+    /// The cgroup path of `pid` (see [`super::parse_cgroup_path`]).
+    pub(crate) fn process_cgroup(proc_root: &Path, pid: u32) -> Option<String> {
+        let path = proc_root.join(pid.to_string()).join("cgroup");
+        let text = crate::ram::linux::read_proc_text(&path).ok()?;
+        super::parse_cgroup_path(&text)
     }
 
     /// `getpwuid_r`, retried with a larger buffer when the entry does not fit.
@@ -146,6 +179,29 @@ pub(crate) mod linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cgroup_path_is_the_unified_line_then_the_memory_controller_then_the_first() {
+        let v2 = "0::/kubepods.slice/kubepods-pod1234.slice/cri-containerd-ab.scope\n";
+        assert_eq!(
+            parse_cgroup_path(v2).as_deref(),
+            Some("/kubepods.slice/kubepods-pod1234.slice/cri-containerd-ab.scope")
+        );
+        let hybrid =
+            "12:cpu,cpuacct:/slurm/job_7\n4:memory:/slurm/uid_1000/job_42\n0::/user.slice\n";
+        assert_eq!(parse_cgroup_path(hybrid).as_deref(), Some("/user.slice"));
+        let v1 = "12:cpu,cpuacct:/a\n4:memory:/slurm/uid_1000/job_42\n";
+        assert_eq!(
+            parse_cgroup_path(v1).as_deref(),
+            Some("/slurm/uid_1000/job_42")
+        );
+        assert_eq!(
+            parse_cgroup_path("3:pids:/docker/abc\n").as_deref(),
+            Some("/docker/abc")
+        );
+        assert_eq!(parse_cgroup_path(""), None);
+        assert_eq!(parse_cgroup_path("garbage without colons"), None);
+    }
 
     #[test]
     fn real_uid_is_the_first_field_of_the_uid_line() {

@@ -551,6 +551,16 @@ pub struct GpuProcessEntry {
     /// the last reading": an idle process, or two readings too close together), on MIG,
     /// and for backends without per-process utilization (nvidia-smi, DRM, PDH, Metal).
     pub utilization_percent: Option<f64>,
+    /// The process's resident memory, bytes, as [`crate::ProcessMemory::rss_bytes`]; filled
+    /// only by a [`crate::Frame`] that asks for process details, `None` otherwise or when
+    /// the OS would not say.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub rss_bytes: Option<u64>,
+    /// The process's cgroup path (`/kubepods/…/pod<uid>/…`, `/system.slice/docker-….scope`,
+    /// `/slurm/uid_…/job_…`): which container, pod or job it belongs to. Filled as
+    /// `rss_bytes` is.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub cgroup: Option<String>,
     /// Which backend listed it.
     pub source: GpuQuerySource,
     /// Linux DRM: the clients this process holds on this device that other processes hold
@@ -678,6 +688,8 @@ impl GpuProcessEntry {
             gpu_instance_id: None,
             compute_instance_id: None,
             utilization_percent: None,
+            rss_bytes: None,
+            cgroup: None,
             source,
             shared_clients: Vec::new(),
         }

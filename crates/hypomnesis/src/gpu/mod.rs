@@ -741,6 +741,39 @@ impl GpuBackends {
         Ok((readings, errors))
     }
 
+    /// Every device, with its telemetry and processes when `request` asks for them: the GPU
+    /// part of a [`crate::Frame`]. `Err` only when no backend can list devices.
+    pub(crate) fn frame(&self, request: crate::FrameRequest) -> Result<Vec<crate::DeviceFrame>> {
+        let devices = self.devices()?;
+        let mut frames: Vec<crate::DeviceFrame> =
+            devices.into_iter().map(crate::DeviceFrame::new).collect();
+        if request.telemetry {
+            match self.telemetry_all() {
+                Ok((readings, _)) => {
+                    for frame in &mut frames {
+                        let index = frame.device.index;
+                        match readings.iter().find(|t| t.index == index) {
+                            Some(t) => frame.telemetry = Some(t.clone()),
+                            None => frame.telemetry_error = self.telemetry(index).err(),
+                        }
+                    }
+                }
+                Err(e) => frames
+                    .iter_mut()
+                    .for_each(|f| f.telemetry_error = Some(e.clone())),
+            }
+        }
+        if request.processes {
+            for frame in &mut frames {
+                match self.process_listing(frame.device.index) {
+                    Ok(listing) => frame.processes = Some(listing),
+                    Err(e) => frame.processes_error = Some(e),
+                }
+            }
+        }
+        Ok(frames)
+    }
+
     pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
         if self.extras.is_empty() {
             return self.own_process_from_nvidia(index, pid);

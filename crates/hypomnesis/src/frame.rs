@@ -1,0 +1,239 @@
+//! One observation of the whole machine, taken at one moment: the thing every view reads.
+//!
+//! The summary, `ps`, `fits`, `watch`, `run`, the exporter and the terminal UI all ask the
+//! same questions — which GPUs, how full, who holds them, how is the host — and used to ask
+//! them each in their own way, so they disagreed at the edges. A [`Frame`] answers them all
+//! at once, each source read at most once (one `nvidia-smi` run per query, one `/proc` scan
+//! for every DRM device), so a fix to how a fact is read reaches every view.
+//!
+//! A frame never fails as a whole: what could not be read is `None` with the error beside
+//! it ([`Frame::host_error`], [`Frame::gpu_error`], [`DeviceFrame::telemetry_error`],
+//! [`DeviceFrame::processes_error`]), and [`Frame::notes`] lists everything that could not
+//! be seen, device by device.
+
+use std::time::{Instant, SystemTime};
+
+use crate::error::HypomnesisError;
+use crate::host::HostMemory;
+use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, ListingNote};
+use crate::telemetry::DeviceTelemetry;
+
+/// Which parts of the machine a frame reads. Device memory and identity are always read;
+/// the rest costs more (a process scan reads every process's files) and a monitor asks for
+/// it less often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct FrameRequest {
+    /// Read each device's utilization, temperature, power and clocks.
+    pub telemetry: bool,
+    /// List every device's processes, named from the OS.
+    pub processes: bool,
+    /// With `processes`: each process's resident memory and cgroup (one more file read per
+    /// process).
+    pub process_details: bool,
+}
+
+impl FrameRequest {
+    /// Everything: devices, telemetry, processes with their details.
+    pub const ALL: Self = Self {
+        telemetry: true,
+        processes: true,
+        process_details: true,
+    };
+
+    /// Device memory and identity only, and the host.
+    pub const DEVICES: Self = Self {
+        telemetry: false,
+        processes: false,
+        process_details: false,
+    };
+
+    /// This request, also reading telemetry (or not).
+    #[must_use]
+    pub const fn with_telemetry(mut self, telemetry: bool) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// This request, also listing processes (or not); `details` adds RSS and cgroup.
+    #[must_use]
+    pub const fn with_processes(mut self, processes: bool, details: bool) -> Self {
+        self.processes = processes;
+        self.process_details = processes && details;
+        self
+    }
+}
+
+impl Default for FrameRequest {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+/// One GPU within a [`Frame`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeviceFrame {
+    /// Memory, identity, MIG instances and budget.
+    pub device: GpuDeviceInfo,
+    /// Utilization, temperature, power; `None` when not requested or not readable
+    /// ([`DeviceFrame::telemetry_error`] says why).
+    pub telemetry: Option<DeviceTelemetry>,
+    /// Why `telemetry` is `None` although it was requested.
+    pub telemetry_error: Option<HypomnesisError>,
+    /// The device's processes and what the listing could not see; `None` when the frame did
+    /// not scan processes or the listing failed ([`DeviceFrame::processes_error`]).
+    pub processes: Option<GpuProcessListing>,
+    /// Why `processes` is `None` although processes were requested.
+    pub processes_error: Option<HypomnesisError>,
+}
+
+impl DeviceFrame {
+    /// A device with nothing but its record (telemetry and processes not read).
+    #[must_use]
+    pub fn new(device: GpuDeviceInfo) -> Self {
+        Self {
+            device,
+            telemetry: None,
+            telemetry_error: None,
+            processes: None,
+            processes_error: None,
+        }
+    }
+
+    /// The device's process rows; empty when none were listed.
+    #[must_use]
+    pub fn rows(&self) -> &[GpuProcessEntry] {
+        self.processes.as_ref().map_or(&[], |l| l.rows.as_slice())
+    }
+}
+
+/// One observation of the machine: host, devices, processes and what could not be seen.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Frame {
+    /// When the frame was taken, wall clock (for records).
+    pub taken_at: SystemTime,
+    /// When the frame was taken, monotonic (for ages and intervals).
+    pub taken: Instant,
+    /// What was asked for.
+    pub request: FrameRequest,
+    /// Host RAM, swap, pressure and the cgroup; `None` when unreadable ([`Frame::host_error`]).
+    pub host: Option<HostMemory>,
+    /// Why `host` is `None`.
+    pub host_error: Option<HypomnesisError>,
+    /// Every GPU the backends can see, by index.
+    pub devices: Vec<DeviceFrame>,
+    /// Why there are no devices: no backend could list any, or the driver did not answer in
+    /// time. `None` when the backends answered (possibly with zero devices).
+    pub gpu_error: Option<HypomnesisError>,
+}
+
+/// What a frame could not see, for the footer of a view or the `notes` of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FrameNote {
+    /// The device it concerns; `None` for the host or the GPU layer as a whole.
+    pub device: Option<u32>,
+    /// What kind of thing went unseen.
+    pub kind: FrameNoteKind,
+    /// One sentence for a person, saying what to do where the user can act.
+    pub message: String,
+    /// For a listing finding, its counts and PIDs.
+    pub listing: Option<ListingNote>,
+}
+
+/// The kinds of [`FrameNote`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FrameNoteKind {
+    /// Host memory could not be read.
+    HostUnreadable,
+    /// No GPU backend could list devices.
+    GpuUnavailable,
+    /// A device's telemetry could not be read.
+    TelemetryFailed,
+    /// A device's process listing failed.
+    ListingFailed,
+    /// A listing ran but could not see everything (see [`ListingNote::kind`]).
+    Listing,
+}
+
+impl Frame {
+    /// A frame with nothing read yet, stamped now.
+    #[must_use]
+    pub fn empty(request: FrameRequest) -> Self {
+        Self {
+            taken_at: SystemTime::now(),
+            taken: Instant::now(),
+            request,
+            host: None,
+            host_error: None,
+            devices: Vec::new(),
+            gpu_error: None,
+        }
+    }
+
+    /// Device `index`, when the frame has it.
+    #[must_use]
+    pub fn device(&self, index: u32) -> Option<&DeviceFrame> {
+        self.devices.iter().find(|d| d.device.index == index)
+    }
+
+    /// Every process row of every device, device by device, each sorted by pid.
+    pub fn processes(&self) -> impl Iterator<Item = &GpuProcessEntry> {
+        self.devices.iter().flat_map(DeviceFrame::rows)
+    }
+
+    /// Everything the frame could not see, host first, then device by device.
+    #[must_use]
+    pub fn notes(&self) -> Vec<FrameNote> {
+        let mut notes = Vec::new();
+        if let Some(e) = &self.host_error {
+            notes.push(FrameNote {
+                device: None,
+                kind: FrameNoteKind::HostUnreadable,
+                message: format!("host memory: {e}"),
+                listing: None,
+            });
+        }
+        if let Some(e) = &self.gpu_error {
+            notes.push(FrameNote {
+                device: None,
+                kind: FrameNoteKind::GpuUnavailable,
+                message: e.to_string(),
+                listing: None,
+            });
+        }
+        for d in &self.devices {
+            let index = d.device.index;
+            if let Some(e) = &d.telemetry_error {
+                notes.push(FrameNote {
+                    device: Some(index),
+                    kind: FrameNoteKind::TelemetryFailed,
+                    message: format!("GPU {index}: telemetry: {e}"),
+                    listing: None,
+                });
+            }
+            if let Some(e) = &d.processes_error {
+                notes.push(FrameNote {
+                    device: Some(index),
+                    kind: FrameNoteKind::ListingFailed,
+                    message: format!("GPU {index}: processes: {e}"),
+                    listing: None,
+                });
+            }
+            if let Some(listing) = &d.processes {
+                for finding in listing.findings() {
+                    notes.push(FrameNote {
+                        device: Some(index),
+                        kind: FrameNoteKind::Listing,
+                        message: format!("GPU {index}: {}", finding.message),
+                        listing: Some(finding),
+                    });
+                }
+            }
+        }
+        notes
+    }
+}
