@@ -548,7 +548,7 @@ pub struct RunArgs {
 
     /// How often to sample (50ms, 0.5s, 2s; a bare number is seconds). RAM peaks of single
     /// processes are exact whatever the interval; tree sums and GPU memory are as fine as it.
-    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = crate::run::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = crate::cmd::run::parse_duration)]
     pub interval: std::time::Duration,
 
     /// Write every sample to FILE as it is taken, flushed each time: NDJSON records, or CSV
@@ -600,11 +600,11 @@ pub struct WatchArgs {
     pub pids: Vec<u32>,
 
     /// How often to sample (5s, 500ms, 1m; a bare number is seconds).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::run::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::cmd::run::parse_duration)]
     pub interval: std::time::Duration,
 
     /// Stop after DURATION (default: until Ctrl-C).
-    #[arg(long, value_name = "DURATION", value_parser = crate::run::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::cmd::run::parse_duration)]
     pub duration: Option<std::time::Duration>,
 
     /// Without PIDs: how many of the largest GPU processes to watch.

@@ -5,27 +5,25 @@
 //! data (text or `--json`), stderr is talk (summaries, warnings, reasons).
 
 mod cli;
-mod fits;
+mod cmd;
 mod man;
 mod output;
 mod plot;
-mod ps;
 mod record;
-mod run;
 #[cfg(feature = "serve")]
 mod serve;
+mod signals;
 mod size;
 mod spill;
-mod summary;
 mod table;
 mod text;
-mod watch;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
+use cmd::{fits, ps, run, summary, watch};
 use output::{OnStdoutFailure, Output};
 
 /// What a command concluded, as an exit code.

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::run::RunReport;
+use crate::cmd::run::RunReport;
 
 /// The recording's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,7 +52,7 @@ use crate::Outcome;
 use crate::cli::{GlobalArgs, WatchArgs};
 use crate::output::Output;
 use crate::record::wall_clock_text;
-use crate::run::signals;
+use crate::signals;
 use crate::size::format_size;
 use crate::spill::{DeviceSpill, SpillReport};
 use crate::table::{Align, Table};
@@ -351,7 +351,7 @@ fn sample_telemetry(probe: &Probe, sink: &Sink<'_>, device: u32) {
                 sink.out.data(&format!(
                     "{}  GPU {device}: {}\n",
                     sink.at(),
-                    crate::summary::telemetry_line(&telemetry)
+                    crate::cmd::summary::telemetry_line(&telemetry)
                 ));
             }
         }

@@ -200,7 +200,7 @@ mod imp {
     /// Waits, looking every `interval`, until every descendant left has ended (orphans of
     /// theirs included), or a stop signal (Ctrl-C, SIGTERM) arrives.
     pub fn follow(mut left: Left, interval: Duration) -> Left {
-        let stops = crate::run::signals::stops();
+        let stops = crate::signals::stops();
         loop {
             let mut alive = false;
             for (pid, zombie) in children(0) {
@@ -213,7 +213,7 @@ mod imp {
                     }
                 }
             }
-            if !alive || crate::run::signals::stops() != stops {
+            if !alive || crate::signals::stops() != stops {
                 return left;
             }
             std::thread::sleep(interval.max(Duration::from_millis(10)));

@@ -49,6 +49,7 @@ use crate::cli::{GlobalArgs, RunArgs};
 use crate::output::Output;
 use crate::plot::{PlotData, PlotSeries};
 use crate::record::{Format, Recorder, SampleRecord, StartDevice};
+use crate::signals;
 use crate::size::format_size;
 use crate::spill::{SpillReport, Watcher};
 
@@ -1173,8 +1174,6 @@ fn wait(mut child: std::process::Child) -> Ending {
         },
     }
 }
-
-pub mod signals;
 
 pub mod descendants;
 
