@@ -17,6 +17,7 @@ mod size;
 mod spill;
 mod table;
 mod text;
+mod values;
 
 use std::process::ExitCode;
 

@@ -53,35 +53,6 @@ use crate::signals;
 use crate::size::format_size;
 use crate::spill::{SpillReport, Watcher};
 
-/// Parses `50ms`, `0.5s`, `2s`, `1m`, `1h`, or a bare number of seconds (`2`, `0.25`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}`: expected e.g. 50ms, 0.5s, 2s, 1m"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m or h)"
-            ));
-        }
-    };
-    let duration = Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("invalid duration `{text}`: out of range"))?;
-    if duration < Duration::from_millis(1) {
-        return Err(format!("invalid duration `{text}`: at least 1ms"));
-    }
-    Ok(duration)
-}
-
 /// One device as the report shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceReport {
@@ -1180,23 +1151,6 @@ pub mod descendants;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units_or_bare_seconds() {
-        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
-        assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "fast", "5 parsecs", "0ms", "0.1ms", "-1s", "1e3s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-        assert!(
-            parse_duration("5 parsecs")
-                .unwrap_err()
-                .contains("ms, s, m or h")
-        );
-    }
 
     #[test]
     fn commands_are_shown_as_typed() {
