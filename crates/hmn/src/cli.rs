@@ -484,9 +484,9 @@ pub struct PsArgs {
 pub const PS_WIDTH_HELP: &str = "\
 On a terminal narrower than the table, NAME and COMMAND are cut first, ending in `…` (NAME
 to no fewer than 12 columns, COMMAND to 20); if the table is still too wide, columns are left
-out in this order: SPILL, GPU%, USER, GI/CI, SYS; then NAME and COMMAND are cut further. The
-width is COLUMNS when set, else the terminal's. A pipe or a file gets the whole table, as
-does --wide.";
+out in this order: SPILL, GPU%, RSS, USER, GI/CI, SYS; then NAME and COMMAND are cut
+further. The width is COLUMNS when set, else the terminal's. A pipe or a file gets the whole
+table, as does --wide.";
 
 /// How `ps` sorts its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -247,6 +247,9 @@ mod tests {
     #[test]
     fn the_ps_page_tells_the_column_drop_order() {
         let notes = section(&page(Some("ps")), "NOTES").join(" ");
-        assert!(notes.contains("SPILL, GPU%, USER, GI/CI, SYS"), "{notes}");
+        assert!(
+            notes.contains("SPILL, GPU%, RSS, USER, GI/CI, SYS"),
+            "{notes}"
+        );
     }
 }
