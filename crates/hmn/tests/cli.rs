@@ -302,6 +302,26 @@ fn ps_exit_status() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
 
+/// A `--device` the machine does not have is the same fact in every view: exit 2 and
+/// "device index 7 out of range (have 1 devices)".
+#[test]
+fn a_device_beyond_the_machine_is_out_of_range_in_every_view() {
+    for args in [
+        &["--device", "7"][..],
+        &["ps", "--device", "7"],
+        &["fits", "1G", "--device", "7"],
+    ] {
+        let r = run("one_gpu", args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("device index 7 out of range (have 1 devices)"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+}
+
 #[test]
 fn fits_snapshots_and_exit_codes() {
     let yes = snap!("fits_yes", "one_gpu", &["fits", "1GiB"]);

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use hypomnesis::spill;
 use hypomnesis::{
     DeviceFrame, Frame, FrameNoteKind, FrameRequest, GpuProcessEntry, GpuProcessKind,
-    GpuQuerySource, HypomnesisError, ListingNote, Probe, SharedClient,
+    GpuQuerySource, ListingNote, Probe, SharedClient,
 };
 use serde::Serialize;
 
@@ -197,12 +197,7 @@ pub fn gather(probe: &Probe, frame: &Frame, only: Option<u32>) -> Result<Gathere
         (Some(index), _) => match frame.device(index) {
             Some(device) => vec![device],
             None => {
-                let why = frame.gpu_error.clone().unwrap_or_else(|| {
-                    HypomnesisError::DeviceIndexOutOfRange {
-                        index,
-                        count: u32::try_from(frame.devices.len()).unwrap_or(u32::MAX),
-                    }
-                });
+                let why = super::missing_device(frame, index);
                 gathered.skipped.push(FailedDevice {
                     device_index: index,
                     error: why.to_string(),

@@ -18,8 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hypomnesis::{
     CgroupMemory, CgroupVersion, DeviceFrame, DeviceTelemetry, Frame, FrameRequest, GpuDeviceInfo,
-    GpuProcessEntry, GpuQuerySource, HostMemory, HypomnesisError, MemoryPressure, MigInstance,
-    PressureLevel, Probe,
+    GpuProcessEntry, GpuQuerySource, HostMemory, MemoryPressure, MigInstance, PressureLevel, Probe,
 };
 use serde::Serialize;
 
@@ -233,12 +232,7 @@ fn shown_devices<'f>(
         return match frame.device(index) {
             Some(device) => (vec![device], Outcome::Success),
             None => {
-                let why = frame.gpu_error.clone().unwrap_or_else(|| {
-                    HypomnesisError::DeviceIndexOutOfRange {
-                        index,
-                        count: u32::try_from(frame.devices.len()).unwrap_or(u32::MAX),
-                    }
-                });
+                let why = super::missing_device(frame, index);
                 out.say(&format!(
                     "cannot read GPU {index}: {}",
                     Shown(&why.to_string())
