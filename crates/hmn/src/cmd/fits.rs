@@ -13,8 +13,8 @@
 use hypomnesis::{BudgetBasis, Frame, FrameRequest, GpuDeviceInfo, Probe};
 use serde::Serialize;
 
-use crate::Outcome;
 use crate::cli::{FitsArgs, GlobalArgs};
+use crate::outcome::Outcome;
 use crate::output::{Output, Tone};
 use crate::size::format_size;
 

@@ -1,8 +1,10 @@
-//! One module per command: each turns a parsed command line into an [`crate::Outcome`],
+//! One module per command: each turns a parsed command line into an [`crate::outcome::Outcome`],
 //! reading the machine through [`hypomnesis::Frame`]s (or, for long-running commands, a
 //! [`hypomnesis::Monitor`]) so every command shows the same facts.
 
+pub(crate) mod completions;
 pub(crate) mod fits;
+pub(crate) mod man;
 pub(crate) mod ps;
 pub(crate) mod run;
 pub(crate) mod summary;

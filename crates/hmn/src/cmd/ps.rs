@@ -29,8 +29,8 @@ use hypomnesis::{
 };
 use serde::Serialize;
 
-use crate::Outcome;
 use crate::cli::{GlobalArgs, PsArgs, SortKey};
+use crate::outcome::Outcome;
 use crate::output::Output;
 use crate::size::{format_optional, format_size};
 use crate::table::{Align, Table};

@@ -176,9 +176,14 @@ pub struct Ending {
 }
 
 pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
-    let probe = Arc::new(crate::guarded_probe(global.timeout));
+    let probe = Arc::new(crate::driver::guarded_probe(global.timeout));
     let code = run_with(&probe, global, args, out);
-    crate::leave_if_driver_hung(&probe, i32::from(code));
+    crate::driver::leave_if_driver_hung(&probe, i32::from(code));
+    // A report that could not be written to stdout makes CMD's success "outputs incomplete"
+    // (CMD's own failure code is kept), as a recording or a plot that could not be written does.
+    if out.stdout_failed() && code == 0 {
+        return ExitCode::from(OUTPUTS_INCOMPLETE);
+    }
     ExitCode::from(code)
 }
 

@@ -22,8 +22,8 @@ use hypomnesis::{
 };
 use serde::Serialize;
 
-use crate::Outcome;
 use crate::cli::GlobalArgs;
+use crate::outcome::Outcome;
 use crate::output::{Output, Tone};
 use crate::size::{format_size, mib};
 use crate::text::Shown;

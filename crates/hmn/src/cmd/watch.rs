@@ -48,8 +48,8 @@ use std::time::{Duration, Instant, SystemTime};
 use hypomnesis::{DeviceTelemetry, GpuProcessListing, MemoryDetail, Probe};
 use serde::Serialize;
 
-use crate::Outcome;
 use crate::cli::{GlobalArgs, WatchArgs};
+use crate::outcome::Outcome;
 use crate::output::Output;
 use crate::record::wall_clock_text;
 use crate::signals;
@@ -703,9 +703,9 @@ fn row_text(
 }
 
 pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
-    let probe = crate::guarded_probe(global.timeout);
+    let probe = crate::driver::guarded_probe(global.timeout);
     let outcome = watch(&probe, global, args, out);
-    crate::leave_if_driver_hung(&probe, i32::from(u8::from(outcome)));
+    crate::driver::leave_if_driver_hung(&probe, i32::from(u8::from(outcome)));
     outcome
 }
 

@@ -17,8 +17,8 @@ mod sampler;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::Outcome;
 use crate::cli::{GlobalArgs, ServeArgs};
+use crate::outcome::Outcome;
 use crate::output::Output;
 
 /// Whether a socket bound to `ip` can be reached from other machines. An IPv4 address mapped
@@ -135,7 +135,7 @@ pub fn run(
     stop_on_signals(&runtime);
     runtime.block_on(http::serve(listener, shared, http::Limits::default(), log));
     drop(sampler);
-    crate::leave_if_driver_hung(&probe, 0);
+    crate::driver::leave_if_driver_hung(&probe, 0);
     Outcome::Success
 }
 
@@ -143,7 +143,7 @@ pub fn run(
 /// first end any `nvidia-smi` query in flight with everything it started: those run in their
 /// own process groups, so the signal that ends `serve` never reaches them, and one hung in
 /// the driver would otherwise outlive the server. Exit handlers are skipped for the reason
-/// [`crate::exit_now`] gives (a hung driver call may hold a lock they wait on); `serve` has
+/// [`crate::driver::exit_now`] gives (a hung driver call may hold a lock they wait on); `serve` has
 /// nothing to save.
 #[cfg(unix)]
 fn stop_on_signals(runtime: &tokio::runtime::Runtime) {
@@ -162,7 +162,7 @@ fn stop_on_signals(runtime: &tokio::runtime::Runtime) {
                 runtime.spawn(async move {
                     if stream.recv().await.is_some() {
                         eprintln!("hmn: {name}: stopping");
-                        crate::exit_now(0);
+                        crate::driver::exit_now(0);
                     }
                 });
             }

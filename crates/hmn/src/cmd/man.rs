@@ -13,8 +13,8 @@ use clap::CommandFactory;
 use clap_mangen::Man;
 use roff::{Roff, bold, roman};
 
-use crate::Outcome;
 use crate::cli::{Cli, ENVIRONMENT, EXIT_CODE_NOTES, EXIT_CODES, LIMITATIONS, ManArgs};
+use crate::outcome::Outcome;
 use crate::output::Output;
 
 /// `hmn man [COMMAND]` prints one page; `hmn man --dir DIR` writes them all.
