@@ -127,7 +127,13 @@ pub struct Gathered {
 
 pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> Outcome {
     let frame = probe.frame(FrameRequest::DEVICES.with_processes(true, true));
-    let gathered = match gather(probe, &frame, global.device) {
+    // One spill reading per device, only where spill can be measured at all.
+    let spilling = |index| {
+        spill::is_spill_measurable()
+            .then(|| spill::device_is_spilling(probe, index))
+            .flatten()
+    };
+    let gathered = match gather(&frame, global.device, spilling) {
         Ok(g) => g,
         Err(message) => {
             out.say(&message);
@@ -186,10 +192,15 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> O
     Outcome::Success
 }
 
-/// The rows of every device of `frame` (or only `only`'s), the devices whose processes could
-/// not be listed, and what the listings could not see. `Err` when the frame has no devices
-/// because no GPU source answered (and no one device was asked for).
-pub fn gather(probe: &Probe, frame: &Frame, only: Option<u32>) -> Result<Gathered, String> {
+/// The rows of every device of `frame` (or only `only`'s), each with its device's `spilling`
+/// reading, the devices whose processes could not be listed, and what the listings could not
+/// see. `Err` when the frame has no devices because no GPU source answered (and no one device
+/// was asked for).
+pub fn gather(
+    frame: &Frame,
+    only: Option<u32>,
+    spilling: impl Fn(u32) -> Option<bool>,
+) -> Result<Gathered, String> {
     let mut gathered = Gathered::default();
     let devices: Vec<&DeviceFrame> = match (only, &frame.gpu_error) {
         (None, Some(e)) => return Err(format!("ps: no device could be queried: {e}")),
@@ -216,10 +227,7 @@ pub fn gather(probe: &Probe, frame: &Frame, only: Option<u32>) -> Result<Gathere
             continue;
         }
         gathered.queried += 1;
-        // One reading per device, only where spill can be measured at all.
-        let spilling = spill::is_spill_measurable()
-            .then(|| spill::device_is_spilling(probe, index))
-            .flatten();
+        let spilling = spilling(index);
         gathered.rows.extend(
             d.rows()
                 .iter()
@@ -569,6 +577,77 @@ mod tests {
             row(200, None, Some(512 << 20), 0),
             row(400, Some("Xorg"), None, 0),
         ]
+    }
+
+    /// A frame of three devices: 0 listed with a process not in /proc, 1 whose listing
+    /// failed, 2 listed with the same kind of note.
+    fn frame() -> Frame {
+        let mut frame = Frame::empty(FrameRequest::ALL);
+        for index in 0..3 {
+            let device = hypomnesis::GpuDeviceInfo::builder()
+                .index(index)
+                .name(&format!("GPU model {index}"))
+                .build();
+            let mut d = DeviceFrame::new(device);
+            if index == 1 {
+                d.processes_error =
+                    Some(hypomnesis::HypomnesisError::DeviceIndexOutOfRange { index: 1, count: 0 });
+            } else {
+                let mut entry = GpuProcessEntry::builder(100 + index).build();
+                entry.device_index = index;
+                entry.rss_bytes = Some(1 << 30);
+                let mut listing = hypomnesis::GpuProcessListing::default();
+                listing.rows = vec![entry];
+                listing.absent_pids = vec![7];
+                d.processes = Some(listing);
+            }
+            frame.devices.push(d);
+        }
+        frame
+    }
+
+    #[test]
+    fn gathering_a_frame_keeps_rows_skips_failed_listings_and_says_each_note_once() {
+        let gathered = gather(&frame(), None, |index| Some(index == 2)).unwrap();
+        let rows: Vec<_> = gathered
+            .rows
+            .iter()
+            .map(|r| {
+                let name = r.device_name.as_deref();
+                (r.pid, r.device_index, name, r.spilling, r.rss_bytes)
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (100, 0, Some("GPU model 0"), Some(false), Some(1 << 30)),
+                (102, 2, Some("GPU model 2"), Some(true), Some(1 << 30)),
+            ]
+        );
+        assert_eq!(gathered.queried, 2);
+        assert_eq!(gathered.skipped.len(), 1);
+        assert_eq!(gathered.skipped[0].device_index, 1);
+        assert!(gathered.skipped[0].error.contains("out of range"));
+        assert_eq!(gathered.notes.len(), 1, "{:?}", gathered.notes);
+        assert_eq!(gathered.notes[0].pids, [7]);
+    }
+
+    #[test]
+    fn gathering_one_device_the_frame_lacks_says_why() {
+        let only = gather(&frame(), Some(2), |_| None).unwrap();
+        assert_eq!((only.queried, only.rows.len()), (1, 1));
+        let missing = gather(&frame(), Some(5), |_| None).unwrap();
+        assert_eq!(missing.queried, 0);
+        assert_eq!(
+            missing.skipped[0].error,
+            "device index 5 out of range (have 3 devices)"
+        );
+        let mut failed = Frame::empty(FrameRequest::ALL);
+        failed.gpu_error = Some(hypomnesis::HypomnesisError::NoGpuSource {
+            attempts: Vec::new(),
+        });
+        let err = gather(&failed, None, |_| None).unwrap_err();
+        assert!(err.starts_with("ps: no device could be queried: "), "{err}");
     }
 
     #[test]
