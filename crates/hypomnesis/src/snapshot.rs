@@ -376,12 +376,7 @@ impl GpuDeviceInfo {
                 DeviceField::ReservedBytes,
             ]
         } else {
-            &[
-                DeviceField::TotalBytes,
-                DeviceField::FreeBytes,
-                DeviceField::UsedBytes,
-                DeviceField::ReservedBytes,
-            ]
+            &DeviceField::MEMORY
         };
         for &field in fields {
             self.unavailable.retain(|u| u.field != field);

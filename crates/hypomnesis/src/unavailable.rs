@@ -99,7 +99,7 @@ impl DeviceField {
 
     /// The memory figures a memory query fills together (`total`, `free`, `used`,
     /// `reserved`), in that order.
-    pub const MEMORY: [Self; 4] = [
+    pub(crate) const MEMORY: [Self; 4] = [
         Self::TotalBytes,
         Self::FreeBytes,
         Self::UsedBytes,

@@ -934,12 +934,7 @@ struct MemoryFigures {
 }
 
 fn mark_memory_unavailable(info: &mut GpuDeviceInfo, reason: &str) {
-    for field in [
-        DeviceField::TotalBytes,
-        DeviceField::FreeBytes,
-        DeviceField::UsedBytes,
-        DeviceField::ReservedBytes,
-    ] {
+    for field in DeviceField::MEMORY {
         if info.unavailable_reason(field).is_none() {
             info.mark_unavailable(field, reason);
         }

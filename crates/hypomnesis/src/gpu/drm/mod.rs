@@ -340,12 +340,7 @@ mod linux {
                     let mut info = d.info;
                     info.vendor = crate::snapshot::GpuVendor::Nvidia;
                     let reason = format!("{NVIDIA_CARD}; {why}");
-                    const MEMORY: [DeviceField; 4] = [
-                        DeviceField::TotalBytes,
-                        DeviceField::FreeBytes,
-                        DeviceField::UsedBytes,
-                        DeviceField::ReservedBytes,
-                    ];
+                    const MEMORY: [DeviceField; 4] = DeviceField::MEMORY;
                     info.unavailable.retain(|u| !MEMORY.contains(&u.field));
                     for field in MEMORY {
                         info.mark_unavailable(field, reason.clone());
