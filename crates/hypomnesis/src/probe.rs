@@ -43,7 +43,7 @@ pub const DEFAULT_NVIDIA_SMI_TIMEOUT: Duration = Duration::from_secs(10);
 /// let probe = hypomnesis::Probe::new();
 /// for _ in 0..3 {
 ///     let snap = probe.snapshot(0)?;
-///     println!("RAM {} bytes, GPU {:?}", snap.ram_bytes, snap.gpu.map(|g| g.used_bytes));
+///     println!("RAM {} bytes, GPU {:?}", snap.ram_bytes, snap.gpu.and_then(|g| g.process_bytes));
 /// }
 /// # Ok::<(), hypomnesis::HypomnesisError>(())
 /// ```

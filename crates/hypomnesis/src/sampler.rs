@@ -1523,8 +1523,7 @@ impl Engine {
                         .probe
                         .process_gpu_info(device)
                         .ok()
-                        .filter(|g| g.is_per_process)
-                        .map(|g| g.used_bytes),
+                        .and_then(|g| g.process_bytes),
                     State::Procs(set_) => rows
                         .get_or_insert_with(|| self.probe.processes(device).ok())
                         .as_deref()

@@ -697,20 +697,90 @@ impl GpuProcessEntry {
 }
 
 /// The calling process's own memory on one GPU.
+///
+/// Most backends see the process's own figure ([`ProcessGpuInfo::process_bytes`]). The
+/// `nvidia-smi` fallback cannot: it only knows how much the whole device has in use, so it
+/// leaves `process_bytes` `None` and gives that figure as [`ProcessGpuInfo::device_used_bytes`],
+/// an upper bound on the process's share. The two are separate fields so that a device-wide
+/// figure is never read as the process's own.
+///
+/// # From the original crate's `used_bytes` / `is_per_process`
+/// The original hypomnesis crate had one `used_bytes: u64` whose meaning depended on
+/// `is_per_process`. Both fields are still here, filled as before, and deprecated so the
+/// compiler points every reader at the field it meant: `process_bytes` where `is_per_process`
+/// was checked, [`ProcessGpuInfo::upper_bound_bytes`] where either meaning was acceptable.
+/// They are kept as fields (not replaced by methods) because the original crate's users read
+/// them as fields, and a method would stop that code compiling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ProcessGpuInfo {
-    /// Bytes. When `is_per_process` is `false` this is the whole device's used memory, an
-    /// upper bound on the process's share.
+    /// This process's own memory on the device, bytes (0 when it holds no context there).
+    /// `None` when the backend can only tell the device's use (the `nvidia-smi` fallback,
+    /// when NVML cannot be loaded); `device_used_bytes` then bounds it.
+    pub process_bytes: Option<u64>,
+    /// The whole device's used memory, bytes: an upper bound on this process's share, given
+    /// when `process_bytes` is `None`. `None` when `process_bytes` is known.
+    pub device_used_bytes: Option<u64>,
+    /// The original crate's figure: `process_bytes` when known, else `device_used_bytes`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "means the whole device's use under the nvidia-smi fallback; read `process_bytes` (this process only) or `upper_bound_bytes()` (either)"
+    )]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub used_bytes: u64,
-    /// `true` when `used_bytes` is this process's own figure; `false` when the backend could
-    /// only tell device-wide use (the `nvidia-smi` fallback).
+    /// The original crate's flag: `true` when `used_bytes` is this process's own figure,
+    /// i.e. `process_bytes.is_some()`.
+    #[deprecated(since = "0.1.0", note = "read `process_bytes.is_some()`")]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub is_per_process: bool,
     /// The device's index.
     pub device_index: u32,
     /// Which backend produced it.
     pub source: GpuQuerySource,
+}
+
+impl ProcessGpuInfo {
+    /// The process's own figure, measured.
+    #[allow(deprecated)] // fills the original crate's fields too
+    #[must_use]
+    pub(crate) const fn own(bytes: u64, device_index: u32, source: GpuQuerySource) -> Self {
+        Self {
+            process_bytes: Some(bytes),
+            device_used_bytes: None,
+            used_bytes: bytes,
+            is_per_process: true,
+            device_index,
+            source,
+        }
+    }
+
+    /// Only the device's use is known: an upper bound on the process's figure.
+    #[allow(deprecated)] // fills the original crate's fields too
+    #[must_use]
+    pub(crate) const fn device_wide(
+        device_used: u64,
+        device_index: u32,
+        source: GpuQuerySource,
+    ) -> Self {
+        Self {
+            process_bytes: None,
+            device_used_bytes: Some(device_used),
+            used_bytes: device_used,
+            is_per_process: false,
+            device_index,
+            source,
+        }
+    }
+
+    /// The most this process can hold on the device, bytes: its own figure when known, else
+    /// the device's use. What the original crate's `used_bytes` was.
+    #[must_use]
+    pub fn upper_bound_bytes(&self) -> u64 {
+        self.process_bytes
+            .or(self.device_used_bytes)
+            .unwrap_or_default()
+    }
 }
 
 /// Every process holding memory on one GPU, and what the listing could not see.
@@ -1105,13 +1175,16 @@ impl Snapshot {
         self.ram_bytes as f64 / (1024.0 * 1024.0)
     }
 
-    /// The process's own VRAM in MiB, when measured.
+    /// The process's own VRAM in MiB, when measured. `None` also when only the device's use
+    /// is known (the `nvidia-smi` fallback: see [`ProcessGpuInfo::device_used_bytes`]); the
+    /// original crate gave the device's use here.
     #[must_use]
     #[allow(clippy::cast_precision_loss)] // display-only: MiB as a float
     pub fn vram_mb(&self) -> Option<f64> {
         self.gpu
             .as_ref()
-            .map(|g| g.used_bytes as f64 / (1024.0 * 1024.0))
+            .and_then(|g| g.process_bytes)
+            .map(|bytes| bytes as f64 / (1024.0 * 1024.0))
     }
 }
 
@@ -1159,7 +1232,6 @@ mod builders {
                 $(
                     #[doc = concat!("Sets `", stringify!($field), "`.")]
                     #[must_use]
-                    #[allow(clippy::wrong_self_convention)] // named after the field (`is_per_process`)
                     pub fn $field(mut self, value: $ty) -> Self {
                         self.0.$field = setters!(@wrap value $($opt)?);
                         self
@@ -1266,24 +1338,36 @@ mod builders {
     pub struct ProcessGpuInfoBuilder(ProcessGpuInfo);
 
     impl ProcessGpuInfo {
-        /// Starts a builder: 0 bytes, per-process, device 0, NVML.
+        /// Starts a builder: 0 bytes of the process's own, device 0, NVML.
         #[must_use]
-        pub fn builder() -> ProcessGpuInfoBuilder {
-            ProcessGpuInfoBuilder(Self {
-                used_bytes: 0,
-                is_per_process: true,
-                device_index: 0,
-                source: GpuQuerySource::Nvml,
-            })
+        pub const fn builder() -> ProcessGpuInfoBuilder {
+            ProcessGpuInfoBuilder(Self::own(0, 0, GpuQuerySource::Nvml))
         }
     }
 
     setters!(ProcessGpuInfoBuilder {
-        used_bytes: u64,
-        is_per_process: bool,
         device_index: u32,
         source: GpuQuerySource,
     });
+
+    impl ProcessGpuInfoBuilder {
+        /// The process's own figure, bytes (clears any device-wide figure).
+        #[must_use]
+        pub const fn process_bytes(self, bytes: u64) -> Self {
+            Self(ProcessGpuInfo::own(bytes, self.0.device_index, self.0.source))
+        }
+
+        /// Only the device's use is known, bytes, as under the `nvidia-smi` fallback (clears
+        /// the process's own figure).
+        #[must_use]
+        pub const fn device_used_bytes(self, bytes: u64) -> Self {
+            Self(ProcessGpuInfo::device_wide(
+                bytes,
+                self.0.device_index,
+                self.0.source,
+            ))
+        }
+    }
 
     impl ProcessGpuInfoBuilder {
         /// The finished record.
@@ -1331,6 +1415,26 @@ mod builders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshots_own_vram_is_unknown_when_only_the_devices_use_is_known() {
+        let snapshot = |gpu| Snapshot {
+            ram_bytes: 0,
+            gpu: Some(gpu),
+            gpu_device: None,
+            gpu_error: None,
+            telemetry: None,
+        };
+        let own = snapshot(ProcessGpuInfo::own(3 << 20, 0, GpuQuerySource::Nvml));
+        assert_eq!(own.vram_mb(), Some(3.0));
+        let bound = snapshot(ProcessGpuInfo::device_wide(
+            3 << 20,
+            0,
+            GpuQuerySource::NvidiaSmi,
+        ));
+        assert_eq!(bound.vram_mb(), None);
+        assert_eq!(bound.gpu.map(|g| g.upper_bound_bytes()), Some(3 << 20));
+    }
 
     fn holder(pid: u32, used: u64) -> GpuProcessEntry {
         let mut row = GpuProcessEntry::new(pid, 0, GpuQuerySource::Drm);
