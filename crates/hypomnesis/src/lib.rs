@@ -58,9 +58,9 @@ pub use probe::{
 };
 pub use ram::{MemoryDetail, ProcessMemory};
 pub use sampler::{
-    HostSummary, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report, Sample, Sampler,
-    SamplerBuilder, Series, SeriesSummary, Target, TargetSummary, Timeline, TimelinePoint, measure,
-    process_start_ticks,
+    HostSummary, MEASURE_TARGET, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report,
+    Sample, Sampler, SamplerBuilder, Series, SeriesSummary, Target, TargetId, TargetSummary,
+    Timeline, TimelinePoint, measure, process_start_ticks,
 };
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,

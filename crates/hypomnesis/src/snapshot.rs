@@ -1354,7 +1354,11 @@ mod builders {
         /// The process's own figure, bytes (clears any device-wide figure).
         #[must_use]
         pub const fn process_bytes(self, bytes: u64) -> Self {
-            Self(ProcessGpuInfo::own(bytes, self.0.device_index, self.0.source))
+            Self(ProcessGpuInfo::own(
+                bytes,
+                self.0.device_index,
+                self.0.source,
+            ))
         }
 
         /// Only the device's use is known, bytes, as under the `nvidia-smi` fallback (clears

@@ -304,7 +304,10 @@ fn a_client_inherited_after_pid_wraparound_is_counted_for_the_parent_that_opened
     assert_eq!(child.counted_used_bytes(), Some(0));
     assert_eq!(parent.counted_used_bytes(), Some(100 * MIB));
     // The library's own-process figure for the child agrees with its row.
-    assert_eq!(probe.process_gpu_info(0).unwrap().process_bytes, Some(100 * MIB));
+    assert_eq!(
+        probe.process_gpu_info(0).unwrap().process_bytes,
+        Some(100 * MIB)
+    );
 }
 
 #[test]

@@ -293,7 +293,10 @@ fn without_nvml_the_own_figure_of_each_gpu_is_that_gpus_used_memory() {
 fn without_nvml_the_own_figure_is_never_given_as_the_processs_own() {
     let p = probe("h100_loaded");
     let own = p.process_gpu_info(0).unwrap();
-    assert_eq!(own.process_bytes, None, "nvidia-smi cannot tell one process's use");
+    assert_eq!(
+        own.process_bytes, None,
+        "nvidia-smi cannot tell one process's use"
+    );
     assert_eq!(own.device_used_bytes, Some(19818 * MIB));
 }
 
@@ -348,7 +351,10 @@ fn wddm_has_device_figures_but_no_per_process_figures() {
         ]
     );
     let own = p.process_gpu_info(0).unwrap();
-    assert_eq!((own.process_bytes, own.device_used_bytes), (None, Some(702 * MIB)));
+    assert_eq!(
+        (own.process_bytes, own.device_used_bytes),
+        (None, Some(702 * MIB))
+    );
 }
 
 #[test]

@@ -1122,7 +1122,9 @@ mod tests {
         assert!(plausible_own(own(17 << 30), &device, 7).is_err());
         assert!(plausible_own(own(u64::MAX), &device, 7).is_err());
         assert_eq!(
-            plausible_own(own(16 << 30), &device, 7).unwrap().process_bytes,
+            plausible_own(own(16 << 30), &device, 7)
+                .unwrap()
+                .process_bytes,
             Some(16 << 30)
         );
         // An APU's own figure adds VRAM and GTT: bounded by both together.
