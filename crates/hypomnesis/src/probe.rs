@@ -69,6 +69,7 @@ pub struct ProbeBuilder {
     use_nvml: Option<bool>,
     use_nvidia_smi: Option<bool>,
     driver_timeout: Option<Duration>,
+    ignore_environment: bool,
 }
 
 impl ProbeBuilder {
@@ -137,6 +138,35 @@ impl ProbeBuilder {
         self
     }
 
+    /// Do not read `HYPOMNESIS_NVML_LIB`, `HYPOMNESIS_NVIDIA_SMI`, `HYPOMNESIS_PROC_ROOT` or
+    /// `HYPOMNESIS_SYS_ROOT`: every root and path is then the builder's setting or the
+    /// platform default. For a program that embeds the crate and must not let its own
+    /// users' environment point it at another `/proc`, another NVML library or another
+    /// executable to run.
+    ///
+    /// What still comes from the environment, because the OS defines it rather than this
+    /// crate: `PATH`, searched for `nvidia-smi` unless [`ProbeBuilder::nvidia_smi`] names it;
+    /// on Windows `WINDIR` / `SystemRoot` and `ProgramFiles`, where `nvml.dll` is looked for
+    /// unless [`ProbeBuilder::nvml_lib`] names it; and whatever the vendor libraries read
+    /// themselves (`CUDA_VISIBLE_DEVICES` is not one NVML honours).
+    ///
+    /// ```
+    /// let probe = hypomnesis::Probe::builder().ignore_environment().build();
+    /// assert_eq!(probe.proc_root(), std::path::Path::new("/proc"));
+    /// ```
+    pub fn ignore_environment(mut self) -> Self {
+        self.ignore_environment = true;
+        self
+    }
+
+    /// The value of the crate's environment variable `name`, unless it is ignored.
+    fn env(&self, name: &str) -> Option<PathBuf> {
+        if self.ignore_environment {
+            return None;
+        }
+        std::env::var_os(name).map(PathBuf::from)
+    }
+
     /// How long an `nvidia-smi` query may run: its own setting, else the driver timeout,
     /// else the default.
     fn effective_nvidia_smi_timeout(&self) -> Duration {
@@ -151,18 +181,19 @@ impl ProbeBuilder {
         let nvidia_smi_timeout = self.effective_nvidia_smi_timeout();
         let proc_root = self
             .proc_root
-            .or_else(|| std::env::var_os(PROC_ROOT_ENV).map(PathBuf::from))
+            .clone()
+            .or_else(|| self.env(PROC_ROOT_ENV))
             .unwrap_or_else(|| PathBuf::from("/proc"));
         let sys_root = self
             .sys_root
-            .or_else(|| std::env::var_os(SYS_ROOT_ENV).map(PathBuf::from))
+            .clone()
+            .or_else(|| self.env(SYS_ROOT_ENV))
             .unwrap_or_else(|| PathBuf::from("/sys"));
-        let nvml_lib = self
-            .nvml_lib
-            .or_else(|| std::env::var_os(NVML_LIB_ENV).map(PathBuf::from));
+        let nvml_lib = self.nvml_lib.clone().or_else(|| self.env(NVML_LIB_ENV));
         let nvidia_smi = self
             .nvidia_smi
-            .or_else(|| std::env::var_os(NVIDIA_SMI_ENV).map(PathBuf::from))
+            .clone()
+            .or_else(|| self.env(NVIDIA_SMI_ENV))
             .unwrap_or_else(|| PathBuf::from("nvidia-smi"));
         let gpu = GpuBackends::new(
             crate::gpu::GpuConfig {
@@ -192,8 +223,26 @@ impl Default for Probe {
 }
 
 impl Probe {
-    /// A probe with the real roots (and `$HYPOMNESIS_NVML_LIB`, `$HYPOMNESIS_NVIDIA_SMI`,
-    /// `$HYPOMNESIS_PROC_ROOT`, `$HYPOMNESIS_SYS_ROOT` honoured).
+    /// A probe with the platform's roots and libraries, unless the environment says
+    /// otherwise. It honours four variables, read once, here:
+    ///
+    /// | variable | replaces | builder setting |
+    /// |---|---|---|
+    /// | `HYPOMNESIS_NVML_LIB` ([`NVML_LIB_ENV`]) | the NVML library (`libnvidia-ml.so.1`, `nvml.dll`) | [`ProbeBuilder::nvml_lib`] |
+    /// | `HYPOMNESIS_NVIDIA_SMI` ([`NVIDIA_SMI_ENV`]) | `nvidia-smi` found on `PATH` | [`ProbeBuilder::nvidia_smi`] |
+    /// | `HYPOMNESIS_PROC_ROOT` ([`PROC_ROOT_ENV`]) | `/proc` | [`ProbeBuilder::proc_root`] |
+    /// | `HYPOMNESIS_SYS_ROOT` ([`SYS_ROOT_ENV`]) | `/sys` | [`ProbeBuilder::sys_root`] |
+    ///
+    /// A builder setting wins over its variable. A program embedding the crate that must not
+    /// be redirected by its users' environment builds with
+    /// [`ProbeBuilder::ignore_environment`] (which also lists what the OS itself still
+    /// reads: `PATH`, and on Windows the system directories).
+    ///
+    /// ```no_run
+    /// let probe = hypomnesis::Probe::new();
+    /// println!("{} GPU(s)", probe.device_count()?);
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::builder().build()
