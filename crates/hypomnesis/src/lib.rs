@@ -46,9 +46,12 @@ pub mod snapshot;
 pub mod spill;
 pub mod telemetry;
 
+#[doc(no_inline)]
 pub use error::{BackendAttempt, HypomnesisError, Result};
+#[doc(no_inline)]
 pub use frame::{DeviceFrame, Frame, FrameNote, FrameNoteKind, FrameRequest};
 pub use gpu::helper::kill_helper_processes;
+#[doc(no_inline)]
 pub use host::{
     CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,
 };
@@ -56,20 +59,25 @@ pub use probe::{
     DEFAULT_NVIDIA_SMI_TIMEOUT, NVIDIA_SMI_ENV, NVML_LIB_ENV, PROC_ROOT_ENV, Probe, ProbeBuilder,
     SYS_ROOT_ENV,
 };
+#[doc(no_inline)]
 pub use ram::{MemoryDetail, ProcessMemory};
+#[doc(no_inline)]
 pub use sampler::{
     HostSummary, MEASURE_TARGET, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report,
     Sample, Sampler, SamplerBuilder, Series, SeriesSummary, Target, TargetId, TargetSummary,
     Timeline, TimelinePoint, measure, process_start_ticks,
 };
+#[doc(no_inline)]
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
     GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
     Unavailable,
 };
+#[doc(no_inline)]
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,
 };
+#[doc(no_inline)]
 pub use telemetry::DeviceTelemetry;
 
 /// Resident memory of the calling process, bytes.
@@ -88,7 +96,13 @@ pub fn device_count() -> Result<u32> {
     probe::global().device_count()
 }
 
-/// One GPU's memory and identity.
+/// One GPU's memory and identity (see [`Probe::device_info`]).
+///
+/// ```no_run
+/// let gpu = hypomnesis::device_info(0)?;
+/// println!("{}: {:?} of {:?} bytes free", gpu.name_or_unknown(), gpu.free_bytes, gpu.total_bytes);
+/// # Ok::<(), hypomnesis::HypomnesisError>(())
+/// ```
 ///
 /// # Errors
 /// See [`Probe::device_info`].
@@ -106,6 +120,13 @@ pub fn process_gpu_info(device_index: u32) -> Result<ProcessGpuInfo> {
 
 /// Every process holding memory on GPU `device_index`, sorted by pid.
 ///
+/// ```no_run
+/// for row in hypomnesis::gpu_processes(0)? {
+///     println!("{}: {:?} bytes", row.pid, row.used_bytes);
+/// }
+/// # Ok::<(), hypomnesis::HypomnesisError>(())
+/// ```
+///
 /// # Errors
 /// See [`Probe::processes`].
 pub fn gpu_processes(device_index: u32) -> Result<Vec<GpuProcessEntry>> {
@@ -113,6 +134,12 @@ pub fn gpu_processes(device_index: u32) -> Result<Vec<GpuProcessEntry>> {
 }
 
 /// Host memory and the cgroup bounding this process.
+///
+/// ```no_run
+/// let host = hypomnesis::host_memory()?;
+/// println!("{:?} of {} bytes available", host.available_bytes, host.total_bytes);
+/// # Ok::<(), hypomnesis::HypomnesisError>(())
+/// ```
 ///
 /// # Errors
 /// See [`Probe::host_memory`].

@@ -267,6 +267,17 @@ impl Probe {
     /// RAM of process `pid` (`None` = the calling process): RSS, peak, swap, and with
     /// [`MemoryDetail::WithPss`] also PSS and USS.
     ///
+    /// ```
+    /// use hypomnesis::{MemoryDetail, Probe};
+    ///
+    /// let probe = Probe::new();
+    /// # if cfg!(any(target_os = "linux", windows, target_os = "macos")) {
+    /// let me = probe.process_memory(None, MemoryDetail::Fast)?;
+    /// println!("pid {}: {} bytes resident, peak {:?}", me.pid, me.rss_bytes, me.peak_rss_bytes);
+    /// # }
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`HypomnesisError::ProcessNotFound`] when there is no such process,
     /// [`HypomnesisError::PermissionDenied`] when its files are not readable, or a parse error
@@ -295,6 +306,15 @@ impl Probe {
     }
 
     /// Host memory: total / available / swap, pressure, and the cgroup bounding this process.
+    ///
+    /// ```no_run
+    /// let host = hypomnesis::Probe::new().host_memory()?;
+    /// println!("{} bytes installed, {:?} available", host.total_bytes, host.available_bytes);
+    /// if let Some(limit) = host.cgroup.as_ref().and_then(|c| c.limit_bytes) {
+    ///     println!("this process's cgroup may use {limit} bytes");
+    /// }
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     ///
     /// # Errors
     /// When `/proc/meminfo` cannot be read or parsed.
@@ -401,7 +421,17 @@ impl Probe {
         }
     }
 
-    /// One GPU.
+    /// One GPU: its memory (total, free, used, reserved), identity and budget. A figure the
+    /// backend could not read is `None`, and [`GpuDeviceInfo::unavailable_reason`] says why.
+    ///
+    /// ```no_run
+    /// let gpu = hypomnesis::Probe::new().device_info(0)?;
+    /// match gpu.free_bytes {
+    ///     Some(free) => println!("{}: {free} bytes free", gpu.name_or_unknown()),
+    ///     None => println!("free memory unknown: {:?}", gpu.unavailable_reason("free_bytes")),
+    /// }
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     ///
     /// # Errors
     /// [`HypomnesisError::DeviceIndexOutOfRange`], [`HypomnesisError::NoGpuSource`], or the
@@ -433,7 +463,17 @@ impl Probe {
         self.gpu_call("telemetry_all", |gpu| gpu.telemetry_all())?
     }
 
-    /// Every process holding memory on GPU `index`, sorted by pid, with names.
+    /// Every process holding memory on GPU `index`, sorted by pid, with names. A short list
+    /// may not be complete (processes of other users without root): see
+    /// [`Probe::gpu_process_listing`] for what could not be seen.
+    ///
+    /// ```no_run
+    /// for row in hypomnesis::Probe::new().processes(0)? {
+    ///     let name = row.name.as_deref().unwrap_or("?");
+    ///     println!("{} {name}: {:?} bytes", row.pid, row.used_bytes);
+    /// }
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`Probe::device_info`], or when the process list is refused (NO_PERMISSION) and

@@ -421,7 +421,7 @@ const NOT_AVAILABLE: u64 = u64::MAX;
 /// + used (summed without overflow) past the total by more than rounding.
 ///
 /// Every backend's device record goes through this one rule (see
-/// [`GpuDeviceInfo::refuse_impossible_memory`]), so no view shows figures another refuses.
+/// `GpuDeviceInfo::refuse_impossible_memory`), so no view shows figures another refuses.
 #[must_use]
 pub fn impossible_memory(
     total: Option<u64>,

@@ -74,7 +74,10 @@ fn child_ignores_the_environment() {
         .build();
     assert_eq!(probe.proc_root(), Path::new("/proc"));
     #[cfg(target_os = "linux")]
-    assert!(probe.process_rss().unwrap() > 0, "the real /proc/self/statm");
+    assert!(
+        probe.process_rss().unwrap() > 0,
+        "the real /proc/self/statm"
+    );
     if let Err(e) = probe.device_count() {
         let err = e.to_string();
         assert!(!err.contains(NVML_FROM_ENV), "{err}");
