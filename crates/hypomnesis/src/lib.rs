@@ -37,6 +37,7 @@ pub mod frame;
 mod gpu;
 mod guard;
 pub mod host;
+mod model;
 mod pidns;
 mod probe;
 mod process_info;

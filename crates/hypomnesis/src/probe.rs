@@ -748,6 +748,28 @@ impl OwnRss {
 
 static GLOBAL: OnceLock<Probe> = OnceLock::new();
 
+// The original crate's free-standing snapshot functions, defined here rather than with the
+// record (snapshot.rs) so that the data module never calls the probe that fills it.
+impl Snapshot {
+    /// RAM plus device `device_index`, through the process-wide [`Probe`]. Fails only when
+    /// RAM cannot be read; GPU failures leave `gpu`/`gpu_device` `None` and are kept in
+    /// `gpu_error`.
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn now(device_index: u32) -> Result<Self> {
+        global().snapshot(device_index)
+    }
+
+    /// One snapshot per GPU, sharing one RAM reading. Empty when there is no GPU.
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn all() -> Result<Vec<Self>> {
+        global().snapshot_all()
+    }
+}
+
 /// The process-wide probe behind the crate's free functions, built on first use.
 pub(crate) fn global() -> &'static Probe {
     GLOBAL.get_or_init(Probe::new)

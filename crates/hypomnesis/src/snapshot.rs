@@ -6,75 +6,9 @@
 //! DRM, DXGI or Metal. All sizes are bytes. A figure that could not be measured is `None`,
 //! and [`GpuDeviceInfo::unavailable`] says why — a missing number is never reported as 0.
 
-use std::fmt;
-
 use crate::error::HypomnesisError;
-
-/// Which backend produced a figure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
-#[non_exhaustive]
-pub enum GpuQuerySource {
-    /// NVIDIA Management Library (`libnvidia-ml.so.1` / `nvml.dll`), loaded at run time.
-    Nvml,
-    /// The `nvidia-smi` executable, used when NVML is unusable.
-    NvidiaSmi,
-    /// Linux DRM: sysfs device files and `/proc/<pid>/fdinfo`.
-    Drm,
-    /// Windows DXGI (adapter enumeration, the calling process's video memory).
-    Dxgi,
-    /// Windows performance counters (`\GPU Process Memory(*)`).
-    Pdh,
-    /// Apple Metal and the IOAccelerator registry.
-    Metal,
-}
-
-impl GpuQuerySource {
-    /// A short stable name (`"nvml"`, `"nvidia-smi"`, ...), as used in JSON.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Nvml => "nvml",
-            Self::NvidiaSmi => "nvidia-smi",
-            Self::Drm => "drm",
-            Self::Dxgi => "dxgi",
-            Self::Pdh => "pdh",
-            Self::Metal => "metal",
-        }
-    }
-}
-
-impl fmt::Display for GpuQuerySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Nvml => "NVML",
-            Self::NvidiaSmi => "nvidia-smi",
-            Self::Drm => "DRM",
-            Self::Dxgi => "DXGI",
-            Self::Pdh => "PDH",
-            Self::Metal => "Metal",
-        })
-    }
-}
-
-/// The company that made a GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
-#[non_exhaustive]
-pub enum GpuVendor {
-    /// NVIDIA (PCI vendor 0x10de).
-    Nvidia,
-    /// AMD (PCI vendor 0x1002).
-    Amd,
-    /// Intel (PCI vendor 0x8086).
-    Intel,
-    /// Apple Silicon.
-    Apple,
-    /// Anything else, or not known.
-    Other,
-}
+#[doc(inline)]
+pub use crate::model::{GpuQuerySource, GpuVendor};
 
 /// Why a field of a record is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1149,25 +1083,9 @@ fn serialize_error_text<S: serde::Serializer>(
     }
 }
 
+// `Snapshot::now` and `Snapshot::all` are defined next to the process-wide probe they read
+// through (probe.rs), so this data module does not call the probe.
 impl Snapshot {
-    /// RAM plus device `device_index`, through the process-wide [`crate::Probe`]. Fails only
-    /// when RAM cannot be read; GPU failures leave `gpu`/`gpu_device` `None` and are kept in
-    /// `gpu_error`.
-    ///
-    /// # Errors
-    /// When the process's resident memory cannot be read.
-    pub fn now(device_index: u32) -> crate::Result<Self> {
-        crate::probe::global().snapshot(device_index)
-    }
-
-    /// One snapshot per GPU, sharing one RAM reading. Empty when there is no GPU.
-    ///
-    /// # Errors
-    /// When the process's resident memory cannot be read.
-    pub fn all() -> crate::Result<Vec<Self>> {
-        crate::probe::global().snapshot_all()
-    }
-
     /// RAM in MiB.
     #[must_use]
     #[allow(clippy::cast_precision_loss)] // display-only: MiB as a float
