@@ -38,6 +38,7 @@ mod gpu;
 mod guard;
 pub mod host;
 mod model;
+mod os;
 mod pidns;
 mod probe;
 mod process_info;

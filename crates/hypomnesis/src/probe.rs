@@ -348,7 +348,7 @@ impl Probe {
     pub fn process_exists(&self, pid: u32) -> Option<bool> {
         #[cfg(target_os = "linux")]
         {
-            crate::ram::linux::process_exists(&self.proc_root, pid)
+            crate::os::linux::process_exists(&self.proc_root, pid)
         }
         #[cfg(windows)]
         {
@@ -373,7 +373,7 @@ impl Probe {
     pub fn process_name(&self, pid: u32) -> Option<String> {
         #[cfg(target_os = "linux")]
         {
-            crate::ram::linux::process_name_or_error(&self.proc_root, pid)
+            crate::os::linux::process_name_or_error(&self.proc_root, pid)
                 .ok()
                 .flatten()
         }

@@ -68,7 +68,9 @@ use crate::snapshot::{GpuProcessEntry, GpuQuerySource};
 
 #[cfg(target_os = "linux")]
 mod linux;
-pub(crate) mod parse;
+// The procfs parsers moved to the OS layer; the old path stays while callers move over.
+#[allow(unused_imports)]
+pub(crate) use crate::os::procfs as parse;
 #[cfg(not(target_os = "linux"))]
 mod portable;
 mod tree;
@@ -791,8 +793,7 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> (R, Report) {
 pub fn process_start_ticks(probe: &Probe, pid: u32) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
-        let text = std::fs::read(probe.proc_root().join(pid.to_string()).join("stat")).ok()?;
-        parse::parse_stat(&text).map(|s| s.start_ticks)
+        crate::os::linux::process_start_ticks(probe.proc_root(), pid)
     }
     #[cfg(not(target_os = "linux"))]
     {

@@ -1,0 +1,17 @@
+//! The OS layer: process facts and the raw readers every measurement module shares.
+//!
+//! Whether a pid exists, what a process is called, when it started, and how to read a procfs
+//! file whole are questions RAM, the GPU backends, the sampler and the process details all
+//! ask. Answered here, one layer below them, the measurement modules depend on the OS layer
+//! and never on each other for a file reader (`tests/module_graph.rs` checks the library has
+//! no import cycle). The old paths (`ram::linux::read_proc_text`, …) stay as re-exports while
+//! callers move over.
+//!
+//! - `procfs`: pure parsers of procfs texts (bytes in, `Option` out, no allocation), built
+//!   and tested on every OS.
+//! - `linux`: procfs readers and pid facts (exists, name, start ticks).
+
+pub(crate) mod procfs;
+
+#[cfg(target_os = "linux")]
+pub(crate) mod linux;
