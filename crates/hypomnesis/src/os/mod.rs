@@ -10,8 +10,12 @@
 //! - `procfs`: pure parsers of procfs texts (bytes in, `Option` out, no allocation), built
 //!   and tested on every OS.
 //! - `linux`: procfs readers and pid facts (exists, name, start ticks).
+//! - `macos`: zero-initialised C structs for the kernel to fill, `sysctlbyname`.
 
 pub(crate) mod procfs;
 
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
+
+#[cfg(target_os = "macos")]
+pub(crate) mod macos;

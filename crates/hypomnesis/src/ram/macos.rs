@@ -178,7 +178,7 @@ mod sys {
         ledger_index, mach_count, vm_info_reply,
     };
     use crate::error::{HypomnesisError, Result};
-    use crate::host::macos::{PlainData, zeroed};
+    use crate::os::macos::{PlainData, zeroed};
     use crate::ram::{MemoryDetail, ProcessMemory};
 
     // The revision counts above must match the struct mach2 lays out.
