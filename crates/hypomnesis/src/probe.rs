@@ -352,7 +352,7 @@ impl Probe {
         }
         #[cfg(windows)]
         {
-            crate::ram::windows::process_exists(pid)
+            crate::os::windows::process_exists(pid)
         }
         #[cfg(target_os = "macos")]
         {

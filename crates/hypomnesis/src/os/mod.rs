@@ -11,8 +11,11 @@
 //!   and tested on every OS.
 //! - `linux`: procfs readers and pid facts (exists, name, start ticks).
 //! - `macos`: zero-initialised C structs for the kernel to fill, `sysctlbyname`.
+//! - `windows`: process handles, whether a pid runs, executable names.
 
 pub(crate) mod procfs;
+// Its pure name helpers build (and are tested) everywhere; the Win32 calls on Windows only.
+pub(crate) mod windows;
 
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
