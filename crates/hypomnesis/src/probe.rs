@@ -356,7 +356,7 @@ impl Probe {
         }
         #[cfg(target_os = "macos")]
         {
-            crate::ram::macos::process_exists(pid)
+            crate::os::macos::process_exists(pid)
         }
         #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
         {
@@ -379,7 +379,7 @@ impl Probe {
         }
         #[cfg(all(target_os = "macos", feature = "metal"))]
         {
-            crate::ram::macos::process_name(pid)
+            crate::os::macos::process_name(pid)
         }
         #[cfg(not(any(target_os = "linux", all(target_os = "macos", feature = "metal"))))]
         {

@@ -126,7 +126,7 @@ pub struct MigInstance {
 
 impl MigInstance {
     // Only NVML lists MIG devices.
-    #[cfg_attr(not(any(test, feature = "nvml")), allow(dead_code))]
+    #[cfg_attr(not(feature = "nvml"), allow(dead_code))]
     pub(crate) fn new(
         gpu_instance_id: Option<u32>,
         compute_instance_id: Option<u32>,

@@ -10,15 +10,14 @@
 //! - `procfs`: pure parsers of procfs texts (bytes in, `Option` out, no allocation), built
 //!   and tested on every OS.
 //! - `linux`: procfs readers and pid facts (exists, name, start ticks).
-//! - `macos`: zero-initialised C structs for the kernel to fill, `sysctlbyname`.
+//! - `macos`: zero-initialised C structs for the kernel to fill, `sysctlbyname`, pid facts
+//!   (exists, name, owner, every pid).
 //! - `windows`: process handles, whether a pid runs, executable names.
 
 pub(crate) mod procfs;
-// Its pure name helpers build (and are tested) everywhere; the Win32 calls on Windows only.
+// Their pure helpers build (and are tested) everywhere; the OS calls on their OS only.
+pub(crate) mod macos;
 pub(crate) mod windows;
 
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
-
-#[cfg(target_os = "macos")]
-pub(crate) mod macos;
