@@ -38,6 +38,7 @@ mod gpu;
 mod guard;
 pub mod host;
 mod model;
+pub mod monitor;
 mod os;
 mod pidns;
 mod probe;
@@ -56,6 +57,10 @@ pub use gpu::helper::kill_helper_processes;
 #[doc(no_inline)]
 pub use host::{
     CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,
+};
+#[doc(no_inline)]
+pub use monitor::{
+    DeviceMetric, History, HistoryPoint, Monitor, MonitorBuilder, MonitorStats, ProcessMetric,
 };
 pub use probe::{
     DEFAULT_NVIDIA_SMI_TIMEOUT, NVIDIA_SMI_ENV, NVML_LIB_ENV, PROC_ROOT_ENV, Probe, ProbeBuilder,
