@@ -261,6 +261,22 @@ fn the_librarys_top_level_modules_import_each_other_without_cycles() {
 }
 
 #[test]
+fn the_vocabulary_and_the_os_layer_import_nothing_above_them() {
+    let graph = edges();
+    let imports = |module: &str| graph.get(module).cloned().unwrap_or_default();
+    assert!(
+        imports("model").is_empty(),
+        "model imports {:?}",
+        imports("model")
+    );
+    let above: Vec<String> = imports("os")
+        .into_iter()
+        .filter(|m| m != "error" && m != "model")
+        .collect();
+    assert!(above.is_empty(), "the OS layer imports {above:?}");
+}
+
+#[test]
 fn the_cycle_finder_names_a_cycle_and_passes_a_chain() {
     let graph = |edges: &[(&str, &str)]| {
         let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
