@@ -48,6 +48,7 @@ pub mod sampler;
 pub mod snapshot;
 pub mod spill;
 pub mod telemetry;
+mod unavailable;
 
 #[doc(no_inline)]
 pub use error::{BackendAttempt, HypomnesisError, Result};
@@ -78,7 +79,6 @@ pub use sampler::{
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
     GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
-    Unavailable,
 };
 #[doc(no_inline)]
 pub use spill::{
@@ -86,6 +86,7 @@ pub use spill::{
 };
 #[doc(no_inline)]
 pub use telemetry::DeviceTelemetry;
+pub use unavailable::{DeviceField, TelemetryField, Unavailable};
 
 /// Resident memory of the calling process, bytes.
 ///
