@@ -428,7 +428,10 @@ impl Probe {
     /// let gpu = hypomnesis::Probe::new().device_info(0)?;
     /// match gpu.free_bytes {
     ///     Some(free) => println!("{}: {free} bytes free", gpu.name_or_unknown()),
-    ///     None => println!("free memory unknown: {:?}", gpu.unavailable_reason("free_bytes")),
+    ///     None => println!(
+    ///         "free memory unknown: {:?}",
+    ///         gpu.unavailable_reason(hypomnesis::DeviceField::FreeBytes)
+    ///     ),
     /// }
     /// # Ok::<(), hypomnesis::HypomnesisError>(())
     /// ```
