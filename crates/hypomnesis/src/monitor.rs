@@ -264,7 +264,9 @@ impl Monitor {
     }
 
     /// Device `index`'s `metric` over the last `span`, in `buckets` buckets, oldest first
-    /// (see [`History::device`]); the newest bucket ends now.
+    /// (see [`History::device`]). The newest bucket holds now and ends at most one bucket
+    /// later: buckets lie on a fixed grid ([`History::aligned_end`]), so a chart redrawn
+    /// every frame moves by whole buckets and a peak keeps its bucket.
     #[must_use]
     pub fn device_history(
         &self,
@@ -273,11 +275,13 @@ impl Monitor {
         span: Duration,
         buckets: usize,
     ) -> Vec<HistoryPoint> {
-        lock(&self.shared.history).device(index, metric, Instant::now(), span, buckets)
+        let history = lock(&self.shared.history);
+        let end = history.aligned_end(Instant::now(), span, buckets);
+        history.device(index, metric, end, span, buckets)
     }
 
     /// Process `pid`'s `metric` on device `device` over the last `span`, in `buckets` buckets
-    /// (see [`History::process`]); the newest bucket ends now.
+    /// (see [`History::process`]), on the same grid as [`Monitor::device_history`].
     #[must_use]
     pub fn process_history(
         &self,
@@ -287,7 +291,9 @@ impl Monitor {
         span: Duration,
         buckets: usize,
     ) -> Vec<HistoryPoint> {
-        lock(&self.shared.history).process(pid, device, metric, Instant::now(), span, buckets)
+        let history = lock(&self.shared.history);
+        let end = history.aligned_end(Instant::now(), span, buckets);
+        history.process(pid, device, metric, end, span, buckets)
     }
 
     /// The largest reading of device `index`'s `metric` since the monitor started.

@@ -387,6 +387,8 @@ pub struct History {
     processes: HashMap<(u32, u32), Readings<{ ProcessMetric::ALL.len() }>>,
     /// Process rows that got no series because of the cap, over the whole history.
     uncharted_rows: u64,
+    /// The first tick ever recorded: the anchor of [`History::aligned_end`]'s grid.
+    origin: Option<Instant>,
 }
 
 impl History {
@@ -401,6 +403,7 @@ impl History {
             device_peaks: HashMap::new(),
             processes: HashMap::new(),
             uncharted_rows: 0,
+            origin: None,
         }
     }
 
@@ -417,6 +420,7 @@ impl History {
     /// series; likewise a failed listing for that device's processes. Frames not newer than
     /// the newest recorded are ignored. Then evicts what has left the window.
     pub fn record(&mut self, frame: &Frame) {
+        self.origin.get_or_insert(frame.taken);
         if let Some(seq) = self.device_ticks.push(frame.taken) {
             self.record_devices(seq, frame);
         }
@@ -578,6 +582,28 @@ impl History {
     #[must_use]
     pub fn uncharted_rows(&self) -> u64 {
         self.uncharted_rows
+    }
+
+    /// The end for a chart of `buckets` buckets over `span` drawn at `now`: `now` rounded up
+    /// to the next bucket boundary of a grid anchored at the first recorded tick. Charts
+    /// redrawn with it move by whole buckets, so a reading stays in its bucket as time passes
+    /// instead of its peak flickering between neighbours; the newest bucket ends at most one
+    /// bucket width after `now`. `now` itself before the first record.
+    #[must_use]
+    pub fn aligned_end(&self, now: Instant, span: Duration, buckets: usize) -> Instant {
+        let Some(origin) = self.origin else {
+            return now;
+        };
+        let width = span.as_nanos() / buckets.max(1) as u128;
+        let Some(since) = now.checked_duration_since(origin) else {
+            return now;
+        };
+        if width == 0 {
+            return now;
+        }
+        let steps = since.as_nanos().div_ceil(width);
+        let offset = u64::try_from(steps.saturating_mul(width)).unwrap_or(u64::MAX);
+        origin + Duration::from_nanos(offset)
     }
 
     /// The newest recorded device tick.
@@ -794,6 +820,32 @@ mod tests {
         assert!(
             points.iter().all(HistoryPoint::is_gap),
             "no readings: all gaps"
+        );
+    }
+
+    #[test]
+    fn aligned_ends_move_by_whole_buckets() {
+        let t0 = Instant::now();
+        let mut history = History::new(limits());
+        assert_eq!(
+            history.aligned_end(t0, S * 60, 60),
+            t0,
+            "nothing recorded yet"
+        );
+        history.record(&devices_at(t0, &[(0, Some(1))]));
+        let ms = Duration::from_millis;
+        // Buckets of 1 s: anywhere in (t0 + 10 s, t0 + 11 s] ends the chart at t0 + 11 s.
+        for now in [ms(10_001), ms(10_500), ms(11_000)] {
+            assert_eq!(history.aligned_end(t0 + now, S * 60, 60), t0 + S * 11);
+        }
+        assert_eq!(
+            history.aligned_end(t0 + ms(11_001), S * 60, 60),
+            t0 + S * 12
+        );
+        // Buckets of 2 s.
+        assert_eq!(
+            history.aligned_end(t0 + ms(10_001), S * 120, 60),
+            t0 + S * 12
         );
     }
 
