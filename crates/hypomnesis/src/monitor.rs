@@ -525,6 +525,10 @@ pub fn combine(mut devices: Frame, scan: Option<&Frame>) -> Frame {
     let Some(scan) = scan else {
         return devices;
     };
+    if devices.devices.is_empty() {
+        // Nothing to attach listings to (no GPU, or the driver did not answer).
+        return devices;
+    }
     for device in &mut devices.devices {
         match scan.device(device.device.index) {
             Some(scanned) => {

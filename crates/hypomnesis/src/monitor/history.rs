@@ -316,8 +316,8 @@ struct Readings<const N: usize> {
     values: [VecDeque<f64>; N],
     /// The largest reading of each figure since the series began.
     peaks: [Option<f64>; N],
-    /// The newest tick with at least one figure known.
-    last_known_seq: u64,
+    /// The newest tick with at least one figure known; `None` before the first.
+    last_known_seq: Option<u64>,
 }
 
 impl<const N: usize> Readings<N> {
@@ -326,7 +326,7 @@ impl<const N: usize> Readings<N> {
             first_seq,
             values: std::array::from_fn(|_| VecDeque::new()),
             peaks: [None; N],
-            last_known_seq: first_seq,
+            last_known_seq: None,
         }
     }
 
@@ -350,7 +350,7 @@ impl<const N: usize> Readings<N> {
             }
         }
         if known {
-            self.last_known_seq = seq;
+            self.last_known_seq = Some(seq);
         }
     }
 
@@ -367,10 +367,10 @@ impl<const N: usize> Readings<N> {
         }
     }
 
-    /// Whether no reading with a value is left (everything known was evicted).
+    /// Whether no reading with a value is left: everything known was evicted, or nothing
+    /// was ever known (such a series would chart as gaps only).
     fn is_spent(&self) -> bool {
-        self.last_known_seq < self.first_seq
-            || self.values.iter().all(|s| s.iter().all(|v| v.is_nan()))
+        self.last_known_seq.is_none_or(|seq| seq < self.first_seq)
     }
 }
 
@@ -931,6 +931,28 @@ mod tests {
         history.record(&carried);
         let points = history.process(42, 0, ProcessMetric::Used, t0 + S * 3, S * 3, 3);
         assert_eq!(points.iter().map(|p| p.samples).sum::<u32>(), 1);
+    }
+
+    #[test]
+    fn a_frame_without_devices_carries_no_listings_from_the_last_scan() {
+        let t0 = Instant::now();
+        let scan = scan_at(t0, &[(42, 0, Some(10))]);
+        let mut failed = devices_at(t0 + S, &[]);
+        failed.gpu_error = Some(crate::HypomnesisError::Timeout {
+            what: "the GPU driver".into(),
+            after: S,
+        });
+        let combined = crate::monitor::combine(failed, Some(&scan));
+        assert_eq!(combined.processes_taken, None);
+        assert_eq!(combined.processes().count(), 0);
+        // A device the scan did not see gets no listing.
+        let combined = crate::monitor::combine(
+            devices_at(t0 + S, &[(0, Some(1)), (5, Some(1))]),
+            Some(&scan),
+        );
+        assert_eq!(combined.processes_taken, Some(t0));
+        assert!(combined.device(5).is_some_and(|d| d.processes.is_none()));
+        assert_eq!(combined.device(0).map(|d| d.rows().len()), Some(1));
     }
 
     #[test]
