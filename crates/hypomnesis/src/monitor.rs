@@ -548,3 +548,29 @@ pub fn combine(mut devices: Frame, scan: Option<&Frame>) -> Frame {
     devices.processes_taken = scan.processes_taken;
     devices
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_monitor_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Monitor>();
+        assert_send_sync::<History>();
+    }
+
+    #[test]
+    fn the_history_limits_follow_the_builder() {
+        let builder = Monitor::builder()
+            .interval(Duration::from_millis(250))
+            .process_every(4)
+            .window(Duration::from_secs(3_600))
+            .max_process_series(10);
+        let limits = builder.limits();
+        assert_eq!(limits.device_cadence, Duration::from_millis(250));
+        assert_eq!(limits.process_cadence, Duration::from_secs(1));
+        assert_eq!(limits.window, Duration::from_secs(3_600));
+        assert_eq!(limits.max_process_series, 10);
+    }
+}
