@@ -637,39 +637,26 @@ fn chart(
     };
     let span_ns = i128::try_from(span.as_nanos()).unwrap_or(i128::MAX);
     let n = i128::try_from(buckets).unwrap_or(i128::MAX);
-    // Bucket i covers [start + i·span/n, start + (i+1)·span/n): integer bounds, so the buckets
-    // tile the span exactly.
-    let bound = |i: i128| -> i128 { span_ns.saturating_mul(i) / n };
+    // Bucket i covers [bounds[i], bounds[i + 1]) nanoseconds after `start`, bounds[i] =
+    // i·span/n: integer bounds, so the buckets tile the span exactly.
+    let bounds: Vec<i128> = (0..=n).map(|i| span_ns.saturating_mul(i) / n).collect();
     let instant = |ns: i128| -> Instant {
         start + Duration::from_nanos(u64::try_from(ns.max(0)).unwrap_or(u64::MAX))
     };
-    let mut points: Vec<HistoryPoint> = (0..n)
-        .map(|i| {
-            let (lo, hi) = (bound(i), bound(i + 1));
-            HistoryPoint {
-                start: instant(lo),
-                end: instant(hi),
-                ago: Duration::from_nanos(u64::try_from(span_ns - hi).unwrap_or(0)),
-                min: None,
-                max: None,
-                last: None,
-                samples: 0,
-            }
+    let mut points: Vec<HistoryPoint> = bounds
+        .windows(2)
+        .map(|pair| HistoryPoint {
+            start: instant(pair[0]),
+            end: instant(pair[1]),
+            ago: Duration::from_nanos(u64::try_from(span_ns - pair[1]).unwrap_or(0)),
+            min: None,
+            max: None,
+            last: None,
+            samples: 0,
         })
         .collect();
     let Some((first_seq, values)) = series else {
         return points;
-    };
-    // The bucket holding offset `ns` (0 ≤ ns < span): the largest i with bound(i) ≤ ns.
-    let bucket_of = |ns: i128| -> usize {
-        let mut i = (ns.saturating_mul(n) / span_ns).clamp(0, n - 1);
-        while i > 0 && bound(i) > ns {
-            i -= 1;
-        }
-        while i + 1 < n && bound(i + 1) <= ns {
-            i += 1;
-        }
-        usize::try_from(i).unwrap_or(0)
     };
     // How long a reading stands without a next tick: one and a half cadences, long enough
     // for a late tick (scheduling jitter), short enough that a skipped tick shows as a gap.
@@ -677,32 +664,46 @@ fn chart(
         .unwrap_or(i128::MAX)
         .saturating_mul(3)
         / 2;
-    for (offset, &value) in values.iter().enumerate() {
-        if value.is_nan() {
-            continue;
-        }
+    // Readings come oldest first, so the bucket of each one's start only moves forward: a
+    // cursor finds it without a division or a search. The first reading looked at is the
+    // newest one taken before the span, whose hold may reach into it.
+    let before_span = ticks.times.partition_point(|&t| t < start);
+    let first_tick = ticks.first_seq + before_span.saturating_sub(1) as u64;
+    let skip = usize::try_from(first_tick.saturating_sub(first_seq)).unwrap_or(usize::MAX);
+    let mut cursor = 0_usize;
+    for (offset, &value) in values.iter().enumerate().skip(skip) {
         let seq = first_seq + offset as u64;
         let Some(taken) = ticks.at(seq) else {
             continue;
         };
         let from = nanos_from(start, taken);
+        if from >= span_ns {
+            break;
+        }
+        if value.is_nan() {
+            continue;
+        }
         let until = match ticks.at(seq + 1) {
             Some(next) => nanos_from(start, next).min(from.saturating_add(hold)),
             None => from.saturating_add(hold),
         }
         .max(from + 1);
-        if from >= span_ns || until <= 0 {
+        if until <= 0 {
             continue;
         }
-        let first = bucket_of(from.max(0));
-        let last = bucket_of((until - 1).min(span_ns - 1));
-        for (i, point) in points.iter_mut().enumerate().take(last + 1).skip(first) {
+        while cursor + 1 < buckets && bounds[cursor + 1] <= from {
+            cursor += 1;
+        }
+        let mut i = cursor;
+        while i < buckets && bounds[i] < until {
+            let point = &mut points[i];
             point.min = Some(point.min.map_or(value, |m| m.min(value)));
             point.max = Some(point.max.map_or(value, |m| m.max(value)));
             point.last = Some(value);
-            if i == first && from >= 0 {
+            if i == cursor && from >= 0 {
                 point.samples += 1;
             }
+            i += 1;
         }
     }
     points
