@@ -324,6 +324,24 @@ impl Monitor {
         (elapsed > self.settings.interval).then_some(elapsed)
     }
 
+    /// How often device memory and telemetry are read.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.settings.interval
+    }
+
+    /// With every how many refreshes processes are scanned (0: never).
+    #[must_use]
+    pub fn process_every(&self) -> u32 {
+        self.settings.process_every
+    }
+
+    /// How much history is kept.
+    #[must_use]
+    pub fn window(&self) -> Duration {
+        self.settings.window
+    }
+
     /// Why the monitor has no thread (the OS refused one); `None` normally.
     #[must_use]
     pub fn thread_error(&self) -> Option<&str> {

@@ -1006,6 +1006,72 @@ mod tests {
         )
     }
 
+    /// One bucket's min, max, last and sample count.
+    type Bucket = (Option<f64>, Option<f64>, Option<f64>, u32);
+
+    /// The buckets as the module docs define them, computed the slow way: every reading
+    /// against every bucket.
+    fn reference_chart(
+        taken: &[(Instant, Option<f64>)],
+        cadence: Duration,
+        end: Instant,
+        span: Duration,
+        buckets: usize,
+    ) -> Vec<Bucket> {
+        let start = end - span;
+        let span_ns = span.as_nanos();
+        let bound =
+            |i: usize| start + Duration::from_nanos((span_ns * i as u128 / buckets as u128) as u64);
+        (0..buckets)
+            .map(|i| {
+                let (lo, hi) = (bound(i), bound(i + 1));
+                let mut out = (None, None, None, 0);
+                for (j, &(t, value)) in taken.iter().enumerate() {
+                    let Some(v) = value else { continue };
+                    let held = t + cadence * 3 / 2;
+                    let until = taken.get(j + 1).map_or(held, |next| next.0.min(held));
+                    let until = until.max(t + Duration::from_nanos(1));
+                    if t < hi && until > lo {
+                        out.0 = Some(out.0.map_or(v, |m: f64| m.min(v)));
+                        out.1 = Some(out.1.map_or(v, |m: f64| m.max(v)));
+                        out.2 = Some(v);
+                        if lo <= t && t < hi {
+                            out.3 += 1;
+                        }
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The chart is the module docs' definition, computed fast.
+        #[test]
+        fn charts_match_the_definition_computed_the_slow_way(
+            readings in series(),
+            span_ms in 1_u64..400_000,
+            end_back_ms in 0_u64..100_000,
+            buckets in 1_usize..300,
+        ) {
+            let t0 = Instant::now();
+            let mut history = History::new(HistoryLimits::new(Duration::from_secs(3_600), S, 1));
+            let mut at = t0 + Duration::from_secs(1_000);
+            let mut taken = Vec::new();
+            for &(step, value) in &readings {
+                at += Duration::from_millis(step);
+                let value = value.map(|v| v.abs() as u64);
+                history.record(&devices_at(at, &[(0, value)]));
+                taken.push((at, value.map(|v| v as f64)));
+            }
+            let end = at - Duration::from_millis(end_back_ms);
+            let span = Duration::from_millis(span_ms);
+            let points = history.device(0, DeviceMetric::Used, end, span, buckets);
+            let got: Vec<_> = points.iter().map(|p| (p.min, p.max, p.last, p.samples)).collect();
+            prop_assert_eq!(got, reference_chart(&taken, S, end, span, buckets));
+        }
+    }
+
     proptest! {
         /// Every reading taken inside the queried span lies within the min and max of the
         /// bucket it was taken in, and every bucket's figures are readings: at any zoom no
