@@ -477,15 +477,12 @@ impl Worker {
             } else {
                 Arc::new(combine(frame, last_scan.as_deref()))
             };
-            // The next slot on the grid start + k·interval that is still ahead: slots that
-            // passed while reading are skipped, not caught up.
-            let due = u64::try_from(start.elapsed().as_nanos() / interval.as_nanos().max(1))
-                .unwrap_or(u64::MAX)
-                .saturating_add(1);
-            let next = due.max(tick + 1);
+            let (next, offset) = next_slot(start.elapsed(), interval, tick);
             self.publish(published, scan, next - tick - 1);
             tick = next;
-            let wake_at = start + interval.saturating_mul(u32::try_from(tick).unwrap_or(u32::MAX));
+            let wake_at = start
+                .checked_add(offset)
+                .unwrap_or_else(|| Instant::now() + interval);
             if !self.sleep_until(wake_at) {
                 return;
             }
@@ -534,6 +531,20 @@ impl Worker {
     }
 }
 
+/// The tick after `tick` on the grid `k·interval` (from the monitor's start) that is still
+/// ahead `elapsed` after the start, and its offset from the start: slots that passed while a
+/// frame was read are skipped, not caught up.
+fn next_slot(elapsed: Duration, interval: Duration, tick: u64) -> (u64, Duration) {
+    let interval_ns = interval.as_nanos().max(1);
+    let due = u64::try_from(elapsed.as_nanos() / interval_ns)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let next = due.max(tick.saturating_add(1));
+    let offset = interval_ns.saturating_mul(u128::from(next));
+    let offset = Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX));
+    (next, offset)
+}
+
 /// `devices` (a frame without a process scan) with the process listings of `scan`, the newest
 /// scan: each device gets the listing of the device with the same index, and the frame says
 /// when the listings were taken. A device the scan did not see gets no listing, with the
@@ -576,6 +587,21 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Monitor>();
         assert_send_sync::<History>();
+    }
+
+    #[test]
+    fn the_next_tick_is_the_next_slot_still_ahead() {
+        let ms = Duration::from_millis;
+        // On time: the next slot.
+        assert_eq!(next_slot(ms(1_003), ms(1_000), 1), (2, ms(2_000)));
+        // A frame that ran 2.5 intervals: the two slots that passed are skipped.
+        assert_eq!(next_slot(ms(3_500), ms(1_000), 1), (4, ms(4_000)));
+        // Past 2^32 ticks (50 days at 1 ms) the slot is still ahead, not stuck in the past
+        // (which would make the thread spin).
+        let elapsed = Duration::from_secs(50 * 86_400);
+        let (tick, offset) = next_slot(elapsed, ms(1), 4_320_000_000);
+        assert_eq!(tick, 4_320_000_001);
+        assert!(offset > elapsed, "{offset:?}");
     }
 
     #[test]
