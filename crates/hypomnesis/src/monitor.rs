@@ -9,8 +9,9 @@
 //!
 //! How: two cadences, as amdgpu_top does. Device memory and telemetry are read every
 //! [`MonitorBuilder::interval`] (default 1 s) — a few driver calls per GPU. The process scan,
-//! which reads every process's files, runs every [`MonitorBuilder::process_every`] ticks
-//! (default 3). The frame a caller sees ([`Monitor::latest`]) combines the newest device
+//! which names every GPU process and reads its files, runs with every
+//! [`MonitorBuilder::process_every`]-th refresh (default 3: every 3 s while refreshes keep
+//! time). The frame a caller sees ([`Monitor::latest`]) combines the newest device
 //! figures with the newest process listings; [`Frame::processes_taken`] says how old those
 //! are. A tick that would fall while the previous frame is still being read is skipped (never
 //! caught up in a burst), and shows as a gap in the history.
@@ -39,7 +40,7 @@ pub use history::{
 
 /// Default [`MonitorBuilder::interval`]: device memory and telemetry once a second.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-/// Default [`MonitorBuilder::process_every`]: the process scan every third tick.
+/// Default [`MonitorBuilder::process_every`]: the process scan with every third refresh.
 pub const DEFAULT_PROCESS_EVERY: u32 = 3;
 /// Default [`MonitorBuilder::window`]: ten minutes of history.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
