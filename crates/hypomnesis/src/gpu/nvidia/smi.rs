@@ -33,7 +33,7 @@ use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::helper::{self, Failure};
+use crate::gpu::helper::{self, Failure};
 use crate::error::{HypomnesisError, Result};
 use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
 
