@@ -204,6 +204,16 @@ impl HypomnesisError {
 
     /// The error's text without the backend's name in front (`"NVML: "`, `"nvidia-smi: "`):
     /// the reason of a [`BackendAttempt`], which names its backend itself.
+    #[cfg_attr(
+        not(any(
+            feature = "nvml",
+            feature = "nvidia-smi-fallback",
+            target_os = "linux",
+            all(windows, feature = "dxgi"),
+            all(target_os = "macos", feature = "metal")
+        )),
+        allow(dead_code) // a build without any backend that reports errors
+    )]
     pub(crate) fn backend_reason(&self) -> String {
         match self {
             Self::Nvml { call, code, detail } => {

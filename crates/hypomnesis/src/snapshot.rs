@@ -833,6 +833,16 @@ pub struct ListingNote {
 
 impl GpuProcessListing {
     /// A listing with only rows.
+    #[cfg_attr(
+        not(any(
+            feature = "nvml",
+            feature = "nvidia-smi-fallback",
+            target_os = "linux",
+            all(windows, feature = "pdh"),
+            all(target_os = "macos", feature = "metal")
+        )),
+        allow(dead_code) // a build whose backends list no processes
+    )]
     pub(crate) fn from_rows(rows: Vec<GpuProcessEntry>) -> Self {
         Self {
             rows,

@@ -89,9 +89,11 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// Device `local` (this backend's own numbering) alone; as [`Backend::count`], only when
     /// nothing is claimed before the backend. The default lists them all.
     fn device(&self, pass: &Pass, local: u32) -> Result<GpuDeviceInfo> {
-        let devices = self.devices(pass, &[]).map_err(|why| HypomnesisError::NoGpuSource {
-            attempts: vec![BackendAttempt::new(self.source(), why)],
-        })?;
+        let devices = self
+            .devices(pass, &[])
+            .map_err(|why| HypomnesisError::NoGpuSource {
+                attempts: vec![BackendAttempt::new(self.source(), why)],
+            })?;
         pick_device(devices.list, local, devices.slots)
     }
 
@@ -139,6 +141,14 @@ pub(crate) struct Devices {
 
 impl Devices {
     /// `list`, numbered 0, 1, … in its order.
+    #[cfg_attr(
+        not(any(
+            target_os = "linux",
+            all(windows, feature = "dxgi"),
+            all(target_os = "macos", feature = "metal")
+        )),
+        allow(dead_code) // only NVIDIA's backends, which number their own devices
+    )]
     pub(crate) fn numbered(mut list: Vec<GpuDeviceInfo>) -> Self {
         for (at, device) in list.iter_mut().enumerate() {
             device.index = u32::try_from(at).unwrap_or(u32::MAX);
@@ -158,6 +168,10 @@ pub(crate) struct Listed {
     /// The backend that listed it.
     pub(crate) by: GpuQuerySource,
     /// Its index in that backend's own numbering.
+    #[cfg_attr(
+        not(any(feature = "nvml", feature = "nvidia-smi-fallback")),
+        allow(dead_code) // only NVIDIA's backends number devices with gaps
+    )]
     pub(crate) local: u32,
     /// Why the backends tried before `by` for the same devices could not be used (`by`'s
     /// own failures name them too: NVML's reason next to `nvidia-smi`'s).
@@ -166,7 +180,7 @@ pub(crate) struct Listed {
 
 impl Listed {
     /// `info`, listed by `by` (numbered as it numbers it).
-    #[cfg(test)]
+    #[cfg(all(test, target_os = "linux"))] // the DRM tests
     pub(crate) fn new(info: GpuDeviceInfo, by: GpuQuerySource) -> Self {
         Self {
             local: info.index,
@@ -513,7 +527,9 @@ impl GpuBackends {
     /// `device`'s processes, named; with `details`, each row's resident memory and cgroup.
     fn listing_of(&self, pass: &Pass, device: &Listed, details: bool) -> Result<GpuProcessListing> {
         let mut listing = self
-            .ask(self.order.processes, device, |b| b.process_listing(pass, device))
+            .ask(self.order.processes, device, |b| {
+                b.process_listing(pass, device)
+            })
             .unwrap_or_else(|| {
                 Err(HypomnesisError::NoGpuSource {
                     attempts: vec![BackendAttempt::new(
@@ -825,10 +841,12 @@ impl GpuBackends {
         {
             use crate::ram::windows::{ImageName, image_name, resolve_name, snapshot_names};
             if details {
-                row.rss_bytes =
-                    crate::ram::windows::read_process_memory(Some(procfs_pid), crate::MemoryDetail::Fast)
-                        .ok()
-                        .map(|m| m.rss_bytes);
+                row.rss_bytes = crate::ram::windows::read_process_memory(
+                    Some(procfs_pid),
+                    crate::MemoryDetail::Fast,
+                )
+                .ok()
+                .map(|m| m.rss_bytes);
             }
             if row.name.is_none() {
                 let image = image_name(procfs_pid);
@@ -849,10 +867,12 @@ impl GpuBackends {
         #[cfg(target_os = "macos")]
         {
             if details {
-                row.rss_bytes =
-                    crate::ram::macos::read_process_memory(Some(procfs_pid), crate::MemoryDetail::Fast)
-                        .ok()
-                        .map(|m| m.rss_bytes);
+                row.rss_bytes = crate::ram::macos::read_process_memory(
+                    Some(procfs_pid),
+                    crate::MemoryDetail::Fast,
+                )
+                .ok()
+                .map(|m| m.rss_bytes);
             }
             Described::NotLooked
         }

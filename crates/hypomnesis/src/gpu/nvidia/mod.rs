@@ -9,7 +9,7 @@
 //! it. Its two queries run at most once per [`Pass`], whoever asks (both backends share them).
 
 use std::path::Path;
-#[cfg(any(feature = "nvml", feature = "nvidia-smi-fallback"))]
+#[cfg(feature = "nvidia-smi-fallback")]
 use std::sync::Arc;
 
 use super::{Absent, Backend, GpuConfig};
@@ -39,6 +39,7 @@ const NVML_NOT_COMPILED: &str = "not compiled in (feature `nvml` is off)";
 /// Why `nvidia-smi` is not among the backends, when it is not.
 #[cfg(not(feature = "nvidia-smi-fallback"))]
 const SMI_NOT_COMPILED: &str = "not compiled in (feature `nvidia-smi-fallback` is off)";
+#[cfg(any(feature = "nvml", feature = "nvidia-smi-fallback"))]
 const DISABLED: &str = "disabled by the caller";
 
 /// NVIDIA's backends for `config`, and why any of NVML and `nvidia-smi` is not among them.
@@ -143,13 +144,8 @@ impl Smi {
                 devices.len()
             ));
         }
-        let all = pass.memo(|| {
-            SmiProcesses(
-                self.run
-                    .processes(devices)
-                    .map_err(|e| e.backend_reason()),
-            )
-        });
+        let all =
+            pass.memo(|| SmiProcesses(self.run.processes(devices).map_err(|e| e.backend_reason())));
         Ok(all
             .0
             .as_ref()
@@ -250,10 +246,7 @@ impl Nvml {
     fn new(
         config: &GpuConfig,
         proc_root: &Path,
-        #[cfg(feature = "nvidia-smi-fallback")] smi: std::result::Result<
-            Arc<Smi>,
-            &'static str,
-        >,
+        #[cfg(feature = "nvidia-smi-fallback")] smi: std::result::Result<Arc<Smi>, &'static str>,
     ) -> Self {
         let _ = proc_root;
         Self {
