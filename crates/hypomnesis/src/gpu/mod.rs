@@ -968,6 +968,89 @@ mod tests {
         assert!(plausible_own(own(49 << 30), &device, 7).is_err());
     }
 
+    /// Twelve amdgpu cards, each with one process holding two clients (24 DRM fds), and
+    /// the backends reading them (NVIDIA's switched off).
+    #[cfg(target_os = "linux")]
+    fn twelve_cards() -> (drm::telemetry::tree::DrmTree, GpuBackends) {
+        use drm::telemetry::tree;
+        let tree = tree::DrmTree::new();
+        let text = tree::fdinfo("amdgpu-6.13-current");
+        for card in 0..12_u32 {
+            let slot = format!("0000:{:02x}:00.0", 0x10 + card);
+            let mut spec = tree::standard_amdgpu();
+            spec.card = card;
+            spec.render = Some(128 + card);
+            spec.slot = &slot;
+            tree.pci_card(&spec);
+            let pid = 1000 + card;
+            tree.process(pid, "worker", None);
+            for fd in 0..2 {
+                let fdinfo = text.replace("0000:03:00.0", &slot).replace(
+                    "drm-client-id:\t218",
+                    &format!("drm-client-id:\t{}", card * 2 + fd),
+                );
+                tree.fd(
+                    pid,
+                    3 + fd,
+                    &format!("/dev/dri/renderD{}", 128 + card),
+                    Some(&fdinfo),
+                );
+            }
+        }
+        let config = GpuConfig {
+            nvml_lib: None,
+            use_nvml: false,
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+            nvidia_smi_timeout: Duration::from_secs(1),
+            use_nvidia_smi: false,
+        };
+        let gpu = GpuBackends::new(config, tree.proc(), &tree.sys());
+        (tree, gpu)
+    }
+
+    /// How many times this thread has walked a whole procfs for DRM clients.
+    #[cfg(target_os = "linux")]
+    fn proc_scans() -> usize {
+        drm::fdinfo::SCANS.with(std::cell::Cell::get)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_frame_walks_proc_once_for_twelve_drm_cards() {
+        let (_tree, gpu) = twelve_cards();
+        let before = proc_scans();
+        let frames = gpu.frame(crate::FrameRequest::ALL).unwrap();
+        assert_eq!(proc_scans() - before, 1);
+        assert_eq!(frames.len(), 12);
+        for (card, frame) in (0..).zip(&frames) {
+            let listing = frame.processes.as_ref().unwrap();
+            let pids: Vec<u32> = listing.rows.iter().map(|r| r.pid).collect();
+            assert_eq!(pids, [1000 + card]);
+            // Two clients of 100 MiB resident VRAM each.
+            assert_eq!(listing.rows[0].used_bytes, Some(200 << 20));
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn one_devices_process_listing_walks_proc_once() {
+        let (_tree, gpu) = twelve_cards();
+        let before = proc_scans();
+        let listing = gpu.process_listing(11).unwrap();
+        assert_eq!(proc_scans() - before, 1);
+        assert_eq!(listing.rows.len(), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_frame_without_processes_does_not_walk_proc() {
+        let (_tree, gpu) = twelve_cards();
+        let before = proc_scans();
+        let request = crate::FrameRequest::ALL.with_processes(false, false);
+        assert_eq!(gpu.frame(request).unwrap().len(), 12);
+        assert_eq!(proc_scans() - before, 0);
+    }
+
     #[test]
     fn a_pass_computes_each_memo_once() {
         struct Runs(u32);

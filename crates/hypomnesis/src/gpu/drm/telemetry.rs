@@ -613,7 +613,7 @@ fn engine_figure(
 
 #[cfg(test)]
 #[path = "../../../../../fixtures/drm/tree.rs"]
-mod tree;
+pub(crate) mod tree;
 
 #[cfg(test)]
 mod tests {
