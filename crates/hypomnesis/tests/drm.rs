@@ -597,7 +597,10 @@ fn process_details_are_read_only_when_the_frame_asks_for_them() {
     assert_eq!(row(rows, 300).name.as_deref(), Some("game"));
     assert!(rows.iter().all(|r| r.rss_bytes.is_none()));
     let frame = probe(&tree).frame(hypomnesis::FrameRequest::ALL);
-    assert_eq!(row(frame.devices[1].rows(), 300).rss_bytes, Some(1024 * KIB));
+    assert_eq!(
+        row(frame.devices[1].rows(), 300).rss_bytes,
+        Some(1024 * KIB)
+    );
 }
 
 /// NVML's state is process-wide: each NVML case runs in a process of its own with the
