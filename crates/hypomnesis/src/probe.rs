@@ -534,6 +534,15 @@ impl Probe {
         frame
     }
 
+    /// A meter of device `index`'s dedicated and shared memory, from the backend the GPU
+    /// order names for it (PDH): the device is found through the guard like any GPU call, the
+    /// meter opened on the caller's thread (its PDH query is not `Send`).
+    #[cfg(all(windows, feature = "pdh"))]
+    pub(crate) fn spill_meter(&self, index: u32) -> Result<Box<dyn crate::gpu::SpillMeter>> {
+        let device = self.gpu_call("spill_meter", move |gpu| gpu.locate(index))??;
+        self.gpu.spill_meter(&device)
+    }
+
     /// How long the GPU call in flight has been running, when it has overrun
     /// [`ProbeBuilder::driver_timeout`]: the driver or a GPU is hung, and GPU questions fail at
     /// once until the call returns. `None` without a timeout, or while calls answer in time.

@@ -318,9 +318,6 @@ impl std::fmt::Display for DxgiError {
 pub(crate) use sys::DxgiBackend;
 #[cfg(all(windows, feature = "pdh"))]
 pub(crate) use sys::PdhBackend;
-// Outside this module, only the spill sampler (PDH) enumerates adapters itself.
-#[cfg(all(windows, feature = "pdh"))]
-pub(crate) use sys::adapters;
 
 #[cfg(all(windows, feature = "dxgi"))]
 mod sys {
@@ -739,6 +736,45 @@ mod sys {
         }
     }
 
+    /// One adapter's `\\GPU Adapter Memory` counters, kept open between samples.
+    #[cfg(feature = "pdh")]
+    #[derive(Debug)]
+    struct AdapterMeter {
+        luid: Luid,
+        limit: u64,
+        counters: crate::gpu::pdh::UsageCounters,
+    }
+
+    #[cfg(feature = "pdh")]
+    impl crate::gpu::SpillMeter for AdapterMeter {
+        fn sample(&self) -> Result<crate::spill::SpillSample> {
+            use crate::gpu::pdh::sum_for_adapter;
+            let reading = self
+                .counters
+                .sample()
+                .map_err(|e| no_source(GpuQuerySource::Pdh, e.to_string()))?;
+            let missing = |what: &str| {
+                no_source(
+                    GpuQuerySource::Pdh,
+                    format!(
+                        "\\GPU Adapter Memory has no {what} instance for {}",
+                        self.luid
+                    ),
+                )
+            };
+            let dedicated = sum_for_adapter(&reading.dedicated, self.luid)
+                .ok_or_else(|| missing("Dedicated Usage"))?;
+            let shared = reading
+                .shared
+                .as_deref()
+                .and_then(|items| sum_for_adapter(items, self.luid))
+                .ok_or_else(|| missing("Shared Usage"))?;
+            Ok(crate::spill::SpillSample::new(
+                dedicated, self.limit, shared,
+            ))
+        }
+    }
+
     #[cfg(feature = "pdh")]
     impl Backend for PdhBackend {
         fn source(&self) -> GpuQuerySource {
@@ -775,6 +811,31 @@ mod sys {
                 Err(e) if ours => Some(Err(no_source(GpuQuerySource::Pdh, e.to_string()))),
                 Err(_) => None,
             }
+        }
+
+        /// Any adapter DXGI matches, NVIDIA's included: its dedicated limit from DXGI, its
+        /// use from the adapter counters.
+        fn spill_meter(&self, device: &Listed) -> Option<Result<Box<dyn crate::gpu::SpillMeter>>> {
+            use crate::gpu::pdh::{ADAPTER_OBJECT, UsageCounters};
+            let device = &device.info;
+            Some((|| {
+                let adapters =
+                    adapters().map_err(|e| no_source(GpuQuerySource::Dxgi, e.to_string()))?;
+                let adapter = adapter_for_device(device, &adapters).ok_or_else(|| {
+                    no_source(
+                        GpuQuerySource::Dxgi,
+                        format!("no DXGI adapter matches device {}", device.index),
+                    )
+                })?;
+                let counters = UsageCounters::open(ADAPTER_OBJECT)
+                    .map_err(|e| no_source(GpuQuerySource::Pdh, e.to_string()))?;
+                let meter: Box<dyn crate::gpu::SpillMeter> = Box::new(AdapterMeter {
+                    luid: adapter.luid,
+                    limit: adapter.dedicated_video,
+                    counters,
+                });
+                Ok(meter)
+            })())
         }
 
         fn own_process(

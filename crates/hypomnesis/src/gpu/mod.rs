@@ -121,12 +121,27 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// A meter of `device`'s dedicated and shared memory, for spill detection, when this
+    /// backend can read them repeatedly.
+    #[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+    fn spill_meter(&self, device: &Listed) -> Option<Result<Box<dyn SpillMeter>>> {
+        let _ = device;
+        None
+    }
+
     /// The driver's name for process `pid` of a row from `source` (in the driver's PID
     /// numbering), for a process the OS cannot describe. The default knows none.
     fn process_name(&self, source: GpuQuerySource, pid: u32) -> Option<String> {
         let _ = (source, pid);
         None
     }
+}
+
+/// One device's dedicated and shared memory, read again on every call (an open query): what
+/// [`crate::spill`] judges. Not `Send`: PDH's query belongs to the thread that opened it.
+#[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+pub(crate) trait SpillMeter: std::fmt::Debug {
+    fn sample(&self) -> Result<crate::spill::SpillSample>;
 }
 
 /// A backend's devices.
@@ -613,6 +628,27 @@ impl GpuBackends {
             frames.push(frame);
         }
         Ok(frames)
+    }
+
+    /// Device `index`, with the backend that listed it, for questions asked later.
+    #[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // the spill meter
+    pub(crate) fn locate(&self, index: u32) -> Result<Listed> {
+        self.find(&Pass::default(), index)
+    }
+
+    /// A meter of `device`'s dedicated and shared memory, from the first backend of the
+    /// order's `spill` that can give one.
+    #[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+    pub(crate) fn spill_meter(&self, device: &Listed) -> Result<Box<dyn SpillMeter>> {
+        self.ask(self.order.spill, device, |b| b.spill_meter(device))
+            .unwrap_or_else(|| {
+                Err(HypomnesisError::NoGpuSource {
+                    attempts: vec![BackendAttempt::new(
+                        device.by,
+                        "no backend reads dedicated and shared memory of this device",
+                    )],
+                })
+            })
     }
 
     pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {

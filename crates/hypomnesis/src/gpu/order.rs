@@ -42,6 +42,9 @@ pub(crate) struct Order {
     pub(crate) own_process: &'static [Answer],
     /// A device's telemetry.
     pub(crate) telemetry: &'static [Answer],
+    /// A meter of a device's dedicated and shared memory (spill detection).
+    #[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+    pub(crate) spill: &'static [Answer],
 }
 
 /// Linux: NVIDIA's cards from NVML (else `nvidia-smi`), every other DRM card after them; a
@@ -61,11 +64,12 @@ pub(crate) static ORDER: Order = Order {
     processes: &[Answer::Lister],
     own_process: &[Answer::Lister],
     telemetry: &[Answer::Lister],
+    spill: &[],
 };
 
 /// Windows: NVIDIA's cards, then DXGI's other adapters. PDH answers processes before NVML
 /// (under WDDM NVML lists processes without their memory), and DXGI the calling process's
-/// own use (`QueryVideoMemoryInfo`) before PDH.
+/// own use (`QueryVideoMemoryInfo`) before PDH. PDH's adapter counters measure spill.
 #[cfg(windows)]
 pub(crate) static ORDER: Order = Order {
     devices: &[
@@ -85,6 +89,7 @@ pub(crate) static ORDER: Order = Order {
         Answer::Lister,
     ],
     telemetry: &[Answer::Lister],
+    spill: &[Answer::Backend(GpuQuerySource::Pdh)],
 };
 
 /// macOS: NVIDIA's backends (which find nothing on current Macs), then Metal's device.
@@ -103,6 +108,7 @@ pub(crate) static ORDER: Order = Order {
     processes: &[Answer::Lister],
     own_process: &[Answer::Lister],
     telemetry: &[Answer::Lister],
+    spill: &[],
 };
 
 /// Elsewhere: NVIDIA's backends only.
@@ -115,6 +121,7 @@ pub(crate) static ORDER: Order = Order {
     processes: &[Answer::Lister],
     own_process: &[Answer::Lister],
     telemetry: &[Answer::Lister],
+    spill: &[],
 };
 
 /// The backends this build has on this platform for `config`, and why any backend of the
