@@ -37,6 +37,7 @@ pub mod frame;
 mod gpu;
 mod guard;
 pub mod host;
+pub mod monitor;
 mod pidns;
 mod probe;
 mod process_info;
@@ -45,12 +46,16 @@ pub mod sampler;
 pub mod snapshot;
 pub mod spill;
 pub mod telemetry;
+mod unavailable;
 
 pub use error::{BackendAttempt, HypomnesisError, Result};
 pub use frame::{DeviceFrame, Frame, FrameNote, FrameNoteKind, FrameRequest};
 pub use gpu::helper::kill_helper_processes;
 pub use host::{
     CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,
+};
+pub use monitor::{
+    DeviceMetric, History, HistoryPoint, Monitor, MonitorBuilder, MonitorStats, ProcessMetric,
 };
 pub use probe::{
     DEFAULT_NVIDIA_SMI_TIMEOUT, NVIDIA_SMI_ENV, NVML_LIB_ENV, PROC_ROOT_ENV, Probe, ProbeBuilder,
@@ -65,12 +70,12 @@ pub use sampler::{
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
     GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
-    Unavailable,
 };
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,
 };
 pub use telemetry::DeviceTelemetry;
+pub use unavailable::{DeviceField, TelemetryField, Unavailable};
 
 /// Resident memory of the calling process, bytes.
 ///

@@ -28,6 +28,7 @@ use crate::snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
 };
 use crate::telemetry::DeviceTelemetry;
+use crate::unavailable::TelemetryField;
 
 // The parsers build everywhere (and are tested everywhere); the readers are Linux-only.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -574,9 +575,9 @@ impl GpuBackends {
         }
         let mut telemetry = DeviceTelemetry::empty(device.info.index, device.info.source);
         for field in [
-            "gpu_utilization_percent",
-            "temperature_celsius",
-            "power_watts",
+            TelemetryField::GpuUtilizationPercent,
+            TelemetryField::TemperatureCelsius,
+            TelemetryField::PowerWatts,
         ] {
             telemetry.mark_unavailable(
                 field,

@@ -328,12 +328,8 @@ impl Nvml {
             info.free_bytes = from_smi.free_bytes;
             info.used_bytes = from_smi.used_bytes;
             info.reserved_bytes = from_smi.reserved_bytes;
-            info.unavailable.retain(|u| {
-                !matches!(
-                    u.field,
-                    "total_bytes" | "free_bytes" | "used_bytes" | "reserved_bytes"
-                )
-            });
+            info.unavailable
+                .retain(|u| !crate::unavailable::DeviceField::MEMORY.contains(&u.field));
             info.unavailable.extend(from_smi.unavailable);
             info.source = Source::NvidiaSmi;
         }
