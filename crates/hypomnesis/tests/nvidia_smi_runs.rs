@@ -37,8 +37,13 @@ impl Machine {
     }
 
     fn probe(&self) -> Probe {
+        self.probe_with_nvml(&self.dir.path().join("libnvidia-ml.so.1"))
+    }
+
+    /// A probe whose NVML is `nvml_lib`.
+    fn probe_with_nvml(&self, nvml_lib: &Path) -> Probe {
         Probe::builder()
-            .nvml_lib(self.dir.path().join("libnvidia-ml.so.1"))
+            .nvml_lib(nvml_lib)
             .nvidia_smi(self.dir.path().join("eight_h100/nvidia-smi"))
             .nvidia_smi_timeout(Duration::from_secs(10))
             .proc_root(self.dir.path().join("proc"))
@@ -106,4 +111,35 @@ fn a_frame_of_devices_only_does_not_list_processes() {
     let frame = machine.probe().frame(FrameRequest::DEVICES);
     assert_eq!(frame.devices.len(), 8);
     assert_eq!(machine.runs(), ["gpu"]);
+}
+
+/// NVML works but refuses every memory query of its one GPU (the NVML double's `one_gpu`
+/// with both memory calls answering UNKNOWN): the device's figures are asked of
+/// `nvidia-smi`, and nothing else is.
+fn with_memory_refused(test: &str, body: impl FnOnce(PathBuf)) {
+    let one_gpu = std::fs::read_to_string(test_support::nvml_scenario("one_gpu")).unwrap();
+    let mut scenario: serde_json::Value = serde_json::from_str(&one_gpu).unwrap();
+    scenario["devices"][0]["errors"] = serde_json::json!({
+        "nvmlDeviceGetMemoryInfo_v2": 999,
+        "nvmlDeviceGetMemoryInfo": 999,
+    });
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}.json"));
+    std::fs::write(&path, scenario.to_string()).unwrap();
+    test_support::with_nvml_double_scenario(test, &path, |lib, _| body(lib));
+}
+
+#[test]
+fn telemetry_of_a_device_with_refused_memory_does_not_run_nvidia_smi() {
+    with_memory_refused(
+        "telemetry_of_a_device_with_refused_memory_does_not_run_nvidia_smi",
+        |lib| {
+            let machine = Machine::new();
+            let probe = machine.probe_with_nvml(&lib);
+            assert!(probe.telemetry(0).is_ok());
+            assert!(machine.runs().is_empty(), "{:?}", machine.runs());
+            // Reading the device itself asks nvidia-smi for the figures NVML refused.
+            assert!(probe.device_info(0).is_ok());
+            assert_eq!(machine.runs(), ["gpu"]);
+        },
+    );
 }

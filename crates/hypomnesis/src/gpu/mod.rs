@@ -98,6 +98,13 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         pick_device(devices.list, local, devices.slots)
     }
 
+    /// Device `local` to find it again (telemetry), as [`Backend::device`] but with memory
+    /// figures that may be unusable: nothing else is asked to patch them. The default reads
+    /// the device.
+    fn identity(&self, pass: &Pass, local: u32) -> Result<GpuDeviceInfo> {
+        self.device(pass, local)
+    }
+
     /// Cards this backend can see that belong to `unusable` (backends that could not be
     /// used, `why`): listed with unknown memory and that reason rather than left out. The
     /// default has none.
@@ -293,6 +300,17 @@ impl Listing {
     }
 }
 
+/// How a device found again is read.
+#[derive(Debug, Clone, Copy)]
+enum Read<'a> {
+    /// Its current record.
+    Fresh,
+    /// Enough to find it (its memory figures may be unusable).
+    Identity,
+    /// Not at all: the caller has it.
+    Like(&'a GpuDeviceInfo),
+}
+
 /// Why a backend of the order is not among the backends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Absent {
@@ -427,14 +445,9 @@ impl GpuBackends {
     }
 
     /// Device `index` when the order's first backends number it: found without listing the
-    /// other backends' devices (the hot path of NVIDIA machines). `read`: read its record,
-    /// else `like` stands for it. `None`: not theirs, look in the whole listing.
-    fn find_first(
-        &self,
-        pass: &Pass,
-        index: u32,
-        like: Option<&GpuDeviceInfo>,
-    ) -> Option<Result<Listed>> {
+    /// other backends' devices (the hot path of NVIDIA machines). Its record is read as
+    /// `read` says. `None`: not theirs, look in the whole listing.
+    fn find_first(&self, pass: &Pass, index: u32, read: Read<'_>) -> Option<Result<Listed>> {
         let group = self.order.devices.first()?;
         let mut skipped = Vec::new();
         for &source in group.answered_by {
@@ -446,13 +459,15 @@ impl GpuBackends {
             };
             match backend.count(pass) {
                 Ok(count) if index < count => {
-                    let info = match like {
-                        Some(like) => Ok(like.clone()),
-                        None => backend.device(pass, index).map(|mut info| {
-                            info.refuse_impossible_memory();
-                            info
-                        }),
+                    let info = match read {
+                        Read::Like(like) => Ok(like.clone()),
+                        Read::Identity => backend.identity(pass, index),
+                        Read::Fresh => backend.device(pass, index),
                     };
+                    let info = info.map(|mut info| {
+                        info.refuse_impossible_memory();
+                        info
+                    });
                     return Some(info.map(|info| Listed {
                         info,
                         by: source,
@@ -469,7 +484,7 @@ impl GpuBackends {
 
     /// Device `index` with current figures.
     fn find(&self, pass: &Pass, index: u32) -> Result<Listed> {
-        match self.find_first(pass, index, None) {
+        match self.find_first(pass, index, Read::Fresh) {
             Some(found) => found,
             None => self.fresh_listing(pass).0.find(index),
         }
@@ -478,7 +493,7 @@ impl GpuBackends {
     /// Device `index` to find it again: other backends' devices may come from their caches
     /// (memory figures possibly stale).
     fn find_identity(&self, pass: &Pass, index: u32) -> Result<Listed> {
-        match self.find_first(pass, index, None) {
+        match self.find_first(pass, index, Read::Identity) {
             Some(found) => found,
             None => self.identity_listing(pass).0.find(index),
         }
@@ -666,7 +681,7 @@ impl GpuBackends {
         pid: u32,
     ) -> Result<ProcessGpuInfo> {
         let pass = Pass::default();
-        let listed = match self.find_first(&pass, device.index, Some(device)) {
+        let listed = match self.find_first(&pass, device.index, Read::Like(device)) {
             Some(found) => found?,
             None => {
                 let mut listed = self.identity_listing(&pass).0.find(device.index)?;

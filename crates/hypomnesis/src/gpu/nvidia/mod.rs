@@ -435,6 +435,12 @@ impl Backend for Nvml {
         self.device_from_nvml(pass, self.nvml_or_error()?, local)
     }
 
+    /// NVML's record alone: finding a device for telemetry never runs `nvidia-smi`.
+    fn identity(&self, pass: &Pass, local: u32) -> Result<GpuDeviceInfo> {
+        let _ = pass;
+        self.nvml_or_error()?.device_info(local)
+    }
+
     fn process_listing(&self, pass: &Pass, device: &Listed) -> Option<Result<GpuProcessListing>> {
         let nvml = match self.nvml_or_error() {
             Ok(nvml) => nvml,
