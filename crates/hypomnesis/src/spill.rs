@@ -136,7 +136,7 @@ pub const fn is_spill_measurable() -> bool {
 pub fn sample(probe: &Probe, device_index: u32) -> Result<SpillSample> {
     #[cfg(all(windows, feature = "pdh"))]
     {
-        probe.spill_meter(device_index)?.sample()
+        read(probe.spill_meter(device_index)?.as_ref())
     }
     #[cfg(not(all(windows, feature = "pdh")))]
     {
@@ -159,6 +159,14 @@ pub fn device_is_spilling(probe: &Probe, device_index: u32) -> Option<bool> {
     sample(probe, device_index)
         .ok()
         .map(|s| s.is_spilling(0, SpillThresholds::DEFAULT))
+}
+
+/// One reading of `meter` (the GPU backends' meter of a device's memory).
+#[cfg(all(windows, feature = "pdh"))]
+fn read(meter: &dyn crate::gpu::SpillMeter) -> Result<SpillSample> {
+    meter
+        .sample()
+        .map(|m| SpillSample::new(m.dedicated_used, m.dedicated_limit, m.shared_used))
 }
 
 #[cfg(not(all(windows, feature = "pdh")))]
@@ -293,7 +301,7 @@ impl SpillTracker {
     pub fn observe(&mut self) -> Option<bool> {
         #[cfg(all(windows, feature = "pdh"))]
         {
-            let sample = self.source.as_ref()?.sample().ok()?;
+            let sample = read(self.source.as_deref()?).ok()?;
             Some(self.state.fold(sample))
         }
         #[cfg(not(all(windows, feature = "pdh")))]

@@ -718,12 +718,11 @@ mod sys {
             };
             let adapter = adapter_for_device(device, &adapters)?;
             match own_local_usage(adapter.luid) {
-                Ok(Some(used)) => Some(Ok(ProcessGpuInfo {
-                    used_bytes: used,
-                    is_per_process: true,
-                    device_index: device.index,
-                    source: GpuQuerySource::Dxgi,
-                })),
+                Ok(Some(used)) => Some(Ok(ProcessGpuInfo::own(
+                    used,
+                    device.index,
+                    GpuQuerySource::Dxgi,
+                ))),
                 Ok(None) => None,
                 Err(e) if ours => Some(Err(no_source(GpuQuerySource::Dxgi, e.to_string()))),
                 Err(_) => None,
@@ -755,7 +754,7 @@ mod sys {
 
     #[cfg(feature = "pdh")]
     impl crate::gpu::SpillMeter for AdapterMeter {
-        fn sample(&self) -> Result<crate::spill::SpillSample> {
+        fn sample(&self) -> Result<crate::gpu::MemoryShares> {
             use crate::gpu::pdh::sum_for_adapter;
             let reading = self
                 .counters
@@ -777,9 +776,11 @@ mod sys {
                 .as_deref()
                 .and_then(|items| sum_for_adapter(items, self.luid))
                 .ok_or_else(|| missing("Shared Usage"))?;
-            Ok(crate::spill::SpillSample::new(
-                dedicated, self.limit, shared,
-            ))
+            Ok(crate::gpu::MemoryShares {
+                dedicated_used: dedicated,
+                dedicated_limit: self.limit,
+                shared_used: shared,
+            })
         }
     }
 
@@ -866,17 +867,15 @@ mod sys {
             };
             let adapter = adapter_for_device(device, &adapters)?;
             match DxgiBackend::pdh_processes(device, adapter) {
-                Ok(rows) => Some(Ok(ProcessGpuInfo {
+                Ok(rows) => Some(Ok(ProcessGpuInfo::own(
                     // Not in the complete list: the process holds nothing on this adapter.
-                    used_bytes: rows
-                        .iter()
+                    rows.iter()
                         .find(|r| r.pid == pid)
                         .and_then(|r| r.used_bytes)
                         .unwrap_or(0),
-                    is_per_process: true,
-                    device_index: device.index,
-                    source: GpuQuerySource::Pdh,
-                })),
+                    device.index,
+                    GpuQuerySource::Pdh,
+                ))),
                 Err(e) if ours => Some(Err(no_source(GpuQuerySource::Pdh, e.to_string()))),
                 Err(_) => None,
             }

@@ -149,7 +149,19 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 /// [`crate::spill`] judges. Not `Send`: PDH's query belongs to the thread that opened it.
 #[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
 pub(crate) trait SpillMeter: std::fmt::Debug {
-    fn sample(&self) -> Result<crate::spill::SpillSample>;
+    fn sample(&self) -> Result<MemoryShares>;
+}
+
+/// One reading of a [`SpillMeter`], bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+pub(crate) struct MemoryShares {
+    /// Dedicated (device) memory in use.
+    pub(crate) dedicated_used: u64,
+    /// Dedicated memory the device has.
+    pub(crate) dedicated_limit: u64,
+    /// Shared (system) memory the device uses.
+    pub(crate) shared_used: u64,
 }
 
 /// A backend's devices.
@@ -969,7 +981,7 @@ fn plausible_own(own: ProcessGpuInfo, device: &GpuDeviceInfo, pid: u32) -> Resul
     } else {
         device.total_bytes
     };
-    match crate::snapshot::implausible_process_bytes(own.used_bytes, limit) {
+    match crate::snapshot::implausible_process_bytes(own.upper_bound_bytes(), limit) {
         None => Ok(own),
         Some(why) => Err(HypomnesisError::NoGpuSource {
             attempts: vec![BackendAttempt::new(
@@ -1000,17 +1012,14 @@ mod tests {
     fn an_own_figure_larger_than_the_device_is_an_error_on_other_backends_too() {
         let mut device = GpuDeviceInfo::new(0, crate::GpuVendor::Amd, GpuQuerySource::Drm);
         device.total_bytes = Some(16 << 30);
-        let own = |bytes: u64| ProcessGpuInfo {
-            used_bytes: bytes,
-            is_per_process: true,
-            device_index: 0,
-            source: GpuQuerySource::Drm,
-        };
+        let own = |bytes: u64| ProcessGpuInfo::own(bytes, 0, GpuQuerySource::Drm);
         assert!(plausible_own(own(17 << 30), &device, 7).is_err());
         assert!(plausible_own(own(u64::MAX), &device, 7).is_err());
         assert_eq!(
-            plausible_own(own(16 << 30), &device, 7).unwrap().used_bytes,
-            16 << 30
+            plausible_own(own(16 << 30), &device, 7)
+                .unwrap()
+                .process_bytes,
+            Some(16 << 30)
         );
         // An APU's own figure adds VRAM and GTT: bounded by both together.
         device.unified_memory = true;

@@ -199,7 +199,7 @@ impl Backend for SmiBackend {
     }
 
     /// Without NVML only the device-wide figure is known: reported as an upper bound and
-    /// said so (`is_per_process: false`).
+    /// said so (`process_bytes: None`).
     fn own_process(
         &self,
         pass: &Pass,
@@ -208,12 +208,11 @@ impl Backend for SmiBackend {
     ) -> Option<Result<ProcessGpuInfo>> {
         let _ = (pass, pid);
         Some(match device.info.used_bytes {
-            Some(used) => Ok(ProcessGpuInfo {
-                used_bytes: used,
-                is_per_process: false,
-                device_index: device.info.index,
-                source: Source::NvidiaSmi,
-            }),
+            Some(used) => Ok(ProcessGpuInfo::device_wide(
+                used,
+                device.info.index,
+                Source::NvidiaSmi,
+            )),
             None => Err(smi_error(
                 "reports no memory figures for this device".to_owned(),
             )),
@@ -473,7 +472,7 @@ impl Backend for Nvml {
                 _ => own_row(&self.processes_from_nvml(pass, nvml, local)?.0, index, pid)?,
             };
             match crate::snapshot::implausible_process_bytes(
-                own.used_bytes,
+                own.upper_bound_bytes(),
                 nvml.cached_total(local),
             ) {
                 None => Ok(own),
@@ -510,20 +509,10 @@ impl Backend for Nvml {
 #[cfg(feature = "nvml")]
 fn own_row(rows: &[GpuProcessEntry], index: u32, pid: u32) -> Result<ProcessGpuInfo> {
     let Some(row) = rows.iter().find(|r| r.pid == pid) else {
-        return Ok(ProcessGpuInfo {
-            used_bytes: 0,
-            is_per_process: true,
-            device_index: index,
-            source: Source::Nvml,
-        });
+        return Ok(ProcessGpuInfo::own(0, index, Source::Nvml));
     };
     match row.used_bytes {
-        Some(used_bytes) => Ok(ProcessGpuInfo {
-            used_bytes,
-            is_per_process: true,
-            device_index: index,
-            source: row.source,
-        }),
+        Some(used_bytes) => Ok(ProcessGpuInfo::own(used_bytes, index, row.source)),
         None => Err(HypomnesisError::NoGpuSource {
             attempts: vec![BackendAttempt::new(
                 row.source,
@@ -559,15 +548,13 @@ mod tests {
     fn own_row_is_found_by_pid() {
         let rows = [row(10, Some(5)), row(42, Some(7 << 20))];
         let own = own_row(&rows, 0, 42).unwrap();
-        assert_eq!(own.used_bytes, 7 << 20);
-        assert!(own.is_per_process);
+        assert_eq!(own.process_bytes, Some(7 << 20));
     }
 
     #[test]
     fn a_process_missing_from_a_complete_list_holds_zero_bytes() {
         let own = own_row(&[row(10, Some(5))], 0, 42).unwrap();
-        assert_eq!(own.used_bytes, 0);
-        assert!(own.is_per_process);
+        assert_eq!(own.process_bytes, Some(0));
     }
 
     #[test]
