@@ -269,7 +269,8 @@ mod linux {
     const NVIDIA_CARD: &str = "bound to the nvidia driver, which publishes memory figures only \
         through NVML and nvidia-smi, and neither could be used";
 
-    /// For a card [`DrmBackend::unclaimed_nvidia`] listed: why its processes cannot be read.
+    /// For a card [`DrmBackend::orphans`](crate::gpu::Backend::orphans) listed: why its
+    /// processes cannot be read.
     fn nvidia_card_error(device: &GpuDeviceInfo) -> Option<HypomnesisError> {
         let reason = device.unavailable_reason(DeviceField::UsedBytes)?;
         reason
