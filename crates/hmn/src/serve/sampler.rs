@@ -28,21 +28,24 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hypomnesis::{GpuDeviceInfo, GpuProcessEntry, HypomnesisError, Probe};
+use hypomnesis::{
+    DeviceFrame, Frame, FrameRequest, GpuDeviceInfo, GpuProcessEntry, GpuProcessListing,
+    HostMemory, HypomnesisError, Probe,
+};
 
-use super::metrics::{Exposition, Format, Health, HostFigures, Sample, encode_sample, render};
+use super::metrics::{Exposition, Format, Health, Sample, View, encode_sample, render};
 
 /// Where a pass gets its figures: a [`Probe`] in `hmn serve`, a stand-in in tests.
 pub trait Source: Send + Sync + 'static {
-    fn host(&self) -> hypomnesis::Result<HostFigures>;
+    fn host(&self) -> hypomnesis::Result<HostMemory>;
     fn own_rss(&self) -> hypomnesis::Result<u64>;
     fn devices(&self) -> hypomnesis::Result<Vec<GpuDeviceInfo>>;
     fn processes(&self, index: u32) -> hypomnesis::Result<Vec<GpuProcessEntry>>;
 }
 
 impl Source for Probe {
-    fn host(&self) -> hypomnesis::Result<HostFigures> {
-        self.host_memory().map(|h| HostFigures::from(&h))
+    fn host(&self) -> hypomnesis::Result<HostMemory> {
+        self.host_memory()
     }
 
     fn own_rss(&self) -> hypomnesis::Result<u64> {
@@ -200,9 +203,9 @@ impl Shared {
         self.health.errors().get(backend)
     }
 
-    fn publish(&self, sample: Sample) {
+    fn publish(&self, sample: Sample, view: View) {
         let published = Arc::new(Published {
-            exposition: encode_sample(sample),
+            exposition: encode_sample(sample, view),
             finished: Some(Instant::now()),
         });
         *self
@@ -346,19 +349,20 @@ fn sample_once(
     guess: &mut &'static str,
 ) -> Sample {
     let start = Instant::now();
-    let mut sample = Sample::default();
+    let mut frame = Frame::empty(FrameRequest::DEVICES.with_processes(config.processes, false));
+    let mut own_rss_bytes = None;
 
     shared.set_busy(Some("host"));
     match source.host() {
         Ok(host) => {
-            sample.host = Some(host);
+            frame.host = Some(host);
             shared.succeed("host memory");
         }
         Err(e) => shared.fail("host", "host memory", &e),
     }
     match source.own_rss() {
         Ok(rss) => {
-            sample.own_rss_bytes = Some(rss);
+            own_rss_bytes = Some(rss);
             shared.succeed("own RSS");
         }
         Err(e) => shared.fail("host", "own RSS", &e),
@@ -373,30 +377,33 @@ fn sample_once(
             if let Some(first) = devices.first() {
                 *guess = first.source.as_str();
             }
-            sample.devices = devices;
+            frame.devices = devices.into_iter().map(DeviceFrame::new).collect();
             shared.succeed("GPU devices");
         }
         Err(e) => shared.fail(gpu_backend(&e, guess), "GPU devices", &e),
     }
 
     if config.processes {
-        let mut rows = Vec::new();
-        for device in &sample.devices {
-            let backend = device.source.as_str();
+        for device in &mut frame.devices {
+            let backend = device.device.source.as_str();
             shared.set_busy(Some(backend));
-            let what = format!("processes on GPU {}", device.index);
-            match source.processes(device.index) {
-                Ok(mut found) => {
-                    rows.append(&mut found);
+            let what = format!("processes on GPU {}", device.device.index);
+            match source.processes(device.device.index) {
+                Ok(rows) => {
+                    let mut listing = GpuProcessListing::default();
+                    listing.rows = rows;
+                    device.processes = Some(listing);
                     shared.succeed(&what);
                 }
                 Err(e) => shared.fail(gpu_backend(&e, backend), &what, &e),
             }
         }
-        sample.processes = Some(rows);
     }
-    sample.duration = start.elapsed();
-    sample
+    Sample {
+        frame: Arc::new(frame),
+        own_rss_bytes,
+        duration: start.elapsed(),
+    }
 }
 
 /// The running sampler threads. Dropping the handle stops the ticker; the worker ends after
@@ -448,7 +455,13 @@ fn worker(source: &dyn Source, config: &Config, shared: &Shared, rx: &Receiver<(
     let mut guess = "gpu";
     while rx.recv().is_ok() {
         let sample = sample_once(source, config, shared, &mut guess);
-        shared.publish(sample);
+        shared.publish(
+            sample,
+            View {
+                processes: config.processes,
+                device: config.device,
+            },
+        );
         shared.set_busy(None);
     }
 }
@@ -516,11 +529,8 @@ mod tests {
     }
 
     impl Source for Stub {
-        fn host(&self) -> hypomnesis::Result<HostFigures> {
-            Ok(HostFigures {
-                total_bytes: 1 << 30,
-                ..HostFigures::default()
-            })
+        fn host(&self) -> hypomnesis::Result<HostMemory> {
+            Ok(HostMemory::for_test(1 << 30))
         }
         fn own_rss(&self) -> hypomnesis::Result<u64> {
             Ok(1 << 20)
@@ -723,8 +733,8 @@ mod tests {
             &shared,
             &mut guess,
         );
-        assert!(none.devices.is_empty());
-        assert!(none.processes.is_none());
+        assert!(none.frame.devices.is_empty());
+        assert!(!none.frame.request.processes);
         let one = sample_once(
             &stub,
             &Config {
@@ -734,8 +744,8 @@ mod tests {
             &shared,
             &mut guess,
         );
-        assert_eq!(one.devices.len(), 1);
-        assert_eq!(one.processes.map(|p| p.len()), Some(1));
+        assert_eq!(one.frame.devices.len(), 1);
+        assert_eq!(one.frame.processes().count(), 1);
         assert_eq!(guess, "nvml");
     }
 }
