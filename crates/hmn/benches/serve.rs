@@ -191,8 +191,8 @@ fn main() {
     let scenario = test_support::nvml_scenario("four_gpus");
     let lib = test_support::nvml_double_for(&scenario).join("libnvidia-ml.so.1");
     let pinned = pinning();
-    let hmn = std::env::var_os("HMN_SERVE_BENCH_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_hmn").into());
+    let hmn =
+        std::env::var_os("HMN_SERVE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hmn").into());
     let mut command = if pinned {
         let mut c = Command::new("taskset");
         c.args(["-c", "0"]).arg(&hmn);

@@ -374,13 +374,12 @@ fn process_series_are_as_fresh_as_the_device_series_in_every_scrape() {
     let held0 = declared["devices"][0]["compute_processes"][0]["used_gpu_memory"]
         .as_u64()
         .unwrap();
-    let growing =
-        test_support::nvml_scenario_variant("one_gpu", "serve_growing_process", |s| {
-            s["description"] = serde_json::json!("one_gpu whose gpu_burn grows by 1 GiB every 300 ms");
-            s["devices"][0]["compute_processes"][0]["used_gpu_memory_steps"] = (1..=12_u64)
-                .map(|i| serde_json::json!([i * 300, held0 + i * GIB]))
-                .collect();
-        });
+    let growing = test_support::nvml_scenario_variant("one_gpu", "serve_growing_process", |s| {
+        s["description"] = serde_json::json!("one_gpu whose gpu_burn grows by 1 GiB every 300 ms");
+        s["devices"][0]["compute_processes"][0]["used_gpu_memory_steps"] = (1..=12_u64)
+            .map(|i| serde_json::json!([i * 300, held0 + i * GIB]))
+            .collect();
+    });
     let lib = test_support::nvml_double_for(&growing).join("libnvidia-ml.so.1");
     let server = Server::start_with("one_gpu", &["--interval", "100ms"], |cmd| {
         cmd.env("HYPOMNESIS_NVML_LIB", &lib)
