@@ -73,7 +73,8 @@ impl Default for View {
 }
 
 impl View {
-    fn shows(self, device: &DeviceFrame) -> bool {
+    /// Whether the exposition shows `device`.
+    pub fn shows(self, device: &DeviceFrame) -> bool {
         self.device.is_none_or(|only| device.device.index == only)
     }
 }
@@ -353,21 +354,21 @@ impl Collector for SampleFamilies {
             kind: kind_name(p.kind),
         };
         byte_family(
-                &mut encoder,
-                "hypomnesis_gpu_process_memory",
-                "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
-                processes
-                    .iter()
-                    .filter_map(|p| Some((labels(p), p.counted_used_bytes()?))),
-            )?;
+            &mut encoder,
+            "hypomnesis_gpu_process_memory",
+            "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
+            processes
+                .iter()
+                .filter_map(|p| Some((labels(p), p.counted_used_bytes()?))),
+        )?;
         byte_family(
-                &mut encoder,
-                "hypomnesis_gpu_process_system_memory",
-                "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
-                processes
-                    .iter()
-                    .filter_map(|p| Some((labels(p), p.counted_system_bytes()?))),
-            )?;
+            &mut encoder,
+            "hypomnesis_gpu_process_system_memory",
+            "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
+            processes
+                .iter()
+                .filter_map(|p| Some((labels(p), p.counted_system_bytes()?))),
+        )?;
 
         let host = sample.frame.host.as_ref();
         let cgroup = host.and_then(|h| h.cgroup.as_ref());
@@ -864,7 +865,10 @@ mod tests {
             device: Some(1),
         };
         let text = encode_sample(sample_of(frame()), view).prometheus;
-        assert!(text.contains("hypomnesis_gpu_memory_used_bytes{gpu=\"1\""), "{text}");
+        assert!(
+            text.contains("hypomnesis_gpu_memory_used_bytes{gpu=\"1\""),
+            "{text}"
+        );
         assert!(text.contains("pid=\"3100\""), "{text}");
         assert!(!text.contains("gpu=\"0\""), "{text}");
         assert!(!text.contains("gpu_burn"), "{text}");
