@@ -1,110 +1,87 @@
-//! Sampling on its own thread, so a scrape never waits on a driver.
+//! Following the library's monitor, so a scrape never waits on a driver.
 //!
 //! A driver call can hang (a wedged GPU, an NVML lock held by a dying process, an `nvidia-smi`
 //! stuck in D state). If scrapes queried the driver, a hang would turn into a hung endpoint,
 //! Prometheus would mark the target down, and the host and process figures would vanish with
-//! it. Instead two threads share the work:
+//! it. Instead a [`hypomnesis::Monitor`] takes a frame of the machine every `--interval` on its
+//! own thread, the one every other view reads too, and one more thread here, the *follower*,
+//! waits for each new frame:
 //!
-//! - the *worker* runs one sampling pass (host, then devices, then processes) each time it is
-//!   told to, encodes the result, and publishes it for scrapes to copy;
-//! - the *ticker* tells it to, every `--interval`. When a tick finds the worker still busy with
-//!   the previous pass, the tick is skipped and counted as a sampling error against the backend
-//!   the worker is waiting on, and the sample's age keeps growing: a hang shows up as
-//!   `hypomnesis_sample_age_seconds` rising and `hypomnesis_sample_errors_total` counting, while
-//!   `/metrics` keeps answering with the last good figures.
+//! - it encodes the frame once, in both formats, and publishes the encoding for scrapes to
+//!   copy (a scrape adds only the health families, which change with every scrape);
+//! - it counts what the frame could not read as sampling errors, by backend, and logs them;
+//! - every interval without a new frame while the monitor is still reading one begun more
+//!   than an interval ago is a missed tick, counted as a sampling error against the backend
+//!   the monitor is most likely waiting on, and the sample's age keeps growing: a hang shows
+//!   up as `hypomnesis_sample_age_seconds` rising and `hypomnesis_sample_errors_total`
+//!   counting, while `/metrics` keeps answering with the last good figures.
+//!
+//! The follower, not the scrape handler, does this because errors must be counted for every
+//! frame, not only for those a scrape happens to see, and a hang must be logged even when no
+//! one scrapes.
 //!
 //! A failure that lasts must not flood the log (a hung driver fails every pass, and its error
 //! text carries the time it has been stuck, so no two lines are alike): each failing part of the
-//! pass, and a pass that stays stuck, is logged when it begins, reminded after 10 s, 30 s, 1 min
-//! and 5 min and then every 5 min while it lasts ([`Ongoing`]), and logged once when it ends.
+//! frame, and a hang, is logged when it begins, reminded after 10 s, 30 s, 1 min and 5 min and
+//! then every 5 min while it lasts ([`Ongoing`]), and logged once when it ends.
 //!
-//! The worker's inputs go through [`Source`], so the tests can hang or fail a backend at will.
+//! Tests feed [`Shared::observe`] frames built by hand; the whole loop runs against the NVML
+//! double in `tests/serve*.rs` and below.
 
 use std::collections::HashMap;
 use std::mem::{Discriminant, discriminant};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use hypomnesis::{
-    DeviceFrame, Frame, FrameRequest, GpuDeviceInfo, GpuProcessEntry, GpuProcessListing,
-    HostMemory, HypomnesisError, Probe,
-};
+use hypomnesis::{Frame, HypomnesisError, Monitor, Probe};
 
 use super::metrics::{Exposition, Format, Health, Sample, View, encode_sample, render};
 
-/// Where a pass gets its figures: a [`Probe`] in `hmn serve`, a stand-in in tests.
-pub trait Source: Send + Sync + 'static {
-    fn host(&self) -> hypomnesis::Result<HostMemory>;
-    fn own_rss(&self) -> hypomnesis::Result<u64>;
-    fn devices(&self) -> hypomnesis::Result<Vec<GpuDeviceInfo>>;
-    fn processes(&self, index: u32) -> hypomnesis::Result<Vec<GpuProcessEntry>>;
-}
-
-impl Source for Probe {
-    fn host(&self) -> hypomnesis::Result<HostMemory> {
-        self.host_memory()
-    }
-
-    fn own_rss(&self) -> hypomnesis::Result<u64> {
-        self.process_rss()
-    }
-
-    fn devices(&self) -> hypomnesis::Result<Vec<GpuDeviceInfo>> {
-        Probe::devices(self)
-    }
-
-    fn processes(&self, index: u32) -> hypomnesis::Result<Vec<GpuProcessEntry>> {
-        Probe::processes(self, index)
-    }
-}
-
-/// What to sample and how often.
+/// What to export and how often frames come.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     pub interval: Duration,
-    /// Export per-process metrics.
-    pub processes: bool,
-    /// Only this GPU (`--device`).
-    pub device: Option<u32>,
+    /// What each exposition shows (`--no-processes`, `--device`).
+    pub view: View,
 }
 
 /// Where log lines go (`hmn: ` is prefixed by the logger).
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// A published sample: its encoding and when its pass finished.
+/// A published sample: its encoding and when its frame arrived.
 #[derive(Debug, Default)]
 struct Published {
     exposition: Exposition,
-    finished: Option<Instant>,
+    arrived: Option<Instant>,
 }
 
-/// The state scrapes read and the sampler writes.
+/// The state scrapes read and the follower writes.
 pub struct Shared {
     started: Instant,
     published: RwLock<Arc<Published>>,
     /// The scrape-time families; owns the sampling error counter.
     health: Health,
-    /// While a pass runs: the backend it is waiting on, when the pass started, and, once a
-    /// tick has found it still running, the log schedule of that hang.
-    busy: Mutex<Option<Busy>>,
-    /// The parts of a pass that are failing (`"GPU devices"`, `"processes on GPU 0"`), so a
+    /// While frames are overdue: the backend blamed and the log schedule of the hang.
+    stall: Mutex<Option<Stall>>,
+    /// The parts of a frame that are failing (`"GPU devices"`, `"processes on GPU 0"`), so a
     /// lasting failure is logged when it begins, reminded with backoff and logged when it ends.
     failing: Mutex<HashMap<String, Failing>>,
     log: Log,
 }
 
+/// Frames have stopped coming.
 #[derive(Debug, Clone, Copy)]
-struct Busy {
+struct Stall {
     backend: &'static str,
+    /// When the monitor began reading the frame it is stuck in.
     since: Instant,
-    /// Set when a tick has found the pass still running (the hang has been logged).
-    stuck: Option<Ongoing>,
+    /// The missed ticks and when the next reminder is due.
+    ongoing: Ongoing,
 }
 
-/// A part of the pass that fails on every pass.
+/// A part of the frame that fails in every frame.
 #[derive(Debug)]
 struct Failing {
     /// What failed: the backend and the kind of error. Another backend or kind is a new
@@ -114,7 +91,7 @@ struct Failing {
 }
 
 /// A condition that lasts, and when it is next worth a log line: reminders after 10 s, 30 s,
-/// 1 min, 5 min, then every 5 min. Counts the occurrences (failed passes, missed ticks) since.
+/// 1 min, 5 min, then every 5 min. Counts the occurrences (failed frames, missed ticks) since.
 #[derive(Debug, Clone, Copy)]
 struct Ongoing {
     since: Instant,
@@ -164,6 +141,16 @@ fn lasted(d: Duration) -> String {
     }
 }
 
+/// The GPU layer's error, named by backend when the error names one.
+fn gpu_backend(error: &HypomnesisError, guess: &'static str) -> &'static str {
+    match error {
+        HypomnesisError::Nvml { .. } => "nvml",
+        HypomnesisError::NvidiaSmi { .. } => "nvidia-smi",
+        HypomnesisError::NoGpuSource { .. } => "gpu",
+        _ => guess,
+    }
+}
+
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
@@ -178,14 +165,14 @@ impl Shared {
             started: Instant::now(),
             published: RwLock::new(Arc::default()),
             health: Health::default(),
-            busy: Mutex::new(None),
+            stall: Mutex::new(None),
             failing: Mutex::new(HashMap::new()),
             log,
         }
     }
 
     /// The exposition a scrape answers with, in `format`: the latest published sample plus the
-    /// health families as of now. Never waits for a pass.
+    /// health families as of now. Never waits for a frame.
     pub fn scrape(&self, format: Format) -> String {
         let published = Arc::clone(
             &self
@@ -193,7 +180,7 @@ impl Shared {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        let age = published.finished.unwrap_or(self.started).elapsed();
+        let age = published.arrived.unwrap_or(self.started).elapsed();
         render(format, &published.exposition, &self.health, age)
     }
 
@@ -203,42 +190,66 @@ impl Shared {
         self.health.errors().get(backend)
     }
 
-    fn publish(&self, sample: Sample, view: View) {
+    /// A new frame arrived: ends a stall, counts and logs what the frame could not read (for
+    /// the devices `view` shows), and publishes its encoding. `guess` is the backend a hang
+    /// will be blamed on, learned from the devices seen; `own_rss` is `hmn serve`'s own
+    /// resident memory, read as the frame arrived.
+    pub fn observe(
+        &self,
+        frame: Arc<Frame>,
+        own_rss: hypomnesis::Result<u64>,
+        view: View,
+        guess: &mut &'static str,
+    ) {
+        let arrived = Instant::now();
+        self.resume(arrived);
+        match &frame.host_error {
+            Some(e) => self.fail("host", "host memory", e),
+            None => self.succeed("host memory"),
+        }
+        let own_rss_bytes = match own_rss {
+            Ok(rss) => {
+                self.succeed("own RSS");
+                Some(rss)
+            }
+            Err(e) => {
+                self.fail("host", "own RSS", &e);
+                None
+            }
+        };
+        if let Some(e) = &frame.gpu_error {
+            self.fail(gpu_backend(e, guess), "GPU devices", e);
+        } else {
+            self.succeed("GPU devices");
+        }
+        if let Some(first) = frame.devices.iter().find(|d| view.shows(d)) {
+            *guess = first.device.source.as_str();
+        }
+        // A listing carried over from an earlier scan was counted with that scan.
+        if view.processes && frame.scanned_processes() {
+            for device in frame.devices.iter().filter(|d| view.shows(d)) {
+                let backend = device.device.source.as_str();
+                let what = format!("processes on GPU {}", device.device.index);
+                match &device.processes_error {
+                    Some(e) => self.fail(gpu_backend(e, backend), &what, e),
+                    None => self.succeed(&what),
+                }
+            }
+        }
+        let duration = arrived.saturating_duration_since(frame.taken);
+        let sample = Sample {
+            frame,
+            own_rss_bytes,
+            duration,
+        };
         let published = Arc::new(Published {
             exposition: encode_sample(sample, view),
-            finished: Some(Instant::now()),
+            arrived: Some(arrived),
         });
         *self
             .published
             .write()
             .unwrap_or_else(PoisonError::into_inner) = published;
-    }
-
-    fn set_busy(&self, backend: Option<&'static str>) {
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = *busy;
-        *busy = backend.map(|backend| Busy {
-            backend,
-            since: previous.map_or_else(Instant::now, |b| b.since),
-            stuck: previous.and_then(|b| b.stuck),
-        });
-        drop(busy);
-        if let (
-            None,
-            Some(Busy {
-                backend,
-                since,
-                stuck: Some(stuck),
-            }),
-        ) = (backend, previous)
-        {
-            (self.log)(&format!(
-                "sampling resumed: the pass held up by {backend} finished after {} ({} missed \
-                 ticks)",
-                lasted(since.elapsed()),
-                stuck.occurrences
-            ));
-        }
     }
 
     fn fail(&self, backend: &'static str, what: &str, error: &HypomnesisError) {
@@ -291,20 +302,19 @@ impl Shared {
         }
     }
 
-    /// A tick arrived: `true` when the worker is free to take it. Otherwise the tick is counted
-    /// as an error against the backend the worker waits on, and the hang is logged when first
-    /// seen and then as reminders with backoff.
-    fn tick(&self, interval: Duration) -> bool {
+    /// A tick found the monitor still reading a frame, for `waited` so far: one missed tick,
+    /// counted as an error against `backend`; the hang is logged when first seen and then as
+    /// reminders with backoff.
+    pub fn overdue(&self, backend: &'static str, waited: Duration, interval: Duration) {
         let now = Instant::now();
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(b) = busy.as_mut() else {
-            return true;
-        };
-        let backend = b.backend;
-        let waited = now.saturating_duration_since(b.since);
-        let line = match b.stuck.as_mut() {
+        let mut stall = self.stall.lock().unwrap_or_else(PoisonError::into_inner);
+        let line = match stall.as_mut() {
             None => {
-                b.stuck = Some(Ongoing::new(now));
+                *stall = Some(Stall {
+                    backend,
+                    since: now.checked_sub(waited).unwrap_or(now),
+                    ongoing: Ongoing::new(now),
+                });
                 Some(format!(
                     "sampling has been waiting on {backend} for {} (interval {:.1} s); /metrics \
                      keeps serving the last sample, and hypomnesis_sample_age_seconds shows its \
@@ -313,178 +323,90 @@ impl Shared {
                     interval.as_secs_f64()
                 ))
             }
-            Some(stuck) => stuck.recur(now).then(|| {
+            Some(s) => s.ongoing.recur(now).then(|| {
                 format!(
-                    "sampling still waits on {backend}, for {} now ({} missed ticks)",
+                    "sampling still waits on {}, for {} now ({} missed ticks)",
+                    s.backend,
                     lasted(waited),
-                    stuck.occurrences
+                    s.ongoing.occurrences
                 )
             }),
         };
-        drop(busy);
-        self.health.errors().inc(backend);
+        let blamed = stall.as_ref().map_or(backend, |s| s.backend);
+        drop(stall);
+        self.health.errors().inc(blamed);
         if let Some(line) = line {
             (self.log)(&line);
         }
-        false
+    }
+
+    /// A frame arrived at `now`: if frames had stopped, say that they came back.
+    fn resume(&self, now: Instant) {
+        let ended = self
+            .stall
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(stall) = ended {
+            (self.log)(&format!(
+                "sampling resumed: the pass held up by {} finished after {} ({} missed ticks)",
+                stall.backend,
+                lasted(now.saturating_duration_since(stall.since)),
+                stall.ongoing.occurrences
+            ));
+        }
     }
 }
 
-/// The GPU layer's error, named by backend when the error names one.
-fn gpu_backend(error: &HypomnesisError, guess: &'static str) -> &'static str {
-    match error {
-        HypomnesisError::Nvml { .. } => "nvml",
-        HypomnesisError::NvidiaSmi { .. } => "nvidia-smi",
-        HypomnesisError::NoGpuSource { .. } => "gpu",
-        _ => guess,
-    }
-}
-
-/// One pass: host, own RSS, devices, processes. Failures are counted and leave their part
-/// empty; `busy` follows the pass so a hang can be blamed on the right backend.
-fn sample_once(
-    source: &dyn Source,
-    config: &Config,
-    shared: &Shared,
-    guess: &mut &'static str,
-) -> Sample {
-    let start = Instant::now();
-    let mut frame = Frame::empty(FrameRequest::DEVICES.with_processes(config.processes, false));
-    let mut own_rss_bytes = None;
-
-    shared.set_busy(Some("host"));
-    match source.host() {
-        Ok(host) => {
-            frame.host = Some(host);
-            shared.succeed("host memory");
-        }
-        Err(e) => shared.fail("host", "host memory", &e),
-    }
-    match source.own_rss() {
-        Ok(rss) => {
-            own_rss_bytes = Some(rss);
-            shared.succeed("own RSS");
-        }
-        Err(e) => shared.fail("host", "own RSS", &e),
-    }
-
-    shared.set_busy(Some(*guess));
-    match source.devices() {
-        Ok(mut devices) => {
-            if let Some(only) = config.device {
-                devices.retain(|d| d.index == only);
-            }
-            if let Some(first) = devices.first() {
-                *guess = first.source.as_str();
-            }
-            frame.devices = devices.into_iter().map(DeviceFrame::new).collect();
-            shared.succeed("GPU devices");
-        }
-        Err(e) => shared.fail(gpu_backend(&e, guess), "GPU devices", &e),
-    }
-
-    if config.processes {
-        for device in &mut frame.devices {
-            let backend = device.device.source.as_str();
-            shared.set_busy(Some(backend));
-            let what = format!("processes on GPU {}", device.device.index);
-            match source.processes(device.device.index) {
-                Ok(rows) => {
-                    let mut listing = GpuProcessListing::default();
-                    listing.rows = rows;
-                    device.processes = Some(listing);
-                    shared.succeed(&what);
-                }
-                Err(e) => shared.fail(gpu_backend(&e, backend), &what, &e),
-            }
-        }
-    }
-    Sample {
-        frame: Arc::new(frame),
-        own_rss_bytes,
-        duration: start.elapsed(),
-    }
-}
-
-/// The running sampler threads. Dropping the handle stops the ticker; the worker ends after
-/// its current pass.
+/// The running follower. Dropping the handle stops it at its next wake (within an interval).
 #[derive(Debug)]
-pub struct Sampler {
+pub struct Follower {
     stop: Arc<AtomicBool>,
-    ticker: Option<JoinHandle<()>>,
 }
 
-impl Sampler {
-    /// Starts sampling `source` into `shared`; the first pass starts at once.
+impl Follower {
+    /// Follows `monitor`'s frames into `shared`, reading `probe` for `hmn serve`'s own RSS.
     ///
     /// # Errors
     /// When the OS refuses a thread.
     pub fn start(
-        source: Arc<dyn Source>,
+        monitor: Arc<Monitor>,
+        probe: Arc<Probe>,
         config: Config,
         shared: Arc<Shared>,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel::<()>(1);
-        let worker_shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("hmn-sampler".into())
-            .spawn(move || worker(source.as_ref(), &config, &worker_shared, &rx))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let ticker_stop = Arc::clone(&stop);
-        let ticker = thread::Builder::new()
-            .name("hmn-ticker".into())
-            .spawn(move || ticker(&tx, config.interval, &shared, &ticker_stop))?;
-        Ok(Self {
-            stop,
-            ticker: Some(ticker),
-        })
+        let follower_stop = Arc::clone(&stop);
+        thread::Builder::new()
+            .name("hmn-follower".into())
+            .spawn(move || follow(&monitor, &probe, config, &shared, &follower_stop))?;
+        Ok(Self { stop })
     }
 }
 
-impl Drop for Sampler {
+impl Drop for Follower {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(ticker) = self.ticker.take() {
-            ticker.thread().unpark();
-            let _ = ticker.join();
-        }
     }
 }
 
-fn worker(source: &dyn Source, config: &Config, shared: &Shared, rx: &Receiver<()>) {
+/// Waits for each new frame and publishes it. Every interval without one, asks the monitor
+/// whether it is still reading a frame begun more than an interval ago: that is a missed tick,
+/// as the sampler before the monitor counted a tick that found the previous pass running.
+fn follow(monitor: &Monitor, probe: &Probe, config: Config, shared: &Shared, stop: &AtomicBool) {
+    let mut seen = 0;
     let mut guess = "gpu";
-    while rx.recv().is_ok() {
-        let sample = sample_once(source, config, shared, &mut guess);
-        shared.publish(
-            sample,
-            View {
-                processes: config.processes,
-                device: config.device,
-            },
-        );
-        shared.set_busy(None);
-    }
-}
-
-fn ticker(tx: &SyncSender<()>, interval: Duration, shared: &Shared, stop: &AtomicBool) {
-    let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now < next {
-            thread::park_timeout(next - now);
-            continue;
-        }
-        if shared.tick(interval) {
-            match tx.try_send(()) {
-                // Full: the worker has a tick queued it has not started yet; nothing to add.
-                Ok(()) | Err(TrySendError::Full(())) => {}
-                Err(TrySendError::Disconnected(())) => return,
+        match monitor.wait_newer(seen, config.interval) {
+            Some((sequence, frame)) => {
+                seen = sequence;
+                shared.observe(frame, probe.process_rss(), config.view, &mut guess);
             }
-        }
-        next += interval;
-        if next < now {
-            // Behind by more than a whole interval (a suspended machine): restart the beat.
-            next = now + interval;
+            None => {
+                if let Some(waited) = monitor.stalled_for() {
+                    shared.overdue(guess, waited, config.interval);
+                }
+            }
         }
     }
 }
@@ -492,78 +414,10 @@ fn ticker(tx: &SyncSender<()>, interval: Duration, shared: &Shared, stop: &Atomi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hypomnesis::GpuQuerySource;
-    use std::sync::mpsc;
-
-    /// A source whose GPU calls block until released, or fail, as the test says.
-    struct Stub {
-        gate: Mutex<Option<mpsc::Receiver<()>>>,
-        entered: Mutex<Option<mpsc::Sender<()>>>,
-        fail_devices: AtomicBool,
-        /// How many times `devices` has been called: a failure's text carries it, as a hung
-        /// driver's carries the time it has been stuck.
-        calls: std::sync::atomic::AtomicU64,
-    }
-
-    impl Stub {
-        /// A source whose device reads always fail, never blocking.
-        fn failing() -> Arc<Self> {
-            Arc::new(Self {
-                gate: Mutex::new(None),
-                entered: Mutex::new(None),
-                fail_devices: AtomicBool::new(true),
-                calls: Default::default(),
-            })
-        }
-    }
-
-    impl Stub {
-        fn device() -> GpuDeviceInfo {
-            GpuDeviceInfo::builder()
-                .index(0)
-                .name("Stub GPU")
-                .used_bytes(1_234_u64)
-                .source(GpuQuerySource::Nvml)
-                .build()
-        }
-    }
-
-    impl Source for Stub {
-        fn host(&self) -> hypomnesis::Result<HostMemory> {
-            Ok(HostMemory::for_test(1 << 30))
-        }
-        fn own_rss(&self) -> hypomnesis::Result<u64> {
-            Ok(1 << 20)
-        }
-        fn devices(&self) -> hypomnesis::Result<Vec<GpuDeviceInfo>> {
-            // One-shot: only the first call blocks, and no lock is held while it does.
-            let entered = self.entered.lock().unwrap().take();
-            if let Some(entered) = entered {
-                let _ = entered.send(());
-            }
-            let gate = self.gate.lock().unwrap().take();
-            if let Some(gate) = gate {
-                let _ = gate.recv();
-            }
-            let call = self.calls.fetch_add(1, Ordering::Relaxed);
-            if self.fail_devices.load(Ordering::Relaxed) {
-                return Err(HypomnesisError::Nvml {
-                    call: "nvmlDeviceGetCount_v2",
-                    code: Some(15),
-                    detail: format!("GPU is lost (call {call})"),
-                });
-            }
-            Ok(vec![Self::device()])
-        }
-        fn processes(&self, _: u32) -> hypomnesis::Result<Vec<GpuProcessEntry>> {
-            Ok(vec![
-                GpuProcessEntry::builder(42)
-                    .name("stub")
-                    .used_bytes(1_000_u64)
-                    .build(),
-            ])
-        }
-    }
+    use hypomnesis::{
+        DeviceFrame, FrameRequest, GpuDeviceInfo, GpuProcessEntry, GpuProcessListing,
+        GpuQuerySource, GpuVendor, HostMemory,
+    };
 
     fn collecting_log() -> (Log, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -574,78 +428,129 @@ mod tests {
         )
     }
 
-    /// Polls `done` until it holds; panics after a generous bound (the condition is an event,
-    /// not a timing claim).
-    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !done() {
-            assert!(Instant::now() < deadline, "gave up waiting for {what}");
-            thread::sleep(Duration::from_millis(5));
+    fn lost(call: u32) -> HypomnesisError {
+        HypomnesisError::Nvml {
+            call: "nvmlDeviceGetCount_v2",
+            code: Some(15),
+            detail: format!("GPU is lost (call {call})"),
         }
     }
 
-    fn config() -> Config {
-        Config {
-            interval: Duration::from_millis(20),
-            processes: true,
-            device: None,
-        }
+    /// GPU 0 (NVML) with one process, GPU 1 (DRM) whose listing failed, and the host.
+    fn frame() -> Frame {
+        let mut frame = Frame::empty(FrameRequest::DEVICES.with_processes(true, false));
+        let mut nvidia = DeviceFrame::new(
+            GpuDeviceInfo::builder()
+                .index(0)
+                .name("Stub GPU")
+                .used_bytes(1_234_u64)
+                .build(),
+        );
+        let mut listing = GpuProcessListing::default();
+        listing.rows = vec![
+            GpuProcessEntry::builder(42)
+                .name("stub")
+                .used_bytes(1_000_u64)
+                .build(),
+        ];
+        nvidia.processes = Some(listing);
+        let mut amd = DeviceFrame::new(
+            GpuDeviceInfo::builder()
+                .index(1)
+                .vendor(GpuVendor::Amd)
+                .source(GpuQuerySource::Drm)
+                .used_bytes(5_678_u64)
+                .build(),
+        );
+        amd.processes_error = Some(HypomnesisError::Unsupported {
+            what: "DRM fdinfo",
+            context: "in this test",
+        });
+        frame.devices = vec![nvidia, amd];
+        frame.host = Some(HostMemory::for_test(1 << 30));
+        frame
+    }
+
+    /// A frame in which no GPU could be read: only the host.
+    fn without_gpu(error: HypomnesisError) -> Arc<Frame> {
+        let mut frame = frame();
+        frame.devices.clear();
+        frame.gpu_error = Some(error);
+        Arc::new(frame)
+    }
+
+    fn observe(shared: &Shared, frame: Arc<Frame>, view: View, guess: &mut &'static str) {
+        shared.observe(frame, Ok(1 << 20), view, guess);
     }
 
     #[test]
-    fn a_hung_backend_is_stale_and_counted_while_scrapes_keep_answering() {
-        let (release, gate) = mpsc::channel();
-        let (entered_tx, entered) = mpsc::channel();
-        let stub = Arc::new(Stub {
-            gate: Mutex::new(Some(gate)),
-            entered: Mutex::new(Some(entered_tx)),
-            fail_devices: AtomicBool::new(false),
-            calls: Default::default(),
-        });
+    fn a_frame_is_published_for_scrapes_with_its_figures_and_own_rss() {
         let (log, lines) = collecting_log();
-        let shared = Arc::new(Shared::new(log));
-        let sampler = Sampler::start(stub.clone(), config(), Arc::clone(&shared)).unwrap();
+        let shared = Shared::new(log);
+        let mut guess = "gpu";
+        observe(&shared, Arc::new(frame()), View::default(), &mut guess);
+        let text = shared.scrape(Format::Prometheus);
+        assert!(text.contains(
+            "hypomnesis_gpu_memory_used_bytes{gpu=\"0\",uuid=\"\",name=\"Stub GPU\",vendor=\"nvidia\"} 1234"
+        ), "{text}");
+        assert!(text.contains("hypomnesis_gpu_process_memory_bytes{gpu=\"0\",pid=\"42\""));
+        assert!(
+            text.contains("\nprocess_resident_memory_bytes 1048576\n"),
+            "{text}"
+        );
+        assert!(text.contains("hypomnesis_host_memory_total_bytes 1073741824"));
+        // GPU 1's failed listing is counted and said once.
+        assert_eq!(shared.errors("drm"), 1);
+        assert_eq!(guess, "nvml");
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("sampling processes on GPU 1 failed (drm)"));
+    }
 
-        entered.recv().unwrap(); // the first pass is now stuck in devices()
-        wait_for("missed ticks to be counted", || shared.errors("gpu") >= 3);
-        // A scrape answers while the driver call hangs, with no GPU figures yet.
-        let during = shared.scrape(Format::OpenMetrics);
-        assert!(during.contains("hypomnesis_sample_errors_total{backend=\"gpu\"}"));
-        assert!(!during.contains("hypomnesis_gpu_memory_used_bytes{"));
-        assert!(during.ends_with("# EOF\n"));
-        // The hang is logged once, not at every missed tick.
-        let hang_lines = |lines: &[String]| {
-            lines
-                .iter()
-                .filter(|l| l.contains("waiting on gpu"))
-                .count()
+    #[test]
+    fn failures_of_a_device_not_exported_are_not_counted() {
+        let (log, lines) = collecting_log();
+        let shared = Shared::new(log);
+        let mut guess = "gpu";
+        let only_gpu_0 = View {
+            processes: true,
+            device: Some(0),
         };
-        assert_eq!(hang_lines(&lines.lock().unwrap()), 1);
-
-        // Released: the pass completes and publishes; the backend is now known as NVML.
-        release.send(()).unwrap();
-        wait_for("a sample with GPU figures", || {
-            shared
+        observe(&shared, Arc::new(frame()), only_gpu_0, &mut guess);
+        assert_eq!(shared.errors("drm"), 0);
+        assert!(lines.lock().unwrap().is_empty());
+        // Without process metrics no listing failure counts either.
+        let no_processes = View {
+            processes: false,
+            device: None,
+        };
+        observe(&shared, Arc::new(frame()), no_processes, &mut guess);
+        assert_eq!(shared.errors("drm"), 0);
+        assert!(
+            !shared
                 .scrape(Format::Prometheus)
-                .contains("hypomnesis_gpu_memory_used_bytes{gpu=\"0\",uuid=\"\",name=\"Stub GPU\",vendor=\"nvidia\"} 1234")
-        });
-        let after = shared.scrape(Format::Prometheus);
-        assert!(after.contains("hypomnesis_gpu_process_memory_bytes{gpu=\"0\",pid=\"42\""));
-        drop(sampler);
-        assert_eq!(hang_lines(&lines.lock().unwrap()), 1);
+                .contains("hypomnesis_gpu_process")
+        );
     }
 
     #[test]
     fn failures_are_counted_per_backend_and_logged_once() {
-        let stub = Stub::failing();
         let (log, lines) = collecting_log();
-        let shared = Arc::new(Shared::new(log));
-        let sampler = Sampler::start(stub, config(), Arc::clone(&shared)).unwrap();
-        wait_for("three failed passes", || shared.errors("nvml") >= 3);
-        drop(sampler);
+        let shared = Shared::new(log);
+        let mut guess = "gpu";
+        for call in 0..3 {
+            observe(
+                &shared,
+                without_gpu(lost(call)),
+                View::default(),
+                &mut guess,
+            );
+        }
+        assert_eq!(shared.errors("nvml"), 3);
         let text = shared.scrape(Format::Prometheus);
         // Host figures are still published.
         assert!(text.contains("hypomnesis_host_memory_total_bytes 1073741824"));
+        assert!(!text.contains("hypomnesis_gpu_memory"));
         let lines = lines.lock().unwrap();
         let failures: Vec<_> = lines.iter().filter(|l| l.contains("GPU is lost")).collect();
         assert_eq!(failures.len(), 1, "{lines:?}");
@@ -654,25 +559,131 @@ mod tests {
 
     #[test]
     fn a_lasting_failure_whose_text_changes_is_logged_when_it_begins_and_when_it_ends() {
-        let stub = Stub::failing();
         let (log, lines) = collecting_log();
-        let shared = Arc::new(Shared::new(log));
-        let sampler = Sampler::start(stub.clone(), config(), Arc::clone(&shared)).unwrap();
-        wait_for("ten failed passes", || shared.errors("nvml") >= 10);
+        let shared = Shared::new(log);
+        let mut guess = "gpu";
+        for call in 0..10 {
+            observe(
+                &shared,
+                without_gpu(lost(call)),
+                View::default(),
+                &mut guess,
+            );
+        }
         {
             let lines = lines.lock().unwrap();
             assert_eq!(lines.len(), 1, "{lines:?}");
             assert!(lines[0].contains("GPU is lost (call 0)"), "{lines:?}");
         }
-        stub.fail_devices.store(false, Ordering::Relaxed);
-        wait_for("the recovery line", || lines.lock().unwrap().len() >= 2);
-        drop(sampler);
+        let only_gpu_0 = View {
+            processes: true,
+            device: Some(0),
+        };
+        observe(&shared, Arc::new(frame()), only_gpu_0, &mut guess);
         let lines = lines.lock().unwrap();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
             lines[1].starts_with("sampling GPU devices works again (nvml) after"),
             "{lines:?}"
         );
+    }
+
+    /// The monitor's pass hangs: every overdue tick counts against the backend the devices came
+    /// from, scrapes keep answering with the last figures, and the hang is logged when it
+    /// begins and when it ends.
+    #[test]
+    fn a_hang_is_counted_at_every_overdue_tick_and_logged_when_it_begins_and_ends() {
+        let (log, lines) = collecting_log();
+        let shared = Shared::new(log);
+        let mut guess = "gpu";
+        observe(&shared, Arc::new(frame()), View::default(), &mut guess);
+        for waited in 1..=5 {
+            shared.overdue(
+                guess,
+                Duration::from_millis(20 * waited),
+                Duration::from_millis(20),
+            );
+        }
+        assert_eq!(shared.errors("nvml"), 5);
+        let during = shared.scrape(Format::OpenMetrics);
+        assert!(during.contains("hypomnesis_sample_errors_total{backend=\"nvml\"} 5"));
+        assert!(during.contains("hypomnesis_gpu_memory_used_bytes{gpu=\"0\""));
+        assert!(during.ends_with("# EOF\n"));
+        let waiting = |lines: &[String]| {
+            lines
+                .iter()
+                .filter(|l| l.contains("waiting on nvml"))
+                .count()
+        };
+        assert_eq!(waiting(&lines.lock().unwrap()), 1);
+
+        observe(&shared, Arc::new(frame()), View::default(), &mut guess);
+        let lines = lines.lock().unwrap();
+        assert_eq!(waiting(&lines), 1);
+        assert!(
+            lines.last().is_some_and(|l| l
+                .starts_with("sampling resumed: the pass held up by nvml")
+                && l.ends_with("(5 missed ticks)")),
+            "{lines:?}"
+        );
+    }
+
+    /// Polls `done` until it holds; panics after a generous bound (the condition is an event,
+    /// not a timing claim).
+    #[cfg(target_os = "linux")]
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "gave up waiting for {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The whole loop on a real monitor: a machine with a fixture `/proc` and no GPU library.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_follower_publishes_the_monitors_frames_and_counts_what_they_could_not_read() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("meminfo"),
+            "MemTotal:       1048576 kB\nMemFree:         1000 kB\nMemAvailable:    524288 kB\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.path().join("self")).unwrap();
+        std::fs::write(root.path().join("self/cgroup"), "0::/\n").unwrap();
+        std::fs::write(root.path().join("self/statm"), "1000 500 100 10 0 400 0\n").unwrap();
+        let probe = Arc::new(
+            Probe::builder()
+                .proc_root(root.path())
+                .sys_root(root.path().join("sys"))
+                .nvml_lib("/nonexistent/libnvidia-ml.so.1")
+                .use_nvidia_smi(false)
+                .build(),
+        );
+        let config = Config {
+            interval: Duration::from_millis(20),
+            view: View::default(),
+        };
+        let monitor = Arc::new(super::super::start_monitor(&probe, &config));
+        let (log, lines) = collecting_log();
+        let shared = Arc::new(Shared::new(log));
+        let follower =
+            Follower::start(Arc::clone(&monitor), probe, config, Arc::clone(&shared)).unwrap();
+        wait_for("three frames without a GPU", || shared.errors("gpu") >= 3);
+        drop(follower);
+        let text = shared.scrape(Format::Prometheus);
+        assert!(
+            text.contains("\nhypomnesis_host_memory_total_bytes 1073741824\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(!text.contains("{gpu="), "{text}");
+        let lines = lines.lock().unwrap();
+        assert!(
+            lines[0].starts_with("sampling GPU devices failed (gpu): no GPU source available"),
+            "{lines:?}"
+        );
+        assert_eq!(lines.len(), 1, "{lines:?}");
     }
 
     #[test]
@@ -697,7 +708,7 @@ mod tests {
     }
 
     #[test]
-    fn before_the_first_pass_the_age_counts_from_start() {
+    fn before_the_first_frame_the_age_counts_from_start() {
         let (log, _) = collecting_log();
         let shared = Shared::new(log);
         thread::sleep(Duration::from_millis(20));
@@ -710,42 +721,5 @@ mod tests {
             .unwrap();
         assert!(age > 0.0, "{text}");
         assert!(text.contains("hypomnesis_build_info{version="));
-    }
-
-    #[test]
-    fn device_filter_keeps_one_gpu_and_process_switch_drops_process_families() {
-        let stub = Stub {
-            gate: Mutex::new(None),
-            entered: Mutex::new(None),
-            fail_devices: AtomicBool::new(false),
-            calls: Default::default(),
-        };
-        let (log, _) = collecting_log();
-        let shared = Shared::new(log);
-        let mut guess = "gpu";
-        let none = sample_once(
-            &stub,
-            &Config {
-                device: Some(3),
-                processes: false,
-                ..config()
-            },
-            &shared,
-            &mut guess,
-        );
-        assert!(none.frame.devices.is_empty());
-        assert!(!none.frame.request.processes);
-        let one = sample_once(
-            &stub,
-            &Config {
-                device: Some(0),
-                ..config()
-            },
-            &shared,
-            &mut guess,
-        );
-        assert_eq!(one.frame.devices.len(), 1);
-        assert_eq!(one.frame.processes().count(), 1);
-        assert_eq!(guess, "nvml");
     }
 }
