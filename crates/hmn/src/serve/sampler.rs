@@ -533,6 +533,22 @@ mod tests {
         );
     }
 
+    /// The monitor's frames between two process scans carry the older scan's listings, and
+    /// its failures: those were counted when the scan was new.
+    #[test]
+    fn a_listing_carried_over_from_an_earlier_scan_is_not_counted_again() {
+        let (log, _) = collecting_log();
+        let shared = Shared::new(log);
+        let mut guess = "gpu";
+        observe(&shared, Arc::new(frame()), View::default(), &mut guess);
+        assert_eq!(shared.errors("drm"), 1);
+        let mut carried = frame();
+        carried.processes_taken = carried.taken.checked_sub(Duration::from_millis(1));
+        assert!(!carried.scanned_processes());
+        observe(&shared, Arc::new(carried), View::default(), &mut guess);
+        assert_eq!(shared.errors("drm"), 1);
+    }
+
     #[test]
     fn failures_are_counted_per_backend_and_logged_once() {
         let (log, lines) = collecting_log();
