@@ -1,10 +1,10 @@
 //! The metric families `hmn serve` exposes, encoded from one sample.
 //!
-//! Two parts make a scrape. The *sample part* — devices, processes, host memory — is encoded
-//! once per sampling pass, in both formats, by the sampler thread; a scrape copies it. The
-//! *health part* — how old the sample is, how many sampling passes failed — is encoded at
-//! scrape time, because a hung driver call must make the sample look older with every scrape
-//! even though no new sample arrives.
+//! Two parts make a scrape. The *sample part* — devices, processes, host memory, all from one
+//! [`Frame`] — is encoded once per frame, in both formats, by the follower thread (see
+//! `sampler.rs`); a scrape copies it. The *health part* — how old the sample is, how many
+//! sampling passes failed — is encoded at scrape time, because a hung driver call must make
+//! the sample look older with every scrape even though no new sample arrives.
 //!
 //! Both parts go through `prometheus-client`: the Prometheus text format (0.0.4) for plain
 //! scrapers, OpenMetrics 1.0 when the scraper asks for it. A figure the backend could not
@@ -81,7 +81,7 @@ impl View {
 
 /// One frame of the machine, and what only `hmn serve` knows about it. A part of the frame
 /// that could not be read is `None` or empty there; the failure itself is counted by the
-/// sampler, not exported here.
+/// follower (see `sampler.rs`), not exported here.
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub frame: Arc<Frame>,
@@ -448,7 +448,7 @@ pub fn encode_sample(sample: Sample, view: View) -> Exposition {
     out
 }
 
-/// Sampling errors by backend, counted by the sampler and encoded by scrapes.
+/// Sampling errors by backend, counted by the follower and encoded by scrapes.
 ///
 /// Backends: `nvml`, `nvidia-smi`, `drm`, `dxgi`, `pdh`, `metal`; `gpu` when the GPU layer
 /// failed without naming one backend; `host` for host, cgroup and own-RSS figures.
