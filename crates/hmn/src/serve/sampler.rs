@@ -25,8 +25,8 @@
 //! frame, and a hang, is logged when it begins, reminded after 10 s, 30 s, 1 min and 5 min and
 //! then every 5 min while it lasts ([`Ongoing`]), and logged once when it ends.
 //!
-//! Tests feed [`Shared::observe`] frames built by hand; the whole loop runs against the NVML
-//! double in `tests/serve*.rs` and below.
+//! Tests feed [`Shared::observe`] frames built by hand; the whole loop runs on a real monitor
+//! below (a fixture `/proc`, no GPU) and against the NVML double in `tests/serve*.rs`.
 
 use std::collections::HashMap;
 use std::mem::{Discriminant, discriminant};
