@@ -2,7 +2,7 @@
 //!
 //! Two parts make a scrape. The *sample part* — devices, processes, host memory, all from one
 //! [`Frame`] — is encoded once per frame, in both formats, by the follower thread (see
-//! `sampler.rs`); a scrape copies it. The *health part* — how old the sample is, how many
+//! `follower.rs`); a scrape copies it. The *health part* — how old the sample is, how many
 //! sampling passes failed — is encoded at scrape time, because a hung driver call must make
 //! the sample look older with every scrape even though no new sample arrives.
 //!
@@ -81,7 +81,7 @@ impl View {
 
 /// One frame of the machine, and what only `hmn serve` knows about it. A part of the frame
 /// that could not be read is `None` or empty there; the failure itself is counted by the
-/// follower (see `sampler.rs`), not exported here.
+/// follower (see `follower.rs`), not exported here.
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub frame: Arc<Frame>,

@@ -5,15 +5,15 @@
 //! host memory for every vendor the library reads, from one small process.
 //!
 //! Three pieces over the library's [`Monitor`], which reads a frame of the machine every
-//! `--interval` on its own thread, as every other view reads it: `sampler` follows the
+//! `--interval` on its own thread, as every other view reads it: `follower` follows the
 //! monitor, encoding each new frame once and counting what it could not read; `http` answers
 //! scrapes from that encoding without ever touching a driver; `metrics` defines the families
 //! (documented in `docs/metrics.md`). Safe by default: it listens on loopback unless told
 //! otherwise, is read-only, and bounds what clients can make it hold (see `http`).
 
+mod follower;
 mod http;
 mod metrics;
-mod sampler;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -119,7 +119,7 @@ pub fn run(
     args: &ServeArgs,
     out: &Output,
 ) -> Outcome {
-    let config = sampler::Config {
+    let config = follower::Config {
         interval: args.interval,
         view: metrics::View {
             processes: !args.no_processes,
@@ -166,15 +166,15 @@ pub fn run(
         ));
     }
 
-    let log: sampler::Log = Arc::new(|line: &str| eprintln!("hmn: {line}"));
-    let shared = Arc::new(sampler::Shared::new(Arc::clone(&log)));
+    let log: follower::Log = Arc::new(|line: &str| eprintln!("hmn: {line}"));
+    let shared = Arc::new(follower::Shared::new(Arc::clone(&log)));
     let probe = Arc::new(probe);
     let monitor = Arc::new(start_monitor(&probe, &config));
     if let Some(e) = monitor.thread_error() {
         out.say(&format!("cannot start the sampling thread: {e}"));
         return Outcome::CouldNotTell;
     }
-    let follower = match sampler::Follower::start(
+    let follower = match follower::Follower::start(
         Arc::clone(&monitor),
         Arc::clone(&probe),
         config,
@@ -222,7 +222,7 @@ pub fn run(
 /// process series is never older than the device series beside it). No telemetry and no
 /// per-process RSS or cgroup: no metric shows them yet. History covers one interval: a scrape
 /// shows the newest frame only.
-fn start_monitor(probe: &Arc<Probe>, config: &sampler::Config) -> Monitor {
+fn start_monitor(probe: &Arc<Probe>, config: &follower::Config) -> Monitor {
     Monitor::builder()
         .interval(config.interval)
         .process_every(u32::from(config.view.processes))

@@ -391,8 +391,9 @@ impl Drop for Follower {
 }
 
 /// Waits for each new frame and publishes it. Every interval without one, asks the monitor
-/// whether it is still reading a frame begun more than an interval ago: that is a missed tick,
-/// as the sampler before the monitor counted a tick that found the previous pass running.
+/// whether it is still reading a frame begun more than an interval ago: that is a missed tick
+/// (before `serve` followed the monitor, its own ticker counted a tick that found the previous
+/// pass still running).
 fn follow(monitor: &Monitor, probe: &Probe, config: Config, shared: &Shared, stop: &AtomicBool) {
     let mut seen = 0;
     let mut guess = "gpu";
