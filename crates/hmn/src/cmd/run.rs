@@ -42,7 +42,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use hypomnesis::{Metric, PeakSource, Probe, Report, Sampler, Target};
+use hypomnesis::{Metric, PeakSource, Probe, Report, Sampler, Target, TargetId};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, RunArgs};
@@ -586,32 +586,30 @@ fn start_sampler(
     let mut builder = Sampler::builder()
         .probe(Arc::clone(probe))
         .interval(interval)
-        .target(Target::Tree(pid))
         .gpu_devices(devices.iter().map(|d| d.index));
-    for device in devices {
-        builder = builder.target(Target::Device(device.index));
-    }
-    let host = 1 + devices.len();
-    builder = builder.target(Target::Host);
-    let device_indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
+    let tree = builder.add(Target::Tree(pid));
+    let device_targets: Vec<(u32, TargetId)> = devices
+        .iter()
+        .map(|d| (d.index, builder.add(Target::Device(d.index))))
+        .collect();
+    let host = builder.add(Target::Host);
     builder
         .on_sample(move |sample| {
-            let gpus: Vec<(u32, Option<u64>, Option<u64>)> = device_indices
+            let gpus: Vec<(u32, Option<u64>, Option<u64>)> = device_targets
                 .iter()
-                .enumerate()
-                .map(|(k, &index)| {
+                .map(|&(index, device)| {
                     (
                         index,
-                        sample.get(0, Metric::Gpu { device: index }),
-                        sample.get(1 + k, Metric::DeviceUsed),
+                        sample.get(tree, Metric::Gpu { device: index }),
+                        sample.get(device, Metric::DeviceUsed),
                     )
                 })
                 .collect();
             let record = SampleRecord {
                 elapsed: sample.elapsed,
                 wall_clock: sample.wall_clock,
-                tree_rss_bytes: sample.get(0, Metric::Rss),
-                processes: sample.get(0, Metric::Processes),
+                tree_rss_bytes: sample.get(tree, Metric::Rss),
+                processes: sample.get(tree, Metric::Processes),
                 gpus: &gpus,
                 host_available_bytes: sample.get(host, Metric::HostAvailable),
                 cgroup_usage_bytes: sample.get(host, Metric::CgroupUsage),
@@ -647,12 +645,20 @@ fn build_report(
     gpu_note: Option<String>,
     spill: SpillReport,
 ) -> RunReport {
-    let peak = |target: usize, metric: Metric| report.and_then(|r| r.peak(target, metric));
+    let id = |target: Target| report.and_then(|r| r.target_id(&target));
+    let (tree, host_target) = (id(Target::Tree(pid)), id(Target::Host));
+    let summary = |target: Option<TargetId>, metric: Metric| {
+        report
+            .zip(target)
+            .and_then(|(r, t)| r.series_summary(t, metric))
+    };
+    let peak = |target, metric| summary(target, metric).and_then(|s| s.peak.as_ref());
     // A sum of 0 means every read found the tree's processes gone (CMD ended before a sample
     // saw it resident): that is no measurement.
-    let tree_peak = peak(0, Metric::Rss).filter(|p| p.max > 0);
+    let tree_peak = peak(tree, Metric::Rss).filter(|p| p.max > 0);
     let sampled = report
-        .and_then(|r| r.targets.first())
+        .zip(tree)
+        .and_then(|(r, t)| r.target(t))
         .and_then(|t| t.largest_process)
         .filter(|s| s.peak_rss_bytes > 0);
     // The largest single process: the larger of the kernel's ru_maxrss for the waited-for
@@ -683,16 +689,7 @@ fn build_report(
         (None, Some(l)) => (Some(l), None, Some("largest_process")),
         (None, None) => (None, None, None),
     };
-    let missed = |target: usize, metric: Metric| {
-        report.map_or(0, |r| {
-            r.series
-                .iter()
-                .filter(|s| s.series.target == target && s.series.metric == metric)
-                .map(|s| s.missed)
-                .sum::<u64>()
-        })
-    };
-    let host_target = 1 + devices.len();
+    let missed = |target, metric| summary(target, metric).map_or(0, |s| s.missed);
     let available = peak(host_target, Metric::HostAvailable);
     let host = report.and_then(|r| r.host.as_ref());
     let cgroup = host.and_then(|h| h.cgroup.as_ref()).map(|c| CgroupReport {
@@ -717,7 +714,8 @@ fn build_report(
         tree: TreeReport {
             root_pid: pid,
             processes_seen: report
-                .and_then(|r| r.targets.first())
+                .zip(tree)
+                .and_then(|(r, t)| r.target(t))
                 .map(|t| t.processes_seen)
                 .filter(|&n| n > 0),
             peak_rss_bytes: tree_bytes,
@@ -732,20 +730,20 @@ fn build_report(
         },
         devices: devices
             .iter()
-            .enumerate()
-            .map(|(k, d)| {
-                let tree = peak(0, Metric::Gpu { device: d.index });
-                let used = peak(1 + k, Metric::DeviceUsed);
+            .map(|d| {
+                let device = id(Target::Device(d.index));
+                let used = peak(device, Metric::DeviceUsed);
+                let tree_gpu = peak(tree, Metric::Gpu { device: d.index });
                 DeviceReport {
                     index: d.index,
                     name: d.name.clone(),
                     total_bytes: d.total_bytes,
-                    tree_peak_bytes: tree.map(|p| p.max),
-                    tree_peak_at_ms: tree.map(|p| millis(p.max_at)),
+                    tree_peak_bytes: tree_gpu.map(|p| p.max),
+                    tree_peak_at_ms: tree_gpu.map(|p| millis(p.max_at)),
                     device_peak_used_bytes: used.map(|p| p.max),
                     device_peak_at_ms: used.map(|p| millis(p.max_at)),
-                    missed_samples: missed(0, Metric::Gpu { device: d.index })
-                        .max(missed(1 + k, Metric::DeviceUsed)),
+                    missed_samples: missed(tree, Metric::Gpu { device: d.index })
+                        .max(missed(device, Metric::DeviceUsed)),
                 }
             })
             .collect(),
