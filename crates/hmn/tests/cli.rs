@@ -578,3 +578,52 @@ fn a_hung_driver_call_ends_in_exit_2_after_the_timeout() {
         assert!(output.stdout.is_empty(), "{args:?}: nothing half-printed");
     }
 }
+
+/// A GPU the driver counts but will not hand out (its handle query fails, as for a GPU fallen
+/// off the bus) is named on stderr as skipped, with the driver's reason, while the others
+/// are shown; with every GPU unreadable, `hmn` says so and exits 2 rather than "no GPUs".
+#[test]
+fn a_gpu_the_driver_counts_but_cannot_read_is_said_to_be_skipped() {
+    let run_on = |name: &str, unreadable: &'static [usize]| {
+        let variant = test_support::nvml_scenario_variant("four_gpus", name, |s| {
+            for &at in unreadable {
+                s["devices"][at]["errors"] =
+                    serde_json::json!({ "nvmlDeviceGetHandleByIndex_v2": 15 });
+            }
+        });
+        let lib = test_support::nvml_double_for(&variant).join("libnvidia-ml.so.1");
+        let fake = FakeProc::new();
+        Command::new(env!("CARGO_BIN_EXE_hmn"))
+            .env("HYPOMNESIS_NVML_LIB", &lib)
+            .env("NVML_DOUBLE_SCENARIO", &variant)
+            .env("HYPOMNESIS_NVIDIA_SMI", "/nonexistent/nvidia-smi")
+            .env("HYPOMNESIS_PROC_ROOT", fake.path())
+            .env("HYPOMNESIS_SYS_ROOT", fake.path().join("sys"))
+            .output()
+            .unwrap()
+    };
+    let one = run_on("cli_one_gpu_unreadable", &[2]);
+    let stderr = String::from_utf8_lossy(&one.stderr);
+    let stdout = String::from_utf8_lossy(&one.stdout);
+    assert_eq!(one.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("skipped GPU 2: "), "{stderr}");
+    assert!(
+        stderr.contains("GPU is lost"),
+        "the driver's reason: {stderr}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("GPU ")).count(),
+        3,
+        "{stdout}"
+    );
+    assert!(!stdout.contains("GPU 2 "), "{stdout}");
+
+    let all = run_on("cli_every_gpu_unreadable", &[0, 1, 2, 3]);
+    let stderr = String::from_utf8_lossy(&all.stderr);
+    assert_eq!(all.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("4 GPU(s) enumerated but none readable: GPU 0: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no visible GPUs"), "{stderr}");
+}

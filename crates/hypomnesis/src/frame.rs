@@ -127,6 +127,10 @@ pub struct Frame {
     /// Why there are no devices: no backend could list any, or the driver did not answer in
     /// time. `None` when the backends answered (possibly with zero devices).
     pub gpu_error: Option<HypomnesisError>,
+    /// Devices the backends count but whose record could not be read at all (NVML has a
+    /// handle count but no handle for one): left out of `devices`, kept here with why, so a
+    /// view says "skipped GPU 3: …" rather than showing seven GPUs of eight in silence.
+    pub unreadable_devices: Vec<UnreadableDevice>,
     /// When the process listings in [`DeviceFrame::processes`] were taken, wall clock. A
     /// frame that scanned processes itself says its own `taken_at`; a
     /// [`Monitor`](crate::Monitor) scans processes less often than it reads devices, and its
@@ -136,6 +140,16 @@ pub struct Frame {
     /// The same moment as `processes_taken_at`, monotonic (for its age:
     /// `frame.taken - processes_taken`).
     pub processes_taken: Option<Instant>,
+}
+
+/// A device the backends count but could not read (see [`Frame::unreadable_devices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnreadableDevice {
+    /// Its index, as the readable devices are numbered around it.
+    pub index: u32,
+    /// Why its record could not be read.
+    pub error: HypomnesisError,
 }
 
 /// What a frame could not see, for the footer of a view or the `notes` of a record.
@@ -160,6 +174,8 @@ pub enum FrameNoteKind {
     HostUnreadable,
     /// No GPU backend could list devices.
     GpuUnavailable,
+    /// A device the backends count could not be read at all.
+    DeviceUnreadable,
     /// A device's telemetry could not be read.
     TelemetryFailed,
     /// A device's process listing failed.
@@ -183,6 +199,7 @@ impl Frame {
             host_error: None,
             devices: Vec::new(),
             gpu_error: None,
+            unreadable_devices: Vec::new(),
             processes_taken_at: request.processes.then_some(taken_at),
             processes_taken: request.processes.then_some(taken),
         }
@@ -223,6 +240,14 @@ impl Frame {
                 device: None,
                 kind: FrameNoteKind::GpuUnavailable,
                 message: e.to_string(),
+                listing: None,
+            });
+        }
+        for u in &self.unreadable_devices {
+            notes.push(FrameNote {
+                device: Some(u.index),
+                kind: FrameNoteKind::DeviceUnreadable,
+                message: format!("GPU {}: {}", u.index, u.error),
                 listing: None,
             });
         }

@@ -53,7 +53,7 @@ mod unavailable;
 #[doc(no_inline)]
 pub use error::{BackendAttempt, HypomnesisError, Result};
 #[doc(no_inline)]
-pub use frame::{DeviceFrame, Frame, FrameNote, FrameNoteKind, FrameRequest};
+pub use frame::{DeviceFrame, Frame, FrameNote, FrameNoteKind, FrameRequest, UnreadableDevice};
 pub use gpu::helper::kill_helper_processes;
 #[doc(no_inline)]
 pub use host::{

@@ -615,7 +615,10 @@ impl Probe {
             .gpu_call("frame", move |gpu| gpu.frame(request))
             .and_then(|gpu| gpu)
         {
-            Ok(devices) => frame.devices = devices,
+            Ok((devices, unreadable)) => {
+                frame.devices = devices;
+                frame.unreadable_devices = unreadable;
+            }
             Err(e) => frame.gpu_error = Some(e),
         }
         let host = frame.host.as_ref();

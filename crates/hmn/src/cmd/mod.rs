@@ -15,11 +15,18 @@ use hypomnesis::{Frame, HypomnesisError};
 /// Why `frame` has no device `index`: no GPU source answered (the frame's error), or the
 /// index is beyond its devices.
 pub(crate) fn missing_device(frame: &Frame, index: u32) -> HypomnesisError {
-    frame
-        .gpu_error
-        .clone()
-        .unwrap_or_else(|| HypomnesisError::DeviceIndexOutOfRange {
-            index,
-            count: u32::try_from(frame.devices.len()).unwrap_or(u32::MAX),
-        })
+    if let Some(e) = &frame.gpu_error {
+        return e.clone();
+    }
+    if let Some(unreadable) = frame.unreadable_devices.iter().find(|u| u.index == index) {
+        return unreadable.error.clone();
+    }
+    let count = frame
+        .devices
+        .len()
+        .saturating_add(frame.unreadable_devices.len());
+    HypomnesisError::DeviceIndexOutOfRange {
+        index,
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+    }
 }

@@ -245,8 +245,23 @@ fn shown_devices<'f>(
         out.say(&format!("no visible GPUs: {}", Shown(&e.to_string())));
         return (Vec::new(), Outcome::CouldNotTell);
     }
-    if frame.devices.is_empty() {
+    let skipped: Vec<String> = frame
+        .unreadable_devices
+        .iter()
+        .map(|u| format!("GPU {}: {}", u.index, Shown(&u.error.to_string())))
+        .collect();
+    if frame.devices.is_empty() && skipped.is_empty() {
         out.say("no visible GPUs.");
+    } else if frame.devices.is_empty() {
+        out.say(&format!(
+            "{} GPU(s) enumerated but none readable: {}",
+            skipped.len(),
+            skipped.join("; ")
+        ));
+        return (Vec::new(), Outcome::CouldNotTell);
+    }
+    for failure in skipped {
+        out.say(&format!("skipped {failure}"));
     }
     (frame.devices.iter().collect(), Outcome::Success)
 }

@@ -172,6 +172,9 @@ pub(crate) struct Devices {
     /// How many indices the backend uses: its device count, including devices whose record
     /// could not be read (NVML numbers them, so the next backend's devices come after).
     pub(crate) slots: u32,
+    /// The devices counted in `slots` whose record could not be read, by their index in
+    /// the backend's own numbering, with why.
+    pub(crate) unreadable: Vec<(u32, HypomnesisError)>,
 }
 
 impl Devices {
@@ -191,6 +194,7 @@ impl Devices {
         Self {
             slots: u32::try_from(list.len()).unwrap_or(u32::MAX),
             list,
+            unreadable: Vec::new(),
         }
     }
 }
@@ -272,6 +276,8 @@ struct Listing {
     devices: Vec<Listed>,
     /// Every index used, the devices that could not be read included.
     slots: u32,
+    /// The devices that could not be read, by index, with why.
+    unreadable: Vec<(u32, HypomnesisError)>,
     /// Why each backend of a group that listed nothing could not be used.
     attempts: Vec<BackendAttempt>,
     /// The first group of the order (NVIDIA) could not be used.
@@ -408,6 +414,11 @@ impl GpuBackends {
                                 local,
                                 skipped: tried.clone(),
                             });
+                        }
+                        for (local, why) in found.unreadable {
+                            listing
+                                .unreadable
+                                .push((listing.slots.saturating_add(local), why));
                         }
                         listing.slots = listing.slots.saturating_add(found.slots);
                         answered = true;
@@ -634,10 +645,23 @@ impl GpuBackends {
     /// Every device, with its telemetry and processes when `request` asks for them: the GPU
     /// part of a [`crate::Frame`], every source read at most once. `Err` only when no
     /// backend can list devices.
-    pub(crate) fn frame(&self, request: crate::FrameRequest) -> Result<Vec<crate::DeviceFrame>> {
+    /// The second list: the devices the backends count but whose record could not be read.
+    pub(crate) fn frame(
+        &self,
+        request: crate::FrameRequest,
+    ) -> Result<(Vec<crate::DeviceFrame>, Vec<crate::UnreadableDevice>)> {
         let pass = Pass::default();
         let listing = self.fresh_listing(&pass);
         listing.0.check()?;
+        let unreadable = listing
+            .0
+            .unreadable
+            .iter()
+            .map(|(index, error)| crate::UnreadableDevice {
+                index: *index,
+                error: error.clone(),
+            })
+            .collect();
         let mut frames = Vec::with_capacity(listing.0.devices.len());
         for device in &listing.0.devices {
             let mut frame = crate::DeviceFrame::new(device.info.clone());
@@ -655,7 +679,7 @@ impl GpuBackends {
             }
             frames.push(frame);
         }
-        Ok(frames)
+        Ok((frames, unreadable))
     }
 
     /// Device `index`, with the backend that listed it, for questions asked later.
@@ -1073,7 +1097,7 @@ mod tests {
     fn a_frame_walks_proc_once_for_twelve_drm_cards() {
         let (_tree, gpu) = twelve_cards();
         let before = proc_scans();
-        let frames = gpu.frame(crate::FrameRequest::ALL).unwrap();
+        let (frames, _) = gpu.frame(crate::FrameRequest::ALL).unwrap();
         assert_eq!(proc_scans() - before, 1);
         assert_eq!(frames.len(), 12);
         for (card, frame) in (0..).zip(&frames) {
@@ -1101,7 +1125,7 @@ mod tests {
         let (_tree, gpu) = twelve_cards();
         let before = proc_scans();
         let request = crate::FrameRequest::ALL.with_processes(false, false);
-        assert_eq!(gpu.frame(request).unwrap().len(), 12);
+        assert_eq!(gpu.frame(request).unwrap().0.len(), 12);
         assert_eq!(proc_scans() - before, 0);
     }
 

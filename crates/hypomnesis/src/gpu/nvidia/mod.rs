@@ -181,6 +181,7 @@ impl Backend for SmiBackend {
         Ok(Devices {
             slots: u32::try_from(devices.len()).unwrap_or(u32::MAX),
             list: devices,
+            unreadable: Vec::new(),
         })
     }
 
@@ -417,12 +418,17 @@ impl Backend for Nvml {
     fn devices(&self, pass: &Pass, claimed: &[GpuDeviceInfo]) -> Result<Devices, String> {
         let _ = claimed;
         let nvml = self.nvml()?;
-        Ok(Devices {
-            list: (0..nvml.device_count())
-                .filter_map(|index| self.device_from_nvml(pass, nvml, index).ok())
-                .collect(),
+        let mut devices = Devices {
             slots: nvml.device_count(),
-        })
+            ..Devices::default()
+        };
+        for index in 0..nvml.device_count() {
+            match self.device_from_nvml(pass, nvml, index) {
+                Ok(info) => devices.list.push(info),
+                Err(why) => devices.unreadable.push((index, why)),
+            }
+        }
+        Ok(devices)
     }
 
     fn count(&self, pass: &Pass) -> Result<u32, String> {
