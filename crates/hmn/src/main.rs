@@ -6,6 +6,7 @@
 
 mod cli;
 mod cmd;
+mod json;
 mod man;
 mod output;
 mod plot;
@@ -17,6 +18,7 @@ mod size;
 mod spill;
 mod table;
 mod text;
+mod time;
 
 use std::process::ExitCode;
 

@@ -46,12 +46,15 @@ use hypomnesis::{Metric, PeakSource, Probe, Report, Sampler, Target};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, RunArgs};
+use crate::json::DeviceRecord;
 use crate::output::Output;
+use crate::output::remove_partial;
 use crate::plot::{PlotData, PlotSeries};
-use crate::record::{Format, Recorder, SampleRecord, StartDevice};
+use crate::record::{Format, Recorder, SampleRecord};
 use crate::signals;
 use crate::size::format_size;
 use crate::spill::{SpillReport, Watcher};
+use crate::time::{millis, seconds};
 
 /// Parses `50ms`, `0.5s`, `2s`, `1m`, `1h`, or a bare number of seconds (`2`, `0.25`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -85,9 +88,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// One device as the report shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceReport {
-    pub index: u32,
-    pub name: Option<String>,
-    pub total_bytes: Option<u64>,
+    /// Which device (`index`, `name`, `total_bytes`), as every record names it.
+    #[serde(flatten)]
+    pub device: DeviceRecord,
     /// Largest GPU memory the tree held on this device at one sample.
     pub tree_peak_bytes: Option<u64>,
     pub tree_peak_at_ms: Option<u64>,
@@ -315,20 +318,12 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     signals::set_child(pid);
 
     if let Some(recorder) = &recorder {
-        let start_devices: Vec<StartDevice> = devices
-            .iter()
-            .map(|d| StartDevice {
-                index: d.index,
-                name: d.name.clone(),
-                total_bytes: d.total_bytes,
-            })
-            .collect();
         lock(recorder).start(
             started_wall,
             &command,
             pid,
             args.interval,
-            &start_devices,
+            &devices,
             host_start.as_ref().ok().map(|h| h.total_bytes),
         );
     }
@@ -424,7 +419,7 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     // summary record is the report as it stands then (a failure to write it is in neither).
     if let (Some(path), Some(plot)) = (&args.plot, &plot) {
         let data = lock(plot);
-        let names: Vec<String> = devices.iter().map(Device::label).collect();
+        let names: Vec<String> = devices.iter().map(DeviceRecord::label).collect();
         if let Err(e) = crate::plot::draw(path, &format!("hmn run: {typed}"), &data, &names) {
             let error = format!("cannot draw {}: {e}", path.display());
             out.say(&format!("run: {error}"));
@@ -472,18 +467,6 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     code
 }
 
-/// Removes a file hmn created and could not finish; `Ok(false)` when there is nothing to
-/// remove. Only a regular file is removed: `--record /dev/null` or a FIFO stays (hmn runs as
-/// root at times, and a device node removed is a broken system).
-pub fn remove_partial(path: &Path) -> std::io::Result<bool> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_file() => std::fs::remove_file(path).map(|()| true),
-        Ok(_) => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Shells' codes for a command that could not be started: 127 when it was not found, 126
 /// when it was found but could not be executed (no permission, not an executable format, a
 /// directory, a script whose interpreter is missing).
@@ -519,25 +502,8 @@ fn has_extension(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case(ext))
 }
 
-/// A device sampled during the run.
-#[derive(Debug, Clone)]
-pub struct Device {
-    pub index: u32,
-    pub name: Option<String>,
-    pub total_bytes: Option<u64>,
-}
-
-impl Device {
-    fn label(&self) -> String {
-        match &self.name {
-            Some(name) => format!("GPU {} [{name}]", self.index),
-            None => format!("GPU {}", self.index),
-        }
-    }
-}
-
 /// The devices to sample (`--device`, or all), and why there are none when there are none.
-fn devices_to_sample(probe: &Probe, only: Option<u32>) -> (Vec<Device>, Option<String>) {
+fn devices_to_sample(probe: &Probe, only: Option<u32>) -> (Vec<DeviceRecord>, Option<String>) {
     let indices: Vec<u32> = match only {
         Some(index) => vec![index],
         None => match probe.device_count() {
@@ -549,11 +515,7 @@ fn devices_to_sample(probe: &Probe, only: Option<u32>) -> (Vec<Device>, Option<S
     let mut notes = Vec::new();
     for index in indices {
         match probe.device_info(index) {
-            Ok(info) => devices.push(Device {
-                index,
-                name: info.name,
-                total_bytes: info.total_bytes,
-            }),
+            Ok(info) => devices.push(DeviceRecord::from(&info)),
             Err(e) => notes.push(format!("GPU {index}: {e}")),
         }
     }
@@ -579,7 +541,7 @@ fn start_sampler(
     probe: &Arc<Probe>,
     interval: Duration,
     pid: u32,
-    devices: &[Device],
+    devices: &[DeviceRecord],
     recorder: Option<Arc<Mutex<Recorder>>>,
     plot: Option<Arc<Mutex<PlotData>>>,
 ) -> hypomnesis::Result<Sampler> {
@@ -631,10 +593,6 @@ fn start_sampler(
         .start()
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn build_report(
     command: &[String],
@@ -643,7 +601,7 @@ fn build_report(
     wall: Duration,
     interval: Duration,
     report: Option<&Report>,
-    devices: &[Device],
+    devices: &[DeviceRecord],
     gpu_note: Option<String>,
     spill: SpillReport,
 ) -> RunReport {
@@ -737,9 +695,7 @@ fn build_report(
                 let tree = peak(0, Metric::Gpu { device: d.index });
                 let used = peak(1 + k, Metric::DeviceUsed);
                 DeviceReport {
-                    index: d.index,
-                    name: d.name.clone(),
-                    total_bytes: d.total_bytes,
+                    device: d.clone(),
                     tree_peak_bytes: tree.map(|p| p.max),
                     tree_peak_at_ms: tree.map(|p| millis(p.max_at)),
                     device_peak_used_bytes: used.map(|p| p.max),
@@ -797,15 +753,6 @@ fn source_name(source: PeakSource) -> &'static str {
     match source {
         PeakSource::KernelHighWaterMark => "kernel",
         _ => "sampled",
-    }
-}
-
-/// `1.23 s`, `850 ms`.
-pub fn seconds(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{}.{:02} s", ms / 1000, (ms % 1000) / 10)
     }
 }
 
@@ -904,6 +851,7 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
     ));
     for d in &r.devices {
         let name = d
+            .device
             .name
             .as_deref()
             .map(|n| format!(" [{}]", crate::text::Shown(n)))
@@ -918,10 +866,11 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
         };
         lines.push(format!(
             "\tPeak GPU memory, GPU {}{name} ({every}): tree {}, whole device {}{}{missed}",
-            d.index,
+            d.device.index,
             opt_size(d.tree_peak_bytes),
             opt_size(d.device_peak_used_bytes),
-            d.total_bytes
+            d.device
+                .total_bytes
                 .map(|t| format!(" of {}", format_size(t)))
                 .unwrap_or_default()
         ));
@@ -967,11 +916,13 @@ fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
             lines.push("\tCgroup memory limit: none (not in a limited cgroup)".to_owned());
         }
     }
-    let label = |index: u32| match r.devices.iter().find(|d| d.index == index) {
-        Some(DeviceReport {
-            name: Some(name), ..
-        }) => format!("GPU {index} [{}]", crate::text::Shown(name)),
-        _ => format!("GPU {index}"),
+    let label = |index: u32| match r
+        .devices
+        .iter()
+        .find_map(|d| (d.device.index == index).then_some(d.device.name.as_deref()?))
+    {
+        Some(name) => format!("GPU {index} [{}]", crate::text::Shown(name)),
+        None => format!("GPU {index}"),
     };
     lines.extend(
         r.spill
@@ -1248,35 +1199,5 @@ mod tests {
         assert_eq!(start_failure_code(&denied, &cmd("./script.sh")), 126);
         // A script whose interpreter is missing: the file exists, exec says ENOENT.
         assert_eq!(start_failure_code(&not_found, &cmd("/bin/sh")), 126);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn only_regular_files_are_removed_as_partial_outputs() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("report.json");
-        std::fs::write(&file, "{").unwrap();
-        assert!(remove_partial(&file).unwrap());
-        assert!(!file.exists());
-        assert!(!remove_partial(&file).unwrap(), "nothing left to remove");
-        let fifo = dir.path().join("fifo");
-        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: `c_path` is a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        assert!(!remove_partial(&fifo).unwrap());
-        assert!(fifo.exists(), "a FIFO (like a device node) is left alone");
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
-        assert!(
-            !remove_partial(&link).unwrap(),
-            "a symlink is not followed or removed"
-        );
-        assert!(link.symlink_metadata().is_ok());
-    }
-
-    #[test]
-    fn short_and_long_times_read_naturally() {
-        assert_eq!(seconds(850), "850 ms");
-        assert_eq!(seconds(12_345), "12.34 s");
     }
 }

@@ -50,12 +50,13 @@ use serde::Serialize;
 
 use crate::Outcome;
 use crate::cli::{GlobalArgs, WatchArgs};
+use crate::json::DeviceRecord;
 use crate::output::Output;
-use crate::record::wall_clock_text;
 use crate::signals;
 use crate::size::format_size;
 use crate::spill::{DeviceSpill, SpillReport};
 use crate::table::{Align, Table};
+use crate::time::{millis, wall_clock_text};
 
 /// The shape of the NDJSON records, in the `start` record. 1: one device (`device`,
 /// `device_name` in `start`, samples without a device); 2: every device, each sample naming its
@@ -234,10 +235,6 @@ impl PerPid {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// `{"kind":"start"}` (`docs/json.md`).
 #[derive(Debug, Serialize)]
 struct StartRecord<'a> {
@@ -247,18 +244,11 @@ struct StartRecord<'a> {
     wall_clock: String,
     hmn_version: &'static str,
     argv: Vec<String>,
-    devices: &'a [WatchedDevice],
+    devices: &'a [DeviceRecord],
     interval_ms: u64,
     duration_ms: Option<u64>,
     selection: Selection,
     spill_measurable: bool,
-}
-
-/// A device watched, as the `start` record lists it.
-#[derive(Debug, Clone, Serialize)]
-struct WatchedDevice {
-    index: u32,
-    name: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -879,7 +869,7 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
             }
         }
     };
-    let named = |d: &WatchedDevice| match &d.name {
+    let named = |d: &DeviceRecord| match &d.name {
         Some(name) => format!("{} [{}]", d.index, crate::text::Shown(name)),
         None => d.index.to_string(),
     };
@@ -1015,13 +1005,10 @@ fn choose_devices(
     asked: Option<u32>,
     mode: Mode,
     out: &Output,
-) -> Result<Vec<WatchedDevice>, Outcome> {
+) -> Result<Vec<DeviceRecord>, Outcome> {
     match asked {
         Some(index) => match probe.device_info(index) {
-            Ok(info) => Ok(vec![WatchedDevice {
-                index,
-                name: info.name,
-            }]),
+            Ok(info) => Ok(vec![DeviceRecord::from(&info)]),
             Err(e) => {
                 out.say(&format!("watch: cannot read device {index}: {e}"));
                 Err(Outcome::CouldNotTell)
@@ -1031,9 +1018,10 @@ fn choose_devices(
             // A device whose description cannot be read is still watched: its process list
             // may answer, and when it does not, its rows say so.
             Ok(count) if count > 0 => Ok((0..count)
-                .map(|index| WatchedDevice {
-                    index,
-                    name: probe.device_info(index).ok().and_then(|d| d.name),
+                .map(|index| {
+                    probe
+                        .device_info(index)
+                        .map_or_else(|_| DeviceRecord::unnamed(index), |d| DeviceRecord::from(&d))
                 })
                 .collect()),
             other => {
