@@ -41,7 +41,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use hypomnesis::{Frame, FrameRequest, Metric, Probe, Sampler, Target};
+use hypomnesis::{Frame, FrameRequest, Metric, Probe, Report, Sampler, Target};
 
 use child::{Ending, own_max_rss, shell_words, spawn, start_failure_code, wait};
 use report::{RunReport, build_report, explain_unknowns};
@@ -54,7 +54,7 @@ use crate::output::remove_partial;
 use crate::plot::{PlotData, PlotSeries};
 use crate::record::{Format, Recorder, SampleRecord};
 use crate::signals;
-use crate::spill::Watcher;
+use crate::spill::{SpillReport, Watcher};
 use crate::time::millis;
 
 /// Parses `50ms`, `0.5s`, `2s`, `1m`, `1h`, or a bare number of seconds (`2`, `0.25`).
@@ -159,24 +159,7 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
             before.host_total_bytes,
         );
     }
-    let plot = args
-        .plot
-        .as_ref()
-        .map(|_| Arc::new(Mutex::new(PlotData::new(before.devices.len()))));
-    let sampler = start_sampler(
-        probe,
-        args.interval,
-        pid,
-        &before.devices,
-        recorder.clone(),
-        plot.clone(),
-    )
-    .map_err(|e| {
-        out.say(&format!(
-            "run: cannot sample ({e}); only the exit status is reported"
-        ));
-    })
-    .ok();
+    let (sampler, plot) = start_sampling(probe, args, pid, &before, recorder.as_ref(), out);
 
     let reaper = adopting
         .as_ref()
@@ -184,32 +167,16 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         .map(|()| descendants::Reaper::start(pid));
     let ended = wait_for_end(child, reaper, own_peak, started, args, &shown, out);
     let report = sampler.map(Sampler::stop);
-    let mut run_report = build_report(
+    let mut run_report = full_report(
         &command,
         pid,
-        &ended.ending,
-        ended.wall,
+        &ended,
         args.interval,
         report.as_ref(),
-        &before.devices,
-        before.gpu_note.clone(),
+        &before,
         spill.stop(),
+        adopting.err(),
     );
-    ended.complete(&mut run_report);
-    let mut notes = Vec::new();
-    if let Err(e) = &adopting {
-        notes.push(format!(
-            "descendants that outlive the command cannot be found ({e})"
-        ));
-    }
-    explain_unknowns(
-        &mut run_report,
-        report.as_ref(),
-        before.host_error.clone(),
-        &mut notes,
-    );
-    run_report.notes = notes;
-
     let plot = plot.zip(args.plot.as_deref());
     finish_outputs(
         &mut run_report,
@@ -235,6 +202,77 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         out.json(&run_report);
     }
     code
+}
+
+/// Starts the sampler on CMD's tree, the devices and the host, feeding the recording and the
+/// plot; without a sampler only the exit status is reported.
+fn start_sampling(
+    probe: &Arc<Probe>,
+    args: &RunArgs,
+    pid: u32,
+    before: &Before,
+    recorder: Option<&SharedRecorder>,
+    out: &Output,
+) -> (Option<Sampler>, Option<Arc<Mutex<PlotData>>>) {
+    let plot = args
+        .plot
+        .as_ref()
+        .map(|_| Arc::new(Mutex::new(PlotData::new(before.devices.len()))));
+    let sampler = start_sampler(
+        probe,
+        args.interval,
+        pid,
+        &before.devices,
+        recorder.cloned(),
+        plot.clone(),
+    )
+    .map_err(|e| {
+        out.say(&format!(
+            "run: cannot sample ({e}); only the exit status is reported"
+        ));
+    })
+    .ok();
+    (sampler, plot)
+}
+
+/// The report: the sampler's figures, what only the end tells, and why anything is unknown.
+#[allow(clippy::too_many_arguments)]
+fn full_report(
+    command: &[String],
+    pid: u32,
+    ended: &Ended,
+    interval: Duration,
+    report: Option<&Report>,
+    before: &Before,
+    spill: SpillReport,
+    adopting_error: Option<std::io::Error>,
+) -> RunReport {
+    let mut run_report = build_report(
+        command,
+        pid,
+        &ended.ending,
+        ended.wall,
+        interval,
+        report,
+        &before.devices,
+        before.gpu_note.clone(),
+        spill,
+    );
+    ended.complete(&mut run_report);
+    let mut notes = Vec::new();
+    if let Some(e) = adopting_error {
+        notes.push(format!(
+            "descendants that outlive the command cannot be found ({e})"
+        ));
+    }
+    explain_unknowns(
+        &mut run_report,
+        report,
+        before.host_error.clone(),
+        &mut notes,
+    );
+    run_report.notes = notes;
+    run_report
 }
 
 /// Where the report goes and the recording, opened before anything is read or started; `Err`

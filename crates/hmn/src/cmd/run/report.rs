@@ -136,9 +136,55 @@ pub(super) fn build_report(
     spill: SpillReport,
 ) -> RunReport {
     let peak = |target: usize, metric: Metric| report.and_then(|r| r.peak(target, metric));
+    let host_target = 1 + devices.len();
+    let available = peak(host_target, Metric::HostAvailable);
+    let host = report.and_then(|r| r.host.as_ref());
+    let cgroup = host.and_then(|h| h.cgroup.as_ref()).map(|c| CgroupReport {
+        version: match c.version {
+            hypomnesis::CgroupVersion::V1 => "v1",
+            _ => "v2",
+        },
+        path: c.path.clone(),
+        limit_bytes: c.limit_bytes,
+        peak_bytes: host.and_then(|h| h.cgroup_peak_bytes),
+        usage_peak_bytes: peak(host_target, Metric::CgroupUsage).map(|p| p.max),
+    });
+    RunReport {
+        command: command.to_vec(),
+        exit_code: ending.code,
+        signal: ending.signal.map(signal_name),
+        forwarded_signals: signals::forwarded().into_iter().map(signal_name).collect(),
+        wall_time_ms: millis(wall),
+        interval_ms: millis(interval),
+        samples: report.map_or(0, |r| r.samples),
+        late_samples: report.map_or(0, |r| r.late_samples),
+        tree: tree_report(pid, ending, report),
+        devices: device_reports(devices, report),
+        gpu_note,
+        host: HostReport {
+            total_bytes: host.and_then(|h| h.total_bytes),
+            available_min_bytes: available.map(|p| p.min),
+            available_min_at_ms: available.map(|p| millis(p.min_at)),
+            error: None,
+        },
+        cgroup,
+        spill,
+        outputs_complete: true,
+        command_wall_time_ms: None,
+        recording_error: None,
+        plot_error: None,
+        notes: Vec::new(),
+    }
+}
+
+/// The tree's RAM: the sampler's largest sum, and the largest single process from the
+/// kernel's high-water mark or the samples, whichever is larger.
+fn tree_report(pid: u32, ending: &Ending, report: Option<&Report>) -> TreeReport {
     // A sum of 0 means every read found the tree's processes gone (CMD ended before a sample
     // saw it resident): that is no measurement.
-    let tree_peak = peak(0, Metric::Rss).filter(|p| p.max > 0);
+    let tree_peak = report
+        .and_then(|r| r.peak(0, Metric::Rss))
+        .filter(|p| p.max > 0);
     let sampled = report
         .and_then(|r| r.targets.first())
         .and_then(|t| t.largest_process)
@@ -171,6 +217,28 @@ pub(super) fn build_report(
         (None, Some(l)) => (Some(l), None, Some("largest_process")),
         (None, None) => (None, None, None),
     };
+    TreeReport {
+        root_pid: pid,
+        processes_seen: report
+            .and_then(|r| r.targets.first())
+            .map(|t| t.processes_seen)
+            .filter(|&n| n > 0),
+        peak_rss_bytes: tree_bytes,
+        peak_rss_at_ms: tree_at,
+        peak_rss_source: tree_source,
+        largest_process_peak_rss_bytes: largest_bytes,
+        largest_process_pid: largest_pid,
+        largest_process_source: largest_source,
+        largest_process_at_most_bytes: None,
+        descendants_left: Vec::new(),
+        followed_descendants: false,
+    }
+}
+
+/// Each sampled device's peaks: the tree's (sampler target 0) and the whole device's (target
+/// 1 + its position).
+fn device_reports(devices: &[DeviceRecord], report: Option<&Report>) -> Vec<DeviceReport> {
+    let peak = |target: usize, metric: Metric| report.and_then(|r| r.peak(target, metric));
     let missed = |target: usize, metric: Metric| {
         report.map_or(0, |r| {
             r.series
@@ -180,76 +248,23 @@ pub(super) fn build_report(
                 .sum::<u64>()
         })
     };
-    let host_target = 1 + devices.len();
-    let available = peak(host_target, Metric::HostAvailable);
-    let host = report.and_then(|r| r.host.as_ref());
-    let cgroup = host.and_then(|h| h.cgroup.as_ref()).map(|c| CgroupReport {
-        version: match c.version {
-            hypomnesis::CgroupVersion::V1 => "v1",
-            _ => "v2",
-        },
-        path: c.path.clone(),
-        limit_bytes: c.limit_bytes,
-        peak_bytes: host.and_then(|h| h.cgroup_peak_bytes),
-        usage_peak_bytes: peak(host_target, Metric::CgroupUsage).map(|p| p.max),
-    });
-    RunReport {
-        command: command.to_vec(),
-        exit_code: ending.code,
-        signal: ending.signal.map(signal_name),
-        forwarded_signals: signals::forwarded().into_iter().map(signal_name).collect(),
-        wall_time_ms: millis(wall),
-        interval_ms: millis(interval),
-        samples: report.map_or(0, |r| r.samples),
-        late_samples: report.map_or(0, |r| r.late_samples),
-        tree: TreeReport {
-            root_pid: pid,
-            processes_seen: report
-                .and_then(|r| r.targets.first())
-                .map(|t| t.processes_seen)
-                .filter(|&n| n > 0),
-            peak_rss_bytes: tree_bytes,
-            peak_rss_at_ms: tree_at,
-            peak_rss_source: tree_source,
-            largest_process_peak_rss_bytes: largest_bytes,
-            largest_process_pid: largest_pid,
-            largest_process_source: largest_source,
-            largest_process_at_most_bytes: None,
-            descendants_left: Vec::new(),
-            followed_descendants: false,
-        },
-        devices: devices
-            .iter()
-            .enumerate()
-            .map(|(k, d)| {
-                let tree = peak(0, Metric::Gpu { device: d.index });
-                let used = peak(1 + k, Metric::DeviceUsed);
-                DeviceReport {
-                    device: d.clone(),
-                    tree_peak_bytes: tree.map(|p| p.max),
-                    tree_peak_at_ms: tree.map(|p| millis(p.max_at)),
-                    device_peak_used_bytes: used.map(|p| p.max),
-                    device_peak_at_ms: used.map(|p| millis(p.max_at)),
-                    missed_samples: missed(0, Metric::Gpu { device: d.index })
-                        .max(missed(1 + k, Metric::DeviceUsed)),
-                }
-            })
-            .collect(),
-        gpu_note,
-        host: HostReport {
-            total_bytes: host.and_then(|h| h.total_bytes),
-            available_min_bytes: available.map(|p| p.min),
-            available_min_at_ms: available.map(|p| millis(p.min_at)),
-            error: None,
-        },
-        cgroup,
-        spill,
-        outputs_complete: true,
-        command_wall_time_ms: None,
-        recording_error: None,
-        plot_error: None,
-        notes: Vec::new(),
-    }
+    devices
+        .iter()
+        .enumerate()
+        .map(|(k, d)| {
+            let tree = peak(0, Metric::Gpu { device: d.index });
+            let used = peak(1 + k, Metric::DeviceUsed);
+            DeviceReport {
+                device: d.clone(),
+                tree_peak_bytes: tree.map(|p| p.max),
+                tree_peak_at_ms: tree.map(|p| millis(p.max_at)),
+                device_peak_used_bytes: used.map(|p| p.max),
+                device_peak_at_ms: used.map(|p| millis(p.max_at)),
+                missed_samples: missed(0, Metric::Gpu { device: d.index })
+                    .max(missed(1 + k, Metric::DeviceUsed)),
+            }
+        })
+        .collect()
 }
 
 /// Says what could not be known and why, so no unknown reads as 0 or as "none".

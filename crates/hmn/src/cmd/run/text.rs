@@ -19,10 +19,22 @@ pub(super) fn opt_size(bytes: Option<u64>) -> String {
 }
 
 /// The `time -v`-style report, on stderr.
-#[allow(clippy::too_many_lines)]
 pub(super) fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
     let every = format!("sampled every {}", seconds(millis(interval)));
     let mut lines = Vec::new();
+    status_lines(&mut lines, shown, r);
+    tree_lines(&mut lines, r, &every);
+    gpu_lines(&mut lines, r, &every);
+    host_lines(&mut lines, r, &every);
+    closing_lines(&mut lines, r);
+    let mut stderr = std::io::stderr().lock();
+    for line in lines {
+        let _ = writeln!(stderr, "{line}");
+    }
+}
+
+/// How CMD ended, the signals passed on, the descendants left.
+fn status_lines(lines: &mut Vec<String>, shown: &str, r: &RunReport) {
     let status = match &r.signal {
         Some(signal) => format!("{} (killed by {signal})", r.exit_code),
         None => r.exit_code.to_string(),
@@ -53,6 +65,10 @@ pub(super) fn write_text_report(shown: &str, r: &RunReport, interval: Duration) 
             join_pids(&r.tree.descendants_left)
         ));
     }
+}
+
+/// The tree's RAM: its peak sum, its largest process, how many processes.
+fn tree_lines(lines: &mut Vec<String>, r: &RunReport, every: &str) {
     let tree_peak = match (r.tree.peak_rss_bytes, r.tree.peak_rss_source) {
         (Some(bytes), Some("largest_process")) => format!(
             "at least {} (no sample saw more: the largest single process's peak)",
@@ -73,7 +89,7 @@ pub(super) fn write_text_report(shown: &str, r: &RunReport, interval: Duration) 
     ));
     let largest_how = match r.tree.largest_process_source {
         Some("kernel") => "exact: kernel high-water mark".to_owned(),
-        Some(_) => every.clone(),
+        Some(_) => every.to_owned(),
         None if r.tree.largest_process_at_most_bytes.is_some() => {
             "kernel high-water mark, which bounds it from above".to_owned()
         }
@@ -107,6 +123,10 @@ pub(super) fn write_text_report(shown: &str, r: &RunReport, interval: Duration) 
             .processes_seen
             .map_or_else(|| "unknown (see the notes)".to_owned(), |n| n.to_string())
     ));
+}
+
+/// Each device's peaks, or why GPU memory was not sampled.
+fn gpu_lines(lines: &mut Vec<String>, r: &RunReport, every: &str) {
     for d in &r.devices {
         let name = d
             .device
@@ -141,6 +161,10 @@ pub(super) fn write_text_report(shown: &str, r: &RunReport, interval: Duration) 
     } else if let Some(note) = &r.gpu_note {
         lines.push(format!("\tGPU memory not sampled on: {note}"));
     }
+}
+
+/// Host memory's low point and the cgroup.
+fn host_lines(lines: &mut Vec<String>, r: &RunReport, every: &str) {
     let available = match (&r.host.error, r.host.available_min_bytes) {
         (Some(e), None) => format!("unknown ({e})"),
         (_, bytes) => format!(
@@ -174,6 +198,10 @@ pub(super) fn write_text_report(shown: &str, r: &RunReport, interval: Duration) 
             lines.push("\tCgroup memory limit: none (not in a limited cgroup)".to_owned());
         }
     }
+}
+
+/// Spill, the samples taken, incomplete outputs and the notes.
+fn closing_lines(lines: &mut Vec<String>, r: &RunReport) {
     let label = |index: u32| match r
         .devices
         .iter()
@@ -210,9 +238,5 @@ pub(super) fn write_text_report(shown: &str, r: &RunReport, interval: Duration) 
     }
     for note in &r.notes {
         lines.push(format!("\tNote: {note}"));
-    }
-    let mut stderr = std::io::stderr().lock();
-    for line in lines {
-        let _ = writeln!(stderr, "{line}");
     }
 }
