@@ -34,6 +34,11 @@
 //!
 //! `--json` makes stdout the report's alone: CMD's stdout goes to hmn's stderr. `--json-out
 //! FILE` writes the report to FILE instead and leaves stdout to CMD.
+//!
+//! The devices sampled and the host's size are read before CMD starts, from one
+//! [`hypomnesis::Frame`]; the samples themselves come from the library's sampler, which is
+//! built for fast peak sampling. Where the parts are: [`child`] starts CMD and tells how it
+//! ended, [`report`] builds the report from the samples, [`text`] writes it on stderr.
 
 use std::io::Write;
 use std::path::Path;

@@ -40,6 +40,11 @@
 //! Exit: 0 after a normal end or Ctrl-C with no spill seen (also where spill cannot be
 //! measured); 1 when a watched device spilled (Windows); 2 when there is nothing to watch or
 //! the arguments do not fit together (checked before any hardware call).
+//!
+//! Where the parts are: `listing` says what one frame tells of each watched process on each
+//! device (pure, tested on inline rows); `track` follows a process over time (identity,
+//! baselines, peaks); `records` holds the NDJSON records and `text` the rows and cells; this
+//! module runs the steps, one frame per interval.
 
 use std::collections::BTreeMap;
 use std::io::Write;

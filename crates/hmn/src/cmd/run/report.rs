@@ -88,7 +88,7 @@ pub struct RunReport {
     pub cgroup: Option<CgroupReport>,
     pub spill: SpillReport,
     /// Whether the recording, the plot and the `--json-out` report were all written whole.
-    /// When not and CMD exited 0, hmn exits [`OUTPUTS_INCOMPLETE`].
+    /// When not and CMD exited 0, hmn exits [`super::OUTPUTS_INCOMPLETE`].
     pub outputs_complete: bool,
     /// With `--follow-descendants` and descendants left: CMD's own run time
     /// (`wall_time_ms` then runs until the last descendant ended).
