@@ -7,8 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use hypomnesis::{Frame, GpuProcessListing};
 use serde::Serialize;
 
-use super::track::GpuTrack;
-
 /// GPU figures of one process on one device at one sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Gpu {
@@ -201,12 +199,12 @@ impl Interval {
     }
 
     /// The rows of process `pid` at this interval: one per device whose list holds it, per
-    /// device it was seen on before (`tracked`: absent now, or missing), and for the one
-    /// device `--device` names; one row without a device when that gives none.
-    pub(super) fn rows_of(
+    /// device it was seen on before (a key of `tracked`: absent now, or missing), and for the
+    /// one device `--device` names; one row without a device when that gives none.
+    pub(super) fn rows_of<T>(
         &self,
         pid: u32,
-        tracked: &BTreeMap<u32, GpuTrack>,
+        tracked: &BTreeMap<u32, T>,
         single: bool,
     ) -> Vec<Place> {
         let mut rows = Vec::new();
@@ -312,8 +310,7 @@ mod tests {
         tracked: &[u32],
         single: bool,
     ) -> Vec<(Option<u32>, Presence, Option<u64>)> {
-        let tracks: BTreeMap<u32, GpuTrack> =
-            tracked.iter().map(|&d| (d, GpuTrack::default())).collect();
+        let tracks: BTreeMap<u32, ()> = tracked.iter().map(|&d| (d, ())).collect();
         interval
             .rows_of(pid, &tracks, single)
             .into_iter()
@@ -413,7 +410,7 @@ mod tests {
         let interval = Interval {
             devices: vec![(1, Ok(listing(vec![igpu_row], vec![])))],
         };
-        let rows = interval.rows_of(8, &BTreeMap::new(), true);
+        let rows = interval.rows_of(8, &BTreeMap::<u32, ()>::new(), true);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].presence, Presence::Absent);
         assert_eq!(
