@@ -127,6 +127,15 @@ pub struct Frame {
     /// Why there are no devices: no backend could list any, or the driver did not answer in
     /// time. `None` when the backends answered (possibly with zero devices).
     pub gpu_error: Option<HypomnesisError>,
+    /// When the process listings in [`DeviceFrame::processes`] were taken, wall clock. A
+    /// frame that scanned processes itself says its own `taken_at`; a
+    /// [`Monitor`](crate::Monitor) scans processes less often than it reads devices, and its
+    /// frames combine the newest device figures with the newest scan, which may be a few
+    /// intervals older. `None` when the frame carries no process listings.
+    pub processes_taken_at: Option<SystemTime>,
+    /// The same moment as `processes_taken_at`, monotonic (for its age:
+    /// `frame.taken - processes_taken`).
+    pub processes_taken: Option<Instant>,
 }
 
 /// What a frame could not see, for the footer of a view or the `notes` of a record.
@@ -160,18 +169,30 @@ pub enum FrameNoteKind {
 }
 
 impl Frame {
-    /// A frame with nothing read yet, stamped now.
+    /// A frame with nothing read yet, stamped now. When `request` lists processes, its
+    /// listings are stamped with the same moment.
     #[must_use]
     pub fn empty(request: FrameRequest) -> Self {
+        let taken_at = SystemTime::now();
+        let taken = Instant::now();
         Self {
-            taken_at: SystemTime::now(),
-            taken: Instant::now(),
+            taken_at,
+            taken,
             request,
             host: None,
             host_error: None,
             devices: Vec::new(),
             gpu_error: None,
+            processes_taken_at: request.processes.then_some(taken_at),
+            processes_taken: request.processes.then_some(taken),
         }
+    }
+
+    /// Whether this frame's process listings were read with the frame itself, rather than
+    /// carried over from an earlier scan (see [`Frame::processes_taken`]).
+    #[must_use]
+    pub fn scanned_processes(&self) -> bool {
+        self.processes_taken == Some(self.taken)
     }
 
     /// Device `index`, when the frame has it.

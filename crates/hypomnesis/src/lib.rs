@@ -37,6 +37,7 @@ pub mod frame;
 mod gpu;
 mod guard;
 pub mod host;
+pub mod monitor;
 mod pidns;
 mod probe;
 mod process_info;
@@ -51,6 +52,9 @@ pub use frame::{DeviceFrame, Frame, FrameNote, FrameNoteKind, FrameRequest};
 pub use gpu::helper::kill_helper_processes;
 pub use host::{
     CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,
+};
+pub use monitor::{
+    DeviceMetric, History, HistoryPoint, Monitor, MonitorBuilder, MonitorStats, ProcessMetric,
 };
 pub use probe::{
     DEFAULT_NVIDIA_SMI_TIMEOUT, NVIDIA_SMI_ENV, NVML_LIB_ENV, PROC_ROOT_ENV, Probe, ProbeBuilder,

@@ -1,0 +1,976 @@
+//! The monitor's memory of the last minutes: per-device and per-process series, and charts of
+//! them at any zoom.
+//!
+//! Why: a view that charts "memory used over the last 10 minutes" into 80 columns, then 200,
+//! then zooms to the last minute, must never lose the peak that made the job die, and must
+//! never draw a line through minutes the driver did not answer. So a query splits a span into
+//! buckets and reports per bucket the smallest, largest and last reading
+//! ([`HistoryPoint`]): a peak shows at every zoom, and a bucket without readings is a gap
+//! (`None`), never 0 and never interpolated.
+//!
+//! How: readings are kept raw, one `f64` per series per tick (NaN marks a recorded gap: the
+//! device was absent, the figure unknown, the driver timed out), beside one list of tick
+//! times shared by every series of the same cadence. A reading stands from its tick until the
+//! next tick of its series, or for at most one and a half cadences when no next tick came (a tick
+//! the monitor skipped, a driver stuck in a call): past that the chart shows a gap. So a
+//! process series scanned every 3 s reads as a continuous line in 1-s buckets, and a stalled
+//! monitor shows as a gap on the right edge. Readings older than the window are evicted,
+//! series with no reading left in the window are dropped, and the number of process series is
+//! capped, so memory stays bounded however many processes come and go.
+//!
+//! The store is pure: it is fed [`Frame`]s with their own timestamps ([`History::record`])
+//! and queried with an explicit end instant, so it is tested without threads or clocks, and a
+//! recording can be replayed into it.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::frame::{DeviceFrame, Frame};
+use crate::snapshot::GpuProcessEntry;
+
+/// A device figure the monitor keeps a series of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum DeviceMetric {
+    /// Memory allocated by contexts, bytes ([`crate::GpuDeviceInfo::used_bytes`]).
+    Used,
+    /// Memory not allocated, bytes ([`crate::GpuDeviceInfo::free_bytes`]).
+    Free,
+    /// Memory reserved by driver and firmware, bytes ([`crate::GpuDeviceInfo::reserved_bytes`]).
+    Reserved,
+    /// GPU buffers held in system RAM (GTT, shared memory), bytes
+    /// ([`crate::GpuDeviceInfo::system_used_bytes`]).
+    SystemUsed,
+    /// What a new allocation can still get, bytes ([`crate::GpuDeviceInfo::budget_bytes`]).
+    Budget,
+    /// Compute/graphics engine utilization, percent
+    /// ([`crate::DeviceTelemetry::gpu_utilization_percent`]).
+    Utilization,
+    /// Core temperature, °C ([`crate::DeviceTelemetry::temperature_celsius`]).
+    Temperature,
+    /// Power draw, W ([`crate::DeviceTelemetry::power_watts`]).
+    Power,
+}
+
+impl DeviceMetric {
+    /// Every device metric, in the order of the enum.
+    pub const ALL: [Self; 8] = [
+        Self::Used,
+        Self::Free,
+        Self::Reserved,
+        Self::SystemUsed,
+        Self::Budget,
+        Self::Utilization,
+        Self::Temperature,
+        Self::Power,
+    ];
+
+    /// The JSON name of the figure (`"used_bytes"`, `"power_watts"`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Used => "used_bytes",
+            Self::Free => "free_bytes",
+            Self::Reserved => "reserved_bytes",
+            Self::SystemUsed => "system_used_bytes",
+            Self::Budget => "budget_bytes",
+            Self::Utilization => "gpu_utilization_percent",
+            Self::Temperature => "temperature_celsius",
+            Self::Power => "power_watts",
+        }
+    }
+
+    /// The unit of its values.
+    #[must_use]
+    pub const fn unit(self) -> Unit {
+        match self {
+            Self::Used | Self::Free | Self::Reserved | Self::SystemUsed | Self::Budget => {
+                Unit::Bytes
+            }
+            Self::Utilization => Unit::Percent,
+            Self::Temperature => Unit::Celsius,
+            Self::Power => Unit::Watts,
+        }
+    }
+
+    /// The figure in `device`, as `f64`; `None` when unknown or not read.
+    #[must_use]
+    pub fn read(self, device: &DeviceFrame) -> Option<f64> {
+        let info = &device.device;
+        let telemetry = device.telemetry.as_ref();
+        #[allow(clippy::cast_precision_loss)] // bytes below 2^53 (8 PiB) are exact
+        let bytes = |b: Option<u64>| b.map(|b| b as f64);
+        match self {
+            Self::Used => bytes(info.used_bytes),
+            Self::Free => bytes(info.free_bytes),
+            Self::Reserved => bytes(info.reserved_bytes),
+            Self::SystemUsed => bytes(info.system_used_bytes),
+            Self::Budget => bytes(info.budget_bytes),
+            Self::Utilization => telemetry.and_then(|t| t.gpu_utilization_percent),
+            Self::Temperature => telemetry.and_then(|t| t.temperature_celsius),
+            Self::Power => telemetry.and_then(|t| t.power_watts),
+        }
+    }
+
+    const fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// A per-process figure the monitor keeps a series of, per (pid, device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ProcessMetric {
+    /// The process's device memory on this device (VRAM), bytes
+    /// ([`GpuProcessEntry::used_bytes`]).
+    Used,
+    /// Its GPU buffers in system RAM (GTT, shared memory), bytes
+    /// ([`GpuProcessEntry::system_bytes`]).
+    System,
+    /// Its resident memory, bytes ([`GpuProcessEntry::rss_bytes`]; read only with process
+    /// details).
+    Rss,
+}
+
+impl ProcessMetric {
+    /// Every process metric, in the order of the enum.
+    pub const ALL: [Self; 3] = [Self::Used, Self::System, Self::Rss];
+
+    /// The JSON name of the figure (`"used_bytes"`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Used => "used_bytes",
+            Self::System => "system_bytes",
+            Self::Rss => "rss_bytes",
+        }
+    }
+
+    /// The unit of its values (bytes).
+    #[must_use]
+    pub const fn unit(self) -> Unit {
+        Unit::Bytes
+    }
+
+    /// The figure in `row`, as `f64`; `None` when unknown or not read.
+    #[must_use]
+    pub fn read(self, row: &GpuProcessEntry) -> Option<f64> {
+        let figure = match self {
+            Self::Used => row.used_bytes,
+            Self::System => row.system_bytes,
+            Self::Rss => row.rss_bytes,
+        };
+        #[allow(clippy::cast_precision_loss)] // bytes below 2^53 (8 PiB) are exact
+        figure.map(|b| b as f64)
+    }
+
+    const fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// The unit of a metric's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unit {
+    /// Bytes.
+    Bytes,
+    /// Percent, 0–100.
+    Percent,
+    /// Degrees Celsius.
+    Celsius,
+    /// Watts.
+    Watts,
+}
+
+/// One bucket of a history query: the readings that stood during `[start, end)`.
+///
+/// `min`, `max` and `last` are `None` together: the bucket is a gap (no reading stood in it:
+/// the device was absent, the figure unknown, the driver did not answer, a tick was skipped,
+/// or the bucket lies before the history begins).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct HistoryPoint {
+    /// Where the bucket begins.
+    pub start: Instant,
+    /// Where it ends (exclusive); `end - start` is the bucket's width.
+    pub end: Instant,
+    /// How long before the query's end the bucket ends (0 for the newest bucket): the
+    /// x position of a chart whose right edge is "now".
+    pub ago: Duration,
+    /// The smallest reading that stood in the bucket.
+    pub min: Option<f64>,
+    /// The largest reading that stood in the bucket: a peak is in the max of the bucket it
+    /// was read in, at every zoom.
+    pub max: Option<f64>,
+    /// The newest reading that stood in the bucket.
+    pub last: Option<f64>,
+    /// How many readings (with a value) were taken inside the bucket. A bucket narrower than
+    /// the series' cadence can have values with 0 samples: a reading taken before it still
+    /// stood.
+    pub samples: u32,
+}
+
+impl HistoryPoint {
+    /// Whether no reading stood in the bucket.
+    #[must_use]
+    pub fn is_gap(&self) -> bool {
+        self.last.is_none()
+    }
+}
+
+/// How much a [`History`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryLimits {
+    /// How far back readings are kept.
+    pub window: Duration,
+    /// The device ticks' nominal spacing (the monitor's interval).
+    pub device_cadence: Duration,
+    /// The process scans' nominal spacing (the interval times the scan period).
+    pub process_cadence: Duration,
+    /// At most this many (pid, device) series are kept; past it the new processes with the
+    /// least memory go without a series.
+    pub max_process_series: usize,
+}
+
+/// Default [`HistoryLimits::max_process_series`]: 4,096 processes × 3 figures × 200 scans
+/// (10 minutes at 3 s) is about 20 MB of readings at worst.
+pub const DEFAULT_MAX_PROCESS_SERIES: usize = 4096;
+
+impl HistoryLimits {
+    /// Limits for a monitor ticking every `interval`, scanning processes every
+    /// `process_every` ticks, keeping `window`.
+    #[must_use]
+    pub fn new(window: Duration, interval: Duration, process_every: u32) -> Self {
+        Self {
+            window,
+            device_cadence: interval,
+            process_cadence: interval.saturating_mul(process_every.max(1)),
+            max_process_series: DEFAULT_MAX_PROCESS_SERIES,
+        }
+    }
+
+    /// These limits with at most `max` process series.
+    #[must_use]
+    pub const fn with_max_process_series(mut self, max: usize) -> Self {
+        self.max_process_series = max;
+        self
+    }
+}
+
+/// The times of one cadence's ticks, oldest first; tick `seq` is at
+/// `times[seq - first_seq]`.
+#[derive(Debug, Clone)]
+struct Ticks {
+    first_seq: u64,
+    times: VecDeque<Instant>,
+    cadence: Duration,
+}
+
+impl Ticks {
+    fn new(cadence: Duration) -> Self {
+        Self {
+            first_seq: 0,
+            times: VecDeque::new(),
+            cadence,
+        }
+    }
+
+    /// The next tick's sequence number.
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.times.len() as u64
+    }
+
+    fn at(&self, seq: u64) -> Option<Instant> {
+        let i = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        self.times.get(i).copied()
+    }
+
+    /// Appends a tick at `at` and returns its sequence number; `None` when `at` is not after
+    /// the newest tick (a frame out of order is not recorded).
+    fn push(&mut self, at: Instant) -> Option<u64> {
+        if self.times.back().is_some_and(|&newest| at <= newest) {
+            return None;
+        }
+        let seq = self.next_seq();
+        self.times.push_back(at);
+        Some(seq)
+    }
+
+    /// Drops ticks before `cutoff`; returns the first kept sequence number.
+    fn evict_before(&mut self, cutoff: Instant) -> u64 {
+        while self.times.front().is_some_and(|&t| t < cutoff) {
+            self.times.pop_front();
+            self.first_seq += 1;
+        }
+        self.first_seq
+    }
+}
+
+/// Readings of `N` figures of one thing (a device, a process on a device), one per tick from
+/// `first_seq` on; NaN is a gap.
+#[derive(Debug, Clone)]
+struct Readings<const N: usize> {
+    first_seq: u64,
+    values: [VecDeque<f64>; N],
+    /// The largest reading of each figure since the series began.
+    peaks: [Option<f64>; N],
+    /// The newest tick with at least one figure known.
+    last_known_seq: u64,
+}
+
+impl<const N: usize> Readings<N> {
+    fn new(first_seq: u64) -> Self {
+        Self {
+            first_seq,
+            values: std::array::from_fn(|_| VecDeque::new()),
+            peaks: [None; N],
+            last_known_seq: first_seq,
+        }
+    }
+
+    /// Records tick `seq`'s figures (`None` where unknown), filling skipped ticks of this
+    /// series with gaps.
+    fn push(&mut self, seq: u64, figures: [Option<f64>; N]) {
+        let len = self.values[0].len() as u64;
+        let missing = seq.saturating_sub(self.first_seq + len);
+        for series in &mut self.values {
+            for _ in 0..missing {
+                series.push_back(f64::NAN);
+            }
+        }
+        let mut known = false;
+        for ((series, peak), figure) in self.values.iter_mut().zip(&mut self.peaks).zip(figures) {
+            let value = figure.filter(|v| v.is_finite());
+            series.push_back(value.unwrap_or(f64::NAN));
+            if let Some(v) = value {
+                known = true;
+                *peak = Some(peak.map_or(v, |p: f64| p.max(v)));
+            }
+        }
+        if known {
+            self.last_known_seq = seq;
+        }
+    }
+
+    /// Drops readings before tick `first_kept`.
+    fn evict_before(&mut self, first_kept: u64) {
+        while self.first_seq < first_kept && !self.values[0].is_empty() {
+            for series in &mut self.values {
+                series.pop_front();
+            }
+            self.first_seq += 1;
+        }
+        if self.values[0].is_empty() {
+            self.first_seq = self.first_seq.max(first_kept);
+        }
+    }
+
+    /// Whether no reading with a value is left (everything known was evicted).
+    fn is_spent(&self) -> bool {
+        self.last_known_seq < self.first_seq
+            || self.values.iter().all(|s| s.iter().all(|v| v.is_nan()))
+    }
+}
+
+/// Per-device and per-process series over a bounded window; see the module docs.
+#[derive(Debug, Clone)]
+pub struct History {
+    limits: HistoryLimits,
+    device_ticks: Ticks,
+    process_ticks: Ticks,
+    devices: HashMap<u32, Readings<{ DeviceMetric::ALL.len() }>>,
+    /// The largest reading of each device figure since the history began; unlike the series,
+    /// never evicted.
+    device_peaks: HashMap<(u32, DeviceMetric), f64>,
+    processes: HashMap<(u32, u32), Readings<{ ProcessMetric::ALL.len() }>>,
+    /// Process rows that got no series because of the cap, over the whole history.
+    uncharted_rows: u64,
+}
+
+impl History {
+    /// An empty history keeping what `limits` say.
+    #[must_use]
+    pub fn new(limits: HistoryLimits) -> Self {
+        Self {
+            limits,
+            device_ticks: Ticks::new(limits.device_cadence),
+            process_ticks: Ticks::new(limits.process_cadence),
+            devices: HashMap::new(),
+            device_peaks: HashMap::new(),
+            processes: HashMap::new(),
+            uncharted_rows: 0,
+        }
+    }
+
+    /// The limits it keeps.
+    #[must_use]
+    pub fn limits(&self) -> HistoryLimits {
+        self.limits
+    }
+
+    /// Records `frame` at its own time ([`Frame::taken`]): a device tick, and a process tick
+    /// when the frame scanned processes itself ([`Frame::scanned_processes`]; listings carried
+    /// over from an earlier scan are not recorded twice). A device missing from the frame, or
+    /// a frame without devices ([`Frame::gpu_error`]), is a gap in every known device's
+    /// series; likewise a failed listing for that device's processes. Frames not newer than
+    /// the newest recorded are ignored. Then evicts what has left the window.
+    pub fn record(&mut self, frame: &Frame) {
+        if let Some(seq) = self.device_ticks.push(frame.taken) {
+            self.record_devices(seq, frame);
+        }
+        if frame.scanned_processes()
+            && let Some(seq) = self.process_ticks.push(frame.taken)
+        {
+            self.record_processes(seq, frame);
+        }
+        self.evict(frame.taken);
+    }
+
+    fn record_devices(&mut self, seq: u64, frame: &Frame) {
+        for device in &frame.devices {
+            let index = device.device.index;
+            let figures = DeviceMetric::ALL.map(|m| m.read(device));
+            for (metric, figure) in DeviceMetric::ALL.into_iter().zip(figures) {
+                if let Some(v) = figure.filter(|v| v.is_finite()) {
+                    self.device_peaks
+                        .entry((index, metric))
+                        .and_modify(|p| *p = p.max(v))
+                        .or_insert(v);
+                }
+            }
+            self.devices
+                .entry(index)
+                .or_insert_with(|| Readings::new(seq))
+                .push(seq, figures);
+        }
+        // Devices the frame did not list: a gap at this tick (pushed so that the gap is
+        // explicit even if the series has no later tick).
+        for (index, readings) in &mut self.devices {
+            if frame.device(*index).is_none() {
+                readings.push(seq, [None; DeviceMetric::ALL.len()]);
+            }
+        }
+    }
+
+    fn record_processes(&mut self, seq: u64, frame: &Frame) {
+        let mut rows: Vec<&GpuProcessEntry> = frame.processes().collect();
+        // Under the cap, the processes holding the most memory get series first.
+        rows.sort_by_key(|row| std::cmp::Reverse(row.used_bytes));
+        for row in rows {
+            let key = (row.pid, row.device_index);
+            let figures = ProcessMetric::ALL.map(|m| m.read(row));
+            if let Some(readings) = self.processes.get_mut(&key) {
+                readings.push(seq, figures);
+            } else if self.processes.len() < self.limits.max_process_series {
+                let mut readings = Readings::new(seq);
+                readings.push(seq, figures);
+                self.processes.insert(key, readings);
+            } else {
+                self.uncharted_rows += 1;
+            }
+        }
+        // Series this scan did not extend: a gap (the process exited, or the listing of its
+        // device failed).
+        for readings in self.processes.values_mut() {
+            if readings.first_seq + (readings.values[0].len() as u64) <= seq {
+                readings.push(seq, [None; ProcessMetric::ALL.len()]);
+            }
+        }
+    }
+
+    fn evict(&mut self, newest: Instant) {
+        let Some(cutoff) = newest.checked_sub(self.limits.window) else {
+            return;
+        };
+        let first_device = self.device_ticks.evict_before(cutoff);
+        let first_process = self.process_ticks.evict_before(cutoff);
+        self.devices.retain(|_, r| {
+            r.evict_before(first_device);
+            !r.is_spent()
+        });
+        self.processes.retain(|_, r| {
+            r.evict_before(first_process);
+            !r.is_spent()
+        });
+    }
+
+    /// Device `index`'s `metric` over the `span` ending at `end`, in `buckets` buckets of
+    /// equal width, oldest first. Empty when `buckets` or `span` is 0; all gaps for a device
+    /// with no readings in the window.
+    #[must_use]
+    pub fn device(
+        &self,
+        index: u32,
+        metric: DeviceMetric,
+        end: Instant,
+        span: Duration,
+        buckets: usize,
+    ) -> Vec<HistoryPoint> {
+        let readings = self.devices.get(&index);
+        chart(
+            &self.device_ticks,
+            readings.map(|r| (r.first_seq, &r.values[metric.slot()])),
+            end,
+            span,
+            buckets,
+        )
+    }
+
+    /// Process `pid`'s `metric` on device `device` over the `span` ending at `end`, as
+    /// [`History::device`].
+    #[must_use]
+    pub fn process(
+        &self,
+        pid: u32,
+        device: u32,
+        metric: ProcessMetric,
+        end: Instant,
+        span: Duration,
+        buckets: usize,
+    ) -> Vec<HistoryPoint> {
+        let readings = self.processes.get(&(pid, device));
+        chart(
+            &self.process_ticks,
+            readings.map(|r| (r.first_seq, &r.values[metric.slot()])),
+            end,
+            span,
+            buckets,
+        )
+    }
+
+    /// The largest reading of device `index`'s `metric` since the history began (kept after
+    /// the reading leaves the window). `None` when it was never known.
+    #[must_use]
+    pub fn device_peak(&self, index: u32, metric: DeviceMetric) -> Option<f64> {
+        self.device_peaks.get(&(index, metric)).copied()
+    }
+
+    /// The largest reading of process `pid`'s `metric` on `device` since its series began.
+    /// `None` when never known, or when the series was dropped (the process left the window,
+    /// or got none under the cap).
+    #[must_use]
+    pub fn process_peak(&self, pid: u32, device: u32, metric: ProcessMetric) -> Option<f64> {
+        self.processes
+            .get(&(pid, device))
+            .and_then(|r| r.peaks[metric.slot()])
+    }
+
+    /// The devices with a series, sorted.
+    #[must_use]
+    pub fn devices(&self) -> Vec<u32> {
+        let mut devices: Vec<u32> = self.devices.keys().copied().collect();
+        devices.sort_unstable();
+        devices
+    }
+
+    /// The (pid, device) pairs with a series, sorted.
+    #[must_use]
+    pub fn processes(&self) -> Vec<(u32, u32)> {
+        let mut keys: Vec<(u32, u32)> = self.processes.keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// How many process rows went without a series because of
+    /// [`HistoryLimits::max_process_series`], over the whole history (one per row per scan).
+    #[must_use]
+    pub fn uncharted_rows(&self) -> u64 {
+        self.uncharted_rows
+    }
+
+    /// The newest recorded device tick.
+    #[must_use]
+    pub fn newest(&self) -> Option<Instant> {
+        self.device_ticks.times.back().copied()
+    }
+}
+
+/// Signed nanoseconds from `origin` to `t`.
+fn nanos_from(origin: Instant, t: Instant) -> i128 {
+    match t.checked_duration_since(origin) {
+        Some(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        None => -i128::try_from(origin.duration_since(t).as_nanos()).unwrap_or(i128::MAX),
+    }
+}
+
+/// The buckets of one series; see the module docs for how long a reading stands.
+fn chart(
+    ticks: &Ticks,
+    series: Option<(u64, &VecDeque<f64>)>,
+    end: Instant,
+    span: Duration,
+    buckets: usize,
+) -> Vec<HistoryPoint> {
+    if buckets == 0 || span.is_zero() {
+        return Vec::new();
+    }
+    let Some(start) = end.checked_sub(span) else {
+        return Vec::new();
+    };
+    let span_ns = i128::try_from(span.as_nanos()).unwrap_or(i128::MAX);
+    let n = i128::try_from(buckets).unwrap_or(i128::MAX);
+    // Bucket i covers [start + i·span/n, start + (i+1)·span/n): integer bounds, so the buckets
+    // tile the span exactly.
+    let bound = |i: i128| -> i128 { span_ns.saturating_mul(i) / n };
+    let instant = |ns: i128| -> Instant {
+        start + Duration::from_nanos(u64::try_from(ns.max(0)).unwrap_or(u64::MAX))
+    };
+    let mut points: Vec<HistoryPoint> = (0..n)
+        .map(|i| {
+            let (lo, hi) = (bound(i), bound(i + 1));
+            HistoryPoint {
+                start: instant(lo),
+                end: instant(hi),
+                ago: Duration::from_nanos(u64::try_from(span_ns - hi).unwrap_or(0)),
+                min: None,
+                max: None,
+                last: None,
+                samples: 0,
+            }
+        })
+        .collect();
+    let Some((first_seq, values)) = series else {
+        return points;
+    };
+    // The bucket holding offset `ns` (0 ≤ ns < span): the largest i with bound(i) ≤ ns.
+    let bucket_of = |ns: i128| -> usize {
+        let mut i = (ns.saturating_mul(n) / span_ns).clamp(0, n - 1);
+        while i > 0 && bound(i) > ns {
+            i -= 1;
+        }
+        while i + 1 < n && bound(i + 1) <= ns {
+            i += 1;
+        }
+        usize::try_from(i).unwrap_or(0)
+    };
+    // How long a reading stands without a next tick: one and a half cadences, long enough
+    // for a late tick (scheduling jitter), short enough that a skipped tick shows as a gap.
+    let hold = i128::try_from(ticks.cadence.as_nanos())
+        .unwrap_or(i128::MAX)
+        .saturating_mul(3)
+        / 2;
+    for (offset, &value) in values.iter().enumerate() {
+        if value.is_nan() {
+            continue;
+        }
+        let seq = first_seq + offset as u64;
+        let Some(taken) = ticks.at(seq) else {
+            continue;
+        };
+        let from = nanos_from(start, taken);
+        let until = match ticks.at(seq + 1) {
+            Some(next) => nanos_from(start, next).min(from.saturating_add(hold)),
+            None => from.saturating_add(hold),
+        }
+        .max(from + 1);
+        if from >= span_ns || until <= 0 {
+            continue;
+        }
+        let first = bucket_of(from.max(0));
+        let last = bucket_of((until - 1).min(span_ns - 1));
+        for (i, point) in points.iter_mut().enumerate().take(last + 1).skip(first) {
+            point.min = Some(point.min.map_or(value, |m| m.min(value)));
+            point.max = Some(point.max.map_or(value, |m| m.max(value)));
+            point.last = Some(value);
+            if i == first && from >= 0 {
+                point.samples += 1;
+            }
+        }
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{DeviceFrame, FrameRequest};
+    use crate::snapshot::{GpuDeviceInfo, GpuProcessListing, GpuQuerySource, GpuVendor};
+    use proptest::prelude::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn limits() -> HistoryLimits {
+        HistoryLimits::new(Duration::from_secs(600), S, 3)
+    }
+
+    fn device(index: u32, used: Option<u64>) -> DeviceFrame {
+        let mut info = GpuDeviceInfo::new(index, GpuVendor::Nvidia, GpuQuerySource::Nvml);
+        info.used_bytes = used;
+        DeviceFrame::new(info)
+    }
+
+    /// A device frame at `at` with `devices` as (index, used bytes).
+    fn devices_at(at: Instant, devices: &[(u32, Option<u64>)]) -> Frame {
+        let mut frame = Frame::empty(FrameRequest::DEVICES);
+        frame.taken = at;
+        frame.devices = devices.iter().map(|&(i, u)| device(i, u)).collect();
+        frame
+    }
+
+    /// A frame with a process scan at `at`: `rows` as (pid, device, used bytes); every device
+    /// named in `rows` is listed.
+    fn scan_at(at: Instant, rows: &[(u32, u32, Option<u64>)]) -> Frame {
+        let mut frame = Frame::empty(FrameRequest::DEVICES.with_processes(true, false));
+        frame.taken = at;
+        frame.processes_taken = Some(at);
+        let mut indices: Vec<u32> = rows.iter().map(|r| r.1).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        for index in indices {
+            let mut d = device(index, Some(1));
+            let listed = rows
+                .iter()
+                .filter(|r| r.1 == index)
+                .map(|&(pid, dev, used)| {
+                    let mut row = GpuProcessEntry::new(pid, dev, GpuQuerySource::Nvml);
+                    row.used_bytes = used;
+                    row
+                })
+                .collect();
+            d.processes = Some(GpuProcessListing {
+                rows: listed,
+                ..GpuProcessListing::default()
+            });
+            frame.devices.push(d);
+        }
+        frame
+    }
+
+    fn maxes(points: &[HistoryPoint]) -> Vec<Option<f64>> {
+        points.iter().map(|p| p.max).collect()
+    }
+
+    #[test]
+    fn a_one_tick_peak_shows_at_every_zoom() {
+        let t0 = Instant::now();
+        let mut history = History::new(limits());
+        for k in 0..600_u32 {
+            let used = if k == 377 {
+                9_000
+            } else {
+                1_000 + u64::from(k % 7)
+            };
+            history.record(&devices_at(t0 + S * k, &[(0, Some(used))]));
+        }
+        let end = t0 + S * 600;
+        for buckets in [1, 7, 60, 80, 200, 599, 600, 1000] {
+            let points = history.device(
+                0,
+                DeviceMetric::Used,
+                end,
+                Duration::from_secs(600),
+                buckets,
+            );
+            assert_eq!(points.len(), buckets);
+            let peak = points.iter().filter_map(|p| p.max).fold(0.0, f64::max);
+            assert!(
+                (peak - 9_000.0).abs() < f64::EPSILON,
+                "{buckets} buckets: {peak}"
+            );
+            let low = points.iter().filter_map(|p| p.min).fold(f64::MAX, f64::min);
+            assert!(
+                (low - 1_000.0).abs() < f64::EPSILON,
+                "{buckets} buckets: {low}"
+            );
+        }
+        assert_eq!(history.device_peak(0, DeviceMetric::Used), Some(9_000.0));
+    }
+
+    #[test]
+    fn buckets_tile_the_span_and_end_at_the_query_end() {
+        let t0 = Instant::now();
+        let history = History::new(limits());
+        let end = t0 + Duration::from_secs(100);
+        let points = history.device(0, DeviceMetric::Used, end, Duration::from_secs(60), 7);
+        assert_eq!(points.len(), 7);
+        assert_eq!(points[0].start, end - Duration::from_secs(60));
+        assert_eq!(points[6].end, end);
+        assert_eq!(points[6].ago, Duration::ZERO);
+        for pair in points.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        assert!(
+            points.iter().all(HistoryPoint::is_gap),
+            "no readings: all gaps"
+        );
+    }
+
+    #[test]
+    fn an_absent_device_an_unknown_figure_and_a_failed_frame_are_gaps_not_zero() {
+        let t0 = Instant::now();
+        let mut history = History::new(limits());
+        for k in 0..10_u32 {
+            let at = t0 + S * k;
+            let frame = match k {
+                3 => devices_at(at, &[(1, Some(5))]), // device 0 absent
+                4 => devices_at(at, &[(0, None)]),    // figure unknown
+                5 => {
+                    let mut f = devices_at(at, &[]);
+                    f.gpu_error = Some(crate::HypomnesisError::Timeout {
+                        what: "the GPU driver".into(),
+                        after: S,
+                    });
+                    f
+                }
+                _ => devices_at(at, &[(0, Some(100))]),
+            };
+            history.record(&frame);
+        }
+        // One bucket per tick, the newest ending a second after the last tick.
+        let points = history.device(0, DeviceMetric::Used, t0 + S * 10, S * 10, 10);
+        let expected: Vec<Option<f64>> = (0..10)
+            .map(|k| (!(3..=5).contains(&k)).then_some(100.0))
+            .collect();
+        assert_eq!(maxes(&points), expected);
+        assert!(
+            points[3..=5]
+                .iter()
+                .all(|p| p.samples == 0 && p.min.is_none())
+        );
+    }
+
+    #[test]
+    fn a_skipped_tick_is_a_gap_and_a_stalled_monitor_leaves_the_right_edge_empty() {
+        let t0 = Instant::now();
+        let mut history = History::new(limits());
+        for k in [0_u32, 1, 2, 6, 7] {
+            history.record(&devices_at(t0 + S * k, &[(0, Some(7))]));
+        }
+        let points = history.device(0, DeviceMetric::Used, t0 + S * 12, S * 12, 12);
+        let known: Vec<bool> = points.iter().map(|p| !p.is_gap()).collect();
+        // Ticks 0–2 stand until 3 (1.5 s hold from 2 covers part of bucket 3), 6–7 until 8.5.
+        assert_eq!(
+            known,
+            [
+                true, true, true, true, false, false, true, true, true, false, false, false
+            ]
+        );
+    }
+
+    #[test]
+    fn a_process_reading_stands_until_the_next_scan_but_a_missed_scan_is_a_gap() {
+        let t0 = Instant::now();
+        let mut history = History::new(limits());
+        // Scans every 3 s at 0, 3, 6, then one missed (9), then 12.
+        for k in [0_u32, 3, 6, 12] {
+            history.record(&scan_at(t0 + S * k, &[(42, 0, Some(1 << 30))]));
+        }
+        let points = history.process(42, 0, ProcessMetric::Used, t0 + S * 15, S * 15, 15);
+        let known: Vec<bool> = points.iter().map(|p| !p.is_gap()).collect();
+        let mut expected = vec![true; 15];
+        // The reading at 6 stands 4.5 s (to 10.5): buckets 10 (partly) … 11 have none.
+        expected[11] = false;
+        assert_eq!(known, expected);
+        let samples: u32 = points.iter().map(|p| p.samples).sum();
+        assert_eq!(samples, 4);
+    }
+
+    #[test]
+    fn listings_carried_over_from_an_earlier_scan_are_not_recorded_again() {
+        let t0 = Instant::now();
+        let mut history = History::new(limits());
+        let scan = scan_at(t0, &[(42, 0, Some(10))]);
+        history.record(&scan);
+        let carried = crate::monitor::combine(devices_at(t0 + S, &[(0, Some(1))]), Some(&scan));
+        assert!(!carried.scanned_processes());
+        assert_eq!(carried.processes().count(), 1);
+        history.record(&carried);
+        let points = history.process(42, 0, ProcessMetric::Used, t0 + S * 3, S * 3, 3);
+        assert_eq!(points.iter().map(|p| p.samples).sum::<u32>(), 1);
+    }
+
+    #[test]
+    fn the_window_evicts_old_readings_and_exited_processes_but_keeps_the_device_peak() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut history = History::new(HistoryLimits::new(window, S, 1));
+        history.record(&scan_at(t0, &[(7, 0, Some(5_000)), (8, 0, Some(1))]));
+        for k in 1..=120_u32 {
+            history.record(&scan_at(t0 + S * k, &[(8, 0, Some(1))]));
+        }
+        assert_eq!(
+            history.processes(),
+            vec![(8, 0)],
+            "pid 7 left 2 minutes ago"
+        );
+        assert_eq!(history.process_peak(7, 0, ProcessMetric::Used), None);
+        let end = t0 + S * 121;
+        let old = history.device(0, DeviceMetric::Used, end, S * 121, 121);
+        assert!(old[..60].iter().all(HistoryPoint::is_gap), "evicted");
+        assert!(old[62..].iter().all(|p| !p.is_gap()));
+        assert_eq!(history.device_ticks.times.len(), 61);
+        assert_eq!(history.devices.get(&0).map(|r| r.values[0].len()), Some(61));
+        // The peak since start outlives the window.
+        history.record(&devices_at(t0 + S * 121, &[(0, Some(3))]));
+        assert_eq!(history.device_peak(0, DeviceMetric::Used), Some(3.0));
+    }
+
+    #[test]
+    fn process_series_are_capped_and_the_largest_processes_get_them() {
+        let t0 = Instant::now();
+        let mut history = History::new(limits().with_max_process_series(3));
+        let rows: Vec<(u32, u32, Option<u64>)> = (1..=10)
+            .map(|pid| (pid, 0, Some(u64::from(pid) * 100)))
+            .collect();
+        history.record(&scan_at(t0, &rows));
+        history.record(&scan_at(t0 + S * 3, &rows));
+        assert_eq!(history.processes(), vec![(8, 0), (9, 0), (10, 0)]);
+        assert_eq!(history.uncharted_rows(), 14);
+    }
+
+    /// Readings: each tick's time offset (ms after the previous) and value (`None`: a gap).
+    fn series() -> impl Strategy<Value = Vec<(u64, Option<f64>)>> {
+        prop::collection::vec(
+            (
+                prop_oneof![4 => 900_u64..1_100, 1 => 1_100_u64..5_000],
+                prop::option::weighted(0.85, -1e12_f64..1e12),
+            ),
+            1..300,
+        )
+    }
+
+    proptest! {
+        /// Every reading taken inside the queried span lies within the min and max of the
+        /// bucket it was taken in, and every bucket's figures are readings: at any zoom no
+        /// peak or trough is lost and nothing is invented.
+        #[test]
+        fn downsampling_keeps_every_buckets_min_and_max(
+            readings in series(),
+            span_ms in 1_u64..400_000,
+            end_back_ms in 0_u64..100_000,
+            buckets in 1_usize..700,
+        ) {
+            let t0 = Instant::now();
+            let mut history = History::new(HistoryLimits::new(Duration::from_secs(3_600), S, 1));
+            let mut at = t0;
+            let mut taken = Vec::new();
+            for &(step, value) in &readings {
+                at += Duration::from_millis(step);
+                history.record(&devices_at(at, &[(0, value.map(|v| v.abs() as u64))]));
+                taken.push((at, value.map(|v| (v.abs() as u64) as f64)));
+            }
+            let end = at.checked_sub(Duration::from_millis(end_back_ms)).unwrap_or(t0)
+                .max(t0 + Duration::from_millis(1));
+            let span = Duration::from_millis(span_ms);
+            let points = history.device(0, DeviceMetric::Used, end, span, buckets);
+            prop_assert_eq!(points.len(), buckets);
+            let values: Vec<f64> = taken.iter().filter_map(|t| t.1).collect();
+            for &(t, value) in &taken {
+                let Some(v) = value else { continue };
+                let Some(p) = points.iter().find(|p| p.start <= t && t < p.end) else { continue };
+                prop_assert!(p.min.is_some_and(|m| m <= v) && p.max.is_some_and(|m| m >= v),
+                    "reading {} at bucket {:?}", v, p);
+                prop_assert!(p.samples >= 1);
+            }
+            for p in &points {
+                for figure in [p.min, p.max, p.last].into_iter().flatten() {
+                    prop_assert!(values.contains(&figure), "{} is no reading", figure);
+                }
+                prop_assert_eq!(p.min.is_none(), p.max.is_none());
+                prop_assert_eq!(p.min.is_none(), p.last.is_none());
+            }
+        }
+    }
+}
