@@ -46,6 +46,7 @@ pub mod sampler;
 pub mod snapshot;
 pub mod spill;
 pub mod telemetry;
+mod unavailable;
 
 pub use error::{BackendAttempt, HypomnesisError, Result};
 pub use frame::{DeviceFrame, Frame, FrameNote, FrameNoteKind, FrameRequest};
@@ -69,12 +70,12 @@ pub use sampler::{
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
     GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
-    Unavailable,
 };
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,
 };
 pub use telemetry::DeviceTelemetry;
+pub use unavailable::{DeviceField, TelemetryField, Unavailable};
 
 /// Resident memory of the calling process, bytes.
 ///

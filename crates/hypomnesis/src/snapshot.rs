@@ -9,6 +9,7 @@
 use std::fmt;
 
 use crate::error::HypomnesisError;
+use crate::unavailable::{DeviceField, Unavailable};
 
 /// Which backend produced a figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,28 +77,6 @@ pub enum GpuVendor {
     Other,
 }
 
-/// Why a field of a record is `None`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[non_exhaustive]
-pub struct Unavailable {
-    /// The field's name as in the struct and in JSON (`"reserved_bytes"`).
-    pub field: &'static str,
-    /// Why it could not be measured, as one line of English.
-    pub reason: String,
-}
-
-impl Unavailable {
-    /// `field` is `None` because of `reason`.
-    #[must_use]
-    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
-
 /// One GPU, as a whole device.
 ///
 /// NVIDIA figures follow NVML's `nvmlMemory_v2_t` (R510+), the same as `nvidia-smi`:
@@ -163,7 +142,7 @@ pub struct GpuDeviceInfo {
     /// Which figure bounded `budget_bytes`. `None` when `budget_bytes` is.
     pub budget_basis: Option<BudgetBasis>,
     /// Why each `None` field above is `None`.
-    pub unavailable: Vec<Unavailable>,
+    pub unavailable: Vec<Unavailable<DeviceField>>,
     /// Which backend produced this record.
     pub source: GpuQuerySource,
 }
@@ -264,7 +243,7 @@ pub(crate) fn decide_budget(
             format!(
                 "free memory unknown ({})",
                 device
-                    .unavailable_reason("free_bytes")
+                    .unavailable_reason(DeviceField::FreeBytes)
                     .unwrap_or("no reason given")
             )
         });
@@ -313,7 +292,8 @@ impl GpuDeviceInfo {
 
     /// Sets `budget_bytes` and `budget_basis` (see [`decide_budget`]), or the reason.
     pub(crate) fn fill_budget(&mut self, host: Option<&crate::HostMemory>) {
-        self.unavailable.retain(|u| u.field != "budget_bytes");
+        self.unavailable
+            .retain(|u| u.field != DeviceField::BudgetBytes);
         match decide_budget(self, host) {
             Ok((bytes, basis)) => {
                 self.budget_bytes = Some(bytes);
@@ -322,7 +302,7 @@ impl GpuDeviceInfo {
             Err(reason) => {
                 self.budget_bytes = None;
                 self.budget_basis = None;
-                self.mark_unavailable("budget_bytes", reason);
+                self.mark_unavailable(DeviceField::BudgetBytes, reason);
             }
         }
     }
@@ -362,14 +342,14 @@ impl GpuDeviceInfo {
 
     /// Why `field` is `None`, when a reason was recorded.
     #[must_use]
-    pub fn unavailable_reason(&self, field: &str) -> Option<&str> {
+    pub fn unavailable_reason(&self, field: DeviceField) -> Option<&str> {
         self.unavailable
             .iter()
             .find(|u| u.field == field)
             .map(|u| u.reason.as_str())
     }
 
-    pub(crate) fn mark_unavailable(&mut self, field: &'static str, reason: impl Into<String>) {
+    pub(crate) fn mark_unavailable(&mut self, field: DeviceField, reason: impl Into<String>) {
         self.unavailable.push(Unavailable::new(field, reason));
     }
 
@@ -389,10 +369,14 @@ impl GpuDeviceInfo {
         let keep_total = self
             .total_bytes
             .is_some_and(|t| t != NOT_AVAILABLE && t > 0);
-        let fields: &[&'static str] = if keep_total {
-            &["free_bytes", "used_bytes", "reserved_bytes"]
+        let fields: &[DeviceField] = if keep_total {
+            &[
+                DeviceField::FreeBytes,
+                DeviceField::UsedBytes,
+                DeviceField::ReservedBytes,
+            ]
         } else {
-            &["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"]
+            &DeviceField::MEMORY
         };
         for &field in fields {
             self.unavailable.retain(|u| u.field != field);
@@ -1194,7 +1178,7 @@ mod builders {
     impl GpuDeviceInfoBuilder {
         /// Records why `field` is `None`.
         #[must_use]
-        pub fn unavailable(mut self, field: &'static str, reason: &str) -> Self {
+        pub fn unavailable(mut self, field: DeviceField, reason: &str) -> Self {
             self.0.mark_unavailable(field, reason);
             self
         }
@@ -1407,7 +1391,7 @@ mod tests {
         assert_eq!(info.total_bytes, Some(100));
         assert_eq!((info.used_bytes, info.free_bytes), (None, None));
         assert!(
-            info.unavailable_reason("free_bytes")
+            info.unavailable_reason(DeviceField::FreeBytes)
                 .unwrap()
                 .contains("impossible")
         );
@@ -1521,10 +1505,10 @@ mod tests {
         assert_eq!(d.budget_bytes, Some(400 << 20));
         assert_eq!(d.budget_basis, Some(BudgetBasis::DeviceFree));
         d.free_bytes = None;
-        d.mark_unavailable("free_bytes", "[Insufficient Permissions]");
+        d.mark_unavailable(DeviceField::FreeBytes, "[Insufficient Permissions]");
         d.fill_budget(None);
         assert_eq!(d.budget_bytes, None);
-        let reason = d.unavailable_reason("budget_bytes").unwrap();
+        let reason = d.unavailable_reason(DeviceField::BudgetBytes).unwrap();
         assert!(reason.contains("[Insufficient Permissions]"), "{reason}");
     }
 
@@ -1534,18 +1518,18 @@ mod tests {
         d.unified_memory = true;
         d.fill_budget(None);
         assert_eq!(d.budget_bytes, None);
-        assert!(d.unavailable_reason("budget_bytes").is_some());
+        assert!(d.unavailable_reason(DeviceField::BudgetBytes).is_some());
     }
 
     #[test]
     fn unavailable_reason_is_found_by_field_name() {
         let mut info = GpuDeviceInfo::new(0, GpuVendor::Nvidia, GpuQuerySource::Nvml);
-        info.mark_unavailable("reserved_bytes", "driver predates R510");
+        info.mark_unavailable(DeviceField::ReservedBytes, "driver predates R510");
         assert_eq!(
-            info.unavailable_reason("reserved_bytes"),
+            info.unavailable_reason(DeviceField::ReservedBytes),
             Some("driver predates R510")
         );
-        assert_eq!(info.unavailable_reason("total_bytes"), None);
+        assert_eq!(info.unavailable_reason(DeviceField::TotalBytes), None);
         assert_eq!(info.name_or_unknown(), "unknown GPU");
     }
 }

@@ -8,7 +8,8 @@
 //! "warming up" rather than inventing a number; on Windows the PDH engine counters are
 //! collected twice, 100 ms apart, within one call. NVML and amdgpu report ready-made rates.
 
-use crate::snapshot::{GpuQuerySource, Unavailable};
+use crate::snapshot::GpuQuerySource;
+use crate::unavailable::{TelemetryField, Unavailable};
 
 /// One GPU's activity at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +47,7 @@ pub struct DeviceTelemetry {
     pub pcie_link_width: Option<u32>,
     /// Why each `None` field above is `None` (`"warming up: needs a second reading"`,
     /// `"not exposed by amdgpu on this card"`, ...).
-    pub unavailable: Vec<Unavailable>,
+    pub unavailable: Vec<Unavailable<TelemetryField>>,
     /// Which backend produced the figures.
     pub source: GpuQuerySource,
 }
@@ -75,13 +76,13 @@ impl DeviceTelemetry {
     }
 
     /// Records why `field` is `None`.
-    pub fn mark_unavailable(&mut self, field: &'static str, reason: impl Into<String>) {
+    pub fn mark_unavailable(&mut self, field: TelemetryField, reason: impl Into<String>) {
         self.unavailable.push(Unavailable::new(field, reason));
     }
 
     /// Why `field` is `None`, when a reason was recorded.
     #[must_use]
-    pub fn unavailable_reason(&self, field: &str) -> Option<&str> {
+    pub fn unavailable_reason(&self, field: TelemetryField) -> Option<&str> {
         self.unavailable
             .iter()
             .find(|u| u.field == field)
@@ -99,13 +100,13 @@ mod tests {
         assert_eq!(t.index, 2);
         assert!(t.gpu_utilization_percent.is_none() && t.power_watts.is_none());
         t.mark_unavailable(
-            "gpu_utilization_percent",
+            TelemetryField::GpuUtilizationPercent,
             "warming up: needs a second reading",
         );
         assert_eq!(
-            t.unavailable_reason("gpu_utilization_percent"),
+            t.unavailable_reason(TelemetryField::GpuUtilizationPercent),
             Some("warming up: needs a second reading")
         );
-        assert_eq!(t.unavailable_reason("power_watts"), None);
+        assert_eq!(t.unavailable_reason(TelemetryField::PowerWatts), None);
     }
 }

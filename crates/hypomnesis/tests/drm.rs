@@ -9,7 +9,7 @@ mod tree;
 
 use std::path::PathBuf;
 
-use hypomnesis::{GpuProcessEntry, GpuQuerySource, GpuVendor, HypomnesisError, Probe};
+use hypomnesis::{DeviceField, GpuProcessEntry, GpuQuerySource, GpuVendor, HypomnesisError, Probe};
 use tree::DrmTree;
 
 const KIB: u64 = 1024;
@@ -79,7 +79,7 @@ fn amdgpu_discrete_figures_come_from_sysfs() {
     assert_eq!(dev.free_bytes, Some(23_605_542_912));
     assert_eq!(dev.reserved_bytes, None);
     assert!(
-        dev.unavailable_reason("reserved_bytes")
+        dev.unavailable_reason(DeviceField::ReservedBytes)
             .unwrap()
             .contains("inside used")
     );
@@ -87,7 +87,7 @@ fn amdgpu_discrete_figures_come_from_sysfs() {
     assert_eq!(dev.system_used_bytes, Some(100 * MIB));
     assert!(!dev.unified_memory, "VRAM vendor known and 24 GiB of VRAM");
     assert_eq!(dev.uuid, None);
-    assert!(dev.unavailable_reason("driver_version").is_some());
+    assert!(dev.unavailable_reason(DeviceField::DriverVersion).is_some());
 }
 
 #[test]
@@ -116,18 +116,21 @@ fn intel_integrated_has_no_memory_figures_and_says_why() {
     assert!(dev.unified_memory, "Intel on PCI bus 0");
     assert_eq!(dev.total_bytes, None);
     assert!(
-        dev.unavailable_reason("total_bytes")
+        dev.unavailable_reason(DeviceField::TotalBytes)
             .unwrap()
             .contains("integrated")
     );
     assert_eq!(dev.used_bytes, None);
     assert!(
-        dev.unavailable_reason("used_bytes")
+        dev.unavailable_reason(DeviceField::UsedBytes)
             .unwrap()
             .contains("i915")
     );
     assert_eq!(dev.system_total_bytes, None);
-    assert!(dev.unavailable_reason("system_total_bytes").is_some());
+    assert!(
+        dev.unavailable_reason(DeviceField::SystemTotalBytes)
+            .is_some()
+    );
 }
 
 #[test]
@@ -137,7 +140,11 @@ fn xe_discrete_total_is_the_tiles_physical_vram() {
     assert_eq!(dev.vendor, GpuVendor::Intel);
     assert_eq!(dev.total_bytes, Some(12 * GIB));
     assert_eq!(dev.used_bytes, None);
-    assert!(dev.unavailable_reason("used_bytes").unwrap().contains("xe"));
+    assert!(
+        dev.unavailable_reason(DeviceField::UsedBytes)
+            .unwrap()
+            .contains("xe")
+    );
     assert!(!dev.unified_memory);
 }
 
@@ -150,7 +157,7 @@ fn a_platform_gpu_is_named_by_driver_and_device() {
     assert_eq!(dev.pci_bus_id, None);
     assert!(dev.unified_memory);
     assert!(
-        dev.unavailable_reason("total_bytes")
+        dev.unavailable_reason(DeviceField::TotalBytes)
             .unwrap()
             .contains("host RAM")
     );
@@ -692,7 +699,7 @@ fn a_card_bound_to_nvidia_is_shown_with_unknown_memory_when_nvidias_tools_are_un
     assert_eq!(card.vendor, GpuVendor::Nvidia);
     assert_eq!(card.total_bytes, None);
     assert_eq!(card.used_bytes, None);
-    let why = card.unavailable_reason("total_bytes").unwrap();
+    let why = card.unavailable_reason(DeviceField::TotalBytes).unwrap();
     assert!(
         why.starts_with("bound to the nvidia driver") && why.contains("/nonexistent"),
         "{why}"

@@ -9,7 +9,7 @@
 #[path = "../../../fixtures/drm/tree.rs"]
 mod tree;
 
-use hypomnesis::{GpuQuerySource, Probe};
+use hypomnesis::{GpuQuerySource, Probe, TelemetryField};
 use tree::DrmTree;
 
 const MIB: u64 = 1024 * 1024;
@@ -50,7 +50,7 @@ fn amdgpu_discrete_reads_busy_percent_hwmon_dpm_and_link() {
     assert_eq!(t.pcie_link_width, Some(16));
     assert_eq!(t.encoder_utilization_percent, None);
     assert!(
-        t.unavailable_reason("encoder_utilization_percent")
+        t.unavailable_reason(TelemetryField::EncoderUtilizationPercent)
             .is_some()
     );
 }
@@ -66,11 +66,11 @@ fn an_apu_has_sensors_but_no_fan_cap_memory_busy_or_link() {
     assert_eq!(t.sm_clock_mhz, Some(1500));
     assert_eq!(t.memory_clock_mhz, Some(1000));
     for field in [
-        "memory_utilization_percent",
-        "power_limit_watts",
-        "fan_percent",
-        "pcie_link_generation",
-        "pcie_link_width",
+        TelemetryField::MemoryUtilizationPercent,
+        TelemetryField::PowerLimitWatts,
+        TelemetryField::FanPercent,
+        TelemetryField::PcieLinkGeneration,
+        TelemetryField::PcieLinkWidth,
     ] {
         assert!(t.unavailable_reason(field).is_some(), "{field}: {t:#?}");
     }
@@ -83,10 +83,10 @@ fn missing_hwmon_gives_reasons_not_zeros() {
     let tree = tree::telemetry_tree();
     let t = probe(&tree).telemetry(0).unwrap();
     for field in [
-        "temperature_celsius",
-        "power_watts",
-        "power_limit_watts",
-        "fan_percent",
+        TelemetryField::TemperatureCelsius,
+        TelemetryField::PowerWatts,
+        TelemetryField::PowerLimitWatts,
+        TelemetryField::FanPercent,
     ] {
         let reason = t
             .unavailable_reason(field)
@@ -99,7 +99,7 @@ fn missing_hwmon_gives_reasons_not_zeros() {
     assert_eq!(t.sm_clock_mhz, Some(1300));
     // First call: engine utilization needs a second reading.
     assert_eq!(
-        t.unavailable_reason("gpu_utilization_percent"),
+        t.unavailable_reason(TelemetryField::GpuUtilizationPercent),
         Some("warming up: needs a second reading")
     );
 }
@@ -111,7 +111,7 @@ fn xe_energy_needs_two_readings_and_then_gives_watts() {
     let first = probe.telemetry(2).unwrap();
     assert_eq!(first.power_watts, None);
     assert_eq!(
-        first.unavailable_reason("power_watts"),
+        first.unavailable_reason(TelemetryField::PowerWatts),
         Some("warming up: needs a second reading")
     );
     // The `card` channel (power2_max, 190 W) wins over `pkg` (power1_max, 150 W).
@@ -119,7 +119,11 @@ fn xe_energy_needs_two_readings_and_then_gives_watts() {
     assert_eq!(first.sm_clock_mhz, Some(2850));
     assert_eq!(first.pcie_link_generation, Some(4));
     assert_eq!(first.pcie_link_width, Some(8));
-    assert!(first.unavailable_reason("temperature_celsius").is_some());
+    assert!(
+        first
+            .unavailable_reason(TelemetryField::TemperatureCelsius)
+            .is_some()
+    );
     // 2 J on the card channel after at least 20 ms: at most 2 / 0.02 = 100 W, and more than
     // 0 W (the test runs in well under the 2 000 s that would round it to nothing).
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -137,7 +141,7 @@ fn xe_energy_needs_two_readings_and_then_gives_watts() {
     assert_eq!(third.power_watts, None);
     assert!(
         third
-            .unavailable_reason("power_watts")
+            .unavailable_reason(TelemetryField::PowerWatts)
             .unwrap()
             .contains("backwards")
     );

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hypomnesis::{
-    GpuDeviceInfo, GpuProcessKind, GpuQuerySource, GpuVendor, HypomnesisError, Probe,
+    DeviceField, GpuDeviceInfo, GpuProcessKind, GpuQuerySource, GpuVendor, HypomnesisError, Probe,
 };
 
 const MIB: u64 = 1_048_576;
@@ -116,7 +116,7 @@ fn idle_h100_is_one_device_with_exact_byte_figures_and_no_processes() {
     assert_eq!(d.used_bytes, Some(0));
     assert_eq!(d.free_bytes, Some(81081 * MIB));
     assert_eq!(d.reserved_bytes, Some(479 * MIB));
-    assert_eq!(d.unavailable_reason("total_bytes"), None);
+    assert_eq!(d.unavailable_reason(DeviceField::TotalBytes), None);
 
     assert!(p.processes(0).unwrap().is_empty());
     let own = p.process_gpu_info(0).unwrap();
@@ -347,7 +347,12 @@ fn mig_without_privileges_gives_identity_but_no_memory_and_no_process_list() {
         (d.total_bytes, d.used_bytes, d.free_bytes, d.reserved_bytes),
         (None, None, None, None)
     );
-    for field in ["total_bytes", "used_bytes", "free_bytes", "reserved_bytes"] {
+    for field in [
+        DeviceField::TotalBytes,
+        DeviceField::UsedBytes,
+        DeviceField::FreeBytes,
+        DeviceField::ReservedBytes,
+    ] {
         let reason = d.unavailable_reason(field).unwrap_or_default();
         assert!(
             reason.contains("[Insufficient Permissions]"),
@@ -376,7 +381,9 @@ fn gb10_reports_unified_memory_and_no_invented_device_figures() {
         (d.total_bytes, d.used_bytes, d.free_bytes, d.reserved_bytes),
         (None, None, None, None)
     );
-    let reason = d.unavailable_reason("total_bytes").unwrap_or_default();
+    let reason = d
+        .unavailable_reason(DeviceField::TotalBytes)
+        .unwrap_or_default();
     assert!(reason.contains("[N/A]"), "{reason:?}");
     assert!(p.processes(0).unwrap().is_empty());
     assert!(p.process_gpu_info(0).is_err());
@@ -393,7 +400,7 @@ fn an_old_driver_refusing_memory_reserved_is_asked_again_without_it() {
     assert_eq!(d.free_bytes, Some(14950 * MIB));
     assert_eq!(d.reserved_bytes, None);
     assert_eq!(
-        d.unavailable_reason("reserved_bytes"),
+        d.unavailable_reason(DeviceField::ReservedBytes),
         Some("nvidia-smi on this driver has no memory.reserved field")
     );
     // A second question on the same probe goes straight to the query without the field.

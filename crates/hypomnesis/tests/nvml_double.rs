@@ -7,7 +7,7 @@
 //! checks that the library reports what the (pynvml-checked) double declares.
 #![cfg(target_os = "linux")]
 
-use hypomnesis::{GpuProcessKind, GpuQuerySource, HypomnesisError, Probe};
+use hypomnesis::{DeviceField, GpuProcessKind, GpuQuerySource, HypomnesisError, Probe};
 use serde_json::Value;
 
 /// Runs `body` with a probe on the double loaded with `scenario`, in a process of its own;
@@ -201,7 +201,7 @@ fn pre_r510_driver_falls_back_to_v1_without_reserved() {
             let info = probe.device_info(0).unwrap();
             let memory = &device(&declared, 0)["memory"];
             assert_eq!(info.reserved_bytes, None);
-            let reason = info.unavailable_reason("reserved_bytes").unwrap();
+            let reason = info.unavailable_reason(DeviceField::ReservedBytes).unwrap();
             assert!(reason.contains("R510"), "{reason}");
             assert_eq!(info.total_bytes, Some(u64_at(memory, "total")));
             // v1 folds the reserved memory into `used`.
@@ -239,7 +239,7 @@ fn used_greater_than_total_is_dropped_with_a_reason() {
             assert_eq!(info.total_bytes, Some(85_520_809_984));
             assert_eq!(info.used_bytes, None);
             assert_eq!(info.free_bytes, None);
-            let reason = info.unavailable_reason("used_bytes").unwrap();
+            let reason = info.unavailable_reason(DeviceField::UsedBytes).unwrap();
             assert!(reason.contains("impossible"), "{reason}");
             let rows = probe.processes(0).unwrap();
             assert!(rows.iter().any(|r| r.used_bytes.is_none()));
@@ -361,7 +361,7 @@ fn unified_memory_device_is_flagged_not_reported_as_zero() {
             assert_eq!(info.total_bytes, None);
             assert_eq!(info.free_bytes, None);
             assert!(
-                info.unavailable_reason("total_bytes")
+                info.unavailable_reason(DeviceField::TotalBytes)
                     .unwrap()
                     .contains("unified")
             );
@@ -647,7 +647,7 @@ fn memory_v2_not_supported_tries_v1_before_calling_the_device_unified() {
             assert_eq!(info.total_bytes, Some(u64_at(memory, "total")));
             assert_eq!(info.free_bytes, Some(u64_at(memory, "free")));
             assert_eq!(info.reserved_bytes, None);
-            let reason = info.unavailable_reason("reserved_bytes").unwrap();
+            let reason = info.unavailable_reason(DeviceField::ReservedBytes).unwrap();
             assert!(reason.contains("NOT_SUPPORTED"), "{reason}");
         },
     );
@@ -663,7 +663,7 @@ fn device_parts_adding_up_past_the_total_are_refused() {
             assert_eq!(info.free_bytes, None);
             assert_eq!(info.used_bytes, None);
             assert_eq!(info.reserved_bytes, None);
-            let reason = info.unavailable_reason("free_bytes").unwrap();
+            let reason = info.unavailable_reason(DeviceField::FreeBytes).unwrap();
             assert!(reason.contains("impossible"), "{reason}");
             assert!(!info.unified_memory);
         },

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hypomnesis::{DeviceTelemetry, GpuQuerySource, HypomnesisError, Probe};
+use hypomnesis::{DeviceTelemetry, GpuQuerySource, HypomnesisError, Probe, TelemetryField};
 use serde_json::Value;
 
 /// Runs `body` with a probe on the double loaded with `scenario`, in a process of its own;
@@ -23,7 +23,12 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-fn assert_none_because(t: &DeviceTelemetry, field: &str, value_is_none: bool, needle: &str) {
+fn assert_none_because(
+    t: &DeviceTelemetry,
+    field: TelemetryField,
+    value_is_none: bool,
+    needle: &str,
+) {
     assert!(value_is_none, "{field} should be None: {t:?}");
     let reason = t
         .unavailable_reason(field)
@@ -70,7 +75,12 @@ fn every_declared_figure_is_reported_in_its_unit() {
             assert_eq!(t.encoder_utilization_percent, Some(0.0), "0 % is a reading");
             assert_eq!(t.decoder_utilization_percent, Some(num(&d["decoder"])));
             // An SXM H100 has no fan.
-            assert_none_because(&t, "fan_percent", t.fan_percent.is_none(), "not supported");
+            assert_none_because(
+                &t,
+                TelemetryField::FanPercent,
+                t.fan_percent.is_none(),
+                "not supported",
+            );
             assert_eq!(t.unavailable.len(), 1, "only the fan is missing: {t:?}");
         },
     );
@@ -87,14 +97,14 @@ fn not_supported_figures_are_none_with_the_reason() {
             assert_eq!(t.gpu_utilization_percent, Some(0.0), "idle is 0, a reading");
             assert_none_because(
                 &t,
-                "power_limit_watts",
+                TelemetryField::PowerLimitWatts,
                 t.power_limit_watts.is_none(),
                 "not supported by this GPU/driver",
             );
             // Refused through the scenario's errors map.
             assert_none_because(
                 &t,
-                "encoder_utilization_percent",
+                TelemetryField::EncoderUtilizationPercent,
                 t.encoder_utilization_percent.is_none(),
                 "not supported by this GPU/driver",
             );
@@ -112,29 +122,38 @@ fn a_driver_with_no_telemetry_gives_reasons_never_zeros() {
             let t = probe.telemetry(0).unwrap();
             let fields = [
                 (
-                    "gpu_utilization_percent",
+                    TelemetryField::GpuUtilizationPercent,
                     t.gpu_utilization_percent.is_none(),
                 ),
                 (
-                    "memory_utilization_percent",
+                    TelemetryField::MemoryUtilizationPercent,
                     t.memory_utilization_percent.is_none(),
                 ),
                 (
-                    "encoder_utilization_percent",
+                    TelemetryField::EncoderUtilizationPercent,
                     t.encoder_utilization_percent.is_none(),
                 ),
                 (
-                    "decoder_utilization_percent",
+                    TelemetryField::DecoderUtilizationPercent,
                     t.decoder_utilization_percent.is_none(),
                 ),
-                ("temperature_celsius", t.temperature_celsius.is_none()),
-                ("power_watts", t.power_watts.is_none()),
-                ("power_limit_watts", t.power_limit_watts.is_none()),
-                ("sm_clock_mhz", t.sm_clock_mhz.is_none()),
-                ("memory_clock_mhz", t.memory_clock_mhz.is_none()),
-                ("fan_percent", t.fan_percent.is_none()),
-                ("pcie_link_generation", t.pcie_link_generation.is_none()),
-                ("pcie_link_width", t.pcie_link_width.is_none()),
+                (
+                    TelemetryField::TemperatureCelsius,
+                    t.temperature_celsius.is_none(),
+                ),
+                (TelemetryField::PowerWatts, t.power_watts.is_none()),
+                (
+                    TelemetryField::PowerLimitWatts,
+                    t.power_limit_watts.is_none(),
+                ),
+                (TelemetryField::SmClockMhz, t.sm_clock_mhz.is_none()),
+                (TelemetryField::MemoryClockMhz, t.memory_clock_mhz.is_none()),
+                (TelemetryField::FanPercent, t.fan_percent.is_none()),
+                (
+                    TelemetryField::PcieLinkGeneration,
+                    t.pcie_link_generation.is_none(),
+                ),
+                (TelemetryField::PcieLinkWidth, t.pcie_link_width.is_none()),
             ];
             for (field, none) in fields {
                 assert_none_because(&t, field, none, "not supported by this GPU/driver");
@@ -156,7 +175,7 @@ fn mig_devices_say_utilization_is_unsupported_on_mig() {
             let t = probe.telemetry(0).unwrap();
             assert_none_because(
                 &t,
-                "gpu_utilization_percent",
+                TelemetryField::GpuUtilizationPercent,
                 t.gpu_utilization_percent.is_none(),
                 "MIG",
             );

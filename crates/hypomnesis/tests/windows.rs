@@ -15,8 +15,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use hypomnesis::{
-    HypomnesisError, MemoryDetail, Probe, Snapshot, SpillTracker, is_spill_measurable,
-    snapshot_is_spilling,
+    DeviceField, HypomnesisError, MemoryDetail, Probe, Snapshot, SpillTracker, TelemetryField,
+    is_spill_measurable, snapshot_is_spilling,
 };
 
 const MIB: u64 = 1 << 20;
@@ -205,7 +205,7 @@ fn missing_gpu_counters_fall_back_without_touching_the_rest_of_pdh() {
     let probe = windows_only();
     let device = probe.device_info(0).unwrap();
     assert_eq!(device.used_bytes, None, "no counters: unknown, not 0");
-    let reason = device.unavailable_reason("used_bytes").unwrap();
+    let reason = device.unavailable_reason(DeviceField::UsedBytes).unwrap();
     assert!(reason.contains("0xC0000BB9"), "{reason}");
     assert!(reason.contains("PDH_CSTATUS_NO_OBJECT"), "{reason}");
     // Listing processes adds the \GPU Process Memory counter, which fails the same way; had
@@ -307,10 +307,15 @@ fn telemetry_without_engine_counters_is_ok_with_a_reason() {
         t.gpu_utilization_percent, None,
         "no counters: unknown, not 0"
     );
-    let reason = t.unavailable_reason("gpu_utilization_percent").unwrap();
+    let reason = t
+        .unavailable_reason(TelemetryField::GpuUtilizationPercent)
+        .unwrap();
     assert!(reason.contains("GPU Engine"), "{reason}");
     assert!(reason.contains("PDH_CSTATUS_NO_OBJECT"), "{reason}");
-    assert!(t.unavailable_reason("temperature_celsius").is_some());
+    assert!(
+        t.unavailable_reason(TelemetryField::TemperatureCelsius)
+            .is_some()
+    );
     let (all, errors) = probe.telemetry_all().unwrap();
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(all.first().map(|t| t.index), Some(0));

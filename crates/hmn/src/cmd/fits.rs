@@ -79,7 +79,7 @@ pub fn decide(requested: u64, devices: &[Result<GpuDeviceInfo, String>]) -> Fits
                     Ok(d) => format!(
                         "GPU {}: {}",
                         d.index,
-                        d.unavailable_reason("budget_bytes")
+                        d.unavailable_reason(hypomnesis::DeviceField::BudgetBytes)
                             .map_or_else(|| "no budget reported".to_owned(), str::to_owned)
                     ),
                 })
@@ -267,7 +267,7 @@ mod tests {
     fn unknown_free_memory_cannot_tell_and_gives_the_reasons() {
         let d = GpuDeviceInfo::builder()
             .unavailable(
-                "budget_bytes",
+                hypomnesis::DeviceField::BudgetBytes,
                 "free memory unknown ([Insufficient Permissions])",
             )
             .build();

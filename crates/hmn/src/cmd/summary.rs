@@ -361,8 +361,8 @@ pub fn device_line(device: &GpuDeviceInfo, out: &Output) -> String {
         }
         line.push(')');
     } else if let Some(reason) = [
-        ("total_bytes", device.total_bytes),
-        ("free_bytes", device.free_bytes),
+        (hypomnesis::DeviceField::TotalBytes, device.total_bytes),
+        (hypomnesis::DeviceField::FreeBytes, device.free_bytes),
     ]
     .into_iter()
     .find_map(|(field, figure)| {

@@ -633,7 +633,10 @@ mod tests {
             // The cgroup's room (host() below) binds before GTT and host available.
             .budget_bytes(29_957_607_424_u64)
             .budget_basis(hypomnesis::BudgetBasis::CgroupLimit)
-            .unavailable("reserved_bytes", "amdgpu has no reserved figure")
+            .unavailable(
+                hypomnesis::DeviceField::ReservedBytes,
+                "amdgpu has no reserved figure",
+            )
             .build()
     }
 

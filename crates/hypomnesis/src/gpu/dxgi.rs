@@ -36,6 +36,7 @@
 use crate::gpu::pdh::{EngineUtilization, Luid, engine_utilization};
 use crate::snapshot::{GpuDeviceInfo, GpuQuerySource, GpuVendor};
 use crate::telemetry::DeviceTelemetry;
+use crate::unavailable::{DeviceField, TelemetryField};
 
 /// Why the figures Windows has no public source for are `None`.
 pub(crate) const NOT_EXPOSED: &str =
@@ -51,9 +52,9 @@ pub(crate) fn telemetry_record(
 ) -> DeviceTelemetry {
     let mut t = DeviceTelemetry::empty(index, GpuQuerySource::Pdh);
     let engines = [
-        "gpu_utilization_percent",
-        "encoder_utilization_percent",
-        "decoder_utilization_percent",
+        TelemetryField::GpuUtilizationPercent,
+        TelemetryField::EncoderUtilizationPercent,
+        TelemetryField::DecoderUtilizationPercent,
     ];
     match reading {
         Ok(items) => {
@@ -92,15 +93,15 @@ pub(crate) fn telemetry_record(
         }
     }
     for field in [
-        "memory_utilization_percent",
-        "temperature_celsius",
-        "power_watts",
-        "power_limit_watts",
-        "sm_clock_mhz",
-        "memory_clock_mhz",
-        "fan_percent",
-        "pcie_link_generation",
-        "pcie_link_width",
+        TelemetryField::MemoryUtilizationPercent,
+        TelemetryField::TemperatureCelsius,
+        TelemetryField::PowerWatts,
+        TelemetryField::PowerLimitWatts,
+        TelemetryField::SmClockMhz,
+        TelemetryField::MemoryClockMhz,
+        TelemetryField::FanPercent,
+        TelemetryField::PcieLinkGeneration,
+        TelemetryField::PcieLinkWidth,
     ] {
         t.mark_unavailable(field, NOT_EXPOSED);
     }
@@ -239,19 +240,23 @@ pub(crate) struct AdapterUse {
 pub(crate) fn device_record(adapter: &Adapter, usage: &AdapterUse) -> GpuDeviceInfo {
     let mut info = GpuDeviceInfo::new(0, vendor_of(adapter.vendor_id), GpuQuerySource::Dxgi);
     if adapter.name.is_empty() {
-        info.mark_unavailable("name", "DXGI gave an empty adapter description");
+        info.mark_unavailable(DeviceField::Name, "DXGI gave an empty adapter description");
     } else {
         info.name = Some(adapter.name.clone());
     }
     info.pci_bus_id = adapter.pci_bus_id();
     info.mark_unavailable(
-        "reserved_bytes",
+        DeviceField::ReservedBytes,
         "DXGI and the GPU counters report no driver-reserved figure",
     );
     info.total_bytes = nonzero(adapter.dedicated_video);
     if info.total_bytes.is_none() {
         info.unified_memory = true;
-        for field in ["total_bytes", "free_bytes", "used_bytes"] {
+        for field in [
+            DeviceField::TotalBytes,
+            DeviceField::FreeBytes,
+            DeviceField::UsedBytes,
+        ] {
             info.mark_unavailable(
                 field,
                 "the adapter has no dedicated video memory: an integrated GPU that uses shared system memory",
@@ -264,18 +269,21 @@ pub(crate) fn device_record(adapter: &Adapter, usage: &AdapterUse) -> GpuDeviceI
                 info.free_bytes = info.total_bytes.map(|t| t.saturating_sub(*used));
             }
             Err(reason) => {
-                info.mark_unavailable("used_bytes", reason.clone());
-                info.mark_unavailable("free_bytes", reason.clone());
+                info.mark_unavailable(DeviceField::UsedBytes, reason.clone());
+                info.mark_unavailable(DeviceField::FreeBytes, reason.clone());
             }
         }
     }
     info.system_total_bytes = nonzero(adapter.shared_system);
     if info.system_total_bytes.is_none() {
-        info.mark_unavailable("system_total_bytes", "DXGI reports no shared system memory");
+        info.mark_unavailable(
+            DeviceField::SystemTotalBytes,
+            "DXGI reports no shared system memory",
+        );
     }
     match &usage.shared {
         Ok(used) => info.system_used_bytes = Some(*used),
-        Err(reason) => info.mark_unavailable("system_used_bytes", reason.clone()),
+        Err(reason) => info.mark_unavailable(DeviceField::SystemUsedBytes, reason.clone()),
     }
     info
 }
@@ -767,17 +775,26 @@ mod tests {
         assert_eq!(t.decoder_utilization_percent, Some(20.0));
         assert_eq!(t.encoder_utilization_percent, None);
         assert!(
-            t.unavailable_reason("encoder_utilization_percent")
+            t.unavailable_reason(TelemetryField::EncoderUtilizationPercent)
                 .is_some()
         );
-        assert_eq!(t.unavailable_reason("gpu_utilization_percent"), None);
-        assert_eq!(t.unavailable_reason("power_watts"), Some(NOT_EXPOSED));
+        assert_eq!(
+            t.unavailable_reason(TelemetryField::GpuUtilizationPercent),
+            None
+        );
+        assert_eq!(
+            t.unavailable_reason(TelemetryField::PowerWatts),
+            Some(NOT_EXPOSED)
+        );
         let idle = telemetry_record(1, Luid { high: 0, low: 7 }, Ok(&items));
         assert_eq!(
             idle.gpu_utilization_percent, None,
             "no instance: unknown, not 0"
         );
-        assert!(idle.unavailable_reason("gpu_utilization_percent").is_some());
+        assert!(
+            idle.unavailable_reason(TelemetryField::GpuUtilizationPercent)
+                .is_some()
+        );
     }
 
     #[test]
@@ -789,11 +806,11 @@ mod tests {
         );
         assert_eq!(t.gpu_utilization_percent, None);
         assert_eq!(
-            t.unavailable_reason("gpu_utilization_percent"),
+            t.unavailable_reason(TelemetryField::GpuUtilizationPercent),
             Some("PDH: PdhAddEnglishCounterW failed")
         );
         assert!(
-            t.unavailable_reason("decoder_utilization_percent")
+            t.unavailable_reason(TelemetryField::DecoderUtilizationPercent)
                 .is_some()
         );
     }
@@ -930,7 +947,11 @@ mod tests {
         assert_eq!(record.system_used_bytes, Some(200 << 20));
         assert_eq!(record.pci_bus_id.as_deref(), Some("00000000:03:00.0"));
         assert_eq!(record.source, GpuQuerySource::Dxgi);
-        assert!(record.unavailable_reason("reserved_bytes").is_some());
+        assert!(
+            record
+                .unavailable_reason(DeviceField::ReservedBytes)
+                .is_some()
+        );
     }
 
     #[test]
@@ -949,7 +970,7 @@ mod tests {
         assert_eq!(record.free_bytes, None);
         assert_eq!(record.system_used_bytes, None);
         assert_eq!(
-            record.unavailable_reason("used_bytes"),
+            record.unavailable_reason(DeviceField::UsedBytes),
             Some(reason.as_str())
         );
     }

@@ -27,6 +27,7 @@
 
 use crate::snapshot::{GpuDeviceInfo, GpuQuerySource, GpuVendor};
 use crate::telemetry::DeviceTelemetry;
+use crate::unavailable::{DeviceField, TelemetryField};
 
 /// The `PerformanceStatistics` key for GPU memory in use by all processes.
 pub(crate) const IN_USE_SYSTEM_MEMORY: &str = "In use system memory";
@@ -80,22 +81,22 @@ pub(crate) fn telemetry_record(index: u32, entries: &[Vec<(String, i64)>]) -> De
     t.gpu_utilization_percent = device_utilization_percent(entries);
     if t.gpu_utilization_percent.is_none() {
         t.mark_unavailable(
-            "gpu_utilization_percent",
+            TelemetryField::GpuUtilizationPercent,
             "the IOAccelerator registry has no \"Device Utilization %\" statistic",
         );
     }
     for field in [
-        "memory_utilization_percent",
-        "encoder_utilization_percent",
-        "decoder_utilization_percent",
-        "temperature_celsius",
-        "power_watts",
-        "power_limit_watts",
-        "sm_clock_mhz",
-        "memory_clock_mhz",
-        "fan_percent",
-        "pcie_link_generation",
-        "pcie_link_width",
+        TelemetryField::MemoryUtilizationPercent,
+        TelemetryField::EncoderUtilizationPercent,
+        TelemetryField::DecoderUtilizationPercent,
+        TelemetryField::TemperatureCelsius,
+        TelemetryField::PowerWatts,
+        TelemetryField::PowerLimitWatts,
+        TelemetryField::SmClockMhz,
+        TelemetryField::MemoryClockMhz,
+        TelemetryField::FanPercent,
+        TelemetryField::PcieLinkGeneration,
+        TelemetryField::PcieLinkWidth,
     ] {
         t.mark_unavailable(field, NOT_EXPOSED);
     }
@@ -141,37 +142,40 @@ pub(crate) fn device_record(
     info.name = Some(facts.name.clone()).filter(|n| !n.is_empty());
     info.unified_memory = facts.unified;
     info.system_total_bytes = Some(facts.budget).filter(|&b| b > 0);
-    info.mark_unavailable("reserved_bytes", "Metal reports no driver-reserved figure");
+    info.mark_unavailable(
+        DeviceField::ReservedBytes,
+        "Metal reports no driver-reserved figure",
+    );
     if facts.unified {
         info.total_bytes = memsize;
         if memsize.is_none() {
-            info.mark_unavailable("total_bytes", "sysctl hw.memsize failed");
+            info.mark_unavailable(DeviceField::TotalBytes, "sysctl hw.memsize failed");
         }
         info.used_bytes = in_use;
         info.system_used_bytes = in_use;
         if in_use.is_none() {
             let reason = "the IOAccelerator registry has no \"In use system memory\" statistic";
-            info.mark_unavailable("used_bytes", reason);
-            info.mark_unavailable("system_used_bytes", reason);
+            info.mark_unavailable(DeviceField::UsedBytes, reason);
+            info.mark_unavailable(DeviceField::SystemUsedBytes, reason);
         }
         info.mark_unavailable(
-            "free_bytes",
+            DeviceField::FreeBytes,
             "unified memory: the GPU allocates from host RAM, so what is free is the host's available memory; the GPU's budget is system_total_bytes",
         );
     } else {
         let reason = "Metal does not report a discrete GPU's memory size or use";
         for field in [
-            "total_bytes",
-            "free_bytes",
-            "used_bytes",
-            "system_used_bytes",
+            DeviceField::TotalBytes,
+            DeviceField::FreeBytes,
+            DeviceField::UsedBytes,
+            DeviceField::SystemUsedBytes,
         ] {
             info.mark_unavailable(field, reason);
         }
     }
     if info.system_total_bytes.is_none() {
         info.mark_unavailable(
-            "system_total_bytes",
+            DeviceField::SystemTotalBytes,
             "Metal reported no recommended working-set size",
         );
     }
@@ -591,10 +595,16 @@ mod tests {
         );
         let t = telemetry_record(0, &[m1_pro]);
         assert_eq!(t.gpu_utilization_percent, Some(34.0));
-        assert_eq!(t.unavailable_reason("gpu_utilization_percent"), None);
-        assert_eq!(t.unavailable_reason("power_watts"), Some(NOT_EXPOSED));
         assert_eq!(
-            t.unavailable_reason("temperature_celsius"),
+            t.unavailable_reason(TelemetryField::GpuUtilizationPercent),
+            None
+        );
+        assert_eq!(
+            t.unavailable_reason(TelemetryField::PowerWatts),
+            Some(NOT_EXPOSED)
+        );
+        assert_eq!(
+            t.unavailable_reason(TelemetryField::TemperatureCelsius),
             Some(NOT_EXPOSED)
         );
         assert_eq!(t.source, GpuQuerySource::Metal);
@@ -623,7 +633,7 @@ mod tests {
         let t = telemetry_record(1, &[none]);
         assert_eq!(t.gpu_utilization_percent, None);
         assert!(
-            t.unavailable_reason("gpu_utilization_percent")
+            t.unavailable_reason(TelemetryField::GpuUtilizationPercent)
                 .is_some_and(|r| r.contains("Device Utilization"))
         );
     }
@@ -646,7 +656,11 @@ mod tests {
         assert_eq!(d.used_bytes, Some(7_688_503_296));
         assert_eq!(d.system_used_bytes, Some(7_688_503_296));
         assert_eq!(d.free_bytes, None);
-        assert!(d.unavailable_reason("free_bytes").unwrap().contains("host"));
+        assert!(
+            d.unavailable_reason(DeviceField::FreeBytes)
+                .unwrap()
+                .contains("host")
+        );
         assert_eq!(d.source, GpuQuerySource::Metal);
     }
 
@@ -654,7 +668,7 @@ mod tests {
     fn missing_statistics_are_unknown_not_zero() {
         let d = device_record(&m1(), Some(16 << 30), None);
         assert_eq!(d.used_bytes, None);
-        assert!(d.unavailable_reason("used_bytes").is_some());
+        assert!(d.unavailable_reason(DeviceField::UsedBytes).is_some());
     }
 
     #[test]

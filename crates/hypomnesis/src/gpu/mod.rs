@@ -21,6 +21,7 @@ use crate::snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
 };
 use crate::telemetry::DeviceTelemetry;
+use crate::unavailable::{DeviceField, TelemetryField};
 
 // The parsers build everywhere (and are tested everywhere); the readers are Linux-only.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -392,7 +393,10 @@ impl GpuBackends {
             info.unavailable.retain(|u| {
                 !matches!(
                     u.field,
-                    "total_bytes" | "free_bytes" | "used_bytes" | "reserved_bytes"
+                    DeviceField::TotalBytes
+                        | DeviceField::FreeBytes
+                        | DeviceField::UsedBytes
+                        | DeviceField::ReservedBytes
                 )
             });
             info.unavailable.extend(from_smi.unavailable);
@@ -698,9 +702,9 @@ impl GpuBackends {
         }
         let mut telemetry = DeviceTelemetry::empty(index, device.source);
         for field in [
-            "gpu_utilization_percent",
-            "temperature_celsius",
-            "power_watts",
+            TelemetryField::GpuUtilizationPercent,
+            TelemetryField::TemperatureCelsius,
+            TelemetryField::PowerWatts,
         ] {
             telemetry.mark_unavailable(
                 field,

@@ -36,6 +36,7 @@ use std::time::Duration;
 use super::helper::{self, Failure};
 use crate::error::{HypomnesisError, Result};
 use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
+use crate::unavailable::DeviceField;
 
 /// The device query, in the order [`parse_query_gpu`] expects.
 const QUERY_GPU: &str = "--query-gpu=index,uuid,name,pci.bus_id,driver_version,memory.total,memory.used,memory.free,memory.reserved";
@@ -349,21 +350,21 @@ pub(crate) fn parse_query_gpu(text: &str, with_reserved: bool) -> Result<Vec<Gpu
             )));
         };
         let mut info = GpuDeviceInfo::new(index, GpuVendor::Nvidia, GpuQuerySource::NvidiaSmi);
-        info.uuid = text_field(&mut info, "uuid", uuid);
-        info.name = text_field(&mut info, "name", name);
-        info.pci_bus_id = text_field(&mut info, "pci_bus_id", bus);
-        info.driver_version = text_field(&mut info, "driver_version", driver);
+        info.uuid = text_field(&mut info, DeviceField::Uuid, uuid);
+        info.name = text_field(&mut info, DeviceField::Name, name);
+        info.pci_bus_id = text_field(&mut info, DeviceField::PciBusId, bus);
+        info.driver_version = text_field(&mut info, DeviceField::DriverVersion, driver);
         info.mark_unavailable(
-            "cuda_driver_version",
+            DeviceField::CudaDriverVersion,
             "nvidia-smi has no query field for the CUDA version",
         );
-        info.total_bytes = mib_field(&mut info, "total_bytes", total);
-        info.used_bytes = mib_field(&mut info, "used_bytes", used);
-        info.free_bytes = mib_field(&mut info, "free_bytes", free);
+        info.total_bytes = mib_field(&mut info, DeviceField::TotalBytes, total);
+        info.used_bytes = mib_field(&mut info, DeviceField::UsedBytes, used);
+        info.free_bytes = mib_field(&mut info, DeviceField::FreeBytes, free);
         info.reserved_bytes = match reserved {
-            Some(reserved) => mib_field(&mut info, "reserved_bytes", reserved),
+            Some(reserved) => mib_field(&mut info, DeviceField::ReservedBytes, reserved),
             None => {
-                info.mark_unavailable("reserved_bytes", REASON_NO_RESERVED_FIELD);
+                info.mark_unavailable(DeviceField::ReservedBytes, REASON_NO_RESERVED_FIELD);
                 None
             }
         };
@@ -377,7 +378,7 @@ pub(crate) fn parse_query_gpu(text: &str, with_reserved: bool) -> Result<Vec<Gpu
 }
 
 /// A text cell, or `None` with the sentinel recorded as the reason.
-fn text_field(info: &mut GpuDeviceInfo, field: &'static str, text: &str) -> Option<String> {
+fn text_field(info: &mut GpuDeviceInfo, field: DeviceField, text: &str) -> Option<String> {
     match cell(text) {
         Cell::Value("") => {
             info.mark_unavailable(field, "nvidia-smi printed nothing");
@@ -392,7 +393,7 @@ fn text_field(info: &mut GpuDeviceInfo, field: &'static str, text: &str) -> Opti
 }
 
 /// A MiB cell as bytes, or `None` with the reason recorded.
-fn mib_field(info: &mut GpuDeviceInfo, field: &'static str, text: &str) -> Option<u64> {
+fn mib_field(info: &mut GpuDeviceInfo, field: DeviceField, text: &str) -> Option<u64> {
     match cell(text) {
         Cell::Value(value) => match parse_mib(value) {
             Some(mib) => Some(mib.saturating_mul(MIB)),
@@ -425,7 +426,12 @@ fn check_memory(info: &mut GpuDeviceInfo) {
                  reserved {:?} bytes); ignored",
                 info.used_bytes, info.free_bytes, info.reserved_bytes
             );
-            for field in ["total_bytes", "used_bytes", "free_bytes", "reserved_bytes"] {
+            for field in [
+                DeviceField::TotalBytes,
+                DeviceField::UsedBytes,
+                DeviceField::FreeBytes,
+                DeviceField::ReservedBytes,
+            ] {
                 info.unavailable.retain(|u| u.field != field);
                 info.mark_unavailable(field, reason.clone());
             }
@@ -441,7 +447,7 @@ fn check_memory(info: &mut GpuDeviceInfo) {
     {
         info.unified_memory = true;
         for unavailable in &mut info.unavailable {
-            if unavailable.field.ends_with("_bytes") {
+            if unavailable.field.is_bytes() {
                 unavailable
                     .reason
                     .push_str(" (a unified-memory GPU that shares system RAM: see host memory)");
@@ -546,8 +552,11 @@ mod tests {
         assert_eq!(d.free_bytes, mib(81081));
         assert_eq!(d.reserved_bytes, mib(479));
         assert!(!d.unified_memory);
-        assert_eq!(d.unavailable_reason("total_bytes"), None);
-        assert!(d.unavailable_reason("cuda_driver_version").is_some());
+        assert_eq!(d.unavailable_reason(DeviceField::TotalBytes), None);
+        assert!(
+            d.unavailable_reason(DeviceField::CudaDriverVersion)
+                .is_some()
+        );
     }
 
     #[test]
@@ -583,7 +592,11 @@ mod tests {
         let text = "0, GPU-ae37d2f1-8c4b-4e6a-9d3f-1a2b3c4d5e6f, NVIDIA A100-SXM4-40GB, 00000000:07:00.0, 535.161.08, [Insufficient Permissions], [Insufficient Permissions], [Insufficient Permissions], [N/A]\n";
         let d = &parse_query_gpu(text, true).unwrap()[0];
         assert_eq!(d.name.as_deref(), Some("NVIDIA A100-SXM4-40GB"));
-        for field in ["total_bytes", "used_bytes", "free_bytes"] {
+        for field in [
+            DeviceField::TotalBytes,
+            DeviceField::UsedBytes,
+            DeviceField::FreeBytes,
+        ] {
             let reason = d.unavailable_reason(field).unwrap();
             assert!(
                 reason.contains("[Insufficient Permissions]"),
@@ -595,7 +608,7 @@ mod tests {
         assert_eq!(d.free_bytes, None);
         assert_eq!(d.reserved_bytes, None);
         assert!(
-            d.unavailable_reason("reserved_bytes")
+            d.unavailable_reason(DeviceField::ReservedBytes)
                 .unwrap()
                 .contains("[N/A]")
         );
@@ -611,7 +624,7 @@ mod tests {
             (None, None, None, None)
         );
         assert!(d.unified_memory);
-        let reason = d.unavailable_reason("total_bytes").unwrap();
+        let reason = d.unavailable_reason(DeviceField::TotalBytes).unwrap();
         assert!(
             reason.contains("[N/A]") && reason.contains("unified"),
             "{reason}"
@@ -631,24 +644,36 @@ mod tests {
         assert_eq!(d.free_bytes, None);
         assert_eq!(d.reserved_bytes, None);
         assert!(
-            d.unavailable_reason("uuid")
+            d.unavailable_reason(DeviceField::Uuid)
                 .unwrap()
                 .contains("[Unknown Error]")
         );
-        assert!(d.unavailable_reason("name").unwrap().contains("[N/A]"));
-        assert!(d.unavailable_reason("pci_bus_id").unwrap().contains("N/A"));
         assert!(
-            d.unavailable_reason("driver_version")
+            d.unavailable_reason(DeviceField::Name)
+                .unwrap()
+                .contains("[N/A]")
+        );
+        assert!(
+            d.unavailable_reason(DeviceField::PciBusId)
+                .unwrap()
+                .contains("N/A")
+        );
+        assert!(
+            d.unavailable_reason(DeviceField::DriverVersion)
                 .unwrap()
                 .contains("[Requested functionality has been deprecated]")
         );
         assert!(
-            d.unavailable_reason("total_bytes")
+            d.unavailable_reason(DeviceField::TotalBytes)
                 .unwrap()
                 .contains("[Not Supported]")
         );
-        assert!(d.unavailable_reason("free_bytes").unwrap().contains("N/A"));
-        assert_eq!(d.unavailable_reason("used_bytes"), None);
+        assert!(
+            d.unavailable_reason(DeviceField::FreeBytes)
+                .unwrap()
+                .contains("N/A")
+        );
+        assert_eq!(d.unavailable_reason(DeviceField::UsedBytes), None);
         assert_eq!(d.name_or_unknown(), "unknown GPU");
     }
 
@@ -661,7 +686,7 @@ mod tests {
         assert_eq!(d.free_bytes, mib(16157));
         assert_eq!(d.reserved_bytes, None);
         assert_eq!(
-            d.unavailable_reason("reserved_bytes"),
+            d.unavailable_reason(DeviceField::ReservedBytes),
             Some("nvidia-smi on this driver has no memory.reserved field")
         );
     }
@@ -697,14 +722,14 @@ mod tests {
         let d = &parse_query_gpu(text, true).unwrap()[0];
         assert_eq!((d.total_bytes, d.used_bytes), (None, None));
         assert!(
-            d.unavailable_reason("used_bytes")
+            d.unavailable_reason(DeviceField::UsedBytes)
                 .unwrap()
                 .contains("impossible")
         );
         assert_eq!(
             d.unavailable
                 .iter()
-                .filter(|u| u.field == "used_bytes")
+                .filter(|u| u.field == DeviceField::UsedBytes)
                 .count(),
             1
         );
@@ -716,7 +741,7 @@ mod tests {
         let d = &parse_query_gpu(text, true).unwrap()[0];
         assert_eq!(d.total_bytes, None);
         assert!(
-            d.unavailable_reason("total_bytes")
+            d.unavailable_reason(DeviceField::TotalBytes)
                 .unwrap()
                 .contains("\"lots\"")
         );

@@ -47,6 +47,7 @@ use crate::snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor, MigInstance,
 };
 use crate::telemetry::DeviceTelemetry;
+use crate::unavailable::{DeviceField, TelemetryField};
 
 const NVML_SUCCESS: nvmlReturn_t = 0;
 const NVML_ERROR_NOT_SUPPORTED: nvmlReturn_t = 3;
@@ -224,7 +225,7 @@ impl NvmlBackend {
         info.cuda_driver_version
             .clone_from(&self.cuda_driver_version);
         if info.name.is_none() {
-            info.mark_unavailable("name", "nvmlDeviceGetName failed");
+            info.mark_unavailable(DeviceField::Name, "nvmlDeviceGetName failed");
         }
         self.fill_memory(handle, &mut info);
         if cached.mig_enabled == Some(true) {
@@ -239,7 +240,7 @@ impl NvmlBackend {
                 if let Some(why) = v1_because {
                     // v1's `used` includes whatever the driver set aside.
                     info.mark_unavailable(
-                        "reserved_bytes",
+                        DeviceField::ReservedBytes,
                         format!("{why}, so used includes reserved"),
                     );
                 }
@@ -485,9 +486,10 @@ impl NvmlBackend {
         const UTILIZATION: &str = "nvmlDeviceGetUtilizationRates";
         match device.utilization_rates() {
             Ok(u) => {
-                t.gpu_utilization_percent = percent(&mut t, "gpu_utilization_percent", u.gpu);
+                t.gpu_utilization_percent =
+                    percent(&mut t, TelemetryField::GpuUtilizationPercent, u.gpu);
                 t.memory_utilization_percent =
-                    percent(&mut t, "memory_utilization_percent", u.memory);
+                    percent(&mut t, TelemetryField::MemoryUtilizationPercent, u.memory);
             }
             Err(NvmlError::GpuLost) => return Err(call_error(UTILIZATION, &NvmlError::GpuLost)),
             Err(e) => {
@@ -496,8 +498,8 @@ impl NvmlBackend {
                 } else {
                     reason(UTILIZATION, &e)
                 };
-                t.mark_unavailable("gpu_utilization_percent", reason.clone());
-                t.mark_unavailable("memory_utilization_percent", reason);
+                t.mark_unavailable(TelemetryField::GpuUtilizationPercent, reason.clone());
+                t.mark_unavailable(TelemetryField::MemoryUtilizationPercent, reason);
             }
         }
         let codec = |t: &mut DeviceTelemetry, field, call, r: std::result::Result<_, _>| match r {
@@ -511,46 +513,46 @@ impl NvmlBackend {
         };
         t.encoder_utilization_percent = codec(
             &mut t,
-            "encoder_utilization_percent",
+            TelemetryField::EncoderUtilizationPercent,
             "nvmlDeviceGetEncoderUtilization",
             device.encoder_utilization(),
         );
         t.decoder_utilization_percent = codec(
             &mut t,
-            "decoder_utilization_percent",
+            TelemetryField::DecoderUtilizationPercent,
             "nvmlDeviceGetDecoderUtilization",
             device.decoder_utilization(),
         );
         t.temperature_celsius = got(
             &mut t,
-            "temperature_celsius",
+            TelemetryField::TemperatureCelsius,
             "nvmlDeviceGetTemperature",
             device.temperature(TemperatureSensor::Gpu),
         )
         .map(f64::from);
         t.power_watts = got(
             &mut t,
-            "power_watts",
+            TelemetryField::PowerWatts,
             "nvmlDeviceGetPowerUsage",
             device.power_usage(),
         )
         .map(milliwatts_to_watts);
         t.power_limit_watts = got(
             &mut t,
-            "power_limit_watts",
+            TelemetryField::PowerLimitWatts,
             "nvmlDeviceGetEnforcedPowerLimit",
             device.enforced_power_limit(),
         )
         .map(milliwatts_to_watts);
         t.sm_clock_mhz = got(
             &mut t,
-            "sm_clock_mhz",
+            TelemetryField::SmClockMhz,
             "nvmlDeviceGetClockInfo",
             device.clock_info(Clock::Graphics),
         );
         t.memory_clock_mhz = got(
             &mut t,
-            "memory_clock_mhz",
+            TelemetryField::MemoryClockMhz,
             "nvmlDeviceGetClockInfo",
             device.clock_info(Clock::Memory),
         );
@@ -558,23 +560,28 @@ impl NvmlBackend {
             // Passively cooled cards (SXM, most datacenter PCIe) have no fan to report.
             Err(NvmlError::NotSupported) => {
                 t.mark_unavailable(
-                    "fan_percent",
+                    TelemetryField::FanPercent,
                     "not supported by this GPU/driver (no fan, e.g. a passively cooled card)",
                 );
                 None
             }
-            other => got(&mut t, "fan_percent", "nvmlDeviceGetFanSpeed_v2", other)
-                .and_then(|p| percent(&mut t, "fan_percent", p)),
+            other => got(
+                &mut t,
+                TelemetryField::FanPercent,
+                "nvmlDeviceGetFanSpeed_v2",
+                other,
+            )
+            .and_then(|p| percent(&mut t, TelemetryField::FanPercent, p)),
         };
         t.pcie_link_generation = got(
             &mut t,
-            "pcie_link_generation",
+            TelemetryField::PcieLinkGeneration,
             "nvmlDeviceGetCurrPcieLinkGeneration",
             device.current_pcie_link_gen(),
         );
         t.pcie_link_width = got(
             &mut t,
-            "pcie_link_width",
+            TelemetryField::PcieLinkWidth,
             "nvmlDeviceGetCurrPcieLinkWidth",
             device.current_pcie_link_width(),
         );
@@ -705,7 +712,7 @@ fn read_samples(
 }
 
 /// A percentage, or `None` (with the reason) when above 100, which no counter produces.
-fn percent(t: &mut DeviceTelemetry, field: &'static str, value: u32) -> Option<f64> {
+fn percent(t: &mut DeviceTelemetry, field: TelemetryField, value: u32) -> Option<f64> {
     if value <= 100 {
         Some(f64::from(value))
     } else {
@@ -720,7 +727,7 @@ fn percent(t: &mut DeviceTelemetry, field: &'static str, value: u32) -> Option<f
 /// The figure, or `None` with the reason recorded for `field`.
 fn got<T>(
     t: &mut DeviceTelemetry,
-    field: &'static str,
+    field: TelemetryField,
     call: &'static str,
     result: std::result::Result<T, NvmlError>,
 ) -> Option<T> {
@@ -927,7 +934,7 @@ struct MemoryFigures {
 }
 
 fn mark_memory_unavailable(info: &mut GpuDeviceInfo, reason: &str) {
-    for field in ["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"] {
+    for field in DeviceField::MEMORY {
         if info.unavailable_reason(field).is_none() {
             info.mark_unavailable(field, reason);
         }

@@ -56,6 +56,7 @@ mod linux {
         GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
     };
     use crate::telemetry::DeviceTelemetry;
+    use crate::unavailable::{DeviceField, TelemetryField};
 
     /// Where the PCI ids database is looked for, in order.
     const PCI_IDS: [&str; 2] = ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"];
@@ -263,7 +264,7 @@ mod linux {
 
     /// For a card [`DrmBackend::unclaimed_nvidia`] listed: why its processes cannot be read.
     fn nvidia_card_error(device: &GpuDeviceInfo) -> Option<HypomnesisError> {
-        let reason = device.unavailable_reason("used_bytes")?;
+        let reason = device.unavailable_reason(DeviceField::UsedBytes)?;
         reason
             .starts_with(NVIDIA_CARD)
             .then(|| HypomnesisError::NoGpuSource {
@@ -339,8 +340,7 @@ mod linux {
                     let mut info = d.info;
                     info.vendor = crate::snapshot::GpuVendor::Nvidia;
                     let reason = format!("{NVIDIA_CARD}; {why}");
-                    const MEMORY: [&str; 4] =
-                        ["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"];
+                    const MEMORY: [DeviceField; 4] = DeviceField::MEMORY;
                     info.unavailable.retain(|u| !MEMORY.contains(&u.field));
                     for field in MEMORY {
                         info.mark_unavailable(field, reason.clone());
@@ -359,9 +359,9 @@ mod linux {
             let Some(card) = self.card_paths(&key) else {
                 let mut t = DeviceTelemetry::empty(device.index, GpuQuerySource::Drm);
                 for field in [
-                    "gpu_utilization_percent",
-                    "temperature_celsius",
-                    "power_watts",
+                    TelemetryField::GpuUtilizationPercent,
+                    TelemetryField::TemperatureCelsius,
+                    TelemetryField::PowerWatts,
                 ] {
                     t.mark_unavailable(field, format!("DRM device {key} is no longer in sysfs"));
                 }

@@ -28,6 +28,7 @@ use std::sync::Mutex;
 use super::parse::{normalize_pci_slot, parse_pci_id, parse_sysfs_u64, pci_bus, pci_ids_lookup};
 use crate::error::{HypomnesisError, Result};
 use crate::snapshot::{GpuDeviceInfo, GpuQuerySource, GpuVendor};
+use crate::unavailable::DeviceField;
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -172,9 +173,9 @@ fn read_card(card: &Path, names: &Names) -> Option<DrmDevice> {
         &slot,
     ));
     info.pci_bus_id.clone_from(&pci_bus_id);
-    info.mark_unavailable("uuid", "DRM drivers publish no GPU UUID");
+    info.mark_unavailable(DeviceField::Uuid, "DRM drivers publish no GPU UUID");
     info.mark_unavailable(
-        "driver_version",
+        DeviceField::DriverVersion,
         "an in-kernel DRM driver has no version of its own (it is the kernel's)",
     );
     match driver.as_deref() {
@@ -190,9 +191,10 @@ fn read_card(card: &Path, names: &Names) -> Option<DrmDevice> {
         _ => false,
     };
     if info.unified_memory && info.total_bytes.is_none() {
-        info.unavailable.retain(|u| u.field != "total_bytes");
+        info.unavailable
+            .retain(|u| u.field != DeviceField::TotalBytes);
         info.mark_unavailable(
-            "total_bytes",
+            DeviceField::TotalBytes,
             "integrated GPU: no dedicated memory, it uses host RAM (see host memory)",
         );
     }
@@ -252,33 +254,39 @@ fn amdgpu_memory(dir: &Path, info: &mut GpuDeviceInfo) {
         (Some(total), Some(used)) => {
             info.total_bytes = Some(total);
             let reason = format!("amdgpu reports {used} bytes used of {total}: not believable");
-            info.mark_unavailable("used_bytes", reason.clone());
-            info.mark_unavailable("free_bytes", reason);
+            info.mark_unavailable(DeviceField::UsedBytes, reason.clone());
+            info.mark_unavailable(DeviceField::FreeBytes, reason);
         }
         (total, _) => {
             info.total_bytes = total;
             let reason = "amdgpu has no mem_info_vram_used file (kernel before 4.10, or no VRAM)";
             if total.is_none() {
-                info.mark_unavailable("total_bytes", "amdgpu has no mem_info_vram_total file");
+                info.mark_unavailable(
+                    DeviceField::TotalBytes,
+                    "amdgpu has no mem_info_vram_total file",
+                );
             }
-            info.mark_unavailable("used_bytes", reason);
-            info.mark_unavailable("free_bytes", reason);
+            info.mark_unavailable(DeviceField::UsedBytes, reason);
+            info.mark_unavailable(DeviceField::FreeBytes, reason);
         }
     }
     info.mark_unavailable(
-        "reserved_bytes",
+        DeviceField::ReservedBytes,
         "amdgpu counts memory the driver and firmware hold inside used",
     );
     info.system_total_bytes = read_u64(dir, "mem_info_gtt_total");
     info.system_used_bytes = read_u64(dir, "mem_info_gtt_used");
     if info.system_total_bytes.is_none() {
         info.mark_unavailable(
-            "system_total_bytes",
+            DeviceField::SystemTotalBytes,
             "amdgpu has no mem_info_gtt_total file",
         );
     }
     if info.system_used_bytes.is_none() {
-        info.mark_unavailable("system_used_bytes", "amdgpu has no mem_info_gtt_used file");
+        info.mark_unavailable(
+            DeviceField::SystemUsedBytes,
+            "amdgpu has no mem_info_gtt_used file",
+        );
     }
 }
 
@@ -313,14 +321,14 @@ fn xe_memory(dir: &Path, info: &mut GpuDeviceInfo) {
     info.total_bytes = total;
     if total.is_none() {
         info.mark_unavailable(
-            "total_bytes",
+            DeviceField::TotalBytes,
             "xe publishes no tile*/physical_vram_size_bytes here (kernel before 6.9, or no VRAM)",
         );
     }
     let reason = "xe reports VRAM use only through its memory-region query ioctl, not in sysfs";
-    info.mark_unavailable("used_bytes", reason);
-    info.mark_unavailable("free_bytes", reason);
-    info.mark_unavailable("reserved_bytes", reason);
+    info.mark_unavailable(DeviceField::UsedBytes, reason);
+    info.mark_unavailable(DeviceField::FreeBytes, reason);
+    info.mark_unavailable(DeviceField::ReservedBytes, reason);
     system_unknown(info, "xe");
 }
 
@@ -333,7 +341,12 @@ fn no_memory_files(info: &mut GpuDeviceInfo, driver: &str) {
         }
         _ => format!("{driver} publishes no device memory figures in sysfs"),
     };
-    for field in ["total_bytes", "free_bytes", "used_bytes", "reserved_bytes"] {
+    for field in [
+        DeviceField::TotalBytes,
+        DeviceField::FreeBytes,
+        DeviceField::UsedBytes,
+        DeviceField::ReservedBytes,
+    ] {
         info.mark_unavailable(field, reason.clone());
     }
     system_unknown(info, driver);
@@ -341,8 +354,8 @@ fn no_memory_files(info: &mut GpuDeviceInfo, driver: &str) {
 
 fn system_unknown(info: &mut GpuDeviceInfo, driver: &str) {
     let reason = format!("{driver} publishes no GTT / system-memory figures in sysfs");
-    info.mark_unavailable("system_total_bytes", reason.clone());
-    info.mark_unavailable("system_used_bytes", reason);
+    info.mark_unavailable(DeviceField::SystemTotalBytes, reason.clone());
+    info.mark_unavailable(DeviceField::SystemUsedBytes, reason);
 }
 
 #[cfg(test)]

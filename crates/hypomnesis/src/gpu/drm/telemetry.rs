@@ -44,6 +44,7 @@ use super::sensors::{
 };
 use crate::snapshot::GpuQuerySource;
 use crate::telemetry::DeviceTelemetry;
+use crate::unavailable::TelemetryField;
 
 const WARMING_UP: &str = "warming up: needs a second reading";
 
@@ -369,11 +370,14 @@ pub(crate) fn read_telemetry(
             t.memory_utilization_percent = Some(percent_f64(percent));
         }
         _ => t.mark_unavailable(
-            "memory_utilization_percent",
+            TelemetryField::MemoryUtilizationPercent,
             format!("{driver} publishes no mem_busy_percent for this GPU (integrated, or not AMD)"),
         ),
     }
-    for field in ["encoder_utilization_percent", "decoder_utilization_percent"] {
+    for field in [
+        TelemetryField::EncoderUtilizationPercent,
+        TelemetryField::DecoderUtilizationPercent,
+    ] {
         t.mark_unavailable(
             field,
             format!("{driver} publishes no video-engine utilization in sysfs"),
@@ -389,10 +393,10 @@ pub(crate) fn read_telemetry(
         }
         None => {
             for field in [
-                "temperature_celsius",
-                "power_watts",
-                "power_limit_watts",
-                "fan_percent",
+                TelemetryField::TemperatureCelsius,
+                TelemetryField::PowerWatts,
+                TelemetryField::PowerLimitWatts,
+                TelemetryField::FanPercent,
             ] {
                 t.mark_unavailable(field, no_hwmon.clone());
             }
@@ -416,7 +420,7 @@ pub(crate) fn read_telemetry(
     t.sm_clock_mhz = sclk;
     if sclk.is_none() {
         t.mark_unavailable(
-            "sm_clock_mhz",
+            TelemetryField::SmClockMhz,
             format!(
                 "{driver} publishes no current graphics clock here (pp_dpm_sclk, \
                  gt_act_freq_mhz, tile0/gt0/freq0/act_freq)"
@@ -428,7 +432,7 @@ pub(crate) fn read_telemetry(
         .and_then(|text| parse_dpm_current_mhz(&text));
     if t.memory_clock_mhz.is_none() {
         t.mark_unavailable(
-            "memory_clock_mhz",
+            TelemetryField::MemoryClockMhz,
             format!("{driver} publishes no current memory clock (pp_dpm_mclk) for this GPU"),
         );
     }
@@ -439,13 +443,13 @@ pub(crate) fn read_telemetry(
     t.pcie_link_width = link("current_link_width").and_then(|s| parse_link_width(&s));
     if t.pcie_link_generation.is_none() {
         t.mark_unavailable(
-            "pcie_link_generation",
+            TelemetryField::PcieLinkGeneration,
             "no readable current_link_speed (not a PCIe device, or the link is down)",
         );
     }
     if t.pcie_link_width.is_none() {
         t.mark_unavailable(
-            "pcie_link_width",
+            TelemetryField::PcieLinkWidth,
             "no readable current_link_width (not a PCIe device, or the link is down)",
         );
     }
@@ -473,7 +477,7 @@ fn read_temperature(files: &DeviceFiles, hwmon: &Hwmon, t: &mut DeviceTelemetry)
     t.temperature_celsius = celsius;
     if celsius.is_none() {
         t.mark_unavailable(
-            "temperature_celsius",
+            TelemetryField::TemperatureCelsius,
             "the GPU's hwmon has no readable temp*_input",
         );
     }
@@ -506,20 +510,20 @@ fn read_power(
         });
         match (previous, energy) {
             (_, None) => t.mark_unavailable(
-                "power_watts",
+                TelemetryField::PowerWatts,
                 format!("hwmon energy{channel}_input could not be read"),
             ),
-            (None, Some(_)) => t.mark_unavailable("power_watts", WARMING_UP),
+            (None, Some(_)) => t.mark_unavailable(TelemetryField::PowerWatts, WARMING_UP),
             (Some((before, then)), Some(energy)) => {
                 match power_from_energy(before, energy, now_ns.saturating_sub(then)) {
                     Ok(watts) => t.power_watts = Some(watts),
-                    Err(reason) => t.mark_unavailable("power_watts", reason),
+                    Err(reason) => t.mark_unavailable(TelemetryField::PowerWatts, reason),
                 }
             }
         }
     } else {
         t.mark_unavailable(
-            "power_watts",
+            TelemetryField::PowerWatts,
             "the GPU's hwmon has no power1_average, power1_input or energy*_input",
         );
     }
@@ -531,7 +535,7 @@ fn read_power(
     match cap.filter(|&c| c > 0) {
         Some(microwatts) => t.power_limit_watts = Some(microwatts_to_watts(microwatts)),
         None => t.mark_unavailable(
-            "power_limit_watts",
+            TelemetryField::PowerLimitWatts,
             "the GPU's hwmon has no power1_cap or power*_max (or it reads 0: no limit set)",
         ),
     }
@@ -548,7 +552,7 @@ fn read_fan(files: &DeviceFiles, hwmon: &Hwmon, t: &mut DeviceTelemetry) {
     t.fan_percent = from_pwm.or_else(from_rpm);
     if t.fan_percent.is_none() {
         t.mark_unavailable(
-            "fan_percent",
+            TelemetryField::FanPercent,
             "the GPU's hwmon has no pwm1 or fan1_input with fan1_max (no fan of its own)",
         );
     }
@@ -568,7 +572,7 @@ fn engine_figure(
         Ok(found) => found,
         Err(e) => {
             t.mark_unavailable(
-                "gpu_utilization_percent",
+                TelemetryField::GpuUtilizationPercent,
                 format!("no gpu_busy_percent, and the fdinfo scan failed: {e}"),
             );
             return;
@@ -597,7 +601,7 @@ fn engine_figure(
     let idle_now = sample.is_empty() && scan.unreadable_pids.is_empty();
     let previous = state.with_previous(&card.key, |p| p.engines.replace((sample.clone(), now_ns)));
     match previous {
-        None => t.mark_unavailable("gpu_utilization_percent", WARMING_UP),
+        None => t.mark_unavailable(TelemetryField::GpuUtilizationPercent, WARMING_UP),
         Some((before, _)) if before.is_empty() && idle_now => {
             // No DRM client on the device in either reading: nothing can have kept it busy.
             t.gpu_utilization_percent = Some(0.0);
@@ -605,7 +609,7 @@ fn engine_figure(
         Some((before, then)) => {
             match engine_utilization(&before, &sample, now_ns.saturating_sub(then)) {
                 Ok(percent) => t.gpu_utilization_percent = Some(percent),
-                Err(reason) => t.mark_unavailable("gpu_utilization_percent", reason),
+                Err(reason) => t.mark_unavailable(TelemetryField::GpuUtilizationPercent, reason),
             }
         }
     }
@@ -656,7 +660,7 @@ mod tests {
         let first = backend.telemetry(xe).unwrap().unwrap();
         assert_eq!(first.power_watts, None);
         assert_eq!(
-            first.unavailable_reason("power_watts"),
+            first.unavailable_reason(TelemetryField::PowerWatts),
             Some("warming up: needs a second reading")
         );
         // power2_max (card) = 190 W.
@@ -677,7 +681,7 @@ mod tests {
         assert_eq!(third.power_watts, None);
         assert!(
             third
-                .unavailable_reason("power_watts")
+                .unavailable_reason(TelemetryField::PowerWatts)
                 .unwrap()
                 .contains("backwards")
         );
@@ -698,7 +702,7 @@ mod tests {
         let first = backend.telemetry(i915).unwrap().unwrap();
         assert_eq!(first.gpu_utilization_percent, None);
         assert_eq!(
-            first.unavailable_reason("gpu_utilization_percent"),
+            first.unavailable_reason(TelemetryField::GpuUtilizationPercent),
             Some("warming up: needs a second reading")
         );
         // Xorg's client: render 346 249 ns → 346 249 + 250 000 000 ns, 1 s later: 25 %.
@@ -716,7 +720,7 @@ mod tests {
         assert_eq!(second.temperature_celsius, None);
         assert!(
             second
-                .unavailable_reason("power_watts")
+                .unavailable_reason(TelemetryField::PowerWatts)
                 .unwrap()
                 .contains("hwmon")
         );
