@@ -45,12 +45,14 @@ mod linux {
             // Wait until all 20 are there.
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let mut probe = Sampler::builder()
-                    .probe(probe())
-                    .target(Target::Tree(tree.0.id()))
-                    .manual();
+                let mut builder = Sampler::builder().probe(probe());
+                let target = builder.add(Target::Tree(tree.0.id()));
+                let mut probe = builder.manual();
                 probe.sample();
-                let count = probe.report().peak(0, Metric::Processes).map(|p| p.last);
+                let count = probe
+                    .report()
+                    .peak(target, Metric::Processes)
+                    .map(|p| p.last);
                 if count == Some(TREE_SIZE) {
                     return tree;
                 }
@@ -228,17 +230,16 @@ mod linux {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(10);
-        let sampler = Sampler::builder()
+        let mut builder = Sampler::builder()
             .probe(probe())
-            .interval(Duration::from_millis(10))
-            .target(Target::Tree(tree.0.id()))
-            .start()
-            .expect("start the sampler");
+            .interval(Duration::from_millis(10));
+        let target = builder.add(Target::Tree(tree.0.id()));
+        let sampler = builder.start().expect("start the sampler");
         std::thread::sleep(Duration::from_secs(secs));
         let report = sampler.stop();
         let cpu = report.sampler_cpu_time.expect("thread CPU time (Linux)");
         let share = cpu.as_secs_f64() / report.elapsed.as_secs_f64() * 100.0;
-        let processes = report.peak(0, Metric::Processes).map_or(0, |p| p.max);
+        let processes = report.peak(target, Metric::Processes).map_or(0, |p| p.max);
         let mut pids = vec![tree.0.id()];
         pids.extend(
             std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", tree.0.id()))
@@ -362,15 +363,17 @@ mod linux {
         overhead(&tree);
         let root = tree.0.id();
         let mut group = c.benchmark_group("sampler_tick");
-        let mut manual = Sampler::builder()
-            .probe(probe())
-            .target(Target::Tree(root))
-            .manual();
+        let mut builder = Sampler::builder().probe(probe());
+        let target = builder.add(Target::Tree(root));
+        let mut manual = builder.manual();
         group.bench_function("tree of 20 (ManualSampler::sample)", |b| {
             b.iter(|| manual.sample());
         });
         assert_eq!(
-            manual.report().peak(0, Metric::Processes).map(|p| p.last),
+            manual
+                .report()
+                .peak(target, Metric::Processes)
+                .map(|p| p.last),
             Some(TREE_SIZE)
         );
         let mut own = Sampler::builder().probe(probe()).manual();

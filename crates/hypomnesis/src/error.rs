@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::snapshot::GpuQuerySource;
+use crate::model::GpuQuerySource;
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = HypomnesisError> = std::result::Result<T, E>;

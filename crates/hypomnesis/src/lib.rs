@@ -37,7 +37,9 @@ pub mod frame;
 mod gpu;
 mod guard;
 pub mod host;
+mod model;
 pub mod monitor;
+mod os;
 mod pidns;
 mod probe;
 mod process_info;
@@ -48,12 +50,16 @@ pub mod spill;
 pub mod telemetry;
 mod unavailable;
 
+#[doc(no_inline)]
 pub use error::{BackendAttempt, HypomnesisError, Result};
+#[doc(no_inline)]
 pub use frame::{DeviceFrame, Frame, FrameNote, FrameNoteKind, FrameRequest};
 pub use gpu::helper::kill_helper_processes;
+#[doc(no_inline)]
 pub use host::{
     CgroupMemory, CgroupVersion, HostMemory, MemoryPressure, PageStates, PressureLevel,
 };
+#[doc(no_inline)]
 pub use monitor::{
     DeviceMetric, History, HistoryPoint, Monitor, MonitorBuilder, MonitorStats, ProcessMetric,
 };
@@ -61,19 +67,24 @@ pub use probe::{
     DEFAULT_NVIDIA_SMI_TIMEOUT, NVIDIA_SMI_ENV, NVML_LIB_ENV, PROC_ROOT_ENV, Probe, ProbeBuilder,
     SYS_ROOT_ENV,
 };
+#[doc(no_inline)]
 pub use ram::{MemoryDetail, ProcessMemory};
+#[doc(no_inline)]
 pub use sampler::{
-    HostSummary, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report, Sample, Sampler,
-    SamplerBuilder, Series, SeriesSummary, Target, TargetSummary, Timeline, TimelinePoint, measure,
-    process_start_ticks,
+    HostSummary, MEASURE_TARGET, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report,
+    Sample, Sampler, SamplerBuilder, Series, SeriesSummary, Target, TargetId, TargetSummary,
+    Timeline, TimelinePoint, measure, process_start_ticks,
 };
+#[doc(no_inline)]
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
     GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
 };
+#[doc(no_inline)]
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,
 };
+#[doc(no_inline)]
 pub use telemetry::DeviceTelemetry;
 pub use unavailable::{DeviceField, TelemetryField, Unavailable};
 
@@ -93,7 +104,13 @@ pub fn device_count() -> Result<u32> {
     probe::global().device_count()
 }
 
-/// One GPU's memory and identity.
+/// One GPU's memory and identity (see [`Probe::device_info`]).
+///
+/// ```no_run
+/// let gpu = hypomnesis::device_info(0)?;
+/// println!("{}: {:?} of {:?} bytes free", gpu.name_or_unknown(), gpu.free_bytes, gpu.total_bytes);
+/// # Ok::<(), hypomnesis::HypomnesisError>(())
+/// ```
 ///
 /// # Errors
 /// See [`Probe::device_info`].
@@ -111,6 +128,13 @@ pub fn process_gpu_info(device_index: u32) -> Result<ProcessGpuInfo> {
 
 /// Every process holding memory on GPU `device_index`, sorted by pid.
 ///
+/// ```no_run
+/// for row in hypomnesis::gpu_processes(0)? {
+///     println!("{}: {:?} bytes", row.pid, row.used_bytes);
+/// }
+/// # Ok::<(), hypomnesis::HypomnesisError>(())
+/// ```
+///
 /// # Errors
 /// See [`Probe::processes`].
 pub fn gpu_processes(device_index: u32) -> Result<Vec<GpuProcessEntry>> {
@@ -118,6 +142,12 @@ pub fn gpu_processes(device_index: u32) -> Result<Vec<GpuProcessEntry>> {
 }
 
 /// Host memory and the cgroup bounding this process.
+///
+/// ```no_run
+/// let host = hypomnesis::host_memory()?;
+/// println!("{:?} of {} bytes available", host.available_bytes, host.total_bytes);
+/// # Ok::<(), hypomnesis::HypomnesisError>(())
+/// ```
 ///
 /// # Errors
 /// See [`Probe::host_memory`].

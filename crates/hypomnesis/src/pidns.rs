@@ -95,7 +95,7 @@ mod linux {
         /// namespace's and the caller to live in it: PIDs pass through unchanged.
         pub(crate) fn detect(proc_root: &Path) -> Self {
             let self_dir = proc_root.join("self");
-            let depth = crate::ram::linux::read_proc_text(&self_dir.join("status"))
+            let depth = crate::os::linux::read_proc_text(&self_dir.join("status"))
                 .ok()
                 .and_then(|s| parse_nspid(&s))
                 .map_or(0, |p| p.len().saturating_sub(1));
@@ -126,7 +126,7 @@ mod linux {
             if self.depth == 0 {
                 return Some(own_pid);
             }
-            crate::ram::linux::read_proc_text(&self.proc_root.join("self/status"))
+            crate::os::linux::read_proc_text(&self.proc_root.join("self/status"))
                 .ok()
                 .and_then(|s| parse_nspid(&s))
                 .and_then(|entries| entries.first().copied())
@@ -157,7 +157,7 @@ mod linux {
             let depth = self.depth;
             let proc_root = &self.proc_root;
             let nspid = self.nspid.entry(pid).or_insert_with(|| {
-                crate::ram::linux::read_proc_text(&proc_root.join(pid.to_string()).join("status"))
+                crate::os::linux::read_proc_text(&proc_root.join(pid.to_string()).join("status"))
                     .ok()
                     .and_then(|s| parse_nspid(&s))
             });

@@ -43,7 +43,7 @@ pub const DEFAULT_NVIDIA_SMI_TIMEOUT: Duration = Duration::from_secs(10);
 /// let probe = hypomnesis::Probe::new();
 /// for _ in 0..3 {
 ///     let snap = probe.snapshot(0)?;
-///     println!("RAM {} bytes, GPU {:?}", snap.ram_bytes, snap.gpu.map(|g| g.used_bytes));
+///     println!("RAM {} bytes, GPU {:?}", snap.ram_bytes, snap.gpu.and_then(|g| g.process_bytes));
 /// }
 /// # Ok::<(), hypomnesis::HypomnesisError>(())
 /// ```
@@ -69,6 +69,7 @@ pub struct ProbeBuilder {
     use_nvml: Option<bool>,
     use_nvidia_smi: Option<bool>,
     driver_timeout: Option<Duration>,
+    ignore_environment: bool,
 }
 
 impl ProbeBuilder {
@@ -137,6 +138,35 @@ impl ProbeBuilder {
         self
     }
 
+    /// Do not read `HYPOMNESIS_NVML_LIB`, `HYPOMNESIS_NVIDIA_SMI`, `HYPOMNESIS_PROC_ROOT` or
+    /// `HYPOMNESIS_SYS_ROOT`: every root and path is then the builder's setting or the
+    /// platform default. For a program that embeds the crate and must not let its own
+    /// users' environment point it at another `/proc`, another NVML library or another
+    /// executable to run.
+    ///
+    /// What still comes from the environment, because the OS defines it rather than this
+    /// crate: `PATH`, searched for `nvidia-smi` unless [`ProbeBuilder::nvidia_smi`] names it;
+    /// on Windows `WINDIR` / `SystemRoot` and `ProgramFiles`, where `nvml.dll` is looked for
+    /// unless [`ProbeBuilder::nvml_lib`] names it; and whatever the vendor libraries read
+    /// themselves (`CUDA_VISIBLE_DEVICES` is not one NVML honours).
+    ///
+    /// ```
+    /// let probe = hypomnesis::Probe::builder().ignore_environment().build();
+    /// assert_eq!(probe.proc_root(), std::path::Path::new("/proc"));
+    /// ```
+    pub fn ignore_environment(mut self) -> Self {
+        self.ignore_environment = true;
+        self
+    }
+
+    /// The value of the crate's environment variable `name`, unless it is ignored.
+    fn env(&self, name: &str) -> Option<PathBuf> {
+        if self.ignore_environment {
+            return None;
+        }
+        std::env::var_os(name).map(PathBuf::from)
+    }
+
     /// How long an `nvidia-smi` query may run: its own setting, else the driver timeout,
     /// else the default.
     fn effective_nvidia_smi_timeout(&self) -> Duration {
@@ -151,18 +181,19 @@ impl ProbeBuilder {
         let nvidia_smi_timeout = self.effective_nvidia_smi_timeout();
         let proc_root = self
             .proc_root
-            .or_else(|| std::env::var_os(PROC_ROOT_ENV).map(PathBuf::from))
+            .clone()
+            .or_else(|| self.env(PROC_ROOT_ENV))
             .unwrap_or_else(|| PathBuf::from("/proc"));
         let sys_root = self
             .sys_root
-            .or_else(|| std::env::var_os(SYS_ROOT_ENV).map(PathBuf::from))
+            .clone()
+            .or_else(|| self.env(SYS_ROOT_ENV))
             .unwrap_or_else(|| PathBuf::from("/sys"));
-        let nvml_lib = self
-            .nvml_lib
-            .or_else(|| std::env::var_os(NVML_LIB_ENV).map(PathBuf::from));
+        let nvml_lib = self.nvml_lib.clone().or_else(|| self.env(NVML_LIB_ENV));
         let nvidia_smi = self
             .nvidia_smi
-            .or_else(|| std::env::var_os(NVIDIA_SMI_ENV).map(PathBuf::from))
+            .clone()
+            .or_else(|| self.env(NVIDIA_SMI_ENV))
             .unwrap_or_else(|| PathBuf::from("nvidia-smi"));
         let gpu = GpuBackends::new(
             crate::gpu::GpuConfig {
@@ -192,8 +223,26 @@ impl Default for Probe {
 }
 
 impl Probe {
-    /// A probe with the real roots (and `$HYPOMNESIS_NVML_LIB`, `$HYPOMNESIS_NVIDIA_SMI`,
-    /// `$HYPOMNESIS_PROC_ROOT`, `$HYPOMNESIS_SYS_ROOT` honoured).
+    /// A probe with the platform's roots and libraries, unless the environment says
+    /// otherwise. It honours four variables, read once, here:
+    ///
+    /// | variable | replaces | builder setting |
+    /// |---|---|---|
+    /// | `HYPOMNESIS_NVML_LIB` ([`NVML_LIB_ENV`]) | the NVML library (`libnvidia-ml.so.1`, `nvml.dll`) | [`ProbeBuilder::nvml_lib`] |
+    /// | `HYPOMNESIS_NVIDIA_SMI` ([`NVIDIA_SMI_ENV`]) | `nvidia-smi` found on `PATH` | [`ProbeBuilder::nvidia_smi`] |
+    /// | `HYPOMNESIS_PROC_ROOT` ([`PROC_ROOT_ENV`]) | `/proc` | [`ProbeBuilder::proc_root`] |
+    /// | `HYPOMNESIS_SYS_ROOT` ([`SYS_ROOT_ENV`]) | `/sys` | [`ProbeBuilder::sys_root`] |
+    ///
+    /// A builder setting wins over its variable. A program embedding the crate that must not
+    /// be redirected by its users' environment builds with
+    /// [`ProbeBuilder::ignore_environment`] (which also lists what the OS itself still
+    /// reads: `PATH`, and on Windows the system directories).
+    ///
+    /// ```no_run
+    /// let probe = hypomnesis::Probe::new();
+    /// println!("{} GPU(s)", probe.device_count()?);
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::builder().build()
@@ -217,6 +266,17 @@ impl Probe {
 
     /// RAM of process `pid` (`None` = the calling process): RSS, peak, swap, and with
     /// [`MemoryDetail::WithPss`] also PSS and USS.
+    ///
+    /// ```
+    /// use hypomnesis::{MemoryDetail, Probe};
+    ///
+    /// let probe = Probe::new();
+    /// # if cfg!(any(target_os = "linux", windows, target_os = "macos")) {
+    /// let me = probe.process_memory(None, MemoryDetail::Fast)?;
+    /// println!("pid {}: {} bytes resident, peak {:?}", me.pid, me.rss_bytes, me.peak_rss_bytes);
+    /// # }
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     ///
     /// # Errors
     /// [`HypomnesisError::ProcessNotFound`] when there is no such process,
@@ -246,6 +306,15 @@ impl Probe {
     }
 
     /// Host memory: total / available / swap, pressure, and the cgroup bounding this process.
+    ///
+    /// ```no_run
+    /// let host = hypomnesis::Probe::new().host_memory()?;
+    /// println!("{} bytes installed, {:?} available", host.total_bytes, host.available_bytes);
+    /// if let Some(limit) = host.cgroup.as_ref().and_then(|c| c.limit_bytes) {
+    ///     println!("this process's cgroup may use {limit} bytes");
+    /// }
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     ///
     /// # Errors
     /// When `/proc/meminfo` cannot be read or parsed.
@@ -279,15 +348,15 @@ impl Probe {
     pub fn process_exists(&self, pid: u32) -> Option<bool> {
         #[cfg(target_os = "linux")]
         {
-            crate::ram::linux::process_exists(&self.proc_root, pid)
+            crate::os::linux::process_exists(&self.proc_root, pid)
         }
         #[cfg(windows)]
         {
-            crate::ram::windows::process_exists(pid)
+            crate::os::windows::process_exists(pid)
         }
         #[cfg(target_os = "macos")]
         {
-            crate::ram::macos::process_exists(pid)
+            crate::os::macos::process_exists(pid)
         }
         #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
         {
@@ -304,13 +373,13 @@ impl Probe {
     pub fn process_name(&self, pid: u32) -> Option<String> {
         #[cfg(target_os = "linux")]
         {
-            crate::ram::linux::process_name_or_error(&self.proc_root, pid)
+            crate::os::linux::process_name_or_error(&self.proc_root, pid)
                 .ok()
                 .flatten()
         }
         #[cfg(all(target_os = "macos", feature = "metal"))]
         {
-            crate::ram::macos::process_name(pid)
+            crate::os::macos::process_name(pid)
         }
         #[cfg(not(any(target_os = "linux", all(target_os = "macos", feature = "metal"))))]
         {
@@ -352,7 +421,20 @@ impl Probe {
         }
     }
 
-    /// One GPU.
+    /// One GPU: its memory (total, free, used, reserved), identity and budget. A figure the
+    /// backend could not read is `None`, and [`GpuDeviceInfo::unavailable_reason`] says why.
+    ///
+    /// ```no_run
+    /// let gpu = hypomnesis::Probe::new().device_info(0)?;
+    /// match gpu.free_bytes {
+    ///     Some(free) => println!("{}: {free} bytes free", gpu.name_or_unknown()),
+    ///     None => println!(
+    ///         "free memory unknown: {:?}",
+    ///         gpu.unavailable_reason(hypomnesis::DeviceField::FreeBytes)
+    ///     ),
+    /// }
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     ///
     /// # Errors
     /// [`HypomnesisError::DeviceIndexOutOfRange`], [`HypomnesisError::NoGpuSource`], or the
@@ -384,7 +466,17 @@ impl Probe {
         self.gpu_call("telemetry_all", |gpu| gpu.telemetry_all())?
     }
 
-    /// Every process holding memory on GPU `index`, sorted by pid, with names.
+    /// Every process holding memory on GPU `index`, sorted by pid, with names. A short list
+    /// may not be complete (processes of other users without root): see
+    /// [`Probe::gpu_process_listing`] for what could not be seen.
+    ///
+    /// ```no_run
+    /// for row in hypomnesis::Probe::new().processes(0)? {
+    ///     let name = row.name.as_deref().unwrap_or("?");
+    ///     println!("{} {name}: {:?} bytes", row.pid, row.used_bytes);
+    /// }
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`Probe::device_info`], or when the process list is refused (NO_PERMISSION) and
@@ -658,6 +750,28 @@ impl OwnRss {
 }
 
 static GLOBAL: OnceLock<Probe> = OnceLock::new();
+
+// The original crate's free-standing snapshot functions, defined here rather than with the
+// record (snapshot.rs) so that the data module never calls the probe that fills it.
+impl Snapshot {
+    /// RAM plus device `device_index`, through the process-wide [`Probe`]. Fails only when
+    /// RAM cannot be read; GPU failures leave `gpu`/`gpu_device` `None` and are kept in
+    /// `gpu_error`.
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn now(device_index: u32) -> Result<Self> {
+        global().snapshot(device_index)
+    }
+
+    /// One snapshot per GPU, sharing one RAM reading. Empty when there is no GPU.
+    ///
+    /// # Errors
+    /// When the process's resident memory cannot be read.
+    pub fn all() -> Result<Vec<Self>> {
+        global().snapshot_all()
+    }
+}
 
 /// The process-wide probe behind the crate's free functions, built on first use.
 pub(crate) fn global() -> &'static Probe {

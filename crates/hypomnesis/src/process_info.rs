@@ -67,7 +67,7 @@ pub(crate) mod linux {
     pub(crate) fn process_user(proc_root: &Path, pid: u32) -> Option<String> {
         let path = proc_root.join(pid.to_string()).join("status");
         // Lossy: a name that is not UTF-8 must not cost the process its user.
-        let status = crate::ram::linux::read_proc_text(&path).ok()?;
+        let status = crate::os::linux::read_proc_text(&path).ok()?;
         let uid = super::parse_status_uid(&status)?;
         Some(cached_user_name(uid).unwrap_or_else(|| uid.to_string()))
     }
@@ -100,7 +100,7 @@ pub(crate) mod linux {
 
     /// The command line of `pid`, arguments joined by spaces.
     pub(crate) fn process_command(proc_root: &Path, pid: u32) -> Option<String> {
-        use crate::ram::linux::{Ends, read_proc_file};
+        use crate::os::linux::{Ends, read_proc_file};
         let path = proc_root.join(pid.to_string()).join("cmdline");
         let raw = read_proc_file(&path, Ends::AtEmptyRead).ok()?;
         super::parse_cmdline(&raw)
@@ -109,7 +109,7 @@ pub(crate) mod linux {
     /// The cgroup path of `pid` (see [`super::parse_cgroup_path`]).
     pub(crate) fn process_cgroup(proc_root: &Path, pid: u32) -> Option<String> {
         let path = proc_root.join(pid.to_string()).join("cgroup");
-        let text = crate::ram::linux::read_proc_text(&path).ok()?;
+        let text = crate::os::linux::read_proc_text(&path).ok()?;
         super::parse_cgroup_path(&text)
     }
 

@@ -44,10 +44,12 @@
 //!
 //! ```no_run
 //! // The calling process around a closure:
+//! use hypomnesis::{MEASURE_TARGET, Metric};
+//!
 //! let (sum, report) = hypomnesis::measure(|| (0..1_000_000_u64).sum::<u64>());
-//! let ram = report.peak(0, hypomnesis::Metric::Rss).map(|p| p.max);
+//! let ram = report.peak(MEASURE_TARGET, Metric::Rss).map(|p| p.max);
 //! println!("{sum}: peak RSS {ram:?} bytes (sampled every {:?})", report.interval);
-//! if let Some(largest) = report.targets[0].largest_process {
+//! if let Some(largest) = report.target(MEASURE_TARGET).and_then(|t| t.largest_process) {
 //!     println!("kernel high-water mark: {} bytes ({:?})", largest.peak_rss_bytes, largest.source);
 //! }
 //! ```
@@ -66,7 +68,9 @@ use crate::snapshot::{GpuProcessEntry, GpuQuerySource};
 
 #[cfg(target_os = "linux")]
 mod linux;
-pub(crate) mod parse;
+// The procfs parsers moved to the OS layer; the old path stays while callers move over.
+#[allow(unused_imports)]
+pub(crate) use crate::os::procfs as parse;
 #[cfg(not(target_os = "linux"))]
 mod portable;
 mod tree;
@@ -164,14 +168,35 @@ pub enum Metric {
     CgroupUsage,
 }
 
-/// One sampled figure: which target (an index into the builder's targets, in order) and
-/// which metric.
+/// A handle on one target of a sampler, returned by [`SamplerBuilder::add`]: it names the
+/// target's figures in every [`Report`] and [`Sample`] of that sampler, so a program never
+/// counts positions (`1 + devices.len()` for "the host") to find them.
+///
+/// A handle is meaningful only for the sampler it was added to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct TargetId(usize);
+
+impl TargetId {
+    /// The target's position among the sampler's targets (the order they were added), which
+    /// is also its place in [`Report::targets`]; JSON shows this number.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// The one target of a [`measure`] report: [`Target::OwnProcess`].
+pub const MEASURE_TARGET: TargetId = TargetId(0);
+
+/// One sampled figure: which target and which metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Series {
-    /// Index of the target, in the order they were added to the builder.
-    pub target: usize,
+    /// The target, as [`SamplerBuilder::add`] returned it.
+    pub target: TargetId,
     /// What is measured.
     pub metric: Metric,
 }
@@ -324,13 +349,36 @@ pub struct Report {
 }
 
 impl Report {
-    /// The summary of `metric` for target `target` (an index in the builder's order).
+    /// The summary of `metric` for `target`; `None` when the sampler had no such series or
+    /// no sample could measure it.
     #[must_use]
-    pub fn peak(&self, target: usize, metric: Metric) -> Option<&Peak> {
+    pub fn peak(&self, target: TargetId, metric: Metric) -> Option<&Peak> {
+        self.series_summary(target, metric)
+            .and_then(|s| s.peak.as_ref())
+    }
+
+    /// The series `metric` of `target` with its summary and missed samples.
+    #[must_use]
+    pub fn series_summary(&self, target: TargetId, metric: Metric) -> Option<&SeriesSummary> {
         self.series
             .iter()
             .find(|s| s.series.target == target && s.series.metric == metric)
-            .and_then(|s| s.peak.as_ref())
+    }
+
+    /// What was found for `target` beyond its series (largest process, notes).
+    #[must_use]
+    pub fn target(&self, target: TargetId) -> Option<&TargetSummary> {
+        self.targets.get(target.0)
+    }
+
+    /// The handle of the first target equal to `target`, for a sampler built with
+    /// [`SamplerBuilder::target`] (which returns none).
+    #[must_use]
+    pub fn target_id(&self, target: &Target) -> Option<TargetId> {
+        self.targets
+            .iter()
+            .position(|t| t.target == *target)
+            .map(TargetId)
     }
 }
 
@@ -360,9 +408,9 @@ impl Sample<'_> {
         self.values
     }
 
-    /// The value of `metric` for target `target`, when measured.
+    /// The value of `metric` for `target`, when measured.
     #[must_use]
-    pub fn get(&self, target: usize, metric: Metric) -> Option<u64> {
+    pub fn get(&self, target: TargetId, metric: Metric) -> Option<u64> {
         self.series
             .iter()
             .position(|s| s.target == target && s.metric == metric)
@@ -449,10 +497,31 @@ impl SamplerBuilder {
         self
     }
 
-    /// Sample `target` too. Targets are numbered from 0 in the order they are added. With no
-    /// target at all, the sampler watches [`Target::OwnProcess`].
-    pub fn target(mut self, target: Target) -> Self {
+    /// Sample `target` too, and return its handle, by which every [`Report`] and [`Sample`]
+    /// of the sampler names its figures. With no target at all, the sampler watches
+    /// [`Target::OwnProcess`].
+    ///
+    /// ```no_run
+    /// use hypomnesis::{Metric, Sampler, Target};
+    ///
+    /// let mut builder = Sampler::builder();
+    /// let me = builder.add(Target::OwnProcess);
+    /// let host = builder.add(Target::Host);
+    /// let sampler = builder.start()?;
+    /// let report = sampler.stop();
+    /// println!("RSS peak {:?}", report.peak(me, Metric::Rss).map(|p| p.max));
+    /// println!("host low {:?}", report.peak(host, Metric::HostAvailable).map(|p| p.min));
+    /// # Ok::<(), hypomnesis::HypomnesisError>(())
+    /// ```
+    pub fn add(&mut self, target: Target) -> TargetId {
         self.targets.push(target);
+        TargetId(self.targets.len() - 1)
+    }
+
+    /// Sample `target` too, chaining; [`SamplerBuilder::add`] does the same and returns the
+    /// target's handle (without it, [`Report::target_id`] finds the target in a report).
+    pub fn target(mut self, target: Target) -> Self {
+        self.add(target);
         self
     }
 
@@ -559,17 +628,17 @@ impl SamplerBuilder {
 /// use hypomnesis::{Metric, Probe, Sampler, Target};
 ///
 /// let child = std::process::Command::new("make").arg("-j8").spawn()?;
-/// let sampler = Sampler::builder()
+/// let mut builder = Sampler::builder()
 ///     .probe(Arc::new(Probe::new()))
-///     .interval(Duration::from_millis(20))
-///     .target(Target::Tree(child.id()))
-///     .target(Target::Host)
-///     .start()?;
+///     .interval(Duration::from_millis(20));
+/// let tree = builder.add(Target::Tree(child.id()));
+/// let host = builder.add(Target::Host);
+/// let sampler = builder.start()?;
 /// # let mut child = child;
 /// child.wait()?;
 /// let report = sampler.stop();
-/// let tree = report.peak(0, Metric::Rss).map(|p| p.max);
-/// let low = report.peak(1, Metric::HostAvailable).map(|p| p.min);
+/// let tree = report.peak(tree, Metric::Rss).map(|p| p.max);
+/// let low = report.peak(host, Metric::HostAvailable).map(|p| p.min);
 /// println!("tree peak {tree:?} B, host available low point {low:?} B");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -694,13 +763,19 @@ impl ManualSampler {
 }
 
 /// Samples the calling process while `f` runs, every [`MEASURE_INTERVAL`], with its GPU
-/// memory on every visible device; returns `f`'s result and the report. Target 0 is
-/// [`Target::OwnProcess`].
+/// memory on every visible device; returns `f`'s result and the report. Its one target,
+/// [`Target::OwnProcess`], is [`MEASURE_TARGET`].
 ///
 /// ```no_run
+/// use hypomnesis::{MEASURE_TARGET, Metric};
+///
 /// let (out, report) = hypomnesis::measure(|| vec![1_u8; 256 << 20].len());
-/// let peak = report.targets[0].largest_process.unwrap();
-/// println!("{out} bytes; peak RSS {} bytes ({:?})", peak.peak_rss_bytes, peak.source);
+/// let sampled = report.peak(MEASURE_TARGET, Metric::Rss).map(|p| p.max);
+/// let gpu = report.peak(MEASURE_TARGET, Metric::Gpu { device: 0 }).map(|p| p.max);
+/// println!("{out} bytes; sampled RSS peak {sampled:?}, GPU 0 peak {gpu:?}");
+/// if let Some(peak) = report.target(MEASURE_TARGET).and_then(|t| t.largest_process) {
+///     println!("peak RSS {} bytes ({:?})", peak.peak_rss_bytes, peak.source);
+/// }
 /// ```
 pub fn measure<R>(f: impl FnOnce() -> R) -> (R, Report) {
     Sampler::builder()
@@ -718,8 +793,7 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> (R, Report) {
 pub fn process_start_ticks(probe: &Probe, pid: u32) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
-        let text = std::fs::read(probe.proc_root().join(pid.to_string()).join("stat")).ok()?;
-        parse::parse_stat(&text).map(|s| s.start_ticks)
+        crate::os::linux::process_start_ticks(probe.proc_root(), pid)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -1274,7 +1348,7 @@ impl Engine {
                 Target::Host => vec![Metric::HostAvailable, Metric::CgroupUsage],
             };
             series.extend(metrics.into_iter().map(|metric| Series {
-                target: index,
+                target: TargetId(index),
                 metric,
             }));
             let state = match target {
@@ -1523,8 +1597,7 @@ impl Engine {
                         .probe
                         .process_gpu_info(device)
                         .ok()
-                        .filter(|g| g.is_per_process)
-                        .map(|g| g.used_bytes),
+                        .and_then(|g| g.process_bytes),
                     State::Procs(set_) => rows
                         .get_or_insert_with(|| self.probe.processes(device).ok())
                         .as_deref()
@@ -1707,7 +1780,7 @@ mod tests {
     #[test]
     fn a_full_ring_keeps_the_latest_points_in_order() {
         let series = [Series {
-            target: 0,
+            target: TargetId(0),
             metric: Metric::Rss,
         }];
         let mut ring = Ring::new(3, 1);

@@ -6,76 +6,10 @@
 //! DRM, DXGI or Metal. All sizes are bytes. A figure that could not be measured is `None`,
 //! and [`GpuDeviceInfo::unavailable`] says why — a missing number is never reported as 0.
 
-use std::fmt;
-
 use crate::error::HypomnesisError;
+#[doc(inline)]
+pub use crate::model::{GpuQuerySource, GpuVendor};
 use crate::unavailable::{DeviceField, Unavailable};
-
-/// Which backend produced a figure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
-#[non_exhaustive]
-pub enum GpuQuerySource {
-    /// NVIDIA Management Library (`libnvidia-ml.so.1` / `nvml.dll`), loaded at run time.
-    Nvml,
-    /// The `nvidia-smi` executable, used when NVML is unusable.
-    NvidiaSmi,
-    /// Linux DRM: sysfs device files and `/proc/<pid>/fdinfo`.
-    Drm,
-    /// Windows DXGI (adapter enumeration, the calling process's video memory).
-    Dxgi,
-    /// Windows performance counters (`\GPU Process Memory(*)`).
-    Pdh,
-    /// Apple Metal and the IOAccelerator registry.
-    Metal,
-}
-
-impl GpuQuerySource {
-    /// A short stable name (`"nvml"`, `"nvidia-smi"`, ...), as used in JSON.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Nvml => "nvml",
-            Self::NvidiaSmi => "nvidia-smi",
-            Self::Drm => "drm",
-            Self::Dxgi => "dxgi",
-            Self::Pdh => "pdh",
-            Self::Metal => "metal",
-        }
-    }
-}
-
-impl fmt::Display for GpuQuerySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Nvml => "NVML",
-            Self::NvidiaSmi => "nvidia-smi",
-            Self::Drm => "DRM",
-            Self::Dxgi => "DXGI",
-            Self::Pdh => "PDH",
-            Self::Metal => "Metal",
-        })
-    }
-}
-
-/// The company that made a GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
-#[non_exhaustive]
-pub enum GpuVendor {
-    /// NVIDIA (PCI vendor 0x10de).
-    Nvidia,
-    /// AMD (PCI vendor 0x1002).
-    Amd,
-    /// Intel (PCI vendor 0x8086).
-    Intel,
-    /// Apple Silicon.
-    Apple,
-    /// Anything else, or not known.
-    Other,
-}
 
 /// One GPU, as a whole device.
 ///
@@ -171,7 +105,7 @@ pub struct MigInstance {
 
 impl MigInstance {
     // Only NVML lists MIG devices.
-    #[cfg_attr(not(any(test, feature = "nvml")), allow(dead_code))]
+    #[cfg_attr(not(feature = "nvml"), allow(dead_code))]
     pub(crate) fn new(
         gpu_instance_id: Option<u32>,
         compute_instance_id: Option<u32>,
@@ -405,7 +339,7 @@ const NOT_AVAILABLE: u64 = u64::MAX;
 /// + used (summed without overflow) past the total by more than rounding.
 ///
 /// Every backend's device record goes through this one rule (see
-/// [`GpuDeviceInfo::refuse_impossible_memory`]), so no view shows figures another refuses.
+/// `GpuDeviceInfo::refuse_impossible_memory`), so no view shows figures another refuses.
 #[must_use]
 pub fn impossible_memory(
     total: Option<u64>,
@@ -681,20 +615,90 @@ impl GpuProcessEntry {
 }
 
 /// The calling process's own memory on one GPU.
+///
+/// Most backends see the process's own figure ([`ProcessGpuInfo::process_bytes`]). The
+/// `nvidia-smi` fallback cannot: it only knows how much the whole device has in use, so it
+/// leaves `process_bytes` `None` and gives that figure as [`ProcessGpuInfo::device_used_bytes`],
+/// an upper bound on the process's share. The two are separate fields so that a device-wide
+/// figure is never read as the process's own.
+///
+/// # From the original crate's `used_bytes` / `is_per_process`
+/// The original hypomnesis crate had one `used_bytes: u64` whose meaning depended on
+/// `is_per_process`. Both fields are still here, filled as before, and deprecated so the
+/// compiler points every reader at the field it meant: `process_bytes` where `is_per_process`
+/// was checked, [`ProcessGpuInfo::upper_bound_bytes`] where either meaning was acceptable.
+/// They are kept as fields (not replaced by methods) because the original crate's users read
+/// them as fields, and a method would stop that code compiling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ProcessGpuInfo {
-    /// Bytes. When `is_per_process` is `false` this is the whole device's used memory, an
-    /// upper bound on the process's share.
+    /// This process's own memory on the device, bytes (0 when it holds no context there).
+    /// `None` when the backend can only tell the device's use (the `nvidia-smi` fallback,
+    /// when NVML cannot be loaded); `device_used_bytes` then bounds it.
+    pub process_bytes: Option<u64>,
+    /// The whole device's used memory, bytes: an upper bound on this process's share, given
+    /// when `process_bytes` is `None`. `None` when `process_bytes` is known.
+    pub device_used_bytes: Option<u64>,
+    /// The original crate's figure: `process_bytes` when known, else `device_used_bytes`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "means the whole device's use under the nvidia-smi fallback; read `process_bytes` (this process only) or `upper_bound_bytes()` (either)"
+    )]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub used_bytes: u64,
-    /// `true` when `used_bytes` is this process's own figure; `false` when the backend could
-    /// only tell device-wide use (the `nvidia-smi` fallback).
+    /// The original crate's flag: `true` when `used_bytes` is this process's own figure,
+    /// i.e. `process_bytes.is_some()`.
+    #[deprecated(since = "0.1.0", note = "read `process_bytes.is_some()`")]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub is_per_process: bool,
     /// The device's index.
     pub device_index: u32,
     /// Which backend produced it.
     pub source: GpuQuerySource,
+}
+
+impl ProcessGpuInfo {
+    /// The process's own figure, measured.
+    #[allow(deprecated)] // fills the original crate's fields too
+    #[must_use]
+    pub(crate) const fn own(bytes: u64, device_index: u32, source: GpuQuerySource) -> Self {
+        Self {
+            process_bytes: Some(bytes),
+            device_used_bytes: None,
+            used_bytes: bytes,
+            is_per_process: true,
+            device_index,
+            source,
+        }
+    }
+
+    /// Only the device's use is known: an upper bound on the process's figure.
+    #[allow(deprecated)] // fills the original crate's fields too
+    #[must_use]
+    pub(crate) const fn device_wide(
+        device_used: u64,
+        device_index: u32,
+        source: GpuQuerySource,
+    ) -> Self {
+        Self {
+            process_bytes: None,
+            device_used_bytes: Some(device_used),
+            used_bytes: device_used,
+            is_per_process: false,
+            device_index,
+            source,
+        }
+    }
+
+    /// The most this process can hold on the device, bytes: its own figure when known, else
+    /// the device's use. What the original crate's `used_bytes` was.
+    #[must_use]
+    pub fn upper_bound_bytes(&self) -> u64 {
+        self.process_bytes
+            .or(self.device_used_bytes)
+            .unwrap_or_default()
+    }
 }
 
 /// Every process holding memory on one GPU, and what the listing could not see.
@@ -1063,25 +1067,9 @@ fn serialize_error_text<S: serde::Serializer>(
     }
 }
 
+// `Snapshot::now` and `Snapshot::all` are defined next to the process-wide probe they read
+// through (probe.rs), so this data module does not call the probe.
 impl Snapshot {
-    /// RAM plus device `device_index`, through the process-wide [`crate::Probe`]. Fails only
-    /// when RAM cannot be read; GPU failures leave `gpu`/`gpu_device` `None` and are kept in
-    /// `gpu_error`.
-    ///
-    /// # Errors
-    /// When the process's resident memory cannot be read.
-    pub fn now(device_index: u32) -> crate::Result<Self> {
-        crate::probe::global().snapshot(device_index)
-    }
-
-    /// One snapshot per GPU, sharing one RAM reading. Empty when there is no GPU.
-    ///
-    /// # Errors
-    /// When the process's resident memory cannot be read.
-    pub fn all() -> crate::Result<Vec<Self>> {
-        crate::probe::global().snapshot_all()
-    }
-
     /// RAM in MiB.
     #[must_use]
     #[allow(clippy::cast_precision_loss)] // display-only: MiB as a float
@@ -1089,13 +1077,16 @@ impl Snapshot {
         self.ram_bytes as f64 / (1024.0 * 1024.0)
     }
 
-    /// The process's own VRAM in MiB, when measured.
+    /// The process's own VRAM in MiB, when measured. `None` also when only the device's use
+    /// is known (the `nvidia-smi` fallback: see [`ProcessGpuInfo::device_used_bytes`]); the
+    /// original crate gave the device's use here.
     #[must_use]
     #[allow(clippy::cast_precision_loss)] // display-only: MiB as a float
     pub fn vram_mb(&self) -> Option<f64> {
         self.gpu
             .as_ref()
-            .map(|g| g.used_bytes as f64 / (1024.0 * 1024.0))
+            .and_then(|g| g.process_bytes)
+            .map(|bytes| bytes as f64 / (1024.0 * 1024.0))
     }
 }
 
@@ -1143,7 +1134,6 @@ mod builders {
                 $(
                     #[doc = concat!("Sets `", stringify!($field), "`.")]
                     #[must_use]
-                    #[allow(clippy::wrong_self_convention)] // named after the field (`is_per_process`)
                     pub fn $field(mut self, value: $ty) -> Self {
                         self.0.$field = setters!(@wrap value $($opt)?);
                         self
@@ -1250,24 +1240,40 @@ mod builders {
     pub struct ProcessGpuInfoBuilder(ProcessGpuInfo);
 
     impl ProcessGpuInfo {
-        /// Starts a builder: 0 bytes, per-process, device 0, NVML.
+        /// Starts a builder: 0 bytes of the process's own, device 0, NVML.
         #[must_use]
-        pub fn builder() -> ProcessGpuInfoBuilder {
-            ProcessGpuInfoBuilder(Self {
-                used_bytes: 0,
-                is_per_process: true,
-                device_index: 0,
-                source: GpuQuerySource::Nvml,
-            })
+        pub const fn builder() -> ProcessGpuInfoBuilder {
+            ProcessGpuInfoBuilder(Self::own(0, 0, GpuQuerySource::Nvml))
         }
     }
 
     setters!(ProcessGpuInfoBuilder {
-        used_bytes: u64,
-        is_per_process: bool,
         device_index: u32,
         source: GpuQuerySource,
     });
+
+    impl ProcessGpuInfoBuilder {
+        /// The process's own figure, bytes (clears any device-wide figure).
+        #[must_use]
+        pub const fn process_bytes(self, bytes: u64) -> Self {
+            Self(ProcessGpuInfo::own(
+                bytes,
+                self.0.device_index,
+                self.0.source,
+            ))
+        }
+
+        /// Only the device's use is known, bytes, as under the `nvidia-smi` fallback (clears
+        /// the process's own figure).
+        #[must_use]
+        pub const fn device_used_bytes(self, bytes: u64) -> Self {
+            Self(ProcessGpuInfo::device_wide(
+                bytes,
+                self.0.device_index,
+                self.0.source,
+            ))
+        }
+    }
 
     impl ProcessGpuInfoBuilder {
         /// The finished record.
@@ -1315,6 +1321,26 @@ mod builders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshots_own_vram_is_unknown_when_only_the_devices_use_is_known() {
+        let snapshot = |gpu| Snapshot {
+            ram_bytes: 0,
+            gpu: Some(gpu),
+            gpu_device: None,
+            gpu_error: None,
+            telemetry: None,
+        };
+        let own = snapshot(ProcessGpuInfo::own(3 << 20, 0, GpuQuerySource::Nvml));
+        assert_eq!(own.vram_mb(), Some(3.0));
+        let bound = snapshot(ProcessGpuInfo::device_wide(
+            3 << 20,
+            0,
+            GpuQuerySource::NvidiaSmi,
+        ));
+        assert_eq!(bound.vram_mb(), None);
+        assert_eq!(bound.gpu.map(|g| g.upper_bound_bytes()), Some(3 << 20));
+    }
 
     fn holder(pid: u32, used: u64) -> GpuProcessEntry {
         let mut row = GpuProcessEntry::new(pid, 0, GpuQuerySource::Drm);

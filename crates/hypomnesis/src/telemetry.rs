@@ -8,7 +8,7 @@
 //! "warming up" rather than inventing a number; on Windows the PDH engine counters are
 //! collected twice, 100 ms apart, within one call. NVML and amdgpu report ready-made rates.
 
-use crate::snapshot::GpuQuerySource;
+use crate::model::GpuQuerySource;
 use crate::unavailable::{TelemetryField, Unavailable};
 
 /// One GPU's activity at one moment.

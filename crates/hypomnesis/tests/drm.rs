@@ -311,7 +311,10 @@ fn a_client_inherited_after_pid_wraparound_is_counted_for_the_parent_that_opened
     assert_eq!(child.counted_used_bytes(), Some(0));
     assert_eq!(parent.counted_used_bytes(), Some(100 * MIB));
     // The library's own-process figure for the child agrees with its row.
-    assert_eq!(probe.process_gpu_info(0).unwrap().used_bytes, 100 * MIB);
+    assert_eq!(
+        probe.process_gpu_info(0).unwrap().process_bytes,
+        Some(100 * MIB)
+    );
 }
 
 #[test]
@@ -509,8 +512,7 @@ fn standard_as(pid: u32) -> DrmTree {
 fn own_memory_on_a_discrete_gpu_is_its_vram() {
     let tree = standard_as(300);
     let own = probe(&tree).process_gpu_info(1).unwrap();
-    assert_eq!(own.used_bytes, 2068 * KIB + 100 * MIB);
-    assert!(own.is_per_process);
+    assert_eq!(own.process_bytes, Some(2068 * KIB + 100 * MIB));
     assert_eq!(own.source, GpuQuerySource::Drm);
     assert_eq!(own.device_index, 1);
 }
@@ -520,7 +522,7 @@ fn own_memory_on_an_apu_includes_gtt() {
     let tree = standard_as(250);
     // 250 holds llama-server's passed client: the memory is held by both, so it counts here.
     let own = probe(&tree).process_gpu_info(3).unwrap();
-    assert_eq!(own.used_bytes, 5348 * KIB + 25_258_000 * KIB);
+    assert_eq!(own.process_bytes, Some(5348 * KIB + 25_258_000 * KIB));
     assert_eq!(own.device_index, 3);
 }
 
@@ -528,8 +530,7 @@ fn own_memory_on_an_apu_includes_gtt() {
 fn own_memory_without_a_client_on_the_device_is_zero() {
     let tree = standard_as(300);
     let own = probe(&tree).process_gpu_info(2).unwrap();
-    assert_eq!(own.used_bytes, 0);
-    assert!(own.is_per_process);
+    assert_eq!(own.process_bytes, Some(0));
 }
 
 #[test]

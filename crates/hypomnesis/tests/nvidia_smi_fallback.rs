@@ -120,8 +120,7 @@ fn idle_h100_is_one_device_with_exact_byte_figures_and_no_processes() {
 
     assert!(p.processes(0).unwrap().is_empty());
     let own = p.process_gpu_info(0).unwrap();
-    assert_eq!(own.used_bytes, 0);
-    assert!(!own.is_per_process);
+    assert_eq!((own.process_bytes, own.device_used_bytes), (None, Some(0)));
     assert_eq!(own.device_index, 0);
     assert_eq!(own.source, GpuQuerySource::NvidiaSmi);
 }
@@ -167,8 +166,9 @@ fn loaded_h100_lists_gpu_burn_and_a_name_with_commas_whole() {
 
     // Without NVML only the device-wide figure is known: an upper bound, said to be one.
     let own = p.process_gpu_info(0).unwrap();
-    assert_eq!(own.used_bytes, 19818 * MIB);
-    assert!(!own.is_per_process);
+    assert_eq!(own.process_bytes, None);
+    assert_eq!(own.device_used_bytes, Some(19818 * MIB));
+    assert_eq!(own.upper_bound_bytes(), 19818 * MIB);
     assert_eq!(own.source, GpuQuerySource::NvidiaSmi);
 }
 
@@ -282,12 +282,30 @@ fn without_nvml_the_own_figure_of_each_gpu_is_that_gpus_used_memory() {
         let own = p.process_gpu_info(index).unwrap();
         assert_eq!(own.device_index, index);
         assert_eq!(
-            own.used_bytes,
-            used * MIB,
+            (own.process_bytes, own.device_used_bytes),
+            (None, Some(used * MIB)),
             "GPU {i}: the device-wide upper bound"
         );
-        assert!(!own.is_per_process);
     }
+}
+
+#[test]
+fn without_nvml_the_own_figure_is_never_given_as_the_processs_own() {
+    let p = probe("h100_loaded");
+    let own = p.process_gpu_info(0).unwrap();
+    assert_eq!(
+        own.process_bytes, None,
+        "nvidia-smi cannot tell one process's use"
+    );
+    assert_eq!(own.device_used_bytes, Some(19818 * MIB));
+}
+
+#[test]
+#[allow(deprecated)] // the original crate's fields, kept for its users
+fn the_original_crates_used_bytes_and_is_per_process_keep_their_meaning() {
+    let own = probe("h100_loaded").process_gpu_info(0).unwrap();
+    assert_eq!(own.used_bytes, 19818 * MIB);
+    assert!(!own.is_per_process);
 }
 
 #[test]
@@ -333,8 +351,10 @@ fn wddm_has_device_figures_but_no_per_process_figures() {
         ]
     );
     let own = p.process_gpu_info(0).unwrap();
-    assert_eq!(own.used_bytes, 702 * MIB);
-    assert!(!own.is_per_process);
+    assert_eq!(
+        (own.process_bytes, own.device_used_bytes),
+        (None, Some(702 * MIB))
+    );
 }
 
 #[test]

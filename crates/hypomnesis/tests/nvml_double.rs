@@ -127,8 +127,7 @@ fn compute_and_graphics_lists_are_merged_per_pid() {
             // The calling process holds no context in this scenario: 0 bytes, and it says it is
             // a per-process figure.
             let own = probe.process_gpu_info(0).unwrap();
-            assert_eq!(own.used_bytes, 0);
-            assert!(own.is_per_process);
+            assert_eq!((own.process_bytes, own.device_used_bytes), (Some(0), None));
         },
     );
 }

@@ -154,18 +154,17 @@ fn a_spike_in_a_grandchild_is_sampled_in_the_tree_and_exact_from_the_kernel() {
         "--report",
         report_file.to_str().unwrap(),
     ]);
-    let sampler = Sampler::builder()
+    let mut builder = Sampler::builder()
         .probe(probe())
-        .interval(Duration::from_millis(20))
-        .target(Target::Tree(child.id()))
-        .start()
-        .unwrap();
+        .interval(Duration::from_millis(20));
+    let tree_id = builder.add(Target::Tree(child.id()));
+    let sampler = builder.start().unwrap();
     assert!(child.wait().unwrap().success());
     let report = sampler.stop();
     let kernel = read_bytes(&report_file);
     assert!(kernel >= 200 * MIB, "the spike itself: {kernel}");
 
-    let tree = report.peak(0, Metric::Rss).unwrap();
+    let tree = report.peak(tree_id, Metric::Rss).unwrap();
     assert!(
         within(tree.max, kernel, 5),
         "tree peak {} vs the grandchild's VmHWM {kernel} (+ its small parent)",
@@ -179,10 +178,10 @@ fn a_spike_in_a_grandchild_is_sampled_in_the_tree_and_exact_from_the_kernel() {
         "{} vs {kernel}",
         largest.peak_rss_bytes
     );
-    assert_eq!(report.targets[0].processes_seen, 2);
-    assert_eq!(report.peak(0, Metric::Processes).unwrap().max, 2);
+    assert_eq!(report.target(tree_id).unwrap().processes_seen, 2);
+    assert_eq!(report.peak(tree_id, Metric::Processes).unwrap().max, 2);
     assert_eq!(
-        report.peak(0, Metric::Rss).unwrap().last,
+        report.peak(tree_id, Metric::Rss).unwrap().last,
         0,
         "nothing left at the end"
     );
@@ -205,20 +204,23 @@ fn descendants_forked_after_the_start_are_followed_down_the_chain() {
         "--report",
         report_file.to_str().unwrap(),
     ]);
-    let sampler = Sampler::builder()
+    let mut builder = Sampler::builder()
         .probe(probe())
-        .interval(Duration::from_millis(10))
-        .target(Target::Tree(child.id()))
-        .start()
-        .unwrap();
+        .interval(Duration::from_millis(10));
+    let tree = builder.add(Target::Tree(child.id()));
+    let sampler = builder.start().unwrap();
     assert!(child.wait().unwrap().success());
     let report = sampler.stop();
-    assert_eq!(report.targets[0].processes_seen, 3, "{report:#?}");
-    assert_eq!(report.peak(0, Metric::Processes).unwrap().max, 3);
+    assert_eq!(
+        report.target(tree).unwrap().processes_seen,
+        3,
+        "{report:#?}"
+    );
+    assert_eq!(report.peak(tree, Metric::Processes).unwrap().max, 3);
     let largest = report.targets[0].largest_process.unwrap();
     assert_eq!(largest.source, PeakSource::KernelHighWaterMark);
     assert!(within(largest.peak_rss_bytes, read_bytes(&report_file), 1));
-    assert!(report.peak(0, Metric::Rss).unwrap().max >= 64 * MIB);
+    assert!(report.peak(tree, Metric::Rss).unwrap().max >= 64 * MIB);
 }
 
 #[test]
@@ -234,21 +236,20 @@ fn a_pid_set_is_summed_and_loses_members_as_they_exit() {
     ];
     let mut a = ram_pattern(&spike);
     let mut b = ram_pattern(&spike);
-    let sampler = Sampler::builder()
+    let mut builder = Sampler::builder()
         .probe(probe())
         .interval(Duration::from_millis(20))
-        .target(Target::Pids(vec![a.id(), b.id(), a.id()]))
-        .timeline(8)
-        .start()
-        .unwrap();
+        .timeline(8);
+    let pids = builder.add(Target::Pids(vec![a.id(), b.id(), a.id()]));
+    let sampler = builder.start().unwrap();
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
     let report = sampler.stop();
     assert_eq!(
         report.targets[0].processes_seen, 2,
         "the repeated pid counts once"
     );
-    assert!(report.peak(0, Metric::Rss).unwrap().max >= 96 * MIB);
-    assert_eq!(report.peak(0, Metric::Processes).unwrap().last, 0);
+    assert!(report.peak(pids, Metric::Rss).unwrap().max >= 96 * MIB);
+    assert_eq!(report.peak(pids, Metric::Processes).unwrap().last, 0);
     let timeline = report.timeline.unwrap();
     assert_eq!(timeline.points.len(), 8, "the latest 8 samples are kept");
     assert_eq!(
@@ -266,19 +267,16 @@ fn a_pid_set_is_summed_and_loses_members_as_they_exit() {
 
 #[test]
 fn a_pid_that_does_not_exist_is_noted_not_an_error() {
-    let sampler = Sampler::builder()
-        .probe(probe())
-        .target(Target::Pids(vec![u32::MAX - 1]))
-        .start()
-        .unwrap();
-    let report = sampler.stop();
+    let mut builder = Sampler::builder().probe(probe());
+    let pids = builder.add(Target::Pids(vec![u32::MAX - 1]));
+    let report = builder.start().unwrap().stop();
     assert_eq!(report.targets[0].processes_seen, 0);
     assert!(
         report.targets[0].notes[0].contains("did not exist"),
         "{:?}",
         report.targets[0].notes
     );
-    assert_eq!(report.peak(0, Metric::Rss).unwrap().max, 0);
+    assert_eq!(report.peak(pids, Metric::Rss).unwrap().max, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,7 +409,8 @@ fn measure_reports_the_closures_result_and_an_exact_peak_when_it_raised_the_mark
     assert_eq!(largest.pid, std::process::id());
     assert_eq!(largest.source, PeakSource::KernelHighWaterMark);
     assert!(largest.peak_rss_bytes >= size, "{largest:?}");
-    let rss = report.peak(0, Metric::Rss).unwrap();
+    let own = report.target_id(&Target::OwnProcess).unwrap();
+    let rss = report.peak(own, Metric::Rss).unwrap();
     assert!(
         rss.max >= size,
         "the block was held for ten intervals: {rss:?}"
@@ -423,16 +422,17 @@ fn measure_reports_the_closures_result_and_an_exact_peak_when_it_raised_the_mark
 fn the_callback_sees_every_sample_with_the_series_values() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let sampler = Sampler::builder()
+    let mut builder = Sampler::builder()
         .probe(probe())
-        .interval(Duration::from_millis(5))
-        .target(Target::OwnProcess)
-        .target(Target::Host)
+        .interval(Duration::from_millis(5));
+    let own = builder.add(Target::OwnProcess);
+    let host_id = builder.add(Target::Host);
+    let sampler = builder
         .on_sample(move |s| {
             log.lock().unwrap().push((
                 s.index,
-                s.get(0, Metric::Rss),
-                s.get(1, Metric::HostAvailable),
+                s.get(own, Metric::Rss),
+                s.get(host_id, Metric::HostAvailable),
                 s.values().len(),
             ));
         })
@@ -452,9 +452,30 @@ fn the_callback_sees_every_sample_with_the_series_values() {
     );
     let host = report.host.clone().unwrap();
     assert!(host.total_bytes.unwrap() > 0);
-    let low = report.peak(1, Metric::HostAvailable).unwrap();
+    let low = report.peak(host_id, Metric::HostAvailable).unwrap();
     assert!(low.min <= low.max && low.max <= host.total_bytes.unwrap());
     assert!(report.sampler_cpu_time.is_some());
+}
+
+#[test]
+fn each_targets_handle_names_its_own_series_whatever_was_added_before_it() {
+    let mut builder = Sampler::builder().probe(probe());
+    let host = builder.add(Target::Host);
+    let own = builder.add(Target::OwnProcess);
+    let mut sampler = builder.manual();
+    sampler.sample();
+    let report = sampler.finish();
+    assert!(report.peak(own, Metric::Rss).is_some_and(|p| p.max > 0));
+    assert!(report.peak(host, Metric::HostAvailable).is_some());
+    assert_eq!(
+        report.peak(host, Metric::Rss),
+        None,
+        "the host has no RSS series"
+    );
+    assert_eq!(report.peak(own, Metric::HostAvailable), None);
+    assert_eq!(report.target(host).unwrap().target, Target::Host);
+    assert_eq!(report.target_id(&Target::OwnProcess), Some(own));
+    assert_eq!((host.index(), own.index()), (0, 1));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -616,27 +637,26 @@ fn child_gpu_peaks() {
     write_own_scenario();
     let probe = Arc::new(Probe::new());
     let me = std::process::id();
-    let sampler = Sampler::builder()
+    let mut builder = Sampler::builder()
         .probe(Arc::clone(&probe))
         .interval(Duration::from_millis(20))
-        .target(Target::OwnProcess)
-        .target(Target::Pids(vec![me]))
-        .target(Target::Device(0))
-        .gpu_devices([0])
-        .start()
-        .unwrap();
+        .gpu_devices([0]);
+    let own = builder.add(Target::OwnProcess);
+    let pids = builder.add(Target::Pids(vec![me]));
+    let device_id = builder.add(Target::Device(0));
+    let sampler = builder.start().unwrap();
     std::thread::sleep(Duration::from_millis(1000));
     let report = sampler.stop();
     let gpu = Metric::Gpu { device: 0 };
-    for target in [0, 1] {
+    for target in [own, pids] {
         let peak = report.peak(target, gpu).unwrap();
         assert_eq!(
             (peak.min, peak.max, peak.last),
             (GIB, 6 * GIB, 2 * GIB),
-            "target {target}"
+            "target {target:?}"
         );
     }
-    let device = report.peak(2, Metric::DeviceUsed).unwrap();
+    let device = report.peak(device_id, Metric::DeviceUsed).unwrap();
     assert_eq!(
         (device.min, device.max, device.last),
         (2 * GIB, 7 * GIB, 3 * GIB),
@@ -657,7 +677,9 @@ fn child_measure_gpu() {
     }
     write_own_scenario();
     let ((), report) = hypomnesis::measure(|| std::thread::sleep(Duration::from_millis(900)));
-    let peak = report.peak(0, Metric::Gpu { device: 0 }).unwrap();
+    let peak = report
+        .peak(hypomnesis::MEASURE_TARGET, Metric::Gpu { device: 0 })
+        .unwrap();
     assert_eq!((peak.min, peak.max), (GIB, 6 * GIB));
     assert_eq!(report.interval, hypomnesis::sampler::MEASURE_INTERVAL);
 }
@@ -682,12 +704,11 @@ fn stop_returns_with_a_note_when_a_driver_call_hangs() {
         &path,
         |lib, _| {
             let probe = Arc::new(Probe::builder().nvml_lib(lib).use_nvidia_smi(false).build());
-            let sampler = Sampler::builder()
+            let mut builder = Sampler::builder()
                 .probe(probe)
-                .interval(Duration::from_millis(20))
-                .target(Target::Device(0))
-                .start()
-                .unwrap();
+                .interval(Duration::from_millis(20));
+            let device = builder.add(Target::Device(0));
+            let sampler = builder.start().unwrap();
             std::thread::sleep(Duration::from_millis(800));
             let report = sampler.stop();
             assert!(
@@ -699,7 +720,7 @@ fn stop_returns_with_a_note_when_a_driver_call_hangs() {
             assert!(report.samples > 0);
             assert!(
                 report
-                    .peak(0, Metric::DeviceUsed)
+                    .peak(device, Metric::DeviceUsed)
                     .is_some_and(|p| p.max > 0)
             );
         },

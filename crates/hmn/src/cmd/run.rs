@@ -46,7 +46,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use hypomnesis::{Frame, FrameRequest, Metric, Probe, Report, Sampler, Target};
+use hypomnesis::{Frame, FrameRequest, Metric, Probe, Report, Sampler, Target, TargetId};
 
 use child::{Ending, own_max_rss, shell_words, spawn, start_failure_code, wait};
 use report::{RunReport, build_report, explain_unknowns};
@@ -555,32 +555,30 @@ fn start_sampler(
     let mut builder = Sampler::builder()
         .probe(Arc::clone(probe))
         .interval(interval)
-        .target(Target::Tree(pid))
         .gpu_devices(devices.iter().map(|d| d.index));
-    for device in devices {
-        builder = builder.target(Target::Device(device.index));
-    }
-    let host = 1 + devices.len();
-    builder = builder.target(Target::Host);
-    let device_indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
+    let tree = builder.add(Target::Tree(pid));
+    let device_targets: Vec<(u32, TargetId)> = devices
+        .iter()
+        .map(|d| (d.index, builder.add(Target::Device(d.index))))
+        .collect();
+    let host = builder.add(Target::Host);
     builder
         .on_sample(move |sample| {
-            let gpus: Vec<(u32, Option<u64>, Option<u64>)> = device_indices
+            let gpus: Vec<(u32, Option<u64>, Option<u64>)> = device_targets
                 .iter()
-                .enumerate()
-                .map(|(k, &index)| {
+                .map(|&(index, device)| {
                     (
                         index,
-                        sample.get(0, Metric::Gpu { device: index }),
-                        sample.get(1 + k, Metric::DeviceUsed),
+                        sample.get(tree, Metric::Gpu { device: index }),
+                        sample.get(device, Metric::DeviceUsed),
                     )
                 })
                 .collect();
             let record = SampleRecord {
                 elapsed: sample.elapsed,
                 wall_clock: sample.wall_clock,
-                tree_rss_bytes: sample.get(0, Metric::Rss),
-                processes: sample.get(0, Metric::Processes),
+                tree_rss_bytes: sample.get(tree, Metric::Rss),
+                processes: sample.get(tree, Metric::Processes),
                 gpus: &gpus,
                 host_available_bytes: sample.get(host, Metric::HostAvailable),
                 cgroup_usage_bytes: sample.get(host, Metric::CgroupUsage),

@@ -700,12 +700,11 @@ mod sys {
             let adapter = adapter_for_device(device, &adapters)?;
             if pid == std::process::id() {
                 return match own_local_usage(adapter.luid) {
-                    Ok(Some(used)) => Some(Ok(ProcessGpuInfo {
-                        used_bytes: used,
-                        is_per_process: true,
-                        device_index: device.index,
-                        source: GpuQuerySource::Dxgi,
-                    })),
+                    Ok(Some(used)) => Some(Ok(ProcessGpuInfo::own(
+                        used,
+                        device.index,
+                        GpuQuerySource::Dxgi,
+                    ))),
                     Ok(None) => None,
                     Err(e) if ours => Some(Err(no_source(GpuQuerySource::Dxgi, e.to_string()))),
                     Err(_) => None,
@@ -714,17 +713,15 @@ mod sys {
             #[cfg(feature = "pdh")]
             {
                 match Self::pdh_processes(device, adapter) {
-                    Ok(rows) => Some(Ok(ProcessGpuInfo {
+                    Ok(rows) => Some(Ok(ProcessGpuInfo::own(
                         // Not in the complete list: the process holds nothing on this adapter.
-                        used_bytes: rows
-                            .iter()
+                        rows.iter()
                             .find(|r| r.pid == pid)
                             .and_then(|r| r.used_bytes)
                             .unwrap_or(0),
-                        is_per_process: true,
-                        device_index: device.index,
-                        source: GpuQuerySource::Pdh,
-                    })),
+                        device.index,
+                        GpuQuerySource::Pdh,
+                    ))),
                     Err(e) if ours => Some(Err(no_source(GpuQuerySource::Pdh, e.to_string()))),
                     Err(_) => None,
                 }

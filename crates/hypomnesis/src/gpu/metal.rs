@@ -516,12 +516,11 @@ mod sys {
                 }
             };
             Some(match used {
-                Some(used_bytes) => Ok(ProcessGpuInfo {
+                Some(used_bytes) => Ok(ProcessGpuInfo::own(
                     used_bytes,
-                    is_per_process: true,
-                    device_index: device.index,
-                    source: GpuQuerySource::Metal,
-                }),
+                    device.index,
+                    GpuQuerySource::Metal,
+                )),
                 None => Err(HypomnesisError::NoGpuSource {
                     attempts: vec![BackendAttempt::new(
                         GpuQuerySource::Metal,

@@ -809,7 +809,7 @@ impl GpuBackends {
                     _ => own_row(&self.processes_from_nvml(nvml, index)?.0, index, pid)?,
                 };
                 match crate::snapshot::implausible_process_bytes(
-                    own.used_bytes,
+                    own.upper_bound_bytes(),
                     nvml.cached_total(index),
                 ) {
                     None => Ok(own),
@@ -823,18 +823,17 @@ impl GpuBackends {
             }
             Err(nvml_attempt) => {
                 // Without NVML only the device-wide figure is known: report it as an upper
-                // bound and say so (`is_per_process: false`).
+                // bound and say so (`process_bytes: None`).
                 let smi_result = self.smi().and_then(smi_devices);
                 match smi_result {
                     Ok(devices) => {
                         let device = pick_device(devices, index)?;
                         match device.used_bytes {
-                            Some(used) => Ok(ProcessGpuInfo {
-                                used_bytes: used,
-                                is_per_process: false,
-                                device_index: index,
-                                source: GpuQuerySource::NvidiaSmi,
-                            }),
+                            Some(used) => Ok(ProcessGpuInfo::device_wide(
+                                used,
+                                index,
+                                GpuQuerySource::NvidiaSmi,
+                            )),
                             None => Err(HypomnesisError::NoGpuSource {
                                 attempts: vec![
                                     nvml_attempt,
@@ -966,20 +965,10 @@ fn extra_backends(
 /// figure the driver would not give is an error, never 0.
 fn own_row(rows: &[GpuProcessEntry], index: u32, pid: u32) -> Result<ProcessGpuInfo> {
     let Some(row) = rows.iter().find(|r| r.pid == pid) else {
-        return Ok(ProcessGpuInfo {
-            used_bytes: 0,
-            is_per_process: true,
-            device_index: index,
-            source: GpuQuerySource::Nvml,
-        });
+        return Ok(ProcessGpuInfo::own(0, index, GpuQuerySource::Nvml));
     };
     match row.used_bytes {
-        Some(used_bytes) => Ok(ProcessGpuInfo {
-            used_bytes,
-            is_per_process: true,
-            device_index: index,
-            source: row.source,
-        }),
+        Some(used_bytes) => Ok(ProcessGpuInfo::own(used_bytes, index, row.source)),
         None => Err(HypomnesisError::NoGpuSource {
             attempts: vec![BackendAttempt::new(
                 row.source,
@@ -1001,7 +990,7 @@ fn plausible_own(own: ProcessGpuInfo, device: &GpuDeviceInfo, pid: u32) -> Resul
     } else {
         device.total_bytes
     };
-    match crate::snapshot::implausible_process_bytes(own.used_bytes, limit) {
+    match crate::snapshot::implausible_process_bytes(own.upper_bound_bytes(), limit) {
         None => Ok(own),
         Some(why) => Err(HypomnesisError::NoGpuSource {
             attempts: vec![BackendAttempt::new(
@@ -1120,32 +1109,27 @@ mod tests {
     fn own_row_is_found_by_pid() {
         let rows = [row(10, Some(5)), row(42, Some(7 << 20))];
         let own = own_row(&rows, 0, 42).unwrap();
-        assert_eq!(own.used_bytes, 7 << 20);
-        assert!(own.is_per_process);
+        assert_eq!(own.process_bytes, Some(7 << 20));
     }
 
     #[test]
     fn a_process_missing_from_a_complete_list_holds_zero_bytes() {
         let own = own_row(&[row(10, Some(5))], 0, 42).unwrap();
-        assert_eq!(own.used_bytes, 0);
-        assert!(own.is_per_process);
+        assert_eq!(own.process_bytes, Some(0));
     }
 
     #[test]
     fn an_own_figure_larger_than_the_device_is_an_error_on_other_backends_too() {
         let mut device = GpuDeviceInfo::new(0, crate::GpuVendor::Amd, GpuQuerySource::Drm);
         device.total_bytes = Some(16 << 30);
-        let own = |bytes: u64| ProcessGpuInfo {
-            used_bytes: bytes,
-            is_per_process: true,
-            device_index: 0,
-            source: GpuQuerySource::Drm,
-        };
+        let own = |bytes: u64| ProcessGpuInfo::own(bytes, 0, GpuQuerySource::Drm);
         assert!(plausible_own(own(17 << 30), &device, 7).is_err());
         assert!(plausible_own(own(u64::MAX), &device, 7).is_err());
         assert_eq!(
-            plausible_own(own(16 << 30), &device, 7).unwrap().used_bytes,
-            16 << 30
+            plausible_own(own(16 << 30), &device, 7)
+                .unwrap()
+                .process_bytes,
+            Some(16 << 30)
         );
         // An APU's own figure adds VRAM and GTT: bounded by both together.
         device.unified_memory = true;

@@ -39,7 +39,7 @@ pub(crate) fn read_host_memory(proc_root: &Path, sys_root: &Path) -> Result<Host
         .ok()
         .and_then(|text| parse::parse_pressure(&text).ok());
 
-    let cgroup = crate::ram::linux::read_proc_text(&proc_root.join("self/cgroup"))
+    let cgroup = crate::os::linux::read_proc_text(&proc_root.join("self/cgroup"))
         .ok()
         .and_then(|text| parse::parse_proc_cgroup(&text).ok())
         .and_then(|membership| read_cgroup(sys_root, &membership));

@@ -81,54 +81,12 @@ pub(crate) use sys::read_host_memory;
 
 #[cfg(target_os = "macos")]
 mod sys {
-    use std::ffi::CStr;
     use std::mem::{offset_of, size_of};
 
     use super::{PageCounts, memory_load_percent, page_states, pressure_level, reply_covers};
     use crate::error::{HypomnesisError, Result};
     use crate::host::HostMemory;
-
-    /// C structs and integers for which all-zero bytes are a valid value, so they can be
-    /// zero-initialised before the kernel fills them.
-    ///
-    /// # Safety
-    /// Only for `repr(C)` types made of integers and arrays of integers.
-    pub(crate) unsafe trait PlainData: Copy {}
-    // SAFETY: integers.
-    unsafe impl PlainData for i32 {}
-    // SAFETY: an integer.
-    unsafe impl PlainData for u64 {}
-    // SAFETY: integers only (`xsu_total`, `xsu_avail`, `xsu_used`, `xsu_pagesize`,
-    // `xsu_encrypted`).
-    unsafe impl PlainData for libc::xsw_usage {}
-    // SAFETY: integers only.
-    unsafe impl PlainData for libc::vm_statistics64 {}
-    // SAFETY: integers and a byte array (`ri_uuid`).
-    unsafe impl PlainData for libc::rusage_info_v4 {}
-
-    /// An all-zero `T`.
-    pub(crate) fn zeroed<T: PlainData>() -> T {
-        // SAFETY: `PlainData` types are valid when all-zero.
-        unsafe { std::mem::zeroed() }
-    }
-
-    /// A `sysctlbyname` value of exactly `T`'s size; `None` when missing or of another size.
-    pub(crate) fn sysctl_value<T: PlainData>(name: &CStr) -> Option<T> {
-        let mut value: T = zeroed();
-        let mut len = size_of::<T>();
-        // SAFETY: `value` is a live `T` of `len` bytes; the kernel writes at most `len` bytes
-        // and stores the written length in `len`.
-        let rc = unsafe {
-            libc::sysctlbyname(
-                name.as_ptr(),
-                (&raw mut value).cast(),
-                &raw mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        (rc == 0 && len == size_of::<T>()).then_some(value)
-    }
+    use crate::os::macos::{sysctl_value, zeroed};
 
     /// The host port, deallocated on drop.
     struct HostPort(mach2::port::mach_port_t);
@@ -213,11 +171,9 @@ mod sys {
     }
 }
 
-#[cfg(target_os = "macos")]
-pub(crate) use sys::{PlainData, zeroed};
-// Outside this module, only the Metal backend reads a sysctl (`hw.memsize`).
+// Moved to the OS layer; the old path stays while callers move over.
 #[cfg(all(target_os = "macos", feature = "metal"))]
-pub(crate) use sys::sysctl_value;
+pub(crate) use crate::os::macos::sysctl_value;
 
 #[cfg(test)]
 mod tests {

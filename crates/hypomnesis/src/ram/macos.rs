@@ -135,12 +135,6 @@ pub(crate) fn balance_bytes(balance: i64) -> u64 {
     u64::try_from(balance).unwrap_or(0)
 }
 
-/// The file name of an executable path.
-#[cfg(any(test, feature = "metal"))] // for `process_name`
-pub(crate) fn path_basename(path: &str) -> &str {
-    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path)
-}
-
 /// What reading another process's ledger gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LedgerRead {
@@ -155,10 +149,17 @@ pub(crate) enum LedgerRead {
 }
 
 #[cfg(target_os = "macos")]
-pub(crate) use sys::{own_rss, process_exists, read_process_memory};
-// Every process's name, owner and graphics footprint: for the Metal backend's process rows.
+pub(crate) use sys::{own_rss, read_process_memory};
+// Every process's graphics footprint: for the Metal backend's process rows.
 #[cfg(all(target_os = "macos", feature = "metal"))]
-pub(crate) use sys::{graphics_footprint, list_pids, process_name, process_uid};
+pub(crate) use sys::graphics_footprint;
+// The process facts that lived here, at their old paths while callers move to `crate::os`.
+#[cfg(target_os = "macos")]
+#[allow(unused_imports)]
+pub(crate) use crate::os::macos::process_exists;
+#[cfg(all(target_os = "macos", feature = "metal"))]
+#[allow(unused_imports)]
+pub(crate) use crate::os::macos::{list_pids, process_name, process_uid};
 
 #[cfg(target_os = "macos")]
 mod sys {
@@ -169,8 +170,6 @@ mod sys {
 
     use mach2::task_info::{TASK_VM_INFO, task_vm_info};
 
-    #[cfg(feature = "metal")]
-    use super::path_basename;
     use super::{
         GRAPHICS_FOOTPRINT, LEDGER_ENTRY_INFO, LEDGER_ENTRY_INFO_V2, LEDGER_INFO,
         LEDGER_TEMPLATE_INFO, LedgerEntryInfo, LedgerEntryInfoV2, LedgerInfo, LedgerRead,
@@ -178,7 +177,7 @@ mod sys {
         ledger_index, mach_count, vm_info_reply,
     };
     use crate::error::{HypomnesisError, Result};
-    use crate::host::macos::{PlainData, zeroed};
+    use crate::os::macos::zeroed;
     use crate::ram::{MemoryDetail, ProcessMemory};
 
     // The revision counts above must match the struct mach2 lays out.
@@ -193,13 +192,6 @@ mod sys {
         offset_of!(task_vm_info, ledger_phys_footprint_peak) + 8
             <= TASK_VM_INFO_REV3_COUNT as usize * 4
     );
-
-    // SAFETY: integers and `c_char` arrays.
-    unsafe impl PlainData for libc::proc_bsdinfo {}
-
-    /// `PROC_ALL_PIDS` (`<sys/proc_info.h>`).
-    #[cfg(feature = "metal")]
-    const PROC_ALL_PIDS: u32 = 1;
 
     unsafe extern "C" {
         /// The `ledger()` system call's libsystem_kernel stub (`SYS_ledger`, 373); exported
@@ -327,102 +319,6 @@ mod sys {
             resident_bytes: Some(info.ri_resident_size),
             graphics_bytes: graphics,
         })
-    }
-
-    /// `kill(pid, 0)`: `ESRCH` means no such process, `EPERM` one we may not signal.
-    pub(crate) fn process_exists(pid: u32) -> Option<bool> {
-        if pid == 0 {
-            // kernel_task; kill(0, 0) would signal our own process group instead.
-            return Some(true);
-        }
-        let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
-            return Some(false);
-        };
-        // SAFETY: signal 0 only checks that the process exists and may be signalled.
-        let rc = unsafe { libc::kill(raw_pid, 0) };
-        if rc == 0 {
-            return Some(true);
-        }
-        match errno() {
-            Some(libc::ESRCH) => Some(false),
-            Some(libc::EPERM) => Some(true),
-            _ => None,
-        }
-    }
-
-    /// The executable's file name (`proc_pidpath`), else the kernel's short name
-    /// (`proc_name`, `p_comm`).
-    #[cfg(feature = "metal")]
-    pub(crate) fn process_name(pid: u32) -> Option<String> {
-        let raw_pid = c_int::try_from(pid).ok()?;
-        let mut buf = vec![0_u8; 4 * 1024];
-        let size = u32::try_from(buf.len()).unwrap_or(0);
-        // SAFETY: `buf` has `size` writable bytes; proc_pidpath writes at most that many.
-        let len = unsafe { libc::proc_pidpath(raw_pid, buf.as_mut_ptr().cast(), size) };
-        if let Some(path) = usize::try_from(len)
-            .ok()
-            .filter(|&l| l > 0)
-            .and_then(|l| buf.get(..l))
-        {
-            let path = String::from_utf8_lossy(path);
-            return Some(path_basename(&path).to_owned());
-        }
-        let mut short = [0_u8; 64];
-        let size = u32::try_from(short.len()).unwrap_or(0);
-        // SAFETY: `short` has `size` writable bytes; proc_name writes at most that many.
-        let len = unsafe { libc::proc_name(raw_pid, short.as_mut_ptr().cast(), size) };
-        let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
-        short
-            .get(..len)
-            .map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_owned())
-            .filter(|s| !s.is_empty())
-    }
-
-    /// The owner of `pid` (`proc_pidinfo(PROC_PIDTBSDINFO)`); `None` when refused.
-    #[cfg(feature = "metal")]
-    pub(crate) fn process_uid(pid: u32) -> Option<u32> {
-        let raw_pid = c_int::try_from(pid).ok()?;
-        let mut info: libc::proc_bsdinfo = zeroed();
-        let size = c_int::try_from(size_of::<libc::proc_bsdinfo>()).ok()?;
-        // SAFETY: `info` is a live proc_bsdinfo of `size` bytes.
-        let len = unsafe {
-            libc::proc_pidinfo(
-                raw_pid,
-                libc::PROC_PIDTBSDINFO,
-                0,
-                (&raw mut info).cast(),
-                size,
-            )
-        };
-        (len == size).then_some(info.pbi_uid)
-    }
-
-    /// Every pid (`proc_listpids(PROC_ALL_PIDS)`), or the errno that refused the listing.
-    #[cfg(feature = "metal")]
-    pub(crate) fn list_pids() -> std::result::Result<Vec<u32>, std::io::Error> {
-        // SAFETY: a null buffer asks for the size needed, in bytes.
-        let needed = unsafe { libc::proc_listpids(PROC_ALL_PIDS, 0, std::ptr::null_mut(), 0) };
-        if needed <= 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // Room for processes started between the two calls.
-        let slots = usize::try_from(needed).unwrap_or(0) / size_of::<c_int>() + 64;
-        let mut pids = vec![0 as c_int; slots];
-        let bytes = c_int::try_from(slots * size_of::<c_int>()).unwrap_or(c_int::MAX);
-        // SAFETY: `pids` has `bytes` writable bytes; proc_listpids fills at most that many and
-        // returns how many it filled.
-        let filled =
-            unsafe { libc::proc_listpids(PROC_ALL_PIDS, 0, pids.as_mut_ptr().cast(), bytes) };
-        if filled <= 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let count = usize::try_from(filled).unwrap_or(0) / size_of::<c_int>();
-        Ok(pids
-            .iter()
-            .take(count)
-            .filter_map(|&p| u32::try_from(p).ok())
-            .filter(|&p| p != 0)
-            .collect())
     }
 
     /// The index of `graphics_footprint` among the ledger entries, looked up once.
@@ -619,14 +515,5 @@ mod tests {
     fn negative_balances_read_as_zero() {
         assert_eq!(balance_bytes(-4096), 0);
         assert_eq!(balance_bytes(1 << 30), 1 << 30);
-    }
-
-    #[test]
-    fn executable_paths_are_cut_to_the_file_name() {
-        assert_eq!(
-            path_basename("/Applications/Python.app/Contents/MacOS/Python"),
-            "Python"
-        );
-        assert_eq!(path_basename("ollama"), "ollama");
     }
 }

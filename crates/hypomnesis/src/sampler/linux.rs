@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::ProbeHandle;
-use super::parse::{self, Stat};
+use crate::os::procfs::{self as parse, Stat};
 
 /// How often discovery lists all of `/proc` even when `loadavg` says nothing new started.
 pub(super) const FULL_SCAN_EVERY: Duration = Duration::from_secs(2);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hypomnesis::{Metric, PeakSource, Report};
+use hypomnesis::{Metric, Peak, PeakSource, Report, Target, TargetId};
 use serde::Serialize;
 
 use super::child::{Ending, signal_name};
@@ -135,9 +135,8 @@ pub(super) fn build_report(
     gpu_note: Option<String>,
     spill: SpillReport,
 ) -> RunReport {
-    let peak = |target: usize, metric: Metric| report.and_then(|r| r.peak(target, metric));
-    let host_target = 1 + devices.len();
-    let available = peak(host_target, Metric::HostAvailable);
+    let host_target = target_id(report, &Target::Host);
+    let available = peak(report, host_target, Metric::HostAvailable);
     let host = report.and_then(|r| r.host.as_ref());
     let cgroup = host.and_then(|h| h.cgroup.as_ref()).map(|c| CgroupReport {
         version: match c.version {
@@ -147,7 +146,7 @@ pub(super) fn build_report(
         path: c.path.clone(),
         limit_bytes: c.limit_bytes,
         peak_bytes: host.and_then(|h| h.cgroup_peak_bytes),
-        usage_peak_bytes: peak(host_target, Metric::CgroupUsage).map(|p| p.max),
+        usage_peak_bytes: peak(report, host_target, Metric::CgroupUsage).map(|p| p.max),
     });
     RunReport {
         command: command.to_vec(),
@@ -159,7 +158,7 @@ pub(super) fn build_report(
         samples: report.map_or(0, |r| r.samples),
         late_samples: report.map_or(0, |r| r.late_samples),
         tree: tree_report(pid, ending, report),
-        devices: device_reports(devices, report),
+        devices: device_reports(pid, devices, report),
         gpu_note,
         host: HostReport {
             total_bytes: host.and_then(|h| h.total_bytes),
@@ -182,11 +181,11 @@ pub(super) fn build_report(
 fn tree_report(pid: u32, ending: &Ending, report: Option<&Report>) -> TreeReport {
     // A sum of 0 means every read found the tree's processes gone (CMD ended before a sample
     // saw it resident): that is no measurement.
-    let tree_peak = report
-        .and_then(|r| r.peak(0, Metric::Rss))
-        .filter(|p| p.max > 0);
+    let tree = target_id(report, &Target::Tree(pid));
+    let tree_peak = peak(report, tree, Metric::Rss).filter(|p| p.max > 0);
     let sampled = report
-        .and_then(|r| r.targets.first())
+        .zip(tree)
+        .and_then(|(r, t)| r.target(t))
         .and_then(|t| t.largest_process)
         .filter(|s| s.peak_rss_bytes > 0);
     // The largest single process: the larger of the kernel's ru_maxrss for the waited-for
@@ -220,7 +219,8 @@ fn tree_report(pid: u32, ending: &Ending, report: Option<&Report>) -> TreeReport
     TreeReport {
         root_pid: pid,
         processes_seen: report
-            .and_then(|r| r.targets.first())
+            .zip(tree)
+            .and_then(|(r, t)| r.target(t))
             .map(|t| t.processes_seen)
             .filter(|&n| n > 0),
         peak_rss_bytes: tree_bytes,
@@ -235,36 +235,54 @@ fn tree_report(pid: u32, ending: &Ending, report: Option<&Report>) -> TreeReport
     }
 }
 
-/// Each sampled device's peaks: the tree's (sampler target 0) and the whole device's (target
-/// 1 + its position).
-fn device_reports(devices: &[DeviceRecord], report: Option<&Report>) -> Vec<DeviceReport> {
-    let peak = |target: usize, metric: Metric| report.and_then(|r| r.peak(target, metric));
-    let missed = |target: usize, metric: Metric| {
-        report.map_or(0, |r| {
-            r.series
-                .iter()
-                .filter(|s| s.series.target == target && s.series.metric == metric)
-                .map(|s| s.missed)
-                .sum::<u64>()
-        })
-    };
+/// Each sampled device's peaks: the tree's on it and the whole device's.
+fn device_reports(
+    pid: u32,
+    devices: &[DeviceRecord],
+    report: Option<&Report>,
+) -> Vec<DeviceReport> {
+    let tree = target_id(report, &Target::Tree(pid));
     devices
         .iter()
-        .enumerate()
-        .map(|(k, d)| {
-            let tree = peak(0, Metric::Gpu { device: d.index });
-            let used = peak(1 + k, Metric::DeviceUsed);
+        .map(|d| {
+            let device = target_id(report, &Target::Device(d.index));
+            let used = peak(report, device, Metric::DeviceUsed);
+            let tree_gpu = peak(report, tree, Metric::Gpu { device: d.index });
             DeviceReport {
                 device: d.clone(),
-                tree_peak_bytes: tree.map(|p| p.max),
-                tree_peak_at_ms: tree.map(|p| millis(p.max_at)),
+                tree_peak_bytes: tree_gpu.map(|p| p.max),
+                tree_peak_at_ms: tree_gpu.map(|p| millis(p.max_at)),
                 device_peak_used_bytes: used.map(|p| p.max),
                 device_peak_at_ms: used.map(|p| millis(p.max_at)),
-                missed_samples: missed(0, Metric::Gpu { device: d.index })
-                    .max(missed(1 + k, Metric::DeviceUsed)),
+                missed_samples: missed(report, tree, Metric::Gpu { device: d.index }).max(missed(
+                    report,
+                    device,
+                    Metric::DeviceUsed,
+                )),
             }
         })
         .collect()
+}
+
+/// The sampler's handle for `target`, when it was sampled.
+fn target_id(report: Option<&Report>, target: &Target) -> Option<TargetId> {
+    report.and_then(|r| r.target_id(target))
+}
+
+/// The peak of one series.
+fn peak(report: Option<&Report>, target: Option<TargetId>, metric: Metric) -> Option<&Peak> {
+    report
+        .zip(target)
+        .and_then(|(r, t)| r.series_summary(t, metric))
+        .and_then(|s| s.peak.as_ref())
+}
+
+/// Samples that could not read one series.
+fn missed(report: Option<&Report>, target: Option<TargetId>, metric: Metric) -> u64 {
+    report
+        .zip(target)
+        .and_then(|(r, t)| r.series_summary(t, metric))
+        .map_or(0, |s| s.missed)
 }
 
 /// Says what could not be known and why, so no unknown reads as 0 or as "none".

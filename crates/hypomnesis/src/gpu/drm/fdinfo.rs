@@ -670,7 +670,7 @@ fn counted_for(holders: &[u32], mut started: impl FnMut(u32) -> Option<u64>) -> 
 fn start_ticks(proc_root: &Path, pid: u32) -> Option<u64> {
     let path = proc_root.join(pid.to_string()).join("stat");
     let text = crate::ram::linux::read_proc_file(&path, Ends::AtShortRead).ok()?;
-    crate::sampler::parse::parse_stat(&text).map(|s| s.start_ticks)
+    crate::os::procfs::parse_stat(&text).map(|s| s.start_ticks)
 }
 
 /// One process's memory on one device: sums over every client it holds, shared ones

@@ -425,12 +425,11 @@ mod linux {
                     )],
                 }));
             };
-            Some(Ok(ProcessGpuInfo {
-                used_bytes: used,
-                is_per_process: true,
-                device_index: device.index,
-                source: GpuQuerySource::Drm,
-            }))
+            Some(Ok(ProcessGpuInfo::own(
+                used,
+                device.index,
+                GpuQuerySource::Drm,
+            )))
         }
     }
 }

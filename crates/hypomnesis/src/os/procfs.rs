@@ -1,4 +1,4 @@
-//! Pure, allocation-free parsers for the `/proc` texts the sampler reads on every tick.
+//! Pure, allocation-free parsers for the `/proc` texts read on every sampler tick and DRM scan.
 //!
 //! They take bytes and return `Option`: the sampler's hot path must not allocate, so a
 //! malformed file is "no reading this tick", never an error string. They compile and are
