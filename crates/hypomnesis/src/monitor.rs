@@ -9,8 +9,9 @@
 //!
 //! How: two cadences, as amdgpu_top does. Device memory and telemetry are read every
 //! [`MonitorBuilder::interval`] (default 1 s) — a few driver calls per GPU. The process scan,
-//! which reads every process's files, runs every [`MonitorBuilder::process_every`] ticks
-//! (default 3). The frame a caller sees ([`Monitor::latest`]) combines the newest device
+//! which names every GPU process and reads its files, runs with every
+//! [`MonitorBuilder::process_every`]-th refresh (default 3: every 3 s while refreshes keep
+//! time). The frame a caller sees ([`Monitor::latest`]) combines the newest device
 //! figures with the newest process listings; [`Frame::processes_taken`] says how old those
 //! are. A tick that would fall while the previous frame is still being read is skipped (never
 //! caught up in a burst), and shows as a gap in the history.
@@ -39,7 +40,7 @@ pub use history::{
 
 /// Default [`MonitorBuilder::interval`]: device memory and telemetry once a second.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-/// Default [`MonitorBuilder::process_every`]: the process scan every third tick.
+/// Default [`MonitorBuilder::process_every`]: the process scan with every third refresh.
 pub const DEFAULT_PROCESS_EVERY: u32 = 3;
 /// Default [`MonitorBuilder::window`]: ten minutes of history.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
@@ -264,7 +265,9 @@ impl Monitor {
     }
 
     /// Device `index`'s `metric` over the last `span`, in `buckets` buckets, oldest first
-    /// (see [`History::device`]); the newest bucket ends now.
+    /// (see [`History::device`]). The newest bucket holds now and ends at most one bucket
+    /// later: buckets lie on a fixed grid ([`History::aligned_end`]), so a chart redrawn
+    /// every frame moves by whole buckets and a peak keeps its bucket.
     #[must_use]
     pub fn device_history(
         &self,
@@ -273,11 +276,13 @@ impl Monitor {
         span: Duration,
         buckets: usize,
     ) -> Vec<HistoryPoint> {
-        lock(&self.shared.history).device(index, metric, Instant::now(), span, buckets)
+        let history = lock(&self.shared.history);
+        let end = history.aligned_end(Instant::now(), span, buckets);
+        history.device(index, metric, end, span, buckets)
     }
 
     /// Process `pid`'s `metric` on device `device` over the last `span`, in `buckets` buckets
-    /// (see [`History::process`]); the newest bucket ends now.
+    /// (see [`History::process`]), on the same grid as [`Monitor::device_history`].
     #[must_use]
     pub fn process_history(
         &self,
@@ -287,7 +292,9 @@ impl Monitor {
         span: Duration,
         buckets: usize,
     ) -> Vec<HistoryPoint> {
-        lock(&self.shared.history).process(pid, device, metric, Instant::now(), span, buckets)
+        let history = lock(&self.shared.history);
+        let end = history.aligned_end(Instant::now(), span, buckets);
+        history.process(pid, device, metric, end, span, buckets)
     }
 
     /// The largest reading of device `index`'s `metric` since the monitor started.
@@ -316,6 +323,24 @@ impl Monitor {
         let since = lock(&self.shared.control).reading_since?;
         let elapsed = since.elapsed();
         (elapsed > self.settings.interval).then_some(elapsed)
+    }
+
+    /// How often device memory and telemetry are read.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.settings.interval
+    }
+
+    /// With every how many refreshes processes are scanned (0: never).
+    #[must_use]
+    pub fn process_every(&self) -> u32 {
+        self.settings.process_every
+    }
+
+    /// How much history is kept.
+    #[must_use]
+    pub fn window(&self) -> Duration {
+        self.settings.window
     }
 
     /// Why the monitor has no thread (the OS refused one); `None` normally.
@@ -453,15 +478,12 @@ impl Worker {
             } else {
                 Arc::new(combine(frame, last_scan.as_deref()))
             };
-            // The next slot on the grid start + k·interval that is still ahead: slots that
-            // passed while reading are skipped, not caught up.
-            let due = u64::try_from(start.elapsed().as_nanos() / interval.as_nanos().max(1))
-                .unwrap_or(u64::MAX)
-                .saturating_add(1);
-            let next = due.max(tick + 1);
+            let (next, offset) = next_slot(start.elapsed(), interval, tick);
             self.publish(published, scan, next - tick - 1);
             tick = next;
-            let wake_at = start + interval.saturating_mul(u32::try_from(tick).unwrap_or(u32::MAX));
+            let wake_at = start
+                .checked_add(offset)
+                .unwrap_or_else(|| Instant::now() + interval);
             if !self.sleep_until(wake_at) {
                 return;
             }
@@ -510,6 +532,20 @@ impl Worker {
     }
 }
 
+/// The tick after `tick` on the grid `k·interval` (from the monitor's start) that is still
+/// ahead `elapsed` after the start, and its offset from the start: slots that passed while a
+/// frame was read are skipped, not caught up.
+fn next_slot(elapsed: Duration, interval: Duration, tick: u64) -> (u64, Duration) {
+    let interval_ns = interval.as_nanos().max(1);
+    let due = u64::try_from(elapsed.as_nanos() / interval_ns)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let next = due.max(tick.saturating_add(1));
+    let offset = interval_ns.saturating_mul(u128::from(next));
+    let offset = Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX));
+    (next, offset)
+}
+
 /// `devices` (a frame without a process scan) with the process listings of `scan`, the newest
 /// scan: each device gets the listing of the device with the same index, and the frame says
 /// when the listings were taken. A device the scan did not see gets no listing, with the
@@ -519,6 +555,10 @@ pub fn combine(mut devices: Frame, scan: Option<&Frame>) -> Frame {
     let Some(scan) = scan else {
         return devices;
     };
+    if devices.devices.is_empty() {
+        // Nothing to attach listings to (no GPU, or the driver did not answer).
+        return devices;
+    }
     for device in &mut devices.devices {
         match scan.device(device.device.index) {
             Some(scanned) => {
@@ -537,4 +577,45 @@ pub fn combine(mut devices: Frame, scan: Option<&Frame>) -> Frame {
     devices.processes_taken_at = scan.processes_taken_at;
     devices.processes_taken = scan.processes_taken;
     devices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_monitor_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Monitor>();
+        assert_send_sync::<History>();
+    }
+
+    #[test]
+    fn the_next_tick_is_the_next_slot_still_ahead() {
+        let ms = Duration::from_millis;
+        // On time: the next slot.
+        assert_eq!(next_slot(ms(1_003), ms(1_000), 1), (2, ms(2_000)));
+        // A frame that ran 2.5 intervals: the two slots that passed are skipped.
+        assert_eq!(next_slot(ms(3_500), ms(1_000), 1), (4, ms(4_000)));
+        // Past 2^32 ticks (50 days at 1 ms) the slot is still ahead, not stuck in the past
+        // (which would make the thread spin).
+        let elapsed = Duration::from_secs(50 * 86_400);
+        let (tick, offset) = next_slot(elapsed, ms(1), 4_320_000_000);
+        assert_eq!(tick, 4_320_000_001);
+        assert!(offset > elapsed, "{offset:?}");
+    }
+
+    #[test]
+    fn the_history_limits_follow_the_builder() {
+        let builder = Monitor::builder()
+            .interval(Duration::from_millis(250))
+            .process_every(4)
+            .window(Duration::from_secs(3_600))
+            .max_process_series(10);
+        let limits = builder.limits();
+        assert_eq!(limits.device_cadence, Duration::from_millis(250));
+        assert_eq!(limits.process_cadence, Duration::from_secs(1));
+        assert_eq!(limits.window, Duration::from_secs(3_600));
+        assert_eq!(limits.max_process_series, 10);
+    }
 }

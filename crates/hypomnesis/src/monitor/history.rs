@@ -316,8 +316,8 @@ struct Readings<const N: usize> {
     values: [VecDeque<f64>; N],
     /// The largest reading of each figure since the series began.
     peaks: [Option<f64>; N],
-    /// The newest tick with at least one figure known.
-    last_known_seq: u64,
+    /// The newest tick with at least one figure known; `None` before the first.
+    last_known_seq: Option<u64>,
 }
 
 impl<const N: usize> Readings<N> {
@@ -326,7 +326,7 @@ impl<const N: usize> Readings<N> {
             first_seq,
             values: std::array::from_fn(|_| VecDeque::new()),
             peaks: [None; N],
-            last_known_seq: first_seq,
+            last_known_seq: None,
         }
     }
 
@@ -350,7 +350,7 @@ impl<const N: usize> Readings<N> {
             }
         }
         if known {
-            self.last_known_seq = seq;
+            self.last_known_seq = Some(seq);
         }
     }
 
@@ -367,10 +367,10 @@ impl<const N: usize> Readings<N> {
         }
     }
 
-    /// Whether no reading with a value is left (everything known was evicted).
+    /// Whether no reading with a value is left: everything known was evicted, or nothing
+    /// was ever known (such a series would chart as gaps only).
     fn is_spent(&self) -> bool {
-        self.last_known_seq < self.first_seq
-            || self.values.iter().all(|s| s.iter().all(|v| v.is_nan()))
+        self.last_known_seq.is_none_or(|seq| seq < self.first_seq)
     }
 }
 
@@ -387,6 +387,8 @@ pub struct History {
     processes: HashMap<(u32, u32), Readings<{ ProcessMetric::ALL.len() }>>,
     /// Process rows that got no series because of the cap, over the whole history.
     uncharted_rows: u64,
+    /// The first tick ever recorded: the anchor of [`History::aligned_end`]'s grid.
+    origin: Option<Instant>,
 }
 
 impl History {
@@ -401,6 +403,7 @@ impl History {
             device_peaks: HashMap::new(),
             processes: HashMap::new(),
             uncharted_rows: 0,
+            origin: None,
         }
     }
 
@@ -417,6 +420,7 @@ impl History {
     /// series; likewise a failed listing for that device's processes. Frames not newer than
     /// the newest recorded are ignored. Then evicts what has left the window.
     pub fn record(&mut self, frame: &Frame) {
+        self.origin.get_or_insert(frame.taken);
         if let Some(seq) = self.device_ticks.push(frame.taken) {
             self.record_devices(seq, frame);
         }
@@ -580,6 +584,28 @@ impl History {
         self.uncharted_rows
     }
 
+    /// The end for a chart of `buckets` buckets over `span` drawn at `now`: `now` rounded up
+    /// to the next bucket boundary of a grid anchored at the first recorded tick. Charts
+    /// redrawn with it move by whole buckets, so a reading stays in its bucket as time passes
+    /// instead of its peak flickering between neighbours; the newest bucket ends at most one
+    /// bucket width after `now`. `now` itself before the first record.
+    #[must_use]
+    pub fn aligned_end(&self, now: Instant, span: Duration, buckets: usize) -> Instant {
+        let Some(origin) = self.origin else {
+            return now;
+        };
+        let width = span.as_nanos() / buckets.max(1) as u128;
+        let Some(since) = now.checked_duration_since(origin) else {
+            return now;
+        };
+        if width == 0 {
+            return now;
+        }
+        let steps = since.as_nanos().div_ceil(width);
+        let offset = u64::try_from(steps.saturating_mul(width)).unwrap_or(u64::MAX);
+        origin + Duration::from_nanos(offset)
+    }
+
     /// The newest recorded device tick.
     #[must_use]
     pub fn newest(&self) -> Option<Instant> {
@@ -611,39 +637,26 @@ fn chart(
     };
     let span_ns = i128::try_from(span.as_nanos()).unwrap_or(i128::MAX);
     let n = i128::try_from(buckets).unwrap_or(i128::MAX);
-    // Bucket i covers [start + i·span/n, start + (i+1)·span/n): integer bounds, so the buckets
-    // tile the span exactly.
-    let bound = |i: i128| -> i128 { span_ns.saturating_mul(i) / n };
+    // Bucket i covers [bounds[i], bounds[i + 1]) nanoseconds after `start`, bounds[i] =
+    // i·span/n: integer bounds, so the buckets tile the span exactly.
+    let bounds: Vec<i128> = (0..=n).map(|i| span_ns.saturating_mul(i) / n).collect();
     let instant = |ns: i128| -> Instant {
         start + Duration::from_nanos(u64::try_from(ns.max(0)).unwrap_or(u64::MAX))
     };
-    let mut points: Vec<HistoryPoint> = (0..n)
-        .map(|i| {
-            let (lo, hi) = (bound(i), bound(i + 1));
-            HistoryPoint {
-                start: instant(lo),
-                end: instant(hi),
-                ago: Duration::from_nanos(u64::try_from(span_ns - hi).unwrap_or(0)),
-                min: None,
-                max: None,
-                last: None,
-                samples: 0,
-            }
+    let mut points: Vec<HistoryPoint> = bounds
+        .windows(2)
+        .map(|pair| HistoryPoint {
+            start: instant(pair[0]),
+            end: instant(pair[1]),
+            ago: Duration::from_nanos(u64::try_from(span_ns - pair[1]).unwrap_or(0)),
+            min: None,
+            max: None,
+            last: None,
+            samples: 0,
         })
         .collect();
     let Some((first_seq, values)) = series else {
         return points;
-    };
-    // The bucket holding offset `ns` (0 ≤ ns < span): the largest i with bound(i) ≤ ns.
-    let bucket_of = |ns: i128| -> usize {
-        let mut i = (ns.saturating_mul(n) / span_ns).clamp(0, n - 1);
-        while i > 0 && bound(i) > ns {
-            i -= 1;
-        }
-        while i + 1 < n && bound(i + 1) <= ns {
-            i += 1;
-        }
-        usize::try_from(i).unwrap_or(0)
     };
     // How long a reading stands without a next tick: one and a half cadences, long enough
     // for a late tick (scheduling jitter), short enough that a skipped tick shows as a gap.
@@ -651,32 +664,46 @@ fn chart(
         .unwrap_or(i128::MAX)
         .saturating_mul(3)
         / 2;
-    for (offset, &value) in values.iter().enumerate() {
-        if value.is_nan() {
-            continue;
-        }
+    // Readings come oldest first, so the bucket of each one's start only moves forward: a
+    // cursor finds it without a division or a search. The first reading looked at is the
+    // newest one taken before the span, whose hold may reach into it.
+    let before_span = ticks.times.partition_point(|&t| t < start);
+    let first_tick = ticks.first_seq + before_span.saturating_sub(1) as u64;
+    let skip = usize::try_from(first_tick.saturating_sub(first_seq)).unwrap_or(usize::MAX);
+    let mut cursor = 0_usize;
+    for (offset, &value) in values.iter().enumerate().skip(skip) {
         let seq = first_seq + offset as u64;
         let Some(taken) = ticks.at(seq) else {
             continue;
         };
         let from = nanos_from(start, taken);
+        if from >= span_ns {
+            break;
+        }
+        if value.is_nan() {
+            continue;
+        }
         let until = match ticks.at(seq + 1) {
             Some(next) => nanos_from(start, next).min(from.saturating_add(hold)),
             None => from.saturating_add(hold),
         }
         .max(from + 1);
-        if from >= span_ns || until <= 0 {
+        if until <= 0 {
             continue;
         }
-        let first = bucket_of(from.max(0));
-        let last = bucket_of((until - 1).min(span_ns - 1));
-        for (i, point) in points.iter_mut().enumerate().take(last + 1).skip(first) {
+        while cursor + 1 < buckets && bounds[cursor + 1] <= from {
+            cursor += 1;
+        }
+        let mut i = cursor;
+        while i < buckets && bounds[i] < until {
+            let point = &mut points[i];
             point.min = Some(point.min.map_or(value, |m| m.min(value)));
             point.max = Some(point.max.map_or(value, |m| m.max(value)));
             point.last = Some(value);
-            if i == first && from >= 0 {
+            if i == cursor && from >= 0 {
                 point.samples += 1;
             }
+            i += 1;
         }
     }
     points
@@ -798,6 +825,32 @@ mod tests {
     }
 
     #[test]
+    fn aligned_ends_move_by_whole_buckets() {
+        let t0 = Instant::now();
+        let mut history = History::new(limits());
+        assert_eq!(
+            history.aligned_end(t0, S * 60, 60),
+            t0,
+            "nothing recorded yet"
+        );
+        history.record(&devices_at(t0, &[(0, Some(1))]));
+        let ms = Duration::from_millis;
+        // Buckets of 1 s: anywhere in (t0 + 10 s, t0 + 11 s] ends the chart at t0 + 11 s.
+        for now in [ms(10_001), ms(10_500), ms(11_000)] {
+            assert_eq!(history.aligned_end(t0 + now, S * 60, 60), t0 + S * 11);
+        }
+        assert_eq!(
+            history.aligned_end(t0 + ms(11_001), S * 60, 60),
+            t0 + S * 12
+        );
+        // Buckets of 2 s.
+        assert_eq!(
+            history.aligned_end(t0 + ms(10_001), S * 120, 60),
+            t0 + S * 12
+        );
+    }
+
+    #[test]
     fn an_absent_device_an_unknown_figure_and_a_failed_frame_are_gaps_not_zero() {
         let t0 = Instant::now();
         let mut history = History::new(limits());
@@ -882,6 +935,28 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_without_devices_carries_no_listings_from_the_last_scan() {
+        let t0 = Instant::now();
+        let scan = scan_at(t0, &[(42, 0, Some(10))]);
+        let mut failed = devices_at(t0 + S, &[]);
+        failed.gpu_error = Some(crate::HypomnesisError::Timeout {
+            what: "the GPU driver".into(),
+            after: S,
+        });
+        let combined = crate::monitor::combine(failed, Some(&scan));
+        assert_eq!(combined.processes_taken, None);
+        assert_eq!(combined.processes().count(), 0);
+        // A device the scan did not see gets no listing.
+        let combined = crate::monitor::combine(
+            devices_at(t0 + S, &[(0, Some(1)), (5, Some(1))]),
+            Some(&scan),
+        );
+        assert_eq!(combined.processes_taken, Some(t0));
+        assert!(combined.device(5).is_some_and(|d| d.processes.is_none()));
+        assert_eq!(combined.device(0).map(|d| d.rows().len()), Some(1));
+    }
+
+    #[test]
     fn the_window_evicts_old_readings_and_exited_processes_but_keeps_the_device_peak() {
         let t0 = Instant::now();
         let window = Duration::from_secs(60);
@@ -929,6 +1004,72 @@ mod tests {
             ),
             1..300,
         )
+    }
+
+    /// One bucket's min, max, last and sample count.
+    type Bucket = (Option<f64>, Option<f64>, Option<f64>, u32);
+
+    /// The buckets as the module docs define them, computed the slow way: every reading
+    /// against every bucket.
+    fn reference_chart(
+        taken: &[(Instant, Option<f64>)],
+        cadence: Duration,
+        end: Instant,
+        span: Duration,
+        buckets: usize,
+    ) -> Vec<Bucket> {
+        let start = end - span;
+        let span_ns = span.as_nanos();
+        let bound =
+            |i: usize| start + Duration::from_nanos((span_ns * i as u128 / buckets as u128) as u64);
+        (0..buckets)
+            .map(|i| {
+                let (lo, hi) = (bound(i), bound(i + 1));
+                let mut out = (None, None, None, 0);
+                for (j, &(t, value)) in taken.iter().enumerate() {
+                    let Some(v) = value else { continue };
+                    let held = t + cadence * 3 / 2;
+                    let until = taken.get(j + 1).map_or(held, |next| next.0.min(held));
+                    let until = until.max(t + Duration::from_nanos(1));
+                    if t < hi && until > lo {
+                        out.0 = Some(out.0.map_or(v, |m: f64| m.min(v)));
+                        out.1 = Some(out.1.map_or(v, |m: f64| m.max(v)));
+                        out.2 = Some(v);
+                        if lo <= t && t < hi {
+                            out.3 += 1;
+                        }
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The chart is the module docs' definition, computed fast.
+        #[test]
+        fn charts_match_the_definition_computed_the_slow_way(
+            readings in series(),
+            span_ms in 1_u64..400_000,
+            end_back_ms in 0_u64..100_000,
+            buckets in 1_usize..300,
+        ) {
+            let t0 = Instant::now();
+            let mut history = History::new(HistoryLimits::new(Duration::from_secs(3_600), S, 1));
+            let mut at = t0 + Duration::from_secs(1_000);
+            let mut taken = Vec::new();
+            for &(step, value) in &readings {
+                at += Duration::from_millis(step);
+                let value = value.map(|v| v.abs() as u64);
+                history.record(&devices_at(at, &[(0, value)]));
+                taken.push((at, value.map(|v| v as f64)));
+            }
+            let end = at - Duration::from_millis(end_back_ms);
+            let span = Duration::from_millis(span_ms);
+            let points = history.device(0, DeviceMetric::Used, end, span, buckets);
+            let got: Vec<_> = points.iter().map(|p| (p.min, p.max, p.last, p.samples)).collect();
+            prop_assert_eq!(got, reference_chart(&taken, S, end, span, buckets));
+        }
     }
 
     proptest! {
