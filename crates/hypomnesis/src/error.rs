@@ -202,6 +202,28 @@ impl HypomnesisError {
         }
     }
 
+    /// The error's text without the backend's name in front (`"NVML: "`, `"nvidia-smi: "`):
+    /// the reason of a [`BackendAttempt`], which names its backend itself.
+    #[cfg_attr(
+        not(any(
+            feature = "nvml",
+            feature = "nvidia-smi-fallback",
+            target_os = "linux",
+            all(windows, feature = "dxgi"),
+            all(target_os = "macos", feature = "metal")
+        )),
+        allow(dead_code) // a build without any backend that reports errors
+    )]
+    pub(crate) fn backend_reason(&self) -> String {
+        match self {
+            Self::Nvml { call, code, detail } => {
+                format!("{}{detail}{}", nvml_call_prefix(call), nvml_hint(*code))
+            }
+            Self::NvidiaSmi { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The raw NVML return code, when this is an NVML error that carries one.
     #[must_use]
     pub fn nvml_code(&self) -> Option<i32> {

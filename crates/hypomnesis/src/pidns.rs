@@ -119,6 +119,7 @@ mod linux {
         /// The calling process's PID in the root namespace (NVML's numbering): the outermost
         /// `NSpid` entry of `<proc>/self` when this procfs is the root's; `None` when the
         /// caller's procfs cannot see the root namespace (an ordinary container).
+        #[cfg_attr(not(feature = "nvml"), allow(dead_code))] // NVML's own-process figure
         pub(crate) fn own_host_pid(&self, own_pid: u32) -> Option<u32> {
             if !self.procfs_is_root {
                 return None;

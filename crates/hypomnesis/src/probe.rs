@@ -623,29 +623,16 @@ impl Probe {
             d.device
                 .fill_budget(host.filter(|_| d.device.unified_memory));
         }
-        if request.process_details {
-            self.fill_process_details(&mut frame);
-        }
         frame
     }
 
-    /// Each listed process's resident memory and cgroup, from the OS.
-    fn fill_process_details(&self, frame: &mut Frame) {
-        for d in &mut frame.devices {
-            let Some(listing) = d.processes.as_mut() else {
-                continue;
-            };
-            for row in &mut listing.rows {
-                if let Ok(memory) = self.process_memory(Some(row.pid), MemoryDetail::Fast) {
-                    row.rss_bytes = Some(memory.rss_bytes);
-                }
-                #[cfg(target_os = "linux")]
-                {
-                    row.cgroup =
-                        crate::process_info::linux::process_cgroup(&self.proc_root, row.pid);
-                }
-            }
-        }
+    /// A meter of device `index`'s dedicated and shared memory, from the backend the GPU
+    /// order names for it (PDH): the device is found through the guard like any GPU call, the
+    /// meter opened on the caller's thread (its PDH query is not `Send`).
+    #[cfg(all(windows, feature = "pdh"))]
+    pub(crate) fn spill_meter(&self, index: u32) -> Result<Box<dyn crate::gpu::SpillMeter>> {
+        let device = self.gpu_call("spill_meter", move |gpu| gpu.locate(index))??;
+        self.gpu.spill_meter(&device)
     }
 
     /// How long the GPU call in flight has been running, when it has overrun

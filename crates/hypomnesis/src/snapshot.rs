@@ -661,6 +661,15 @@ pub struct ProcessGpuInfo {
 impl ProcessGpuInfo {
     /// The process's own figure, measured.
     #[allow(deprecated)] // fills the original crate's fields too
+    #[cfg_attr(
+        not(any(
+            feature = "nvml",
+            target_os = "linux",
+            all(windows, feature = "dxgi"),
+            all(target_os = "macos", feature = "metal")
+        )),
+        allow(dead_code) // no backend of this build measures a process's own figure
+    )]
     #[must_use]
     pub(crate) const fn own(bytes: u64, device_index: u32, source: GpuQuerySource) -> Self {
         Self {
@@ -675,6 +684,7 @@ impl ProcessGpuInfo {
 
     /// Only the device's use is known: an upper bound on the process's figure.
     #[allow(deprecated)] // fills the original crate's fields too
+    #[cfg_attr(not(feature = "nvidia-smi-fallback"), allow(dead_code))] // its only source
     #[must_use]
     pub(crate) const fn device_wide(
         device_used: u64,
@@ -821,6 +831,16 @@ pub struct ListingNote {
 
 impl GpuProcessListing {
     /// A listing with only rows.
+    #[cfg_attr(
+        not(any(
+            feature = "nvml",
+            feature = "nvidia-smi-fallback",
+            target_os = "linux",
+            all(windows, feature = "pdh"),
+            all(target_os = "macos", feature = "metal")
+        )),
+        allow(dead_code) // a build whose backends list no processes
+    )]
     pub(crate) fn from_rows(rows: Vec<GpuProcessEntry>) -> Self {
         Self {
             rows,

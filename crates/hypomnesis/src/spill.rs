@@ -136,8 +136,7 @@ pub const fn is_spill_measurable() -> bool {
 pub fn sample(probe: &Probe, device_index: u32) -> Result<SpillSample> {
     #[cfg(all(windows, feature = "pdh"))]
     {
-        let source = sys::Source::open(probe, device_index)?;
-        source.sample()
+        read(probe.spill_meter(device_index)?.as_ref())
     }
     #[cfg(not(all(windows, feature = "pdh")))]
     {
@@ -160,6 +159,14 @@ pub fn device_is_spilling(probe: &Probe, device_index: u32) -> Option<bool> {
     sample(probe, device_index)
         .ok()
         .map(|s| s.is_spilling(0, SpillThresholds::DEFAULT))
+}
+
+/// One reading of `meter` (the GPU backends' meter of a device's memory).
+#[cfg(all(windows, feature = "pdh"))]
+fn read(meter: &dyn crate::gpu::SpillMeter) -> Result<SpillSample> {
+    meter
+        .sample()
+        .map(|m| SpillSample::new(m.dedicated_used, m.dedicated_limit, m.shared_used))
 }
 
 #[cfg(not(all(windows, feature = "pdh")))]
@@ -226,7 +233,7 @@ pub struct SpillTracker {
     device_index: u32,
     unmeasurable: Option<String>,
     #[cfg(all(windows, feature = "pdh"))]
-    source: Option<sys::Source>,
+    source: Option<Box<dyn crate::gpu::SpillMeter>>,
 }
 
 impl SpillTracker {
@@ -240,7 +247,7 @@ impl SpillTracker {
         let state = SpillState::new(SpillThresholds::DEFAULT);
         #[cfg(all(windows, feature = "pdh"))]
         {
-            let (source, unmeasurable) = match sys::Source::open(probe, device_index) {
+            let (source, unmeasurable) = match probe.spill_meter(device_index) {
                 Ok(source) => (Some(source), None),
                 Err(
                     e
@@ -294,7 +301,7 @@ impl SpillTracker {
     pub fn observe(&mut self) -> Option<bool> {
         #[cfg(all(windows, feature = "pdh"))]
         {
-            let sample = self.source.as_ref()?.sample().ok()?;
+            let sample = read(self.source.as_deref()?).ok()?;
             Some(self.state.fold(sample))
         }
         #[cfg(not(all(windows, feature = "pdh")))]
@@ -373,76 +380,6 @@ impl SpillTracker {
     #[must_use]
     pub const fn dedicated_limit_bytes(&self) -> u64 {
         self.state.dedicated_limit
-    }
-}
-
-#[cfg(all(windows, feature = "pdh"))]
-mod sys {
-    use crate::error::{BackendAttempt, HypomnesisError, Result};
-    use crate::gpu::dxgi::{adapter_for_device, adapters};
-    use crate::gpu::pdh::{ADAPTER_OBJECT, Luid, UsageCounters, sum_for_adapter};
-    use crate::probe::Probe;
-    use crate::snapshot::GpuQuerySource;
-
-    use super::SpillSample;
-
-    fn no_source(backend: GpuQuerySource, reason: String) -> HypomnesisError {
-        HypomnesisError::NoGpuSource {
-            attempts: vec![BackendAttempt::new(backend, reason)],
-        }
-    }
-
-    /// One device's adapter and an open query on the adapter counters.
-    #[derive(Debug)]
-    pub(super) struct Source {
-        luid: Luid,
-        limit: u64,
-        counters: UsageCounters,
-    }
-
-    impl Source {
-        pub(super) fn open(probe: &Probe, device_index: u32) -> Result<Self> {
-            let device = probe.device_info(device_index)?;
-            let adapters =
-                adapters().map_err(|e| no_source(GpuQuerySource::Dxgi, e.to_string()))?;
-            let adapter = adapter_for_device(&device, &adapters).ok_or_else(|| {
-                no_source(
-                    GpuQuerySource::Dxgi,
-                    format!("no DXGI adapter matches device {device_index}"),
-                )
-            })?;
-            let counters = UsageCounters::open(ADAPTER_OBJECT)
-                .map_err(|e| no_source(GpuQuerySource::Pdh, e.to_string()))?;
-            Ok(Self {
-                luid: adapter.luid,
-                limit: adapter.dedicated_video,
-                counters,
-            })
-        }
-
-        pub(super) fn sample(&self) -> Result<SpillSample> {
-            let reading = self
-                .counters
-                .sample()
-                .map_err(|e| no_source(GpuQuerySource::Pdh, e.to_string()))?;
-            let missing = |what: &str| {
-                no_source(
-                    GpuQuerySource::Pdh,
-                    format!(
-                        "\\GPU Adapter Memory has no {what} instance for {}",
-                        self.luid
-                    ),
-                )
-            };
-            let dedicated = sum_for_adapter(&reading.dedicated, self.luid)
-                .ok_or_else(|| missing("Dedicated Usage"))?;
-            let shared = reading
-                .shared
-                .as_deref()
-                .and_then(|items| sum_for_adapter(items, self.luid))
-                .ok_or_else(|| missing("Shared Usage"))?;
-            Ok(SpillSample::new(dedicated, self.limit, shared))
-        }
     }
 }
 

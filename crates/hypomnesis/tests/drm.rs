@@ -570,6 +570,47 @@ fn drm_rows_get_the_containers_pids_when_a_host_proc_is_read_from_a_container() 
     );
 }
 
+/// A container reading the host's `/proc`: the row of game (host pid 300) is pid 35 in the
+/// caller's namespace. Its RSS and cgroup come from `<proc>/300`, not from `<proc>/35`, which
+/// is another process of the host.
+#[test]
+fn a_frames_process_details_are_read_by_the_procfs_pid_not_the_rows_pid() {
+    let tree = tree::standard();
+    tree.process(9000, "hmn", Some(&[9000, 1]));
+    tree.caller(9000, CONTAINER_NS);
+    let game = tree.process(300, "game", Some(&[300, 35]));
+    std::fs::write(game.join("cgroup"), "0::/docker/game\n").unwrap();
+    let other = tree.process(35, "other", None);
+    std::fs::write(
+        other.join("status"),
+        "Name:\tother\nTgid:\t35\nPid:\t35\nNSpid:\t35\nVmRSS:\t  999999 kB\n",
+    )
+    .unwrap();
+    std::fs::write(other.join("cgroup"), "0::/system.slice/other.service\n").unwrap();
+    let frame = probe(&tree).frame(hypomnesis::FrameRequest::ALL);
+    let rows = frame.devices[1].rows();
+    let game = row(rows, 35);
+    assert_eq!(game.name.as_deref(), Some("game"));
+    // `tree.process` writes `VmRSS: 1024 kB`.
+    assert_eq!(game.rss_bytes, Some(1024 * KIB));
+    assert_eq!(game.cgroup.as_deref(), Some("/docker/game"));
+}
+
+#[test]
+fn process_details_are_read_only_when_the_frame_asks_for_them() {
+    let tree = tree::standard();
+    let request = hypomnesis::FrameRequest::ALL.with_processes(true, false);
+    let frame = probe(&tree).frame(request);
+    let rows = frame.devices[1].rows();
+    assert_eq!(row(rows, 300).name.as_deref(), Some("game"));
+    assert!(rows.iter().all(|r| r.rss_bytes.is_none()));
+    let frame = probe(&tree).frame(hypomnesis::FrameRequest::ALL);
+    assert_eq!(
+        row(frame.devices[1].rows(), 300).rss_bytes,
+        Some(1024 * KIB)
+    );
+}
+
 /// NVML's state is process-wide: each NVML case runs in a process of its own with the
 /// double loaded with the `one_gpu` scenario.
 fn with_nvml_double(test: &str, body: impl FnOnce(PathBuf)) {

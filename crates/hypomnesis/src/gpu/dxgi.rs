@@ -324,9 +324,8 @@ impl std::fmt::Display for DxgiError {
 
 #[cfg(all(windows, feature = "dxgi"))]
 pub(crate) use sys::DxgiBackend;
-// Outside this module, only the spill sampler (PDH) enumerates adapters itself.
 #[cfg(all(windows, feature = "pdh"))]
-pub(crate) use sys::adapters;
+pub(crate) use sys::PdhBackend;
 
 #[cfg(all(windows, feature = "dxgi"))]
 mod sys {
@@ -348,10 +347,12 @@ mod sys {
         is_skipped,
     };
     use crate::error::{BackendAttempt, HypomnesisError, Result};
-    use crate::gpu::ExtraBackend;
     use crate::gpu::pdh::Luid;
+    use crate::gpu::{Backend, Devices, Listed, Pass};
     use crate::ram::windows::wide_until_nul;
-    use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuQuerySource, ProcessGpuInfo};
+    #[cfg(feature = "pdh")]
+    use crate::snapshot::GpuProcessEntry;
+    use crate::snapshot::{GpuDeviceInfo, GpuProcessListing, GpuQuerySource, ProcessGpuInfo};
     use crate::telemetry::DeviceTelemetry;
 
     /// No machine has more adapters than this; a longer enumeration is a driver bug.
@@ -607,52 +608,56 @@ mod sys {
         }
     }
 
-    impl ExtraBackend for DxgiBackend {
+    impl Backend for DxgiBackend {
         fn source(&self) -> GpuQuerySource {
             GpuQuerySource::Dxgi
         }
 
-        fn devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
-            let adapters = adapters().map_err(|e| HypomnesisError::Io {
-                path: e.call.into(),
-                detail: e.to_string(),
-                errno: Some(e.code.cast_signed()),
+        fn devices(
+            &self,
+            pass: &Pass,
+            claimed: &[GpuDeviceInfo],
+        ) -> std::result::Result<Devices, String> {
+            let _ = pass;
+            let adapters = adapters().map_err(|e| {
+                HypomnesisError::Io {
+                    path: e.call.into(),
+                    detail: e.to_string(),
+                    errno: Some(e.code.cast_signed()),
+                }
+                .backend_reason()
             })?;
             let mine: Vec<Adapter> = adapters
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| !covered_by_nvidia(&adapters, *i, nvidia))
+                .filter(|(i, _)| !covered_by_nvidia(&adapters, *i, claimed))
                 .map(|(_, a)| a.clone())
                 .collect();
             let usage = Self::adapter_use(&mine);
-            Ok(mine
-                .iter()
-                .zip(&usage)
-                .map(|(a, u)| device_record(a, u))
-                .collect())
+            Ok(Devices::numbered(
+                mine.iter()
+                    .zip(&usage)
+                    .map(|(a, u)| device_record(a, u))
+                    .collect(),
+            ))
         }
 
-        fn processes(&self, device: &GpuDeviceInfo) -> Option<Result<Vec<GpuProcessEntry>>> {
-            let ours = device.source == GpuQuerySource::Dxgi;
-            let adapters = match adapters() {
-                Ok(a) => a,
-                Err(e) if ours => return Some(Err(no_source(GpuQuerySource::Dxgi, e.to_string()))),
-                Err(_) => return None,
-            };
-            let adapter = adapter_for_device(device, &adapters)?;
+        /// With PDH, [`PdhBackend`] answers first; without it, DXGI's own adapters have no
+        /// process list.
+        fn process_listing(
+            &self,
+            pass: &Pass,
+            device: &Listed,
+        ) -> Option<Result<GpuProcessListing>> {
+            let _ = pass;
             #[cfg(feature = "pdh")]
             {
-                match Self::pdh_processes(device, adapter) {
-                    Ok(rows) => Some(Ok(rows)),
-                    // NVIDIA devices still have NVML / nvidia-smi; DXGI-only ones have nothing.
-                    Err(e) if ours => Some(Err(no_source(GpuQuerySource::Pdh, e.to_string()))),
-                    Err(_) => None,
-                }
+                let _ = device;
+                None
             }
             #[cfg(not(feature = "pdh"))]
             {
-                let _ = adapter;
-                ours.then(|| {
+                (device.info.source == GpuQuerySource::Dxgi).then(|| {
                     Err(no_source(
                         GpuQuerySource::Pdh,
                         "built without the `pdh` feature: processes cannot be listed".to_owned(),
@@ -661,7 +666,9 @@ mod sys {
             }
         }
 
-        fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
+        fn telemetry(&self, pass: &Pass, device: &Listed) -> Option<Result<DeviceTelemetry>> {
+            let _ = pass;
+            let device = &device.info;
             // NVIDIA devices have NVML / nvidia-smi for telemetry; this answers for its own.
             if device.source != GpuQuerySource::Dxgi {
                 return None;
@@ -690,7 +697,19 @@ mod sys {
             )))
         }
 
-        fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>> {
+        /// The calling process's own use of any adapter (`QueryVideoMemoryInfo`); other
+        /// processes are PDH's.
+        fn own_process(
+            &self,
+            pass: &Pass,
+            device: &Listed,
+            pid: u32,
+        ) -> Option<Result<ProcessGpuInfo>> {
+            let _ = pass;
+            if pid != std::process::id() {
+                return None;
+            }
+            let device = &device.info;
             let ours = device.source == GpuQuerySource::Dxgi;
             let adapters = match adapters() {
                 Ok(a) => a,
@@ -698,37 +717,167 @@ mod sys {
                 Err(_) => return None,
             };
             let adapter = adapter_for_device(device, &adapters)?;
-            if pid == std::process::id() {
-                return match own_local_usage(adapter.luid) {
-                    Ok(Some(used)) => Some(Ok(ProcessGpuInfo::own(
-                        used,
-                        device.index,
+            match own_local_usage(adapter.luid) {
+                Ok(Some(used)) => Some(Ok(ProcessGpuInfo::own(
+                    used,
+                    device.index,
+                    GpuQuerySource::Dxgi,
+                ))),
+                Ok(None) => None,
+                Err(e) if ours => Some(Err(no_source(GpuQuerySource::Dxgi, e.to_string()))),
+                Err(_) => None,
+            }
+        }
+    }
+
+    /// The `\GPU Process Memory` counters as a backend: every process on any adapter DXGI
+    /// matches, NVIDIA's included (under WDDM NVML lists processes without their memory).
+    #[cfg(feature = "pdh")]
+    #[derive(Debug, Default)]
+    pub(crate) struct PdhBackend;
+
+    #[cfg(feature = "pdh")]
+    impl PdhBackend {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+    }
+
+    /// One adapter's `\\GPU Adapter Memory` counters, kept open between samples.
+    #[cfg(feature = "pdh")]
+    #[derive(Debug)]
+    struct AdapterMeter {
+        luid: Luid,
+        limit: u64,
+        counters: crate::gpu::pdh::UsageCounters,
+    }
+
+    #[cfg(feature = "pdh")]
+    impl crate::gpu::SpillMeter for AdapterMeter {
+        fn sample(&self) -> Result<crate::gpu::MemoryShares> {
+            use crate::gpu::pdh::sum_for_adapter;
+            let reading = self
+                .counters
+                .sample()
+                .map_err(|e| no_source(GpuQuerySource::Pdh, e.to_string()))?;
+            let missing = |what: &str| {
+                no_source(
+                    GpuQuerySource::Pdh,
+                    format!(
+                        "\\GPU Adapter Memory has no {what} instance for {}",
+                        self.luid
+                    ),
+                )
+            };
+            let dedicated = sum_for_adapter(&reading.dedicated, self.luid)
+                .ok_or_else(|| missing("Dedicated Usage"))?;
+            let shared = reading
+                .shared
+                .as_deref()
+                .and_then(|items| sum_for_adapter(items, self.luid))
+                .ok_or_else(|| missing("Shared Usage"))?;
+            Ok(crate::gpu::MemoryShares {
+                dedicated_used: dedicated,
+                dedicated_limit: self.limit,
+                shared_used: shared,
+            })
+        }
+    }
+
+    #[cfg(feature = "pdh")]
+    impl Backend for PdhBackend {
+        fn source(&self) -> GpuQuerySource {
+            GpuQuerySource::Pdh
+        }
+
+        /// PDH lists no devices of its own: DXGI does.
+        fn devices(
+            &self,
+            pass: &Pass,
+            claimed: &[GpuDeviceInfo],
+        ) -> std::result::Result<Devices, String> {
+            let _ = (pass, claimed);
+            Ok(Devices::default())
+        }
+
+        fn process_listing(
+            &self,
+            pass: &Pass,
+            device: &Listed,
+        ) -> Option<Result<GpuProcessListing>> {
+            let _ = pass;
+            let device = &device.info;
+            let ours = device.source == GpuQuerySource::Dxgi;
+            let adapters = match adapters() {
+                Ok(a) => a,
+                Err(e) if ours => return Some(Err(no_source(GpuQuerySource::Dxgi, e.to_string()))),
+                Err(_) => return None,
+            };
+            let adapter = adapter_for_device(device, &adapters)?;
+            match DxgiBackend::pdh_processes(device, adapter) {
+                Ok(rows) => Some(Ok(GpuProcessListing::from_rows(rows))),
+                // NVIDIA devices still have NVML / nvidia-smi; DXGI-only ones have nothing.
+                Err(e) if ours => Some(Err(no_source(GpuQuerySource::Pdh, e.to_string()))),
+                Err(_) => None,
+            }
+        }
+
+        /// Any adapter DXGI matches, NVIDIA's included: its dedicated limit from DXGI, its
+        /// use from the adapter counters.
+        fn spill_meter(&self, device: &Listed) -> Option<Result<Box<dyn crate::gpu::SpillMeter>>> {
+            use crate::gpu::pdh::{ADAPTER_OBJECT, UsageCounters};
+            let device = &device.info;
+            Some((|| {
+                let adapters =
+                    adapters().map_err(|e| no_source(GpuQuerySource::Dxgi, e.to_string()))?;
+                let adapter = adapter_for_device(device, &adapters).ok_or_else(|| {
+                    no_source(
                         GpuQuerySource::Dxgi,
-                    ))),
-                    Ok(None) => None,
-                    Err(e) if ours => Some(Err(no_source(GpuQuerySource::Dxgi, e.to_string()))),
-                    Err(_) => None,
-                };
+                        format!("no DXGI adapter matches device {}", device.index),
+                    )
+                })?;
+                let counters = UsageCounters::open(ADAPTER_OBJECT)
+                    .map_err(|e| no_source(GpuQuerySource::Pdh, e.to_string()))?;
+                let meter: Box<dyn crate::gpu::SpillMeter> = Box::new(AdapterMeter {
+                    luid: adapter.luid,
+                    limit: adapter.dedicated_video,
+                    counters,
+                });
+                Ok(meter)
+            })())
+        }
+
+        fn own_process(
+            &self,
+            pass: &Pass,
+            device: &Listed,
+            pid: u32,
+        ) -> Option<Result<ProcessGpuInfo>> {
+            let _ = pass;
+            // The calling process is DXGI's (or, when it cannot tell, the device's lister's).
+            if pid == std::process::id() {
+                return None;
             }
-            #[cfg(feature = "pdh")]
-            {
-                match Self::pdh_processes(device, adapter) {
-                    Ok(rows) => Some(Ok(ProcessGpuInfo::own(
-                        // Not in the complete list: the process holds nothing on this adapter.
-                        rows.iter()
-                            .find(|r| r.pid == pid)
-                            .and_then(|r| r.used_bytes)
-                            .unwrap_or(0),
-                        device.index,
-                        GpuQuerySource::Pdh,
-                    ))),
-                    Err(e) if ours => Some(Err(no_source(GpuQuerySource::Pdh, e.to_string()))),
-                    Err(_) => None,
-                }
-            }
-            #[cfg(not(feature = "pdh"))]
-            {
-                None
+            let device = &device.info;
+            let ours = device.source == GpuQuerySource::Dxgi;
+            let adapters = match adapters() {
+                Ok(a) => a,
+                Err(e) if ours => return Some(Err(no_source(GpuQuerySource::Dxgi, e.to_string()))),
+                Err(_) => return None,
+            };
+            let adapter = adapter_for_device(device, &adapters)?;
+            match DxgiBackend::pdh_processes(device, adapter) {
+                Ok(rows) => Some(Ok(ProcessGpuInfo::own(
+                    // Not in the complete list: the process holds nothing on this adapter.
+                    rows.iter()
+                        .find(|r| r.pid == pid)
+                        .and_then(|r| r.used_bytes)
+                        .unwrap_or(0),
+                    device.index,
+                    GpuQuerySource::Pdh,
+                ))),
+                Err(e) if ours => Some(Err(no_source(GpuQuerySource::Pdh, e.to_string()))),
+                Err(_) => None,
             }
         }
     }

@@ -194,7 +194,7 @@ mod sys {
 
     use super::{MetalFacts, device_record, in_use_system_memory, telemetry_record};
     use crate::error::{BackendAttempt, HypomnesisError, Result};
-    use crate::gpu::ExtraBackend;
+    use crate::gpu::{Backend, Devices, Listed, Pass};
     use crate::ram::MemoryDetail;
     use crate::ram::macos::{
         LedgerRead, graphics_footprint, list_pids, process_name, process_uid, read_process_memory,
@@ -466,41 +466,60 @@ mod sys {
         }
     }
 
-    impl ExtraBackend for MetalBackend {
+    impl Backend for MetalBackend {
         fn source(&self) -> GpuQuerySource {
             GpuQuerySource::Metal
         }
 
-        fn devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
-            let _ = nvidia;
+        fn devices(
+            &self,
+            pass: &Pass,
+            claimed: &[GpuDeviceInfo],
+        ) -> std::result::Result<Devices, String> {
+            let _ = (pass, claimed);
             let Some(facts) = self.facts() else {
                 return Err(HypomnesisError::Io {
                     path: "MTLCreateSystemDefaultDevice".into(),
                     detail: "returned no device (no Metal GPU, or a session without GPU access)"
                         .to_owned(),
                     errno: None,
-                });
+                }
+                .backend_reason());
             };
             let memsize: Option<u64> = crate::host::macos::sysctl_value(c"hw.memsize");
             let in_use = in_use_system_memory(&accelerator_statistics());
-            Ok(vec![device_record(facts, memsize, in_use)])
+            Ok(Devices::numbered(vec![device_record(
+                facts, memsize, in_use,
+            )]))
         }
 
-        fn processes(&self, device: &GpuDeviceInfo) -> Option<Result<Vec<GpuProcessEntry>>> {
-            self.process_listing(device)
-                .map(|listing| listing.map(|l| l.rows))
+        fn process_listing(
+            &self,
+            pass: &Pass,
+            device: &Listed,
+        ) -> Option<Result<GpuProcessListing>> {
+            let _ = pass;
+            (device.info.source == GpuQuerySource::Metal).then(|| Self::list(&device.info))
         }
 
-        fn process_listing(&self, device: &GpuDeviceInfo) -> Option<Result<GpuProcessListing>> {
-            (device.source == GpuQuerySource::Metal).then(|| Self::list(device))
+        fn telemetry(&self, pass: &Pass, device: &Listed) -> Option<Result<DeviceTelemetry>> {
+            let _ = pass;
+            (device.info.source == GpuQuerySource::Metal).then(|| {
+                Ok(telemetry_record(
+                    device.info.index,
+                    &accelerator_statistics(),
+                ))
+            })
         }
 
-        fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
-            (device.source == GpuQuerySource::Metal)
-                .then(|| Ok(telemetry_record(device.index, &accelerator_statistics())))
-        }
-
-        fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>> {
+        fn own_process(
+            &self,
+            pass: &Pass,
+            device: &Listed,
+            pid: u32,
+        ) -> Option<Result<ProcessGpuInfo>> {
+            let _ = pass;
+            let device = &device.info;
             if device.source != GpuQuerySource::Metal {
                 return None;
             }

@@ -1,19 +1,26 @@
 //! The GPU dispatcher: which backend answers which question, and what happens when one fails.
 //!
-//! NVIDIA GPUs are read through NVML (loaded once, lazily, at run time). When NVML cannot be
-//! used at all — library missing, driver not loaded, version mismatch — `nvidia-smi` answers
-//! instead. When NVML works but one answer is unusable (a refused process list, the
-//! `u64::MAX` "not available" sentinel, `used > total`), `nvidia-smi` is asked for that answer
-//! only. When nothing can answer, the error lists every backend tried and why it failed.
+//! Every source of GPU facts — NVML, `nvidia-smi`, DRM, DXGI, PDH, Metal — is a [`Backend`],
+//! and the dispatcher treats them as equals: it walks the platform's [`order::Order`], a
+//! table saying which backend answers which question first, and builds one device listing
+//! per question. NVIDIA's two sources are alternatives for the same cards (NVML, else
+//! `nvidia-smi`); [`nvidia`] owns them and the patching of NVML's unusable answers from
+//! `nvidia-smi`. When nothing can answer, the error lists every backend tried and why it
+//! failed; a backend compiled out or switched off has no entry in the backends, and its reason
+//! comes from the table.
+//!
+//! A question is answered within one [`Pass`]: a memo the backends keep what they read in
+//! (`nvidia-smi`'s two queries, the `/proc` scan of the DRM clients, the device listing), so
+//! that each source runs at most once per question and once per [`crate::Frame`].
 //!
 //! Process names come from `/proc` (the full executable name, not the 15-byte `comm`). Only a
 //! process `/proc` does not have (another container's) is named by the driver
 //! (`nvmlSystemGetProcessName`), whose copy the workload controls; the listing then says the
 //! process is not in this `/proc` and how to see it (`--pid=host`, `HYPOMNESIS_PROC_ROOT`).
 
+use std::any::{Any, TypeId};
 use std::path::PathBuf;
-#[cfg(any(feature = "nvml", target_os = "linux"))]
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::error::{BackendAttempt, HypomnesisError, Result};
@@ -21,7 +28,7 @@ use crate::snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
 };
 use crate::telemetry::DeviceTelemetry;
-use crate::unavailable::{DeviceField, TelemetryField};
+use crate::unavailable::TelemetryField;
 
 // The parsers build everywhere (and are tested everywhere); the readers are Linux-only.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -33,13 +40,11 @@ pub(crate) mod dxgi;
 #[cfg_attr(not(feature = "nvidia-smi-fallback"), allow(dead_code))]
 pub(crate) mod helper;
 pub(crate) mod metal;
-#[cfg(feature = "nvidia-smi-fallback")]
-pub(crate) mod nvidia_smi;
-#[cfg(feature = "nvml")]
-pub(crate) mod nvml;
-#[cfg(feature = "nvml")]
-pub(crate) mod nvml_strings;
+pub(crate) mod nvidia;
+pub(crate) mod order;
 pub(crate) mod pdh;
+
+use order::{Answer, Order};
 
 /// What the GPU backends need to know; filled by [`crate::ProbeBuilder`].
 #[derive(Debug, Clone)]
@@ -55,360 +60,498 @@ pub(crate) struct GpuConfig {
     pub(crate) use_nvidia_smi: bool,
 }
 
-/// The GPU backends of one [`crate::Probe`].
-#[derive(Debug)]
-pub(crate) struct GpuBackends {
-    config: GpuConfig,
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    proc_root: PathBuf,
-    #[cfg(feature = "nvml")]
-    nvml: OnceLock<Result<nvml::NvmlBackend>>,
-    #[cfg(feature = "nvidia-smi-fallback")]
-    smi: nvidia_smi::NvidiaSmi,
-    /// The calling process's PID in the root namespace, once known (Linux).
-    #[cfg(target_os = "linux")]
-    own_host_pid: OnceLock<Option<u32>>,
-    /// Backends for everything that is not NVIDIA-through-NVML, numbered after NVIDIA.
-    extras: Vec<Box<dyn ExtraBackend>>,
-}
-
-/// A GPU backend besides NVML / `nvidia-smi`: DRM on Linux, DXGI and PDH on Windows, Metal on
-/// macOS. Its devices are numbered after NVIDIA's; it may also answer process questions for
-/// any device it can see (PDH does for NVIDIA GPUs under WDDM, where NVML cannot).
-pub(crate) trait ExtraBackend: Send + Sync + std::fmt::Debug {
+/// One source of GPU facts. Every method but [`Backend::devices`] may decline (`None`),
+/// leaving the question to the next backend of the [`Order`].
+pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// The backend's name in records and errors.
     fn source(&self) -> GpuQuerySource;
-    /// Devices this backend sees that are not among `nvidia` (the NVIDIA devices already
-    /// listed; match by PCI bus id or UUID so a GPU is never listed twice). The dispatcher
-    /// sets their `index`.
-    fn devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>>;
-    /// The same devices as [`ExtraBackend::devices`], in the same order, for finding a
-    /// device again (telemetry): a backend may answer from a cache it keeps valid for the
-    /// device *set*, so the memory figures may be stale. The default reads them afresh.
-    fn identities(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
-        self.devices(nvidia)
+
+    /// The devices this backend lists that are not among `claimed` (the devices backends
+    /// earlier in the order listed: match by PCI bus id or UUID so a GPU is never listed
+    /// twice), numbered from 0 in the backend's own order; the dispatcher numbers them after
+    /// the earlier backends' devices. `Err`: why the backend cannot be used (without its own
+    /// name, which the attempt carries).
+    fn devices(&self, pass: &Pass, claimed: &[GpuDeviceInfo]) -> Result<Devices, String>;
+
+    /// The same devices as [`Backend::devices`], in the same order, for finding a device
+    /// again (telemetry): a backend may answer from a cache it keeps valid for the device
+    /// *set*, so the memory figures may be stale. The default reads them afresh.
+    fn identities(&self, pass: &Pass, claimed: &[GpuDeviceInfo]) -> Result<Devices, String> {
+        self.devices(pass, claimed)
     }
-    /// Every process holding memory on `device`, when this backend can list them; `None`
-    /// leaves the device to the other backends.
-    fn processes(&self, device: &GpuDeviceInfo) -> Option<Result<Vec<GpuProcessEntry>>>;
-    /// As [`ExtraBackend::processes`], with what the backend could not see (unreadable
-    /// processes, clients shared between processes). The default has rows only.
-    fn process_listing(&self, device: &GpuDeviceInfo) -> Option<Result<GpuProcessListing>> {
-        self.processes(device)
-            .map(|rows| rows.map(GpuProcessListing::from_rows))
+
+    /// How many indices [`Backend::devices`] uses, when nothing is claimed before it (the
+    /// first backends of the order): answers "is device `i` this backend's?" without reading
+    /// every device. The default lists them.
+    fn count(&self, pass: &Pass) -> Result<u32, String> {
+        self.devices(pass, &[]).map(|d| d.slots)
     }
-    /// Process `pid`'s own memory on `device`, when this backend can tell; `None` as above.
-    fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>>;
-    /// Cards this backend can see that are NVIDIA's to read (bound to the `nvidia` driver)
-    /// while NVIDIA's own backends could not be used (`why`): listed with unknown memory and
-    /// that reason rather than left out. The default has none.
-    fn unclaimed_nvidia(&self, why: &str) -> Vec<GpuDeviceInfo> {
-        let _ = why;
+
+    /// Device `local` (this backend's own numbering) alone; as [`Backend::count`], only when
+    /// nothing is claimed before the backend. The default lists them all.
+    fn device(&self, pass: &Pass, local: u32) -> Result<GpuDeviceInfo> {
+        let devices = self
+            .devices(pass, &[])
+            .map_err(|why| HypomnesisError::NoGpuSource {
+                attempts: vec![BackendAttempt::new(self.source(), why)],
+            })?;
+        pick_device(devices.list, local, devices.slots)
+    }
+
+    /// Device `local` to find it again (telemetry), as [`Backend::device`] but with memory
+    /// figures that may be unusable: nothing else is asked to patch them. The default reads
+    /// the device.
+    fn identity(&self, pass: &Pass, local: u32) -> Result<GpuDeviceInfo> {
+        self.device(pass, local)
+    }
+
+    /// Cards this backend can see that belong to `unusable` (backends that could not be
+    /// used, `why`): listed with unknown memory and that reason rather than left out. The
+    /// default has none.
+    fn orphans(&self, pass: &Pass, unusable: &[GpuQuerySource], why: &str) -> Vec<GpuDeviceInfo> {
+        let _ = (pass, unusable, why);
         Vec::new()
     }
+
+    /// Every process holding memory on `device`, with what the backend could not see
+    /// (unreadable processes, clients shared between processes), rows unnamed or named by
+    /// the backend.
+    fn process_listing(&self, pass: &Pass, device: &Listed) -> Option<Result<GpuProcessListing>>;
+
+    /// Process `pid`'s own memory on `device`, when this backend can tell.
+    fn own_process(&self, pass: &Pass, device: &Listed, pid: u32)
+    -> Option<Result<ProcessGpuInfo>>;
+
     /// Utilization, temperature, power and clocks of `device`, when this backend can read
-    /// them; `None` leaves the device to the other backends.
-    fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
+    /// them.
+    fn telemetry(&self, pass: &Pass, device: &Listed) -> Option<Result<DeviceTelemetry>> {
+        let _ = (pass, device);
+        None
+    }
+
+    /// A meter of `device`'s dedicated and shared memory, for spill detection, when this
+    /// backend can read them repeatedly.
+    #[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+    fn spill_meter(&self, device: &Listed) -> Option<Result<Box<dyn SpillMeter>>> {
         let _ = device;
+        None
+    }
+
+    /// The driver's name for process `pid` of a row from `source` (in the driver's PID
+    /// numbering), for a process the OS cannot describe. The default knows none.
+    fn process_name(&self, source: GpuQuerySource, pid: u32) -> Option<String> {
+        let _ = (source, pid);
         None
     }
 }
 
-/// Every backend's devices at one moment.
-struct Listing {
-    nvidia: std::result::Result<Vec<GpuDeviceInfo>, Vec<BackendAttempt>>,
-    nvidia_count: u32,
-    extra: Vec<GpuDeviceInfo>,
-    extra_attempts: Vec<BackendAttempt>,
+/// One device's dedicated and shared memory, read again on every call (an open query): what
+/// [`crate::spill`] judges. Not `Send`: PDH's query belongs to the thread that opened it.
+#[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+pub(crate) trait SpillMeter: std::fmt::Debug {
+    fn sample(&self) -> Result<MemoryShares>;
 }
 
+/// One reading of a [`SpillMeter`], bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+pub(crate) struct MemoryShares {
+    /// Dedicated (device) memory in use.
+    pub(crate) dedicated_used: u64,
+    /// Dedicated memory the device has.
+    pub(crate) dedicated_limit: u64,
+    /// Shared (system) memory the device uses.
+    pub(crate) shared_used: u64,
+}
+
+/// A backend's devices.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Devices {
+    /// Numbered from 0 in the backend's own order.
+    pub(crate) list: Vec<GpuDeviceInfo>,
+    /// How many indices the backend uses: its device count, including devices whose record
+    /// could not be read (NVML numbers them, so the next backend's devices come after).
+    pub(crate) slots: u32,
+}
+
+impl Devices {
+    /// `list`, numbered 0, 1, … in its order.
+    #[cfg_attr(
+        not(any(
+            target_os = "linux",
+            all(windows, feature = "dxgi"),
+            all(target_os = "macos", feature = "metal")
+        )),
+        allow(dead_code) // only NVIDIA's backends, which number their own devices
+    )]
+    pub(crate) fn numbered(mut list: Vec<GpuDeviceInfo>) -> Self {
+        for (at, device) in list.iter_mut().enumerate() {
+            device.index = u32::try_from(at).unwrap_or(u32::MAX);
+        }
+        Self {
+            slots: u32::try_from(list.len()).unwrap_or(u32::MAX),
+            list,
+        }
+    }
+}
+
+/// A device, with the backend that listed it.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    /// The record, numbered among all backends' devices.
+    pub(crate) info: GpuDeviceInfo,
+    /// The backend that listed it.
+    pub(crate) by: GpuQuerySource,
+    /// Its index in that backend's own numbering.
+    #[cfg_attr(
+        not(any(feature = "nvml", feature = "nvidia-smi-fallback")),
+        allow(dead_code) // only NVIDIA's backends number devices with gaps
+    )]
+    pub(crate) local: u32,
+    /// Why the backends tried before `by` for the same devices could not be used (`by`'s
+    /// own failures name them too: NVML's reason next to `nvidia-smi`'s).
+    skipped: Vec<BackendAttempt>,
+}
+
+impl Listed {
+    /// `info`, listed by `by` (numbered as it numbers it).
+    #[cfg(all(test, target_os = "linux"))] // the DRM tests
+    pub(crate) fn new(info: GpuDeviceInfo, by: GpuQuerySource) -> Self {
+        Self {
+            local: info.index,
+            info,
+            by,
+            skipped: Vec::new(),
+        }
+    }
+}
+
+/// What a question has read so far, for the backends to share: each source runs at most
+/// once per pass. Dropped when the question (or the frame) is answered, so nothing read here
+/// outlives it.
+#[derive(Default)]
+pub(crate) struct Pass {
+    memo: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
+}
+
+impl std::fmt::Debug for Pass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pass").finish_non_exhaustive()
+    }
+}
+
+impl Pass {
+    /// The value of type `T` read in this pass, computed by `compute` the first time. Each
+    /// memo has a type of its own (a newtype), which is its key.
+    pub(crate) fn memo<T: Any + Send + Sync>(&self, compute: impl FnOnce() -> T) -> Arc<T> {
+        let key = TypeId::of::<T>();
+        let found = self
+            .memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, value)| Arc::clone(value));
+        if let Some(value) = found.and_then(|v| v.downcast::<T>().ok()) {
+            return value;
+        }
+        // Not under the lock: computing one memo may read another.
+        let value = Arc::new(compute());
+        let stored: Arc<dyn Any + Send + Sync> = value.clone();
+        self.memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((key, stored));
+        value
+    }
+}
+
+/// Every backend's devices at one moment.
+#[derive(Debug, Clone, Default)]
+struct Listing {
+    devices: Vec<Listed>,
+    /// Every index used, the devices that could not be read included.
+    slots: u32,
+    /// Why each backend of a group that listed nothing could not be used.
+    attempts: Vec<BackendAttempt>,
+    /// The first group of the order (NVIDIA) could not be used.
+    first_failed: bool,
+}
+
+/// The listing with current memory figures.
+struct FreshListing(Listing);
+/// The listing, other backends' devices possibly from their caches.
+struct IdentityListing(Listing);
+
 impl Listing {
-    /// Device `index` of the listing (NVIDIA's, then the others').
-    fn device(self, index: u32) -> Result<GpuDeviceInfo> {
+    /// `NoGpuSource` when the first group failed and no other backend found anything.
+    fn check(&self) -> Result<()> {
+        if self.first_failed && self.devices.is_empty() {
+            return Err(HypomnesisError::NoGpuSource {
+                attempts: self.attempts.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Device `index`.
+    fn find(&self, index: u32) -> Result<Listed> {
         self.check()?;
-        let total = self
-            .nvidia_count
-            .saturating_add(u32::try_from(self.extra.len()).unwrap_or(u32::MAX));
-        let mut all = self.nvidia.unwrap_or_default();
-        all.extend(self.extra);
-        all.into_iter()
-            .find(|d| d.index == index)
+        self.devices
+            .iter()
+            .find(|d| d.info.index == index)
+            .cloned()
             .ok_or(HypomnesisError::DeviceIndexOutOfRange {
                 index,
-                count: total,
+                count: self.slots,
             })
     }
 
-    /// `NoGpuSource` when NVIDIA failed and no other backend found anything.
-    fn check(&self) -> Result<()> {
-        match &self.nvidia {
-            Err(nvidia_attempts) if self.extra.is_empty() => Err(HypomnesisError::NoGpuSource {
-                attempts: nvidia_attempts
-                    .iter()
-                    .chain(&self.extra_attempts)
-                    .cloned()
-                    .collect(),
-            }),
-            _ => Ok(()),
-        }
+    fn infos(&self) -> Vec<GpuDeviceInfo> {
+        self.devices.iter().map(|d| d.info.clone()).collect()
     }
+}
+
+/// How a device found again is read.
+#[derive(Debug, Clone, Copy)]
+enum Read<'a> {
+    /// Its current record.
+    Fresh,
+    /// Enough to find it (its memory figures may be unusable).
+    Identity,
+    /// Not at all: the caller has it.
+    Like(&'a GpuDeviceInfo),
+}
+
+/// Why a backend of the order is not among the backends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Absent {
+    pub(crate) source: GpuQuerySource,
+    pub(crate) reason: &'static str,
+    /// Switched off by the caller (rather than compiled out).
+    pub(crate) by_caller: bool,
+}
+
+/// The GPU backends of one [`crate::Probe`].
+#[derive(Debug)]
+pub(crate) struct GpuBackends {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    proc_root: PathBuf,
+    order: &'static Order,
+    backends: Vec<Box<dyn Backend>>,
+    absent: Vec<Absent>,
 }
 
 impl GpuBackends {
     pub(crate) fn new(config: GpuConfig, proc_root: PathBuf, sys_root: &std::path::Path) -> Self {
+        let (backends, absent) = order::backends(&config, &proc_root, sys_root);
         Self {
-            #[cfg(feature = "nvidia-smi-fallback")]
-            smi: nvidia_smi::NvidiaSmi::new(config.nvidia_smi.clone(), config.nvidia_smi_timeout),
-            #[cfg(feature = "nvml")]
-            nvml: OnceLock::new(),
-            extras: extra_backends(&proc_root, sys_root),
-            #[cfg(target_os = "linux")]
-            own_host_pid: OnceLock::new(),
-            config,
             proc_root,
+            order: &order::ORDER,
+            backends,
+            absent,
         }
     }
 
-    /// NVML, loaded on first use. `Err` says why it cannot be used.
-    #[cfg(feature = "nvml")]
-    fn nvml(&self) -> std::result::Result<&nvml::NvmlBackend, BackendAttempt> {
-        if !self.config.use_nvml {
-            return Err(BackendAttempt::new(
-                GpuQuerySource::Nvml,
-                "disabled by the caller",
-            ));
-        }
-        self.nvml
-            .get_or_init(|| nvml::NvmlBackend::load(self.config.nvml_lib.as_deref()))
-            .as_ref()
-            .map_err(|e| BackendAttempt::new(GpuQuerySource::Nvml, strip_backend_prefix(e)))
+    fn backend(&self, source: GpuQuerySource) -> Option<&dyn Backend> {
+        self.backends
+            .iter()
+            .find(|b| b.source() == source)
+            .map(AsRef::as_ref)
     }
 
-    #[cfg(not(feature = "nvml"))]
-    fn nvml(&self) -> std::result::Result<&NoNvml, BackendAttempt> {
-        Err(BackendAttempt::new(
-            GpuQuerySource::Nvml,
-            "not compiled in (feature `nvml` is off)",
-        ))
+    /// Why `source` is not among the backends; `None` when it is not expected on this
+    /// platform at all.
+    fn absent(&self, source: GpuQuerySource) -> Option<&Absent> {
+        self.absent.iter().find(|a| a.source == source)
     }
 
-    /// `nvidia-smi`, when the fallback is compiled in and enabled.
-    #[cfg(feature = "nvidia-smi-fallback")]
-    fn smi(&self) -> std::result::Result<&nvidia_smi::NvidiaSmi, BackendAttempt> {
-        if self.config.use_nvidia_smi {
-            Ok(&self.smi)
-        } else {
-            Err(BackendAttempt::new(
-                GpuQuerySource::NvidiaSmi,
-                "disabled by the caller",
-            ))
-        }
+    fn fresh_listing(&self, pass: &Pass) -> Arc<FreshListing> {
+        pass.memo(|| FreshListing(self.build_listing(pass, true)))
     }
 
-    #[cfg(not(feature = "nvidia-smi-fallback"))]
-    fn smi(&self) -> std::result::Result<&NoSmi, BackendAttempt> {
-        let _ = (&self.config.nvidia_smi, self.config.nvidia_smi_timeout);
-        Err(BackendAttempt::new(
-            GpuQuerySource::NvidiaSmi,
-            "not compiled in (feature `nvidia-smi-fallback` is off)",
-        ))
+    fn identity_listing(&self, pass: &Pass) -> Arc<IdentityListing> {
+        pass.memo(|| IdentityListing(self.build_listing(pass, false)))
     }
 
-    /// NVIDIA's device count: NVML's, else `nvidia-smi`'s; `Err` lists why both failed.
-    fn nvidia_count(&self) -> std::result::Result<u32, Vec<BackendAttempt>> {
-        let nvml_attempt = match self.nvml() {
-            Ok(nvml) => return Ok(nvml.device_count()),
-            Err(attempt) => attempt,
-        };
-        match self.smi().and_then(smi_devices) {
-            Ok(devices) => Ok(u32::try_from(devices.len()).unwrap_or(u32::MAX)),
-            Err(smi_attempt) => Err(vec![nvml_attempt, smi_attempt]),
-        }
-    }
-
-    /// NVIDIA's readable devices: NVML's, else `nvidia-smi`'s.
-    fn nvidia_devices(&self) -> std::result::Result<Vec<GpuDeviceInfo>, Vec<BackendAttempt>> {
-        let nvml_attempt = match self.nvml() {
-            Ok(nvml) => {
-                return Ok((0..nvml.device_count())
-                    .filter_map(|index| self.device_from_nvml(nvml, index).ok())
-                    .collect());
+    /// Walks the order's device groups: in each, the first backend that can be used lists
+    /// the group's devices, numbered after the groups before; a group none of whose backends
+    /// could be used leaves its cards to the backends that list orphans (after all others).
+    fn build_listing(&self, pass: &Pass, fresh: bool) -> Listing {
+        let mut listing = Listing::default();
+        let mut orphaned = Vec::new();
+        for (at, group) in self.order.devices.iter().enumerate() {
+            let claimed = listing.infos();
+            let mut tried = Vec::new();
+            let mut answered = false;
+            for &source in group.answered_by {
+                let Some(backend) = self.backend(source) else {
+                    if let Some(absent) = self.absent(source) {
+                        tried.push(BackendAttempt::new(source, absent.reason));
+                    }
+                    continue;
+                };
+                let found = if fresh {
+                    backend.devices(pass, &claimed)
+                } else {
+                    backend.identities(pass, &claimed)
+                };
+                match found {
+                    Ok(found) => {
+                        for mut info in found.list {
+                            let local = info.index;
+                            info.index = listing.slots.saturating_add(local);
+                            info.refuse_impossible_memory();
+                            listing.devices.push(Listed {
+                                info,
+                                by: source,
+                                local,
+                                skipped: tried.clone(),
+                            });
+                        }
+                        listing.slots = listing.slots.saturating_add(found.slots);
+                        answered = true;
+                        break;
+                    }
+                    Err(why) => tried.push(BackendAttempt::new(source, why)),
+                }
             }
-            Err(attempt) => attempt,
-        };
-        self.smi()
-            .and_then(smi_devices)
-            .map_err(|smi_attempt| vec![nvml_attempt, smi_attempt])
-    }
-
-    /// Every other backend's devices, numbered from `first_index`, and why any failed.
-    fn extra_devices(
-        &self,
-        nvidia: &[GpuDeviceInfo],
-        first_index: u32,
-        identities_only: bool,
-    ) -> (Vec<GpuDeviceInfo>, Vec<BackendAttempt>) {
-        let mut devices = Vec::new();
-        let mut attempts = Vec::new();
-        for backend in &self.extras {
-            let found = if identities_only {
-                backend.identities(nvidia)
-            } else {
-                backend.devices(nvidia)
-            };
-            match found {
-                Ok(found) => devices.extend(found),
-                Err(e) => attempts.push(BackendAttempt::new(
-                    backend.source(),
-                    strip_backend_prefix(&e),
-                )),
+            if answered {
+                continue;
             }
-        }
-        for (offset, device) in devices.iter_mut().enumerate() {
-            device.index = first_index.saturating_add(u32::try_from(offset).unwrap_or(u32::MAX));
-            device.refuse_impossible_memory();
-        }
-        (devices, attempts)
-    }
-
-    /// NVIDIA's devices (or why there are none), and every other backend's after them.
-    fn listing(&self) -> Listing {
-        self.listing_of(false)
-    }
-
-    /// As [`GpuBackends::listing`], the other backends' devices possibly from their caches
-    /// ([`ExtraBackend::identities`]): to find devices again, not for their memory figures.
-    fn identity_listing(&self) -> Listing {
-        self.listing_of(true)
-    }
-
-    fn listing_of(&self, identities_only: bool) -> Listing {
-        let nvidia = self.nvidia_devices();
-        let nvidia_count = self.nvidia_count().unwrap_or(0);
-        let (mut extra, extra_attempts) = match &nvidia {
-            Ok(list) => self.extra_devices(list, nvidia_count, identities_only),
-            Err(_) => self.extra_devices(&[], 0, identities_only),
-        };
-        // A card NVIDIA's backends should have read, when they are wanted but unusable: shown
-        // with unknown memory and why, after the others, rather than not at all.
-        if let Err(attempts) = &nvidia
-            && (self.config.use_nvml || self.config.use_nvidia_smi)
-        {
-            let why = attempts
+            listing.first_failed |= at == 0;
+            // Cards these backends should have read, when they are wanted but unusable:
+            // shown with unknown memory and why rather than not at all.
+            let wanted = group
+                .answered_by
                 .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            for backend in &self.extras {
-                for mut device in backend.unclaimed_nvidia(&why) {
-                    device.index = u32::try_from(extra.len()).unwrap_or(u32::MAX);
-                    extra.push(device);
+                .any(|&s| self.absent(s).is_none_or(|a| !a.by_caller));
+            if wanted && !group.orphans_listed_by.is_empty() {
+                let why = tried
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                orphaned.push((group, why));
+            }
+            listing.attempts.extend(tried);
+        }
+        for (group, why) in orphaned {
+            for &source in group.orphans_listed_by {
+                let Some(backend) = self.backend(source) else {
+                    continue;
+                };
+                for mut info in backend.orphans(pass, group.answered_by, &why) {
+                    info.index = listing.slots;
+                    listing.slots = listing.slots.saturating_add(1);
+                    listing.devices.push(Listed {
+                        local: info.index,
+                        info,
+                        by: source,
+                        skipped: Vec::new(),
+                    });
                 }
             }
         }
-        Listing {
-            nvidia,
-            nvidia_count,
-            extra,
-            extra_attempts,
+        listing
+    }
+
+    /// Device `index` when the order's first backends number it: found without listing the
+    /// other backends' devices (the hot path of NVIDIA machines). Its record is read as
+    /// `read` says. `None`: not theirs, look in the whole listing.
+    fn find_first(&self, pass: &Pass, index: u32, read: Read<'_>) -> Option<Result<Listed>> {
+        let group = self.order.devices.first()?;
+        let mut skipped = Vec::new();
+        for &source in group.answered_by {
+            let Some(backend) = self.backend(source) else {
+                if let Some(absent) = self.absent(source) {
+                    skipped.push(BackendAttempt::new(source, absent.reason));
+                }
+                continue;
+            };
+            match backend.count(pass) {
+                Ok(count) if index < count => {
+                    let info = match read {
+                        Read::Like(like) => Ok(like.clone()),
+                        Read::Identity => backend.identity(pass, index),
+                        Read::Fresh => backend.device(pass, index),
+                    };
+                    let info = info.map(|mut info| {
+                        info.refuse_impossible_memory();
+                        info
+                    });
+                    return Some(info.map(|info| Listed {
+                        info,
+                        by: source,
+                        local: index,
+                        skipped,
+                    }));
+                }
+                Ok(_) => return None,
+                Err(why) => skipped.push(BackendAttempt::new(source, why)),
+            }
         }
+        None
+    }
+
+    /// Device `index` with current figures.
+    fn find(&self, pass: &Pass, index: u32) -> Result<Listed> {
+        match self.find_first(pass, index, Read::Fresh) {
+            Some(found) => found,
+            None => self.fresh_listing(pass).0.find(index),
+        }
+    }
+
+    /// Device `index` to find it again: other backends' devices may come from their caches
+    /// (memory figures possibly stale).
+    fn find_identity(&self, pass: &Pass, index: u32) -> Result<Listed> {
+        match self.find_first(pass, index, Read::Identity) {
+            Some(found) => found,
+            None => self.identity_listing(pass).0.find(index),
+        }
+    }
+
+    /// The first answer to a question about `device`, asking the backends in `order`; an
+    /// error of the backend that listed the device names the backends tried before it too.
+    fn ask<T>(
+        &self,
+        order: &[Answer],
+        device: &Listed,
+        question: impl Fn(&dyn Backend) -> Option<Result<T>>,
+    ) -> Option<Result<T>> {
+        order.iter().find_map(|answer| {
+            let source = match *answer {
+                Answer::Lister => device.by,
+                Answer::Backend(source) => source,
+            };
+            let answer = question(self.backend(source)?)?;
+            Some(answer.map_err(|e| match e {
+                HypomnesisError::NoGpuSource { attempts } if source == device.by => {
+                    HypomnesisError::NoGpuSource {
+                        attempts: device.skipped.iter().cloned().chain(attempts).collect(),
+                    }
+                }
+                other => other,
+            }))
+        })
     }
 
     pub(crate) fn device_count(&self) -> Result<u32> {
-        if self.extras.is_empty() {
-            return self
-                .nvidia_count()
-                .map_err(|attempts| HypomnesisError::NoGpuSource { attempts });
-        }
-        let listing = self.listing();
-        listing.check()?;
-        let extra = u32::try_from(listing.extra.len()).unwrap_or(u32::MAX);
-        Ok(listing.nvidia_count.saturating_add(extra))
+        let pass = Pass::default();
+        let listing = self.fresh_listing(&pass);
+        listing.0.check()?;
+        Ok(listing.0.slots)
     }
 
     pub(crate) fn devices(&self) -> Result<Vec<GpuDeviceInfo>> {
-        if self.extras.is_empty() {
-            return self
-                .nvidia_devices()
-                .map_err(|attempts| HypomnesisError::NoGpuSource { attempts });
-        }
-        let listing = self.listing();
-        listing.check()?;
-        let mut devices = listing.nvidia.unwrap_or_default();
-        devices.extend(listing.extra);
-        Ok(devices)
-    }
-
-    /// Device `index` to find it again: as [`GpuBackends::device_info`], but other backends'
-    /// devices may come from their caches (memory figures possibly stale).
-    fn identity(&self, index: u32) -> Result<GpuDeviceInfo> {
-        if self.extras.is_empty() {
-            return self.device_info(index);
-        }
-        if let Ok(nvml) = self.nvml()
-            && index < nvml.device_count()
-        {
-            return self.device_info(index);
-        }
-        self.identity_listing().device(index)
+        let pass = Pass::default();
+        let listing = self.fresh_listing(&pass);
+        listing.0.check()?;
+        Ok(listing.0.infos())
     }
 
     pub(crate) fn device_info(&self, index: u32) -> Result<GpuDeviceInfo> {
-        // NVIDIA devices come first; answering them needs no other backend (the hot path).
-        if let Ok(nvml) = self.nvml()
-            && index < nvml.device_count()
-        {
-            return self.device_from_nvml(nvml, index);
-        }
-        if self.extras.is_empty() {
-            return match self.nvml() {
-                Ok(nvml) => self.device_from_nvml(nvml, index),
-                Err(nvml_attempt) => match self.smi().and_then(smi_devices) {
-                    Ok(devices) => pick_device(devices, index),
-                    Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
-                        attempts: vec![nvml_attempt, smi_attempt],
-                    }),
-                },
-            };
-        }
-        self.listing().device(index)
-    }
-
-    /// NVML's record for `index`; where NVML's memory figures are unusable (failed query,
-    /// sentinel, `used > total`) and `nvidia-smi` can supply them, they are taken from it.
-    #[cfg(feature = "nvml")]
-    fn device_from_nvml(&self, nvml: &nvml::NvmlBackend, index: u32) -> Result<GpuDeviceInfo> {
-        let mut info = nvml.device_info(index)?;
-        if info.total_bytes.is_none()
-            && !info.unified_memory
-            && let Ok(smi) = self.smi()
-            && let Ok(devices) = smi.devices()
-            && let Some(from_smi) = devices.into_iter().find(|d| same_device(d, &info))
-            && from_smi.total_bytes.is_some()
-        {
-            info.total_bytes = from_smi.total_bytes;
-            info.free_bytes = from_smi.free_bytes;
-            info.used_bytes = from_smi.used_bytes;
-            info.reserved_bytes = from_smi.reserved_bytes;
-            info.unavailable.retain(|u| {
-                !matches!(
-                    u.field,
-                    DeviceField::TotalBytes
-                        | DeviceField::FreeBytes
-                        | DeviceField::UsedBytes
-                        | DeviceField::ReservedBytes
-                )
-            });
-            info.unavailable.extend(from_smi.unavailable);
-            info.source = GpuQuerySource::NvidiaSmi;
-        }
-        info.refuse_impossible_memory();
-        Ok(info)
-    }
-
-    #[cfg(not(feature = "nvml"))]
-    fn device_from_nvml(&self, nvml: &NoNvml, _index: u32) -> Result<GpuDeviceInfo> {
-        match *nvml {}
+        self.find(&Pass::default(), index).map(|d| d.info)
     }
 
     pub(crate) fn processes(&self, index: u32) -> Result<Vec<GpuProcessEntry>> {
@@ -419,20 +562,181 @@ impl GpuBackends {
     /// (NVML's host PIDs mapped through `NSpid`, see [`crate::pidns`]), and the counts of
     /// what could not be seen.
     pub(crate) fn process_listing(&self, index: u32) -> Result<GpuProcessListing> {
-        let (mut listing, device) = self.processes_unnamed(index)?;
-        listing.refuse_implausible_rows(device.as_ref());
+        let pass = Pass::default();
+        let device = self.find(&pass, index)?;
+        self.listing_of(&pass, &device, false)
+    }
+
+    /// `device`'s processes, named; with `details`, each row's resident memory and cgroup.
+    fn listing_of(&self, pass: &Pass, device: &Listed, details: bool) -> Result<GpuProcessListing> {
+        let mut listing = self
+            .ask(self.order.processes, device, |b| {
+                b.process_listing(pass, device)
+            })
+            .unwrap_or_else(|| {
+                Err(HypomnesisError::NoGpuSource {
+                    attempts: vec![BackendAttempt::new(
+                        device.by,
+                        "no backend lists the processes of this device",
+                    )],
+                })
+            })?;
+        listing.refuse_implausible_rows(Some(&device.info));
+        self.name_rows(&mut listing, device, details);
+        listing.rows.sort_by_key(|r| r.pid);
+        listing.absent_pids.sort_unstable();
+        listing.refused_pids.sort_unstable();
+        Ok(listing)
+    }
+
+    pub(crate) fn telemetry(&self, index: u32) -> Result<DeviceTelemetry> {
+        let pass = Pass::default();
+        let device = self.find_identity(&pass, index)?;
+        self.telemetry_of(&pass, &device)
+    }
+
+    fn telemetry_of(&self, pass: &Pass, device: &Listed) -> Result<DeviceTelemetry> {
+        if let Some(answer) = self.ask(self.order.telemetry, device, |b| b.telemetry(pass, device))
+        {
+            return answer;
+        }
+        let mut telemetry = DeviceTelemetry::empty(device.info.index, device.info.source);
+        for field in [
+            TelemetryField::GpuUtilizationPercent,
+            TelemetryField::TemperatureCelsius,
+            TelemetryField::PowerWatts,
+        ] {
+            telemetry.mark_unavailable(
+                field,
+                format!("no telemetry source for a {} device", device.info.source),
+            );
+        }
+        Ok(telemetry)
+    }
+
+    /// Telemetry of every device, listing the devices once. A device whose reading fails is
+    /// left out; its error is returned in the second list.
+    pub(crate) fn telemetry_all(&self) -> Result<(Vec<DeviceTelemetry>, Vec<HypomnesisError>)> {
+        let pass = Pass::default();
+        let listing = self.identity_listing(&pass);
+        listing.0.check()?;
+        let mut readings = Vec::with_capacity(listing.0.devices.len());
+        let mut errors = Vec::new();
+        for device in &listing.0.devices {
+            match self.telemetry_of(&pass, device) {
+                Ok(t) => readings.push(t),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((readings, errors))
+    }
+
+    /// Every device, with its telemetry and processes when `request` asks for them: the GPU
+    /// part of a [`crate::Frame`], every source read at most once. `Err` only when no
+    /// backend can list devices.
+    pub(crate) fn frame(&self, request: crate::FrameRequest) -> Result<Vec<crate::DeviceFrame>> {
+        let pass = Pass::default();
+        let listing = self.fresh_listing(&pass);
+        listing.0.check()?;
+        let mut frames = Vec::with_capacity(listing.0.devices.len());
+        for device in &listing.0.devices {
+            let mut frame = crate::DeviceFrame::new(device.info.clone());
+            if request.telemetry {
+                match self.telemetry_of(&pass, device) {
+                    Ok(t) => frame.telemetry = Some(t),
+                    Err(e) => frame.telemetry_error = Some(e),
+                }
+            }
+            if request.processes {
+                match self.listing_of(&pass, device, request.process_details) {
+                    Ok(listing) => frame.processes = Some(listing),
+                    Err(e) => frame.processes_error = Some(e),
+                }
+            }
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    /// Device `index`, with the backend that listed it, for questions asked later.
+    #[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // the spill meter
+    pub(crate) fn locate(&self, index: u32) -> Result<Listed> {
+        self.find(&Pass::default(), index)
+    }
+
+    /// A meter of `device`'s dedicated and shared memory, from the first backend of the
+    /// order's `spill` that can give one.
+    #[cfg_attr(not(all(windows, feature = "pdh")), allow(dead_code))] // PDH only
+    pub(crate) fn spill_meter(&self, device: &Listed) -> Result<Box<dyn SpillMeter>> {
+        self.ask(self.order.spill, device, |b| b.spill_meter(device))
+            .unwrap_or_else(|| {
+                Err(HypomnesisError::NoGpuSource {
+                    attempts: vec![BackendAttempt::new(
+                        device.by,
+                        "no backend reads dedicated and shared memory of this device",
+                    )],
+                })
+            })
+    }
+
+    pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
+        let pass = Pass::default();
+        let device = self.find(&pass, index)?;
+        self.own_process_of(&pass, &device, pid)
+    }
+
+    /// [`GpuBackends::own_process`] for a device already read (a snapshot has it), so the
+    /// device is not queried twice.
+    pub(crate) fn own_process_on(
+        &self,
+        device: &GpuDeviceInfo,
+        pid: u32,
+    ) -> Result<ProcessGpuInfo> {
+        let pass = Pass::default();
+        let listed = match self.find_first(&pass, device.index, Read::Like(device)) {
+            Some(found) => found?,
+            None => {
+                let mut listed = self.identity_listing(&pass).0.find(device.index)?;
+                listed.info = device.clone();
+                listed
+            }
+        };
+        self.own_process_of(&pass, &listed, pid)
+    }
+
+    fn own_process_of(&self, pass: &Pass, device: &Listed, pid: u32) -> Result<ProcessGpuInfo> {
+        self.ask(self.order.own_process, device, |b| {
+            b.own_process(pass, device, pid)
+        })
+        .unwrap_or_else(|| {
+            Err(HypomnesisError::NoGpuSource {
+                attempts: vec![BackendAttempt::new(
+                    device.by,
+                    "no backend measures a process's memory on this device",
+                )],
+            })
+        })
+        .and_then(|own| plausible_own(own, &device.info, pid))
+    }
+
+    /// Names the rows of `device`'s listing from the OS (the driver's name where the OS has
+    /// none), maps their PIDs to the caller's namespace, and counts what could not be seen.
+    fn name_rows(&self, listing: &mut GpuProcessListing, device: &Listed, details: bool) {
+        let lister = self.backend(device.by);
+        let driver_name = |source, pid| lister.and_then(|b| b.process_name(source, pid));
         #[cfg(target_os = "linux")]
         {
             use crate::pidns::Placement;
             let mut view = crate::pidns::PidView::detect(&self.proc_root);
             // Where each row's process is, in this procfs; `None`: not visible.
             let mut procfs_pids: Vec<Option<u32>> = Vec::with_capacity(listing.rows.len());
-            // The PID each row's backend reported, for asking NVML for a name.
+            // The PID each row's backend reported, for asking the driver for a name.
             let driver_pids: Vec<u32> = listing.rows.iter().map(|r| r.pid).collect();
             for row in &mut listing.rows {
-                let placement = match row.source {
-                    GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi => view.host_pid(row.pid),
-                    _ => view.procfs_pid(row.pid),
+                let placement = if reports_host_pids(row.source) {
+                    view.host_pid(row.pid)
+                } else {
+                    view.procfs_pid(row.pid)
                 };
                 procfs_pids.push(match placement {
                     Placement::Local { local, procfs } => {
@@ -465,7 +769,7 @@ impl GpuBackends {
                     client.holders.sort_unstable();
                 }
             }
-            let described = self.describe_all(&mut listing.rows, &procfs_pids);
+            let described = self.describe_all(&mut listing.rows, &procfs_pids, details);
             for (at, outcome) in described.into_iter().enumerate() {
                 let Some(row) = listing.rows.get_mut(at) else {
                     continue;
@@ -480,7 +784,7 @@ impl GpuBackends {
                 if row.name.is_none()
                     && let Some(&driver_pid) = driver_pids.get(at)
                 {
-                    row.name = self.driver_process_name(row.source, driver_pid);
+                    row.name = driver_name(row.source, driver_pid);
                 }
             }
             // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
@@ -488,36 +792,15 @@ impl GpuBackends {
         }
         #[cfg(not(target_os = "linux"))]
         for row in &mut listing.rows {
-            match self.describe_process(row, row.pid) {
+            match self.describe_process(row, row.pid, details) {
                 Described::Named | Described::NotLooked => continue,
                 Described::Absent => listing.absent_pids.push(row.pid),
                 Described::Refused => listing.refused_pids.push(row.pid),
             }
             // As on Linux: the driver may name what the OS would not.
             if row.name.is_none() {
-                row.name = self.driver_process_name(row.source, row.pid);
+                row.name = driver_name(row.source, row.pid);
             }
-        }
-        listing.rows.sort_by_key(|r| r.pid);
-        listing.absent_pids.sort_unstable();
-        listing.refused_pids.sort_unstable();
-        Ok(listing)
-    }
-
-    /// The name the driver has for process `pid` (its own numbering): NVML's
-    /// `nvmlSystemGetProcessName`; `None` for other backends or when it does not know.
-    fn driver_process_name(&self, source: GpuQuerySource, pid: u32) -> Option<String> {
-        if !matches!(source, GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi) {
-            return None;
-        }
-        #[cfg(feature = "nvml")]
-        {
-            self.nvml().ok()?.process_name(pid)
-        }
-        #[cfg(not(feature = "nvml"))]
-        {
-            let _ = pid;
-            None
         }
     }
 
@@ -529,6 +812,7 @@ impl GpuBackends {
         &self,
         rows: &mut [GpuProcessEntry],
         procfs_pids: &[Option<u32>],
+        details: bool,
     ) -> Vec<Described> {
         /// Below this many rows one thread names them.
         const PARALLEL_FROM: usize = 128;
@@ -544,7 +828,7 @@ impl GpuBackends {
                     Some(pid) if present.as_ref().is_some_and(|p| !p.contains(&pid)) => {
                         Described::Absent
                     }
-                    Some(pid) => self.describe_process(row, pid),
+                    Some(pid) => self.describe_process(row, pid, details),
                     None => Described::NotLooked,
                 })
                 .collect()
@@ -578,313 +862,19 @@ impl GpuBackends {
         })
     }
 
-    /// The listing of device `index`, and the device's record when it could be read (for
-    /// the plausibility of the rows' figures).
-    fn processes_unnamed(&self, index: u32) -> Result<(GpuProcessListing, Option<GpuDeviceInfo>)> {
-        let device = if self.extras.is_empty() {
-            None
-        } else {
-            let device = self.device_info(index)?;
-            if let Some(result) = self.extras.iter().find_map(|b| b.process_listing(&device)) {
-                return result.map(|listing| (listing, Some(device)));
-            }
-            Some(device)
-        };
-        let (rows, from) = self.nvidia_processes(index)?;
-        let mut listing = GpuProcessListing::from_rows(rows);
-        listing.compute_only = from == GpuQuerySource::NvidiaSmi;
-        let device = device.or_else(|| self.device_info(index).ok());
-        Ok((listing, device))
-    }
-
-    /// NVIDIA's rows for `index`, and which backend listed them (`nvidia-smi` lists compute
-    /// processes only).
-    fn nvidia_processes(&self, index: u32) -> Result<(Vec<GpuProcessEntry>, GpuQuerySource)> {
-        match self.nvml() {
-            Ok(nvml) => self.processes_from_nvml(nvml, index),
-            Err(nvml_attempt) => self
-                .smi_processes(index)
-                .map(|rows| (rows, GpuQuerySource::NvidiaSmi))
-                .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
-                    attempts: vec![nvml_attempt, smi_attempt],
-                }),
-        }
-    }
-
-    /// NVML's process list for `index`. A refused or failed list is retried through
-    /// `nvidia-smi`; rows whose memory NVML could not give (sentinel, `used > total`) get
-    /// `nvidia-smi`'s figure when it has one.
-    #[cfg(feature = "nvml")]
-    fn processes_from_nvml(
+    /// Name, user and command line from the OS, which knows them better than the driver, and
+    /// with `details` resident memory and cgroup; `procfs_pid` is the process's number in the
+    /// procfs (its host PID when the caller reads a host `/proc` from a container), so every
+    /// figure is the row's process's, whichever namespace the caller is in.
+    fn describe_process(
         &self,
-        nvml: &nvml::NvmlBackend,
-        index: u32,
-    ) -> Result<(Vec<GpuProcessEntry>, GpuQuerySource)> {
-        match nvml.processes(index) {
-            Ok(mut rows) => {
-                // Per-process utilization samples since this probe's previous listing.
-                nvml.fill_process_utilization(index, &mut rows);
-                if rows.iter().any(|r| r.used_bytes.is_none())
-                    && let Ok(from_smi) = self.smi_processes(index)
-                {
-                    let smi_used: std::collections::HashMap<u32, u64> = from_smi
-                        .iter()
-                        .filter_map(|s| Some((s.pid, s.used_bytes?)))
-                        .collect();
-                    for row in rows.iter_mut().filter(|r| r.used_bytes.is_none()) {
-                        if let Some(&used) = smi_used.get(&row.pid) {
-                            row.used_bytes = Some(used);
-                            row.source = GpuQuerySource::NvidiaSmi;
-                        }
-                    }
-                }
-                Ok((rows, GpuQuerySource::Nvml))
-            }
-            Err(HypomnesisError::DeviceIndexOutOfRange { index, count }) => {
-                Err(HypomnesisError::DeviceIndexOutOfRange { index, count })
-            }
-            Err(nvml_error) => self
-                .smi_processes(index)
-                .map(|rows| (rows, GpuQuerySource::NvidiaSmi))
-                .map_err(|smi_attempt| HypomnesisError::NoGpuSource {
-                    attempts: vec![
-                        BackendAttempt::new(
-                            GpuQuerySource::Nvml,
-                            strip_backend_prefix(&nvml_error),
-                        ),
-                        smi_attempt,
-                    ],
-                }),
-        }
-    }
-
-    #[cfg(not(feature = "nvml"))]
-    fn processes_from_nvml(
-        &self,
-        nvml: &NoNvml,
-        _index: u32,
-    ) -> Result<(Vec<GpuProcessEntry>, GpuQuerySource)> {
-        match *nvml {}
-    }
-
-    /// `nvidia-smi`'s rows for device `index`.
-    fn smi_processes(
-        &self,
-        index: u32,
-    ) -> std::result::Result<Vec<GpuProcessEntry>, BackendAttempt> {
-        let smi = self.smi()?;
-        let devices = smi_devices(smi)?;
-        if !devices.iter().any(|d| d.index == index) {
-            return Err(BackendAttempt::new(
-                GpuQuerySource::NvidiaSmi,
-                format!(
-                    "device index {index} out of range (have {} devices)",
-                    devices.len()
-                ),
-            ));
-        }
-        let rows = smi_call(smi.processes(&devices))?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| r.device_index == index)
-            .collect())
-    }
-
-    pub(crate) fn telemetry(&self, index: u32) -> Result<DeviceTelemetry> {
-        if let Ok(nvml) = self.nvml()
-            && index < nvml.device_count()
-        {
-            return nvml.telemetry(index);
-        }
-        let device = self.identity(index)?;
-        if let Some(result) = self.extras.iter().find_map(|b| b.telemetry(&device)) {
-            return result;
-        }
-        let mut telemetry = DeviceTelemetry::empty(index, device.source);
-        for field in [
-            TelemetryField::GpuUtilizationPercent,
-            TelemetryField::TemperatureCelsius,
-            TelemetryField::PowerWatts,
-        ] {
-            telemetry.mark_unavailable(
-                field,
-                format!("no telemetry source for a {} device", device.source),
-            );
-        }
-        Ok(telemetry)
-    }
-
-    /// Telemetry of every device, listing the devices once (rather than once per device, as
-    /// [`GpuBackends::telemetry`] must for a single index). A device whose reading fails is
-    /// left out; its error is returned in the second list.
-    pub(crate) fn telemetry_all(&self) -> Result<(Vec<DeviceTelemetry>, Vec<HypomnesisError>)> {
-        let devices = if self.extras.is_empty() {
-            self.devices()?
-        } else {
-            let listing = self.identity_listing();
-            listing.check()?;
-            let mut devices = listing.nvidia.unwrap_or_default();
-            devices.extend(listing.extra);
-            devices
-        };
-        let mut readings = Vec::with_capacity(devices.len());
-        let mut errors = Vec::new();
-        for device in &devices {
-            let reading = match self.nvml() {
-                Ok(nvml) if device.source == GpuQuerySource::Nvml => nvml.telemetry(device.index),
-                _ => match self.extras.iter().find_map(|b| b.telemetry(device)) {
-                    Some(result) => result,
-                    None => self.telemetry(device.index),
-                },
-            };
-            match reading {
-                Ok(t) => readings.push(t),
-                Err(e) => errors.push(e),
-            }
-        }
-        Ok((readings, errors))
-    }
-
-    /// Every device, with its telemetry and processes when `request` asks for them: the GPU
-    /// part of a [`crate::Frame`]. `Err` only when no backend can list devices.
-    pub(crate) fn frame(&self, request: crate::FrameRequest) -> Result<Vec<crate::DeviceFrame>> {
-        let devices = self.devices()?;
-        let mut frames: Vec<crate::DeviceFrame> =
-            devices.into_iter().map(crate::DeviceFrame::new).collect();
-        if request.telemetry {
-            match self.telemetry_all() {
-                Ok((readings, _)) => {
-                    for frame in &mut frames {
-                        let index = frame.device.index;
-                        match readings.iter().find(|t| t.index == index) {
-                            Some(t) => frame.telemetry = Some(t.clone()),
-                            None => frame.telemetry_error = self.telemetry(index).err(),
-                        }
-                    }
-                }
-                Err(e) => frames
-                    .iter_mut()
-                    .for_each(|f| f.telemetry_error = Some(e.clone())),
-            }
-        }
-        if request.processes {
-            for frame in &mut frames {
-                match self.process_listing(frame.device.index) {
-                    Ok(listing) => frame.processes = Some(listing),
-                    Err(e) => frame.processes_error = Some(e),
-                }
-            }
-        }
-        Ok(frames)
-    }
-
-    pub(crate) fn own_process(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
-        if self.extras.is_empty() {
-            return self.own_process_from_nvidia(index, pid);
-        }
-        self.own_process_on(&self.device_info(index)?, pid)
-    }
-
-    /// [`GpuBackends::own_process`] for a device already read (a snapshot has it), so the
-    /// device is not queried twice.
-    pub(crate) fn own_process_on(
-        &self,
-        device: &GpuDeviceInfo,
-        pid: u32,
-    ) -> Result<ProcessGpuInfo> {
-        if let Some(result) = self.extras.iter().find_map(|b| b.own_process(device, pid)) {
-            return result.and_then(|own| plausible_own(own, device, pid));
-        }
-        self.own_process_from_nvidia(device.index, pid)
-    }
-
-    fn own_process_from_nvidia(&self, index: u32, pid: u32) -> Result<ProcessGpuInfo> {
-        match self.nvml() {
-            Ok(nvml) => {
-                let pid = self.nvml_pid(pid)?;
-                // The common case needs no fallback: answer from NVML's list directly, so a
-                // snapshot never spawns nvidia-smi because of some other process's sentinel.
-                let own = match nvml.processes(index).map(|rows| own_row(&rows, index, pid)) {
-                    Ok(Ok(own)) => own,
-                    _ => own_row(&self.processes_from_nvml(nvml, index)?.0, index, pid)?,
-                };
-                match crate::snapshot::implausible_process_bytes(
-                    own.upper_bound_bytes(),
-                    nvml.cached_total(index),
-                ) {
-                    None => Ok(own),
-                    Some(why) => Err(HypomnesisError::NoGpuSource {
-                        attempts: vec![BackendAttempt::new(
-                            GpuQuerySource::Nvml,
-                            format!("reports an implausible figure for pid {pid}: {why}"),
-                        )],
-                    }),
-                }
-            }
-            Err(nvml_attempt) => {
-                // Without NVML only the device-wide figure is known: report it as an upper
-                // bound and say so (`process_bytes: None`).
-                let smi_result = self.smi().and_then(smi_devices);
-                match smi_result {
-                    Ok(devices) => {
-                        let device = pick_device(devices, index)?;
-                        match device.used_bytes {
-                            Some(used) => Ok(ProcessGpuInfo::device_wide(
-                                used,
-                                index,
-                                GpuQuerySource::NvidiaSmi,
-                            )),
-                            None => Err(HypomnesisError::NoGpuSource {
-                                attempts: vec![
-                                    nvml_attempt,
-                                    BackendAttempt::new(
-                                        GpuQuerySource::NvidiaSmi,
-                                        "reports no memory figures for this device",
-                                    ),
-                                ],
-                            }),
-                        }
-                    }
-                    Err(smi_attempt) => Err(HypomnesisError::NoGpuSource {
-                        attempts: vec![nvml_attempt, smi_attempt],
-                    }),
-                }
-            }
-        }
-    }
-
-    /// `pid` as NVML numbers it (the root PID namespace). Inside a container whose `/proc`
-    /// cannot see the host's PIDs, the calling process's NVML PID is unknown: an error, so
-    /// that it is never reported as holding 0 bytes by mistake.
-    fn nvml_pid(&self, pid: u32) -> Result<u32> {
+        row: &mut GpuProcessEntry,
+        procfs_pid: u32,
+        details: bool,
+    ) -> Described {
         #[cfg(target_os = "linux")]
         {
-            if pid != std::process::id() {
-                return Ok(pid);
-            }
-            let host_pid = *self
-                .own_host_pid
-                .get_or_init(|| crate::pidns::PidView::detect(&self.proc_root).own_host_pid(pid));
-            host_pid.ok_or_else(|| HypomnesisError::NoGpuSource {
-                attempts: vec![BackendAttempt::new(
-                    GpuQuerySource::Nvml,
-                    "reports host PIDs, and this process's host PID is not visible from its PID namespace (mount the host's /proc and set HYPOMNESIS_PROC_ROOT to it)",
-                )],
-            })
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Ok(pid)
-        }
-    }
-
-    /// Name, user and command line from the OS, which knows them better than the driver;
-    /// `procfs_pid` is the process's number in the procfs (its host PID when the caller reads
-    /// a host `/proc` from a container).
-    fn describe_process(&self, row: &mut GpuProcessEntry, procfs_pid: u32) -> Described {
-        #[cfg(target_os = "linux")]
-        {
-            use crate::process_info::linux::{process_command, process_user};
+            use crate::process_info::linux::{process_cgroup, process_command, process_user};
             match crate::ram::linux::process_name_or_error(&self.proc_root, procfs_pid) {
                 Ok(name) => {
                     if name.is_some() {
@@ -899,11 +889,29 @@ impl GpuBackends {
             }
             row.user = process_user(&self.proc_root, procfs_pid);
             row.command = process_command(&self.proc_root, procfs_pid);
+            if details {
+                row.rss_bytes = crate::ram::linux::read_process_memory(
+                    &self.proc_root,
+                    Some(procfs_pid),
+                    crate::MemoryDetail::Fast,
+                )
+                .ok()
+                .map(|m| m.rss_bytes);
+                row.cgroup = process_cgroup(&self.proc_root, procfs_pid);
+            }
             Described::Named
         }
         #[cfg(windows)]
         {
             use crate::ram::windows::{ImageName, image_name, resolve_name, snapshot_names};
+            if details {
+                row.rss_bytes = crate::ram::windows::read_process_memory(
+                    Some(procfs_pid),
+                    crate::MemoryDetail::Fast,
+                )
+                .ok()
+                .map(|m| m.rss_bytes);
+            }
             if row.name.is_none() {
                 let image = image_name(procfs_pid);
                 // Only a refused image name needs the (costlier) Toolhelp32 snapshot.
@@ -920,12 +928,31 @@ impl GpuBackends {
             }
             Described::Named
         }
-        #[cfg(not(any(target_os = "linux", windows)))]
+        #[cfg(target_os = "macos")]
         {
-            let _ = (row, procfs_pid);
+            if details {
+                row.rss_bytes = crate::ram::macos::read_process_memory(
+                    Some(procfs_pid),
+                    crate::MemoryDetail::Fast,
+                )
+                .ok()
+                .map(|m| m.rss_bytes);
+            }
+            Described::NotLooked
+        }
+        #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
+        {
+            let _ = (row, procfs_pid, details);
             Described::NotLooked
         }
     }
+}
+
+/// Whether `source` numbers processes as the root PID namespace does (the NVIDIA driver
+/// does, whatever namespace asks), rather than as the procfs read.
+#[cfg(target_os = "linux")]
+fn reports_host_pids(source: GpuQuerySource) -> bool {
+    matches!(source, GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi)
 }
 
 /// Whether a row's process could be described from the OS.
@@ -940,42 +967,6 @@ enum Described {
     Refused,
     /// Not looked up (not visible from this namespace, counted elsewhere).
     NotLooked,
-}
-
-/// The backends besides NVIDIA's for this platform, in the order their devices are numbered.
-#[allow(clippy::vec_init_then_push)] // one push per platform, each behind its own cfg
-fn extra_backends(
-    proc_root: &std::path::Path,
-    sys_root: &std::path::Path,
-) -> Vec<Box<dyn ExtraBackend>> {
-    let _ = (proc_root, sys_root);
-    #[allow(unused_mut)]
-    let mut backends: Vec<Box<dyn ExtraBackend>> = Vec::new();
-    #[cfg(target_os = "linux")]
-    backends.push(Box::new(drm::DrmBackend::new(proc_root, sys_root)));
-    #[cfg(all(windows, feature = "dxgi"))]
-    backends.push(Box::new(dxgi::DxgiBackend::new()));
-    #[cfg(all(target_os = "macos", feature = "metal"))]
-    backends.push(Box::new(metal::MetalBackend::new()));
-    backends
-}
-
-/// The calling process's row, or 0 bytes when the complete list does not contain it (the
-/// process holds no context on the device — a measurement, not a guess). A row whose
-/// figure the driver would not give is an error, never 0.
-fn own_row(rows: &[GpuProcessEntry], index: u32, pid: u32) -> Result<ProcessGpuInfo> {
-    let Some(row) = rows.iter().find(|r| r.pid == pid) else {
-        return Ok(ProcessGpuInfo::own(0, index, GpuQuerySource::Nvml));
-    };
-    match row.used_bytes {
-        Some(used_bytes) => Ok(ProcessGpuInfo::own(used_bytes, index, row.source)),
-        None => Err(HypomnesisError::NoGpuSource {
-            attempts: vec![BackendAttempt::new(
-                row.source,
-                format!("lists pid {pid} on device {index} but reports no figure for its memory"),
-            )],
-        }),
-    }
 }
 
 /// `own` when its figure can be true on `device` (the rule the listings follow: no more than
@@ -1001,122 +992,21 @@ fn plausible_own(own: ProcessGpuInfo, device: &GpuDeviceInfo, pid: u32) -> Resul
     }
 }
 
-fn pick_device(devices: Vec<GpuDeviceInfo>, index: u32) -> Result<GpuDeviceInfo> {
-    let count = u32::try_from(devices.len()).unwrap_or(u32::MAX);
+/// Device `index` of `devices`, which use `count` indices.
+pub(crate) fn pick_device(
+    devices: Vec<GpuDeviceInfo>,
+    index: u32,
+    count: u32,
+) -> Result<GpuDeviceInfo> {
     devices
         .into_iter()
         .find(|d| d.index == index)
         .ok_or(HypomnesisError::DeviceIndexOutOfRange { index, count })
 }
 
-/// Whether two records describe the same physical GPU (by UUID, then PCI bus id, then index).
-#[cfg(feature = "nvml")]
-fn same_device(a: &GpuDeviceInfo, b: &GpuDeviceInfo) -> bool {
-    match (&a.uuid, &b.uuid) {
-        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
-        _ => match (&a.pci_bus_id, &b.pci_bus_id) {
-            (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
-            _ => a.index == b.index,
-        },
-    }
-}
-
-#[cfg(feature = "nvidia-smi-fallback")]
-fn smi_devices(
-    smi: &nvidia_smi::NvidiaSmi,
-) -> std::result::Result<Vec<GpuDeviceInfo>, BackendAttempt> {
-    let mut devices = smi_call(smi.devices())?;
-    devices
-        .iter_mut()
-        .for_each(GpuDeviceInfo::refuse_impossible_memory);
-    Ok(devices)
-}
-
-#[cfg(not(feature = "nvidia-smi-fallback"))]
-fn smi_devices(smi: &NoSmi) -> std::result::Result<Vec<GpuDeviceInfo>, BackendAttempt> {
-    match *smi {}
-}
-
-fn smi_call<T>(result: Result<T>) -> std::result::Result<T, BackendAttempt> {
-    result.map_err(|e| BackendAttempt::new(GpuQuerySource::NvidiaSmi, strip_backend_prefix(&e)))
-}
-
-/// An error's text without the `"NVML: "` / `"nvidia-smi: "` prefix, which the attempt list
-/// already names.
-fn strip_backend_prefix(error: &HypomnesisError) -> String {
-    let text = error.to_string();
-    for prefix in ["NVML: ", "nvidia-smi: "] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            return rest.to_owned();
-        }
-    }
-    text
-}
-
-/// Stands in for NVML when the feature is off; has no values, so its methods never run.
-#[cfg(not(feature = "nvml"))]
-#[derive(Debug)]
-enum NoNvml {}
-
-#[cfg(not(feature = "nvml"))]
-impl NoNvml {
-    fn device_count(&self) -> u32 {
-        match *self {}
-    }
-
-    fn processes(&self, _index: u32) -> Result<Vec<GpuProcessEntry>> {
-        match *self {}
-    }
-
-    fn telemetry(&self, _index: u32) -> Result<DeviceTelemetry> {
-        match *self {}
-    }
-
-    fn cached_total(&self, _index: u32) -> Option<u64> {
-        match *self {}
-    }
-}
-
-/// Stands in for `nvidia-smi` when the feature is off; has no values, so its methods never
-/// run.
-#[cfg(not(feature = "nvidia-smi-fallback"))]
-#[derive(Debug)]
-enum NoSmi {}
-
-#[cfg(not(feature = "nvidia-smi-fallback"))]
-impl NoSmi {
-    #[cfg_attr(not(feature = "nvml"), allow(dead_code))] // asked only to patch NVML's figures
-    fn devices(&self) -> Result<Vec<GpuDeviceInfo>> {
-        match *self {}
-    }
-
-    fn processes(&self, _devices: &[GpuDeviceInfo]) -> Result<Vec<GpuProcessEntry>> {
-        match *self {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(pid: u32, used: Option<u64>) -> GpuProcessEntry {
-        let mut row = GpuProcessEntry::new(pid, 0, GpuQuerySource::Nvml);
-        row.used_bytes = used;
-        row
-    }
-
-    #[test]
-    fn own_row_is_found_by_pid() {
-        let rows = [row(10, Some(5)), row(42, Some(7 << 20))];
-        let own = own_row(&rows, 0, 42).unwrap();
-        assert_eq!(own.process_bytes, Some(7 << 20));
-    }
-
-    #[test]
-    fn a_process_missing_from_a_complete_list_holds_zero_bytes() {
-        let own = own_row(&[row(10, Some(5))], 0, 42).unwrap();
-        assert_eq!(own.process_bytes, Some(0));
-    }
 
     #[test]
     fn an_own_figure_larger_than_the_device_is_an_error_on_other_backends_too() {
@@ -1139,8 +1029,101 @@ mod tests {
         assert!(plausible_own(own(49 << 30), &device, 7).is_err());
     }
 
+    /// Twelve amdgpu cards, each with one process holding two clients (24 DRM fds), and
+    /// the backends reading them (NVIDIA's switched off).
+    #[cfg(target_os = "linux")]
+    fn twelve_cards() -> (drm::telemetry::tree::DrmTree, GpuBackends) {
+        use drm::telemetry::tree;
+        let tree = tree::DrmTree::new();
+        let text = tree::fdinfo("amdgpu-6.13-current");
+        for card in 0..12_u32 {
+            let slot = format!("0000:{:02x}:00.0", 0x10 + card);
+            let mut spec = tree::standard_amdgpu();
+            spec.card = card;
+            spec.render = Some(128 + card);
+            spec.slot = &slot;
+            tree.pci_card(&spec);
+            let pid = 1000 + card;
+            tree.process(pid, "worker", None);
+            for fd in 0..2 {
+                let fdinfo = text.replace("0000:03:00.0", &slot).replace(
+                    "drm-client-id:\t218",
+                    &format!("drm-client-id:\t{}", card * 2 + fd),
+                );
+                tree.fd(
+                    pid,
+                    3 + fd,
+                    &format!("/dev/dri/renderD{}", 128 + card),
+                    Some(&fdinfo),
+                );
+            }
+        }
+        let config = GpuConfig {
+            nvml_lib: None,
+            use_nvml: false,
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+            nvidia_smi_timeout: Duration::from_secs(1),
+            use_nvidia_smi: false,
+        };
+        let gpu = GpuBackends::new(config, tree.proc(), &tree.sys());
+        (tree, gpu)
+    }
+
+    /// How many times this thread has walked a whole procfs for DRM clients.
+    #[cfg(target_os = "linux")]
+    fn proc_scans() -> usize {
+        drm::fdinfo::SCANS.with(std::cell::Cell::get)
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
-    fn a_listed_process_without_a_figure_is_an_error_not_zero() {
-        assert!(own_row(&[row(42, None)], 0, 42).is_err());
+    fn a_frame_walks_proc_once_for_twelve_drm_cards() {
+        let (_tree, gpu) = twelve_cards();
+        let before = proc_scans();
+        let frames = gpu.frame(crate::FrameRequest::ALL).unwrap();
+        assert_eq!(proc_scans() - before, 1);
+        assert_eq!(frames.len(), 12);
+        for (card, frame) in (0..).zip(&frames) {
+            let listing = frame.processes.as_ref().unwrap();
+            let pids: Vec<u32> = listing.rows.iter().map(|r| r.pid).collect();
+            assert_eq!(pids, [1000 + card]);
+            // Two clients of 100 MiB resident VRAM each.
+            assert_eq!(listing.rows[0].used_bytes, Some(200 << 20));
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn one_devices_process_listing_walks_proc_once() {
+        let (_tree, gpu) = twelve_cards();
+        let before = proc_scans();
+        let listing = gpu.process_listing(11).unwrap();
+        assert_eq!(proc_scans() - before, 1);
+        assert_eq!(listing.rows.len(), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_frame_without_processes_does_not_walk_proc() {
+        let (_tree, gpu) = twelve_cards();
+        let before = proc_scans();
+        let request = crate::FrameRequest::ALL.with_processes(false, false);
+        assert_eq!(gpu.frame(request).unwrap().len(), 12);
+        assert_eq!(proc_scans() - before, 0);
+    }
+
+    #[test]
+    fn a_pass_computes_each_memo_once() {
+        struct Runs(u32);
+        let pass = Pass::default();
+        let mut computed = 0;
+        for _ in 0..3 {
+            let runs = pass.memo(|| {
+                computed += 1;
+                Runs(7)
+            });
+            assert_eq!(runs.0, 7);
+        }
+        assert_eq!(computed, 1);
     }
 }

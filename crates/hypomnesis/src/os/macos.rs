@@ -2,7 +2,7 @@
 //!
 //! RAM, host memory, the Metal backend and the sampler all pass structs to the kernel
 //! (`sysctl`, `proc_pidinfo`, `proc_pid_rusage`, Mach info calls) that must start all-zero:
-//! one marker trait, [`PlainData`], says for which types that is sound, so that `unsafe`
+//! one marker trait, `PlainData`, says for which types that is sound, so that `unsafe`
 //! lives here once. Whether a pid exists is `kill(pid, 0)` (`ESRCH`: no such process,
 //! `EPERM`: one we may not signal, so it exists); a process's name is its executable's file
 //! name (`proc_pidpath`), else the kernel's short name; its owner comes from

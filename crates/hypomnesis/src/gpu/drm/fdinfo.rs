@@ -85,7 +85,16 @@ const DIR_BUFFER: usize = 8 * 1024;
 
 /// Reads fds of every process under `proc_root`.
 pub(crate) fn scan_all(proc_root: &Path, sys_root: &Path) -> Result<Scan> {
+    #[cfg(test)]
+    SCANS.with(|n| n.set(n.get() + 1));
     scan(proc_root, sys_root, false).map(|(scan, _)| scan)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread walked a whole procfs with [`scan_all`], for the tests
+    /// that prove one walk answers every device.
+    pub(crate) static SCANS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// As [`scan_all`], keeping the DRM clients' fdinfo files open for [`rescan_kept`]; `None`

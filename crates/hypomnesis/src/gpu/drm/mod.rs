@@ -17,7 +17,7 @@
 //! skipped, and so is any card bound to the `nvidia` driver — that driver publishes no DRM
 //! memory figures. When NVIDIA's backends are wanted but unusable (library missing, driver not
 //! loaded), such a card is listed after the others with unknown memory and their reasons
-//! ([`crate::gpu::ExtraBackend::unclaimed_nvidia`]), and its process list is an error, so the
+//! ([`crate::gpu::Backend::orphans`]), and its process list is an error, so the
 //! GPU does not vanish without a word. A card with `nouveau` is a DRM GPU like any other (its
 //! clients carry no `drm-` keys: their holders are listed with unknown memory).
 //!
@@ -51,7 +51,7 @@ mod linux {
     use super::sysfs::{DrmDevice, Names, read_devices};
     use super::telemetry::{CardPaths, Clock, TelemetryState, read_telemetry};
     use crate::error::{BackendAttempt, HypomnesisError, Result};
-    use crate::gpu::ExtraBackend;
+    use crate::gpu::{Backend, Devices, Listed, Pass};
     use crate::snapshot::{
         GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, ProcessGpuInfo,
     };
@@ -79,6 +79,11 @@ mod linux {
 
     /// The `class/drm` entries the devices were read from, and the devices.
     type KnownDevices = (Vec<String>, Arc<Vec<DrmDevice>>);
+
+    /// Every process's DRM clients, scanned once per pass for all devices.
+    struct ScanOfPass(Result<Scan>);
+    /// The KFD (ROCm) nodes, read once per pass.
+    struct KfdNodes(Vec<kfd::KfdNode>);
 
     impl DrmBackend {
         /// Reads devices under `sys_root` and processes under `proc_root`.
@@ -186,11 +191,13 @@ mod linux {
         /// Adds ROCm/KFD compute processes of device `key` to `listing` (see [`kfd`]).
         fn merge_kfd(
             &self,
+            pass: &Pass,
             listing: &mut GpuProcessListing,
             key: &str,
             index: u32,
         ) -> kfd::KfdMerge {
-            let nodes = kfd::read_nodes(&self.sys_root);
+            let nodes = pass.memo(|| KfdNodes(kfd::read_nodes(&self.sys_root)));
+            let nodes = &nodes.0;
             if nodes.is_empty() {
                 return kfd::KfdMerge::default();
             }
@@ -204,7 +211,7 @@ mod linux {
                 .known_devices()
                 .map(|devices| devices.iter().map(|d| d.key.clone()).collect())
                 .unwrap_or_default();
-            merge.nodes_without_drm = kfd::nodes_without_drm(&nodes, &drm_keys);
+            merge.nodes_without_drm = kfd::nodes_without_drm(nodes, &drm_keys);
             merge
         }
 
@@ -262,7 +269,8 @@ mod linux {
     const NVIDIA_CARD: &str = "bound to the nvidia driver, which publishes memory figures only \
         through NVML and nvidia-smi, and neither could be used";
 
-    /// For a card [`DrmBackend::unclaimed_nvidia`] listed: why its processes cannot be read.
+    /// For a card [`DrmBackend::orphans`](crate::gpu::Backend::orphans) listed: why its
+    /// processes cannot be read.
     fn nvidia_card_error(device: &GpuDeviceInfo) -> Option<HypomnesisError> {
         let reason = device.unavailable_reason(DeviceField::UsedBytes)?;
         reason
@@ -288,48 +296,73 @@ mod linux {
             .collect()
     }
 
-    impl ExtraBackend for DrmBackend {
+    impl Backend for DrmBackend {
         fn source(&self) -> GpuQuerySource {
             GpuQuerySource::Drm
         }
 
-        fn devices(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
-            Ok(self
-                .drm_devices(nvidia)?
-                .into_iter()
-                .map(|d| d.info)
-                .collect())
+        fn devices(
+            &self,
+            pass: &Pass,
+            claimed: &[GpuDeviceInfo],
+        ) -> std::result::Result<Devices, String> {
+            let _ = pass;
+            self.drm_devices(claimed)
+                .map(|found| Devices::numbered(found.into_iter().map(|d| d.info).collect()))
+                .map_err(|e| e.backend_reason())
         }
 
-        fn identities(&self, nvidia: &[GpuDeviceInfo]) -> Result<Vec<GpuDeviceInfo>> {
-            let known = self.known_devices()?;
-            Ok(not_nvidia(known.iter().cloned().collect(), nvidia)
-                .into_iter()
-                .map(|d| d.info)
-                .collect())
+        fn identities(
+            &self,
+            pass: &Pass,
+            claimed: &[GpuDeviceInfo],
+        ) -> std::result::Result<Devices, String> {
+            let _ = pass;
+            let known = self.known_devices().map_err(|e| e.backend_reason())?;
+            Ok(Devices::numbered(
+                not_nvidia(known.iter().cloned().collect(), claimed)
+                    .into_iter()
+                    .map(|d| d.info)
+                    .collect(),
+            ))
         }
 
-        fn processes(&self, device: &GpuDeviceInfo) -> Option<Result<Vec<GpuProcessEntry>>> {
-            self.process_listing(device)
-                .map(|listing| listing.map(|l| l.rows))
-        }
-
-        fn process_listing(&self, device: &GpuDeviceInfo) -> Option<Result<GpuProcessListing>> {
+        /// One scan of `/proc` per pass answers every DRM device.
+        fn process_listing(
+            &self,
+            pass: &Pass,
+            device: &Listed,
+        ) -> Option<Result<GpuProcessListing>> {
+            let device = &device.info;
             let key = self.key_of(device)?;
             if let Some(error) = nvidia_card_error(device) {
                 return Some(Err(error));
             }
-            Some(scan_all(&self.proc_root, &self.sys_root).map(|scan| {
-                let mut listing = Self::listing_from_scan(&scan, &key, device.index);
+            let scan = pass.memo(|| ScanOfPass(scan_all(&self.proc_root, &self.sys_root)));
+            Some(scan.0.as_ref().map_err(Clone::clone).map(|scan| {
+                let mut listing = Self::listing_from_scan(scan, &key, device.index);
                 // What the merge found: processes in both sources, KFD-only rows, KFD GPUs
                 // without a DRM card.
-                let merge = self.merge_kfd(&mut listing, &key, device.index);
+                let merge = self.merge_kfd(pass, &mut listing, &key, device.index);
                 listing.other_notes.extend(kfd::notes(&merge));
                 listing
             }))
         }
 
-        fn unclaimed_nvidia(&self, why: &str) -> Vec<GpuDeviceInfo> {
+        /// Cards bound to the `nvidia` driver, when NVIDIA's backends are `unusable`.
+        fn orphans(
+            &self,
+            pass: &Pass,
+            unusable: &[GpuQuerySource],
+            why: &str,
+        ) -> Vec<GpuDeviceInfo> {
+            let _ = pass;
+            if !unusable
+                .iter()
+                .any(|s| matches!(s, GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi))
+            {
+                return Vec::new();
+            }
             let Ok(devices) = read_devices(&self.sys_root, &self.names) else {
                 return Vec::new();
             };
@@ -354,7 +387,9 @@ mod linux {
                 .collect()
         }
 
-        fn telemetry(&self, device: &GpuDeviceInfo) -> Option<Result<DeviceTelemetry>> {
+        fn telemetry(&self, pass: &Pass, device: &Listed) -> Option<Result<DeviceTelemetry>> {
+            let _ = pass;
+            let device = &device.info;
             let key = self.key_of(device)?;
             let Some(card) = self.card_paths(&key) else {
                 let mut t = DeviceTelemetry::empty(device.index, GpuQuerySource::Drm);
@@ -380,7 +415,14 @@ mod linux {
         /// passed to another process is still held). On a unified-memory device (APU,
         /// integrated GPU) the figure is device + system memory, since both are host RAM
         /// and the model may live in either; on a discrete GPU it is device memory (VRAM).
-        fn own_process(&self, device: &GpuDeviceInfo, pid: u32) -> Option<Result<ProcessGpuInfo>> {
+        fn own_process(
+            &self,
+            pass: &Pass,
+            device: &Listed,
+            pid: u32,
+        ) -> Option<Result<ProcessGpuInfo>> {
+            let _ = pass;
+            let device = &device.info;
             let key = self.key_of(device)?;
             if let Some(error) = nvidia_card_error(device) {
                 return Some(Err(error));

@@ -617,7 +617,7 @@ fn engine_figure(
 
 #[cfg(test)]
 #[path = "../../../../../fixtures/drm/tree.rs"]
-mod tree;
+pub(crate) mod tree;
 
 #[cfg(test)]
 mod tests {
@@ -625,8 +625,8 @@ mod tests {
 
     use super::tree;
     use super::*;
-    use crate::gpu::ExtraBackend;
     use crate::gpu::drm::DrmBackend;
+    use crate::gpu::{Backend, Listed, Pass};
 
     fn backend(tree: &tree::DrmTree, clock: &Arc<AtomicU64>) -> DrmBackend {
         DrmBackend::with_clock(
@@ -637,12 +637,18 @@ mod tests {
         )
     }
 
-    fn devices(backend: &DrmBackend) -> Vec<crate::GpuDeviceInfo> {
-        let mut devices = backend.devices(&[]).unwrap();
-        for (i, d) in devices.iter_mut().enumerate() {
-            d.index = u32::try_from(i).unwrap();
-        }
+    fn devices(backend: &DrmBackend) -> Vec<Listed> {
+        let devices = backend.devices(&Pass::default(), &[]).unwrap();
         devices
+            .list
+            .into_iter()
+            .map(|d| Listed::new(d, crate::GpuQuerySource::Drm))
+            .collect()
+    }
+
+    /// One reading of `device`, in a pass of its own.
+    fn read(backend: &DrmBackend, device: &Listed) -> Option<crate::Result<DeviceTelemetry>> {
+        backend.telemetry(&Pass::default(), device)
     }
 
     fn close(a: Option<f64>, b: f64) -> bool {
@@ -657,7 +663,7 @@ mod tests {
         let devices = devices(&backend);
         // Order by slot: 00:02.0 i915, 03:00.0 amdgpu, 08:00.0 xe, c4:00.0 APU.
         let xe = &devices[2];
-        let first = backend.telemetry(xe).unwrap().unwrap();
+        let first = read(&backend, xe).unwrap().unwrap();
         assert_eq!(first.power_watts, None);
         assert_eq!(
             first.unavailable_reason(TelemetryField::PowerWatts),
@@ -672,12 +678,12 @@ mod tests {
             &format!("{}\n", tree::XE_ENERGY_CARD_UJ + 40_000_000),
         );
         clock.fetch_add(500_000_000, Ordering::SeqCst);
-        let second = backend.telemetry(xe).unwrap().unwrap();
+        let second = read(&backend, xe).unwrap().unwrap();
         assert!(close(second.power_watts, 80.0), "{:?}", second.power_watts);
         // The counter reset (driver reload): no figure, and never negative.
         tree.write_device_file("0000:08:00.0", "hwmon/hwmon4/energy2_input", "5\n");
         clock.fetch_add(500_000_000, Ordering::SeqCst);
-        let third = backend.telemetry(xe).unwrap().unwrap();
+        let third = read(&backend, xe).unwrap().unwrap();
         assert_eq!(third.power_watts, None);
         assert!(
             third
@@ -688,7 +694,7 @@ mod tests {
         // And from the reset value on, figures again: 10 J in 1 s = 10 W.
         tree.write_device_file("0000:08:00.0", "hwmon/hwmon4/energy2_input", "10000005\n");
         clock.fetch_add(1_000_000_000, Ordering::SeqCst);
-        let fourth = backend.telemetry(xe).unwrap().unwrap();
+        let fourth = read(&backend, xe).unwrap().unwrap();
         assert!(close(fourth.power_watts, 10.0), "{:?}", fourth.power_watts);
     }
 
@@ -699,7 +705,7 @@ mod tests {
         let backend = backend(&tree, &clock);
         let devices = devices(&backend);
         let i915 = &devices[0];
-        let first = backend.telemetry(i915).unwrap().unwrap();
+        let first = read(&backend, i915).unwrap().unwrap();
         assert_eq!(first.gpu_utilization_percent, None);
         assert_eq!(
             first.unavailable_reason(TelemetryField::GpuUtilizationPercent),
@@ -710,7 +716,7 @@ mod tests {
         tree.write_fdinfo(100, 5, &i915_text);
         tree.write_fdinfo(100, 6, &i915_text);
         clock.fetch_add(1_000_000_000, Ordering::SeqCst);
-        let second = backend.telemetry(i915).unwrap().unwrap();
+        let second = read(&backend, i915).unwrap().unwrap();
         assert!(
             close(second.gpu_utilization_percent, 25.0),
             "{:?}",
@@ -726,7 +732,7 @@ mod tests {
         );
         // xe: cycles, not time. rcs moved 250 000 of 1 000 000 timestamp cycles: 25 %.
         let xe = &devices[2];
-        backend.telemetry(xe).unwrap().unwrap();
+        read(&backend, xe).unwrap().unwrap();
         let xe_text = tree::fdinfo("xe-discrete")
             .replace("drm-cycles-rcs:\t28257900", "drm-cycles-rcs:\t28507900")
             .replace(
@@ -735,7 +741,7 @@ mod tests {
             );
         tree.write_fdinfo(500, 9, &xe_text);
         clock.fetch_add(7, Ordering::SeqCst);
-        let xe_second = backend.telemetry(xe).unwrap().unwrap();
+        let xe_second = read(&backend, xe).unwrap().unwrap();
         assert!(
             close(xe_second.gpu_utilization_percent, 25.0),
             "{:?}",
@@ -751,7 +757,7 @@ mod tests {
         let clock = Arc::new(AtomicU64::new(0));
         let backend = backend(&tree, &clock);
         let i915 = &devices(&backend)[0];
-        backend.telemetry(i915).unwrap().unwrap();
+        read(&backend, i915).unwrap().unwrap();
         // A new client of the i915 GPU, busy from here on.
         let busy = |ns: u64| {
             tree::fdinfo("i915-integrated")
@@ -761,20 +767,20 @@ mod tests {
         tree.process(150, "new-game", None);
         tree.fd(150, 3, "/dev/dri/card0", Some(&busy(0)));
         clock.store(400_000_000, Ordering::SeqCst);
-        let before = backend.telemetry(i915).unwrap().unwrap();
+        let before = read(&backend, i915).unwrap().unwrap();
         tree.write_fdinfo(150, 3, &busy(300_000_000));
         clock.store(900_000_000, Ordering::SeqCst);
         // Kept clients only (Xorg, idle): the new client's 300 ms of render time is not seen.
-        let still = backend.telemetry(i915).unwrap().unwrap();
+        let still = read(&backend, i915).unwrap().unwrap();
         assert!(close(before.gpu_utilization_percent, 0.0), "{before:#?}");
         assert!(close(still.gpu_utilization_percent, 0.0), "{still:#?}");
         // The full scan at 1 s finds it (its first reading: no delta yet).
         clock.store(1_000_000_000, Ordering::SeqCst);
-        backend.telemetry(i915).unwrap().unwrap();
+        read(&backend, i915).unwrap().unwrap();
         // 500 ms of render time in the next second, read through its kept file: 50 %.
         tree.write_fdinfo(150, 3, &busy(800_000_000));
         clock.store(2_000_000_000, Ordering::SeqCst);
-        let joined = backend.telemetry(i915).unwrap().unwrap();
+        let joined = read(&backend, i915).unwrap().unwrap();
         assert!(
             close(joined.gpu_utilization_percent, 50.0),
             "{:?}",
@@ -788,12 +794,12 @@ mod tests {
         let clock = Arc::new(AtomicU64::new(0));
         let backend = backend(&tree, &clock);
         let amd = &devices(&backend)[1];
-        let first = backend.telemetry(amd).unwrap().unwrap();
+        let first = read(&backend, amd).unwrap().unwrap();
         assert!(close(first.gpu_utilization_percent, 37.0));
         // Rewritten in place (sysfs regenerates the text on each read): the kept file sees it.
         tree.write_device_file("0000:03:00.0", "gpu_busy_percent", "81\n");
         tree.write_device_file("0000:03:00.0", "hwmon/hwmon2/temp1_input", "66000\n");
-        let second = backend.telemetry(amd).unwrap().unwrap();
+        let second = read(&backend, amd).unwrap().unwrap();
         assert!(close(second.gpu_utilization_percent, 81.0));
         assert!(close(second.temperature_celsius, 66.0));
     }

@@ -33,8 +33,8 @@ use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::helper::{self, Failure};
 use crate::error::{HypomnesisError, Result};
+use crate::gpu::helper::{self, Failure};
 use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor};
 use crate::unavailable::DeviceField;
 
