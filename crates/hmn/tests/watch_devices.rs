@@ -437,3 +437,47 @@ fn a_child_sharing_its_parents_drm_client_shows_the_shared_memory_marked_shared_
         "{row}"
     );
 }
+
+/// With NVML unusable, `nvidia-smi` answers for every GPU. `watch` reads one frame per
+/// interval, so on eight GPUs each query runs once per interval (plus the start's few), not
+/// once or twice per GPU per interval as when each device's list was read on its own.
+#[cfg(unix)]
+#[test]
+fn watch_on_eight_gpus_runs_each_nvidia_smi_query_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("eight_h100");
+    std::fs::create_dir(&fixture).unwrap();
+    std::os::unix::fs::symlink(
+        test_support::fixtures_dir().join("nvidia-smi/bin/nvidia-smi"),
+        fixture.join("nvidia-smi"),
+    )
+    .unwrap();
+    std::fs::write(fixture.join("runs"), "").unwrap();
+    std::fs::create_dir(dir.path().join("sys")).unwrap();
+    let mut cmd = hmn();
+    cmd.env("HYPOMNESIS_NVIDIA_SMI", fixture.join("nvidia-smi"))
+        .env("HYPOMNESIS_SYS_ROOT", dir.path().join("sys"));
+    let r = run(
+        cmd.args(["watch", "--top", "2", "--json"]),
+        &["--interval", "200ms", "--duration", "1s"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let records = records(&r);
+    assert_eq!(records[0]["devices"].as_array().unwrap().len(), 8);
+    let intervals = records.last().unwrap()["samples"].as_u64().unwrap();
+    assert!(intervals >= 2, "{}", r.stdout);
+    let runs = std::fs::read_to_string(fixture.join("runs")).unwrap();
+    let count = |query: &str| runs.lines().filter(|l| *l == query).count() as u64;
+    // Each interval's frame: one `gpu` and one `apps` query. The start adds the device count
+    // (one `gpu`) and the first frame is the first interval's.
+    assert!(
+        count("apps") <= intervals,
+        "{} apps queries for {intervals} intervals",
+        count("apps")
+    );
+    assert!(
+        count("gpu") <= intervals + 2,
+        "{} gpu queries for {intervals} intervals",
+        count("gpu")
+    );
+}
