@@ -17,6 +17,10 @@
 //!
 //! The load goes to 127.0.0.1 only and is bounded: ≤ 20 s of wrk, 10,000 requests, 10 s of
 //! attack.
+//!
+//! On a shared machine figures move with the load more than with the code: to compare two
+//! builds, keep a copy of one release `hmn` and alternate runs, naming it in
+//! `HMN_SERVE_BENCH_BIN` (default: the `hmn` this bench was built with).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -187,12 +191,14 @@ fn main() {
     let scenario = test_support::nvml_scenario("four_gpus");
     let lib = test_support::nvml_double_for(&scenario).join("libnvidia-ml.so.1");
     let pinned = pinning();
+    let hmn =
+        std::env::var_os("HMN_SERVE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hmn").into());
     let mut command = if pinned {
         let mut c = Command::new("taskset");
-        c.args(["-c", "0", env!("CARGO_BIN_EXE_hmn")]);
+        c.args(["-c", "0"]).arg(&hmn);
         c
     } else {
-        Command::new(env!("CARGO_BIN_EXE_hmn"))
+        Command::new(&hmn)
     };
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--interval", "5s"])
@@ -222,7 +228,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (rss_start, _) = status(pid);
-    println!("hmn serve bench: {url} (pid {pid}), NVML double four_gpus, release build");
+    println!(
+        "hmn serve bench: {url} (pid {pid}), NVML double four_gpus, {}",
+        std::path::Path::new(&hmn).display()
+    );
     if pinned {
         // The plain client's threads inherit this affinity.
         let own = std::process::id().to_string();

@@ -360,6 +360,59 @@ fn no_gpu_source_still_serves_host_memory_and_counts_the_failure() {
     assert!(stderr.contains("libnvidia-ml.so.1"), "{stderr}");
 }
 
+/// Processes are scanned in every frame (`--interval` is the monitor's interval, and its
+/// process scan runs at every tick): a process series is never older than the device series
+/// beside it. The double's gpu_burn grows by 1 GiB every 300 ms, and the device's `used` with
+/// it; in every scrape the process figure has grown at least as much as the device figure. A
+/// scan every few ticks (the library monitor's default) would show a device that grew under
+/// a process that did not.
+#[test]
+fn process_series_are_as_fresh_as_the_device_series_in_every_scrape() {
+    const GIB: u64 = 1 << 30;
+    let (_, declared) = scenario("one_gpu");
+    let used0 = declared["devices"][0]["memory"]["used"].as_u64().unwrap();
+    let held0 = declared["devices"][0]["compute_processes"][0]["used_gpu_memory"]
+        .as_u64()
+        .unwrap();
+    let growing = test_support::nvml_scenario_variant("one_gpu", "serve_growing_process", |s| {
+        s["description"] = serde_json::json!("one_gpu whose gpu_burn grows by 1 GiB every 300 ms");
+        s["devices"][0]["compute_processes"][0]["used_gpu_memory_steps"] = (1..=12_u64)
+            .map(|i| serde_json::json!([i * 300, held0 + i * GIB]))
+            .collect();
+    });
+    let lib = test_support::nvml_double_for(&growing).join("libnvidia-ml.so.1");
+    let server = Server::start_with("one_gpu", &["--interval", "100ms"], |cmd| {
+        cmd.env("HYPOMNESIS_NVML_LIB", &lib)
+            .env("NVML_DOUBLE_SCENARIO", &growing);
+    });
+    let device = r#"hypomnesis_gpu_memory_used_bytes{gpu="0",uuid="GPU-5a5c4d1e-1f9b-4a7d-9c1e-2b3f4a5b6c7d",name="NVIDIA H100 80GB HBM3",vendor="nvidia"}"#;
+    let process = r#"hypomnesis_gpu_process_memory_bytes{gpu="0",pid="4011345",process="训练脚本",user="root",kind="compute"}"#;
+    server.wait_for(process);
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the device grew to only {} figures: {seen:?}",
+            seen.len()
+        );
+        let body = server.get("/metrics", None).body;
+        let (Some(used), Some(held)) = (value_of(&body, device), value_of(&body, process)) else {
+            panic!("a scrape without the device or the process:\n{body}");
+        };
+        let (used, held) = (used as u64, held as u64);
+        assert!(
+            held - held0 >= used - used0,
+            "the device grew by {} bytes but the process only by {}: its scan is older than \
+             the device's figures\n{body}",
+            used - used0,
+            held - held0
+        );
+        seen.insert(used);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The nvidia-smi fallback hangs (a wedged driver): scrapes keep answering at once, the sample
 /// age grows and missed ticks are counted. The stand-in exits when hmn does.
 #[test]

@@ -264,8 +264,9 @@ fn a_driver_that_stays_hung_is_logged_once_not_at_every_tick() {
 // ---------------------------------------------------------------------------------------------
 // Threads and addresses
 
-/// The threads `hmn serve` runs, as the docs list them: main (the HTTP server), the sampler,
-/// its ticker, and the worker that makes NVML calls so a hung one can be abandoned.
+/// The threads `hmn serve` runs, as the docs list them: main (the HTTP server), the library's
+/// monitor, the follower that encodes its frames, and the worker that makes NVML calls so a
+/// hung one can be abandoned.
 #[test]
 fn serve_runs_the_four_threads_the_docs_list() {
     let server = Server::start(

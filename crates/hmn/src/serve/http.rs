@@ -1,6 +1,6 @@
 //! The HTTP side: three answers, and limits so a bad client cannot take the exporter down.
 //!
-//! `GET /metrics` copies the latest published sample (see `sampler.rs`) in the format the
+//! `GET /metrics` copies the latest published sample (see `follower.rs`) in the format the
 //! scraper asked for; `GET /healthz` says the server answers; everything else is 404, and
 //! every method other than GET and HEAD is 405 — nothing can be changed through the endpoint.
 //!
@@ -40,8 +40,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use super::follower::{Log, Shared};
 use super::metrics::Format;
-use super::sampler::{Log, Shared};
 
 /// The server's limits; see the module documentation.
 #[derive(Debug, Clone, Copy)]

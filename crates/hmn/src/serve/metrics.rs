@@ -1,10 +1,10 @@
 //! The metric families `hmn serve` exposes, encoded from one sample.
 //!
-//! Two parts make a scrape. The *sample part* — devices, processes, host memory — is encoded
-//! once per sampling pass, in both formats, by the sampler thread; a scrape copies it. The
-//! *health part* — how old the sample is, how many sampling passes failed — is encoded at
-//! scrape time, because a hung driver call must make the sample look older with every scrape
-//! even though no new sample arrives.
+//! Two parts make a scrape. The *sample part* — devices, processes, host memory, all from one
+//! [`Frame`] — is encoded once per frame, in both formats, by the follower thread (see
+//! `follower.rs`); a scrape copies it. The *health part* — how old the sample is, how many
+//! sampling passes failed — is encoded at scrape time, because a hung driver call must make
+//! the sample look older with every scrape even though no new sample arrives.
 //!
 //! Both parts go through `prometheus-client`: the Prometheus text format (0.0.4) for plain
 //! scrapers, OpenMetrics 1.0 when the scraper asks for it. A figure the backend could not
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hypomnesis::{
-    GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor, HostMemory,
+    DeviceFrame, Frame, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor,
 };
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -54,53 +54,40 @@ impl Format {
     }
 }
 
-/// Host memory as exported: the part of [`HostMemory`] that has a metric.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostFigures {
-    pub total_bytes: u64,
-    pub available_bytes: Option<u64>,
-    pub swap_total_bytes: Option<u64>,
-    pub swap_free_bytes: Option<u64>,
-    /// The cgroup bounding `hmn serve` itself (in a container: the container's).
-    pub cgroup: Option<CgroupFigures>,
+/// What the exposition shows of every frame, as `hmn serve` was told when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// Export per-process metrics; `false` (`--no-processes`) leaves their families out.
+    pub processes: bool,
+    /// Only this GPU (`--device`).
+    pub device: Option<u32>,
 }
 
-/// A cgroup's memory figures; `None` limit means unlimited.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CgroupFigures {
-    pub limit_bytes: Option<u64>,
-    pub usage_bytes: Option<u64>,
-    pub peak_bytes: Option<u64>,
-}
-
-impl From<&HostMemory> for HostFigures {
-    fn from(host: &HostMemory) -> Self {
+impl Default for View {
+    fn default() -> Self {
         Self {
-            total_bytes: host.total_bytes,
-            available_bytes: host.available_bytes,
-            swap_total_bytes: host.swap_total_bytes,
-            swap_free_bytes: host.swap_free_bytes,
-            cgroup: host.cgroup.as_ref().map(|c| CgroupFigures {
-                limit_bytes: c.limit_bytes,
-                usage_bytes: c.usage_bytes,
-                peak_bytes: c.peak_bytes,
-            }),
+            processes: true,
+            device: None,
         }
     }
 }
 
-/// Everything one sampling pass measured. A part that failed is empty or `None`; the
-/// failure itself is counted by the sampler, not recorded here.
-#[derive(Debug, Clone, Default)]
+impl View {
+    /// Whether the exposition shows `device`.
+    pub fn shows(self, device: &DeviceFrame) -> bool {
+        self.device.is_none_or(|only| device.device.index == only)
+    }
+}
+
+/// One frame of the machine, and what only `hmn serve` knows about it. A part of the frame
+/// that could not be read is `None` or empty there; the failure itself is counted by the
+/// follower (see `follower.rs`), not exported here.
+#[derive(Debug, Clone)]
 pub struct Sample {
-    pub devices: Vec<GpuDeviceInfo>,
-    /// `None` when process metrics are switched off (`--no-processes`): their families are
-    /// then not exported at all.
-    pub processes: Option<Vec<GpuProcessEntry>>,
-    pub host: Option<HostFigures>,
+    pub frame: Arc<Frame>,
     /// Resident memory of `hmn serve` itself.
     pub own_rss_bytes: Option<u64>,
-    /// How long the pass took (driver, `/proc` and cgroup reads).
+    /// How long the pass that took the frame lasted (driver, `/proc` and cgroup reads).
     pub duration: Duration,
 }
 
@@ -284,30 +271,56 @@ fn device_labels(device: &GpuDeviceInfo) -> DeviceLabels {
 #[derive(Debug)]
 struct SampleFamilies {
     sample: Sample,
+    view: View,
 }
 
 impl SampleFamilies {
-    fn new(mut sample: Sample) -> Self {
-        sample.devices.sort_by_key(|d| d.index);
-        sample.devices.dedup_by_key(|d| d.index);
-        if let Some(processes) = &mut sample.processes {
-            processes.sort_by_key(|p| (p.device_index, p.pid));
-            processes.dedup_by_key(|p| (p.device_index, p.pid));
+    /// The devices the view shows, by index, each once.
+    fn devices(&self) -> Vec<&GpuDeviceInfo> {
+        let mut devices: Vec<&GpuDeviceInfo> = self
+            .sample
+            .frame
+            .devices
+            .iter()
+            .filter(|d| self.view.shows(d))
+            .map(|d| &d.device)
+            .collect();
+        devices.sort_by_key(|d| d.index);
+        devices.dedup_by_key(|d| d.index);
+        devices
+    }
+
+    /// The process rows of the devices the view shows, by (GPU, PID), each once; none when
+    /// the view leaves processes out.
+    fn processes(&self) -> Vec<&GpuProcessEntry> {
+        if !self.view.processes {
+            return Vec::new();
         }
-        Self { sample }
+        let mut rows: Vec<&GpuProcessEntry> = self
+            .sample
+            .frame
+            .devices
+            .iter()
+            .filter(|d| self.view.shows(d))
+            .flat_map(DeviceFrame::rows)
+            .collect();
+        rows.sort_by_key(|p| (p.device_index, p.pid));
+        rows.dedup_by_key(|p| (p.device_index, p.pid));
+        rows
     }
 }
 
 impl Collector for SampleFamilies {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let sample = &self.sample;
+        let devices = self.devices();
         family(
             &mut encoder,
             "hypomnesis_gpu",
             "One series per GPU, value 1: identity labels to join on `gpu`.",
             None,
             MetricType::Info,
-            sample.devices.iter().map(|device| {
+            devices.iter().map(|device| {
                 let labels = DeviceInfoLabels {
                     gpu: device.index,
                     uuid: device.uuid.clone().unwrap_or_default(),
@@ -326,40 +339,38 @@ impl Collector for SampleFamilies {
                 &mut encoder,
                 name,
                 help,
-                sample
-                    .devices
+                devices
                     .iter()
                     .filter_map(|d| Some((device_labels(d), field(d)?))),
             )?;
         }
 
-        if let Some(processes) = &sample.processes {
-            let labels = |p: &GpuProcessEntry| ProcessLabels {
-                gpu: p.device_index,
-                pid: p.pid,
-                process: p.name.clone().unwrap_or_default(),
-                user: p.user.clone().unwrap_or_default(),
-                kind: kind_name(p.kind),
-            };
-            byte_family(
-                &mut encoder,
-                "hypomnesis_gpu_process_memory",
-                "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
-                processes
-                    .iter()
-                    .filter_map(|p| Some((labels(p), p.counted_used_bytes()?))),
-            )?;
-            byte_family(
-                &mut encoder,
-                "hypomnesis_gpu_process_system_memory",
-                "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
-                processes
-                    .iter()
-                    .filter_map(|p| Some((labels(p), p.counted_system_bytes()?))),
-            )?;
-        }
+        let processes = self.processes();
+        let labels = |p: &GpuProcessEntry| ProcessLabels {
+            gpu: p.device_index,
+            pid: p.pid,
+            process: p.name.clone().unwrap_or_default(),
+            user: p.user.clone().unwrap_or_default(),
+            kind: kind_name(p.kind),
+        };
+        byte_family(
+            &mut encoder,
+            "hypomnesis_gpu_process_memory",
+            "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
+            processes
+                .iter()
+                .filter_map(|p| Some((labels(p), p.counted_used_bytes()?))),
+        )?;
+        byte_family(
+            &mut encoder,
+            "hypomnesis_gpu_process_system_memory",
+            "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
+            processes
+                .iter()
+                .filter_map(|p| Some((labels(p), p.counted_system_bytes()?))),
+        )?;
 
-        let host = sample.host.as_ref();
+        let host = sample.frame.host.as_ref();
         let cgroup = host.and_then(|h| h.cgroup.as_ref());
         let scalars: [(&str, &str, Option<u64>); 8] = [
             (
@@ -427,9 +438,9 @@ impl Collector for SampleFamilies {
 }
 
 /// Encodes one sample in both formats.
-pub fn encode_sample(sample: Sample) -> Exposition {
+pub fn encode_sample(sample: Sample, view: View) -> Exposition {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SampleFamilies::new(sample)));
+    registry.register_collector(Box::new(SampleFamilies { sample, view }));
     let mut out = Exposition::default();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out.prometheus, &registry);
@@ -437,7 +448,7 @@ pub fn encode_sample(sample: Sample) -> Exposition {
     out
 }
 
-/// Sampling errors by backend, counted by the sampler and encoded by scrapes.
+/// Sampling errors by backend, counted by the follower and encoded by scrapes.
 ///
 /// Backends: `nvml`, `nvidia-smi`, `drm`, `dxgi`, `pdh`, `metal`; `gpu` when the GPU layer
 /// failed without naming one backend; `host` for host, cgroup and own-RSS figures.
@@ -601,7 +612,7 @@ pub fn family_names(exposition: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hypomnesis::GpuQuerySource;
+    use hypomnesis::{CgroupMemory, FrameRequest, GpuProcessListing, HostMemory};
 
     fn h100() -> GpuDeviceInfo {
         GpuDeviceInfo::builder()
@@ -668,28 +679,47 @@ mod tests {
         ]
     }
 
-    fn host() -> HostFigures {
-        HostFigures {
-            total_bytes: 67_108_864_000,
-            available_bytes: Some(33_554_432_000),
-            swap_total_bytes: Some(0),
-            swap_free_bytes: Some(0),
-            cgroup: Some(CgroupFigures {
-                limit_bytes: Some(51_539_607_552),
-                usage_bytes: Some(21_582_000_128),
-                peak_bytes: Some(22_000_000_000),
-            }),
-        }
+    fn host() -> HostMemory {
+        let mut host = HostMemory::for_test(67_108_864_000);
+        host.available_bytes = Some(33_554_432_000);
+        host.swap_total_bytes = Some(0);
+        host.swap_free_bytes = Some(0);
+        let mut cgroup = CgroupMemory::for_test("/job");
+        cgroup.limit_bytes = Some(51_539_607_552);
+        cgroup.usage_bytes = Some(21_582_000_128);
+        cgroup.peak_bytes = Some(22_000_000_000);
+        host.cgroup = Some(cgroup);
+        host
     }
 
-    fn sample() -> Sample {
+    /// A device of a frame, with its process listing.
+    fn device(info: GpuDeviceInfo, rows: Vec<GpuProcessEntry>) -> DeviceFrame {
+        let mut device = DeviceFrame::new(info);
+        let mut listing = GpuProcessListing::default();
+        listing.rows = rows;
+        device.processes = Some(listing);
+        device
+    }
+
+    /// The H100 with its three processes, the APU with its one, and the host.
+    fn frame() -> Frame {
+        let (on_apu, on_h100) = processes().into_iter().partition(|p| p.device_index == 1);
+        let mut frame = Frame::empty(FrameRequest::DEVICES.with_processes(true, false));
+        frame.devices = vec![device(h100(), on_h100), device(apu(), on_apu)];
+        frame.host = Some(host());
+        frame
+    }
+
+    fn sample_of(frame: Frame) -> Sample {
         Sample {
-            devices: vec![h100(), apu()],
-            processes: Some(processes()),
-            host: Some(host()),
+            frame: Arc::new(frame),
             own_rss_bytes: Some(6_291_456),
             duration: Duration::from_micros(1_250),
         }
+    }
+
+    fn encode(frame: Frame) -> Exposition {
+        encode_sample(sample_of(frame), View::default())
     }
 
     fn health_with_errors() -> Health {
@@ -704,7 +734,7 @@ mod tests {
     fn full(format: Format) -> String {
         render(
             format,
-            &encode_sample(sample()),
+            &encode(frame()),
             &health_with_errors(),
             Duration::from_millis(2_500),
         )
@@ -756,13 +786,11 @@ mod tests {
         // pid 77 has no figure: no series at all.
         assert!(!text.contains("pid=\"77\""));
         // Unlimited cgroup, no cgroup peak file: no series, and no family without series.
-        let mut unlimited = sample();
-        unlimited.host.as_mut().unwrap().cgroup = Some(CgroupFigures {
-            limit_bytes: None,
-            usage_bytes: Some(1),
-            peak_bytes: None,
-        });
-        let text = encode_sample(unlimited).prometheus;
+        let mut unlimited = frame();
+        let mut cgroup = CgroupMemory::for_test("/job");
+        cgroup.usage_bytes = Some(1);
+        unlimited.host.as_mut().unwrap().cgroup = Some(cgroup);
+        let text = encode(unlimited).prometheus;
         assert!(!text.contains("hypomnesis_cgroup_memory_limit_bytes"));
         assert!(!text.contains("hypomnesis_cgroup_memory_peak_bytes"));
         assert!(text.contains("\nhypomnesis_cgroup_memory_usage_bytes 1\n"));
@@ -786,9 +814,9 @@ mod tests {
             row.shared_clients = vec![client.clone()];
             row
         };
-        let mut sample = sample();
-        sample.processes = Some(vec![holder(3_100), holder(3_101)]);
-        let text = encode_sample(sample).get(Format::Prometheus).to_owned();
+        let mut frame = frame();
+        frame.devices[1].processes.as_mut().unwrap().rows = vec![holder(3_100), holder(3_101)];
+        let text = encode(frame).get(Format::Prometheus).to_owned();
         let value = |family: &str, pid: u32| {
             text.lines()
                 .find(|l| l.starts_with(family) && l.contains(&format!("pid=\"{pid}\"")))
@@ -805,9 +833,13 @@ mod tests {
 
     #[test]
     fn process_families_are_absent_when_switched_off() {
-        let mut sample = sample();
-        sample.processes = None;
-        let exposition = encode_sample(sample);
+        let exposition = encode_sample(
+            sample_of(frame()),
+            View {
+                processes: false,
+                device: None,
+            },
+        );
         for format in [Format::Prometheus, Format::OpenMetrics] {
             assert!(!exposition.get(format).contains("hypomnesis_gpu_process"));
             assert!(!exposition.get(format).contains("gpu_burn"));
@@ -816,24 +848,57 @@ mod tests {
 
     #[test]
     fn series_are_ordered_and_never_duplicated() {
-        let mut sample = sample();
-        sample.devices.reverse();
-        sample.devices.push(h100());
-        let processes = sample.processes.as_mut().unwrap();
-        processes.reverse();
-        processes.push(processes[0].clone());
-        let text = encode_sample(sample).prometheus;
-        assert_eq!(text, encode_sample(self::sample()).prometheus);
+        let mut shuffled = frame();
+        for d in &mut shuffled.devices {
+            d.processes.as_mut().unwrap().rows.reverse();
+        }
+        let rows = &mut shuffled.devices[0].processes.as_mut().unwrap().rows;
+        rows.push(rows[0].clone());
+        shuffled.devices.reverse();
+        shuffled.devices.push(frame().devices.remove(0));
+        let text = encode(shuffled).prometheus;
+        assert_eq!(text, encode(frame()).prometheus);
         assert_eq!(text.matches("pid=\"3100\"").count(), 2, "{text}");
     }
 
     #[test]
+    fn a_device_view_shows_that_gpu_and_only_its_processes() {
+        let view = View {
+            processes: true,
+            device: Some(1),
+        };
+        let text = encode_sample(sample_of(frame()), view).prometheus;
+        assert!(
+            text.contains("hypomnesis_gpu_memory_used_bytes{gpu=\"1\""),
+            "{text}"
+        );
+        assert!(text.contains("pid=\"3100\""), "{text}");
+        assert!(!text.contains("gpu=\"0\""), "{text}");
+        assert!(!text.contains("gpu_burn"), "{text}");
+        let none = encode_sample(
+            sample_of(frame()),
+            View {
+                device: Some(3),
+                ..view
+            },
+        )
+        .prometheus;
+        assert!(!none.contains("{gpu="), "{none}");
+        assert!(none.contains("hypomnesis_host_memory_total_bytes 67108864000"));
+    }
+
+    #[test]
     fn without_a_gpu_only_host_and_own_figures_are_exported() {
-        let text = encode_sample(Sample {
-            processes: Some(Vec::new()),
-            host: Some(host()),
-            ..Sample::default()
-        })
+        let mut frame = Frame::empty(FrameRequest::DEVICES.with_processes(true, false));
+        frame.host = Some(host());
+        let text = encode_sample(
+            Sample {
+                frame: Arc::new(frame),
+                own_rss_bytes: None,
+                duration: Duration::ZERO,
+            },
+            View::default(),
+        )
         .prometheus;
         assert!(!text.contains("{gpu="));
         assert!(text.contains("hypomnesis_host_memory_total_bytes 67108864000"));
@@ -842,7 +907,7 @@ mod tests {
 
     #[test]
     fn sample_age_is_set_at_every_render() {
-        let exposition = encode_sample(sample());
+        let exposition = encode(frame());
         let health = health_with_errors();
         let young = render(Format::Prometheus, &exposition, &health, Duration::ZERO);
         let old = render(

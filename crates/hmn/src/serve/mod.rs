@@ -4,19 +4,22 @@
 //! no per-process metrics and uses 150–200 MiB; this exporter gives device, per-process and
 //! host memory for every vendor the library reads, from one small process.
 //!
-//! Three pieces: `sampler` measures on its own threads every `--interval` and publishes an
-//! encoded sample; `http` answers scrapes from that sample without ever touching a driver;
-//! `metrics` defines the families (documented in `docs/metrics.md`). Safe by default: it
-//! listens on loopback unless told otherwise, is read-only, and bounds what clients can make
-//! it hold (see `http`).
+//! Three pieces over the library's [`Monitor`], which reads a frame of the machine every
+//! `--interval` on its own thread, as every other view reads it: `follower` follows the
+//! monitor, encoding each new frame once and counting what it could not read; `http` answers
+//! scrapes from that encoding without ever touching a driver; `metrics` defines the families
+//! (documented in `docs/metrics.md`). Safe by default: it listens on loopback unless told
+//! otherwise, is read-only, and bounds what clients can make it hold (see `http`).
 
+mod follower;
 mod http;
 mod metrics;
-mod sampler;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+
+use hypomnesis::{Monitor, Probe};
 
 use crate::Outcome;
 use crate::cli::{GlobalArgs, ServeArgs};
@@ -116,10 +119,12 @@ pub fn run(
     args: &ServeArgs,
     out: &Output,
 ) -> Outcome {
-    let config = sampler::Config {
+    let config = follower::Config {
         interval: args.interval,
-        processes: !args.no_processes,
-        device: global.device,
+        view: metrics::View {
+            processes: !args.no_processes,
+            device: global.device,
+        },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -152,7 +157,7 @@ pub fn run(
             "warning: listening on {bound}, beyond this machine: anyone who can reach it reads \
              its GPU and host memory{} — there is no authentication or TLS; use a firewall or a \
              reverse proxy, or --listen 127.0.0.1:{}",
-            if config.processes {
+            if config.view.processes {
                 ", and process names, users and PIDs (--no-processes leaves them out)"
             } else {
                 ""
@@ -161,12 +166,21 @@ pub fn run(
         ));
     }
 
-    let log: sampler::Log = Arc::new(|line: &str| eprintln!("hmn: {line}"));
-    let shared = Arc::new(sampler::Shared::new(Arc::clone(&log)));
+    let log: follower::Log = Arc::new(|line: &str| eprintln!("hmn: {line}"));
+    let shared = Arc::new(follower::Shared::new(Arc::clone(&log)));
     let probe = Arc::new(probe);
-    let source: Arc<dyn sampler::Source> = Arc::<hypomnesis::Probe>::clone(&probe);
-    let sampler = match sampler::Sampler::start(source, config, Arc::clone(&shared)) {
-        Ok(sampler) => sampler,
+    let monitor = Arc::new(start_monitor(&probe, &config));
+    if let Some(e) = monitor.thread_error() {
+        out.say(&format!("cannot start the sampling thread: {e}"));
+        return Outcome::CouldNotTell;
+    }
+    let follower = match follower::Follower::start(
+        Arc::clone(&monitor),
+        Arc::clone(&probe),
+        config,
+        Arc::clone(&shared),
+    ) {
+        Ok(follower) => follower,
         Err(e) => {
             out.say(&format!("cannot start the sampling thread: {e}"));
             return Outcome::CouldNotTell;
@@ -181,7 +195,7 @@ pub fn run(
                 "listen": bound.to_string(),
                 "metrics_url": url,
                 "interval_seconds": config.interval.as_secs_f64(),
-                "processes": config.processes,
+                "processes": config.view.processes,
             })
         ));
     } else {
@@ -191,14 +205,32 @@ pub fn run(
         "serving metrics on {url} (sampling every {} s; process metrics {}); /healthz answers \
          while it runs; stop with Ctrl-C",
         config.interval.as_secs_f64(),
-        if config.processes { "on" } else { "off" }
+        if config.view.processes { "on" } else { "off" }
     ));
     #[cfg(unix)]
     stop_on_signals(&runtime);
     runtime.block_on(http::serve(listener, shared, http::Limits::default(), log));
-    drop(sampler);
+    drop(follower);
+    drop(monitor);
     crate::leave_if_driver_hung(&probe, 0);
     Outcome::Success
+}
+
+/// The monitor `hmn serve` follows. `--interval` is its interval, and processes are scanned at
+/// every tick, as `serve` sampled them before it read the monitor: its default interval (5 s)
+/// is already five times the monitor's, and one sample age then holds for every series (a
+/// process series is never older than the device series beside it). No telemetry and no
+/// per-process RSS or cgroup: no metric shows them yet. History covers one interval: a scrape
+/// shows the newest frame only.
+fn start_monitor(probe: &Arc<Probe>, config: &follower::Config) -> Monitor {
+    Monitor::builder()
+        .interval(config.interval)
+        .process_every(u32::from(config.view.processes))
+        .telemetry(false)
+        .process_details(false)
+        .window(config.interval)
+        .max_process_series(0)
+        .start(Arc::clone(probe))
 }
 
 /// SIGTERM (how service managers stop a server), SIGINT and SIGHUP end `serve` at once, and

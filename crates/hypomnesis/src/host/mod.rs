@@ -170,3 +170,44 @@ pub struct CgroupMemory {
     /// `None` when the kernel has no such file.
     pub peak_bytes: Option<u64>,
 }
+
+#[cfg(feature = "test-helpers")]
+mod builders {
+    //! Constructors so downstream crates can put host figures in frames built by hand.
+    use super::{CgroupMemory, CgroupVersion, HostMemory};
+
+    impl HostMemory {
+        /// `total_bytes` of RAM and nothing else known (feature `test-helpers`); set the
+        /// other public fields as the test needs.
+        #[must_use]
+        pub fn for_test(total_bytes: u64) -> Self {
+            Self {
+                total_bytes,
+                available_bytes: None,
+                swap_total_bytes: None,
+                swap_free_bytes: None,
+                pressure: None,
+                cgroup: None,
+                memory_load_percent: None,
+                commit_limit_bytes: None,
+                commit_available_bytes: None,
+                pressure_level: None,
+                page_states: None,
+            }
+        }
+    }
+
+    impl CgroupMemory {
+        /// A cgroup v2 at `path` with no figure known (feature `test-helpers`).
+        #[must_use]
+        pub fn for_test(path: &str) -> Self {
+            Self {
+                version: CgroupVersion::V2,
+                path: path.to_owned(),
+                limit_bytes: None,
+                usage_bytes: None,
+                peak_bytes: None,
+            }
+        }
+    }
+}
