@@ -41,6 +41,13 @@ impl GpuQuerySource {
             Self::Metal => "metal",
         }
     }
+
+    /// Whether this source numbers processes as the root PID namespace does, whatever
+    /// namespace asks (the NVIDIA driver does), rather than as the caller's procfs does.
+    #[must_use]
+    pub const fn reports_host_pids(self) -> bool {
+        matches!(self, Self::Nvml | Self::NvidiaSmi)
+    }
 }
 
 impl fmt::Display for GpuQuerySource {

@@ -733,7 +733,7 @@ impl GpuBackends {
             // The PID each row's backend reported, for asking the driver for a name.
             let driver_pids: Vec<u32> = listing.rows.iter().map(|r| r.pid).collect();
             for row in &mut listing.rows {
-                let placement = if reports_host_pids(row.source) {
+                let placement = if row.source.reports_host_pids() {
                     view.host_pid(row.pid)
                 } else {
                     view.procfs_pid(row.pid)
@@ -946,13 +946,6 @@ impl GpuBackends {
             Described::NotLooked
         }
     }
-}
-
-/// Whether `source` numbers processes as the root PID namespace does (the NVIDIA driver
-/// does, whatever namespace asks), rather than as the procfs read.
-#[cfg(target_os = "linux")]
-fn reports_host_pids(source: GpuQuerySource) -> bool {
-    matches!(source, GpuQuerySource::Nvml | GpuQuerySource::NvidiaSmi)
 }
 
 /// Whether a row's process could be described from the OS.
