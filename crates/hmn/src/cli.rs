@@ -8,7 +8,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::size::parse_size;
+use crate::values::{non_blank, parse_duration, parse_size};
 
 /// `hmn`'s exit codes: code and meaning, one line each (the man pages' EXIT STATUS).
 pub const EXIT_CODES: &[(&str, &str)] = &[
@@ -484,9 +484,9 @@ pub struct PsArgs {
 pub const PS_WIDTH_HELP: &str = "\
 On a terminal narrower than the table, NAME and COMMAND are cut first, ending in `…` (NAME
 to no fewer than 12 columns, COMMAND to 20); if the table is still too wide, columns are left
-out in this order: SPILL, GPU%, USER, GI/CI, SYS; then NAME and COMMAND are cut further. The
-width is COLUMNS when set, else the terminal's. A pipe or a file gets the whole table, as
-does --wide.";
+out in this order: SPILL, GPU%, RSS, USER, GI/CI, SYS; then NAME and COMMAND are cut
+further. The width is COLUMNS when set, else the terminal's. A pipe or a file gets the whole
+table, as does --wide.";
 
 /// How `ps` sorts its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -524,11 +524,12 @@ pub struct ServeArgs {
 
     /// Address and port to listen on. The default answers this machine only; another address
     /// (0.0.0.0:9464) exposes the metrics to the network and prints a warning.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464", value_parser = crate::serve::parse_listen)]
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464", value_parser = crate::values::parse_listen)]
     pub listen: std::net::SocketAddr,
 
-    /// How often to sample (5s, 500ms, 1m); scrapes in between get the latest sample.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::serve::parse_interval)]
+    /// How often to sample, from 100ms to 1h (5s, 500ms, 1m); scrapes in between get the
+    /// latest sample.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::values::serve_interval)]
     pub interval: std::time::Duration,
 
     /// Export per-process GPU memory (the default).
@@ -548,7 +549,7 @@ pub struct RunArgs {
 
     /// How often to sample (50ms, 0.5s, 2s; a bare number is seconds). RAM peaks of single
     /// processes are exact whatever the interval; tree sums and GPU memory are as fine as it.
-    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = crate::cmd::run::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_duration)]
     pub interval: std::time::Duration,
 
     /// Write every sample to FILE as it is taken, flushed each time: NDJSON records, or CSV
@@ -600,11 +601,11 @@ pub struct WatchArgs {
     pub pids: Vec<u32>,
 
     /// How often to sample (5s, 500ms, 1m; a bare number is seconds).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::cmd::run::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub interval: std::time::Duration,
 
     /// Stop after DURATION (default: until Ctrl-C).
-    #[arg(long, value_name = "DURATION", value_parser = crate::cmd::run::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
 
     /// Without PIDs: how many of the largest GPU processes to watch.
@@ -624,14 +625,6 @@ pub struct WatchArgs {
     /// Without PIDs: only processes holding at least SIZE of GPU memory (device + system).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub min: Option<u64>,
-}
-
-fn non_blank(text: &str) -> Result<String, String> {
-    if text.trim().is_empty() {
-        Err("the pattern is blank; give some text to match".to_owned())
-    } else {
-        Ok(text.to_owned())
-    }
 }
 
 #[cfg(test)]
@@ -786,6 +779,48 @@ mod tests {
         assert_eq!(run.command, ["make", "-j8"]);
         assert!(parse(&["run"]).is_err(), "CMD is required");
         assert!(parse(&["run", "--interval", "fast", "--", "true"]).is_err());
+    }
+
+    /// One duration grammar for every flag: `serve --interval 1h` used to be refused while
+    /// `run --interval 1h` was accepted.
+    #[test]
+    fn every_duration_flag_takes_the_same_forms() {
+        let hour = std::time::Duration::from_secs(3600);
+        let Some(Command::Run(run)) = parse(&["run", "--interval", "1h", "--", "true"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(run.interval, hour);
+        let Some(Command::Watch(watch)) = parse(&["watch", "--interval", "1h", "--duration", "1h"])
+            .unwrap()
+            .command
+        else {
+            panic!("not watch");
+        };
+        assert_eq!((watch.interval, watch.duration), (hour, Some(hour)));
+        #[cfg(feature = "serve")]
+        {
+            let Some(Command::Serve(serve)) =
+                parse(&["serve", "--interval", "1h"]).unwrap().command
+            else {
+                panic!("not serve");
+            };
+            assert_eq!(serve.interval, hour);
+            let err = parse(&["serve", "--interval", "2h"])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("too long"), "{err}");
+        }
+        for flag in [
+            &["run", "--interval", "1d", "--", "true"][..],
+            &["watch", "--duration", "1d"],
+        ] {
+            let err = parse(flag).unwrap_err().to_string();
+            assert!(err.contains("invalid duration `1d`"), "{err}");
+            assert!(err.contains(crate::values::DURATION_FORMS), "{err}");
+        }
     }
 
     #[test]

@@ -94,14 +94,14 @@ impl Output {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             self.stdout.store(STDOUT_CLOSED, Ordering::Relaxed);
             if self.on_failure == OnStdoutFailure::Stop {
-                crate::exit_now(0);
+                crate::driver::exit_now(0);
             }
             return;
         }
         self.stdout.store(STDOUT_FAILED, Ordering::Relaxed);
         self.say(&format!("cannot write to stdout: {e}"));
         if self.on_failure != OnStdoutFailure::CarryOn {
-            crate::exit_now(2);
+            crate::driver::exit_now(2);
         }
     }
 
@@ -180,7 +180,7 @@ pub fn end_when_stdout_reader_leaves() {
                     // says one.
                     let ready = unsafe { libc::poll(&raw mut fd, 1, -1) };
                     if ready > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
-                        crate::exit_now(0);
+                        crate::driver::exit_now(0);
                     }
                     if ready > 0 && fd.revents & libc::POLLNVAL != 0 {
                         return; // stdout is not open: nothing to watch

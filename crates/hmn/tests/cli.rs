@@ -222,6 +222,48 @@ fn ps_snapshots() {
     assert_eq!(r.code, 2);
 }
 
+/// `ps` reads each listed process's resident memory and cgroup from the OS: an `RSS` column
+/// in the table (only when some row has a figure, as the fixtures without `VmRSS` show) and
+/// `rss_bytes` / `cgroup` in JSON.
+#[test]
+fn ps_shows_each_processs_resident_memory_and_cgroup() {
+    let ps = |args: &[&str]| {
+        let (mut cmd, fake) = hmn("one_gpu");
+        let pid = pids(&scenario("one_gpu").1, 0)[0];
+        let dir = fake.path().join(pid.to_string());
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        std::fs::write(dir.join("status"), status + "VmRSS:\t2097152 kB\n").unwrap();
+        std::fs::write(dir.join("cgroup"), "0::/system.slice/docker-abc.scope\n").unwrap();
+        let output = cmd.args(args).output().unwrap();
+        (pid, String::from_utf8(output.stdout).unwrap())
+    };
+    let (pid, text) = ps(&["ps"]);
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["PID", "USER", "NAME", "VRAM", "RSS", "DEVICE", "SPILL"],
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&pid.to_string()))
+        .unwrap();
+    assert!(row.contains("2.0 GiB  GPU 0"), "{text}");
+    let other = text.lines().nth(2).unwrap();
+    assert!(
+        other.contains("n/a  GPU 0"),
+        "unknown RSS is n/a, never 0: {text}"
+    );
+    let (_, json) = ps(&["ps", "--json"]);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    let rows = json["processes"].as_array().unwrap();
+    let row = rows.iter().find(|r| r["pid"] == pid).unwrap();
+    assert_eq!(row["rss_bytes"], 2_147_483_648_u64);
+    assert_eq!(row["cgroup"], "/system.slice/docker-abc.scope");
+    let other = rows.iter().find(|r| r["pid"] != pid).unwrap();
+    assert_eq!(other["rss_bytes"], Value::Null, "unknown is null, never 0");
+}
+
 #[test]
 fn ps_shows_per_process_gpu_utilization() {
     let r = snap!("ps_telemetry", "telemetry", &["ps"]);
@@ -258,6 +300,26 @@ fn ps_exit_status() {
     );
     let bad = run("one_gpu", &["ps", "--device", "9"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+/// A `--device` the machine does not have is the same fact in every view: exit 2 and
+/// "device index 7 out of range (have 1 devices)".
+#[test]
+fn a_device_beyond_the_machine_is_out_of_range_in_every_view() {
+    for args in [
+        &["--device", "7"][..],
+        &["ps", "--device", "7"],
+        &["fits", "1G", "--device", "7"],
+    ] {
+        let r = run("one_gpu", args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("device index 7 out of range (have 1 devices)"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
 }
 
 #[test]

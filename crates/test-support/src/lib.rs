@@ -12,9 +12,12 @@
 //! - [`ram_pattern`]: builds this crate's `ram-pattern` program (a process whose memory does
 //!   known things at known times) for tests of other crates, which cannot name another
 //!   package's binary.
+//! - [`module_graph`]: a crate's module graph read from its source, and its import cycles.
 //!
 //! NVML's state is process-wide: run each scenario in its own process (`LD_LIBRARY_PATH=<dir>
 //! NVML_DOUBLE_SCENARIO=<file>`, or the absolute path `<dir>/libnvidia-ml.so.1`).
+
+pub mod module_graph;
 
 use std::ffi::OsString;
 use std::fs::{self, File};

@@ -8,13 +8,13 @@
 //! room answers. On a GPU in MIG mode an allocation cannot cross a GPU instance, so the
 //! budget is the free memory of the instance with the most room, and the verdict names it.
 //! A size fits when the budget is at least the size. Exit 0 fits, 1 does not,
-//! 2 cannot tell.
+//! 2 cannot tell. The devices and their budgets come from one [`Frame`] (devices and host).
 
-use hypomnesis::{BudgetBasis, GpuDeviceInfo, Probe};
+use hypomnesis::{BudgetBasis, Frame, FrameRequest, GpuDeviceInfo, Probe};
 use serde::Serialize;
 
-use crate::Outcome;
 use crate::cli::{FitsArgs, GlobalArgs};
+use crate::outcome::Outcome;
 use crate::output::{Output, Tone};
 use crate::size::format_size;
 
@@ -148,25 +148,8 @@ pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
 }
 
 pub fn run(probe: &Probe, global: &GlobalArgs, args: &FitsArgs, out: &Output) -> Outcome {
-    let indices: Vec<u32> = match global.device {
-        Some(index) => vec![index],
-        None => match probe.device_count() {
-            Ok(count) => (0..count).collect(),
-            Err(e) => {
-                out.say(&format!("fits failed to list GPUs: {e}"));
-                Vec::new()
-            }
-        },
-    };
-    let devices: Vec<Result<GpuDeviceInfo, String>> = indices
-        .iter()
-        .map(|&i| {
-            probe
-                .device_info(i)
-                .map_err(|e| format!("fits failed to query device {i}: {e}"))
-        })
-        .collect();
-    let verdict = decide(args.size, &devices);
+    let frame = probe.frame(FrameRequest::DEVICES);
+    let verdict = decide(args.size, &candidates(&frame, global.device, out));
     if global.json {
         out.json(&verdict);
     }
@@ -175,6 +158,33 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &FitsArgs, out: &Output) ->
         Some(true) => Outcome::Success,
         Some(false) => Outcome::No,
         None => Outcome::CouldNotTell,
+    }
+}
+
+/// The devices of `frame` to compare with (all, or `only`); one that is not there is an
+/// `Err` naming why, and a frame without devices because no GPU source answered is said on
+/// stderr.
+fn candidates(
+    frame: &Frame,
+    only: Option<u32>,
+    out: &Output,
+) -> Vec<Result<GpuDeviceInfo, String>> {
+    match only {
+        Some(index) => vec![
+            frame
+                .device(index)
+                .map(|d| d.device.clone())
+                .ok_or_else(|| {
+                    let why = super::missing_device(frame, index);
+                    format!("fits failed to query device {index}: {why}")
+                }),
+        ],
+        None => {
+            if let Some(e) = &frame.gpu_error {
+                out.say(&format!("fits failed to list GPUs: {e}"));
+            }
+            frame.devices.iter().map(|d| Ok(d.device.clone())).collect()
+        }
     }
 }
 

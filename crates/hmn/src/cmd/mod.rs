@@ -1,9 +1,25 @@
-//! One module per command: each turns a parsed command line into an [`crate::Outcome`],
+//! One module per command: each turns a parsed command line into an [`crate::outcome::Outcome`],
 //! reading the machine through [`hypomnesis::Frame`]s (or, for long-running commands, a
 //! [`hypomnesis::Monitor`]) so every command shows the same facts.
 
+pub(crate) mod completions;
 pub(crate) mod fits;
+pub(crate) mod man;
 pub(crate) mod ps;
 pub(crate) mod run;
 pub(crate) mod summary;
 pub(crate) mod watch;
+
+use hypomnesis::{Frame, HypomnesisError};
+
+/// Why `frame` has no device `index`: no GPU source answered (the frame's error), or the
+/// index is beyond its devices.
+pub(crate) fn missing_device(frame: &Frame, index: u32) -> HypomnesisError {
+    frame
+        .gpu_error
+        .clone()
+        .unwrap_or_else(|| HypomnesisError::DeviceIndexOutOfRange {
+            index,
+            count: u32::try_from(frame.devices.len()).unwrap_or(u32::MAX),
+        })
+}

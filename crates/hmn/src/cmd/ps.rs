@@ -14,17 +14,23 @@
 //! so a script's log says what was asked. `--json` prints one object with the rows, the
 //! devices that could not be listed and the same notes, so a script sees what the text puts
 //! on stderr (`docs/json.md`).
+//!
+//! Everything comes from one [`Frame`] with processes and their details: each row carries
+//! the process's resident memory (the RSS column, as nvitop users expect, and `rss_bytes`)
+//! and its cgroup (`cgroup` in JSON: which container, pod or job), and the notes are the
+//! frame's listing notes.
 
 use std::collections::HashSet;
 
 use hypomnesis::spill;
 use hypomnesis::{
-    GpuProcessEntry, GpuProcessKind, GpuQuerySource, ListingNote, Probe, SharedClient,
+    DeviceFrame, Frame, FrameNoteKind, FrameRequest, GpuProcessEntry, GpuProcessKind,
+    GpuQuerySource, ListingNote, Probe, SharedClient,
 };
 use serde::Serialize;
 
-use crate::Outcome;
 use crate::cli::{GlobalArgs, PsArgs, SortKey};
+use crate::outcome::Outcome;
 use crate::output::Output;
 use crate::size::{format_optional, format_size};
 use crate::table::{Align, Table};
@@ -47,6 +53,11 @@ pub struct PsRow {
     /// SM utilization of the process since the previous reading, percent (NVML); `None`
     /// when there was no new sample or the backend has no per-process figure.
     pub utilization_percent: Option<f64>,
+    /// The process's resident memory (host RAM), bytes; `None` when the OS would not say
+    /// (another user's or another namespace's process).
+    pub rss_bytes: Option<u64>,
+    /// The process's cgroup path: which container, pod or job it belongs to (Linux).
+    pub cgroup: Option<String>,
     pub source: GpuQuerySource,
     /// Whether the row's device is spilling; `None` when that cannot be measured.
     pub spilling: Option<bool>,
@@ -77,6 +88,8 @@ impl PsRow {
             gpu_instance_id: entry.gpu_instance_id,
             compute_instance_id: entry.compute_instance_id,
             utilization_percent: entry.utilization_percent,
+            rss_bytes: entry.rss_bytes,
+            cgroup: entry.cgroup,
             source: entry.source,
             spilling,
             paged,
@@ -113,7 +126,14 @@ pub struct Gathered {
 }
 
 pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> Outcome {
-    let gathered = match gather(probe, global.device) {
+    let frame = probe.frame(FrameRequest::DEVICES.with_processes(true, true));
+    // One spill reading per device, only where spill can be measured at all.
+    let spilling = |index| {
+        spill::is_spill_measurable()
+            .then(|| spill::device_is_spilling(probe, index))
+            .flatten()
+    };
+    let gathered = match gather(&frame, global.device, spilling) {
         Ok(g) => g,
         Err(message) => {
             out.say(&message);
@@ -172,43 +192,58 @@ pub fn run(probe: &Probe, global: &GlobalArgs, args: &PsArgs, out: &Output) -> O
     Outcome::Success
 }
 
-/// Every device's rows (or only `only`'s). `Err` when not even the device count is known.
-pub fn gather(probe: &Probe, only: Option<u32>) -> Result<Gathered, String> {
-    let indices: Vec<u32> = match only {
-        Some(index) => vec![index],
-        None => {
-            let count = probe
-                .device_count()
-                .map_err(|e| format!("ps: no device could be queried: {e}"))?;
-            (0..count).collect()
-        }
-    };
+/// The rows of every device of `frame` (or only `only`'s), each with its device's `spilling`
+/// reading, the devices whose processes could not be listed, and what the listings could not
+/// see. `Err` when the frame has no devices because no GPU source answered (and no one device
+/// was asked for).
+pub fn gather(
+    frame: &Frame,
+    only: Option<u32>,
+    spilling: impl Fn(u32) -> Option<bool>,
+) -> Result<Gathered, String> {
     let mut gathered = Gathered::default();
-    for index in indices {
-        let device_name = probe.device_info(index).ok().and_then(|d| d.name);
-        match probe.gpu_process_listing(index) {
-            Ok(listing) => {
-                gathered.queried += 1;
-                for note in listing.findings() {
-                    if !gathered.notes.contains(&note) {
-                        gathered.notes.push(note);
-                    }
-                }
-                let entries = listing.rows;
-                // One reading per device, only where spill can be measured at all.
-                let spilling = spill::is_spill_measurable()
-                    .then(|| spill::device_is_spilling(probe, index))
-                    .flatten();
-                gathered.rows.extend(
-                    entries
-                        .into_iter()
-                        .map(|e| PsRow::new(e, device_name.clone(), spilling)),
-                );
+    let devices: Vec<&DeviceFrame> = match (only, &frame.gpu_error) {
+        (None, Some(e)) => return Err(format!("ps: no device could be queried: {e}")),
+        (None, None) => frame.devices.iter().collect(),
+        (Some(index), _) => match frame.device(index) {
+            Some(device) => vec![device],
+            None => {
+                let why = super::missing_device(frame, index);
+                gathered.skipped.push(FailedDevice {
+                    device_index: index,
+                    error: why.to_string(),
+                });
+                return Ok(gathered);
             }
-            Err(e) => gathered.skipped.push(FailedDevice {
+        },
+    };
+    for d in &devices {
+        let index = d.device.index;
+        if let Some(e) = &d.processes_error {
+            gathered.skipped.push(FailedDevice {
                 device_index: index,
                 error: e.to_string(),
-            }),
+            });
+            continue;
+        }
+        gathered.queried += 1;
+        let spilling = spilling(index);
+        gathered.rows.extend(
+            d.rows()
+                .iter()
+                .map(|e| PsRow::new(e.clone(), d.device.name.clone(), spilling)),
+        );
+    }
+    // What the listings could not see, each finding once (two devices may report the same
+    // unreadable process).
+    let shown: Vec<u32> = devices.iter().map(|d| d.device.index).collect();
+    for note in frame.notes() {
+        if let (FrameNoteKind::Listing, Some(index), Some(finding)) =
+            (note.kind, note.device, note.listing)
+            && shown.contains(&index)
+            && !gathered.notes.contains(&finding)
+        {
+            gathered.notes.push(finding);
         }
     }
     Ok(gathered)
@@ -292,65 +327,104 @@ pub fn sort(rows: &mut [PsRow], key: SortKey) {
 }
 
 /// The table; `width` fits it to a terminal (`None`: whole). Columns that not every listing
-/// has (SYS, GPU%, GI/CI) appear only when some row has them. Fitting cuts NAME and COMMAND
-/// first, then leaves out SPILL, GPU%, USER, GI/CI, SYS in that order (`cli::PS_WIDTH_HELP`).
+/// has (SYS, RSS, GPU%, GI/CI) appear only when some row has them. Fitting cuts NAME and
+/// COMMAND first, then leaves out SPILL, GPU%, RSS, USER, GI/CI, SYS in that order
+/// (`cli::PS_WIDTH_HELP`).
 pub fn render(rows: &[PsRow], full: bool, width: Option<usize>) -> String {
-    // GPU memory in system RAM (GTT on AMD, Intel's system memory, Windows shared) gets its
-    // own column where any row has it: on an APU the model lives there, not in VRAM.
-    let with_system = rows.iter().any(|r| r.system_bytes.is_some());
-    // Per-process utilization (NVML samples) where any row has it.
-    let with_util = rows.iter().any(|r| r.utilization_percent.is_some());
-    // MIG: the GPU instance / compute instance a process runs in.
-    let with_mig = rows
-        .iter()
-        .any(|r| r.gpu_instance_id.is_some() || r.compute_instance_id.is_some());
-    let mut header = vec![
-        ("PID", Align::Right),
-        ("USER", Align::Left),
-        ("NAME", Align::Left),
-        ("VRAM", Align::Right),
-    ];
-    if with_system {
-        header.push(("SYS", Align::Right));
-    }
-    if with_util {
-        header.push(("GPU%", Align::Right));
-    }
-    header.push(("DEVICE", Align::Left));
-    if with_mig {
-        header.push(("GI/CI", Align::Left));
-    }
-    header.push(("SPILL", Align::Left));
-    if full {
-        header.push(("COMMAND", Align::Left));
-    }
-    let mut table = Table::new(header)
+    let columns = Columns::of(rows, full);
+    let mut table = Table::new(columns.header())
         .flexible("NAME", 12)
         .flexible("COMMAND", 20)
         .optional("SPILL", 0)
         .optional("GPU%", 1)
-        .optional("USER", 2)
-        .optional("GI/CI", 3)
-        .optional("SYS", 4);
-    let id = |id: Option<u32>| id.map_or_else(|| "-".to_owned(), |i| i.to_string());
+        .optional("RSS", 2)
+        .optional("USER", 3)
+        .optional("GI/CI", 4)
+        .optional("SYS", 5);
     for row in rows {
+        table.push(columns.cells(row));
+    }
+    table.render_within(width)
+}
+
+/// Which of the table's columns `rows` call for.
+struct Columns {
+    /// GPU memory in system RAM (GTT on AMD, Intel's system memory, Windows shared): on an
+    /// APU the model lives there, not in VRAM.
+    system: bool,
+    /// The process's resident host memory, where the OS told it for some row.
+    rss: bool,
+    /// Per-process utilization (NVML samples).
+    util: bool,
+    /// MIG: the GPU instance / compute instance a process runs in.
+    mig: bool,
+    /// `--full`: the command line.
+    command: bool,
+}
+
+impl Columns {
+    fn of(rows: &[PsRow], full: bool) -> Self {
+        Self {
+            system: rows.iter().any(|r| r.system_bytes.is_some()),
+            rss: rows.iter().any(|r| r.rss_bytes.is_some()),
+            util: rows.iter().any(|r| r.utilization_percent.is_some()),
+            mig: rows
+                .iter()
+                .any(|r| r.gpu_instance_id.is_some() || r.compute_instance_id.is_some()),
+            command: full,
+        }
+    }
+
+    fn header(&self) -> Vec<(&'static str, Align)> {
+        let mut header = vec![
+            ("PID", Align::Right),
+            ("USER", Align::Left),
+            ("NAME", Align::Left),
+            ("VRAM", Align::Right),
+        ];
+        if self.system {
+            header.push(("SYS", Align::Right));
+        }
+        if self.rss {
+            header.push(("RSS", Align::Right));
+        }
+        if self.util {
+            header.push(("GPU%", Align::Right));
+        }
+        header.push(("DEVICE", Align::Left));
+        if self.mig {
+            header.push(("GI/CI", Align::Left));
+        }
+        header.push(("SPILL", Align::Left));
+        if self.command {
+            header.push(("COMMAND", Align::Left));
+        }
+        header
+    }
+
+    fn cells(&self, row: &PsRow) -> Vec<String> {
+        let unknown = || "?".to_owned();
         let mut cells = vec![
             row.pid.to_string(),
-            row.user.clone().unwrap_or_else(|| "?".to_owned()),
-            row.name.clone().unwrap_or_else(|| "?".to_owned()),
+            row.user.clone().unwrap_or_else(unknown),
+            row.name.clone().unwrap_or_else(unknown),
             format_optional(row.used_bytes),
         ];
-        if with_system {
+        if self.system {
             cells.push(format_optional(row.system_bytes));
         }
-        if with_util {
+        if self.rss {
+            cells.push(format_optional(row.rss_bytes));
+        }
+        if self.util {
             cells.push(
                 row.utilization_percent
                     .map_or_else(|| "n/a".to_owned(), |u| format!("{u:.0}")),
             );
         }
         cells.push(format!("GPU {}", row.device_index));
-        if with_mig {
+        if self.mig {
+            let id = |id: Option<u32>| id.map_or_else(|| "-".to_owned(), |i| i.to_string());
             cells.push(
                 if row.gpu_instance_id.is_none() && row.compute_instance_id.is_none() {
                     "-".to_owned()
@@ -364,12 +438,11 @@ pub fn render(rows: &[PsRow], full: bool, width: Option<usize>) -> String {
             );
         }
         cells.push(spill_cell(row, spill::is_spill_measurable()).to_owned());
-        if full {
-            cells.push(row.command.clone().unwrap_or_else(|| "?".to_owned()));
+        if self.command {
+            cells.push(row.command.clone().unwrap_or_else(unknown));
         }
-        table.push(cells);
+        cells
     }
-    table.render_within(width)
 }
 
 /// The SPILL cell: `PAGED`, `device`, `no`, `?` (could not tell), or `n/a` where the platform
@@ -487,6 +560,8 @@ mod tests {
             gpu_instance_id: None,
             compute_instance_id: None,
             utilization_percent: None,
+            rss_bytes: None,
+            cgroup: None,
             source: GpuQuerySource::Nvml,
             spilling: None,
             paged: None,
@@ -502,6 +577,77 @@ mod tests {
             row(200, None, Some(512 << 20), 0),
             row(400, Some("Xorg"), None, 0),
         ]
+    }
+
+    /// A frame of three devices: 0 listed with a process not in /proc, 1 whose listing
+    /// failed, 2 listed with the same kind of note.
+    fn frame() -> Frame {
+        let mut frame = Frame::empty(FrameRequest::ALL);
+        for index in 0..3 {
+            let device = hypomnesis::GpuDeviceInfo::builder()
+                .index(index)
+                .name(&format!("GPU model {index}"))
+                .build();
+            let mut d = DeviceFrame::new(device);
+            if index == 1 {
+                d.processes_error =
+                    Some(hypomnesis::HypomnesisError::DeviceIndexOutOfRange { index: 1, count: 0 });
+            } else {
+                let mut entry = GpuProcessEntry::builder(100 + index).build();
+                entry.device_index = index;
+                entry.rss_bytes = Some(1 << 30);
+                let mut listing = hypomnesis::GpuProcessListing::default();
+                listing.rows = vec![entry];
+                listing.absent_pids = vec![7];
+                d.processes = Some(listing);
+            }
+            frame.devices.push(d);
+        }
+        frame
+    }
+
+    #[test]
+    fn gathering_a_frame_keeps_rows_skips_failed_listings_and_says_each_note_once() {
+        let gathered = gather(&frame(), None, |index| Some(index == 2)).unwrap();
+        let rows: Vec<_> = gathered
+            .rows
+            .iter()
+            .map(|r| {
+                let name = r.device_name.as_deref();
+                (r.pid, r.device_index, name, r.spilling, r.rss_bytes)
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (100, 0, Some("GPU model 0"), Some(false), Some(1 << 30)),
+                (102, 2, Some("GPU model 2"), Some(true), Some(1 << 30)),
+            ]
+        );
+        assert_eq!(gathered.queried, 2);
+        assert_eq!(gathered.skipped.len(), 1);
+        assert_eq!(gathered.skipped[0].device_index, 1);
+        assert!(gathered.skipped[0].error.contains("out of range"));
+        assert_eq!(gathered.notes.len(), 1, "{:?}", gathered.notes);
+        assert_eq!(gathered.notes[0].pids, [7]);
+    }
+
+    #[test]
+    fn gathering_one_device_the_frame_lacks_says_why() {
+        let only = gather(&frame(), Some(2), |_| None).unwrap();
+        assert_eq!((only.queried, only.rows.len()), (1, 1));
+        let missing = gather(&frame(), Some(5), |_| None).unwrap();
+        assert_eq!(missing.queried, 0);
+        assert_eq!(
+            missing.skipped[0].error,
+            "device index 5 out of range (have 3 devices)"
+        );
+        let mut failed = Frame::empty(FrameRequest::ALL);
+        failed.gpu_error = Some(hypomnesis::HypomnesisError::NoGpuSource {
+            attempts: Vec::new(),
+        });
+        let err = gather(&failed, None, |_| None).unwrap_err();
+        assert!(err.starts_with("ps: no device could be queried: "), "{err}");
     }
 
     #[test]
@@ -658,6 +804,33 @@ mod tests {
         );
         assert!(lines[1].contains("GPU 0   2/1"), "{text}");
         assert!(lines[2].contains("GPU 1   -"), "{text}");
+    }
+
+    #[test]
+    fn an_rss_column_appears_when_some_row_has_one_and_goes_before_user_when_narrow() {
+        assert!(!render(&rows(), false, None).contains("RSS"));
+        let mut r = rows();
+        r[0].rss_bytes = Some(3 << 30);
+        let text = render(&r, false, None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["PID", "USER", "NAME", "VRAM", "RSS", "DEVICE", "SPILL"]
+        );
+        assert!(lines[1].contains("2.0 GiB  3.0 GiB  GPU 0"), "{text}");
+        assert!(lines[2].contains("8.0 GiB      n/a  GPU 1"), "{text}");
+        // Without SPILL: PID 3 + USER 5 + NAME 12 + VRAM 7 + RSS 7 + DEVICE 6 + 5 gaps of 2 = 50.
+        let narrow = render(&r, false, Some(50));
+        assert!(
+            narrow.contains("RSS") && narrow.contains("USER"),
+            "{narrow}"
+        );
+        assert!(!narrow.contains("SPILL"), "{narrow}");
+        let narrower = render(&r, false, Some(49));
+        assert!(
+            !narrower.contains("RSS") && narrower.contains("USER"),
+            "{narrower}"
+        );
     }
 
     #[test]

@@ -62,39 +62,15 @@ use crate::signals;
 use crate::spill::{SpillReport, Watcher};
 use crate::time::millis;
 
-/// Parses `50ms`, `0.5s`, `2s`, `1m`, `1h`, or a bare number of seconds (`2`, `0.25`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}`: expected e.g. 50ms, 0.5s, 2s, 1m"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m or h)"
-            ));
-        }
-    };
-    let duration = Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("invalid duration `{text}`: out of range"))?;
-    if duration < Duration::from_millis(1) {
-        return Err(format!("invalid duration `{text}`: at least 1ms"));
-    }
-    Ok(duration)
-}
-
 pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
-    let probe = Arc::new(crate::guarded_probe(global.timeout));
+    let probe = Arc::new(crate::driver::guarded_probe(global.timeout));
     let code = run_with(&probe, global, args, out);
-    crate::leave_if_driver_hung(&probe, i32::from(code));
+    crate::driver::leave_if_driver_hung(&probe, i32::from(code));
+    // A report that could not be written to stdout makes CMD's success "outputs incomplete"
+    // (CMD's own failure code is kept), as a recording or a plot that could not be written does.
+    if out.stdout_failed() && code == 0 {
+        return ExitCode::from(OUTPUTS_INCOMPLETE);
+    }
     ExitCode::from(code)
 }
 
@@ -606,23 +582,6 @@ mod text;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units_or_bare_seconds() {
-        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
-        assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "fast", "5 parsecs", "0ms", "0.1ms", "-1s", "1e3s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-        assert!(
-            parse_duration("5 parsecs")
-                .unwrap_err()
-                .contains("ms, s, m or h")
-        );
-    }
 
     #[test]
     fn a_stat_line_gives_the_process_name_and_state_even_with_parentheses_in_the_name() {

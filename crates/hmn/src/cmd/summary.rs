@@ -7,89 +7,93 @@
 //! `-a` / `--all` adds a second, indented line per GPU with its utilization, temperature,
 //! power and clocks (`telemetry` in JSON). The host line ends with the memory pressure level:
 //! macOS's own, or on Linux one derived from PSI `some avg10` (see [`psi_level`]).
+//!
+//! Everything comes from one [`Frame`] (devices and host, with telemetry under `-a`), so the
+//! lines agree with each other and with the other views. The one exception is a GPU in MIG
+//! mode, whose processes are listed for its MIG lines ([`mig_lines`]): a frame lists every
+//! device's processes or none, and a plain `hmn` on a machine without MIG should not pay for a
+//! process scan.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use hypomnesis::{
-    CgroupMemory, CgroupVersion, DeviceTelemetry, GpuDeviceInfo, GpuProcessEntry, GpuQuerySource,
-    HostMemory, MemoryPressure, MigInstance, PressureLevel, Probe,
+    CgroupMemory, CgroupVersion, DeviceFrame, DeviceTelemetry, Frame, FrameRequest, GpuDeviceInfo,
+    GpuProcessEntry, GpuQuerySource, HostMemory, MemoryPressure, MigInstance, PressureLevel, Probe,
 };
 use serde::Serialize;
 
-use crate::Outcome;
 use crate::cli::GlobalArgs;
+use crate::outcome::Outcome;
 use crate::output::{Output, Tone};
 use crate::size::{format_size, mib};
 use crate::text::Shown;
 
 pub fn run(probe: &Probe, global: &GlobalArgs, out: &Output) -> Outcome {
-    let (devices, outcome) = collect(probe, global.device, out);
-    let telemetry: Vec<Option<DeviceTelemetry>> = if global.all {
-        devices
-            .iter()
-            .map(|d| match probe.telemetry(d.index) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    out.say(&format!(
-                        "GPU {}: telemetry unavailable: {}",
-                        d.index,
-                        Shown(&e.to_string())
-                    ));
-                    None
-                }
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let host = match probe.host_memory() {
-        Ok(host) => Some(host),
-        Err(e) => {
-            out.say(&format!(
-                "host memory unavailable: {}",
-                Shown(&e.to_string())
-            ));
-            None
+    let frame = probe.frame(FrameRequest::DEVICES.with_telemetry(global.all));
+    let (devices, outcome) = shown_devices(&frame, global.device, out);
+    if global.all {
+        for d in &devices {
+            if let Some(e) = &d.telemetry_error {
+                out.say(&format!(
+                    "GPU {}: telemetry unavailable: {}",
+                    d.device.index,
+                    Shown(&e.to_string())
+                ));
+            }
         }
-    };
+    }
+    if let Some(e) = &frame.host_error {
+        out.say(&format!(
+            "host memory unavailable: {}",
+            Shown(&e.to_string())
+        ));
+    }
     if global.json {
-        let devices: Vec<DeviceWithTelemetry<'_>> = devices
-            .iter()
-            .enumerate()
-            .map(|(i, device)| DeviceWithTelemetry {
-                device,
-                telemetry: global
-                    .all
-                    .then(|| telemetry.get(i).and_then(Option::as_ref)),
-            })
-            .collect();
         out.json(&SummaryRecord {
-            devices,
-            host: host.as_ref().map(HostRecord::from),
+            devices: devices
+                .iter()
+                .map(|d| DeviceWithTelemetry {
+                    device: &d.device,
+                    telemetry: global.all.then_some(d.telemetry.as_ref()),
+                })
+                .collect(),
+            host: frame.host.as_ref().map(HostRecord::from),
         });
         return outcome;
     }
+    out.data(&text(probe, &devices, frame.host.as_ref(), out));
+    outcome
+}
+
+/// The summary's text: a line per device (with its telemetry and MIG instances indented
+/// under it), then the host's line.
+fn text(
+    probe: &Probe,
+    devices: &[&DeviceFrame],
+    host: Option<&HostMemory>,
+    out: &Output,
+) -> String {
     let mut text = String::new();
-    for (i, device) in devices.iter().enumerate() {
-        text.push_str(&device_line(device, out));
+    for d in devices {
+        text.push_str(&device_line(&d.device, out));
         text.push('\n');
-        if let Some(Some(t)) = telemetry.get(i) {
-            text.push_str("  ");
-            text.push_str(&telemetry_line(t));
-            text.push('\n');
-        }
-        for line in mig_lines(probe, device) {
+        let indented = d
+            .telemetry
+            .as_ref()
+            .map(telemetry_line)
+            .into_iter()
+            .chain(mig_lines(probe, &d.device));
+        for line in indented {
             text.push_str("  ");
             text.push_str(&line);
             text.push('\n');
         }
     }
-    if let Some(host) = &host {
+    if let Some(host) = host {
         text.push_str(&host_line(host, out));
         text.push('\n');
     }
-    out.data(&text);
-    outcome
+    text
 }
 
 /// `hmn --json`: the devices and the host, as the text shows them.
@@ -217,48 +221,34 @@ pub fn mig_instances(listed: &[MigInstance], processes: &[GpuProcessEntry]) -> V
         .collect()
 }
 
-/// The devices to show; every problem is explained on stderr here.
-fn collect(probe: &Probe, only: Option<u32>, out: &Output) -> (Vec<GpuDeviceInfo>, Outcome) {
+/// The devices of `frame` to show (all, or `only`); why there are none is said on stderr
+/// here, and is not a success.
+fn shown_devices<'f>(
+    frame: &'f Frame,
+    only: Option<u32>,
+    out: &Output,
+) -> (Vec<&'f DeviceFrame>, Outcome) {
     if let Some(index) = only {
-        return match probe.device_info(index) {
-            Ok(device) => (vec![device], Outcome::Success),
-            Err(e) => {
+        return match frame.device(index) {
+            Some(device) => (vec![device], Outcome::Success),
+            None => {
+                let why = super::missing_device(frame, index);
                 out.say(&format!(
                     "cannot read GPU {index}: {}",
-                    Shown(&e.to_string())
+                    Shown(&why.to_string())
                 ));
                 (Vec::new(), Outcome::CouldNotTell)
             }
         };
     }
-    let count = match probe.device_count() {
-        Ok(count) => count,
-        Err(e) => {
-            out.say(&format!("no visible GPUs: {}", Shown(&e.to_string())));
-            return (Vec::new(), Outcome::CouldNotTell);
-        }
-    };
-    let mut devices = Vec::new();
-    let mut failures: Vec<String> = Vec::new();
-    for index in 0..count {
-        match probe.device_info(index) {
-            Ok(device) => devices.push(device),
-            Err(e) => failures.push(format!("GPU {index}: {}", Shown(&e.to_string()))),
-        }
+    if let Some(e) = &frame.gpu_error {
+        out.say(&format!("no visible GPUs: {}", Shown(&e.to_string())));
+        return (Vec::new(), Outcome::CouldNotTell);
     }
-    if count == 0 {
+    if frame.devices.is_empty() {
         out.say("no visible GPUs.");
-    } else if devices.is_empty() {
-        out.say(&format!(
-            "{count} GPU(s) enumerated but none readable: {}",
-            failures.join("; ")
-        ));
-        return (devices, Outcome::CouldNotTell);
     }
-    for failure in failures {
-        out.say(&format!("skipped {failure}"));
-    }
-    (devices, Outcome::Success)
+    (frame.devices.iter().collect(), Outcome::Success)
 }
 
 /// A device record, with its telemetry under `-a`.

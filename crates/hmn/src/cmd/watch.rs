@@ -66,9 +66,9 @@ use records::{
 use text::{ROW_HEADER, delta, opt_size, paged_cell, row_text, signed};
 use track::{Identity, PerPid, Watched, identity};
 
-use crate::Outcome;
 use crate::cli::{GlobalArgs, WatchArgs};
 use crate::json::DeviceRecord;
+use crate::outcome::Outcome;
 use crate::output::Output;
 use crate::signals;
 use crate::size::format_size;
@@ -206,9 +206,9 @@ impl Sink<'_> {
 }
 
 pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
-    let probe = crate::guarded_probe(global.timeout);
+    let probe = crate::driver::guarded_probe(global.timeout);
     let outcome = watch(&probe, global, args, out);
-    crate::leave_if_driver_hung(&probe, i32::from(u8::from(outcome)));
+    crate::driver::leave_if_driver_hung(&probe, i32::from(u8::from(outcome)));
     outcome
 }
 

@@ -15,76 +15,14 @@ mod follower;
 mod http;
 mod metrics;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hypomnesis::{Monitor, Probe};
 
-use crate::Outcome;
 use crate::cli::{GlobalArgs, ServeArgs};
+use crate::outcome::Outcome;
 use crate::output::Output;
-
-/// The shortest `--interval`: sampling walks `/proc` for process names.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// The longest `--interval` (Prometheus marks series stale after 5 minutes without a sample).
-const MAX_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Parses `--interval`: `5s`, `500ms`, `1.5s`, `2m`, or a bare number of seconds.
-pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let forms = "accepted forms: 5s, 500ms, 1.5s, 2m, or seconds (5)";
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid interval `{text}` ({forms})"))?;
-    let seconds = value * scale;
-    if !seconds.is_finite() || seconds < MIN_INTERVAL.as_secs_f64() {
-        return Err(format!(
-            "interval `{text}` is too short: the minimum is {} ms",
-            MIN_INTERVAL.as_millis()
-        ));
-    }
-    if seconds > MAX_INTERVAL.as_secs_f64() {
-        return Err(format!(
-            "interval `{text}` is too long: the maximum is {} s (Prometheus marks a series \
-             stale after 5 minutes without a new sample)",
-            MAX_INTERVAL.as_secs()
-        ));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-/// Parses `--listen`: an IP address and port (`127.0.0.1:9464`, `[::1]:9464`,
-/// `0.0.0.0:9464`) or `localhost:PORT`. A bare `:PORT` is refused rather than taken to mean
-/// every interface, so exposing the metrics is always a visible choice.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    let t = text.trim();
-    if let Ok(addr) = t.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let hint = "give an IP address and a port: 127.0.0.1:9464 (this machine only), \
-                [::1]:9464, or 0.0.0.0:9464 (every interface)";
-    if let Some(port) = t.strip_prefix("localhost:") {
-        return port
-            .parse::<u16>()
-            .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))
-            .map_err(|_| format!("invalid port in `{text}`; {hint}"));
-    }
-    if t.starts_with(':') {
-        return Err(format!("`{text}` has no address; {hint}"));
-    }
-    Err(format!("invalid listen address `{text}`; {hint}"))
-}
 
 /// Whether a socket bound to `ip` can be reached from other machines. An IPv4 address mapped
 /// into IPv6 (`::ffff:127.0.0.1`) is the IPv4 address it carries: loopback stays loopback.
@@ -212,7 +150,7 @@ pub fn run(
     runtime.block_on(http::serve(listener, shared, http::Limits::default(), log));
     drop(follower);
     drop(monitor);
-    crate::leave_if_driver_hung(&probe, 0);
+    crate::driver::leave_if_driver_hung(&probe, 0);
     Outcome::Success
 }
 
@@ -237,7 +175,7 @@ fn start_monitor(probe: &Arc<Probe>, config: &follower::Config) -> Monitor {
 /// first end any `nvidia-smi` query in flight with everything it started: those run in their
 /// own process groups, so the signal that ends `serve` never reaches them, and one hung in
 /// the driver would otherwise outlive the server. Exit handlers are skipped for the reason
-/// [`crate::exit_now`] gives (a hung driver call may hold a lock they wait on); `serve` has
+/// [`crate::driver::exit_now`] gives (a hung driver call may hold a lock they wait on); `serve` has
 /// nothing to save.
 #[cfg(unix)]
 fn stop_on_signals(runtime: &tokio::runtime::Runtime) {
@@ -256,7 +194,7 @@ fn stop_on_signals(runtime: &tokio::runtime::Runtime) {
                 runtime.spawn(async move {
                     if stream.recv().await.is_some() {
                         eprintln!("hmn: {name}: stopping");
-                        crate::exit_now(0);
+                        crate::driver::exit_now(0);
                     }
                 });
             }
@@ -271,50 +209,6 @@ fn stop_on_signals(runtime: &tokio::runtime::Runtime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intervals_parse_with_units_and_bounds() {
-        assert_eq!(parse_interval("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_interval("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_interval("10"), Ok(Duration::from_secs(10)));
-        assert!(
-            parse_interval("50ms")
-                .unwrap_err()
-                .contains("minimum is 100 ms")
-        );
-        assert!(parse_interval("2h").unwrap_err().contains("accepted forms"));
-        assert!(parse_interval("61m").unwrap_err().contains("too long"));
-        assert!(parse_interval("-1s").is_err());
-        assert!(parse_interval("NaNs").is_err());
-        assert!(parse_interval("").is_err());
-    }
-
-    #[test]
-    fn listen_addresses_are_ip_and_port_and_never_implicitly_public() {
-        assert_eq!(
-            parse_listen("127.0.0.1:9464"),
-            Ok("127.0.0.1:9464".parse().unwrap())
-        );
-        assert_eq!(parse_listen("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
-        assert_eq!(
-            parse_listen("localhost:9464"),
-            Ok("127.0.0.1:9464".parse().unwrap())
-        );
-        assert!(
-            parse_listen(":9464")
-                .unwrap_err()
-                .contains("has no address")
-        );
-        assert!(
-            parse_listen("example.com:9464")
-                .unwrap_err()
-                .contains("127.0.0.1:9464")
-        );
-        assert!(parse_listen("127.0.0.1").is_err());
-        assert!(parse_listen("localhost:99999").is_err());
-    }
 
     #[test]
     fn loopback_in_any_spelling_stays_on_this_machine_and_the_rest_is_public() {

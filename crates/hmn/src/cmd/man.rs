@@ -13,8 +13,8 @@ use clap::CommandFactory;
 use clap_mangen::Man;
 use roff::{Roff, bold, roman};
 
-use crate::Outcome;
 use crate::cli::{Cli, ENVIRONMENT, EXIT_CODE_NOTES, EXIT_CODES, LIMITATIONS, ManArgs};
+use crate::outcome::Outcome;
 use crate::output::Output;
 
 /// `hmn man [COMMAND]` prints one page; `hmn man --dir DIR` writes them all.
@@ -247,6 +247,9 @@ mod tests {
     #[test]
     fn the_ps_page_tells_the_column_drop_order() {
         let notes = section(&page(Some("ps")), "NOTES").join(" ");
-        assert!(notes.contains("SPILL, GPU%, USER, GI/CI, SYS"), "{notes}");
+        assert!(
+            notes.contains("SPILL, GPU%, RSS, USER, GI/CI, SYS"),
+            "{notes}"
+        );
     }
 }
