@@ -9,6 +9,7 @@
 mod cli;
 mod cmd;
 mod driver;
+mod json;
 mod outcome;
 mod output;
 mod plot;
@@ -20,6 +21,7 @@ mod size;
 mod spill;
 mod table;
 mod text;
+mod time;
 mod values;
 
 use std::process::ExitCode;

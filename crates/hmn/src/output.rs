@@ -237,3 +237,45 @@ pub fn terminal_columns(stream: Stream) -> Option<usize> {
             .filter(|&w| w > 0)
     })
 }
+
+/// Removes a file hmn created and could not finish (a report, a recording or a plot cut short
+/// by a full disk); `Ok(false)` when there is nothing to remove. Only a regular file is
+/// removed: `--record /dev/null` or a FIFO stays (hmn runs as root at times, and a device node
+/// removed is a broken system).
+pub fn remove_partial(path: &std::path::Path) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => std::fs::remove_file(path).map(|()| true),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_removed_as_partial_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("report.json");
+        std::fs::write(&file, "{").unwrap();
+        assert!(remove_partial(&file).unwrap());
+        assert!(!file.exists());
+        assert!(!remove_partial(&file).unwrap(), "nothing left to remove");
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c_path` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(!remove_partial(&fifo).unwrap());
+        assert!(fifo.exists(), "a FIFO (like a device node) is left alone");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        assert!(
+            !remove_partial(&link).unwrap(),
+            "a symlink is not followed or removed"
+        );
+        assert!(link.symlink_metadata().is_ok());
+    }
+}

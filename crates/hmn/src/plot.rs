@@ -132,7 +132,7 @@ pub fn draw(path: &Path, title: &str, data: &PlotData, devices: &[String]) -> Re
     let mut svg = String::new();
     render(&mut svg, title, data, devices)?;
     std::fs::write(path, svg.as_bytes()).map_err(|e| {
-        let removed = match crate::cmd::run::remove_partial(path) {
+        let removed = match crate::output::remove_partial(path) {
             Ok(true) => "; the partial file was removed".to_owned(),
             Ok(false) => String::new(),
             Err(r) => format!("; the partial file could not be removed either ({r})"),

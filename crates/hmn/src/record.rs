@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::cmd::run::RunReport;
+use crate::json::DeviceRecord;
+use crate::time::{millis, wall_clock_text};
 
 /// The recording's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,14 +40,6 @@ impl Format {
     }
 }
 
-/// A device as the `start` record lists it.
-#[derive(Debug, Clone)]
-pub struct StartDevice {
-    pub index: u32,
-    pub name: Option<String>,
-    pub total_bytes: Option<u64>,
-}
-
 /// One sample's figures.
 #[derive(Debug)]
 pub struct SampleRecord<'a> {
@@ -61,13 +54,6 @@ pub struct SampleRecord<'a> {
 }
 
 #[derive(Serialize)]
-struct DeviceRecord {
-    index: u32,
-    name: Option<String>,
-    total_bytes: Option<u64>,
-}
-
-#[derive(Serialize)]
 struct StartRecord<'a> {
     kind: &'static str,
     t_ms: u64,
@@ -76,7 +62,7 @@ struct StartRecord<'a> {
     command: &'a [String],
     pid: u32,
     interval_ms: u64,
-    devices: Vec<DeviceRecord>,
+    devices: &'a [DeviceRecord],
     host_total_bytes: Option<u64>,
 }
 
@@ -100,10 +86,10 @@ struct SampleJson {
 }
 
 #[derive(Serialize)]
-struct SummaryRecord<'a> {
+struct SummaryRecord<'a, R> {
     kind: &'static str,
     #[serde(flatten)]
-    report: &'a RunReport,
+    report: &'a R,
 }
 
 /// Writes records to a file, each whole line in one write; stops at the first failure.
@@ -191,20 +177,12 @@ impl Recorder {
         command: &[String],
         pid: u32,
         interval: Duration,
-        devices: &[StartDevice],
+        devices: &[DeviceRecord],
         host_total_bytes: Option<u64>,
     ) {
         if self.format != Format::Ndjson {
             return;
         }
-        let devices: Vec<DeviceRecord> = devices
-            .iter()
-            .map(|d| DeviceRecord {
-                index: d.index,
-                name: d.name.clone(),
-                total_bytes: d.total_bytes,
-            })
-            .collect();
         self.json(&StartRecord {
             kind: "start",
             t_ms: 0,
@@ -212,7 +190,7 @@ impl Recorder {
             hmn_version: env!("CARGO_PKG_VERSION"),
             command,
             pid,
-            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            interval_ms: millis(interval),
             devices,
             host_total_bytes,
         });
@@ -220,7 +198,7 @@ impl Recorder {
 
     /// One `sample` record, or one CSV row.
     pub fn sample(&mut self, s: &SampleRecord<'_>) {
-        let t_ms = u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX);
+        let t_ms = millis(s.elapsed);
         match self.format {
             Format::Ndjson => {
                 let gpus: Vec<GpuRecord> = s
@@ -271,8 +249,9 @@ impl Recorder {
         }
     }
 
-    /// The `summary` record (NDJSON only): the run report.
-    pub fn summary(&mut self, report: &RunReport) {
+    /// The `summary` record (NDJSON only): the run report (`hmn run --json`), its fields
+    /// flattened after `kind`.
+    pub fn summary<R: Serialize>(&mut self, report: &R) {
         self.ended = true;
         if self.format != Format::Ndjson {
             return;
@@ -289,56 +268,9 @@ impl Recorder {
     }
 }
 
-/// `2026-09-14T10:12:03.482Z` (UTC, milliseconds).
-pub fn wall_clock_text(at: SystemTime) -> String {
-    let since = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        (rest % 3600) / 60,
-        rest % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wall_clock_is_utc_with_milliseconds() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_789_380_723_482);
-        assert_eq!(wall_clock_text(at), "2026-09-14T10:12:03.482Z");
-        assert_eq!(
-            wall_clock_text(SystemTime::UNIX_EPOCH),
-            "1970-01-01T00:00:00.000Z"
-        );
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(wall_clock_text(leap), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn the_format_follows_the_extension() {

@@ -135,7 +135,7 @@ impl SpillReport {
         }
         let every = self
             .interval_ms
-            .map(|ms| format!(" (read every {})", crate::cmd::run::seconds(ms)))
+            .map(|ms| format!(" (read every {})", crate::time::seconds(ms)))
             .unwrap_or_default();
         self.devices
             .iter()
@@ -187,7 +187,7 @@ fn device_text(d: &SpillDevice) -> String {
             let noun = if n == 1 { "episode" } else { "episodes" };
             let first = d
                 .first_spill_at_ms
-                .map(|ms| format!(", the first at +{}", crate::cmd::run::seconds(ms)))
+                .map(|ms| format!(", the first at +{}", crate::time::seconds(ms)))
                 .unwrap_or_default();
             format!("spilled, {n} {noun}{first}")
         }

@@ -883,6 +883,30 @@ fn emitted_records_are_exactly_the_documented_ones() {
     }
 }
 
+/// A GPU that cannot be opened (its handle answers GPU_IS_LOST) but is counted by the driver
+/// is not sampled, and the report says which and why rather than leaving it out silently.
+#[test]
+fn run_says_which_gpu_it_could_not_sample_and_why() {
+    let scenario = test_support::nvml_scenario_variant("gpu_lost", "run_gpu_lost_at_start", |s| {
+        s["devices"][1]["errors"] = serde_json::json!({ "nvmlDeviceGetHandleByIndex_v2": 15 });
+    });
+    let r =
+        run(hmn_with_gpu(&scenario).args(["run", "--json", "--interval", "20ms", "--", "true"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let devices = report["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{}", r.stdout);
+    assert_eq!(devices[0]["index"], 0);
+    let note = report["gpu_note"].as_str().unwrap();
+    assert!(note.starts_with("GPU 1: "), "{note}");
+    assert!(note.contains("GPU is lost"), "{note}");
+    assert!(
+        r.stderr.contains("GPU memory not sampled on: GPU 1: "),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn watch_all_streams_telemetry_and_survives_a_lost_gpu() {
     // Documented fields, on the telemetry scenario (the H100 has no fan: `unavailable`).

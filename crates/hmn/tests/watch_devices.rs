@@ -296,6 +296,41 @@ fn a_gpu_lost_mid_watch_is_said_once_and_its_samples_read_unknown_never_zero() {
     );
 }
 
+/// A GPU that fell off the bus before the watch begins cannot even be opened (its handle
+/// answers GPU_IS_LOST), but the driver still counts it: it is watched, unnamed, and every
+/// sample of it reads unknown with the driver's reason, said once.
+#[test]
+fn a_gpu_lost_before_the_watch_begins_is_still_watched_and_reads_unknown_never_zero() {
+    let scenario = test_support::nvml_scenario_variant("gpu_lost", "gpu_lost_at_start", |s| {
+        s["devices"][1]["errors"] = serde_json::json!({ "nvmlDeviceGetHandleByIndex_v2": 15 });
+    });
+    let lib = test_support::nvml_double_for(&scenario).join("libnvidia-ml.so.1");
+    let mut cmd = hmn();
+    cmd.env("HYPOMNESIS_NVML_LIB", lib)
+        .env("NVML_DOUBLE_SCENARIO", &scenario);
+    let r = run(
+        cmd.args(["watch", "4015001", "--json"]),
+        &["--interval", "100ms", "--duration", "350ms"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let records = records(&r);
+    let devices = &records[0]["devices"];
+    assert_eq!(devices.as_array().unwrap().len(), 2, "{}", r.stdout);
+    assert_eq!(devices[1]["index"], 1);
+    assert!(devices[1]["name"].is_null(), "{}", r.stdout);
+    assert_eq!(
+        r.stderr.matches("sample of GPU 1 failed").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("GPU is lost"), "{}", r.stderr);
+    let summary = records.last().unwrap();
+    assert_eq!(summary["devices"][1]["samples_read"], 0, "{}", r.stdout);
+    assert!(summary["devices"][1]["samples_missing"].as_u64().unwrap() > 0);
+    assert!(samples(&records).iter().all(|s| s["device"] == 0));
+}
+
 #[test]
 fn watch_names_a_process_as_ps_does_not_by_its_cut_kernel_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -400,5 +435,49 @@ fn a_child_sharing_its_parents_drm_client_shows_the_shared_memory_marked_shared_
     assert!(
         row.contains("GPU client shared with pid 200 (its memory is in both rows)"),
         "{row}"
+    );
+}
+
+/// With NVML unusable, `nvidia-smi` answers for every GPU. `watch` reads one frame per
+/// interval, so on eight GPUs each query runs once per interval (plus the start's few), not
+/// once or twice per GPU per interval as when each device's list was read on its own.
+#[cfg(unix)]
+#[test]
+fn watch_on_eight_gpus_runs_each_nvidia_smi_query_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("eight_h100");
+    std::fs::create_dir(&fixture).unwrap();
+    std::os::unix::fs::symlink(
+        test_support::fixtures_dir().join("nvidia-smi/bin/nvidia-smi"),
+        fixture.join("nvidia-smi"),
+    )
+    .unwrap();
+    std::fs::write(fixture.join("runs"), "").unwrap();
+    std::fs::create_dir(dir.path().join("sys")).unwrap();
+    let mut cmd = hmn();
+    cmd.env("HYPOMNESIS_NVIDIA_SMI", fixture.join("nvidia-smi"))
+        .env("HYPOMNESIS_SYS_ROOT", dir.path().join("sys"));
+    let r = run(
+        cmd.args(["watch", "--top", "2", "--json"]),
+        &["--interval", "200ms", "--duration", "1s"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let records = records(&r);
+    assert_eq!(records[0]["devices"].as_array().unwrap().len(), 8);
+    let intervals = records.last().unwrap()["samples"].as_u64().unwrap();
+    assert!(intervals >= 2, "{}", r.stdout);
+    let runs = std::fs::read_to_string(fixture.join("runs")).unwrap();
+    let count = |query: &str| runs.lines().filter(|l| *l == query).count() as u64;
+    // Each interval's frame: one `gpu` and one `apps` query. The start adds the device count
+    // (one `gpu`) and the first frame is the first interval's.
+    assert!(
+        count("apps") <= intervals,
+        "{} apps queries for {intervals} intervals",
+        count("apps")
+    );
+    assert!(
+        count("gpu") <= intervals + 2,
+        "{} gpu queries for {intervals} intervals",
+        count("gpu")
     );
 }

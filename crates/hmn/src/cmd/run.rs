@@ -34,146 +34,33 @@
 //!
 //! `--json` makes stdout the report's alone: CMD's stdout goes to hmn's stderr. `--json-out
 //! FILE` writes the report to FILE instead and leaves stdout to CMD.
+//!
+//! The devices sampled and the host's size are read before CMD starts, from one
+//! [`hypomnesis::Frame`]; the samples themselves come from the library's sampler, which is
+//! built for fast peak sampling. Where the parts are: [`child`] starts CMD and tells how it
+//! ended, [`report`] builds the report from the samples, [`text`] writes it on stderr.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use hypomnesis::{Metric, PeakSource, Probe, Report, Sampler, Target, TargetId};
-use serde::Serialize;
+use hypomnesis::{Frame, FrameRequest, Metric, Probe, Report, Sampler, Target, TargetId};
+
+use child::{Ending, own_max_rss, shell_words, spawn, start_failure_code, wait};
+use report::{RunReport, build_report, explain_unknowns};
+use text::{join_pids, write_text_report};
 
 use crate::cli::{GlobalArgs, RunArgs};
+use crate::json::DeviceRecord;
 use crate::output::Output;
+use crate::output::remove_partial;
 use crate::plot::{PlotData, PlotSeries};
-use crate::record::{Format, Recorder, SampleRecord, StartDevice};
+use crate::record::{Format, Recorder, SampleRecord};
 use crate::signals;
-use crate::size::format_size;
 use crate::spill::{SpillReport, Watcher};
-
-/// One device as the report shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeviceReport {
-    pub index: u32,
-    pub name: Option<String>,
-    pub total_bytes: Option<u64>,
-    /// Largest GPU memory the tree held on this device at one sample.
-    pub tree_peak_bytes: Option<u64>,
-    pub tree_peak_at_ms: Option<u64>,
-    /// Largest memory in use on the whole device at one sample.
-    pub device_peak_used_bytes: Option<u64>,
-    pub device_peak_at_ms: Option<u64>,
-    /// Samples in which this device could not be read (a GPU lost mid-run): its peaks are
-    /// those of the other samples.
-    pub missed_samples: u64,
-}
-
-/// The tree's RAM.
-#[derive(Debug, Clone, Serialize)]
-pub struct TreeReport {
-    pub root_pid: u32,
-    /// `None` when no sample could see a single process of the tree.
-    pub processes_seen: Option<u32>,
-    pub peak_rss_bytes: Option<u64>,
-    pub peak_rss_at_ms: Option<u64>,
-    /// `"sampled"`: the largest sum at one sample; `"largest_process"`: no sample saw more
-    /// than the largest single process held, so that is a floor for the sum.
-    pub peak_rss_source: Option<&'static str>,
-    pub largest_process_peak_rss_bytes: Option<u64>,
-    pub largest_process_pid: Option<u32>,
-    pub largest_process_source: Option<&'static str>,
-    /// When the largest process's peak is unknown: what it was at most (the kernel's figure
-    /// for CMD, which includes hmn's own memory when it started CMD).
-    pub largest_process_at_most_bytes: Option<u64>,
-    /// Descendants still running when CMD ended (Linux): pids.
-    pub descendants_left: Vec<u32>,
-    /// Whether hmn kept sampling until they ended (`--follow-descendants`).
-    pub followed_descendants: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HostReport {
-    pub total_bytes: Option<u64>,
-    pub available_min_bytes: Option<u64>,
-    pub available_min_at_ms: Option<u64>,
-    /// Why host memory (and with it the cgroup) could not be read.
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CgroupReport {
-    pub version: &'static str,
-    pub path: String,
-    pub limit_bytes: Option<u64>,
-    pub peak_bytes: Option<u64>,
-    pub usage_peak_bytes: Option<u64>,
-}
-
-/// `hmn run --json`, and the `summary` record of `--record`. Fields are in `docs/json.md`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    pub command: Vec<String>,
-    pub exit_code: u8,
-    pub signal: Option<String>,
-    pub forwarded_signals: Vec<String>,
-    pub wall_time_ms: u64,
-    pub interval_ms: u64,
-    pub samples: u64,
-    pub late_samples: u64,
-    pub tree: TreeReport,
-    pub devices: Vec<DeviceReport>,
-    pub gpu_note: Option<String>,
-    pub host: HostReport,
-    pub cgroup: Option<CgroupReport>,
-    pub spill: SpillReport,
-    /// Whether the recording, the plot and the `--json-out` report were all written whole.
-    /// When not and CMD exited 0, hmn exits [`OUTPUTS_INCOMPLETE`].
-    pub outputs_complete: bool,
-    /// With `--follow-descendants` and descendants left: CMD's own run time
-    /// (`wall_time_ms` then runs until the last descendant ended).
-    pub command_wall_time_ms: Option<u64>,
-    /// Why the recording stopped before the end.
-    pub recording_error: Option<String>,
-    /// Why the plot could not be drawn.
-    pub plot_error: Option<String>,
-    /// What the reader should know about the figures (one line each).
-    pub notes: Vec<String>,
-}
-
-impl RunReport {
-    /// Takes a kernel peak of a descendant waited for after CMD ended into the largest
-    /// process's figure.
-    fn raise_largest_process(&mut self, bytes: u64) {
-        let tree = &mut self.tree;
-        if tree
-            .largest_process_peak_rss_bytes
-            .is_none_or(|b| bytes > b)
-        {
-            tree.largest_process_peak_rss_bytes = Some(bytes);
-            tree.largest_process_at_most_bytes = None;
-            tree.largest_process_pid = None;
-            tree.largest_process_source = Some("kernel");
-        }
-        if tree.peak_rss_bytes.is_none() {
-            tree.peak_rss_bytes = Some(bytes);
-            tree.peak_rss_at_ms = None;
-            tree.peak_rss_source = Some("largest_process");
-        }
-    }
-}
-
-/// How CMD ended.
-#[derive(Debug, Clone, Copy)]
-pub struct Ending {
-    /// hmn's exit code: CMD's code, or 128 + the signal.
-    pub code: u8,
-    /// The signal that killed CMD.
-    pub signal: Option<i32>,
-    /// `ru_maxrss` of CMD and its waited-for descendants, bytes.
-    pub max_rss_bytes: Option<u64>,
-}
+use crate::time::millis;
 
 pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
     let probe = Arc::new(crate::driver::guarded_probe(global.timeout));
@@ -192,6 +79,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
 /// that the outputs are incomplete. A non-zero code of CMD's own is never replaced.
 pub const OUTPUTS_INCOMPLETE: u8 = 74;
 
+/// The recording, written by the sampler's thread and, at the end, by `run`.
+type SharedRecorder = Arc<Mutex<Recorder>>;
+
 /// Where the JSON report goes.
 enum JsonTo {
     /// No JSON report.
@@ -202,8 +92,8 @@ enum JsonTo {
     File(std::fs::File, std::path::PathBuf),
 }
 
-/// `run`, returning hmn's exit code.
-#[allow(clippy::too_many_lines)]
+/// `run`, returning hmn's exit code: the outputs opened, the machine read, CMD started,
+/// sampled and waited for, the report built and every output finished.
 fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Output) -> u8 {
     let command: Vec<String> = args
         .command
@@ -214,41 +104,11 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     // for XML itself.
     let typed = shell_words(&command);
     let shown = crate::text::escape(&typed).into_owned();
-    if let Some(plot) = &args.plot
-        && !has_extension(plot, "svg")
-    {
-        out.say(&format!(
-            "run: --plot {} must name an .svg file",
-            plot.display()
-        ));
-        return 2;
-    }
-
-    let json_to = match &args.json_out {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(file) => JsonTo::File(file, path.clone()),
-            Err(e) => {
-                out.say(&format!("run: cannot create {}: {e}", path.display()));
-                return 2;
-            }
-        },
-        None if global.json => JsonTo::Stdout,
-        None => JsonTo::Nowhere,
+    let (json_to, recorder) = match open_outputs(global, args, out) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
-
-    let (devices, gpu_note) = devices_to_sample(probe, global.device);
-    let host_start = probe.host_memory();
-
-    let recorder = match &args.record {
-        Some(path) => match Recorder::create(path, Format::for_path(path)) {
-            Ok(r) => Some(Arc::new(Mutex::new(r))),
-            Err(e) => {
-                out.say(&format!("run: cannot create {}: {e}", path.display()));
-                return 2;
-            }
-        },
-        None => None,
-    };
+    let before = Before::read(probe, global.device);
 
     let forwarding = signals::install_for_run();
     if let Err(e) = &forwarding {
@@ -257,84 +117,253 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         ));
     }
     let adopting = descendants::adopt_orphans();
-
     // Spill trackers take their baseline reading before CMD starts.
-    let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
+    let indices: Vec<u32> = before.devices.iter().map(|d| d.index).collect();
     let spill = Watcher::start(probe, &indices, args.interval);
 
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let stdout_to_stderr = matches!(json_to, JsonTo::Stdout);
     let own_peak = own_max_rss();
-    let child = match spawn(&args.command, stdout_to_stderr) {
+    let child = match spawn(&args.command, matches!(json_to, JsonTo::Stdout)) {
         Ok(child) => child,
-        Err(e) => {
-            let code = start_failure_code(&e, &args.command);
-            let hint = match code {
-                127 => " (is it installed and on PATH?)",
-                _ if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    " (is it executable? `chmod +x` it, or run it through its interpreter)"
-                }
-                _ => "",
-            };
-            out.say(&format!("run: cannot run `{shown}`: {e}{hint}"));
-            if let Some(path) = &args.record {
-                let _ = remove_partial(path);
-            }
-            if let JsonTo::File(_, path) = &json_to {
-                let _ = remove_partial(path);
-            }
-            return code;
-        }
+        Err(e) => return could_not_start(&e, args, &json_to, &shown, out),
     };
     let pid = child.id();
     signals::set_child(pid);
-
     if let Some(recorder) = &recorder {
-        let start_devices: Vec<StartDevice> = devices
-            .iter()
-            .map(|d| StartDevice {
-                index: d.index,
-                name: d.name.clone(),
-                total_bytes: d.total_bytes,
-            })
-            .collect();
         lock(recorder).start(
             started_wall,
             &command,
             pid,
             args.interval,
-            &start_devices,
-            host_start.as_ref().ok().map(|h| h.total_bytes),
+            &before.devices,
+            before.host_total_bytes,
         );
     }
-
-    let plot = args
-        .plot
-        .as_ref()
-        .map(|_| Arc::new(Mutex::new(PlotData::new(devices.len()))));
-    let sampler = start_sampler(
-        probe,
-        args.interval,
-        pid,
-        &devices,
-        recorder.clone(),
-        plot.clone(),
-    );
-    let sampler = match sampler {
-        Ok(s) => Some(s),
-        Err(e) => {
-            out.say(&format!(
-                "run: cannot sample ({e}); only the exit status is reported"
-            ));
-            None
-        }
-    };
+    let (sampler, plot) = start_sampling(probe, args, pid, &before, recorder.as_ref(), out);
 
     let reaper = adopting
         .as_ref()
         .ok()
         .map(|()| descendants::Reaper::start(pid));
+    let ended = wait_for_end(child, reaper, own_peak, started, args, &shown, out);
+    let report = sampler.map(Sampler::stop);
+    let mut run_report = full_report(
+        &command,
+        pid,
+        &ended,
+        args.interval,
+        report.as_ref(),
+        &before,
+        spill.stop(),
+        adopting.err(),
+    );
+    let plot = plot.zip(args.plot.as_deref());
+    finish_outputs(
+        &mut run_report,
+        &before,
+        plot,
+        recorder.as_deref(),
+        &json_to,
+        &typed,
+        out,
+    );
+    let code = if ended.ending.code == 0 && !run_report.outputs_complete {
+        OUTPUTS_INCOMPLETE
+    } else {
+        ended.ending.code
+    };
+    write_text_report(&shown, &run_report, args.interval);
+    if code != ended.ending.code {
+        out.say(&format!(
+            "run: exiting {code}: the command succeeded but an output is incomplete (above)"
+        ));
+    }
+    if matches!(json_to, JsonTo::Stdout) {
+        out.json(&run_report);
+    }
+    code
+}
+
+/// Starts the sampler on CMD's tree, the devices and the host, feeding the recording and the
+/// plot; without a sampler only the exit status is reported.
+fn start_sampling(
+    probe: &Arc<Probe>,
+    args: &RunArgs,
+    pid: u32,
+    before: &Before,
+    recorder: Option<&SharedRecorder>,
+    out: &Output,
+) -> (Option<Sampler>, Option<Arc<Mutex<PlotData>>>) {
+    let plot = args
+        .plot
+        .as_ref()
+        .map(|_| Arc::new(Mutex::new(PlotData::new(before.devices.len()))));
+    let sampler = start_sampler(
+        probe,
+        args.interval,
+        pid,
+        &before.devices,
+        recorder.cloned(),
+        plot.clone(),
+    )
+    .map_err(|e| {
+        out.say(&format!(
+            "run: cannot sample ({e}); only the exit status is reported"
+        ));
+    })
+    .ok();
+    (sampler, plot)
+}
+
+/// The report: the sampler's figures, what only the end tells, and why anything is unknown.
+#[allow(clippy::too_many_arguments)]
+fn full_report(
+    command: &[String],
+    pid: u32,
+    ended: &Ended,
+    interval: Duration,
+    report: Option<&Report>,
+    before: &Before,
+    spill: SpillReport,
+    adopting_error: Option<std::io::Error>,
+) -> RunReport {
+    let mut run_report = build_report(
+        command,
+        pid,
+        &ended.ending,
+        ended.wall,
+        interval,
+        report,
+        &before.devices,
+        before.gpu_note.clone(),
+        spill,
+    );
+    ended.complete(&mut run_report);
+    let mut notes = Vec::new();
+    if let Some(e) = adopting_error {
+        notes.push(format!(
+            "descendants that outlive the command cannot be found ({e})"
+        ));
+    }
+    explain_unknowns(
+        &mut run_report,
+        report,
+        before.host_error.clone(),
+        &mut notes,
+    );
+    run_report.notes = notes;
+    run_report
+}
+
+/// Where the report goes and the recording, opened before anything is read or started; `Err`
+/// holds the exit code (2) when an output cannot be created or named.
+fn open_outputs(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    out: &Output,
+) -> Result<(JsonTo, Option<SharedRecorder>), u8> {
+    if let Some(plot) = &args.plot
+        && !has_extension(plot, "svg")
+    {
+        out.say(&format!(
+            "run: --plot {} must name an .svg file",
+            plot.display()
+        ));
+        return Err(2);
+    }
+    let json_to = match &args.json_out {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => JsonTo::File(file, path.clone()),
+            Err(e) => {
+                out.say(&format!("run: cannot create {}: {e}", path.display()));
+                return Err(2);
+            }
+        },
+        None if global.json => JsonTo::Stdout,
+        None => JsonTo::Nowhere,
+    };
+    let recorder = match &args.record {
+        Some(path) => match Recorder::create(path, Format::for_path(path)) {
+            Ok(r) => Some(Arc::new(Mutex::new(r))),
+            Err(e) => {
+                out.say(&format!("run: cannot create {}: {e}", path.display()));
+                return Err(2);
+            }
+        },
+        None => None,
+    };
+    Ok((json_to, recorder))
+}
+
+/// CMD could not be started: says why (with a hint), removes the outputs created for it, and
+/// gives the shell's code (127 or 126).
+fn could_not_start(
+    e: &std::io::Error,
+    args: &RunArgs,
+    json_to: &JsonTo,
+    shown: &str,
+    out: &Output,
+) -> u8 {
+    let code = start_failure_code(e, &args.command);
+    let hint = match code {
+        127 => " (is it installed and on PATH?)",
+        _ if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            " (is it executable? `chmod +x` it, or run it through its interpreter)"
+        }
+        _ => "",
+    };
+    out.say(&format!("run: cannot run `{shown}`: {e}{hint}"));
+    if let Some(path) = &args.record {
+        let _ = remove_partial(path);
+    }
+    if let JsonTo::File(_, path) = json_to {
+        let _ = remove_partial(path);
+    }
+    code
+}
+
+/// How CMD (and the descendants followed) ended, as hmn saw it.
+struct Ended {
+    ending: Ending,
+    /// CMD's kernel peak when it was no larger than hmn's own: a bound, not a measure.
+    largest_at_most: Option<u64>,
+    /// CMD's own time, start to end.
+    command_wall: Duration,
+    /// Until the last followed descendant ended (CMD's time when none was followed).
+    wall: Duration,
+    left: descendants::Left,
+    followed: bool,
+}
+
+impl Ended {
+    /// Adds to the report what only the end tells: descendants left, CMD's own time, the
+    /// largest process's bound or its orphans' peak.
+    fn complete(&self, r: &mut RunReport) {
+        if r.tree.largest_process_peak_rss_bytes.is_none() {
+            r.tree.largest_process_at_most_bytes = self.largest_at_most;
+        }
+        r.tree.descendants_left = self.left.pids.clone();
+        r.tree.followed_descendants = self.followed;
+        if self.followed {
+            r.command_wall_time_ms = Some(millis(self.command_wall));
+        }
+        if let Some(orphans_peak) = self.left.max_rss_bytes {
+            r.raise_largest_process(orphans_peak);
+        }
+    }
+}
+
+/// Waits for CMD, then (with `--follow-descendants`) for the descendants that outlived it.
+fn wait_for_end(
+    child: std::process::Child,
+    reaper: Option<descendants::Reaper>,
+    own_peak: Option<u64>,
+    started: Instant,
+    args: &RunArgs,
+    shown: &str,
+    out: &Output,
+) -> Ended {
     let mut ending = wait(child);
     signals::clear_child();
     // CMD's `ru_maxrss` includes the memory it had before `exec`: hmn's own. A figure no
@@ -346,13 +375,7 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         ending.max_rss_bytes = None;
         largest_at_most = Some(kernel);
     }
-    let cmd_wall = started.elapsed();
-    let mut notes = Vec::new();
-    if let Err(e) = &adopting {
-        notes.push(format!(
-            "descendants that outlive the command cannot be found ({e})"
-        ));
-    }
+    let command_wall = started.elapsed();
     let mut left = reaper.map(descendants::Reaper::stop).unwrap_or_default();
     let mut followed = false;
     if !left.pids.is_empty() && args.follow_descendants {
@@ -366,59 +389,47 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
         left = descendants::follow(left, args.interval);
         followed = true;
     }
-    let wall = started.elapsed();
-    let report = sampler.map(Sampler::stop);
-    let spill = spill.stop();
+    Ended {
+        ending,
+        largest_at_most,
+        command_wall,
+        wall: started.elapsed(),
+        left,
+        followed,
+    }
+}
 
-    let mut run_report = build_report(
-        &command,
-        pid,
-        &ending,
-        wall,
-        args.interval,
-        report.as_ref(),
-        &devices,
-        gpu_note,
-        spill,
-    );
-    if run_report.tree.largest_process_peak_rss_bytes.is_none() {
-        run_report.tree.largest_process_at_most_bytes = largest_at_most;
-    }
-    run_report.tree.descendants_left = left.pids.clone();
-    run_report.tree.followed_descendants = followed;
-    if followed {
-        run_report.command_wall_time_ms = Some(millis(cmd_wall));
-    }
-    if let Some(orphans_peak) = left.max_rss_bytes {
-        run_report.raise_largest_process(orphans_peak);
-    }
-    let host_error = host_start.as_ref().err().map(ToString::to_string);
-    explain_unknowns(&mut run_report, report.as_ref(), host_error, &mut notes);
-    run_report.notes = notes;
-
-    // Every output is finished before the report says which are incomplete; the recording's
-    // summary record is the report as it stands then (a failure to write it is in neither).
-    if let (Some(path), Some(plot)) = (&args.plot, &plot) {
-        let data = lock(plot);
-        let names: Vec<String> = devices.iter().map(Device::label).collect();
+/// Finishes the plot, the recording's summary and the `--json-out` report, in that order,
+/// and says in the report which are incomplete; the recording's summary record is the report
+/// as it stands then (a failure to write it is in neither).
+fn finish_outputs(
+    r: &mut RunReport,
+    before: &Before,
+    plot: Option<(Arc<Mutex<PlotData>>, &Path)>,
+    recorder: Option<&Mutex<Recorder>>,
+    json_to: &JsonTo,
+    typed: &str,
+    out: &Output,
+) {
+    if let Some((plot, path)) = plot {
+        let data = lock(&plot);
+        let names: Vec<String> = before.devices.iter().map(DeviceRecord::label).collect();
         if let Err(e) = crate::plot::draw(path, &format!("hmn run: {typed}"), &data, &names) {
             let error = format!("cannot draw {}: {e}", path.display());
             out.say(&format!("run: {error}"));
-            run_report.plot_error = Some(error);
+            r.plot_error = Some(error);
         }
     }
-    if let Some(recorder) = &recorder {
+    if let Some(recorder) = recorder {
         let mut recorder = lock(recorder);
-        run_report.recording_error = recorder.failure().map(str::to_owned);
-        run_report.outputs_complete =
-            run_report.recording_error.is_none() && run_report.plot_error.is_none();
-        recorder.summary(&run_report);
-        run_report.recording_error = recorder.failure().map(str::to_owned);
+        r.recording_error = recorder.failure().map(str::to_owned);
+        r.outputs_complete = r.recording_error.is_none() && r.plot_error.is_none();
+        recorder.summary(r);
+        r.recording_error = recorder.failure().map(str::to_owned);
     }
-    run_report.outputs_complete =
-        run_report.recording_error.is_none() && run_report.plot_error.is_none();
-    if let JsonTo::File(file, path) = &json_to
-        && let Err(e) = write_json_file(file, &run_report)
+    r.outputs_complete = r.recording_error.is_none() && r.plot_error.is_none();
+    if let JsonTo::File(file, path) = json_to
+        && let Err(e) = write_json_file(file, r)
     {
         let removed = match remove_partial(path) {
             Ok(true) => "; the partial file was removed".to_owned(),
@@ -429,47 +440,7 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
             "run: cannot write the report to {}: {e}{removed}",
             path.display()
         ));
-        run_report.outputs_complete = false;
-    }
-    let code = if ending.code == 0 && !run_report.outputs_complete {
-        OUTPUTS_INCOMPLETE
-    } else {
-        ending.code
-    };
-    write_text_report(&shown, &run_report, args.interval);
-    if code != ending.code {
-        out.say(&format!(
-            "run: exiting {code}: the command succeeded but an output is incomplete (above)"
-        ));
-    }
-    if matches!(json_to, JsonTo::Stdout) {
-        out.json(&run_report);
-    }
-    code
-}
-
-/// Removes a file hmn created and could not finish; `Ok(false)` when there is nothing to
-/// remove. Only a regular file is removed: `--record /dev/null` or a FIFO stays (hmn runs as
-/// root at times, and a device node removed is a broken system).
-pub fn remove_partial(path: &Path) -> std::io::Result<bool> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_file() => std::fs::remove_file(path).map(|()| true),
-        Ok(_) => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Shells' codes for a command that could not be started: 127 when it was not found, 126
-/// when it was found but could not be executed (no permission, not an executable format, a
-/// directory, a script whose interpreter is missing).
-fn start_failure_code(e: &std::io::Error, command: &[OsString]) -> u8 {
-    let program = command.first().map(Path::new);
-    let names_a_file = program.is_some_and(|p| p.components().count() > 1 && p.exists());
-    if e.kind() == std::io::ErrorKind::NotFound && !names_a_file {
-        127
-    } else {
-        126
+        r.outputs_complete = false;
     }
 }
 
@@ -477,13 +448,6 @@ fn write_json_file(mut file: &std::fs::File, report: &RunReport) -> std::io::Res
     let mut text = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     text.push('\n');
     file.write_all(text.as_bytes())
-}
-
-fn join_pids(pids: &[u32]) -> String {
-    pids.iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -495,67 +459,72 @@ fn has_extension(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case(ext))
 }
 
-/// A device sampled during the run.
-#[derive(Debug, Clone)]
-pub struct Device {
-    pub index: u32,
-    pub name: Option<String>,
-    pub total_bytes: Option<u64>,
+/// What hmn knows before CMD starts, from one frame of the machine: the devices to sample
+/// (`--device`, or all) and the host.
+struct Before {
+    devices: Vec<DeviceRecord>,
+    /// Why GPU memory is not sampled on some or all devices.
+    gpu_note: Option<String>,
+    host_total_bytes: Option<u64>,
+    /// Why host memory could not be read.
+    host_error: Option<String>,
 }
 
-impl Device {
-    fn label(&self) -> String {
-        match &self.name {
-            Some(name) => format!("GPU {} [{name}]", self.index),
-            None => format!("GPU {}", self.index),
+impl Before {
+    fn read(probe: &Probe, only: Option<u32>) -> Self {
+        let frame = probe.frame(FrameRequest::DEVICES);
+        let (devices, gpu_note) = devices_to_sample(probe, &frame, only);
+        Self {
+            devices,
+            gpu_note,
+            host_total_bytes: frame.host.as_ref().map(|h| h.total_bytes),
+            host_error: frame.host_error.as_ref().map(ToString::to_string),
         }
     }
 }
 
-/// The devices to sample (`--device`, or all), and why there are none when there are none.
-fn devices_to_sample(probe: &Probe, only: Option<u32>) -> (Vec<Device>, Option<String>) {
-    let indices: Vec<u32> = match only {
-        Some(index) => vec![index],
-        None => match probe.device_count() {
-            Ok(count) => (0..count).collect(),
-            Err(e) => return (Vec::new(), Some(e.to_string())),
-        },
+/// The devices to sample (`--device`, or all) in `frame`, and why there are none when there
+/// are none. A device the frame left out (its description could not be read) is asked alone,
+/// only then, for its reason.
+fn devices_to_sample(
+    probe: &Probe,
+    frame: &Frame,
+    only: Option<u32>,
+) -> (Vec<DeviceRecord>, Option<String>) {
+    let indices: Vec<u32> = match (only, &frame.gpu_error) {
+        (Some(index), Some(e)) => return (Vec::new(), Some(format!("GPU {index}: {e}"))),
+        (None, Some(e)) => return (Vec::new(), Some(e.to_string())),
+        (Some(index), None) => vec![index],
+        // Every device the backends count, described or not.
+        (None, None) => {
+            let described = frame.devices.iter().map(|d| d.device.index);
+            let counted = 0..probe.device_count().unwrap_or(0);
+            let mut all: Vec<u32> = described.chain(counted).collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
     };
     let mut devices = Vec::new();
     let mut notes = Vec::new();
     for index in indices {
-        match probe.device_info(index) {
-            Ok(info) => devices.push(Device {
-                index,
-                name: info.name,
-                total_bytes: info.total_bytes,
-            }),
-            Err(e) => notes.push(format!("GPU {index}: {e}")),
+        match frame.device(index) {
+            Some(d) => devices.push(DeviceRecord::from(&d.device)),
+            None => match probe.device_info(index) {
+                Ok(info) => devices.push(DeviceRecord::from(&info)),
+                Err(e) => notes.push(format!("GPU {index}: {e}")),
+            },
         }
     }
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     (devices, note)
 }
 
-/// Starts CMD with hmn's stdin, stdout and stderr, or with its stdout sent to hmn's stderr
-/// (`--json` without `--json-out`: stdout then carries the report alone).
-fn spawn(command: &[OsString], stdout_to_stderr: bool) -> std::io::Result<std::process::Child> {
-    let (program, rest) = command
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("no command"))?;
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(rest);
-    if stdout_to_stderr {
-        cmd.stdout(std::process::Stdio::from(std::io::stderr()));
-    }
-    cmd.spawn()
-}
-
 fn start_sampler(
     probe: &Arc<Probe>,
     interval: Duration,
     pid: u32,
-    devices: &[Device],
+    devices: &[DeviceRecord],
     recorder: Option<Arc<Mutex<Recorder>>>,
     plot: Option<Arc<Mutex<PlotData>>>,
 ) -> hypomnesis::Result<Sampler> {
@@ -605,573 +574,14 @@ fn start_sampler(
         .start()
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_report(
-    command: &[String],
-    pid: u32,
-    ending: &Ending,
-    wall: Duration,
-    interval: Duration,
-    report: Option<&Report>,
-    devices: &[Device],
-    gpu_note: Option<String>,
-    spill: SpillReport,
-) -> RunReport {
-    let id = |target: Target| report.and_then(|r| r.target_id(&target));
-    let (tree, host_target) = (id(Target::Tree(pid)), id(Target::Host));
-    let summary = |target: Option<TargetId>, metric: Metric| {
-        report
-            .zip(target)
-            .and_then(|(r, t)| r.series_summary(t, metric))
-    };
-    let peak = |target, metric| summary(target, metric).and_then(|s| s.peak.as_ref());
-    // A sum of 0 means every read found the tree's processes gone (CMD ended before a sample
-    // saw it resident): that is no measurement.
-    let tree_peak = peak(tree, Metric::Rss).filter(|p| p.max > 0);
-    let sampled = report
-        .zip(tree)
-        .and_then(|(r, t)| r.target(t))
-        .and_then(|t| t.largest_process)
-        .filter(|s| s.peak_rss_bytes > 0);
-    // The largest single process: the larger of the kernel's ru_maxrss for the waited-for
-    // tree and what the sampler found; exact when a kernel figure wins.
-    let (largest_bytes, largest_pid, largest_source) = match (ending.max_rss_bytes, sampled) {
-        (Some(kernel), Some(s)) if s.peak_rss_bytes > kernel.saturating_add(kernel / 32) => (
-            Some(s.peak_rss_bytes),
-            Some(s.pid),
-            Some(source_name(s.source)),
-        ),
-        (Some(kernel), Some(s)) => (
-            Some(kernel),
-            (s.peak_rss_bytes.saturating_add(s.peak_rss_bytes / 32) >= kernel).then_some(s.pid),
-            Some("kernel"),
-        ),
-        (Some(kernel), None) => (Some(kernel), None, Some("kernel")),
-        (None, Some(s)) => (
-            Some(s.peak_rss_bytes),
-            Some(s.pid),
-            Some(source_name(s.source)),
-        ),
-        (None, None) => (None, None, None),
-    };
-    // The tree's sum is at least its largest process: when no sample saw the tree resident
-    // (a command shorter than the interval), that is the figure, labelled as a floor.
-    let (tree_bytes, tree_at, tree_source) = match (tree_peak, largest_bytes) {
-        (Some(p), _) => (Some(p.max), Some(millis(p.max_at)), Some("sampled")),
-        (None, Some(l)) => (Some(l), None, Some("largest_process")),
-        (None, None) => (None, None, None),
-    };
-    let missed = |target, metric| summary(target, metric).map_or(0, |s| s.missed);
-    let available = peak(host_target, Metric::HostAvailable);
-    let host = report.and_then(|r| r.host.as_ref());
-    let cgroup = host.and_then(|h| h.cgroup.as_ref()).map(|c| CgroupReport {
-        version: match c.version {
-            hypomnesis::CgroupVersion::V1 => "v1",
-            _ => "v2",
-        },
-        path: c.path.clone(),
-        limit_bytes: c.limit_bytes,
-        peak_bytes: host.and_then(|h| h.cgroup_peak_bytes),
-        usage_peak_bytes: peak(host_target, Metric::CgroupUsage).map(|p| p.max),
-    });
-    RunReport {
-        command: command.to_vec(),
-        exit_code: ending.code,
-        signal: ending.signal.map(signal_name),
-        forwarded_signals: signals::forwarded().into_iter().map(signal_name).collect(),
-        wall_time_ms: millis(wall),
-        interval_ms: millis(interval),
-        samples: report.map_or(0, |r| r.samples),
-        late_samples: report.map_or(0, |r| r.late_samples),
-        tree: TreeReport {
-            root_pid: pid,
-            processes_seen: report
-                .zip(tree)
-                .and_then(|(r, t)| r.target(t))
-                .map(|t| t.processes_seen)
-                .filter(|&n| n > 0),
-            peak_rss_bytes: tree_bytes,
-            peak_rss_at_ms: tree_at,
-            peak_rss_source: tree_source,
-            largest_process_peak_rss_bytes: largest_bytes,
-            largest_process_pid: largest_pid,
-            largest_process_source: largest_source,
-            largest_process_at_most_bytes: None,
-            descendants_left: Vec::new(),
-            followed_descendants: false,
-        },
-        devices: devices
-            .iter()
-            .map(|d| {
-                let device = id(Target::Device(d.index));
-                let used = peak(device, Metric::DeviceUsed);
-                let tree_gpu = peak(tree, Metric::Gpu { device: d.index });
-                DeviceReport {
-                    index: d.index,
-                    name: d.name.clone(),
-                    total_bytes: d.total_bytes,
-                    tree_peak_bytes: tree_gpu.map(|p| p.max),
-                    tree_peak_at_ms: tree_gpu.map(|p| millis(p.max_at)),
-                    device_peak_used_bytes: used.map(|p| p.max),
-                    device_peak_at_ms: used.map(|p| millis(p.max_at)),
-                    missed_samples: missed(tree, Metric::Gpu { device: d.index })
-                        .max(missed(device, Metric::DeviceUsed)),
-                }
-            })
-            .collect(),
-        gpu_note,
-        host: HostReport {
-            total_bytes: host.and_then(|h| h.total_bytes),
-            available_min_bytes: available.map(|p| p.min),
-            available_min_at_ms: available.map(|p| millis(p.min_at)),
-            error: None,
-        },
-        cgroup,
-        spill,
-        outputs_complete: true,
-        command_wall_time_ms: None,
-        recording_error: None,
-        plot_error: None,
-        notes: Vec::new(),
-    }
-}
-
-/// Says what could not be known and why, so no unknown reads as 0 or as "none".
-fn explain_unknowns(
-    r: &mut RunReport,
-    report: Option<&Report>,
-    host_error: Option<String>,
-    notes: &mut Vec<String>,
-) {
-    let root_missing = format!("pid {} did not exist at the start", r.tree.root_pid);
-    if let Some(report) = report {
-        notes.extend(report.notes.iter().cloned());
-        for target in &report.targets {
-            notes.extend(target.notes.iter().filter(|n| **n != root_missing).cloned());
-        }
-    }
-    if r.tree.processes_seen.is_none() && report.is_some() {
-        notes.push(
-            "no sample saw the command's processes: it ended before the first sample, or the \
-             process table could not be read"
-                .to_owned(),
-        );
-    }
-    r.host.error = host_error.or_else(|| {
-        (report.is_some() && r.host.available_min_bytes.is_none())
-            .then(|| "no sample could read it".to_owned())
-    });
-}
-
-fn source_name(source: PeakSource) -> &'static str {
-    match source {
-        PeakSource::KernelHighWaterMark => "kernel",
-        _ => "sampled",
-    }
-}
-
-/// `1.23 s`, `850 ms`.
-pub fn seconds(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{}.{:02} s", ms / 1000, (ms % 1000) / 10)
-    }
-}
-
-fn opt_size(bytes: Option<u64>) -> String {
-    bytes.map_or_else(|| "n/a".to_owned(), format_size)
-}
-
-/// The `time -v`-style report, on stderr.
-#[allow(clippy::too_many_lines)]
-fn write_text_report(shown: &str, r: &RunReport, interval: Duration) {
-    let every = format!("sampled every {}", seconds(millis(interval)));
-    let mut lines = Vec::new();
-    let status = match &r.signal {
-        Some(signal) => format!("{} (killed by {signal})", r.exit_code),
-        None => r.exit_code.to_string(),
-    };
-    let after = r.command_wall_time_ms.unwrap_or(r.wall_time_ms);
-    lines.push(format!(
-        "hmn: `{shown}` exited with status {status} after {}",
-        seconds(after)
-    ));
-    if !r.forwarded_signals.is_empty() {
-        lines.push(format!(
-            "\tSignals forwarded to the command: {}",
-            r.forwarded_signals.join(", ")
-        ));
-    }
-    if !r.tree.descendants_left.is_empty() {
-        let n = r.tree.descendants_left.len();
-        let what = if r.tree.followed_descendants {
-            format!(
-                "followed until the last ended, {} after the start",
-                seconds(r.wall_time_ms)
-            )
-        } else {
-            "not followed (--follow-descendants waits for them)".to_owned()
-        };
-        lines.push(format!(
-            "\tDescendants still running when it ended: {n} (pid {}); {what}",
-            join_pids(&r.tree.descendants_left)
-        ));
-    }
-    let tree_peak = match (r.tree.peak_rss_bytes, r.tree.peak_rss_source) {
-        (Some(bytes), Some("largest_process")) => format!(
-            "at least {} (no sample saw more: the largest single process's peak)",
-            format_size(bytes)
-        ),
-        (Some(bytes), _) => format!(
-            "{}{}",
-            format_size(bytes),
-            r.tree
-                .peak_rss_at_ms
-                .map(|at| format!(" at +{}", seconds(at)))
-                .unwrap_or_default()
-        ),
-        (None, _) => "unknown (no sample measured it)".to_owned(),
-    };
-    lines.push(format!(
-        "\tPeak RSS, whole tree ({every}; the sum at one sample): {tree_peak}"
-    ));
-    let largest_how = match r.tree.largest_process_source {
-        Some("kernel") => "exact: kernel high-water mark".to_owned(),
-        Some(_) => every.clone(),
-        None if r.tree.largest_process_at_most_bytes.is_some() => {
-            "kernel high-water mark, which bounds it from above".to_owned()
-        }
-        None => "not measured".to_owned(),
-    };
-    let largest = match (
-        r.tree.largest_process_peak_rss_bytes,
-        r.tree.largest_process_at_most_bytes,
-    ) {
-        (Some(bytes), _) => format!(
-            "{}{}",
-            format_size(bytes),
-            r.tree
-                .largest_process_pid
-                .map(|pid| format!(" (pid {pid})"))
-                .unwrap_or_default()
-        ),
-        (None, Some(bound)) => format!(
-            "unknown, at most {} (the kernel's figure for the command includes hmn's own \
-             memory when it started it)",
-            format_size(bound)
-        ),
-        (None, None) => "unknown".to_owned(),
-    };
-    lines.push(format!(
-        "\tPeak RSS, largest single process ({largest_how}): {largest}"
-    ));
-    lines.push(format!(
-        "\tProcesses seen: {}",
-        r.tree
-            .processes_seen
-            .map_or_else(|| "unknown (see the notes)".to_owned(), |n| n.to_string())
-    ));
-    for d in &r.devices {
-        let name = d
-            .name
-            .as_deref()
-            .map(|n| format!(" [{}]", crate::text::Shown(n)))
-            .unwrap_or_default();
-        let missed = if d.missed_samples > 0 {
-            format!(
-                " ({} of {} samples could not read this GPU: the peaks are those of the others)",
-                d.missed_samples, r.samples
-            )
-        } else {
-            String::new()
-        };
-        lines.push(format!(
-            "\tPeak GPU memory, GPU {}{name} ({every}): tree {}, whole device {}{}{missed}",
-            d.index,
-            opt_size(d.tree_peak_bytes),
-            opt_size(d.device_peak_used_bytes),
-            d.total_bytes
-                .map(|t| format!(" of {}", format_size(t)))
-                .unwrap_or_default()
-        ));
-    }
-    if r.devices.is_empty() {
-        lines.push(format!(
-            "\tPeak GPU memory: not sampled ({})",
-            r.gpu_note.as_deref().unwrap_or("no GPU")
-        ));
-    } else if let Some(note) = &r.gpu_note {
-        lines.push(format!("\tGPU memory not sampled on: {note}"));
-    }
-    let available = match (&r.host.error, r.host.available_min_bytes) {
-        (Some(e), None) => format!("unknown ({e})"),
-        (_, bytes) => format!(
-            "{}{}",
-            opt_size(bytes),
-            r.host
-                .total_bytes
-                .map(|t| format!(" of {}", format_size(t)))
-                .unwrap_or_default()
-        ),
-    };
-    lines.push(format!(
-        "\tHost memory available, low point ({every}): {available}"
-    ));
-    match (&r.cgroup, &r.host.error) {
-        (Some(c), _) => {
-            let limit = c.limit_bytes.map_or_else(|| "none".to_owned(), format_size);
-            let peak = c.peak_bytes.map_or_else(
-                || "not above its earlier peak".to_owned(),
-                |p| format!("{} (exact: kernel high-water mark)", format_size(p)),
-            );
-            lines.push(format!(
-                "\tCgroup memory limit: {limit} (cgroup {} {}; peak during the run: {peak})",
-                c.version, c.path
-            ));
-        }
-        (None, Some(_)) => lines.push(
-            "\tCgroup memory limit: unknown (host memory could not be read, see above)".to_owned(),
-        ),
-        (None, None) => {
-            lines.push("\tCgroup memory limit: none (not in a limited cgroup)".to_owned());
-        }
-    }
-    let label = |index: u32| match r.devices.iter().find(|d| d.index == index) {
-        Some(DeviceReport {
-            name: Some(name), ..
-        }) => format!("GPU {index} [{}]", crate::text::Shown(name)),
-        _ => format!("GPU {index}"),
-    };
-    lines.extend(
-        r.spill
-            .run_lines(label)
-            .into_iter()
-            .map(|l| format!("\t{l}")),
-    );
-    lines.push(format!(
-        "\tSamples: {}{}",
-        r.samples,
-        if r.late_samples > 0 {
-            let noun = if r.late_samples == 1 {
-                "interval"
-            } else {
-                "intervals"
-            };
-            format!(" ({} {noun} skipped: a sample took longer)", r.late_samples)
-        } else {
-            String::new()
-        }
-    ));
-    if let Some(e) = &r.recording_error {
-        lines.push(format!("\tRecording: INCOMPLETE, {e}"));
-    }
-    if let Some(e) = &r.plot_error {
-        lines.push(format!("\tPlot: not drawn, {e}"));
-    }
-    for note in &r.notes {
-        lines.push(format!("\tNote: {note}"));
-    }
-    let mut stderr = std::io::stderr().lock();
-    for line in lines {
-        let _ = writeln!(stderr, "{line}");
-    }
-}
-
-/// The command as a person would type it (arguments with spaces quoted).
-pub fn shell_words(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
-                format!("'{}'", w.replace('\'', r"'\''"))
-            } else {
-                w.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `SIGINT`, or `signal 42`.
-pub fn signal_name(signal: i32) -> String {
-    #[cfg(unix)]
-    {
-        let names = [
-            (libc::SIGHUP, "SIGHUP"),
-            (libc::SIGINT, "SIGINT"),
-            (libc::SIGQUIT, "SIGQUIT"),
-            (libc::SIGILL, "SIGILL"),
-            (libc::SIGTRAP, "SIGTRAP"),
-            (libc::SIGABRT, "SIGABRT"),
-            (libc::SIGBUS, "SIGBUS"),
-            (libc::SIGFPE, "SIGFPE"),
-            (libc::SIGKILL, "SIGKILL"),
-            (libc::SIGUSR1, "SIGUSR1"),
-            (libc::SIGSEGV, "SIGSEGV"),
-            (libc::SIGUSR2, "SIGUSR2"),
-            (libc::SIGPIPE, "SIGPIPE"),
-            (libc::SIGALRM, "SIGALRM"),
-            (libc::SIGTERM, "SIGTERM"),
-            (libc::SIGCONT, "SIGCONT"),
-            (libc::SIGXCPU, "SIGXCPU"),
-            (libc::SIGXFSZ, "SIGXFSZ"),
-            (libc::SIGVTALRM, "SIGVTALRM"),
-            (libc::SIGPROF, "SIGPROF"),
-            (libc::SIGWINCH, "SIGWINCH"),
-            (libc::SIGSYS, "SIGSYS"),
-        ];
-        if let Some((_, name)) = names.iter().find(|(n, _)| *n == signal) {
-            return (*name).to_owned();
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let name = match signal {
-            2 => "SIGINT",
-            15 => "SIGTERM",
-            _ => "",
-        };
-        if !name.is_empty() {
-            return name.to_owned();
-        }
-    }
-    format!("signal {signal}")
-}
-
-/// hmn's own peak resident memory, bytes: what a child's `ru_maxrss` starts from, since
-/// `exec` keeps the high-water mark of the memory the child had before (hmn's, shared by
-/// `posix_spawn`'s vfork or copied by fork).
-#[cfg(unix)]
-fn own_max_rss() -> Option<u64> {
-    // SAFETY: a zeroed rusage is a valid buffer for getrusage to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is valid for writing.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) };
-    if rc != 0 {
-        return None;
-    }
-    u64::try_from(usage.ru_maxrss).ok().map(|v| {
-        // KiB on Linux, bytes on macOS.
-        if cfg!(target_os = "macos") {
-            v
-        } else {
-            v * 1024
-        }
-    })
-}
-
-#[cfg(not(unix))]
-fn own_max_rss() -> Option<u64> {
-    None
-}
-
-/// Waits for CMD and says how it ended.
-#[cfg(unix)]
-fn wait(child: std::process::Child) -> Ending {
-    let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
-    // Learn that it ended without reaping it (its pid cannot be reused yet), so no signal is
-    // forwarded to a stranger, then reap it with its resource usage.
-    loop {
-        // SAFETY: a zeroed siginfo_t is a valid buffer for waitid to fill.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is valid for writing; P_PID names our own child.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                libc::id_t::try_from(pid).unwrap_or(0),
-                &raw mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break;
-        }
-    }
-    signals::clear_child();
-    let mut status: libc::c_int = 0;
-    loop {
-        // SAFETY: a zeroed rusage is a valid buffer for wait4 to fill.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `status` and `usage` are valid for writing; `pid` is our own child.
-        let rc = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
-        if rc == pid {
-            let max_rss = u64::try_from(usage.ru_maxrss).ok().map(|v| {
-                // KiB on Linux, bytes on macOS.
-                if cfg!(target_os = "macos") {
-                    v
-                } else {
-                    v * 1024
-                }
-            });
-            let (code, signal) = if libc::WIFSIGNALED(status) {
-                let signal = libc::WTERMSIG(status);
-                (u8::try_from(128 + signal).unwrap_or(255), Some(signal))
-            } else {
-                (u8::try_from(libc::WEXITSTATUS(status)).unwrap_or(1), None)
-            };
-            return Ending {
-                code,
-                signal,
-                max_rss_bytes: max_rss.filter(|&b| b > 0),
-            };
-        }
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return Ending {
-                code: 1,
-                signal: None,
-                max_rss_bytes: None,
-            };
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn wait(mut child: std::process::Child) -> Ending {
-    match child.wait() {
-        Ok(status) => Ending {
-            code: status
-                .code()
-                .and_then(|c| u8::try_from(c).ok())
-                .unwrap_or(1),
-            signal: None,
-            max_rss_bytes: None,
-        },
-        Err(_) => Ending {
-            code: 1,
-            signal: None,
-            max_rss_bytes: None,
-        },
-    }
-}
-
+mod child;
 pub mod descendants;
+mod report;
+mod text;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commands_are_shown_as_typed() {
-        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert_eq!(shell_words(&words(&["make", "-j8"])), "make -j8");
-        assert_eq!(
-            shell_words(&words(&["python3", "-c", "print('hi there')"])),
-            r"python3 -c 'print('\''hi there'\'')'"
-        );
-        assert_eq!(shell_words(&words(&["echo", ""])), "echo ''");
-    }
-
-    #[test]
-    fn signals_have_their_names() {
-        assert_eq!(signal_name(2), "SIGINT");
-        assert_eq!(signal_name(15), "SIGTERM");
-        assert_eq!(signal_name(42), "signal 42");
-    }
 
     #[test]
     fn a_stat_line_gives_the_process_name_and_state_even_with_parentheses_in_the_name() {
@@ -1193,47 +603,5 @@ mod tests {
             descendants::helper_comm(Some(std::ffi::OsStr::new("/opt/x/nvidia-smi-wrapper.sh"))),
             "nvidia-smi-wrap"
         );
-    }
-
-    #[test]
-    fn not_found_is_127_and_found_but_not_executable_is_126() {
-        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
-        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-        let cmd = |p: &str| vec![OsString::from(p)];
-        assert_eq!(start_failure_code(&not_found, &cmd("no-such-tool")), 127);
-        assert_eq!(start_failure_code(&not_found, &cmd("/nonexistent/x")), 127);
-        assert_eq!(start_failure_code(&denied, &cmd("./script.sh")), 126);
-        // A script whose interpreter is missing: the file exists, exec says ENOENT.
-        assert_eq!(start_failure_code(&not_found, &cmd("/bin/sh")), 126);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn only_regular_files_are_removed_as_partial_outputs() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("report.json");
-        std::fs::write(&file, "{").unwrap();
-        assert!(remove_partial(&file).unwrap());
-        assert!(!file.exists());
-        assert!(!remove_partial(&file).unwrap(), "nothing left to remove");
-        let fifo = dir.path().join("fifo");
-        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: `c_path` is a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        assert!(!remove_partial(&fifo).unwrap());
-        assert!(fifo.exists(), "a FIFO (like a device node) is left alone");
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
-        assert!(
-            !remove_partial(&link).unwrap(),
-            "a symlink is not followed or removed"
-        );
-        assert!(link.symlink_metadata().is_ok());
-    }
-
-    #[test]
-    fn short_and_long_times_read_naturally() {
-        assert_eq!(seconds(850), "850 ms");
-        assert_eq!(seconds(12_345), "12.34 s");
     }
 }

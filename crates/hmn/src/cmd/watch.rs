@@ -1,8 +1,8 @@
 //! `hmn watch [PID…]`: processes' GPU memory and RAM over time.
 //!
 //! nvitop and gpustat show every GPU, and a process is often on another GPU than the first:
-//! `watch` therefore reads every device's process list each interval (`--device N` narrows it
-//! to one). A watched process gets one row per device whose list holds it (`VRAM`: device
+//! `watch` therefore reads every device's process list each interval, all in one
+//! [`hypomnesis::Frame`] of the machine (`--device N` narrows the rows to one device). A watched process gets one row per device whose list holds it (`VRAM`: device
 //! memory; `SYS`: GPU buffers in system RAM — GTT, Intel system memory, Windows shared usage —
 //! where the backend reports it; the same names and meanings as `hmn ps`), and its own RSS is
 //! read once per interval. Rows go to stdout (a table, or NDJSON `sample` records with
@@ -40,318 +40,117 @@
 //! Exit: 0 after a normal end or Ctrl-C with no spill seen (also where spill cannot be
 //! measured); 1 when a watched device spilled (Windows); 2 when there is nothing to watch or
 //! the arguments do not fit together (checked before any hardware call).
+//!
+//! Where the parts are: `listing` says what one frame tells of each watched process on each
+//! device (pure, tested on inline rows); `track` follows a process over time (identity,
+//! baselines, peaks); `records` holds the NDJSON records and `text` the rows and cells; this
+//! module runs the steps, one frame per interval.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use hypomnesis::{DeviceTelemetry, GpuProcessListing, MemoryDetail, Probe};
+use hypomnesis::{Frame, FrameRequest, MemoryDetail, Probe};
 use serde::Serialize;
 
+mod listing;
+mod records;
+mod text;
+mod track;
+
+use listing::{Gpu, Interval, Listing, Place, Presence, max_opt};
+use records::{
+    DeviceSummary, FORMAT_VERSION, SampleRecord, Selection, StartRecord, SummaryRecord,
+    TelemetryRecord,
+};
+use text::{ROW_HEADER, delta, opt_size, paged_cell, row_text, signed};
+use track::{Identity, PerPid, Watched, identity};
+
 use crate::cli::{GlobalArgs, WatchArgs};
+use crate::json::DeviceRecord;
 use crate::outcome::Outcome;
 use crate::output::Output;
-use crate::record::wall_clock_text;
 use crate::signals;
 use crate::size::format_size;
 use crate::spill::{DeviceSpill, SpillReport};
 use crate::table::{Align, Table};
-
-/// The shape of the NDJSON records, in the `start` record. 1: one device (`device`,
-/// `device_name` in `start`, samples without a device); 2: every device, each sample naming its
-/// device and how its figures were found (`docs/json.md`).
-const FORMAT_VERSION: u32 = 2;
+use crate::time::{millis, wall_clock_text};
 
 /// A named process that grows this much without a name is worth a notice.
 const UNNAMED_GROWTH_NOTICE: u64 = 256 << 20;
 
-/// GPU figures of one process on one device at one sample.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Gpu {
-    used: Option<u64>,
-    system: Option<u64>,
+/// One interval's reading: one frame of the machine (the devices, every device's process
+/// list, with `-a` their telemetry), and the watched devices' lists in it.
+struct Reading {
+    frame: Frame,
+    interval: Interval,
 }
 
-fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn sum_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.saturating_add(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-impl Gpu {
-    fn max(self, other: Self) -> Self {
-        Self {
-            used: max_opt(self.used, other.used),
-            system: max_opt(self.system, other.system),
-        }
-    }
-}
-
-/// One process's series on one device: its baseline (the first sample whose figures were
-/// measured there) and peak.
-#[derive(Debug, Clone, Copy, Default)]
-struct GpuTrack {
-    baseline: Option<Gpu>,
-    peak: Gpu,
-    samples: u64,
-}
-
-impl GpuTrack {
-    /// Counts one sample of the device; returns the baseline to take deltas from.
-    fn observe(&mut self, place: &Place) -> Gpu {
-        let measured = matches!(place.presence, Presence::Listed | Presence::Absent);
-        if measured && self.baseline.is_none() {
-            self.baseline = Some(place.gpu);
-        }
-        self.peak = self.peak.max(place.gpu);
-        self.samples += 1;
-        self.baseline.unwrap_or_default()
-    }
-}
-
-/// One process watched: its identity, baselines and peaks.
-#[derive(Debug, Clone)]
-struct Watched {
-    pid: u32,
-    name: Option<String>,
-    start_ticks: Option<u64>,
-    samples: u64,
-    /// RSS at the first sample (`Some(None)`: taken, unknown), and its peak.
-    baseline_rss: Option<Option<u64>>,
-    peak_rss: Option<u64>,
-    high_water_mark: Option<u64>,
-    /// One series per device the process was seen on.
-    gpus: BTreeMap<u32, GpuTrack>,
-    growth_noticed: bool,
-    /// Whether "seen on no GPU" was said (said once, until it is seen again).
-    unseen_noticed: bool,
-    /// Whether it was paged out at any sample; `None` while that could not be told.
-    paged: Option<bool>,
-}
-
-impl Watched {
-    fn new(pid: u32, name: Option<String>, start_ticks: Option<u64>) -> Self {
-        Self {
-            pid,
-            name,
-            start_ticks,
-            samples: 0,
-            baseline_rss: None,
-            peak_rss: None,
-            high_water_mark: None,
-            gpus: BTreeMap::new(),
-            growth_noticed: false,
-            unseen_noticed: false,
-            paged: None,
-        }
-    }
-}
-
-/// Whether a pid still names the same process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Identity {
-    Same,
-    /// The start time changed: a new process under the same pid.
-    NewStartTime {
-        was: u64,
-        now: u64,
-    },
-    /// No start time to compare, and the name changed.
-    NewName {
-        was: String,
-        now: String,
-    },
-}
-
-fn identity(
-    known_start: Option<u64>,
-    start: Option<u64>,
-    known_name: Option<&str>,
-    name: Option<&str>,
-) -> Identity {
-    match (known_start, start) {
-        (Some(was), Some(now)) if was != now => Identity::NewStartTime { was, now },
-        (Some(_), Some(_)) => Identity::Same,
-        _ => match (known_name, name) {
-            (Some(was), Some(now)) if was != now => Identity::NewName {
-                was: was.to_owned(),
-                now: now.to_owned(),
-            },
-            _ => Identity::Same,
-        },
-    }
-}
-
-/// One summary row (`docs/json.md`, `hmn watch --json` `summary`): a process on one device,
-/// or a process seen on no device (`device: None`, GPU figures unknown).
-#[derive(Debug, Clone, Serialize)]
-struct PerPid {
-    pid: u32,
-    name: Option<String>,
-    device: Option<u32>,
-    samples: u64,
-    baseline_used_bytes: Option<u64>,
-    peak_used_bytes: Option<u64>,
-    baseline_system_bytes: Option<u64>,
-    peak_system_bytes: Option<u64>,
-    baseline_rss_bytes: Option<u64>,
-    peak_rss_bytes: Option<u64>,
-    rss_high_water_mark_bytes: Option<u64>,
-    paged: Option<bool>,
-}
-
-impl PerPid {
-    fn of(w: &Watched) -> Vec<Self> {
-        let base = |device: Option<u32>, samples: u64, gpu: Option<&GpuTrack>| Self {
-            pid: w.pid,
-            name: w.name.clone(),
-            device,
-            samples,
-            baseline_used_bytes: gpu.and_then(|g| g.baseline?.used),
-            peak_used_bytes: gpu.and_then(|g| g.peak.used),
-            baseline_system_bytes: gpu.and_then(|g| g.baseline?.system),
-            peak_system_bytes: gpu.and_then(|g| g.peak.system),
-            baseline_rss_bytes: w.baseline_rss.flatten(),
-            peak_rss_bytes: w.peak_rss,
-            rss_high_water_mark_bytes: w.high_water_mark,
-            paged: w.paged,
-        };
-        if w.gpus.is_empty() {
-            return vec![base(None, w.samples, None)];
-        }
-        w.gpus
+impl Reading {
+    /// Why device `d`'s list could not be read at this interval, if it could not.
+    fn error(&self, d: u32) -> Option<&str> {
+        self.interval
+            .devices
             .iter()
-            .map(|(&d, g)| base(Some(d), g.samples, Some(g)))
-            .collect()
+            .find(|(index, _)| *index == d)
+            .and_then(|(_, read)| read.as_ref().err())
+            .map(String::as_str)
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// Takes one frame per interval and finds the watched devices in it.
+struct Reader<'a> {
+    probe: &'a Probe,
+    request: FrameRequest,
+    /// The watched devices, in order.
+    devices: Vec<u32>,
 }
 
-/// `{"kind":"start"}` (`docs/json.md`).
-#[derive(Debug, Serialize)]
-struct StartRecord<'a> {
-    kind: &'static str,
-    format_version: u32,
-    t_ms: u64,
-    wall_clock: String,
-    hmn_version: &'static str,
-    argv: Vec<String>,
-    devices: &'a [WatchedDevice],
-    interval_ms: u64,
-    duration_ms: Option<u64>,
-    selection: Selection,
-    spill_measurable: bool,
-}
+impl Reader<'_> {
+    fn read(&self) -> Reading {
+        self.reading(self.probe.frame(self.request))
+    }
 
-/// A device watched, as the `start` record lists it.
-#[derive(Debug, Clone, Serialize)]
-struct WatchedDevice {
-    index: u32,
-    name: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Selection {
-    mode: &'static str,
-    pids: Vec<u32>,
-    top: Option<u32>,
-    filters: Vec<String>,
-    min_bytes: Option<u64>,
-}
-
-/// How a row's GPU figures were found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Presence {
-    /// In the device's process list: the driver's figures.
-    Listed,
-    /// Not in the device's list, which was read: the process holds nothing there (0).
-    Absent,
-    /// In no watched device's list: unknown, not 0.
-    NotSeen,
-    /// Its GPU use could not be read (Linux DRM: its fds, without root).
-    Unreadable,
-    /// The device's list could not be read at this interval (a lost or hung GPU).
-    Missing,
-    /// No GPU to read (RAM only).
-    NoGpu,
-}
-
-impl Presence {
-    /// The table's NOTE cell.
-    fn note(self) -> &'static str {
-        match self {
-            Self::Listed => "",
-            Self::Absent => "none on this GPU",
-            Self::NotSeen => "on no GPU's list",
-            Self::Unreadable => "GPU use unreadable",
-            Self::Missing => "GPU not read",
-            Self::NoGpu => "no GPU",
-        }
+    fn reading(&self, frame: Frame) -> Reading {
+        let interval = Interval::from_frame(&frame, &self.devices, |d| why_missing(self.probe, d));
+        Reading { frame, interval }
     }
 }
 
-/// `{"kind":"sample"}`: one process on one device (or on none) at one sample.
-#[derive(Debug, Serialize)]
-struct SampleRecord {
-    kind: &'static str,
-    t_ms: u64,
-    wall_clock: String,
-    pid: u32,
-    name: Option<String>,
-    device: Option<u32>,
-    presence: Presence,
-    used_bytes: Option<u64>,
-    used_delta_bytes: Option<i64>,
-    system_bytes: Option<u64>,
-    system_delta_bytes: Option<i64>,
-    shared_bytes: Option<u64>,
-    shared_with: Vec<u32>,
-    rss_bytes: Option<u64>,
-    rss_delta_bytes: Option<i64>,
-    spilling: Option<bool>,
-    paged: Option<bool>,
+/// Why device `d` is not in a frame (its description could not be read this time: a GPU that
+/// fell off the bus). Asked of that device alone, and only then, so that the notice names the
+/// driver's own reason (`GPU is lost`).
+fn why_missing(probe: &Probe, d: u32) -> String {
+    match probe.device_info(d) {
+        Err(e) => e.to_string(),
+        Ok(_) => format!("GPU {d} was missing from this interval's device list"),
+    }
 }
 
-/// `{"kind":"telemetry"}` (`-a`): a watched device's utilization, temperature, power and
-/// clocks at one sample.
-#[derive(Serialize)]
-struct TelemetryRecord<'a> {
-    kind: &'static str,
-    t_ms: u64,
-    wall_clock: String,
-    #[serde(flatten)]
-    telemetry: &'a DeviceTelemetry,
-}
-
-/// `-a`: one telemetry record (JSON) or line (text) for `device`. A device that stops
-/// answering is reported on stderr and the watch goes on.
-fn sample_telemetry(probe: &Probe, sink: &Sink<'_>, device: u32) {
-    match probe.telemetry(device) {
+/// `-a`: one telemetry record (JSON) or line (text) for `device`, from the interval's frame. A
+/// device that stops answering is reported on stderr and the watch goes on.
+fn sample_telemetry(sink: &Sink<'_>, reading: &Reading, device: u32) {
+    let found = reading.frame.device(device);
+    let telemetry = match found.map(|d| (&d.telemetry, &d.telemetry_error)) {
+        Some((Some(t), _)) => Ok(t),
+        Some((None, Some(e))) => Err(e.to_string()),
+        Some((None, None)) => Err("not read".to_owned()),
+        None => Err(reading.error(device).unwrap_or("not read").to_owned()),
+    };
+    match telemetry {
         Ok(telemetry) => {
             if sink.json {
                 sink.record(&TelemetryRecord {
                     kind: "telemetry",
                     t_ms: millis(sink.started.elapsed()),
                     wall_clock: wall_clock_text(SystemTime::now()),
-                    telemetry: &telemetry,
+                    telemetry,
                 });
             } else {
                 sink.out.data(&format!(
                     "{}  GPU {device}: {}\n",
                     sink.at(),
-                    crate::cmd::summary::telemetry_line(&telemetry)
+                    crate::cmd::summary::telemetry_line(telemetry)
                 ));
             }
         }
@@ -360,28 +159,6 @@ fn sample_telemetry(probe: &Probe, sink: &Sink<'_>, device: u32) {
             sink.at()
         )),
     }
-}
-
-/// `{"kind":"summary"}`.
-#[derive(Debug, Serialize)]
-struct SummaryRecord<'a> {
-    kind: &'static str,
-    t_ms: u64,
-    samples: u64,
-    interrupted: bool,
-    devices: Vec<DeviceSummary>,
-    spill_measurable: bool,
-    spill: &'a SpillReport,
-    per_pid: &'a [PerPid],
-}
-
-/// How often a watched device's process list was read, and how often it could not be.
-#[derive(Debug, Clone, Serialize)]
-struct DeviceSummary {
-    index: u32,
-    samples_read: u64,
-    samples_missing: u64,
-    last_error: Option<String>,
 }
 
 /// How the watched set is chosen.
@@ -398,205 +175,6 @@ impl Mode {
             Self::Explicit => "explicit",
             Self::Top => "top",
             Self::FollowNew => "follow_new",
-        }
-    }
-}
-
-/// One device's rows, by pid (a pid with several rows is summed).
-#[derive(Debug, Default)]
-struct Listing {
-    by_pid: BTreeMap<u32, Row>,
-    /// Processes whose GPU use could not be read (Linux DRM).
-    unreadable: BTreeSet<u32>,
-    /// Whether the backend reports GPU buffers in system RAM (then an absent process holds
-    /// 0 there too; NVML has no such figure).
-    any_system: bool,
-    /// Whether the backend reports device memory (VRAM) for its processes: not on a GPU
-    /// without VRAM (panfrost, an Intel iGPU), whose rows give only system memory. An absent
-    /// process then reads VRAM `n/a` like the listed ones, not a 0 no row shows.
-    any_used: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Row {
-    name: Option<String>,
-    command: Option<String>,
-    used: Option<u64>,
-    system: Option<u64>,
-    shared: Option<u64>,
-    /// Other processes holding some of its DRM clients (inherited across `fork`, passed): the
-    /// clients' memory is in this row's figures and in theirs.
-    shared_with: BTreeSet<u32>,
-}
-
-impl Listing {
-    fn new(listing: GpuProcessListing) -> Self {
-        let mut out = Self {
-            unreadable: listing.unreadable_pids.into_iter().collect(),
-            ..Self::default()
-        };
-        // With no rows at all, nothing says the device lacks VRAM: absent reads 0 there.
-        out.any_used = listing.rows.is_empty();
-        for r in listing.rows {
-            out.any_system |= r.system_bytes.is_some();
-            out.any_used |= r.used_bytes.is_some() || r.system_bytes.is_none();
-            let row = out.by_pid.entry(r.pid).or_default();
-            row.shared_with.extend(r.shared_with());
-            row.name = row.name.take().or(r.name);
-            row.command = row.command.take().or(r.command);
-            row.used = sum_opt(row.used, r.used_bytes);
-            row.system = sum_opt(row.system, r.system_bytes);
-            row.shared = sum_opt(row.shared, r.shared_bytes);
-        }
-        out
-    }
-}
-
-/// One interval's process lists: one per watched device, in device order; `Err` holds why the
-/// device's list could not be read.
-#[derive(Debug, Default)]
-struct Interval {
-    devices: Vec<(u32, Result<Listing, String>)>,
-}
-
-impl Interval {
-    fn read(probe: &Probe, devices: &[u32]) -> Self {
-        Self {
-            devices: devices
-                .iter()
-                .map(|&d| {
-                    let listing = probe
-                        .gpu_process_listing(d)
-                        .map(Listing::new)
-                        .map_err(|e| e.to_string());
-                    (d, listing)
-                })
-                .collect(),
-        }
-    }
-
-    fn listings(&self) -> impl Iterator<Item = &Listing> {
-        self.devices.iter().filter_map(|(_, l)| l.as_ref().ok())
-    }
-
-    /// The process's first row on any device (for its name and command line).
-    fn row(&self, pid: u32) -> Option<&Row> {
-        self.listings().find_map(|l| l.by_pid.get(&pid))
-    }
-
-    /// The `top` largest processes matching the filters, by GPU memory summed over the
-    /// devices.
-    fn select(&self, top: u32, filters: &[String], min: Option<u64>) -> Vec<u32> {
-        let patterns: Vec<String> = filters.iter().map(|f| f.to_lowercase()).collect();
-        let mut footprint: BTreeMap<u32, u64> = BTreeMap::new();
-        for listing in self.listings() {
-            for (&pid, r) in &listing.by_pid {
-                let held = r.used.unwrap_or(0).saturating_add(r.system.unwrap_or(0));
-                let sum = footprint.entry(pid).or_insert(0);
-                *sum = sum.saturating_add(held);
-            }
-        }
-        let mut chosen: Vec<(u64, u32)> = footprint
-            .into_iter()
-            .filter(|&(pid, _)| {
-                patterns.is_empty()
-                    || self.row(pid).is_some_and(|r| {
-                        patterns.iter().any(|p| {
-                            [r.name.as_deref(), r.command.as_deref()]
-                                .into_iter()
-                                .flatten()
-                                .any(|t| t.to_lowercase().contains(p))
-                        })
-                    })
-            })
-            .filter(|&(_, held)| min.is_none_or(|m| held >= m))
-            .map(|(pid, held)| (held, pid))
-            .collect();
-        chosen.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        chosen
-            .into_iter()
-            .take(usize::try_from(top).unwrap_or(usize::MAX))
-            .map(|(_, pid)| pid)
-            .collect()
-    }
-
-    /// The rows of process `pid` at this interval: one per device whose list holds it, per
-    /// device it was seen on before (`tracked`: absent now, or missing), and for the one
-    /// device `--device` names; one row without a device when that gives none.
-    fn rows_of(&self, pid: u32, tracked: &BTreeMap<u32, GpuTrack>, single: bool) -> Vec<Place> {
-        let mut rows = Vec::new();
-        for (d, read) in &self.devices {
-            let wanted = single || tracked.contains_key(d);
-            match read {
-                Ok(listing) => {
-                    if let Some(row) = listing.by_pid.get(&pid) {
-                        rows.push(Place::listed(*d, row));
-                    } else if wanted && listing.unreadable.contains(&pid) {
-                        rows.push(Place::unknown(Some(*d), Presence::Unreadable));
-                    } else if wanted {
-                        rows.push(Place {
-                            device: Some(*d),
-                            presence: Presence::Absent,
-                            gpu: Gpu {
-                                used: listing.any_used.then_some(0),
-                                system: listing.any_system.then_some(0),
-                            },
-                            shared: listing.any_system.then_some(0),
-                            shared_with: Vec::new(),
-                        });
-                    }
-                }
-                Err(_) if wanted => rows.push(Place::unknown(Some(*d), Presence::Missing)),
-                Err(_) => {}
-            }
-        }
-        if rows.is_empty() {
-            let presence = if self.devices.is_empty() {
-                Presence::NoGpu
-            } else if self.listings().any(|l| l.unreadable.contains(&pid)) {
-                Presence::Unreadable
-            } else if self.devices.iter().any(|(_, l)| l.is_err()) {
-                Presence::Missing
-            } else {
-                Presence::NotSeen
-            };
-            rows.push(Place::unknown(None, presence));
-        }
-        rows
-    }
-}
-
-/// One row's device, how its figures were found, and the figures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Place {
-    device: Option<u32>,
-    presence: Presence,
-    gpu: Gpu,
-    shared: Option<u64>,
-    shared_with: Vec<u32>,
-}
-
-impl Place {
-    fn listed(device: u32, row: &Row) -> Self {
-        Self {
-            device: Some(device),
-            presence: Presence::Listed,
-            gpu: Gpu {
-                used: row.used,
-                system: row.system,
-            },
-            shared: row.shared,
-            shared_with: row.shared_with.iter().copied().collect(),
-        }
-    }
-
-    fn unknown(device: Option<u32>, presence: Presence) -> Self {
-        Self {
-            device,
-            presence,
-            gpu: Gpu::default(),
-            shared: None,
-            shared_with: Vec::new(),
         }
     }
 }
@@ -627,81 +205,6 @@ impl Sink<'_> {
     }
 }
 
-fn signed(delta: Option<i128>) -> String {
-    match delta {
-        None => "n/a".to_owned(),
-        Some(d) => {
-            let size = format_size(u64::try_from(d.unsigned_abs()).unwrap_or(u64::MAX));
-            if d < 0 {
-                format!("-{size}")
-            } else {
-                format!("+{size}")
-            }
-        }
-    }
-}
-
-fn delta(now: Option<u64>, base: Option<u64>) -> Option<i128> {
-    Some(i128::from(now?) - i128::from(base?))
-}
-
-fn opt_size(v: Option<u64>) -> String {
-    v.map_or_else(|| "n/a".to_owned(), format_size)
-}
-
-/// `VRAM` and `SYS` as in `hmn ps`; `GPU` the row's device (`-`: none); `NOTE` says how a row
-/// without the driver's figures was found, and what of its memory is shared with other
-/// processes.
-const ROW_HEADER: &str = "TIME      PID      NAME              GPU  VRAM       ΔVRAM      SYS        ΔSYS       RSS        ΔRSS       SPILL  NOTE";
-
-/// The text of one row: `base` is the process's baseline on the row's device.
-fn row_text(
-    at: &str,
-    w: &Watched,
-    place: &Place,
-    base: Gpu,
-    rss: (Option<u64>, Option<u64>),
-    spill: &str,
-) -> String {
-    let cell = |text: String| format!("{text:<10} ");
-    let device = place
-        .device
-        .map_or_else(|| "-".to_owned(), |d| d.to_string());
-    let mut note = place.presence.note().to_owned();
-    if let Some(shared) = place.shared.filter(|&s| s > 0) {
-        if !note.is_empty() {
-            note.push_str("; ");
-        }
-        note.push_str(&format!(
-            "{} shared with other processes",
-            format_size(shared)
-        ));
-    }
-    if !place.shared_with.is_empty() {
-        if !note.is_empty() {
-            note.push_str("; ");
-        }
-        let pids: Vec<String> = place.shared_with.iter().map(u32::to_string).collect();
-        let noun = if pids.len() == 1 { "pid" } else { "pids" };
-        note.push_str(&format!(
-            "GPU client shared with {noun} {} (its memory is in both rows)",
-            pids.join(", ")
-        ));
-    }
-    let line = format!(
-        "{at:<9} {:<8} {:<17} {device:<4} {}{}{}{}{}{}{spill:<6} {note}",
-        w.pid,
-        crate::text::escape(w.name.as_deref().unwrap_or("?")),
-        cell(opt_size(place.gpu.used)),
-        cell(signed(delta(place.gpu.used, base.used))),
-        cell(opt_size(place.gpu.system)),
-        cell(signed(delta(place.gpu.system, base.system))),
-        cell(opt_size(rss.0)),
-        cell(signed(delta(rss.0, rss.1))),
-    );
-    line.trim_end().to_owned()
-}
-
 pub fn run(global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
     let probe = crate::driver::guarded_probe(global.timeout);
     let outcome = watch(&probe, global, args, out);
@@ -722,6 +225,16 @@ struct DeviceHealth {
 }
 
 impl DeviceHealth {
+    fn new(index: u32) -> Self {
+        Self {
+            index,
+            read: 0,
+            missing: 0,
+            missing_run: 0,
+            last_error: None,
+        }
+    }
+
     /// Counts this interval's read of the device; says when it starts or stops failing.
     fn observe(&mut self, sink: &Sink<'_>, result: &Result<Listing, String>) {
         match result {
@@ -769,32 +282,30 @@ impl DeviceHealth {
 }
 
 fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> Outcome {
-    if !args.pids.is_empty() && (args.follow_new || !args.filter.is_empty() || args.min.is_some()) {
-        out.say(
-            "watch: --follow-new, --filter and --min choose the processes to watch; they cannot \
-             be combined with explicit PIDs",
-        );
-        return Outcome::CouldNotTell;
-    }
-    let mode = if !args.pids.is_empty() {
-        Mode::Explicit
-    } else if args.follow_new {
-        Mode::FollowNew
-    } else {
-        Mode::Top
+    let mode = match choose_mode(args, out) {
+        Ok(mode) => mode,
+        Err(outcome) => return outcome,
     };
     if let Err(e) = signals::install() {
         out.say(&format!(
             "watch: cannot catch Ctrl-C ({e}); it will end hmn without a summary"
         ));
     }
-
-    let devices = match choose_devices(probe, global.device, mode, out) {
+    // Every device's list is read each interval (in one frame), so a process on another GPU
+    // than the first is seen; RSS and start times are read for the watched processes alone.
+    let request = FrameRequest::DEVICES
+        .with_processes(true, false)
+        .with_telemetry(global.all);
+    let first_frame = probe.frame(request);
+    let devices = match choose_devices(probe, &first_frame, global.device, mode, out) {
         Ok(found) => found,
         Err(outcome) => return outcome,
     };
-    let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
-    let single = global.device.is_some();
+    let reader = Reader {
+        probe,
+        request,
+        devices: devices.iter().map(|d| d.index).collect(),
+    };
     let sink = Sink {
         out,
         json: global.json,
@@ -802,21 +313,91 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
         started: Instant::now(),
     };
     let started_wall = SystemTime::now();
-    let mut spill: Vec<(u32, DeviceSpill)> = indices
+    let spill: Vec<(u32, DeviceSpill)> = reader
+        .devices
         .iter()
         .map(|&d| (d, DeviceSpill::new(probe, d)))
         .collect();
 
-    let first = Interval::read(probe, &indices);
+    let first = reader.reading(first_frame);
+    let initial = match initial_pids(mode, args, &first.interval, out) {
+        Ok(pids) => pids,
+        Err(outcome) => return outcome,
+    };
+    let watched = attach(probe, &sink, mode, args, &first.interval, &initial);
+    let single = global.device.is_some();
+    if let (true, Some(&only)) = (single && mode == Mode::Explicit, reader.devices.first()) {
+        say_where_else(probe, &sink, only, &first.frame, &first.interval, &initial);
+    }
+    announce(&sink, args, mode, &devices, single, watched.len());
+    let spill_measurable = spill.iter().any(|(_, s)| s.is_measurable());
+    begin(
+        &sink,
+        args,
+        mode,
+        &devices,
+        &initial,
+        started_wall,
+        spill_measurable,
+    );
+    say_already_spilling(probe, &sink, &spill);
+
+    let mut session = Session {
+        health: reader
+            .devices
+            .iter()
+            .map(|&i| DeviceHealth::new(i))
+            .collect(),
+        reader,
+        sink,
+        args,
+        mode,
+        single,
+        telemetry: global.all,
+        spill,
+        watched,
+        finished: Vec::new(),
+        samples: 0,
+    };
+    let interrupted = session.run(first);
+    session.finish(interrupted)
+}
+
+/// How the watched set is chosen; `Err` (exit 2) when the arguments do not fit together.
+fn choose_mode(args: &WatchArgs, out: &Output) -> Result<Mode, Outcome> {
+    if !args.pids.is_empty() && (args.follow_new || !args.filter.is_empty() || args.min.is_some()) {
+        out.say(
+            "watch: --follow-new, --filter and --min choose the processes to watch; they cannot \
+             be combined with explicit PIDs",
+        );
+        return Err(Outcome::CouldNotTell);
+    }
+    Ok(if !args.pids.is_empty() {
+        Mode::Explicit
+    } else if args.follow_new {
+        Mode::FollowNew
+    } else {
+        Mode::Top
+    })
+}
+
+/// The processes to watch at the start, from the first interval's lists; `Err` (exit 2) when
+/// no watched device's list could be read, or no process matches `--top`.
+fn initial_pids(
+    mode: Mode,
+    args: &WatchArgs,
+    first: &Interval,
+    out: &Output,
+) -> Result<Vec<u32>, Outcome> {
     if !first.devices.is_empty() && first.listings().next().is_none() {
         for (d, read) in &first.devices {
             if let Err(e) = read {
                 out.say(&format!("watch: cannot list the processes of GPU {d}: {e}"));
             }
         }
-        return Outcome::CouldNotTell;
+        return Err(Outcome::CouldNotTell);
     }
-    let initial: Vec<u32> = match mode {
+    let initial = match mode {
         Mode::Explicit => {
             let mut pids = args.pids.clone();
             pids.dedup();
@@ -826,10 +407,23 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
     };
     if initial.is_empty() && mode == Mode::Top {
         out.say("watch: no GPU process matches, so there is nothing to watch");
-        return Outcome::CouldNotTell;
+        return Err(Outcome::CouldNotTell);
     }
-    let mut watched: Vec<Watched> = Vec::new();
-    for &pid in &initial {
+    Ok(initial)
+}
+
+/// The processes first watched, named from the first interval's lists (else from the OS),
+/// with what is worth saying about them.
+fn attach(
+    probe: &Probe,
+    sink: &Sink<'_>,
+    mode: Mode,
+    args: &WatchArgs,
+    first: &Interval,
+    pids: &[u32],
+) -> Vec<Watched> {
+    let mut watched = Vec::new();
+    for &pid in pids {
         let name = first
             .row(pid)
             .and_then(|r| r.name.clone())
@@ -851,12 +445,20 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
             hypomnesis::process_start_ticks(probe, pid),
         ));
     }
-    if let (true, Some(&only)) = (single && mode == Mode::Explicit, indices.first()) {
-        say_where_else(probe, &sink, only, &first, &initial);
-    }
+    watched
+}
 
+/// The opening line on stderr: which GPUs, the interval, which processes.
+fn announce(
+    sink: &Sink<'_>,
+    args: &WatchArgs,
+    mode: Mode,
+    devices: &[DeviceRecord],
+    single: bool,
+    count: usize,
+) {
     let selection = match mode {
-        Mode::Explicit => format!("watching {} PID(s)", watched.len()),
+        Mode::Explicit => format!("watching {count} PID(s)"),
         Mode::Top | Mode::FollowNew => {
             let mut what = format!("top {} by GPU memory", args.top);
             if !args.filter.is_empty() {
@@ -870,20 +472,17 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
                 what.push_str(&format!(" with footprint >= {}", format_size(min)));
             }
             if mode == Mode::FollowNew {
-                format!(
-                    "following {what} (re-selected every interval), {} initially",
-                    watched.len()
-                )
+                format!("following {what} (re-selected every interval), {count} initially")
             } else {
-                format!("watching {} PID(s) ({what})", watched.len())
+                format!("watching {count} PID(s) ({what})")
             }
         }
     };
-    let named = |d: &WatchedDevice| match &d.name {
+    let named = |d: &DeviceRecord| match &d.name {
         Some(name) => format!("{} [{}]", d.index, crate::text::Shown(name)),
         None => d.index.to_string(),
     };
-    let device_text = match (devices.as_slice(), single) {
+    let device_text = match (devices, single) {
         ([], _) => "no GPU (RAM only)".to_owned(),
         ([only], true) => format!("GPU {} (--device)", named(only)),
         (all, _) => format!(
@@ -891,47 +490,62 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
             all.iter().map(named).collect::<Vec<_>>().join(", ")
         ),
     };
-    out.say(&format!(
+    sink.out.say(&format!(
         "watch: {device_text}, interval {:.1}s, {selection}",
         args.interval.as_secs_f64()
     ));
+}
 
-    if sink.json {
-        let argv: Vec<String> = std::env::args()
-            .enumerate()
-            .map(|(i, a)| {
-                if i == 0 {
-                    std::path::Path::new(&a)
-                        .file_name()
-                        .map_or(a.clone(), |n| n.to_string_lossy().into_owned())
-                } else {
-                    a
-                }
-            })
-            .collect();
-        sink.record(&StartRecord {
-            kind: "start",
-            format_version: FORMAT_VERSION,
-            t_ms: 0,
-            wall_clock: wall_clock_text(started_wall),
-            hmn_version: env!("CARGO_PKG_VERSION"),
-            argv,
-            devices: &devices,
-            interval_ms: millis(args.interval),
-            duration_ms: args.duration.map(millis),
-            selection: Selection {
-                mode: mode.as_str(),
-                pids: initial.clone(),
-                top: (mode != Mode::Explicit).then_some(args.top),
-                filters: args.filter.clone(),
-                min_bytes: args.min,
-            },
-            spill_measurable: spill.iter().any(|(_, s)| s.is_measurable()),
-        });
-    } else {
-        out.data(&format!("{ROW_HEADER}\n"));
+/// The `start` record (`--json`), or the rows' header.
+fn begin(
+    sink: &Sink<'_>,
+    args: &WatchArgs,
+    mode: Mode,
+    devices: &[DeviceRecord],
+    initial: &[u32],
+    started_wall: SystemTime,
+    spill_measurable: bool,
+) {
+    if !sink.json {
+        sink.out.data(&format!("{ROW_HEADER}\n"));
+        return;
     }
-    for (d, s) in &spill {
+    let argv: Vec<String> = std::env::args()
+        .enumerate()
+        .map(|(i, a)| {
+            if i == 0 {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map_or(a.clone(), |n| n.to_string_lossy().into_owned())
+            } else {
+                a
+            }
+        })
+        .collect();
+    sink.record(&StartRecord {
+        kind: "start",
+        format_version: FORMAT_VERSION,
+        t_ms: 0,
+        wall_clock: wall_clock_text(started_wall),
+        hmn_version: env!("CARGO_PKG_VERSION"),
+        argv,
+        devices,
+        interval_ms: millis(args.interval),
+        duration_ms: args.duration.map(millis),
+        selection: Selection {
+            mode: mode.as_str(),
+            pids: initial.to_vec(),
+            top: (mode != Mode::Explicit).then_some(args.top),
+            filters: args.filter.clone(),
+            min_bytes: args.min,
+        },
+        spill_measurable,
+    });
+}
+
+/// A device that already spills as watching begins is said: its spill is in the baseline.
+fn say_already_spilling(probe: &Probe, sink: &Sink<'_>, spill: &[(u32, DeviceSpill)]) {
+    for (d, s) in spill {
         if s.is_measurable() && hypomnesis::spill::device_is_spilling(probe, *d) == Some(true) {
             sink.notice(&format!(
                 "GPU {d} is already spilling as watching begins (dedicated ≥ 85 %, system RAM \
@@ -939,126 +553,188 @@ fn watch(probe: &Probe, global: &GlobalArgs, args: &WatchArgs, out: &Output) -> 
             ));
         }
     }
+}
 
-    let mut health: Vec<DeviceHealth> = indices
-        .iter()
-        .map(|&index| DeviceHealth {
-            index,
-            read: 0,
-            missing: 0,
-            missing_run: 0,
-            last_error: None,
-        })
-        .collect();
-    let mut finished: Vec<Watched> = Vec::new();
-    let mut samples: u64 = 0;
-    let mut pending = Some(first);
-    let mut next = Instant::now();
-    let interrupted = loop {
-        let spilling: BTreeMap<u32, Option<bool>> = spill
-            .iter_mut()
-            .map(|(d, s)| (*d, s.observe(sink.started.elapsed())))
-            .collect();
-        let this = pending
-            .take()
-            .unwrap_or_else(|| Interval::read(probe, &indices));
-        for (h, (_, read)) in health.iter_mut().zip(&this.devices) {
-            h.observe(&sink, read);
-        }
-        if mode == Mode::FollowNew && samples > 0 {
-            follow(probe, &sink, &this, args, &mut watched, &mut finished);
-        }
-        sample(
-            probe,
-            &sink,
-            &this,
-            single,
-            &spilling,
-            &mut watched,
-            &mut finished,
-        );
-        samples += 1;
-        if global.all {
-            for &index in &indices {
-                sample_telemetry(probe, &sink, index);
+/// The watch from one interval to the next.
+struct Session<'a> {
+    reader: Reader<'a>,
+    sink: Sink<'a>,
+    args: &'a WatchArgs,
+    mode: Mode,
+    /// `--device N`: a process absent from that device's list gets a measured 0 there.
+    single: bool,
+    /// `-a`: a telemetry record per watched device each interval.
+    telemetry: bool,
+    spill: Vec<(u32, DeviceSpill)>,
+    health: Vec<DeviceHealth>,
+    watched: Vec<Watched>,
+    /// Processes no longer watched (left the followed set, or their pid was reused).
+    finished: Vec<Watched>,
+    samples: u64,
+}
+
+impl Session<'_> {
+    /// Samples every interval, `first` first, until `--duration` ends (`false`) or a signal
+    /// (`true`).
+    fn run(&mut self, first: Reading) -> bool {
+        let mut pending = Some(first);
+        let mut next = Instant::now();
+        loop {
+            let elapsed = self.sink.started.elapsed();
+            let spilling: BTreeMap<u32, Option<bool>> = self
+                .spill
+                .iter_mut()
+                .map(|(d, s)| (*d, s.observe(elapsed)))
+                .collect();
+            let reading = pending.take().unwrap_or_else(|| self.reader.read());
+            self.step(&reading, &spilling);
+            next += self.args.interval;
+            // A sample that overran (a slow or hung driver) is not followed by a burst of
+            // catch-up samples.
+            next = next.max(Instant::now());
+            match pause_until(next, self.args.duration.map(|d| self.sink.started + d)) {
+                Pause::Next => {}
+                Pause::Duration => return false,
+                Pause::Signal => return true,
             }
         }
-        next += args.interval;
-        // A sample that overran (a slow or hung driver) is not followed by a burst of
-        // catch-up samples.
-        next = next.max(Instant::now());
-        match pause_until(next, args.duration.map(|d| sink.started + d)) {
-            Pause::Next => {}
-            Pause::Duration => break false,
-            Pause::Signal => break true,
-        }
-    };
+    }
 
-    finished.extend(watched);
-    let spill = SpillReport::build(
-        spill.iter().map(|(_, s)| s.report()).collect(),
-        args.interval,
-        hypomnesis::is_spill_measurable(),
-    );
-    summarize(&sink, &finished, samples, interrupted, &health, &spill);
-    if spill.spilled == Some(true) {
-        Outcome::No
-    } else {
-        Outcome::Success
+    /// One interval: device health, the followed set, every watched process's rows, and
+    /// with `-a` the telemetry.
+    fn step(&mut self, reading: &Reading, spilling: &BTreeMap<u32, Option<bool>>) {
+        for (h, (_, read)) in self.health.iter_mut().zip(&reading.interval.devices) {
+            h.observe(&self.sink, read);
+        }
+        let probe = self.reader.probe;
+        if self.mode == Mode::FollowNew && self.samples > 0 {
+            follow(
+                probe,
+                &self.sink,
+                &reading.interval,
+                self.args,
+                &mut self.watched,
+                &mut self.finished,
+            );
+        }
+        let stamp = Stamp {
+            elapsed: self.sink.started.elapsed(),
+            wall_clock: wall_clock_text(SystemTime::now()),
+        };
+        for w in &mut self.watched {
+            sample(
+                probe,
+                &self.sink,
+                &stamp,
+                &reading.interval,
+                self.single,
+                spilling,
+                w,
+                &mut self.finished,
+            );
+        }
+        self.samples += 1;
+        if self.telemetry {
+            for &index in &self.reader.devices {
+                sample_telemetry(&self.sink, reading, index);
+            }
+        }
+    }
+
+    /// The summary, and the exit: 1 when a watched device spilled.
+    fn finish(mut self, interrupted: bool) -> Outcome {
+        self.finished.append(&mut self.watched);
+        let spill = SpillReport::build(
+            self.spill.iter().map(|(_, s)| s.report()).collect(),
+            self.args.interval,
+            hypomnesis::is_spill_measurable(),
+        );
+        summarize(
+            &self.sink,
+            &self.finished,
+            self.samples,
+            interrupted,
+            &self.health,
+            &spill,
+        );
+        if spill.spilled == Some(true) {
+            Outcome::No
+        } else {
+            Outcome::Success
+        }
     }
 }
 
-/// The devices to watch, with their names: every device, or the one `--device` names; `Err`
-/// (exit 2) when nothing can be watched.
+/// The devices to watch, from the first frame: every device, or the one `--device` names;
+/// `Err` (exit 2) when nothing can be watched.
 fn choose_devices(
     probe: &Probe,
+    frame: &Frame,
     asked: Option<u32>,
     mode: Mode,
     out: &Output,
-) -> Result<Vec<WatchedDevice>, Outcome> {
-    match asked {
-        Some(index) => match probe.device_info(index) {
-            Ok(info) => Ok(vec![WatchedDevice {
-                index,
-                name: info.name,
-            }]),
-            Err(e) => {
-                out.say(&format!("watch: cannot read device {index}: {e}"));
-                Err(Outcome::CouldNotTell)
-            }
-        },
-        None => match probe.device_count() {
-            // A device whose description cannot be read is still watched: its process list
-            // may answer, and when it does not, its rows say so.
-            Ok(count) if count > 0 => Ok((0..count)
-                .map(|index| WatchedDevice {
-                    index,
-                    name: probe.device_info(index).ok().and_then(|d| d.name),
-                })
-                .collect()),
-            other => {
-                let why = match other {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "no GPU is visible".to_owned(),
-                };
-                if mode == Mode::Explicit {
-                    out.say(&format!("watch: no GPU to read ({why}); watching RAM only"));
-                    Ok(Vec::new())
-                } else {
-                    out.say(&format!(
-                        "watch: no GPU to read ({why}); give PIDs to watch their RAM"
-                    ));
-                    Err(Outcome::CouldNotTell)
-                }
-            }
-        },
+) -> Result<Vec<DeviceRecord>, Outcome> {
+    if let Some(index) = asked {
+        let found = match (frame.device(index), &frame.gpu_error) {
+            (Some(d), _) => Ok(DeviceRecord::from(&d.device)),
+            (None, Some(e)) => Err(e.to_string()),
+            // Not in the frame: the device's own error says why (out of range, lost).
+            (None, None) => probe
+                .device_info(index)
+                .map(|info| DeviceRecord::from(&info))
+                .map_err(|e| e.to_string()),
+        };
+        return found.map(|d| vec![d]).map_err(|e| {
+            out.say(&format!("watch: cannot read device {index}: {e}"));
+            Outcome::CouldNotTell
+        });
+    }
+    let why = match &frame.gpu_error {
+        Some(e) => e.to_string(),
+        None if frame.devices.is_empty() => "no GPU is visible".to_owned(),
+        None => return Ok(with_undescribed(probe, frame)),
+    };
+    if mode == Mode::Explicit {
+        out.say(&format!("watch: no GPU to read ({why}); watching RAM only"));
+        Ok(Vec::new())
+    } else {
+        out.say(&format!(
+            "watch: no GPU to read ({why}); give PIDs to watch their RAM"
+        ));
+        Err(Outcome::CouldNotTell)
     }
 }
 
+/// The frame's devices, and those it left out because their description could not be read
+/// (counted by the backends, once): such a device is still watched, since its process list may
+/// answer, and when it does not, its rows say so.
+fn with_undescribed(probe: &Probe, frame: &Frame) -> Vec<DeviceRecord> {
+    let mut devices: Vec<DeviceRecord> = frame
+        .devices
+        .iter()
+        .map(|d| DeviceRecord::from(&d.device))
+        .collect();
+    let count = probe.device_count().unwrap_or(0);
+    for index in 0..count {
+        if frame.device(index).is_none() {
+            devices.push(DeviceRecord::unnamed(index));
+        }
+    }
+    devices.sort_by_key(|d| d.index);
+    devices
+}
+
 /// `--device N` with explicit PIDs: for a process not on GPU N, says where its GPU memory is
-/// (the other devices' lists, read once), so that its `0 B` on GPU N is not taken for "no GPU
-/// memory".
-fn say_where_else(probe: &Probe, sink: &Sink<'_>, only: u32, first: &Interval, pids: &[u32]) {
+/// (the other devices' lists in the same frame), so that its `0 B` on GPU N is not taken for
+/// "no GPU memory".
+fn say_where_else(
+    probe: &Probe,
+    sink: &Sink<'_>,
+    only: u32,
+    frame: &Frame,
+    first: &Interval,
+    pids: &[u32],
+) {
     let missing: Vec<u32> = pids
         .iter()
         .copied()
@@ -1067,10 +743,13 @@ fn say_where_else(probe: &Probe, sink: &Sink<'_>, only: u32, first: &Interval, p
     if missing.is_empty() {
         return;
     }
-    let others: Vec<u32> = (0..probe.device_count().unwrap_or(0))
+    let others: Vec<u32> = frame
+        .devices
+        .iter()
+        .map(|d| d.device.index)
         .filter(|&d| d != only)
         .collect();
-    let elsewhere = Interval::read(probe, &others);
+    let elsewhere = Interval::from_frame(frame, &others, |d| why_missing(probe, d));
     for pid in missing {
         let on: Vec<String> = elsewhere
             .devices
@@ -1145,133 +824,162 @@ fn follow(
     }
 }
 
-/// One sample of every watched process; `spilling` is each device's spill verdict at this
-/// interval (`None`: not measured).
+/// When one interval's rows were taken: every row of an interval carries the same time.
+struct Stamp {
+    elapsed: Duration,
+    wall_clock: String,
+}
+
+/// One sample of watched process `w`: its identity, its RSS, and a row per device its GPU
+/// memory was looked for on; `spilling` is each device's spill verdict at this interval
+/// (`None`: not measured).
+#[allow(clippy::too_many_arguments)]
 fn sample(
     probe: &Probe,
     sink: &Sink<'_>,
+    stamp: &Stamp,
     interval: &Interval,
     single: bool,
     spilling: &BTreeMap<u32, Option<bool>>,
-    watched: &mut [Watched],
+    w: &mut Watched,
     finished: &mut Vec<Watched>,
 ) {
-    let elapsed = sink.started.elapsed();
-    let wall = wall_clock_text(SystemTime::now());
-    for w in watched.iter_mut() {
-        let row = interval.row(w.pid);
-        let start = hypomnesis::process_start_ticks(probe, w.pid);
-        let name = row
-            .and_then(|r| r.name.clone())
-            .or_else(|| probe.process_name(w.pid));
-        match identity(w.start_ticks, start, w.name.as_deref(), name.as_deref()) {
-            Identity::Same => {}
-            Identity::NewStartTime { .. } => {
-                sink.notice(&format!(
-                    "pid={} is a new process ({} → {}): the OS reused the PID (its start time \
-                     changed); baseline reset",
-                    w.pid,
-                    w.name.as_deref().unwrap_or("?"),
-                    name.as_deref().unwrap_or("?")
-                ));
-                finished.push(w.clone());
-                *w = Watched::new(w.pid, name.clone(), start);
-            }
-            Identity::NewName { was, now } => {
-                sink.notice(&format!(
-                    "pid={} name changed ({was} → {now}) — likely PID reuse by the OS; baseline \
-                     reset",
-                    w.pid
-                ));
-                finished.push(w.clone());
-                *w = Watched::new(w.pid, name.clone(), start);
-            }
-        }
-        if w.name.is_none() {
-            w.name = name;
-        }
-        if w.start_ticks.is_none() {
-            w.start_ticks = start;
-        }
+    check_identity(probe, sink, interval, w, finished);
+    let memory = probe.process_memory(Some(w.pid), MemoryDetail::Fast).ok();
+    let rss = memory.as_ref().map(|m| m.rss_bytes);
+    if let Some(hwm) = memory.and_then(|m| m.peak_rss_bytes) {
+        w.high_water_mark = Some(hwm);
+    }
+    let base_rss = *w.baseline_rss.get_or_insert(rss);
+    w.peak_rss = max_opt(w.peak_rss, rss);
+    w.samples += 1;
 
-        let memory = probe.process_memory(Some(w.pid), MemoryDetail::Fast).ok();
-        let rss = memory.as_ref().map(|m| m.rss_bytes);
-        if let Some(hwm) = memory.and_then(|m| m.peak_rss_bytes) {
-            w.high_water_mark = Some(hwm);
-        }
-        let base_rss = *w.baseline_rss.get_or_insert(rss);
-        w.peak_rss = max_opt(w.peak_rss, rss);
-        w.samples += 1;
+    let places = interval.rows_of(w.pid, &w.gpus, single);
+    let unseen = places.iter().all(|p| p.presence == Presence::NotSeen);
+    if unseen && !w.unseen_noticed {
+        sink.notice(&format!(
+            "pid={} is on no GPU's process list at {}: its GPU memory reads n/a (not seen, \
+             not 0)",
+            w.pid,
+            sink.at()
+        ));
+    }
+    w.unseen_noticed = unseen;
+    for place in places {
+        let spilling = place
+            .device
+            .and_then(|d| spilling.get(&d).copied().flatten());
+        write_row(sink, stamp, w, &place, spilling, (rss, base_rss));
+    }
+}
 
-        let places = interval.rows_of(w.pid, &w.gpus, single);
-        let unseen = places.iter().all(|p| p.presence == Presence::NotSeen);
-        if unseen && !w.unseen_noticed {
+/// Whether `w`'s pid still names the process watched; a new process under it (the OS reused
+/// the pid) is said, and watched afresh, the old one's figures kept for the summary.
+fn check_identity(
+    probe: &Probe,
+    sink: &Sink<'_>,
+    interval: &Interval,
+    w: &mut Watched,
+    finished: &mut Vec<Watched>,
+) {
+    let start = hypomnesis::process_start_ticks(probe, w.pid);
+    let name = interval
+        .row(w.pid)
+        .and_then(|r| r.name.clone())
+        .or_else(|| probe.process_name(w.pid));
+    match identity(w.start_ticks, start, w.name.as_deref(), name.as_deref()) {
+        Identity::Same => {}
+        Identity::NewStartTime { .. } => {
             sink.notice(&format!(
-                "pid={} is on no GPU's process list at {}: its GPU memory reads n/a (not seen, \
-                 not 0)",
+                "pid={} is a new process ({} → {}): the OS reused the PID (its start time \
+                 changed); baseline reset",
                 w.pid,
-                sink.at()
+                w.name.as_deref().unwrap_or("?"),
+                name.as_deref().unwrap_or("?")
             ));
+            finished.push(w.clone());
+            *w = Watched::new(w.pid, name.clone(), start);
         }
-        w.unseen_noticed = unseen;
-        for place in places {
-            // Every row with a device has its series there (rows without the driver's figures
-            // only come for a device the process was seen on, or the one `--device` names).
-            let base = match place.device {
-                Some(d) => w.gpus.entry(d).or_default().observe(&place),
-                None => Gpu::default(),
-            };
-            let spilling = place
-                .device
-                .and_then(|d| spilling.get(&d).copied().flatten());
-            let paged = crate::spill::paged(spilling, place.gpu.system);
-            w.paged = match (w.paged, paged) {
-                (Some(a), Some(b)) => Some(a || b),
-                (a, b) => a.or(b),
-            };
-            if w.name.is_none()
-                && !w.growth_noticed
-                && delta(place.gpu.used, base.used)
-                    .is_some_and(|d| d >= i128::from(UNNAMED_GROWTH_NOTICE))
-            {
-                w.growth_noticed = true;
-                sink.notice(&format!(
-                    "unresolved pid={} grew {} since attach — re-run as root to identify it",
-                    w.pid,
-                    signed(delta(place.gpu.used, base.used))
-                ));
-            }
-            if sink.json {
-                let d = |a: Option<u64>, b: Option<u64>| {
-                    delta(a, b).map(|x| i64::try_from(x).unwrap_or(i64::MAX))
-                };
-                sink.record(&SampleRecord {
-                    kind: "sample",
-                    t_ms: millis(elapsed),
-                    wall_clock: wall.clone(),
-                    pid: w.pid,
-                    name: w.name.clone(),
-                    device: place.device,
-                    presence: place.presence,
-                    used_bytes: place.gpu.used,
-                    used_delta_bytes: d(place.gpu.used, base.used),
-                    system_bytes: place.gpu.system,
-                    system_delta_bytes: d(place.gpu.system, base.system),
-                    shared_bytes: place.shared,
-                    shared_with: place.shared_with.clone(),
-                    rss_bytes: rss,
-                    rss_delta_bytes: d(rss, base_rss),
-                    spilling,
-                    paged,
-                });
-            } else {
-                let cell = crate::spill::cell(spilling, paged, hypomnesis::is_spill_measurable());
-                sink.out.data(&format!(
-                    "{}\n",
-                    row_text(&sink.at(), w, &place, base, (rss, base_rss), cell)
-                ));
-            }
+        Identity::NewName { was, now } => {
+            sink.notice(&format!(
+                "pid={} name changed ({was} → {now}) — likely PID reuse by the OS; baseline \
+                 reset",
+                w.pid
+            ));
+            finished.push(w.clone());
+            *w = Watched::new(w.pid, name.clone(), start);
         }
+    }
+    if w.name.is_none() {
+        w.name = name;
+    }
+    if w.start_ticks.is_none() {
+        w.start_ticks = start;
+    }
+}
+
+/// One row of `w` at `place`: its series there is updated, and the row written (a `sample`
+/// record, or a text line). `rss` is the RSS now and at the baseline.
+fn write_row(
+    sink: &Sink<'_>,
+    stamp: &Stamp,
+    w: &mut Watched,
+    place: &Place,
+    spilling: Option<bool>,
+    rss: (Option<u64>, Option<u64>),
+) {
+    // Every row with a device has its series there (rows without the driver's figures only
+    // come for a device the process was seen on, or the one `--device` names).
+    let base = match place.device {
+        Some(d) => w.gpus.entry(d).or_default().observe(place),
+        None => Gpu::default(),
+    };
+    let paged = crate::spill::paged(spilling, place.gpu.system);
+    w.paged = match (w.paged, paged) {
+        (Some(a), Some(b)) => Some(a || b),
+        (a, b) => a.or(b),
+    };
+    let grew = delta(place.gpu.used, base.used);
+    if w.name.is_none()
+        && !w.growth_noticed
+        && grew.is_some_and(|d| d >= i128::from(UNNAMED_GROWTH_NOTICE))
+    {
+        w.growth_noticed = true;
+        sink.notice(&format!(
+            "unresolved pid={} grew {} since attach — re-run as root to identify it",
+            w.pid,
+            signed(grew)
+        ));
+    }
+    if sink.json {
+        let d = |a: Option<u64>, b: Option<u64>| {
+            delta(a, b).map(|x| i64::try_from(x).unwrap_or(i64::MAX))
+        };
+        sink.record(&SampleRecord {
+            kind: "sample",
+            t_ms: millis(stamp.elapsed),
+            wall_clock: stamp.wall_clock.clone(),
+            pid: w.pid,
+            name: w.name.clone(),
+            device: place.device,
+            presence: place.presence,
+            used_bytes: place.gpu.used,
+            used_delta_bytes: d(place.gpu.used, base.used),
+            system_bytes: place.gpu.system,
+            system_delta_bytes: d(place.gpu.system, base.system),
+            shared_bytes: place.shared,
+            shared_with: place.shared_with.clone(),
+            rss_bytes: rss.0,
+            rss_delta_bytes: d(rss.0, rss.1),
+            spilling,
+            paged,
+        });
+    } else {
+        let cell = crate::spill::cell(spilling, paged, hypomnesis::is_spill_measurable());
+        sink.out.data(&format!(
+            "{}\n",
+            row_text(&sink.at(), w, place, base, rss, cell)
+        ));
     }
 }
 
@@ -1372,244 +1080,4 @@ fn summarize(
         .then(|| crate::output::terminal_columns(crate::output::Stream::Stderr))
         .flatten();
     let _ = stderr.write_all(table.render_within(width).as_bytes());
-}
-
-/// The summary's PAGED cell: `yes`, `no`, `?` (could not tell), `n/a` (cannot be measured
-/// here).
-fn paged_cell(paged: Option<bool>, platform: bool) -> &'static str {
-    match (platform, paged) {
-        (false, _) => "n/a",
-        (true, Some(true)) => "yes",
-        (true, Some(false)) => "no",
-        (true, None) => "?",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hypomnesis::{GpuProcessEntry, GpuQuerySource};
-
-    fn entry(pid: u32, name: &str, used: u64) -> GpuProcessEntry {
-        GpuProcessEntry::builder(pid)
-            .name(name)
-            .used_bytes(used)
-            .source(GpuQuerySource::Nvml)
-            .build()
-    }
-
-    fn listing(rows: Vec<GpuProcessEntry>, unreadable: Vec<u32>) -> Listing {
-        let mut raw = GpuProcessListing::default();
-        raw.rows = rows;
-        raw.unreadable_pids = unreadable;
-        Listing::new(raw)
-    }
-
-    fn places(
-        interval: &Interval,
-        pid: u32,
-        tracked: &[u32],
-        single: bool,
-    ) -> Vec<(Option<u32>, Presence, Option<u64>)> {
-        let tracks: BTreeMap<u32, GpuTrack> =
-            tracked.iter().map(|&d| (d, GpuTrack::default())).collect();
-        interval
-            .rows_of(pid, &tracks, single)
-            .into_iter()
-            .map(|p| (p.device, p.presence, p.gpu.used))
-            .collect()
-    }
-
-    #[test]
-    fn a_changed_start_time_is_a_new_process_even_with_the_same_name() {
-        assert_eq!(
-            identity(Some(100), Some(250), Some("python3"), Some("python3")),
-            Identity::NewStartTime { was: 100, now: 250 }
-        );
-        assert_eq!(
-            identity(Some(100), Some(100), Some("python3"), Some("bash")),
-            Identity::Same,
-            "same start time: the process renamed itself"
-        );
-    }
-
-    #[test]
-    fn without_start_times_a_changed_name_means_reuse() {
-        assert_eq!(
-            identity(None, None, Some("a"), Some("b")),
-            Identity::NewName {
-                was: "a".into(),
-                now: "b".into()
-            }
-        );
-        assert_eq!(identity(None, None, None, Some("b")), Identity::Same);
-        assert_eq!(
-            identity(None, Some(5), Some("a"), Some("a")),
-            Identity::Same
-        );
-    }
-
-    #[test]
-    fn the_top_processes_are_the_largest_matching_ones_over_every_device() {
-        let interval = Interval {
-            devices: vec![
-                (
-                    0,
-                    Ok(listing(
-                        vec![
-                            entry(1, "python3", 5 << 30),
-                            entry(2, "llama-server", 9 << 30),
-                            entry(3, "python3", 1 << 30),
-                            entry(1, "python3", 1 << 30),
-                        ],
-                        vec![],
-                    )),
-                ),
-                (1, Ok(listing(vec![entry(1, "python3", 4 << 30)], vec![]))),
-                (2, Err("GPU is lost".into())),
-            ],
-        };
-        let Ok(first) = &interval.devices[0].1 else {
-            panic!("device 0 was listed")
-        };
-        assert_eq!(
-            first.by_pid[&1].used,
-            Some(6 << 30),
-            "rows of one pid on one device are summed"
-        );
-        assert_eq!(
-            interval.select(2, &[], None),
-            [1, 2],
-            "pid 1 holds 6 GiB on GPU 0 and 4 GiB on GPU 1"
-        );
-        assert_eq!(interval.select(5, &["PYTHON".into()], None), [1, 3]);
-        assert_eq!(interval.select(5, &[], Some(2 << 30)), [1, 2]);
-    }
-
-    #[test]
-    fn a_process_gets_a_row_per_device_it_is_listed_on_and_none_elsewhere() {
-        let interval = Interval {
-            devices: vec![
-                (0, Ok(listing(vec![entry(7, "train", 40 << 30)], vec![]))),
-                (1, Ok(listing(vec![entry(7, "train", 30 << 30)], vec![]))),
-                (2, Ok(listing(vec![], vec![]))),
-            ],
-        };
-        assert_eq!(
-            places(&interval, 7, &[], false),
-            [
-                (Some(0), Presence::Listed, Some(40 << 30)),
-                (Some(1), Presence::Listed, Some(30 << 30)),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_process_on_no_device_is_not_seen_and_unknown_not_zero() {
-        let interval = Interval {
-            devices: vec![
-                (0, Ok(listing(vec![entry(7, "train", 40 << 30)], vec![]))),
-                (1, Ok(listing(vec![], vec![]))),
-            ],
-        };
-        assert_eq!(
-            places(&interval, 8, &[], false),
-            [(None, Presence::NotSeen, None)]
-        );
-    }
-
-    #[test]
-    fn with_one_device_named_an_absent_process_holds_a_measured_zero_there() {
-        let interval = Interval {
-            devices: vec![(1, Ok(listing(vec![entry(7, "train", 1 << 30)], vec![])))],
-        };
-        assert_eq!(
-            places(&interval, 8, &[], true),
-            [(Some(1), Presence::Absent, Some(0))]
-        );
-    }
-
-    #[test]
-    fn on_a_gpu_without_vram_an_absent_process_reads_vram_unknown_and_system_zero() {
-        let mut igpu_row = GpuProcessEntry::builder(7)
-            .name("glxgears")
-            .device_index(1)
-            .source(GpuQuerySource::Drm)
-            .system_bytes(64_u64 << 20)
-            .build();
-        igpu_row.used_bytes = None;
-        let interval = Interval {
-            devices: vec![(1, Ok(listing(vec![igpu_row], vec![])))],
-        };
-        let rows = interval.rows_of(8, &BTreeMap::new(), true);
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].presence, Presence::Absent);
-        assert_eq!(
-            rows[0].gpu.used, None,
-            "no row of this GPU has a VRAM figure"
-        );
-        assert_eq!(rows[0].gpu.system, Some(0));
-    }
-
-    #[test]
-    fn a_device_a_process_was_on_keeps_its_row_zero_when_left_and_unknown_when_lost() {
-        let interval = Interval {
-            devices: vec![
-                (0, Ok(listing(vec![], vec![]))),
-                (1, Err("GPU is lost".into())),
-            ],
-        };
-        assert_eq!(
-            places(&interval, 7, &[0, 1], false),
-            [
-                (Some(0), Presence::Absent, Some(0)),
-                (Some(1), Presence::Missing, None),
-            ]
-        );
-        assert_eq!(
-            places(&interval, 8, &[], false),
-            [(None, Presence::Missing, None)],
-            "not on the devices read, and one could not be read: unknown, not 'not seen'"
-        );
-    }
-
-    #[test]
-    fn an_unreadable_process_is_unknown_not_zero() {
-        let interval = Interval {
-            devices: vec![(0, Ok(listing(vec![], vec![9])))],
-        };
-        assert_eq!(
-            places(&interval, 9, &[], true),
-            [(Some(0), Presence::Unreadable, None)]
-        );
-        assert_eq!(
-            places(&interval, 9, &[], false),
-            [(None, Presence::Unreadable, None)]
-        );
-    }
-
-    #[test]
-    fn without_a_gpu_the_row_says_so() {
-        assert_eq!(
-            places(&Interval::default(), 9, &[], false),
-            [(None, Presence::NoGpu, None)]
-        );
-    }
-
-    #[test]
-    fn the_summary_paged_cell_says_yes_no_unknown_or_not_applicable() {
-        assert_eq!(paged_cell(Some(true), true), "yes");
-        assert_eq!(paged_cell(Some(false), true), "no");
-        assert_eq!(paged_cell(None, true), "?");
-        assert_eq!(paged_cell(Some(true), false), "n/a");
-        assert_eq!(paged_cell(None, false), "n/a");
-    }
-
-    #[test]
-    fn deltas_are_signed_sizes() {
-        assert_eq!(signed(Some(0)), "+0 B");
-        assert_eq!(signed(Some(-(4 << 20))), "-4 MiB");
-        assert_eq!(signed(Some(3 << 30)), "+3.0 GiB");
-        assert_eq!(signed(None), "n/a");
-    }
 }
