@@ -98,8 +98,16 @@ pub fn nvml_scenario_variant(
     let dir = target_dir().join("test-scenarios");
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     let path = dir.join(format!("{name}.json"));
-    fs::write(&path, scenario.to_string())
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    // Written aside and renamed into place: tests of one binary run at once, and one may
+    // read the scenario while another writes the same variant (a reader must never see a
+    // half-written or empty file).
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let aside = dir.join(format!("{name}.json.{}.{write}.tmp", std::process::id()));
+    fs::write(&aside, scenario.to_string())
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", aside.display()));
+    fs::rename(&aside, &path)
+        .unwrap_or_else(|e| panic!("cannot rename {} into place: {e}", aside.display()));
     path
 }
 
