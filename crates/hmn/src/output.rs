@@ -251,11 +251,10 @@ pub fn remove_partial(path: &std::path::Path) -> std::io::Result<bool> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))] // FIFOs and symlinks
 mod tests {
     use super::*;
 
-    #[cfg(unix)]
     #[test]
     fn only_regular_files_are_removed_as_partial_outputs() {
         let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+#[cfg(unix)]
 use crate::signals;
 
 /// How CMD ended.
