@@ -55,8 +55,16 @@ fn child_honours_the_environment() {
     // platforms read the calling process's memory from the OS, not a procfs root.)
     #[cfg(target_os = "linux")]
     assert!(probe.process_rss().is_err());
-    let err = probe.device_count().unwrap_err().to_string();
-    assert!(err.contains(NVML_FROM_ENV), "{err}");
+    match probe.device_count() {
+        Err(e) => {
+            let err = e.to_string();
+            assert!(err.contains(NVML_FROM_ENV), "{err}");
+        }
+        // Windows with a display: DXGI lists the adapter whatever NVML says, so the listing
+        // succeeds and NVML's reason is part of no answer. Nowhere else can a device appear
+        // (the roots are empty).
+        Ok(count) => assert!(cfg!(windows), "{count} devices from empty roots"),
+    }
 }
 
 #[test]
