@@ -10,23 +10,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+// The source reader and the cycle finder are shared with hmn's module-graph test.
+use test_support::module_graph::{code_of, cycles, rust_files};
+
 /// Cycles accepted for now, each with why. None today; a future exception names its modules
 /// (`&["snapshot", "telemetry"]`) and says why it cannot be removed yet.
 const KNOWN_CYCLES: &[&[&str]] = &[];
 
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// The top-level module a file belongs to (`gpu/drm/mod.rs` → `gpu`); `None` for `lib.rs`.
@@ -38,50 +30,6 @@ fn top_module(src: &Path, file: &Path) -> Option<String> {
         Some(stem) => Some(stem.to_owned()),
         None => Some(first),
     }
-}
-
-/// The code of a file without comments and without its `#[cfg(test)] mod tests { … }` block.
-fn code_of(text: &str) -> String {
-    let mut out = String::new();
-    let mut lines = text.lines().peekable();
-    let mut previous_was_cfg_test = false;
-    while let Some(line) = lines.next() {
-        let trimmed = line.trim_start();
-        if previous_was_cfg_test && trimmed.starts_with("mod tests") && trimmed.ends_with('{') {
-            // Skip to the matching close brace.
-            let mut depth = 1_i32;
-            for inner in lines.by_ref() {
-                depth += brace_balance(inner);
-                if depth <= 0 {
-                    break;
-                }
-            }
-            previous_was_cfg_test = false;
-            continue;
-        }
-        previous_was_cfg_test = trimmed.starts_with("#[cfg(test)]");
-        if trimmed.starts_with("//") {
-            continue;
-        }
-        let code = match line.find("//") {
-            // A `//` inside a string literal ("http://") is rare in this crate; good enough.
-            Some(at) => &line[..at],
-            None => line,
-        };
-        out.push_str(code);
-        out.push('\n');
-    }
-    out
-}
-
-fn brace_balance(line: &str) -> i32 {
-    line.chars()
-        .map(|c| match c {
-            '{' => 1,
-            '}' => -1,
-            _ => 0,
-        })
-        .sum()
 }
 
 fn ident_at(s: &str) -> &str {
@@ -157,8 +105,7 @@ fn root_reexports(lib: &str, modules: &BTreeSet<String>) -> BTreeMap<String, Str
 
 fn edges() -> BTreeMap<String, BTreeSet<String>> {
     let src = src_dir();
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    let files = rust_files(&src);
     let modules: BTreeSet<String> = files.iter().filter_map(|f| top_module(&src, f)).collect();
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
     let reexports = root_reexports(&lib, &modules);
@@ -182,51 +129,6 @@ fn edges() -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     graph
-}
-
-/// One cycle through each strongly connected group of modules, as a path back to its start.
-fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
-    let mut found: Vec<Vec<String>> = Vec::new();
-    let mut covered: BTreeSet<String> = BTreeSet::new();
-    for start in graph.keys() {
-        if covered.contains(start) {
-            continue;
-        }
-        // Shortest path from `start` back to itself (breadth first).
-        let mut parent: BTreeMap<String, String> = BTreeMap::new();
-        let mut queue = std::collections::VecDeque::from([start.clone()]);
-        let mut closing = None;
-        while let Some(node) = queue.pop_front() {
-            for next in graph.get(&node).into_iter().flatten() {
-                if next == start {
-                    closing = Some(node.clone());
-                    break;
-                }
-                if !parent.contains_key(next) {
-                    parent.insert(next.clone(), node.clone());
-                    queue.push_back(next.clone());
-                }
-            }
-            if closing.is_some() {
-                break;
-            }
-        }
-        let Some(mut node) = closing else {
-            continue;
-        };
-        let mut path = vec![start.clone()];
-        let mut back = Vec::new();
-        while node != *start {
-            back.push(node.clone());
-            node = parent[&node].clone();
-        }
-        back.reverse();
-        path.extend(back);
-        path.push(start.clone());
-        covered.extend(path.iter().cloned());
-        found.push(path);
-    }
-    found
 }
 
 fn is_known(cycle: &[String]) -> bool {
