@@ -311,6 +311,15 @@ impl Cli {
                 a.all,
                 a.wide,
             ),
+            #[cfg(feature = "top")]
+            Some(Command::Top(a)) => (
+                "hmn top",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                false,
+            ),
             Some(Command::Completions { .. }) => (
                 "hmn completions",
                 &none,
@@ -402,6 +411,10 @@ pub enum Command {
     /// On Windows each watched GPU's spill into shared memory is read every interval too (the
     /// SPILL column, and the episodes in the summary); `watch` then exits 1 when one spilled.
     Watch(WatchArgs),
+    /// An interactive screen: host memory, every GPU with its history, and every GPU process
+    /// (keys: ? for help, q to quit). Needs a terminal; for a log, use `hmn watch`.
+    #[cfg(feature = "top")]
+    Top(TopArgs),
     /// Print shell completions for SHELL on stdout.
     Completions {
         /// The shell to complete for.
@@ -625,6 +638,50 @@ pub struct WatchArgs {
     /// Without PIDs: only processes holding at least SIZE of GPU memory (device + system).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub min: Option<u64>,
+}
+
+/// `hmn top --theme`: a palette.
+#[cfg(feature = "top")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ThemeChoice {
+    /// The terminal's own 16 ANSI colours.
+    #[default]
+    Default,
+    Dark,
+    Light,
+    HighContrast,
+    /// No colour: emphasis by bold, reverse and underline only.
+    Mono,
+}
+
+/// `hmn top`: how often, how it looks, what it may do.
+#[cfg(feature = "top")]
+#[derive(Debug, Args, Clone)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
+    /// How often device memory and telemetry are read (1s, 500ms; a bare number is seconds);
+    /// processes are scanned every third interval.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+
+    /// Never send signals: the `k` menu is disabled.
+    #[arg(long)]
+    pub readonly: bool,
+
+    /// Colours: the terminal's own 16 (default), dark, light, high-contrast or mono. NO_COLOR
+    /// in the environment means mono.
+    #[arg(long, value_enum, value_name = "THEME")]
+    pub theme: Option<ThemeChoice>,
+
+    /// Draw with ASCII only (no box-drawing or block characters).
+    #[arg(long)]
+    pub ascii: bool,
+
+    /// Play back a recording (made with `R`, or `hmn watch --json`) instead of the machine.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

@@ -82,6 +82,8 @@ fn dispatch(command: Option<&Command>, global: &GlobalArgs, out: &Output) -> Exi
         Some(Command::Fits(args)) => one_shot(&|probe| cmd::fits::run(probe, global, args, out)),
         Some(Command::Run(args)) => cmd::run::run(global, args, out),
         Some(Command::Watch(args)) => cmd::watch::run(global, args, out).into(),
+        #[cfg(feature = "top")]
+        Some(Command::Top(args)) => cmd::top::run(global, args, out).into(),
         #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => {
             serve::run(driver::guarded_probe(timeout), global, args, out).into()

@@ -8,6 +8,8 @@ pub(crate) mod man;
 pub(crate) mod ps;
 pub(crate) mod run;
 pub(crate) mod summary;
+#[cfg(feature = "top")]
+pub(crate) mod top;
 pub(crate) mod watch;
 
 use hypomnesis::{Frame, HypomnesisError};
