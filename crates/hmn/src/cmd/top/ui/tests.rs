@@ -649,3 +649,96 @@ fn a_zero_size_screen_draws_nothing_and_does_not_panic() {
     assert_eq!(buf.area.area(), 0);
     assert_eq!(layout(&app, Rect::default()), crate::cmd::top::app::ScreenLayout::default());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Frames read by the library from the NVML double and from the DRM fixture tree.
+
+/// Pins what a frame read on this machine would change: the host, and whether the reader
+/// runs as root (which changes the listings' hints).
+fn pin(frame: &mut Frame) {
+    frame.host = Some(host());
+    frame.host_error = None;
+    for d in &mut frame.devices {
+        if let Some(l) = d.processes.as_mut() {
+            l.running_as_root = true;
+        }
+    }
+}
+
+/// The double's `scenario` read through a `Probe` (in a child process of its own: NVML's
+/// state is process-wide), with an empty `/proc` and `/sys` so nothing of this machine shows,
+/// drawn at 120×40 and snapshotted as `name`.
+#[cfg(target_os = "linux")]
+fn nvml_double_snapshot(test: &str, scenario: &str, name: &str) {
+    test_support::with_nvml_double(test, scenario, |lib, _| {
+        let empty = tempfile::tempdir().expect("a temporary directory");
+        let probe = hypomnesis::Probe::builder()
+            .ignore_environment()
+            .nvml_lib(lib)
+            .use_nvidia_smi(false)
+            .proc_root(empty.path())
+            .sys_root(empty.path())
+            .build();
+        let mut frame = probe.frame(FrameRequest::ALL);
+        pin(&mut frame);
+        assert!(frame.gpu_error.is_none(), "{:?}", frame.gpu_error);
+        let app = app_with(frame, 120, 40, Theme::Default, false);
+        let shown = text(&render(&app, 120, 40)).replace(&empty.path().display().to_string(), "[EMPTY]");
+        insta::assert_snapshot!(name, shown);
+    });
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn four_gpus_from_the_nvml_double_match_their_snapshot() {
+    nvml_double_snapshot(
+        "cmd::top::ui::tests::four_gpus_from_the_nvml_double_match_their_snapshot",
+        "four_gpus",
+        "source_nvml_four_gpus_120x40",
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn mig_instances_from_the_nvml_double_are_child_rows() {
+    nvml_double_snapshot(
+        "cmd::top::ui::tests::mig_instances_from_the_nvml_double_are_child_rows",
+        "mig",
+        "source_nvml_mig_120x40",
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn telemetry_from_the_nvml_double_shows_in_the_devices_panel() {
+    nvml_double_snapshot(
+        "cmd::top::ui::tests::telemetry_from_the_nvml_double_shows_in_the_devices_panel",
+        "telemetry",
+        "source_nvml_telemetry_120x40",
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[path = "../../../../../../fixtures/drm/tree.rs"]
+#[allow(dead_code)] // shared with other tests; this one uses the standard tree only
+mod drm_tree;
+
+#[cfg(target_os = "linux")]
+#[test]
+fn drm_gpus_from_the_fixture_tree_match_their_snapshot() {
+    let tree = drm_tree::standard();
+    let probe = hypomnesis::Probe::builder()
+        .ignore_environment()
+        .proc_root(tree.proc())
+        .sys_root(tree.sys())
+        .use_nvml(false)
+        .use_nvidia_smi(false)
+        .build();
+    let mut frame = probe.frame(FrameRequest::ALL);
+    pin(&mut frame);
+    assert!(!frame.devices.is_empty(), "{:?}", frame.gpu_error);
+    let app = app_with(frame, 120, 40, Theme::Default, false);
+    let root = tree.sys().parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let shown = text(&render(&app, 120, 40)).replace(&root, "[TREE]");
+    insta::assert_snapshot!("source_drm_standard_120x40", shown);
+}
