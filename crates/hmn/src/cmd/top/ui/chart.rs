@@ -115,9 +115,12 @@ pub(super) fn draw_series(
     let mut any = vec![false; usize::from(plot.width)];
     for (k, (_, points)) in series.iter().enumerate() {
         let style = s.series[k % s.series.len()];
-        // The newest bucket at the right edge; a shorter series starts further right.
-        let offset = usize::from(plot.width).saturating_sub(points.len());
-        for (i, p) in points.iter().enumerate().take(usize::from(plot.width)) {
+        // The newest bucket at the right edge: a shorter series starts further right, a
+        // longer one (read for a wider chart) loses its oldest buckets.
+        let width = usize::from(plot.width);
+        let offset = width.saturating_sub(points.len());
+        let skip = points.len().saturating_sub(width);
+        for (i, p) in points.iter().skip(skip).enumerate() {
             let (Some(min), Some(max)) = (p.min, p.max) else {
                 continue;
             };
@@ -126,6 +129,9 @@ pub(super) fn draw_series(
             let x = plot.x + column as u16;
             let lo = ((min / top) * eighths).floor().clamp(0.0, eighths) as u16;
             let hi = ((max / top) * eighths).ceil().clamp(1.0, eighths) as u16;
+            // At least one eighth tall: a flat series (min = max) on a cell boundary would
+            // otherwise be an empty range and vanish.
+            let lo = lo.min(hi - 1);
             for row in 0..plot.height {
                 let (cell_lo, cell_hi) = (row * 8, row * 8 + 8);
                 if hi <= cell_lo || lo >= cell_hi {

@@ -298,10 +298,10 @@ fn fits(
                 .flat_map(|d| &d.device.mig_instances)
                 .filter(|m| super::devices::fits_instance(m, b))
                 .count();
-            let mig = if instances > 0 {
-                format!(" ({instances} MIG instances)")
-            } else {
-                String::new()
+            let mig = match instances {
+                0 => String::new(),
+                1 => " (1 MIG instance)".to_owned(),
+                n => format!(" ({n} MIG instances)"),
             };
             format!(
                 "{} fits on {devices} of {} GPUs now{mig}",

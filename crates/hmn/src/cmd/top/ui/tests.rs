@@ -23,6 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hypomnesis::DeviceMetric;
 use hypomnesis::monitor::HistoryLimits;
 use hypomnesis::{
     CgroupMemory, DeviceFrame, DeviceTelemetry, DeviceField, Frame, FrameRequest,
@@ -741,4 +742,38 @@ fn drm_gpus_from_the_fixture_tree_match_their_snapshot() {
     let root = tree.sys().parent().map(|p| p.display().to_string()).unwrap_or_default();
     let shown = text(&render(&app, 120, 40)).replace(&root, "[TREE]");
     insta::assert_snapshot!("source_drm_standard_120x40", shown);
+}
+
+#[test]
+fn a_flat_series_at_the_top_of_the_scale_is_drawn_to_the_top() {
+    let mut frame = synthetic(1, 0);
+    frame.devices[0].device.used_bytes = Some(4 * GIB);
+    let start = frame.taken;
+    let mut history = History::new(HistoryLimits::new(
+        Duration::from_secs(600),
+        Duration::from_secs(1),
+        1,
+    ));
+    for t in 0..30 {
+        let mut f = frame.clone();
+        f.taken = start + Duration::from_secs(t);
+        history.record(&f);
+    }
+    let end = start + Duration::from_secs(30);
+    let points = history.device(0, DeviceMetric::Used, end, Duration::from_secs(30), 30);
+    let series = vec![(0, points)];
+    let app = app_with(frame, 40, 12, Theme::Default, false);
+    let ink = super::Ink::of(&app);
+    let area = Rect::new(0, 0, 40, 8);
+    let mut buf = Buffer::empty(area);
+    #[allow(clippy::cast_precision_loss)] // 4 GiB is exact
+    let top = (4 * GIB) as f64;
+    super::chart::draw_series(&mut buf, area, &series, top, "30s", &ink);
+    let plot = super::chart::plot_area(area);
+    let x = plot.right() - 1;
+    let column: Vec<&str> = (plot.top()..plot.bottom()).map(|y| buf[(x, y)].symbol()).collect();
+    // The range min..max is one value at the very top: the top cell, full, and nothing below.
+    let mut expected = vec![" "; usize::from(plot.height)];
+    expected[0] = "█";
+    assert_eq!(column, expected, "{}", text(&buf));
 }
