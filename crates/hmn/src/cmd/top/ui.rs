@@ -45,7 +45,6 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 
 use super::app::{App, Mode, ScreenLayout};
-use super::rows::Column;
 use super::theme::Styles;
 
 /// The smallest screen drawn; below it, one line says so.
@@ -372,13 +371,4 @@ pub(crate) fn size_f(bytes: f64) -> String {
 /// `?` for an unknown size.
 pub(crate) fn size_or(bytes: Option<u64>, unknown: &str) -> String {
     bytes.map_or_else(|| unknown.to_owned(), size)
-}
-
-/// The column a [`Column`] starts at in `layout`, for tests and the mouse.
-pub(crate) fn column_x(layout: &ScreenLayout, column: Column) -> Option<u16> {
-    layout
-        .columns
-        .iter()
-        .find(|(c, _, _)| *c == column)
-        .map(|&(_, x, _)| x)
 }

@@ -50,7 +50,7 @@ pub(super) fn fit(app: &App, w: u16, cap: u16) -> (DeviceMode, u16) {
     }
     let columns = grid_columns(w, n);
     let rows = n16.div_ceil(columns);
-    if rows + 1 <= cap {
+    if rows < cap {
         let mode = DeviceMode::Grid {
             columns,
             first: 0,

@@ -721,7 +721,6 @@ fn telemetry_from_the_nvml_double_shows_in_the_devices_panel() {
 
 #[cfg(target_os = "linux")]
 #[path = "../../../../../../fixtures/drm/tree.rs"]
-#[allow(dead_code)] // shared with other tests; this one uses the standard tree only
 mod drm_tree;
 
 #[cfg(target_os = "linux")]
