@@ -93,6 +93,8 @@ pub(crate) struct Glyphs {
     pub(crate) cursor: &'static str,
     /// Between notes on one line.
     pub(crate) separator: &'static str,
+    /// After a temperature.
+    pub(crate) degrees: &'static str,
     /// Chart cells filled from the bottom, one eighth to eight eighths.
     pub(crate) levels: [&'static str; 8],
     /// Box corners and sides: top-left, top-right, bottom-left, bottom-right, horizontal,
@@ -113,6 +115,7 @@ const UNICODE: Glyphs = Glyphs {
     record: "●",
     cursor: "█",
     separator: " · ",
+    degrees: "°C",
     levels: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
     frame: ["┌", "┐", "└", "┘", "─", "│"],
 };
@@ -130,6 +133,7 @@ const ASCII: Glyphs = Glyphs {
     record: "*",
     cursor: "_",
     separator: " | ",
+    degrees: "C",
     levels: ["_", "_", ".", ".", ":", ":", "|", "#"],
     frame: ["+", "+", "+", "+", "-", "|"],
 };

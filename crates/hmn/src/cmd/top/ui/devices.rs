@@ -301,7 +301,7 @@ struct Telemetry {
 
 fn telemetry(app: &App, d: &DeviceFrame, ink: &Ink) -> Telemetry {
     let t = d.telemetry.as_ref();
-    let degrees = if ink.glyphs.used == "#" { "C" } else { "°C" };
+    let degrees = ink.glyphs.degrees;
     let util = t
         .and_then(|t| t.gpu_utilization_percent)
         .map_or_else(|| "util ?%".to_owned(), |u| format!("util {u:.0}%"));
