@@ -208,7 +208,8 @@ mod tests {
     fn a_process_parent_is_field_four_of_its_stat_under_the_given_root() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("4242")).unwrap();
-        let stat = "4242 (py (worker)) S 4100 4242 4100 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 31337 0 0";
+        let stat =
+            "4242 (py (worker)) S 4100 4242 4100 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 31337 0 0";
         std::fs::write(dir.path().join("4242/stat"), stat).unwrap();
         assert_eq!(process_parent(dir.path(), 4242), Some(4100));
         assert_eq!(process_parent(dir.path(), 4243), None);

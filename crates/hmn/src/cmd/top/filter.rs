@@ -156,7 +156,10 @@ enum Token {
     /// `=`, `!=`, `<`, `>`, `<=`, `>=`, `~`.
     Op(&'static str),
     /// A word or a quoted string (`quoted` so that `"and"` is a value, not a keyword).
-    Word { text: String, quoted: bool },
+    Word {
+        text: String,
+        quoted: bool,
+    },
 }
 
 impl Token {
