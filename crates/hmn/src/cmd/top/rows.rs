@@ -381,3 +381,108 @@ fn nest(sorted: Vec<ProcessRow>, parent: &dyn Fn(u32) -> Option<u32>) -> Vec<Pro
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn row(pid: u32, gpu: u32, vram: Option<u64>) -> ProcessRow {
+        ProcessRow {
+            pid,
+            user: None,
+            name: Some(format!("p{pid}")),
+            gpu: Some(gpu),
+            mig: None,
+            vram_bytes: vram,
+            shared_bytes: None,
+            rss_bytes: None,
+            delta_bytes: None,
+            peak_bytes: None,
+            age: None,
+            command: None,
+            cgroup: None,
+            mine: false,
+            depth: 0,
+            subtree_vram_bytes: None,
+        }
+    }
+
+    fn tree(rows: &[ProcessRow], parents: &[(u32, u32)]) -> Vec<(u32, u32, u16, Option<u64>)> {
+        let parent = |pid: u32| parents.iter().find(|(c, _)| *c == pid).map(|(_, p)| *p);
+        arrange(rows, Sort::default(), true, &|_| true, &parent)
+            .into_iter()
+            .map(|r| (r.pid, r.gpu.unwrap(), r.depth, r.subtree_vram_bytes))
+            .collect()
+    }
+
+    #[test]
+    fn a_grandchilds_device_counts_for_a_grandparent_on_it_through_a_parent_not_on_it() {
+        let rows = [
+            row(1, 1, Some(2 * GIB)),
+            row(2, 0, Some(GIB)),
+            row(3, 1, Some(5 * GIB)),
+        ];
+        assert_eq!(
+            tree(&rows, &[(2, 1), (3, 2)]),
+            [
+                (1, 1, 0, Some(7 * GIB)),
+                (2, 0, 1, Some(GIB)),
+                (3, 1, 2, Some(5 * GIB)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cycle_of_parents_still_shows_every_row_once() {
+        let rows = [
+            row(1, 0, Some(GIB)),
+            row(2, 0, Some(2 * GIB)),
+            row(3, 0, None),
+        ];
+        let shown = tree(&rows, &[(1, 2), (2, 1), (3, 3)]);
+        let mut pids: Vec<u32> = shown.iter().map(|r| r.0).collect();
+        pids.sort_unstable();
+        assert_eq!(pids, [1, 2, 3]);
+        // 3 is its own parent: a root.
+        assert!(shown.contains(&(3, 0, 0, None)));
+    }
+
+    #[test]
+    fn equal_figures_fall_back_to_pid_then_device_ascending_either_way() {
+        let rows = [
+            row(7, 1, Some(GIB)),
+            row(7, 0, Some(GIB)),
+            row(3, 2, Some(GIB)),
+        ];
+        for descending in [true, false] {
+            let sort = Sort {
+                column: Column::Vram,
+                descending,
+            };
+            let order: Vec<(u32, Option<u32>)> = arrange(&rows, sort, false, &|_| true, &|_| None)
+                .iter()
+                .map(|r| (r.pid, r.gpu))
+                .collect();
+            assert_eq!(order, [(3, Some(2)), (7, Some(0)), (7, Some(1))]);
+        }
+    }
+
+    #[test]
+    fn text_sorts_without_regard_to_case() {
+        let mut rows = [row(1, 0, None), row(2, 0, None), row(3, 0, None)];
+        rows[0].name = Some("beta".into());
+        rows[1].name = Some("Alpha".into());
+        rows[2].name = None;
+        let sort = Sort {
+            column: Column::Name,
+            descending: false,
+        };
+        let pids: Vec<u32> = arrange(&rows, sort, false, &|_| true, &|_| None)
+            .iter()
+            .map(|r| r.pid)
+            .collect();
+        assert_eq!(pids, [2, 1, 3]);
+    }
+}
