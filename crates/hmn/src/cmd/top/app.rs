@@ -154,6 +154,39 @@ pub(crate) struct ScreenLayout {
     pub(crate) chart_buckets: usize,
 }
 
+/// Every key and what it does, for the help overlay and the README: one list, next to the
+/// code that handles the keys. ASCII only, so `--ascii` can show it as it is.
+pub(crate) const KEYS: &[(&str, &str)] = &[
+    ("q, Esc, Ctrl-C", "quit (Esc closes an open overlay first)"),
+    ("Up, Down, PgUp, PgDn, Home, End", "select a process"),
+    ("Enter", "the selected process's detail"),
+    ("s", "sort menu"),
+    ("<, >", "sort by the column to the left / right"),
+    ("I", "invert the sort"),
+    (
+        "t",
+        "tree view: processes under their parents, subtree totals",
+    ),
+    (
+        "/",
+        "filter: user=alice gpu=1 vram>2GiB name~py, with and, or, not, ( )",
+    ),
+    ("u", "only my processes"),
+    ("k", "send a signal to the selected process (asks first)"),
+    (
+        "F",
+        "fits: type a size, the devices and MIG instances it fits on light up",
+    ),
+    ("+, -", "zoom the history: 1m, 5m, 10m, 15m, 1h"),
+    ("Left, Right, [, ]", "scroll the devices"),
+    ("R", "record NDJSON (hmn watch --json's format) / stop"),
+    ("?", "this help"),
+    (
+        "mouse",
+        "click a header to sort (again: reverse), a row to select; the wheel scrolls",
+    ),
+];
+
 /// How many rows one turn of the mouse wheel moves.
 const WHEEL_ROWS: usize = 3;
 
@@ -324,6 +357,20 @@ impl App {
         self.table_scroll = self
             .table_scroll
             .min(self.rows.len().saturating_sub(height));
+    }
+
+    /// The fits overlay's cells for the size typed; empty outside the overlay or while the
+    /// text is not a size.
+    pub(crate) fn fits_cells(&self) -> Vec<FitsCell> {
+        match (&self.mode, &self.frame) {
+            (
+                Mode::Fits {
+                    size: Some(size), ..
+                },
+                Some(frame),
+            ) => fits_devices(frame, *size),
+            _ => Vec::new(),
+        }
     }
 
     /// How many table rows show at once (at least 1).

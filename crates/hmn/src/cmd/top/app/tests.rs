@@ -560,8 +560,10 @@ fn the_fits_overlay_parses_the_size_as_it_is_typed() {
             size: Some(10 * GIB)
         }
     );
+    assert_eq!(b.app.fits_cells()[0], (0, None, true));
     b.keys("x");
     assert!(matches!(&b.app.mode, Mode::Fits { size: None, .. }));
+    assert_eq!(b.app.fits_cells(), []);
     b.send([key(KeyCode::Backspace)]);
     assert!(matches!(&b.app.mode, Mode::Fits { size: Some(_), .. }));
     // `q` is text here, Esc closes.
