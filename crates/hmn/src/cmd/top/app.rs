@@ -154,39 +154,6 @@ pub(crate) struct ScreenLayout {
     pub(crate) chart_buckets: usize,
 }
 
-/// Every key and what it does, for the help overlay and the README: one list, next to the
-/// code that handles the keys. ASCII only, so `--ascii` can show it as it is.
-pub(crate) const KEYS: &[(&str, &str)] = &[
-    ("q, Esc, Ctrl-C", "quit (Esc closes an open overlay first)"),
-    ("Up, Down, PgUp, PgDn, Home, End", "select a process"),
-    ("Enter", "the selected process's detail"),
-    ("s", "sort menu"),
-    ("<, >", "sort by the column to the left / right"),
-    ("I", "invert the sort"),
-    (
-        "t",
-        "tree view: processes under their parents, subtree totals",
-    ),
-    (
-        "/",
-        "filter: user=alice gpu=1 vram>2GiB name~py, with and, or, not, ( )",
-    ),
-    ("u", "only my processes"),
-    ("k", "send a signal to the selected process (asks first)"),
-    (
-        "F",
-        "fits: type a size, the devices and MIG instances it fits on light up",
-    ),
-    ("+, -", "zoom the history: 1m, 5m, 10m, 15m, 1h"),
-    ("Left, Right, [, ]", "scroll the devices"),
-    ("R", "record NDJSON (hmn watch --json's format) / stop"),
-    ("?", "this help"),
-    (
-        "mouse",
-        "click a header to sort (again: reverse), a row to select; the wheel scrolls",
-    ),
-];
-
 /// How many rows one turn of the mouse wheel moves.
 const WHEEL_ROWS: usize = 3;
 
@@ -728,16 +695,20 @@ pub(crate) type FitsCell = (u32, Option<(u32, u32)>, bool);
 /// a device in MIG mode, whether an allocation of `size` fits now. A device fits as
 /// `hmn fits` decides for it alone ([`crate::cmd::fits::decide`]: the library's budget,
 /// [`hypomnesis::GpuDeviceInfo::budget_bytes`], at least `size`; on a unified-memory device
-/// the host memory it really allocates from); a MIG instance fits when its GPU instance's
-/// free memory is at least `size` (an allocation cannot cross instances). An unknown budget
-/// does not light up (`false`): `top` shows the reason for the unknown figure elsewhere.
+/// the host memory it really allocates from), or, when the library could not decide a
+/// budget, its free memory at least `size`; a MIG instance fits when its GPU instance's free
+/// memory is at least `size` (an allocation cannot cross instances). Neither figure known:
+/// not lit (`false`); `top` shows the reason for the unknown figure elsewhere.
 /// Devices in the frame's order, each followed by its MIG instances (those with both ids).
 pub(crate) fn fits_devices(frame: &Frame, size: u64) -> Vec<FitsCell> {
     let mut out = Vec::new();
     for device in &frame.devices {
         let info = &device.device;
         let verdict = crate::cmd::fits::decide(size, &[Ok(info.clone())]);
-        out.push((info.index, None, verdict.fits == Some(true)));
+        let fits = verdict
+            .fits
+            .or_else(|| info.free_bytes.map(|free| free >= size));
+        out.push((info.index, None, fits == Some(true)));
         for mig in &info.mig_instances {
             if let Some(ids) = mig.gpu_instance_id.zip(mig.compute_instance_id) {
                 out.push((

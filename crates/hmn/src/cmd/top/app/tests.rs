@@ -87,6 +87,13 @@ fn frame(vram_100: u64, taken: Instant) -> Frame {
         MigInstance::for_test(2, 0, Some((20 * GIB, 15 * GIB, 5 * GIB))),
     ];
     let unknown = GpuDeviceInfo::builder().index(2).name("mystery").build();
+    // Unified memory whose budget the library could not decide: its free memory counts.
+    let apu = GpuDeviceInfo::builder()
+        .index(3)
+        .name("APU")
+        .unified_memory(true)
+        .free_bytes(12 * GIB)
+        .build();
     let mut on_mig = process(401, "carol", "trainer", 1, Some(3 * GIB));
     on_mig.gpu_instance_id = Some(1);
     on_mig.compute_instance_id = Some(0);
@@ -108,6 +115,7 @@ fn frame(vram_100: u64, taken: Instant) -> Frame {
         ),
         device(a100, vec![worker_on_mig, on_mig]),
         device(unknown, Vec::new()),
+        device(apu, Vec::new()),
     ];
     frame
 }
@@ -585,6 +593,7 @@ fn fits_lights_the_devices_and_mig_instances_with_room() {
             (1, Some((2, 0)), true),
             // No budget known: not lit.
             (2, None, false),
+            (3, None, true),
         ]
     );
     assert_eq!(
@@ -595,6 +604,7 @@ fn fits_lights_the_devices_and_mig_instances_with_room() {
             (1, Some((1, 0)), false),
             (1, Some((2, 0)), false),
             (2, None, false),
+            (3, None, false),
         ]
     );
     assert!(fits_devices(&frame, 2 * GIB).contains(&(1, Some((1, 0)), true)));
@@ -657,9 +667,9 @@ fn devices_scroll_with_arrows_and_brackets_within_the_device_count() {
     b.send([key(KeyCode::Right)]);
     assert_eq!(b.app.device_scroll, 1);
     b.keys("]]]]");
-    assert_eq!(b.app.device_scroll, 2);
+    assert_eq!(b.app.device_scroll, 3);
     b.send([key(KeyCode::Left)]);
-    b.keys("[[[");
+    b.keys("[[[[");
     assert_eq!(b.app.device_scroll, 0);
 }
 
