@@ -4,12 +4,13 @@
 //! scrolled grid as space runs out (see the parent module).
 
 use hypomnesis::{DeviceFrame, MigInstance};
+
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 
 use super::{DeviceMode, Ink, put, put_foreign, put_right, repeat, size, size_f, title_line};
-use crate::cmd::top::app::{App, Mode};
+use crate::cmd::top::app::App;
 
 /// A grid cell's width, and the gap after it.
 const CELL_WIDTH: u16 = 16;
@@ -115,30 +116,6 @@ pub(super) fn cells(app: &App, area: Rect, mode: DeviceMode) -> Vec<(u32, Rect)>
     out
 }
 
-/// The size typed in the fits overlay, when one is.
-fn fits_size(app: &App) -> Option<u64> {
-    match &app.mode {
-        Mode::Fits { size, .. } => *size,
-        _ => None,
-    }
-}
-
-/// Whether `bytes` fits on the device now: within its budget (what a new allocation can
-/// get), or its free memory when the budget is unknown. A MIG device's allocations cannot
-/// cross a GPU instance, so there it must fit one instance.
-pub(crate) fn fits_device(d: &DeviceFrame, bytes: u64) -> bool {
-    let info = &d.device;
-    if !info.mig_instances.is_empty() {
-        return info.mig_instances.iter().any(|m| fits_instance(m, bytes));
-    }
-    info.budget_bytes.or(info.free_bytes).is_some_and(|room| room >= bytes)
-}
-
-/// Whether `bytes` fits the MIG instance's free memory.
-pub(crate) fn fits_instance(m: &MigInstance, bytes: u64) -> bool {
-    m.free_bytes.is_some_and(|free| free >= bytes)
-}
-
 /// Draws the panel.
 pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink, mode: DeviceMode) {
     if area.is_empty() {
@@ -185,7 +162,13 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink, mode: Dev
         );
         return;
     }
-    let fits = fits_size(app);
+    // The fits overlay's answer, per device and MIG instance (empty without one).
+    let fits = app.fits_cells();
+    let lit = |index: u32, mig: Option<(u32, u32)>| {
+        fits.iter()
+            .find(|(i, m, _)| *i == index && *m == mig)
+            .map(|&(_, _, fits)| fits)
+    };
     for (index, cell) in cells(app, area, mode) {
         let Some(d) = frame.device(index) else {
             continue;
@@ -195,11 +178,10 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink, mode: Dev
             DeviceMode::OneLine => one_line(buf, cell, app, d, ink),
             DeviceMode::Grid { .. } => grid_cell(buf, cell, d, ink),
         }
-        if let Some(bytes) = fits {
+        if let Some(fits) = lit(index, None) {
             let own_lines = if mode == DeviceMode::TwoLines { 2 } else { 1 };
             let own = Rect::new(cell.x, cell.y, cell.width, cell.height.min(own_lines));
-            let lit = fits_device(d, bytes);
-            buf.set_style(own, if lit { ink.styles.fits } else { ink.styles.no_fit });
+            buf.set_style(own, if fits { ink.styles.fits } else { ink.styles.no_fit });
         }
         if !matches!(mode, DeviceMode::Grid { .. }) {
             let skip = if mode == DeviceMode::TwoLines { 2 } else { 1 };
@@ -209,11 +191,11 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink, mode: Dev
                     break;
                 }
                 mig_row(buf, Rect::new(cell.x, y, cell.width, 1), m, ink);
-                if let Some(bytes) = fits {
-                    let lit = fits_instance(m, bytes);
+                let ids = m.gpu_instance_id.zip(m.compute_instance_id);
+                if let Some(fits) = ids.and_then(|ids| lit(index, Some(ids))) {
                     buf.set_style(
                         Rect::new(cell.x, y, cell.width, 1),
-                        if lit { ink.styles.fits } else { ink.styles.no_fit },
+                        if fits { ink.styles.fits } else { ink.styles.no_fit },
                     );
                 }
             }

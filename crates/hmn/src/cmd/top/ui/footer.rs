@@ -165,25 +165,25 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink) {
     }
 }
 
-/// Every key, as the help overlay and the README list them: key, what it does.
-pub(crate) const KEYS: [(&str, &str); 17] = [
-    ("q", "quit (also Esc, Ctrl-C)"),
-    ("?", "help: keys, and every note"),
-    ("↑ ↓ PgUp PgDn", "select a process (also the mouse)"),
-    ("Enter", "the process's detail: history, peak, command, cgroup"),
-    ("/", "filter: user=alice gpu=1 vram>2GiB name~py, and/or/not"),
+/// Every key and what it does, for the help overlay and the README (one list, kept with the
+/// help that shows it). ASCII only, so `--ascii` shows it as it is.
+pub(crate) const KEYS: [(&str, &str); 16] = [
+    ("q, Esc, Ctrl-C", "quit (Esc closes an open overlay first)"),
+    ("Up Down PgUp PgDn", "select a process (Home, End: first, last)"),
+    ("Enter", "the process's detail: history, peak, command line, cgroup"),
+    ("s", "sort menu"),
+    ("<, >", "sort by the column to the left / right"),
+    ("I", "invert the sort"),
+    ("t", "tree view: processes under their parents, subtree totals"),
+    ("/", "filter: user=alice gpu=1 vram>2GiB name~py, and or not ( )"),
     ("u", "only my processes"),
-    ("s", "sort menu (or click a header)"),
-    ("< >", "sort by the column left / right"),
-    ("t", "tree view with subtree totals"),
-    ("k", "send a signal (asks first; off with --readonly)"),
-    ("F", "fits: type a size, the GPUs where it fits light up"),
-    ("+ -", "zoom the chart: 1m 5m 10m 15m 1h"),
-    ("[ ]", "scroll the GPUs when they do not all fit"),
-    ("R", "record what top sees as NDJSON (hmn watch --json)"),
-    ("Home End", "first / last process"),
-    ("Esc", "close an overlay"),
-    ("mouse", "click a row or header; wheel scrolls"),
+    ("k", "send a signal (asks first; not with --readonly)"),
+    ("F", "fits: type a size, the GPUs and MIG instances it fits on light up"),
+    ("+, -", "zoom the history: 1m, 5m, 10m, 15m, 1h"),
+    ("[, ] Left Right", "scroll the GPUs when they do not all fit"),
+    ("R", "record NDJSON (hmn watch --json's format) / stop"),
+    ("?", "this help, and every reason behind a ?"),
+    ("mouse", "click a header to sort (again: reverse), a row to select; wheel"),
 ];
 
 /// The footer's short key list.

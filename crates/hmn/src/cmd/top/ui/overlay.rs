@@ -12,28 +12,6 @@ use super::{Ink, Plan, chart, put, put_foreign, size, size_or, title_line};
 use crate::cmd::top::app::{App, Mode, Signal};
 use crate::cmd::top::rows::Column;
 
-/// The signals of the `k` menu, in its order (the menu's `choice` indexes this).
-pub(crate) const SIGNALS: [Signal; 6] = [
-    Signal::Term,
-    Signal::Kill,
-    Signal::Int,
-    Signal::Hup,
-    Signal::Stop,
-    Signal::Cont,
-];
-
-/// The name a signal is known by.
-pub(crate) const fn signal_name(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Term => "SIGTERM",
-        Signal::Kill => "SIGKILL",
-        Signal::Int => "SIGINT",
-        Signal::Hup => "SIGHUP",
-        Signal::Stop => "SIGSTOP",
-        Signal::Cont => "SIGCONT",
-    }
-}
-
 /// Draws the overlay of `app.mode` over the screen at `area`.
 pub(super) fn draw(buf: &mut Buffer, area: Rect, plan: &Plan, app: &App, ink: &Ink) {
     match &app.mode {
@@ -200,7 +178,14 @@ fn detail(buf: &mut Buffer, area: Rect, app: &App, pid: u32, ink: &Ink) {
         };
         let delta = r.delta_bytes.map_or_else(
             || "?".to_owned(),
-            |d| format!("{}{}", if d < 0 { "-" } else { "+" }, size(d.unsigned_abs())),
+            |d| {
+                let sign = match d {
+                    ..0 => "-",
+                    0 => "",
+                    _ => "+",
+                };
+                format!("{sign}{}", size(d.unsigned_abs()))
+            },
         );
         let text = format!(
             "{gpu}: VRAM {}  peak {}  Δ {delta}  shared {}",
@@ -246,20 +231,20 @@ fn signal_menu(buf: &mut Buffer, area: Rect, app: &App, pid: u32, choice: usize,
     let width = u16::try_from(crate::text::width(&title) + 6).unwrap_or(u16::MAX).max(24);
     let inside = framed(buf, centred(area, width, 8), &title, ink);
     let s = &ink.styles;
-    for (i, signal) in SIGNALS.iter().enumerate() {
+    for (i, signal) in Signal::ALL.iter().enumerate() {
         let Some((x, y, right)) = line(inside, u16::try_from(i).unwrap_or(u16::MAX)) else {
             break;
         };
         let style = if i == choice { s.selected } else { s.text };
         buf.set_style(Rect::new(x, y, right - x, 1), style);
-        put(buf, x + 1, y, right, signal_name(*signal), style);
+        put(buf, x + 1, y, right, signal.name(), style);
     }
 }
 
 fn confirm(buf: &mut Buffer, area: Rect, app: &App, pid: u32, signal: Signal, ink: &Ink) {
     let question = format!(
         "Send {} to {}?",
-        signal_name(signal),
+        signal.name(),
         process_label(app, pid)
     );
     let width = u16::try_from(crate::text::width(&question) + 4).unwrap_or(u16::MAX).max(30);
@@ -287,25 +272,22 @@ fn fits(
     }
     let summary = match (bytes, app.frame.as_ref()) {
         (Some(b), Some(frame)) => {
-            let devices = frame
-                .devices
-                .iter()
-                .filter(|d| super::devices::fits_device(d, b))
-                .count();
-            let instances = frame
-                .devices
-                .iter()
-                .flat_map(|d| &d.device.mig_instances)
-                .filter(|m| super::devices::fits_instance(m, b))
-                .count();
-            let mig = match instances {
+            let cells = app.fits_cells();
+            let lit = |mig: bool| {
+                cells
+                    .iter()
+                    .filter(|(_, m, fits)| *fits && m.is_some() == mig)
+                    .count()
+            };
+            let mig = match lit(true) {
                 0 => String::new(),
-                1 => " (1 MIG instance)".to_owned(),
-                n => format!(" ({n} MIG instances)"),
+                1 => " and 1 MIG instance".to_owned(),
+                n => format!(" and {n} MIG instances"),
             };
             format!(
-                "{} fits on {devices} of {} GPUs now{mig}",
+                "{} fits on {} of {} GPUs now{mig}",
                 size(b),
+                lit(false),
                 frame.devices.len()
             )
         }
@@ -322,7 +304,7 @@ fn help(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink) {
     for (key, what) in KEYS {
         if let Some((x, y, right)) = line(inside, i) {
             put(buf, x + 1, y, right, key, s.key);
-            put(buf, x + 16, y, right, what, s.text);
+            put(buf, x + 19, y, right, what, s.text);
         }
         i += 1;
     }

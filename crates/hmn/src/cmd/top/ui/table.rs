@@ -125,6 +125,9 @@ pub(super) fn draw(buf: &mut Buffer, layout: &ScreenLayout, app: &App, ink: &Ink
         return;
     }
     let first = app.table_scroll.min(app.rows.len().saturating_sub(1));
+    // The selected row: the selected process on the selected device (a process on two GPUs
+    // has two rows, and only one is selected).
+    let selected = app.selected_index();
     for (i, row) in app
         .rows
         .iter()
@@ -133,8 +136,7 @@ pub(super) fn draw(buf: &mut Buffer, layout: &ScreenLayout, app: &App, ink: &Ink
         .enumerate()
     {
         let y = rows.y + u16::try_from(i).unwrap_or(u16::MAX);
-        let selected = app.selected == Some(row.pid);
-        let style = if selected {
+        let style = if selected == Some(first + i) {
             s.selected
         } else if app.settings.me.is_some() && !row.mine {
             s.dimmed
@@ -215,7 +217,11 @@ fn cell(
         Column::Peak => figure(buf, row.peak_bytes, UNKNOWN),
         Column::Delta => match row.delta_bytes {
             Some(d) => {
-                let sign = if d < 0 { "-" } else { "+" };
+                let sign = match d {
+                    ..0 => "-",
+                    0 => "",
+                    _ => "+",
+                };
                 let text = format!("{sign}{}", size(d.unsigned_abs()));
                 put_right(buf, x, x + w, y, &text, style)
             }
