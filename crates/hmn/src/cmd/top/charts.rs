@@ -146,7 +146,9 @@ mod tests {
     use std::sync::Arc;
 
     use hypomnesis::monitor::HistoryLimits;
-    use hypomnesis::{DeviceFrame, FrameRequest, GpuDeviceInfo, GpuProcessEntry, GpuProcessListing};
+    use hypomnesis::{
+        DeviceFrame, FrameRequest, GpuDeviceInfo, GpuProcessEntry, GpuProcessListing,
+    };
 
     use super::*;
 
@@ -190,7 +192,14 @@ mod tests {
         readings[300] = 70 * GIB;
         let history = history(start, &readings);
         let now = start + Duration::from_secs(599);
-        let charts = read(&frame(now, 10 * GIB), Zoom::TenMinutes, None, &history, now, 30);
+        let charts = read(
+            &frame(now, 10 * GIB),
+            Zoom::TenMinutes,
+            None,
+            &history,
+            now,
+            30,
+        );
         assert_eq!(charts.span, Duration::from_secs(600));
         let (index, points) = &charts.device_used[0];
         assert_eq!((*index, points.len()), (0, 30));
@@ -220,7 +229,14 @@ mod tests {
     fn a_pid_the_frame_does_not_show_gets_no_series() {
         let start = Instant::now();
         let history = history(start, &[GIB]);
-        let charts = read(&frame(start, GIB), Zoom::OneMinute, Some(7), &history, start, 10);
+        let charts = read(
+            &frame(start, GIB),
+            Zoom::OneMinute,
+            Some(7),
+            &history,
+            start,
+            10,
+        );
         assert!(charts.process_used.is_empty());
     }
 }

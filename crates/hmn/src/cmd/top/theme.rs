@@ -255,7 +255,9 @@ const fn tuned(p: &Tuned) -> Styles {
         status: fg(p.used),
         recording: fg(p.critical).add_modifier(BOLD),
         overlay: fg(p.accent),
-        fits: fg(p.used).add_modifier(BOLD).add_modifier(Modifier::REVERSED),
+        fits: fg(p.used)
+            .add_modifier(BOLD)
+            .add_modifier(Modifier::REVERSED),
         no_fit: fg(p.dim),
         series: [
             fg(p.series[0]),
@@ -317,7 +319,9 @@ const fn mono() -> Styles {
         title: bold,
         unknown: bold,
         warn: bold,
-        critical: Style::new().add_modifier(BOLD).add_modifier(Modifier::UNDERLINED),
+        critical: Style::new()
+            .add_modifier(BOLD)
+            .add_modifier(Modifier::UNDERLINED),
         bar_used: plain,
         bar_reserved: plain,
         bar_free: Style::new().add_modifier(Modifier::DIM),

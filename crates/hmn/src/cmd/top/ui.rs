@@ -203,7 +203,10 @@ pub(crate) fn plan(app: &App, area: Rect) -> Plan {
         4..=5 => 2,
         _ => 0,
     };
-    let cap = (rest - table_min).min((rest * 3 / 5).max(2)).max(2).min(rest);
+    let cap = (rest - table_min)
+        .min((rest * 3 / 5).max(2))
+        .max(2)
+        .min(rest);
     let (device_mode, devices_h) = devices::fit(app, w, cap);
     let mut table_h = rest - devices_h;
     let mut devices_h = devices_h;

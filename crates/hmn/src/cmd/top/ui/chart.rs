@@ -41,10 +41,7 @@ pub(super) fn draw_devices(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink) {
     if area.is_empty() {
         return;
     }
-    let title = format!(
-        "memory used per GPU, last {} (+ - zoom)",
-        app.zoom.label()
-    );
+    let title = format!("memory used per GPU, last {} (+ - zoom)", app.zoom.label());
     title_line(buf, area, &title, ink);
     // The scale is the largest device, so a chart of a quiet machine looks quiet.
     let total = app.frame.as_ref().map_or(0, |f| {

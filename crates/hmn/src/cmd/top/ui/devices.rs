@@ -181,7 +181,14 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink, mode: Dev
         if let Some(fits) = lit(index, None) {
             let own_lines = if mode == DeviceMode::TwoLines { 2 } else { 1 };
             let own = Rect::new(cell.x, cell.y, cell.width, cell.height.min(own_lines));
-            buf.set_style(own, if fits { ink.styles.fits } else { ink.styles.no_fit });
+            buf.set_style(
+                own,
+                if fits {
+                    ink.styles.fits
+                } else {
+                    ink.styles.no_fit
+                },
+            );
         }
         if !matches!(mode, DeviceMode::Grid { .. }) {
             let skip = if mode == DeviceMode::TwoLines { 2 } else { 1 };
@@ -195,7 +202,11 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink, mode: Dev
                 if let Some(fits) = ids.and_then(|ids| lit(index, Some(ids))) {
                     buf.set_style(
                         Rect::new(cell.x, y, cell.width, 1),
-                        if fits { ink.styles.fits } else { ink.styles.no_fit },
+                        if fits {
+                            ink.styles.fits
+                        } else {
+                            ink.styles.no_fit
+                        },
                     );
                 }
             }
@@ -303,7 +314,10 @@ fn telemetry(app: &App, d: &DeviceFrame, ink: &Ink) -> Telemetry {
         .device_peak_used
         .iter()
         .find(|(i, _)| *i == d.device.index)
-        .map_or_else(|| "peak ?".to_owned(), |&(_, p)| format!("peak {}", size_f(p)));
+        .map_or_else(
+            || "peak ?".to_owned(),
+            |&(_, p)| format!("peak {}", size_f(p)),
+        );
     Telemetry {
         util,
         temp,
@@ -321,7 +335,14 @@ fn two_lines(buf: &mut Buffer, cell: Rect, app: &App, d: &DeviceFrame, ink: &Ink
     let (s, info) = (&ink.styles, &d.device);
     let right = cell.right();
     let y = cell.y;
-    let x = put(buf, cell.x, y, right, &format!("{:>3} ", info.index), s.title);
+    let x = put(
+        buf,
+        cell.x,
+        y,
+        right,
+        &format!("{:>3} ", info.index),
+        s.title,
+    );
     let t = telemetry(app, d, ink);
     let figures = format!("{}  {}  {}  {}", t.util, t.temp, t.power, t.peak);
     let fw = u16::try_from(crate::text::width(&figures)).unwrap_or(u16::MAX);
@@ -390,7 +411,14 @@ fn one_line(buf: &mut Buffer, cell: Rect, app: &App, d: &DeviceFrame, ink: &Ink)
     let (s, info) = (&ink.styles, &d.device);
     let right = cell.right();
     let y = cell.y;
-    let x = put(buf, cell.x, y, right, &format!("{:>3} ", info.index), s.title);
+    let x = put(
+        buf,
+        cell.x,
+        y,
+        right,
+        &format!("{:>3} ", info.index),
+        s.title,
+    );
     let mem = memory_text(info.used_bytes, info.total_bytes);
     let t = telemetry(app, d, ink);
     let system = info
@@ -414,7 +442,10 @@ fn one_line(buf: &mut Buffer, cell: Rect, app: &App, d: &DeviceFrame, ink: &Ink)
         tail_w += w;
         shown += 1;
     }
-    let bar_w = room.saturating_sub(tail_w + 1).clamp(0, 30).max(room.min(4));
+    let bar_w = room
+        .saturating_sub(tail_w + 1)
+        .clamp(0, 30)
+        .max(room.min(4));
     let x = bar(
         buf,
         (x, y),

@@ -37,7 +37,10 @@ pub(crate) fn reasons(app: &App) -> Vec<String> {
     // (what, reason) → the first GPU it was seen on and how many more.
     let mut seen: Vec<(String, String, u32, u32)> = Vec::new();
     let mut add = |what: &str, reason: &str, index: u32| {
-        if let Some(entry) = seen.iter_mut().find(|(w, r, _, _)| w == what && r == reason) {
+        if let Some(entry) = seen
+            .iter_mut()
+            .find(|(w, r, _, _)| w == what && r == reason)
+        {
             entry.3 += 1;
         } else {
             seen.push((what.to_owned(), reason.to_owned(), index, 0));
@@ -129,10 +132,9 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink) {
     if let Some(path) = &app.recording {
         x = put(buf, x, y, right, ink.glyphs.record, s.recording);
         x = put(buf, x, y, right, " REC ", s.recording);
-        let name = path.file_name().map_or_else(
-            || path.to_string_lossy(),
-            |n| n.to_string_lossy(),
-        );
+        let name = path
+            .file_name()
+            .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy());
         x = put(buf, x, y, right, &crate::text::escape(&name), s.recording);
         x = put(buf, x, y, right, "  ", s.text);
     }
@@ -169,21 +171,42 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink) {
 /// help that shows it). ASCII only, so `--ascii` shows it as it is.
 pub(crate) const KEYS: [(&str, &str); 16] = [
     ("q, Esc, Ctrl-C", "quit (Esc closes an open overlay first)"),
-    ("Up Down PgUp PgDn", "select a process (Home, End: first, last)"),
-    ("Enter", "the process's detail: history, peak, command line, cgroup"),
+    (
+        "Up Down PgUp PgDn",
+        "select a process (Home, End: first, last)",
+    ),
+    (
+        "Enter",
+        "the process's detail: history, peak, command line, cgroup",
+    ),
     ("s", "sort menu"),
     ("<, >", "sort by the column to the left / right"),
     ("I", "invert the sort"),
-    ("t", "tree view: processes under their parents, subtree totals"),
-    ("/", "filter: user=alice gpu=1 vram>2GiB name~py, and or not ( )"),
+    (
+        "t",
+        "tree view: processes under their parents, subtree totals",
+    ),
+    (
+        "/",
+        "filter: user=alice gpu=1 vram>2GiB name~py, and or not ( )",
+    ),
     ("u", "only my processes"),
     ("k", "send a signal (asks first; not with --readonly)"),
-    ("F", "fits: type a size, the GPUs and MIG instances it fits on light up"),
+    (
+        "F",
+        "fits: type a size, the GPUs and MIG instances it fits on light up",
+    ),
     ("+, -", "zoom the history: 1m, 5m, 10m, 15m, 1h"),
-    ("[, ] Left Right", "scroll the GPUs when they do not all fit"),
+    (
+        "[, ] Left Right",
+        "scroll the GPUs when they do not all fit",
+    ),
     ("R", "record NDJSON (hmn watch --json's format) / stop"),
     ("?", "this help, and every reason behind a ?"),
-    ("mouse", "click a header to sort (again: reverse), a row to select; wheel"),
+    (
+        "mouse",
+        "click a header to sort (again: reverse), a row to select; wheel",
+    ),
 ];
 
 /// The footer's short key list.

@@ -77,7 +77,10 @@ fn items(host: &HostMemory, size: fn(u64) -> String) -> Vec<(&'static str, Strin
             format!("{}/{} avail", size(a), size(host.total_bytes)),
             level(host.total_bytes.saturating_sub(a), host.total_bytes),
         ),
-        None => (format!("?/{} avail", size(host.total_bytes)), Level::Unknown),
+        None => (
+            format!("?/{} avail", size(host.total_bytes)),
+            Level::Unknown,
+        ),
     };
     out.push(("RAM", ram.0, ram.1));
     let swap = match (host.swap_total_bytes, host.swap_free_bytes) {
@@ -126,7 +129,9 @@ pub(super) fn reasons(host: &HostMemory, out: &mut Vec<String>) {
         out.push("RAM avail ?: the OS does not report available memory (Linux < 3.14)".into());
     }
     if host.swap_total_bytes.is_none() || host.swap_free_bytes.is_none() {
-        out.push("swap ?: not reported here (Windows counts page files in its commit limit)".into());
+        out.push(
+            "swap ?: not reported here (Windows counts page files in its commit limit)".into(),
+        );
     }
     if host.pressure.is_none() {
         out.push("PSI ?: no /proc/pressure/memory (Linux < 4.20, psi=0, or not Linux)".into());

@@ -80,7 +80,14 @@ fn framed(buf: &mut Buffer, rect: Rect, title: &str, ink: &Ink) -> Rect {
         }
     }
     let x = put(buf, rect.x + 2, rect.y, rect.right() - 1, " ", style);
-    let x = put(buf, x, rect.y, rect.right() - 1, title, style.patch(ink.styles.title));
+    let x = put(
+        buf,
+        x,
+        rect.y,
+        rect.right() - 1,
+        title,
+        style.patch(ink.styles.title),
+    );
     put(buf, x, rect.y, rect.right() - 1, " ", style);
     Rect::new(rect.x + 1, rect.y + 1, rect.width - 2, rect.height - 2)
 }
@@ -98,7 +105,12 @@ fn text_line(buf: &mut Buffer, inside: Rect, i: u16, text: &str, style: Style) {
 }
 
 fn filter(buf: &mut Buffer, area: Rect, plan: &Plan, input: &str, error: Option<&str>, ink: &Ink) {
-    let inside = framed(buf, bottom(area, plan, 5), "filter (Enter apply, Esc cancel)", ink);
+    let inside = framed(
+        buf,
+        bottom(area, plan, 5),
+        "filter (Enter apply, Esc cancel)",
+        ink,
+    );
     let s = &ink.styles;
     if let Some((x, y, right)) = line(inside, 0) {
         let x = put(buf, x + 1, y, right, "/ ", s.key);
@@ -228,7 +240,9 @@ fn process_label(app: &App, pid: u32) -> String {
 
 fn signal_menu(buf: &mut Buffer, area: Rect, app: &App, pid: u32, choice: usize, ink: &Ink) {
     let title = format!("signal to {}", process_label(app, pid));
-    let width = u16::try_from(crate::text::width(&title) + 6).unwrap_or(u16::MAX).max(24);
+    let width = u16::try_from(crate::text::width(&title) + 6)
+        .unwrap_or(u16::MAX)
+        .max(24);
     let inside = framed(buf, centred(area, width, 8), &title, ink);
     let s = &ink.styles;
     for (i, signal) in Signal::ALL.iter().enumerate() {
@@ -242,12 +256,10 @@ fn signal_menu(buf: &mut Buffer, area: Rect, app: &App, pid: u32, choice: usize,
 }
 
 fn confirm(buf: &mut Buffer, area: Rect, app: &App, pid: u32, signal: Signal, ink: &Ink) {
-    let question = format!(
-        "Send {} to {}?",
-        signal.name(),
-        process_label(app, pid)
-    );
-    let width = u16::try_from(crate::text::width(&question) + 4).unwrap_or(u16::MAX).max(30);
+    let question = format!("Send {} to {}?", signal.name(), process_label(app, pid));
+    let width = u16::try_from(crate::text::width(&question) + 4)
+        .unwrap_or(u16::MAX)
+        .max(30);
     let inside = framed(buf, centred(area, width, 4), "confirm", ink);
     text_line(buf, inside, 0, &question, ink.styles.warn);
     text_line(buf, inside, 1, "y send    n / Esc cancel", ink.styles.key);

@@ -97,7 +97,11 @@ pub(super) fn draw(buf: &mut Buffer, layout: &ScreenLayout, app: &App, ink: &Ink
     );
     for &(column, x, w) in &layout.columns {
         let sorted = app.sort.column == column;
-        let style = if sorted { s.sort_column } else { s.table_header };
+        let style = if sorted {
+            s.sort_column
+        } else {
+            s.table_header
+        };
         let mut title = String::from(column.title());
         if sorted {
             title.push_str(if app.sort.descending {

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use hypomnesis::DeviceMetric;
 use hypomnesis::monitor::HistoryLimits;
 use hypomnesis::{
-    CgroupMemory, DeviceFrame, DeviceTelemetry, DeviceField, Frame, FrameRequest,
-    GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, History, HostMemory,
-    MigInstance, TelemetryField, Unavailable,
+    CgroupMemory, DeviceField, DeviceFrame, DeviceTelemetry, Frame, FrameRequest, GpuDeviceInfo,
+    GpuProcessEntry, GpuProcessListing, GpuQuerySource, History, HostMemory, MigInstance,
+    TelemetryField, Unavailable,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -114,7 +114,9 @@ pub(crate) fn synthetic(gpus: u32, processes: u32) -> Frame {
             .device_index(gpu)
             .name(name)
             .user(if p % 3 == 0 { "bob" } else { "alice" })
-            .command(&format!("/usr/bin/{name} --rank {p} --config /data/runs/{p}.yaml"));
+            .command(&format!(
+                "/usr/bin/{name} --rank {p} --config /data/runs/{p}.yaml"
+            ));
         if p != 3 {
             row = row.used_bytes(u64::from(p * 613 % 20_000 + 256) * MIB);
         }
@@ -153,7 +155,11 @@ fn history(frame: &Frame) -> (History, Instant) {
     for t in 0..ticks {
         let at = start + Duration::from_secs(u64::from(t));
         let scan = t + 60 >= ticks && t % 3 == 0;
-        let mut f = if scan { frame.clone() } else { devices_only.clone() };
+        let mut f = if scan {
+            frame.clone()
+        } else {
+            devices_only.clone()
+        };
         f.taken = at;
         if scan {
             f.processes_taken = Some(at);
@@ -259,7 +265,9 @@ fn style_map(buf: &Buffer) -> String {
                 seen.push(style);
                 seen.len() - 1
             });
-            out.push(char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[k % 52]));
+            out.push(char::from(
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[k % 52],
+            ));
         }
         out.push('\n');
     }
@@ -334,7 +342,9 @@ fn every_overlay_at_80x24_matches_its_snapshot() {
             "filter",
             Mode::Filter {
                 input: "vram>2GiB and".to_owned(),
-                error: Some("`and` needs a condition after it: vram>2GiB and user=alice".to_owned()),
+                error: Some(
+                    "`and` needs a condition after it: vram>2GiB and user=alice".to_owned(),
+                ),
             },
         ),
         ("sort", Mode::SortMenu { choice: 4 }),
@@ -437,16 +447,33 @@ fn layout_rules_hold_across_the_matrix() {
                 if w < super::MIN_WIDTH || h < super::MIN_HEIGHT {
                     assert!(panels(&p).iter().all(|(_, r)| r.is_empty()), "{at}");
                     if !area.is_empty() {
-                        let notice: String =
-                            "hmn top needs 20×3 or more".chars().take(usize::from(w)).collect();
-                        assert!(text(&buf).starts_with(notice.trim_end()), "{at}: {}", text(&buf));
+                        let notice: String = "hmn top needs 20×3 or more"
+                            .chars()
+                            .take(usize::from(w))
+                            .collect();
+                        assert!(
+                            text(&buf).starts_with(notice.trim_end()),
+                            "{at}: {}",
+                            text(&buf)
+                        );
                     }
                     continue;
                 }
-                let shown: Vec<_> = panels(&p).into_iter().filter(|(_, r)| !r.is_empty()).collect();
+                let shown: Vec<_> = panels(&p)
+                    .into_iter()
+                    .filter(|(_, r)| !r.is_empty())
+                    .collect();
                 for (i, (a, ra)) in shown.iter().enumerate() {
-                    assert_eq!(ra.intersection(area), *ra, "{at}: {a} {ra:?} leaves the screen");
-                    assert!(!blank(&buf, *ra), "{at}: {a} is drawn empty\n{}", text(&buf));
+                    assert_eq!(
+                        ra.intersection(area),
+                        *ra,
+                        "{at}: {a} {ra:?} leaves the screen"
+                    );
+                    assert!(
+                        !blank(&buf, *ra),
+                        "{at}: {a} is drawn empty\n{}",
+                        text(&buf)
+                    );
                     for (b, rb) in &shown[i + 1..] {
                         assert!(!ra.intersects(*rb), "{at}: {a} {ra:?} overlaps {b} {rb:?}");
                     }
@@ -461,7 +488,10 @@ fn layout_rules_hold_across_the_matrix() {
                         .filter(|c| !DROP_ORDER[..dropped].contains(c))
                         .collect();
                     assert_eq!(cols, expected, "{at}");
-                    assert!(cols.contains(&Column::Pid) && cols.contains(&Column::Vram), "{at}");
+                    assert!(
+                        cols.contains(&Column::Pid) && cols.contains(&Column::Vram),
+                        "{at}"
+                    );
                     for pair in p.screen.columns.windows(2) {
                         assert!(pair[0].1 + pair[0].2 < pair[1].1, "{at}: {pair:?}");
                     }
@@ -496,7 +526,10 @@ fn the_devices_panel_degrades_from_two_lines_to_a_scrolled_grid() {
     assert_eq!(mode(8, 200, 60), DeviceMode::TwoLines);
     assert_eq!(mode(8, 120, 40), DeviceMode::OneLine);
     assert!(matches!(mode(8, 80, 24), DeviceMode::Grid { shown: 8, .. }));
-    assert!(matches!(mode(64, 200, 60), DeviceMode::Grid { shown: 64, .. }));
+    assert!(matches!(
+        mode(64, 200, 60),
+        DeviceMode::Grid { shown: 64, .. }
+    ));
     let DeviceMode::Grid { first, shown, .. } = mode(64, 80, 24) else {
         panic!("64 GPUs at 80x24 are a grid");
     };
@@ -527,13 +560,26 @@ fn unknown_figures_show_as_a_question_mark_with_the_reason_never_as_zero() {
     let screen = text(&render(&app, 120, 40));
     // Two lines per GPU at this size: the bars are on GPU 0's second line.
     let lines: Vec<&str> = screen.lines().collect();
-    let first = lines.iter().position(|l| l.starts_with("  0 ")).expect("GPU 0's line");
-    assert!(lines[first + 1].contains("?/79.6 GiB"), "{}", lines[first + 1]);
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("  0 "))
+        .expect("GPU 0's line");
+    assert!(
+        lines[first + 1].contains("?/79.6 GiB"),
+        "{}",
+        lines[first + 1]
+    );
     assert!(!lines[first + 1].contains("0 B/"), "{}", lines[first + 1]);
-    assert!(screen.contains("the driver refused the memory query"), "{screen}");
+    assert!(
+        screen.contains("the driver refused the memory query"),
+        "{screen}"
+    );
     assert!(screen.contains("not supported by this GPU"), "{screen}");
     // Process 2003 has no VRAM figure: its row says `?`.
-    let row = screen.lines().find(|l| l.trim_start().starts_with("2003 ")).expect("pid 2003");
+    let row = screen
+        .lines()
+        .find(|l| l.trim_start().starts_with("2003 "))
+        .expect("pid 2003");
     assert!(row.contains(" ? "), "{row}");
     assert!(!row.contains(" 0 B"), "{row}");
 }
@@ -554,11 +600,23 @@ fn the_sort_column_shows_its_direction_and_the_selected_row_is_highlighted() {
         .position(|r| Some(r.pid) == app.selected)
         .expect("a selected row");
     let y = rows.y + u16::try_from(selected).expect("small");
-    assert_eq!(buf[(rows.x + 2, y)].style().bg, Theme::Default.styles().selected.bg);
+    assert_eq!(
+        buf[(rows.x + 2, y)].style().bg,
+        Theme::Default.styles().selected.bg
+    );
     // bob's rows are dimmed for alice.
-    let bob = app.rows.iter().position(|r| r.user.as_deref() == Some("bob")).expect("bob");
+    let bob = app
+        .rows
+        .iter()
+        .position(|r| r.user.as_deref() == Some("bob"))
+        .expect("bob");
     let y = rows.y + u16::try_from(bob).expect("small");
-    assert!(buf[(rows.x + 2, y)].style().add_modifier.contains(ratatui::style::Modifier::DIM));
+    assert!(
+        buf[(rows.x + 2, y)]
+            .style()
+            .add_modifier
+            .contains(ratatui::style::Modifier::DIM)
+    );
 }
 
 #[test]
@@ -646,7 +704,10 @@ fn a_zero_size_screen_draws_nothing_and_does_not_panic() {
     let app = app(64, 0, 0);
     let buf = render(&app, 0, 0);
     assert_eq!(buf.area.area(), 0);
-    assert_eq!(layout(&app, Rect::default()), crate::cmd::top::app::ScreenLayout::default());
+    assert_eq!(
+        layout(&app, Rect::default()),
+        crate::cmd::top::app::ScreenLayout::default()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -682,7 +743,8 @@ fn nvml_double_snapshot(test: &str, scenario: &str, name: &str) {
         pin(&mut frame);
         assert!(frame.gpu_error.is_none(), "{:?}", frame.gpu_error);
         let app = app_with(frame, 120, 40, Theme::Default, false);
-        let shown = text(&render(&app, 120, 40)).replace(&empty.path().display().to_string(), "[EMPTY]");
+        let shown =
+            text(&render(&app, 120, 40)).replace(&empty.path().display().to_string(), "[EMPTY]");
         insta::assert_snapshot!(name, shown);
     });
 }
@@ -736,7 +798,11 @@ fn drm_gpus_from_the_fixture_tree_match_their_snapshot() {
     pin(&mut frame);
     assert!(!frame.devices.is_empty(), "{:?}", frame.gpu_error);
     let app = app_with(frame, 120, 40, Theme::Default, false);
-    let root = tree.sys().parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let root = tree
+        .sys()
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let shown = text(&render(&app, 120, 40)).replace(&root, "[TREE]");
     insta::assert_snapshot!("source_drm_standard_120x40", shown);
 }
@@ -768,9 +834,27 @@ fn a_flat_series_at_the_top_of_the_scale_is_drawn_to_the_top() {
     super::chart::draw_series(&mut buf, area, &series, top, "30s", &ink);
     let plot = super::chart::plot_area(area);
     let x = plot.right() - 1;
-    let column: Vec<&str> = (plot.top()..plot.bottom()).map(|y| buf[(x, y)].symbol()).collect();
+    let column: Vec<&str> = (plot.top()..plot.bottom())
+        .map(|y| buf[(x, y)].symbol())
+        .collect();
     // The range min..max is one value at the very top: the top cell, full, and nothing below.
     let mut expected = vec![" "; usize::from(plot.height)];
     expected[0] = "█";
     assert_eq!(column, expected, "{}", text(&buf));
+}
+
+#[test]
+fn the_readme_lists_every_key_the_help_shows() {
+    let readme = include_str!("../../../../../../README.md");
+    for (key, what) in super::footer::KEYS {
+        let shown = if key == "mouse" {
+            format!("| mouse | {what} |")
+        } else {
+            format!("| `{key}` | {what} |")
+        };
+        assert!(
+            readme.contains(&shown),
+            "README's hmn top keys lack {shown}"
+        );
+    }
 }
