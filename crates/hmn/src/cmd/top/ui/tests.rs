@@ -858,3 +858,49 @@ fn the_readme_lists_every_key_the_help_shows() {
         );
     }
 }
+
+#[test]
+fn a_gap_in_the_history_is_a_blank_column_with_a_broken_axis_never_a_zero() {
+    // GPU 0 is missing from the frames of seconds 200 to 229 of the ten minutes.
+    let app = app(1, 80, 24);
+    let buf = render(&app, 80, 24);
+    let plot = super::chart::plot_area(app.layout.chart);
+    let axis = plot.bottom();
+    let (mut gaps, mut data) = (0, 0);
+    for x in plot.left()..plot.right() {
+        let column_blank = (plot.top()..plot.bottom()).all(|y| buf[(x, y)].symbol() == " ");
+        let axis_blank = buf[(x, axis)].symbol() == " ";
+        assert_eq!(column_blank, axis_blank, "column {x}\n{}", text(&buf));
+        if column_blank {
+            gaps += 1;
+        } else {
+            data += 1;
+        }
+    }
+    // 30 s of 600 in 71 columns of 8.5 s, less the 1.5 s the last reading stands: 2 to 4
+    // columns, and nothing else blank (a known 0 would still draw a sliver).
+    assert!((2..=4).contains(&gaps), "{gaps} gap columns\n{}", text(&buf));
+    assert!(data > 60, "{data}");
+}
+
+#[test]
+fn the_same_reason_on_many_gpus_is_one_note() {
+    let mut frame = synthetic(16, 0);
+    for d in &mut frame.devices {
+        if let Some(t) = d.telemetry.as_mut() {
+            t.power_watts = None;
+            t.unavailable.push(Unavailable::new(
+                TelemetryField::PowerWatts,
+                "Insufficient Permissions",
+            ));
+        }
+    }
+    let app = app_with(frame, 120, 40, Theme::Default, false);
+    let notes = super::footer::reasons(&app);
+    let power: Vec<&String> = notes.iter().filter(|n| n.contains("power")).collect();
+    assert_eq!(
+        power,
+        ["GPU 0 power: Insufficient Permissions (and 15 more GPUs)"],
+        "{notes:?}"
+    );
+}
