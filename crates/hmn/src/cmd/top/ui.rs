@@ -21,7 +21,7 @@
 //!   the grid scrolled with `[` / `]` (its title says `GPUs 17–32 of 64 ([ ])`). MIG
 //!   instances are child rows in the first two steps;
 //! - the process table gets the rest, with its columns dropped on narrow terminals in the
-//!   order [`DROP_ORDER`]: `Δ`, `AGE`, `COMMAND`, `PEAK`, `SHARED`, `RSS`, `USER`, `NAME`,
+//!   order [`table::DROP_ORDER`]: `Δ`, `AGE`, `COMMAND`, `PEAK`, `SHARED`, `RSS`, `USER`, `NAME`,
 //!   `GPU` (the first is dropped first); `PID` and `VRAM` always stay. The last column shown
 //!   (`COMMAND`, else `NAME`) takes the width left over.
 //!
