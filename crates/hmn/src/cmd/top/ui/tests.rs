@@ -879,7 +879,11 @@ fn a_gap_in_the_history_is_a_blank_column_with_a_broken_axis_never_a_zero() {
     }
     // 30 s of 600 in 71 columns of 8.5 s, less the 1.5 s the last reading stands: 2 to 4
     // columns, and nothing else blank (a known 0 would still draw a sliver).
-    assert!((2..=4).contains(&gaps), "{gaps} gap columns\n{}", text(&buf));
+    assert!(
+        (2..=4).contains(&gaps),
+        "{gaps} gap columns\n{}",
+        text(&buf)
+    );
     assert!(data > 60, "{data}");
 }
 
@@ -903,4 +907,18 @@ fn the_same_reason_on_many_gpus_is_one_note() {
         ["GPU 0 power: Insufficient Permissions (and 15 more GPUs)"],
         "{notes:?}"
     );
+}
+
+#[test]
+fn before_the_first_frame_the_screen_says_it_is_waiting() {
+    let app = App::new(Settings::default());
+    for (w, h) in SIZES {
+        let screen = text(&render(&app, w, h));
+        if (w, h) != (20, 3) {
+            assert!(
+                screen.contains("waiting for the first frame"),
+                "{w}x{h}\n{screen}"
+            );
+        }
+    }
 }
