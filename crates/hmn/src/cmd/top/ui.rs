@@ -268,7 +268,11 @@ pub(crate) fn draw_into(buf: &mut Buffer, area: Rect, app: &App) {
     let s = &plan.screen;
     header::draw(buf, s.header, app, &ink);
     devices::draw(buf, s.devices, app, &ink, plan.device_mode);
-    chart::draw_devices(buf, s.chart, app, &ink);
+    if app.chart_of_process {
+        chart::draw_process(buf, s.chart, app, &ink);
+    } else {
+        chart::draw_devices(buf, s.chart, app, &ink);
+    }
     table::draw(buf, s, app, &ink);
     footer::draw_notes(buf, plan.notes, app, &ink);
     footer::draw(buf, s.footer, app, &ink);

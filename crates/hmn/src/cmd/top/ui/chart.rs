@@ -61,6 +61,51 @@ pub(super) fn draw_devices(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink) {
     );
 }
 
+/// The selected process's chart (`c`): its VRAM on each GPU it holds memory on, scaled to
+/// the largest of those GPUs.
+#[allow(clippy::cast_precision_loss)] // display-only scale
+pub(super) fn draw_process(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink) {
+    if area.is_empty() {
+        return;
+    }
+    let Some(pid) = app.selected else {
+        title_line(
+            buf,
+            area,
+            "VRAM of the selected process: none selected (c: per GPU)",
+            ink,
+        );
+        return;
+    };
+    let name = app
+        .rows
+        .iter()
+        .find(|r| r.pid == pid)
+        .and_then(|r| r.name.as_deref())
+        .map_or_else(|| "?".to_owned(), |n| crate::text::escape(n).into_owned());
+    let title = format!(
+        "VRAM of {pid} ({name}), last {} (+ - zoom, c: per GPU)",
+        app.zoom.label()
+    );
+    title_line(buf, area, &title, ink);
+    let total = app.frame.as_ref().map_or(0, |f| {
+        app.charts
+            .process_used
+            .iter()
+            .filter_map(|(index, _)| f.device(*index).and_then(|d| d.device.total_bytes))
+            .max()
+            .unwrap_or(0)
+    });
+    draw_series(
+        buf,
+        area,
+        &app.charts.process_used,
+        total as f64,
+        app.zoom.label(),
+        ink,
+    );
+}
+
 /// Draws `series` (per device, oldest first) in the chart panel at `area` (title line
 /// already drawn): labels, columns and the time axis. `top` is the scale's top; a reading
 /// above it raises the scale.

@@ -169,7 +169,7 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, app: &App, ink: &Ink) {
 
 /// Every key and what it does, for the help overlay and the README (one list, kept with the
 /// help that shows it). ASCII only, so `--ascii` shows it as it is.
-pub(crate) const KEYS: [(&str, &str); 16] = [
+pub(crate) const KEYS: [(&str, &str); 17] = [
     ("q, Esc, Ctrl-C", "quit (Esc closes an open overlay first)"),
     (
         "Up Down PgUp PgDn",
@@ -197,6 +197,10 @@ pub(crate) const KEYS: [(&str, &str); 16] = [
         "fits: type a size, the GPUs and MIG instances it fits on light up",
     ),
     ("+, -", "zoom the history: 1m, 5m, 10m, 15m, 1h"),
+    (
+        "c",
+        "chart: each GPU's memory / the selected process's VRAM",
+    ),
     (
         "[, ] Left Right",
         "scroll the GPUs when they do not all fit",

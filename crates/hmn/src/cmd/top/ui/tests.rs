@@ -23,6 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossterm::event::{Event, KeyCode, KeyEvent};
 use hypomnesis::DeviceMetric;
 use hypomnesis::monitor::HistoryLimits;
 use hypomnesis::{
@@ -921,4 +922,31 @@ fn before_the_first_frame_the_screen_says_it_is_waiting() {
             );
         }
     }
+}
+
+#[test]
+fn c_switches_the_chart_to_the_selected_process_and_back() {
+    let mut app = app(8, 120, 40);
+    let pid = app.selected.expect("a process is selected");
+    let per_gpu = text(&render(&app, 120, 40));
+    assert!(per_gpu.contains("memory used per GPU"), "{per_gpu}");
+
+    app.update(&Event::Key(KeyEvent::from(KeyCode::Char('c'))));
+    let per_process = text(&render(&app, 120, 40));
+    let title = format!("VRAM of {pid} (");
+    assert!(per_process.contains(&title), "{per_process}");
+    assert!(
+        !per_process.contains("memory used per GPU"),
+        "{per_process}"
+    );
+    assert!(
+        app.charts
+            .process_used
+            .iter()
+            .any(|(_, points)| points.iter().any(|p| p.max.is_some())),
+        "the selected process's series has readings to draw"
+    );
+
+    app.update(&Event::Key(KeyEvent::from(KeyCode::Char('c'))));
+    assert!(text(&render(&app, 120, 40)).contains("memory used per GPU"));
 }
