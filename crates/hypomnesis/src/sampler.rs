@@ -1126,9 +1126,17 @@ impl ProcSet {
         self.members.iter().any(|m| m.pid == pid)
     }
 
-    fn add(&mut self, env: &mut platform::Env, pid: u32, start_ticks: Option<u64>, new: bool) {
+    /// Starts tracking `pid`; `false` when it is already gone (its reader cannot be opened),
+    /// and then it is not tracked.
+    fn add(
+        &mut self,
+        env: &mut platform::Env,
+        pid: u32,
+        start_ticks: Option<u64>,
+        new: bool,
+    ) -> bool {
         let Some(reader) = env.open(pid) else {
-            return;
+            return false;
         };
         let hwm = env.hwm(&reader);
         self.members.push(Member {
@@ -1143,13 +1151,22 @@ impl ProcSet {
             sampled_max: 0,
         });
         self.seen = self.seen.saturating_add(1);
+        true
     }
 
     /// Takes in the processes discovery found whose parent is a member, to a fixed point
     /// (a child and its own child found in the same poll).
+    ///
+    /// A process found may be gone by the time it is opened (a short-lived `sleep` in a shell
+    /// loop exits between discovery's `stat` read and the `statm` open): it is dropped, not
+    /// counted as adopted, else the search would retry it forever. Every round but the last
+    /// adopts one of the processes found at least, so there are at most `found.len() + 1`;
+    /// the bound is kept explicit because the first sample runs on the caller's thread
+    /// (`hmn run`'s, before it waits for its child), where a loop that never ends would never
+    /// let the child be reaped.
     #[cfg(target_os = "linux")]
     fn adopt(&mut self, env: &mut platform::Env, found: &[linux::Found], new: bool) {
-        loop {
+        for _ in 0..=found.len() {
             let mut adopted = false;
             for f in found {
                 if let Some(i) = self.members.iter().position(|m| m.pid == f.pid) {
@@ -1159,8 +1176,10 @@ impl ProcSet {
                     }
                     self.retire(i);
                 }
-                if self.contains(f.ppid) && env.is_process(f) {
-                    self.add(env, f.pid, Some(f.start_ticks), new);
+                if self.contains(f.ppid)
+                    && env.is_process(f)
+                    && self.add(env, f.pid, Some(f.start_ticks), new)
+                {
                     adopted = true;
                 }
             }
@@ -1389,8 +1408,7 @@ impl Engine {
                         if set.contains(pid) {
                             continue;
                         }
-                        set.add(&mut env, pid, start_time(&probe, pid), false);
-                        if !set.contains(pid) {
+                        if !set.add(&mut env, pid, start_time(&probe, pid), false) {
                             these_notes.push(format!("pid {pid} did not exist at the start"));
                         }
                     }
@@ -1405,8 +1423,7 @@ impl Engine {
                         #[cfg(not(target_os = "linux"))]
                         discovery: Some(Box::default()),
                     };
-                    set.add(&mut env, *root, start_time(&probe, *root), false);
-                    if !set.contains(*root) {
+                    if !set.add(&mut env, *root, start_time(&probe, *root), false) {
                         these_notes.push(format!("pid {root} did not exist at the start"));
                     }
                     if !follows_trees() {
@@ -1868,6 +1885,61 @@ mod tests {
         assert_eq!(Target::Pids(vec![1, 22]).to_string(), "pids 1,22");
         assert_eq!(Target::Tree(5).to_string(), "process tree of pid 5");
         assert_eq!(Target::Device(0).to_string(), "GPU 0");
+    }
+
+    /// A `/proc` where a tree's root (pid 100) has a child (pid 101) that discovery's listing
+    /// and `stat` read still show but that is gone when its `statm` is opened: the moment a
+    /// `sleep` in a shell loop exits between the two reads, fixed in place.
+    #[cfg(target_os = "linux")]
+    fn proc_with_a_child_gone_before_it_is_opened() -> tempfile::TempDir {
+        let proc = tempfile::tempdir().unwrap();
+        let stat = |pid: u32, comm: &str, ppid: u32, start: u64| {
+            format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n")
+        };
+        let root = proc.path().join("100");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("stat"), stat(100, "sh", 1, 500)).unwrap();
+        std::fs::write(root.join("statm"), "1000 10 0 0 0 0 0\n").unwrap();
+        std::fs::write(root.join("status"), "Name:\tsh\nTgid:\t100\nVmHWM:\t40 kB\n").unwrap();
+        let gone = proc.path().join("101");
+        std::fs::create_dir(&gone).unwrap();
+        std::fs::write(gone.join("stat"), stat(101, "sleep", 100, 600)).unwrap();
+        std::fs::write(proc.path().join("loadavg"), "0.00 0.00 0.00 1/2 101\n").unwrap();
+        proc
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_descendant_gone_before_it_is_opened_is_dropped_and_sampling_goes_on() {
+        let proc = proc_with_a_child_gone_before_it_is_opened();
+        let probe = Arc::new(
+            Probe::builder()
+                .ignore_environment()
+                .proc_root(proc.path())
+                .sys_root(proc.path())
+                .build(),
+        );
+        // The first sample is taken by `start` on the calling thread: a search for the child
+        // that never ends would never return, so it runs on a thread the test can give up on.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut builder = Sampler::builder()
+                .probe(probe)
+                .interval(Duration::from_millis(5));
+            let tree = builder.add(Target::Tree(100));
+            let sampler = builder.start().unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            let _ = tx.send((tree, sampler.stop()));
+        });
+        let (tree, report) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sampler never returned: it keeps retrying a process that is gone");
+        assert!(report.samples >= 2, "sampling went on: {report:?}");
+        assert_eq!(report.target(tree).unwrap().processes_seen, 1);
+        let processes = report.peak(tree, Metric::Processes).unwrap();
+        assert_eq!((processes.min, processes.max), (1, 1));
+        let rss = report.peak(tree, Metric::Rss).unwrap();
+        assert_eq!(rss.max, 10 * linux::page_size());
     }
 
     #[test]
