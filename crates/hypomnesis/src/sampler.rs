@@ -1894,13 +1894,19 @@ mod tests {
     fn proc_with_a_child_gone_before_it_is_opened() -> tempfile::TempDir {
         let proc = tempfile::tempdir().unwrap();
         let stat = |pid: u32, comm: &str, ppid: u32, start: u64| {
-            format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n")
+            format!(
+                "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n"
+            )
         };
         let root = proc.path().join("100");
         std::fs::create_dir(&root).unwrap();
         std::fs::write(root.join("stat"), stat(100, "sh", 1, 500)).unwrap();
         std::fs::write(root.join("statm"), "1000 10 0 0 0 0 0\n").unwrap();
-        std::fs::write(root.join("status"), "Name:\tsh\nTgid:\t100\nVmHWM:\t40 kB\n").unwrap();
+        std::fs::write(
+            root.join("status"),
+            "Name:\tsh\nTgid:\t100\nVmHWM:\t40 kB\n",
+        )
+        .unwrap();
         let gone = proc.path().join("101");
         std::fs::create_dir(&gone).unwrap();
         std::fs::write(gone.join("stat"), stat(101, "sleep", 100, 600)).unwrap();
