@@ -338,6 +338,26 @@ impl Cli {
             ),
         };
         let top = &self.summary;
+        #[cfg(feature = "top")]
+        if let Some(Command::Top(a)) = &self.command {
+            use clap::CommandFactory;
+            let refuse = |flag: &str, why: &str| {
+                Cli::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("`{flag}` does not apply to `hmn top`: {why}"),
+                )
+            };
+            if a.shared.json || top.shared.json {
+                return Err(refuse(
+                    "--json",
+                    "it is an interactive screen. For JSON over time use `hmn watch --json`, or \
+                     press `R` in `hmn top` to record NDJSON",
+                ));
+            }
+            if a.shared.device.is_some() || top.shared.device.is_some() {
+                return Err(refuse("--device", "it shows every GPU"));
+            }
+        }
         let misplaced = |flag: &str, takers: &str| {
             use clap::CommandFactory;
             Cli::command().error(
@@ -679,9 +699,33 @@ pub struct TopArgs {
     #[arg(long)]
     pub ascii: bool,
 
-    /// Play back a recording (made with `R`, or `hmn watch --json`) instead of the machine.
+    /// Play back a recording (made with `R`, or `hmn watch --json`) instead of the machine;
+    /// the screen stays on its last frame.
     #[arg(long, value_name = "FILE")]
     pub replay: Option<std::path::PathBuf>,
+
+    /// With --replay: play this many times faster than real time (2, 10, 0.5).
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, requires = "replay", value_parser = replay_speed)]
+    pub replay_speed: f64,
+
+    /// Where `R` writes its recordings (hmn-top-<local time>.ndjson) [default: the current
+    /// directory].
+    #[arg(long, value_name = "DIR")]
+    pub record_dir: Option<std::path::PathBuf>,
+
+    /// Quit after drawing N screens with data (tests, benches and CI under Wine: proves a
+    /// screen is drawn without a person to press `q`). Hidden: not for users.
+    #[arg(long, value_name = "N", hide = true)]
+    pub exit_after_frames: Option<u32>,
+}
+
+/// `--replay-speed`: a positive, finite factor.
+#[cfg(feature = "top")]
+fn replay_speed(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("expected a positive factor such as 2, 10 or 0.5".into()),
+    }
 }
 
 #[cfg(test)]

@@ -388,6 +388,23 @@ impl Probe {
         }
     }
 
+    /// The user running process `pid`, named as [`GpuProcessEntry::user`] names them (a user
+    /// name, or the numeric uid when the user database does not know it), so a view can tell
+    /// "my processes" from the rows. Linux only; `None` elsewhere (rows carry no user there)
+    /// and when the process cannot be read.
+    #[must_use]
+    pub fn process_user(&self, pid: u32) -> Option<String> {
+        #[cfg(target_os = "linux")]
+        {
+            crate::process_info::linux::process_user(&self.proc_root, pid)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = pid;
+            None
+        }
+    }
+
     /// How many GPUs the backends can see.
     ///
     /// # Errors
