@@ -26,7 +26,7 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 
-use super::app::{App, Effect, Settings, Signal};
+use super::app::{App, Effect, Settings};
 use super::recording::Recorder;
 use super::source::{Live, Replay, Source, parse_recording};
 use super::theme::Theme;
@@ -40,9 +40,9 @@ use crate::signals;
 /// The size used when the terminal reports none and `COLUMNS` / `LINES` do not say either.
 pub(crate) const FALLBACK_SIZE: (u16, u16) = (80, 24);
 
-/// Where the time to the first screen is written when set (for the benches; not documented
-/// to users): one line `first_screen_us=N`, microseconds from the start of `hmn top` to the
-/// first screen showing a frame.
+/// A file to write, when set, how the first screen showing a frame went (for the benches and
+/// the pseudo-terminal tests; not documented to users): `first_screen_us=N`, microseconds
+/// from the start of `hmn top`, and `size=WxH`, the size it was drawn at.
 pub(crate) const TIMING_ENV: &str = "HMN_TOP_TIMING_FILE";
 
 /// The size to draw at: the terminal's report, each side falling back to `COLUMNS` /
@@ -335,11 +335,12 @@ impl Screen<'_> {
         };
         let effects = self.app.update(&event);
         self.app.refresh(self.source.history());
+        self.send_signals(&effects);
         let mut quit = false;
         for effect in effects {
             match effect {
                 Effect::Quit => quit = true,
-                Effect::Signal { pid, signal } => self.send_signal(pid, signal),
+                Effect::Signal { .. } => {}
                 Effect::ToggleRecording => self.toggle_recording(),
             }
         }
@@ -363,12 +364,17 @@ impl Screen<'_> {
         Ok(())
     }
 
-    /// `k` confirmed: send `signal` to `pid`. HOOK (interaction slice): the one call site of
-    /// `signal::carry_out` with the real `SignalSender`, once `cmd/top/signal.rs` is merged.
-    fn send_signal(&mut self, pid: u32, signal: Signal) {
-        self.app.status = Some(format!(
-            "not sent: {signal:?} to {pid} (signals are not wired in this build)"
-        ));
+    /// The signals `k` confirmed, sent. HOOK (interaction slice): the one call site; once
+    /// `cmd/top/signal.rs` is merged its body is
+    /// `super::signal::carry_out(effects, &mut super::signal::OsSignals, &mut self.app)`.
+    fn send_signals(&mut self, effects: &[Effect]) {
+        for effect in effects {
+            if let Effect::Signal { pid, signal } = effect {
+                self.app.status = Some(format!(
+                    "not sent: {signal:?} to {pid} (signals are not wired in this build)"
+                ));
+            }
+        }
     }
 
     /// `R`: starts a recording, or stops the one running.
@@ -420,7 +426,8 @@ impl Screen<'_> {
     fn write_timing(&self) {
         if let Some(path) = &self.timing {
             let us = self.started.elapsed().as_micros();
-            let _ = std::fs::write(path, format!("first_screen_us={us}\n"));
+            let (w, h) = self.app.size;
+            let _ = std::fs::write(path, format!("first_screen_us={us}\nsize={w}x{h}\n"));
         }
     }
 
