@@ -289,6 +289,22 @@ fn sighup_gives_the_terminal_back_too() {
 }
 
 #[test]
+fn a_panic_gives_the_terminal_back_then_prints_its_message_on_the_normal_screen() {
+    let mut cmd = hmn("four_gpus");
+    cmd.arg("top").env("HMN_TOP_TEST_PANIC", "1");
+    let mut top = Top::start(cmd, 100, 30);
+    let status = top.wait_exit_any();
+    assert_eq!(status.code(), Some(101), "{status}");
+    top.assert_restored();
+    let written = String::from_utf8_lossy(&top.output()).into_owned();
+    let message = written.find("panicking after the first screen");
+    assert!(
+        message > written.rfind(LEAVE_ALTERNATE_SCREEN),
+        "the panic message must come after the screen is left: {written:?}"
+    );
+}
+
+#[test]
 fn off_a_terminal_top_explains_suggests_watch_and_exits_2() {
     // `hmn top < /dev/null | cat`
     let out = hmn("four_gpus")
@@ -426,7 +442,8 @@ impl Top {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
+                // What it wrote last reaches the reader thread a moment later.
+                std::thread::sleep(Duration::from_millis(300));
                 return status;
             }
             assert!(Instant::now() < deadline, "hmn top did not exit");

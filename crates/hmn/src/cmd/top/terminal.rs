@@ -45,6 +45,10 @@ pub(crate) const FALLBACK_SIZE: (u16, u16) = (80, 24);
 /// from the start of `hmn top`, and `size=WxH`, the size it was drawn at.
 pub(crate) const TIMING_ENV: &str = "HMN_TOP_TIMING_FILE";
 
+/// Set to anything, `top` panics right after its first screen (for the pseudo-terminal test
+/// that proves a panic gives the terminal back; not documented to users).
+pub(crate) const PANIC_ENV: &str = "HMN_TOP_TEST_PANIC";
+
 /// The size to draw at: the terminal's report, each side falling back to `COLUMNS` /
 /// `LINES` when the terminal says 0 (a serial console, some CI pseudo-terminals), then to
 /// 80×24.
@@ -295,6 +299,9 @@ impl Screen<'_> {
                     frames_drawn = frames_drawn.saturating_add(1);
                     if frames_drawn == 1 {
                         self.write_timing();
+                        if std::env::var_os(PANIC_ENV).is_some() {
+                            panic!("{PANIC_ENV} is set: panicking after the first screen");
+                        }
                     }
                     if self.exit_after_frames.is_some_and(|n| frames_drawn >= n) {
                         break;
