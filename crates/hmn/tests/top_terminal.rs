@@ -194,7 +194,10 @@ impl Top {
         assert!(leave.is_some(), "the alternate screen was never left");
         assert!(show.is_some(), "the cursor was never shown again");
         let enter = written.rfind("\x1b[?1049h");
-        assert!(enter < leave, "the alternate screen was entered after it was left");
+        assert!(
+            enter < leave,
+            "the alternate screen was entered after it was left"
+        );
     }
 }
 
@@ -317,7 +320,11 @@ fn off_a_terminal_top_explains_suggests_watch_and_exits_2() {
     assert!(stderr.contains("needs a terminal"), "{stderr}");
     assert!(stderr.contains("hmn watch"), "{stderr}");
     // Nothing was written to the terminal it does not have: no escape sequence.
-    assert!(out.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -326,7 +333,10 @@ fn top_refuses_json_and_points_to_watch() {
         let out = hmn("four_gpus").args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("`--json` does not apply to `hmn top`"), "{stderr}");
+        assert!(
+            stderr.contains("`--json` does not apply to `hmn top`"),
+            "{stderr}"
+        );
         assert!(stderr.contains("hmn watch --json"), "{stderr}");
     }
 }
@@ -415,7 +425,10 @@ fn r_records_what_top_sees_in_watchs_format_into_the_record_dir() {
     assert_eq!(top.wait_exit().code(), Some(0));
     top.assert_restored();
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("hmn-top-") && !name.contains(':'), "{name}");
+    assert!(
+        name.starts_with("hmn-top-") && !name.contains(':'),
+        "{name}"
+    );
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()

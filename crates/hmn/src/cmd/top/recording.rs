@@ -135,9 +135,12 @@ struct TelemetryRecord<'a> {
 pub(crate) struct Lines {
     start: Option<Instant>,
     interval_ms: u64,
-    baselines: HashMap<(u32, u32), (Option<u64>, Option<u64>, Option<u64>)>,
+    baselines: HashMap<(u32, u32), Baseline>,
     last_scan: Option<Instant>,
 }
+
+/// A process's first (used, system, RSS) figures on a device.
+type Baseline = (Option<u64>, Option<u64>, Option<u64>);
 
 fn delta(now: Option<u64>, base: Option<u64>) -> Option<i64> {
     let (now, base) = (i64::try_from(now?).ok()?, i64::try_from(base?).ok()?);
@@ -318,10 +321,7 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Starts a recording in `dir` (the current directory when `None`), named after the
     /// local time: `hmn-top-2026-12-06T08-15-03.ndjson`.
-    pub(crate) fn start(
-        dir: Option<&Path>,
-        interval: std::time::Duration,
-    ) -> Result<Self, String> {
+    pub(crate) fn start(dir: Option<&Path>, interval: std::time::Duration) -> Result<Self, String> {
         let dir = dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let path = dir.join(file_name(SystemTime::now()));
         let file = File::options()
@@ -457,7 +457,10 @@ pub(crate) mod tests {
         assert_eq!(records[0]["format_version"], 2);
         assert_eq!(records[0]["devices"][0]["name"], "GPU Zero");
         assert_eq!(records[0]["selection"]["mode"], "all");
-        let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = records
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
         assert_eq!(kinds, ["start", "device", "host", "sample"]);
         assert_eq!(records[3]["used_delta_bytes"], 0);
         assert_eq!(records[3]["user"], "ada");
@@ -561,7 +564,10 @@ pub(crate) mod tests {
     #[test]
     fn the_file_name_has_no_colon() {
         let name = file_name(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-        assert!(name.starts_with("hmn-top-20") && name.ends_with(".ndjson"), "{name}");
+        assert!(
+            name.starts_with("hmn-top-20") && name.ends_with(".ndjson"),
+            "{name}"
+        );
         assert!(!name.contains(':'), "{name}");
     }
 

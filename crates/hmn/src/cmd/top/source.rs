@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use hypomnesis::monitor::HistoryLimits;
 use hypomnesis::{
     DeviceFrame, DeviceTelemetry, Frame, FrameRequest, GpuProcessEntry, GpuProcessListing,
     GpuQuerySource, GpuVendor, History, HostMemory, Monitor,
 };
-use hypomnesis::monitor::HistoryLimits;
 use serde_json::Value;
 
 use super::charts::HistorySource;
@@ -30,7 +30,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Frames from the machine or from a recording.
 pub(crate) enum Source {
     Live(Live),
-    Replay(Replay),
+    Replay(Box<Replay>),
 }
 
 impl Source {
@@ -222,8 +222,8 @@ pub(crate) fn parse_recording(text: &str, base: Instant) -> Result<Recording, Ba
         if raw.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(raw)
-            .map_err(|e| bad(format!("not a JSON record ({e})")))?;
+        let value: Value =
+            serde_json::from_str(raw).map_err(|e| bad(format!("not a JSON record ({e})")))?;
         let kind = value
             .get("kind")
             .and_then(Value::as_str)
@@ -280,7 +280,9 @@ pub(crate) fn parse_recording(text: &str, base: Instant) -> Result<Recording, Ba
         });
     }
     let scans = builder.scans.max(1);
-    let process_every = u32::try_from(frames.len().div_ceil(scans)).unwrap_or(1).max(1);
+    let process_every = u32::try_from(frames.len().div_ceil(scans))
+        .unwrap_or(1)
+        .max(1);
     Ok(Recording {
         frames,
         interval: start.interval,
@@ -602,9 +604,15 @@ mod tests {
                 .and_then(|t| t.gpu_utilization_percent),
             Some(93.0)
         );
-        assert_eq!(second.host.as_ref().and_then(|h| h.available_bytes), Some(400));
+        assert_eq!(
+            second.host.as_ref().and_then(|h| h.available_bytes),
+            Some(400)
+        );
         assert!(!second.scanned_processes());
-        assert_eq!(second.processes().next().and_then(|p| p.user.as_deref()), Some("ada"));
+        assert_eq!(
+            second.processes().next().and_then(|p| p.user.as_deref()),
+            Some("ada")
+        );
         assert_eq!(r.process_every, 2);
     }
 
@@ -619,11 +627,17 @@ mod tests {
             r#"{"kind":"sample","t_ms":0,"pid":7,"device":0,"presence":"listed","used_bytes":"lots"}"#,
         ])
         .unwrap_err();
-        assert_eq!(err.to_string(), "line 2: \"used_bytes\" is not a byte count: \"lots\"");
+        assert_eq!(
+            err.to_string(),
+            "line 2: \"used_bytes\" is not a byte count: \"lots\""
+        );
 
         let err = recording(&[r#"{"kind":"sample","t_ms":0}"#]).unwrap_err();
         assert_eq!(err.line, 1);
-        assert!(err.what.contains("first record must be the \"start\""), "{err}");
+        assert!(
+            err.what.contains("first record must be the \"start\""),
+            "{err}"
+        );
 
         let err = recording(&[START, r#"{"t_ms":0}"#]).unwrap_err();
         assert!(err.what.contains("no \"kind\""), "{err}");
@@ -658,7 +672,10 @@ mod tests {
         assert_eq!(first.devices[0].device.used_bytes, Some(1));
         assert!(replay.poll(t0 + Duration::from_millis(500)).is_none());
         // Twice real time: the frame at 2 s comes after 1 s.
-        assert_eq!(replay.wait(t0 + Duration::from_millis(500)), Duration::from_millis(500));
+        assert_eq!(
+            replay.wait(t0 + Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
         let (second, _) = replay.poll(t0 + Duration::from_secs(1)).unwrap();
         assert_eq!(second.devices[0].device.used_bytes, Some(2));
         assert!(replay.poll(t0 + Duration::from_secs(60)).is_none());

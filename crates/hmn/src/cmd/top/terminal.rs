@@ -62,8 +62,16 @@ pub(crate) fn effective_size(
             .filter(|n| *n > 0)
     };
     let (w, h) = reported.unwrap_or((0, 0));
-    let w = if w > 0 { w } else { from_env(columns).unwrap_or(FALLBACK_SIZE.0) };
-    let h = if h > 0 { h } else { from_env(lines).unwrap_or(FALLBACK_SIZE.1) };
+    let w = if w > 0 {
+        w
+    } else {
+        from_env(columns).unwrap_or(FALLBACK_SIZE.0)
+    };
+    let h = if h > 0 {
+        h
+    } else {
+        from_env(lines).unwrap_or(FALLBACK_SIZE.1)
+    };
     (w, h)
 }
 
@@ -229,11 +237,11 @@ fn open_source(global: &GlobalArgs, args: &TopArgs) -> Result<Source, String> {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        return Ok(Source::Replay(Replay::new(
+        return Ok(Source::Replay(Box::new(Replay::new(
             recording,
             args.replay_speed,
             name,
-        )));
+        ))));
     }
     let monitor = hypomnesis::Monitor::builder()
         .interval(args.interval)
@@ -457,24 +465,36 @@ mod tests {
 
     #[test]
     fn a_reported_size_is_used_as_it_is() {
-        assert_eq!(effective_size(Some((132, 43)), Some("90"), Some("30")), (132, 43));
+        assert_eq!(
+            effective_size(Some((132, 43)), Some("90"), Some("30")),
+            (132, 43)
+        );
     }
 
     #[test]
     fn a_zero_size_report_falls_back_to_columns_and_lines() {
-        assert_eq!(effective_size(Some((0, 0)), Some("100"), Some("30")), (100, 30));
+        assert_eq!(
+            effective_size(Some((0, 0)), Some("100"), Some("30")),
+            (100, 30)
+        );
         assert_eq!(effective_size(None, Some(" 120 "), Some("40")), (120, 40));
     }
 
     #[test]
     fn without_columns_and_lines_a_zero_size_is_80_by_24() {
         assert_eq!(effective_size(Some((0, 0)), None, None), (80, 24));
-        assert_eq!(effective_size(Some((0, 0)), Some("0"), Some("lots")), (80, 24));
+        assert_eq!(
+            effective_size(Some((0, 0)), Some("0"), Some("lots")),
+            (80, 24)
+        );
     }
 
     #[test]
     fn each_side_falls_back_on_its_own() {
-        assert_eq!(effective_size(Some((0, 50)), Some("100"), Some("30")), (100, 50));
+        assert_eq!(
+            effective_size(Some((0, 50)), Some("100"), Some("30")),
+            (100, 50)
+        );
         assert_eq!(effective_size(Some((70, 0)), None, None), (70, 24));
     }
 }
