@@ -674,9 +674,18 @@ pub enum ThemeChoice {
     Mono,
 }
 
+/// `hmn top`'s own notes (its `--help` and hmn-top(1)).
+#[cfg(feature = "top")]
+pub const TOP_NOTES: &str = "\
+Exit codes: 0 when quit (q, Esc, Ctrl-C) or stopped by SIGTERM or SIGHUP, the terminal given back
+as it was (also after a crash); 2 when stdin or stdout is not a terminal (use `hmn watch`), or
+the recording given to --replay cannot be read (the line and what was wrong are said).
+A terminal that reports its size as 0x0 is drawn at COLUMNS x LINES, else 80x24.";
+
 /// `hmn top`: how often, how it looks, what it may do.
 #[cfg(feature = "top")]
 #[derive(Debug, Args, Clone)]
+#[command(after_help = TOP_NOTES)]
 pub struct TopArgs {
     #[command(flatten)]
     pub shared: SharedArgs,

@@ -165,7 +165,8 @@ pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome 
         ));
         return Outcome::CouldNotTell;
     }
-    let mut source = match open_source(global, args) {
+    let probe = Arc::new(guarded_probe(global.timeout));
+    let mut source = match open_source(&probe, args) {
         Ok(source) => source,
         Err(message) => {
             out.say(&message);
@@ -180,7 +181,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome 
         ),
         ascii: args.ascii,
         interval: args.interval,
-        me: guarded_probe(global.timeout).process_user(std::process::id()),
+        me: probe.process_user(std::process::id()),
         replay: args.replay.is_some(),
     };
     if let Err(e) = signals::install() {
@@ -222,7 +223,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome 
 }
 
 /// The live monitor, or the recording `--replay` names.
-fn open_source(global: &GlobalArgs, args: &TopArgs) -> Result<Source, String> {
+fn open_source(probe: &Arc<hypomnesis::Probe>, args: &TopArgs) -> Result<Source, String> {
     if let Some(path) = &args.replay {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the recording {}: {e}", path.display()))?;
@@ -249,7 +250,7 @@ fn open_source(global: &GlobalArgs, args: &TopArgs) -> Result<Source, String> {
         .window(history_window())
         .telemetry(true)
         .process_details(true)
-        .start(Arc::new(guarded_probe(global.timeout)));
+        .start(Arc::clone(probe));
     Ok(Source::Live(Live::new(monitor)))
 }
 
