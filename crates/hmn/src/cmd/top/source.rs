@@ -27,6 +27,9 @@ use super::charts::HistorySource;
 /// this late. Cheap (one lock of the monitor's latest frame per wake-up).
 const POLL: Duration = Duration::from_millis(100);
 
+/// How often `top` looks for the monitor's first frame.
+const FIRST_POLL: Duration = Duration::from_millis(5);
+
 /// Frames from the machine or from a recording.
 pub(crate) enum Source {
     Live(Live),
@@ -54,6 +57,9 @@ impl Source {
     /// How long the loop may wait for input before asking [`Source::poll`] again.
     pub(crate) fn wait(&self, now: Instant) -> Duration {
         match self {
+            // Before the first frame, look often: the first screen should come as soon as
+            // the monitor has read the machine (budget: 100 ms from start).
+            Self::Live(live) if live.seen == 0 => FIRST_POLL,
             Self::Live(_) => POLL,
             Self::Replay(replay) => replay.wait(now),
         }
