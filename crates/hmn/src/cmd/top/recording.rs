@@ -401,7 +401,6 @@ fn local_time_text(at: SystemTime) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use hypomnesis::{
@@ -582,7 +581,7 @@ pub(crate) mod tests {
             lines: Lines::new(Duration::from_secs(1)),
             records: 0,
         };
-        let frame = Arc::new(frame_at(Instant::now(), 0, GIB, true));
+        let frame = frame_at(Instant::now(), 0, GIB, true);
         assert!(recorder.write(&frame).is_err());
     }
 }
