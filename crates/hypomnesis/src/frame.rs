@@ -324,3 +324,27 @@ impl Frame {
         notes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_rebuilt_from_a_recording_start_with_every_figure_unknown() {
+        let d = DeviceFrame::recorded(3, GpuVendor::Amd, GpuQuerySource::Drm);
+        assert_eq!(
+            (d.device.index, d.device.vendor, d.device.source),
+            (3, GpuVendor::Amd, GpuQuerySource::Drm)
+        );
+        assert_eq!((d.device.total_bytes, d.device.used_bytes), (None, None));
+        assert!(d.telemetry.is_none() && d.processes.is_none());
+        let p = GpuProcessEntry::recorded(7, 3, GpuQuerySource::Drm);
+        assert_eq!((p.pid, p.device_index, p.used_bytes), (7, 3, None));
+        assert_eq!((p.user, p.rss_bytes), (None, None));
+        let h = HostMemory::recorded(1 << 30);
+        assert_eq!(
+            (h.total_bytes, h.available_bytes, h.cgroup),
+            (1 << 30, None, None)
+        );
+    }
+}

@@ -789,6 +789,19 @@ pub(crate) fn global() -> &'static Probe {
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_user_is_named_from_the_probes_proc_root_as_rows_name_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("4242");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A uid no user database knows: named by its number, as a row's `user` would be.
+        std::fs::write(dir.join("status"), "Name:\tjob\nUid:\t3999999\t0\t0\t0\n").unwrap();
+        let probe = Probe::builder().proc_root(root.path()).build();
+        assert_eq!(probe.process_user(4242).as_deref(), Some("3999999"));
+        assert_eq!(probe.process_user(4243), None);
+    }
+
     #[test]
     fn probe_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
