@@ -69,6 +69,10 @@ impl Source {
     /// replay is.
     pub(crate) fn status(&self) -> Option<String> {
         match self {
+            Self::Live(live) if live.monitor.thread_error().is_some() => live
+                .monitor
+                .thread_error()
+                .map(|e| format!("cannot read the machine: the OS refused a thread ({e})")),
             Self::Live(live) => live.monitor.stalled_for().map(|d| {
                 format!(
                     "the GPU driver has not answered for {:.0} s; showing the last frame",

@@ -208,7 +208,9 @@ pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome 
     }
     .run();
     drop(guard);
-    match result {
+    // Stops the monitor (waiting a bounded time for a frame in progress).
+    drop(source);
+    let outcome = match result {
         Ok(messages) => {
             for m in messages {
                 out.say(&m);
@@ -219,7 +221,10 @@ pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome 
             out.say(&format!("the terminal failed: {e}"));
             Outcome::CouldNotTell
         }
-    }
+    };
+    // A driver call still hung would hold the vendor library's exit handlers forever.
+    crate::driver::leave_if_driver_hung(&probe, i32::from(u8::from(outcome)));
+    outcome
 }
 
 /// The live monitor, or the recording `--replay` names.
