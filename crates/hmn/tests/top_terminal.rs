@@ -76,6 +76,13 @@ impl Top {
         };
         let pty = openpty(Some(&size), None)
             .unwrap_or_else(|e| panic!("no pseudo-terminal: openpty failed: {e}"));
+        let modes = tcgetattr(&pty.slave).unwrap();
+        assert!(
+            modes
+                .local_flags
+                .contains(LocalFlags::ICANON | LocalFlags::ECHO),
+            "a new pty starts cooked, with echo"
+        );
         let stdio = || Stdio::from(pty.slave.try_clone().unwrap());
         cmd.stdin(stdio()).stdout(stdio()).stderr(stdio());
         // SAFETY: between fork and exec only async-signal-safe calls: setsid makes the child a
@@ -217,7 +224,6 @@ fn top_draws_the_double_takes_keys_and_gives_the_terminal_back_on_q() {
     let mut cmd = hmn("four_gpus");
     cmd.arg("top");
     let mut top = Top::start(cmd, 120, 40);
-    assert!(top.cooked(), "a new pty starts cooked");
     top.wait_for_screen(FOUR_GPUS);
     assert!(!top.cooked(), "the screen runs in raw mode");
     top.press("?");
@@ -298,6 +304,7 @@ fn a_panic_gives_the_terminal_back_then_prints_its_message_on_the_normal_screen(
     let mut top = Top::start(cmd, 100, 30);
     let status = top.wait_exit_any();
     assert_eq!(status.code(), Some(101), "{status}");
+    top.wait_for_output("panicking after the first screen");
     top.assert_restored();
     let written = String::from_utf8_lossy(&top.output()).into_owned();
     let message = written.find("panicking after the first screen");
@@ -380,6 +387,7 @@ fn a_malformed_recording_is_refused_naming_the_line() {
     let mut top = Top::start(cmd, 100, 30);
     let status = top.wait_exit_any();
     assert_eq!(status.code(), Some(2));
+    top.wait_for_output("line 5");
     let said = String::from_utf8_lossy(&top.output()).into_owned();
     assert!(said.contains("line 5"), "{said}");
     assert!(said.contains("\"pid\""), "{said}");
