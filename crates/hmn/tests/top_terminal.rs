@@ -395,8 +395,6 @@ fn a_malformed_recording_is_refused_naming_the_line() {
 }
 
 #[test]
-#[ignore = "needs the interaction slice's `R` key in app.rs (the skeleton maps only q and \
-            Ctrl-C); the integrator removes this line when both are merged"]
 fn r_records_what_top_sees_in_watchs_format_into_the_record_dir() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = hmn("four_gpus");

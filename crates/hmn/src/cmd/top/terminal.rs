@@ -30,7 +30,7 @@ use super::app::{App, Effect, Settings};
 use super::recording::Recorder;
 use super::source::{Live, Replay, Source, parse_recording};
 use super::theme::Theme;
-use super::ui;
+use super::{signal, ui};
 use crate::cli::{GlobalArgs, TopArgs};
 use crate::driver::guarded_probe;
 use crate::outcome::Outcome;
@@ -355,14 +355,16 @@ impl Screen<'_> {
             other => other.clone(),
         };
         let effects = self.app.update(&event);
-        self.app.refresh(self.source.history());
-        self.send_signals(&effects);
+        // The one place signals are sent: `carry_out` refuses them in a read-only or replay
+        // session and puts what came of each in the status line.
+        signal::carry_out(&effects, &mut signal::OsSignals, &mut self.app);
         let mut quit = false;
         for effect in effects {
             match effect {
                 Effect::Quit => quit = true,
                 Effect::Signal { .. } => {}
                 Effect::ToggleRecording => self.toggle_recording(),
+                Effect::Refresh => self.app.refresh(self.source.history()),
             }
         }
         Ok(quit)
@@ -383,19 +385,6 @@ impl Screen<'_> {
         }
         terminal.draw(|screen| ui::draw(screen, &self.app))?;
         Ok(())
-    }
-
-    /// The signals `k` confirmed, sent. HOOK (interaction slice): the one call site; once
-    /// `cmd/top/signal.rs` is merged its body is
-    /// `super::signal::carry_out(effects, &mut super::signal::OsSignals, &mut self.app)`.
-    fn send_signals(&mut self, effects: &[Effect]) {
-        for effect in effects {
-            if let Effect::Signal { pid, signal } = effect {
-                self.app.status = Some(format!(
-                    "not sent: {signal:?} to {pid} (signals are not wired in this build)"
-                ));
-            }
-        }
     }
 
     /// `R`: starts a recording, or stops the one running.
