@@ -758,6 +758,44 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    #[cfg(feature = "top")]
+    #[test]
+    fn top_refuses_json_and_device_wherever_they_are_given() {
+        for args in [
+            &["top", "--json"][..],
+            &["--json", "top"],
+            &["top", "-d", "1"],
+            &["--device", "1", "top"],
+        ] {
+            let error = parse(args).unwrap().resolve().unwrap_err().to_string();
+            assert!(
+                error.contains("does not apply to `hmn top`"),
+                "{args:?}: {error}"
+            );
+        }
+        let global = parse(&["--timeout", "3", "top"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(global.timeout, 3);
+    }
+
+    #[cfg(feature = "top")]
+    #[test]
+    fn top_replay_speed_is_a_positive_factor_for_a_replay() {
+        let cli = parse(&["top", "--replay", "r.ndjson", "--replay-speed", "2.5"]).unwrap();
+        let Some(Command::Top(top)) = cli.command else {
+            panic!("not top");
+        };
+        assert!((top.replay_speed - 2.5).abs() < f64::EPSILON);
+        assert!(parse(&["top", "--replay", "r.ndjson", "--replay-speed", "0"]).is_err());
+        assert!(parse(&["top", "--replay", "r.ndjson", "--replay-speed", "inf"]).is_err());
+        assert!(
+            parse(&["top", "--replay-speed", "2"]).is_err(),
+            "without --replay"
+        );
+    }
+
     #[test]
     fn no_arguments_is_the_device_summary() {
         let cli = parse(&[]).unwrap();
