@@ -267,6 +267,15 @@ impl Cli {
     /// error naming the commands that do.
     pub fn resolve(&self) -> Result<GlobalArgs, clap::Error> {
         let none = SharedArgs::default();
+        #[cfg(feature = "top")]
+        let top_shared = match &self.command {
+            Some(Command::Top(a)) => SharedArgs {
+                json: a.json,
+                device: a.device,
+                timeout: a.timeout,
+            },
+            _ => SharedArgs::default(),
+        };
         let takes = |shared, color, all| Takes { shared, color, all };
         let (name, own, takes, own_color, own_all, wide) = match &self.command {
             None => ("hmn", &none, takes(true, true, true), None, false, false),
@@ -312,9 +321,9 @@ impl Cli {
                 a.wide,
             ),
             #[cfg(feature = "top")]
-            Some(Command::Top(a)) => (
+            Some(Command::Top(_)) => (
                 "hmn top",
-                &a.shared,
+                &top_shared,
                 takes(true, false, false),
                 None,
                 false,
@@ -347,14 +356,14 @@ impl Cli {
                     format!("`{flag}` does not apply to `hmn top`: {why}"),
                 )
             };
-            if a.shared.json || top.shared.json {
+            if a.json || top.shared.json {
                 return Err(refuse(
                     "--json",
                     "it is an interactive screen. For JSON over time use `hmn watch --json`, or \
                      press `R` in `hmn top` to record NDJSON",
                 ));
             }
-            if a.shared.device.is_some() || top.shared.device.is_some() {
+            if a.device.is_some() || top.shared.device.is_some() {
                 return Err(refuse("--device", "it shows every GPU"));
             }
         }
@@ -677,18 +686,28 @@ pub enum ThemeChoice {
 /// `hmn top`'s own notes (its `--help` and hmn-top(1)).
 #[cfg(feature = "top")]
 pub const TOP_NOTES: &str = "\
-Exit codes: 0 when quit (q, Esc, Ctrl-C) or stopped by SIGTERM or SIGHUP, the terminal given back
-as it was (also after a crash); 2 when stdin or stdout is not a terminal (use `hmn watch`), or
-the recording given to --replay cannot be read (the line and what was wrong are said).
-A terminal that reports its size as 0x0 is drawn at COLUMNS x LINES, else 80x24.";
+Exit codes: 0 when quit (q, Esc, Ctrl-C) or stopped by SIGTERM or SIGHUP; 2 when stdin or stdout
+is not a terminal (use `hmn watch`), or when the recording given to --replay cannot be read (its
+line and what was wrong are said). However top ends, a crash included, the terminal is given
+back as it was. A terminal that reports its size as 0x0 is drawn at COLUMNS x LINES, else 80x24.";
 
 /// `hmn top`: how often, how it looks, what it may do.
 #[cfg(feature = "top")]
 #[derive(Debug, Args, Clone)]
 #[command(after_help = TOP_NOTES)]
 pub struct TopArgs {
-    #[command(flatten)]
-    pub shared: SharedArgs,
+    /// Refused with the reason (a screen prints no JSON): accepted only to say so.
+    #[arg(long, hide = true)]
+    pub json: bool,
+
+    /// Refused with the reason (top shows every GPU): accepted only to say so.
+    #[arg(long, short = 'd', value_name = "N", hide = true)]
+    pub device: Option<u32>,
+
+    /// Give up on a GPU call after SECS seconds without an answer (a hung driver or GPU): the
+    /// screen keeps the last figures and says so; 0 waits forever [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
 
     /// How often device memory and telemetry are read (1s, 500ms; a bare number is seconds);
     /// processes are scanned every third interval.
