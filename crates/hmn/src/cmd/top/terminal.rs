@@ -137,11 +137,11 @@ fn restore_on_panic() {
     }));
 }
 
-/// The history the live monitor keeps. HOOK (history-bench slice): an hour, so the `1h` zoom
-/// is full, once the monitor keeps an hour within the memory budget; until then the
-/// library's default (ten minutes).
+/// The history the live monitor keeps: the widest zoom (`1h`), so that zoom is full. The
+/// history-bench slice's monitor keeps an hour of 64 GPUs and 1,000 processes in about
+/// 13 MiB (BENCHMARKS.md); this is the one place to change it.
 fn history_window() -> Duration {
-    hypomnesis::monitor::DEFAULT_WINDOW
+    super::charts::Zoom::OneHour.span()
 }
 
 /// Runs the screen until the user quits.
