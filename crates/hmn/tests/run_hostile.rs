@@ -226,10 +226,10 @@ fn a_recording_on_a_filling_disk_is_reported_at_once_keeps_whole_lines_and_exits
     );
     assert!(said.contains("the command keeps running"), "{said}");
     std::fs::write(&go, "").unwrap();
-    let status = child.finish();
+    let ended = child.finish();
     let stderr = rest(&rx);
     assert!(finished.exists(), "the command ran to its end");
-    assert_eq!(status.code, 74, "{stderr}");
+    assert_eq!(ended.code, 74, "{stderr}");
     assert_eq!(
         before
             .iter()
