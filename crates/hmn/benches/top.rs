@@ -19,8 +19,8 @@
 //! - **cpu**: `hmn top` at its defaults for 60 s on the 4-GPU double with 1,000 extra
 //!   processes ≤ 1 % of one core, and ≤ 1/5 of `nvitop`'s CPU at the same interval on the
 //!   same double, in the same run. 1,000 `sleep` children are spawned and the double's
-//!   scenario lists them as compute processes (250 per GPU), so both tools name each one
-//!   and read its `/proc` files every process scan. Each tool runs in a pseudo-terminal of
+//!   scenario lists them as compute processes (250 per GPU) besides its own, so both tools
+//!   name each one and read its `/proc` files every process scan. Each tool runs in a pseudo-terminal of
 //!   120×40 whose output is read and dropped as it comes; its CPU is `utime + stime` from
 //!   `/proc/<pid>/stat` between its first screen and 60 s later
 //!   (`HMN_TOP_BENCH_SECS` to change). `nvitop --interval 1` (its default is 2 s), from the
@@ -611,24 +611,22 @@ mod linux {
         }
     }
 
-    /// The four H100s, with `pids` as compute processes spread over them.
+    /// The four H100s and their processes, with `pids` as compute processes besides, spread
+    /// over them.
     fn scenario_with(pids: &[u32]) -> PathBuf {
         test_support::nvml_scenario_variant("four_gpus", "top_bench_1000_processes", |s| {
             for (gpu, device) in s["devices"].as_array_mut().unwrap().iter_mut().enumerate() {
-                device["compute_processes"] = pids
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| i % 4 == gpu)
-                    .map(|(i, pid)| {
+                let listed = device["compute_processes"].as_array_mut().unwrap();
+                listed.extend(pids.iter().enumerate().filter(|(i, _)| i % 4 == gpu).map(
+                    |(i, pid)| {
                         serde_json::json!({
                             "pid": pid,
                             "used_gpu_memory": ((i as u64) % 512 + 1) << 20,
                             "gpu_instance_id": null,
                             "compute_instance_id": null,
                         })
-                    })
-                    .collect();
-                device["graphics_processes"] = serde_json::json!([]);
+                    },
+                ));
             }
         })
     }
