@@ -13,9 +13,9 @@
 //!   history honestly; the live binary's own peak RSS over the CPU run is printed beside,
 //!   as its floor without a full history.
 //! - **first screen** ≤ 100 ms after start: `hmn top` spawned in a pseudo-terminal against
-//!   the NVML double (four H100s), the time from spawn to the first bytes on the terminal
-//!   that contain the name of a device, 10 runs (median, max); `hmn top`'s own figure
-//!   (`HMN_TOP_TIMING_FILE`, from its `main`) beside when it writes one.
+//!   the NVML double (four H100s), the time from spawn until the terminal (a vt100 emulator
+//!   fed what `hmn top` writes) shows a device's name, 10 runs (median, max); `hmn top`'s own
+//!   figure (`HMN_TOP_TIMING_FILE`, from the start of its `top` command) beside.
 //! - **cpu**: `hmn top` at its defaults for 60 s on the 4-GPU double with 1,000 extra
 //!   processes ≤ 1 % of one core, and ≤ 1/5 of `nvitop`'s CPU at the same interval on the
 //!   same double, in the same run. 1,000 `sleep` children are spawned and the double's
@@ -389,6 +389,9 @@ mod linux {
             let mut reader = master.try_clone().expect("dup the pty's master");
             let (sink, seen_sink) = (Arc::clone(&output), Arc::clone(&seen));
             std::thread::spawn(move || {
+                // What the terminal shows, as a terminal would: ratatui writes only the cells
+                // that changed, so the text is not in the bytes in one piece.
+                let mut screen = Some(vt100::Parser::new(rows, cols, 0));
                 let mut buf = vec![0_u8; 1 << 16];
                 while let Ok(n) = reader.read(&mut buf) {
                     if n == 0 {
@@ -398,11 +401,13 @@ mod linux {
                     if out.len() < 1 << 20 {
                         out.extend_from_slice(&buf[..n]);
                     }
-                    let mut seen = seen_sink.lock().unwrap();
-                    if seen.is_none() {
-                        let text = String::from_utf8_lossy(&out);
+                    if let Some(parser) = screen.as_mut() {
+                        parser.process(&buf[..n]);
+                        let text = parser.screen().contents();
                         if awaited.iter().any(|t| text.contains(t)) {
-                            *seen = Some(Instant::now());
+                            *seen_sink.lock().unwrap() = Some(Instant::now());
+                            // Found: from here on the output is only drained.
+                            screen = None;
                         }
                     }
                 }
@@ -446,17 +451,21 @@ mod linux {
         }
     }
 
-    /// `utime + stime` of `pid`, from `/proc/<pid>/stat` (in clock ticks, converted).
+    /// `utime + stime` of `pid` (every thread), from `/proc/<pid>/stat`.
     fn cpu_time(pid: &str) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process's stat");
+        cpu_time_of(pid).expect("the process's stat")
+    }
+
+    /// `utime + stime` from `/proc/<path>/stat` (clock ticks, converted).
+    fn cpu_time_of(path: &str) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{path}/stat")).ok()?;
         // Fields after the command name (which may hold spaces), from field 3 on.
-        let after = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+        let after = stat.get(stat.rfind(')')? + 2..)?;
         let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
         // SAFETY: sysconf only reads a constant.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Duration::from_nanos(ticks * 1_000_000_000 / hz)
+        Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
     }
 
     /// The optimised NVML double as `<dir>/libnvidia-ml.so.1` (the test build is unoptimised
@@ -631,19 +640,64 @@ mod linux {
         })
     }
 
-    /// Runs `cmd` in a 120×40 pty for `run`, from its first screen; its CPU time and peak RSS.
-    fn measure(cmd: Command, awaited: &'static [&'static str], run: Duration) -> (Duration, u64) {
+    /// CPU time of each thread of `pid`, by thread name (`/proc/<pid>/task/*/stat`).
+    fn thread_times(pid: &str) -> Vec<(String, Duration)> {
+        let mut times: Vec<(String, Duration)> = Vec::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return times;
+        };
+        for task in tasks.flatten() {
+            let tid = task.file_name().to_string_lossy().into_owned();
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let Some(cpu) = cpu_time_of(&format!("{pid}/task/{tid}")) else {
+                continue;
+            };
+            let name = name.trim().to_owned();
+            match times.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, t)) => *t += cpu,
+                None => times.push((name, cpu)),
+            }
+        }
+        times
+    }
+
+    /// What one program cost over a run.
+    struct Cost {
+        cpu: Duration,
+        hwm: u64,
+        /// CPU over the run per thread name.
+        threads: Vec<(String, Duration)>,
+    }
+
+    /// Runs `cmd` in a 120×40 pty for `run`, from its first screen: its CPU time (scaled to
+    /// exactly `run`), peak RSS and CPU per thread.
+    fn measure(cmd: Command, awaited: &'static [&'static str], run: Duration) -> Cost {
         let mut program = InPty::start(cmd, 120, 40, awaited);
         program.wait_seen();
         let pid = program.pid();
         let before = cpu_time(&pid);
+        let threads_before = thread_times(&pid);
         let started = Instant::now();
         std::thread::sleep(run);
         let cpu = cpu_time(&pid) - before;
         let wall = started.elapsed();
+        let threads = thread_times(&pid)
+            .into_iter()
+            .map(|(name, t)| {
+                let was = threads_before
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(Duration::ZERO, |(_, t)| *t);
+                (name, t.saturating_sub(was))
+            })
+            .collect();
         let hwm = memory(&pid).0;
         program.stop();
-        (cpu.mul_f64(run.as_secs_f64() / wall.as_secs_f64()), hwm)
+        Cost {
+            cpu: cpu.mul_f64(run.as_secs_f64() / wall.as_secs_f64()),
+            hwm,
+            threads,
+        }
     }
 
     pub(crate) fn cpu() {
@@ -666,43 +720,52 @@ mod linux {
 
         let mut top = against_double(hmn, &scenario, &lib_dir);
         top.arg("top");
-        let (top_cpu, top_hwm) = measure(top, FIRST_SCREEN, run);
+        let top = measure(top, FIRST_SCREEN, run);
 
         let mut nv = against_double(&nvitop, &scenario, &lib_dir);
         nv.args(["--interval", "1"]);
-        let (nv_cpu, nv_hwm) = measure(nv, &["H100"], run);
+        let nv = measure(nv, &["H100"], run);
         drop(sleepers);
 
-        let ratio = top_cpu.as_secs_f64() / nv_cpu.as_secs_f64().max(f64::MIN_POSITIVE);
+        let ratio = top.cpu.as_secs_f64() / nv.cpu.as_secs_f64().max(f64::MIN_POSITIVE);
+        let threads = |cost: &Cost| {
+            cost.threads
+                .iter()
+                .filter(|(_, t)| !t.is_zero())
+                .map(|(name, t)| format!("{name} {:.3} %", percent(*t)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         println!(
-            "top cpu: {secs} s on the 4-GPU double with {PROCESSES} extra processes (all GPU \
-             processes of the double), 120x40 pty, interval 1 s"
+            "top cpu: {secs} s on the 4-GPU double with {PROCESSES} extra GPU processes, 120x40 \
+             pty, interval 1 s"
         );
         println!(
             "  hmn top (defaults): {:.1} ms = {:.3} % of one core, peak RSS {:.1} MiB — {}",
-            top_cpu.as_secs_f64() * 1e3,
-            percent(top_cpu),
-            mib(top_hwm),
-            if percent(top_cpu) <= 1.0 {
+            top.cpu.as_secs_f64() * 1e3,
+            percent(top.cpu),
+            mib(top.hwm),
+            if percent(top.cpu) <= 1.0 {
                 "within the 1 % budget"
             } else {
                 "OVER the 1 % budget"
             }
         );
+        println!("    by thread: {}", threads(&top));
         println!(
             "  nvitop --interval 1: {:.1} ms = {:.3} % of one core, peak RSS {:.1} MiB",
-            nv_cpu.as_secs_f64() * 1e3,
-            percent(nv_cpu),
-            mib(nv_hwm)
+            nv.cpu.as_secs_f64() * 1e3,
+            percent(nv.cpu),
+            mib(nv.hwm)
         );
+        println!("    by thread: {}", threads(&nv));
         println!(
-            "  hmn top / nvitop = {ratio:.3} — {}; floor (`sleep` in the same pty): {:.3} %",
+            "  hmn top / nvitop = {ratio:.3} — {}; floor (`sleep` in the same pty): {floor:.3} %",
             if ratio <= 0.2 {
                 "within the 1/5 budget"
             } else {
                 "OVER the 1/5 budget"
             },
-            floor
         );
     }
 
