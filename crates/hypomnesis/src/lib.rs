@@ -73,7 +73,7 @@ pub use ram::{MemoryDetail, ProcessMemory};
 pub use sampler::{
     HostSummary, MEASURE_TARGET, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report,
     Sample, Sampler, SamplerBuilder, Series, SeriesSummary, Target, TargetId, TargetSummary,
-    Timeline, TimelinePoint, measure, process_start_ticks,
+    Timeline, TimelinePoint, measure, process_parent, process_start_ticks,
 };
 #[doc(no_inline)]
 pub use snapshot::{

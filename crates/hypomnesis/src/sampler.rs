@@ -802,6 +802,22 @@ pub fn process_start_ticks(probe: &Probe, pid: u32) -> Option<u64> {
     }
 }
 
+/// Process `pid`'s parent process id (Linux: field 4 of `/proc/<pid>/stat`, under the probe's
+/// `/proc` root; a process whose parent exited has been re-parented, usually to 1). `None`
+/// when the process does not exist, cannot be read, or off Linux.
+#[must_use]
+pub fn process_parent(probe: &Probe, pid: u32) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        crate::os::linux::process_parent(probe.proc_root(), pid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (probe, pid);
+        None
+    }
+}
+
 /// When `pid` started, for telling a reused pid apart: Linux clock ticks after boot
 /// ([`process_start_ticks`]), elsewhere the process table's unit.
 fn start_time(probe: &Probe, pid: u32) -> Option<u64> {

@@ -24,8 +24,10 @@
 pub(crate) mod app;
 pub(crate) mod charts;
 pub(crate) mod filter;
+pub(crate) mod lineage;
 pub(crate) mod recording;
 pub(crate) mod rows;
+pub(crate) mod signal;
 pub(crate) mod source;
 pub(crate) mod terminal;
 pub(crate) mod theme;

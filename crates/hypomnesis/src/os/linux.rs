@@ -189,9 +189,36 @@ pub(crate) fn process_start_ticks(proc_root: &Path, pid: u32) -> Option<u64> {
     procfs::parse_stat(&text).map(|s| s.start_ticks)
 }
 
+/// Process `pid`'s parent: field 4 of `<proc_root>/<pid>/stat`. `None` when the process does
+/// not exist or cannot be read.
+pub(crate) fn process_parent(proc_root: &Path, pid: u32) -> Option<u32> {
+    let text = read_proc_file(
+        &proc_root.join(pid.to_string()).join("stat"),
+        Ends::AtShortRead,
+    )
+    .ok()?;
+    procfs::parse_stat(&text).map(|s| s.ppid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_parent_is_field_four_of_its_stat_under_the_given_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("4242")).unwrap();
+        let stat =
+            "4242 (py (worker)) S 4100 4242 4100 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 31337 0 0";
+        std::fs::write(dir.path().join("4242/stat"), stat).unwrap();
+        assert_eq!(process_parent(dir.path(), 4242), Some(4100));
+        assert_eq!(process_parent(dir.path(), 4243), None);
+        // Real procfs: this process's parent.
+        assert_eq!(
+            process_parent(Path::new("/proc"), std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
+    }
 
     #[test]
     fn proc_files_are_read_whole_at_any_length() {
