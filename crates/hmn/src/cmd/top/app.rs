@@ -174,6 +174,9 @@ pub(crate) struct App {
     pub(crate) sort: Sort,
     /// `t`: processes under their parents, with subtree totals.
     pub(crate) tree: bool,
+    /// `c`: the history chart shows the selected process's VRAM instead of each GPU's
+    /// memory used.
+    pub(crate) chart_of_process: bool,
     /// The filter in force (`/`), and the text it was parsed from.
     pub(crate) filter: Option<(String, Filter)>,
     /// `u`: only my processes.
@@ -468,6 +471,7 @@ impl App {
             KeyCode::Char('+' | '=') => self.zoom_by(-1),
             KeyCode::Char('-') => self.zoom_by(1),
             KeyCode::Char('R') => return vec![Effect::ToggleRecording],
+            KeyCode::Char('c') => self.chart_of_process = !self.chart_of_process,
             KeyCode::Char('?') => self.mode = Mode::Help,
             _ => {}
         }

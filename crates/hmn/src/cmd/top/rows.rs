@@ -19,7 +19,7 @@ use hypomnesis::{Frame, ProcessMetric};
 use super::charts::HistorySource;
 
 /// A column of the process table, in display order. The order columns are dropped in on a
-/// narrow terminal is [`Column::DROP_ORDER`].
+/// narrow terminal is the screen's, `ui::table::DROP_ORDER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Column {
     Pid,
