@@ -217,13 +217,45 @@ mod linux {
         let mut app = App::new(Settings::default());
         app.size = SIZE;
         let area = Rect::new(0, 0, SIZE.0, SIZE.1);
-        app.layout = ui::layout(&app, area);
+        // As the terminal loop does: the frame, then the layout it gives (the chart's width),
+        // then the charts read that wide.
         app.set_frame(newest, &history, now);
+        app.layout = ui::layout(&app, area);
+        app.refresh(&history);
+        assert!(
+            app.layout.chart_buckets > 100,
+            "a chart as wide as the screen"
+        );
         let mut terminal =
             Terminal::new(TestBackend::new(SIZE.0, SIZE.1)).expect("a test terminal");
         terminal
             .draw(|screen| ui::draw(screen, &app))
             .expect("draws");
+        // What is measured is a full screen: the devices, the chart and the table's rows.
+        let shown: String = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(ratatui::buffer::Cell::symbol)
+            .collect();
+        if std::env::var_os("HMN_TOP_BENCH_SHOW").is_some() {
+            let width = usize::from(SIZE.0);
+            let cells: Vec<&str> = terminal
+                .backend()
+                .buffer()
+                .content()
+                .iter()
+                .map(ratatui::buffer::Cell::symbol)
+                .collect();
+            for line in cells.chunks(width) {
+                eprintln!("{}", line.concat());
+            }
+        }
+        assert!(
+            shown.contains("worker-") && shown.contains(" 63 "),
+            "the screen shows no process rows or not the 64th GPU:\n{shown}"
+        );
         State {
             app,
             history,
