@@ -230,7 +230,11 @@ mod linux {
         let t0 = Instant::now();
         let mut record_time = Duration::ZERO;
         let record = |history: &mut History, k: u32| -> Duration {
-            let source = if k.is_multiple_of(3) { &big_scan } else { &big_devices };
+            let source = if k.is_multiple_of(3) {
+                &big_scan
+            } else {
+                &big_devices
+            };
             let mut frame = source.clone();
             frame.taken = t0 + Duration::from_secs(u64::from(k));
             if k.is_multiple_of(3) {

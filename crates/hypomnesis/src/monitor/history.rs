@@ -577,10 +577,17 @@ impl Room {
         let coarse = limits.has_coarse_tier();
         // The raw tier holds the window and, with blocks, up to a block being folded.
         let readings = per(limits.window, ticks.cadence)
-            + if coarse { per(ticks.block, ticks.cadence) } else { 0 }
+            + if coarse {
+                per(ticks.block, ticks.cadence)
+            } else {
+                0
+            }
             + 2;
         let blocks = if coarse {
-            per(limits.long_window.saturating_sub(limits.window), ticks.block) + 2
+            per(
+                limits.long_window.saturating_sub(limits.window),
+                ticks.block,
+            ) + 2
         } else {
             0
         };
