@@ -267,6 +267,15 @@ impl Cli {
     /// error naming the commands that do.
     pub fn resolve(&self) -> Result<GlobalArgs, clap::Error> {
         let none = SharedArgs::default();
+        #[cfg(feature = "top")]
+        let top_shared = match &self.command {
+            Some(Command::Top(a)) => SharedArgs {
+                json: a.json,
+                device: a.device,
+                timeout: a.timeout,
+            },
+            _ => SharedArgs::default(),
+        };
         let takes = |shared, color, all| Takes { shared, color, all };
         let (name, own, takes, own_color, own_all, wide) = match &self.command {
             None => ("hmn", &none, takes(true, true, true), None, false, false),
@@ -312,9 +321,9 @@ impl Cli {
                 a.wide,
             ),
             #[cfg(feature = "top")]
-            Some(Command::Top(a)) => (
+            Some(Command::Top(_)) => (
                 "hmn top",
-                &a.shared,
+                &top_shared,
                 takes(true, false, false),
                 None,
                 false,
@@ -338,6 +347,26 @@ impl Cli {
             ),
         };
         let top = &self.summary;
+        #[cfg(feature = "top")]
+        if let Some(Command::Top(a)) = &self.command {
+            use clap::CommandFactory;
+            let refuse = |flag: &str, why: &str| {
+                Cli::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("`{flag}` does not apply to `hmn top`: {why}"),
+                )
+            };
+            if a.json || top.shared.json {
+                return Err(refuse(
+                    "--json",
+                    "it is an interactive screen. For JSON over time use `hmn watch --json`, or \
+                     press `R` in `hmn top` to record NDJSON",
+                ));
+            }
+            if a.device.is_some() || top.shared.device.is_some() {
+                return Err(refuse("--device", "it shows every GPU"));
+            }
+        }
         let misplaced = |flag: &str, takers: &str| {
             use clap::CommandFactory;
             Cli::command().error(
@@ -654,12 +683,31 @@ pub enum ThemeChoice {
     Mono,
 }
 
+/// `hmn top`'s own notes (its `--help` and hmn-top(1)).
+#[cfg(feature = "top")]
+pub const TOP_NOTES: &str = "\
+Exit codes: 0 when quit (q, Esc, Ctrl-C) or stopped by SIGTERM or SIGHUP; 2 when stdin or stdout
+is not a terminal (use `hmn watch`), or when the recording given to --replay cannot be read (its
+line and what was wrong are said). However top ends, a crash included, the terminal is given
+back as it was. A terminal that reports its size as 0x0 is drawn at COLUMNS x LINES, else 80x24.";
+
 /// `hmn top`: how often, how it looks, what it may do.
 #[cfg(feature = "top")]
 #[derive(Debug, Args, Clone)]
+#[command(after_help = TOP_NOTES)]
 pub struct TopArgs {
-    #[command(flatten)]
-    pub shared: SharedArgs,
+    /// Refused with the reason (a screen prints no JSON): accepted only to say so.
+    #[arg(long, hide = true)]
+    pub json: bool,
+
+    /// Refused with the reason (top shows every GPU): accepted only to say so.
+    #[arg(long, short = 'd', value_name = "N", hide = true)]
+    pub device: Option<u32>,
+
+    /// Give up on a GPU call after SECS seconds without an answer (a hung driver or GPU): the
+    /// screen keeps the last figures and says so; 0 waits forever [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
 
     /// How often device memory and telemetry are read (1s, 500ms; a bare number is seconds);
     /// processes are scanned every third interval.
@@ -679,9 +727,33 @@ pub struct TopArgs {
     #[arg(long)]
     pub ascii: bool,
 
-    /// Play back a recording (made with `R`, or `hmn watch --json`) instead of the machine.
+    /// Play back a recording (made with `R`, or `hmn watch --json`) instead of the machine;
+    /// the screen stays on its last frame.
     #[arg(long, value_name = "FILE")]
     pub replay: Option<std::path::PathBuf>,
+
+    /// With --replay: play this many times faster than real time (2, 10, 0.5).
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, requires = "replay", value_parser = replay_speed)]
+    pub replay_speed: f64,
+
+    /// Where `R` writes its recordings (hmn-top-<local time>.ndjson) [default: the current
+    /// directory].
+    #[arg(long, value_name = "DIR")]
+    pub record_dir: Option<std::path::PathBuf>,
+
+    /// Quit after drawing N screens with data (tests, benches and CI under Wine: proves a
+    /// screen is drawn without a person to press `q`). Hidden: not for users.
+    #[arg(long, value_name = "N", hide = true)]
+    pub exit_after_frames: Option<u32>,
+}
+
+/// `--replay-speed`: a positive, finite factor.
+#[cfg(feature = "top")]
+fn replay_speed(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("expected a positive factor such as 2, 10 or 0.5".into()),
+    }
 }
 
 #[cfg(test)]
@@ -703,6 +775,44 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[cfg(feature = "top")]
+    #[test]
+    fn top_refuses_json_and_device_wherever_they_are_given() {
+        for args in [
+            &["top", "--json"][..],
+            &["--json", "top"],
+            &["top", "-d", "1"],
+            &["--device", "1", "top"],
+        ] {
+            let error = parse(args).unwrap().resolve().unwrap_err().to_string();
+            assert!(
+                error.contains("does not apply to `hmn top`"),
+                "{args:?}: {error}"
+            );
+        }
+        let global = parse(&["--timeout", "3", "top"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(global.timeout, 3);
+    }
+
+    #[cfg(feature = "top")]
+    #[test]
+    fn top_replay_speed_is_a_positive_factor_for_a_replay() {
+        let cli = parse(&["top", "--replay", "r.ndjson", "--replay-speed", "2.5"]).unwrap();
+        let Some(Command::Top(top)) = cli.command else {
+            panic!("not top");
+        };
+        assert!((top.replay_speed - 2.5).abs() < f64::EPSILON);
+        assert!(parse(&["top", "--replay", "r.ndjson", "--replay-speed", "0"]).is_err());
+        assert!(parse(&["top", "--replay", "r.ndjson", "--replay-speed", "inf"]).is_err());
+        assert!(
+            parse(&["top", "--replay-speed", "2"]).is_err(),
+            "without --replay"
+        );
     }
 
     #[test]

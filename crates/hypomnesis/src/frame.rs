@@ -15,7 +15,9 @@ use std::time::{Instant, SystemTime};
 
 use crate::error::HypomnesisError;
 use crate::host::HostMemory;
-use crate::snapshot::{GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, ListingNote};
+use crate::snapshot::{
+    GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, GpuVendor, ListingNote,
+};
 use crate::telemetry::DeviceTelemetry;
 
 /// Which parts of the machine a frame reads. Device memory and identity are always read;
@@ -105,6 +107,45 @@ impl DeviceFrame {
     #[must_use]
     pub fn rows(&self) -> &[GpuProcessEntry] {
         self.processes.as_ref().map_or(&[], |l| l.rows.as_slice())
+    }
+}
+
+/// Records rebuilt from what a view wrote down (`hmn top --replay` plays a recording back):
+/// the library's records are `#[non_exhaustive]`, so a reader outside the crate starts from
+/// these and sets the public fields it has figures for; every other figure stays unknown.
+impl DeviceFrame {
+    /// Device `index` with every figure unknown (set the public fields of `device`).
+    #[must_use]
+    pub fn recorded(index: u32, vendor: GpuVendor, source: GpuQuerySource) -> Self {
+        Self::new(GpuDeviceInfo::new(index, vendor, source))
+    }
+}
+
+impl GpuProcessEntry {
+    /// Process `pid` on device `device_index`, every figure unknown (set the public fields).
+    #[must_use]
+    pub fn recorded(pid: u32, device_index: u32, source: GpuQuerySource) -> Self {
+        Self::new(pid, device_index, source)
+    }
+}
+
+impl HostMemory {
+    /// `total_bytes` of RAM, every other figure unknown (set the public fields).
+    #[must_use]
+    pub fn recorded(total_bytes: u64) -> Self {
+        Self {
+            total_bytes,
+            available_bytes: None,
+            swap_total_bytes: None,
+            swap_free_bytes: None,
+            pressure: None,
+            cgroup: None,
+            memory_load_percent: None,
+            commit_limit_bytes: None,
+            commit_available_bytes: None,
+            pressure_level: None,
+            page_states: None,
+        }
     }
 }
 
@@ -281,5 +322,29 @@ impl Frame {
             }
         }
         notes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_rebuilt_from_a_recording_start_with_every_figure_unknown() {
+        let d = DeviceFrame::recorded(3, GpuVendor::Amd, GpuQuerySource::Drm);
+        assert_eq!(
+            (d.device.index, d.device.vendor, d.device.source),
+            (3, GpuVendor::Amd, GpuQuerySource::Drm)
+        );
+        assert_eq!((d.device.total_bytes, d.device.used_bytes), (None, None));
+        assert!(d.telemetry.is_none() && d.processes.is_none());
+        let p = GpuProcessEntry::recorded(7, 3, GpuQuerySource::Drm);
+        assert_eq!((p.pid, p.device_index, p.used_bytes), (7, 3, None));
+        assert_eq!((p.user, p.rss_bytes), (None, None));
+        let h = HostMemory::recorded(1 << 30);
+        assert_eq!(
+            (h.total_bytes, h.available_bytes, h.cgroup),
+            (1 << 30, None, None)
+        );
     }
 }

@@ -388,6 +388,23 @@ impl Probe {
         }
     }
 
+    /// The user running process `pid`, named as [`GpuProcessEntry::user`] names them (a user
+    /// name, or the numeric uid when the user database does not know it), so a view can tell
+    /// "my processes" from the rows. Linux only; `None` elsewhere (rows carry no user there)
+    /// and when the process cannot be read.
+    #[must_use]
+    pub fn process_user(&self, pid: u32) -> Option<String> {
+        #[cfg(target_os = "linux")]
+        {
+            crate::process_info::linux::process_user(&self.proc_root, pid)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = pid;
+            None
+        }
+    }
+
     /// How many GPUs the backends can see.
     ///
     /// # Errors
@@ -771,6 +788,19 @@ pub(crate) fn global() -> &'static Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_user_is_named_from_the_probes_proc_root_as_rows_name_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("4242");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A uid no user database knows: named by its number, as a row's `user` would be.
+        std::fs::write(dir.join("status"), "Name:\tjob\nUid:\t3999999\t0\t0\t0\n").unwrap();
+        let probe = Probe::builder().proc_root(root.path()).build();
+        assert_eq!(probe.process_user(4242).as_deref(), Some("3999999"));
+        assert_eq!(probe.process_user(4243), None);
+    }
 
     #[test]
     fn probe_is_send_and_sync() {
