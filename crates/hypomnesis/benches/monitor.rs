@@ -10,9 +10,9 @@
 //!   is printed beside it.
 //! - **per-frame cost** (criterion): the two kinds of frame the monitor reads (devices with
 //!   telemetry; devices, telemetry and a process scan with details), what the thread does
-//!   with them (record into the history, combine a device frame with the last scan), and a
-//!   chart query of a full 10-minute history of 64 GPUs and 1,000 processes, whose memory
-//!   is printed too.
+//!   with them (record into the history, combine a device frame with the last scan), and
+//!   chart queries of a full hour's history of 64 GPUs and 1,000 processes (10 minutes raw,
+//!   the rest in blocks), whose memory is printed too, after 10 minutes and after the hour.
 //!
 //! Run with `cargo bench -p hypomnesis --bench monitor`. Linux only (children and thread CPU
 //! are read through `/proc`).
@@ -223,22 +223,29 @@ mod linux {
         big_devices.processes_taken = None;
         let rss_before = rss();
         let mut history = History::new(HistoryLimits::new(
-            Duration::from_secs(600),
-            Duration::from_secs(1),
-            3,
+            hypomnesis::monitor::DEFAULT_WINDOW,
+            hypomnesis::monitor::DEFAULT_INTERVAL,
+            hypomnesis::monitor::DEFAULT_PROCESS_EVERY,
         ));
         let t0 = Instant::now();
         let mut record_time = Duration::ZERO;
-        for k in 0..600_u32 {
-            let source = if k % 3 == 0 { &big_scan } else { &big_devices };
+        let record = |history: &mut History, k: u32| -> Duration {
+            let source = if k.is_multiple_of(3) {
+                &big_scan
+            } else {
+                &big_devices
+            };
             let mut frame = source.clone();
             frame.taken = t0 + Duration::from_secs(u64::from(k));
-            if k % 3 == 0 {
+            if k.is_multiple_of(3) {
                 frame.processes_taken = Some(frame.taken);
             }
             let started = Instant::now();
             history.record(&frame);
-            record_time += started.elapsed();
+            started.elapsed()
+        };
+        for k in 0..600_u32 {
+            record_time += record(&mut history, k);
         }
         let rss_after = rss();
         println!(
@@ -247,8 +254,31 @@ mod linux {
             (rss_after.saturating_sub(rss_before)) as f64 / 1_048_576.0,
             record_time.as_secs_f64() * 1e6 / 600.0
         );
-        let end = t0 + Duration::from_secs(600);
+        // The rest of the hour: 10 minutes raw, 50 in blocks (the monitor's defaults).
+        for k in 600..3_600_u32 {
+            record_time += record(&mut history, k);
+        }
+        let rss_hour = rss();
+        println!(
+            "the same over an hour (10 min raw, 50 min in blocks): {:.1} MiB more RSS; \
+             recording one frame takes {:.0} µs on average",
+            (rss_hour.saturating_sub(rss_before)) as f64 / 1_048_576.0,
+            record_time.as_secs_f64() * 1e6 / 3_600.0
+        );
+        let end = t0 + Duration::from_secs(3_600);
+        let hour = Duration::from_secs(3_600);
         let mut group = c.benchmark_group("monitor_history");
+        group.bench_function("chart one GPU, 1 h (raw + blocks) in 200 buckets", |b| {
+            b.iter(|| black_box(history.device(7, DeviceMetric::Used, end, hour, 200)));
+        });
+        group.bench_function(
+            "chart one process, 1 h (raw + blocks) in 200 buckets",
+            |b| {
+                b.iter(|| {
+                    black_box(history.process(10_007, 7, ProcessMetric::Used, end, hour, 200))
+                });
+            },
+        );
         group.bench_function("chart one GPU, 10 min in 200 buckets", |b| {
             b.iter(|| {
                 black_box(history.device(7, DeviceMetric::Used, end, Duration::from_secs(600), 200))
@@ -267,7 +297,7 @@ mod linux {
             });
         });
         group.bench_function("record a scan frame (64 GPUs, 1,000 processes)", |b| {
-            let mut k = 600_u32;
+            let mut k = 3_600_u32;
             b.iter_batched(
                 || {
                     let mut frame = big_scan.clone();

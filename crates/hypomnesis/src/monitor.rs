@@ -34,15 +34,15 @@ use crate::frame::{Frame, FrameRequest};
 use crate::probe::Probe;
 
 pub use history::{
-    DEFAULT_MAX_PROCESS_SERIES, DeviceMetric, History, HistoryLimits, HistoryPoint, ProcessMetric,
-    Unit,
+    DEFAULT_BLOCK_TICKS, DEFAULT_LONG_WINDOW, DEFAULT_MAX_PROCESS_SERIES, DeviceMetric, History,
+    HistoryLimits, HistoryPoint, ProcessMetric, Unit,
 };
 
 /// Default [`MonitorBuilder::interval`]: device memory and telemetry once a second.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default [`MonitorBuilder::process_every`]: the process scan with every third refresh.
 pub const DEFAULT_PROCESS_EVERY: u32 = 3;
-/// Default [`MonitorBuilder::window`]: ten minutes of history.
+/// Default [`MonitorBuilder::window`]: ten minutes of every reading.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
 /// Default [`MonitorBuilder::stop_wait`]: how long [`Monitor::stop`] waits for the thread.
 pub const DEFAULT_STOP_WAIT: Duration = Duration::from_secs(2);
@@ -54,6 +54,7 @@ pub struct MonitorBuilder {
     interval: Duration,
     process_every: u32,
     window: Duration,
+    long_window: Duration,
     telemetry: bool,
     process_details: bool,
     max_process_series: usize,
@@ -66,6 +67,7 @@ impl Default for MonitorBuilder {
             interval: DEFAULT_INTERVAL,
             process_every: DEFAULT_PROCESS_EVERY,
             window: DEFAULT_WINDOW,
+            long_window: DEFAULT_LONG_WINDOW,
             telemetry: true,
             process_details: true,
             max_process_series: DEFAULT_MAX_PROCESS_SERIES,
@@ -90,9 +92,17 @@ impl MonitorBuilder {
         self
     }
 
-    /// How much history is kept (default [`DEFAULT_WINDOW`]).
+    /// How much history is kept reading by reading (default [`DEFAULT_WINDOW`]).
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
+        self
+    }
+
+    /// How much history is kept in all (default [`DEFAULT_LONG_WINDOW`], an hour): past
+    /// [`MonitorBuilder::window`], readings are folded into min/max/last blocks of 10 ticks
+    /// (see [`History`]). At most the window: nothing is kept past it.
+    pub fn long_window(mut self, long_window: Duration) -> Self {
+        self.long_window = long_window;
         self
     }
 
@@ -125,6 +135,7 @@ impl MonitorBuilder {
 
     fn limits(&self) -> HistoryLimits {
         HistoryLimits::new(self.window, self.interval, self.process_every.max(1))
+            .with_long_window(self.long_window)
             .with_max_process_series(self.max_process_series)
     }
 
@@ -220,8 +231,8 @@ impl fmt::Debug for Monitor {
 }
 
 impl Monitor {
-    /// A builder with the defaults: 1 s interval, process scan every 3 ticks, 10 min window,
-    /// telemetry and process details on.
+    /// A builder with the defaults: 1 s interval, process scan every 3 ticks, 10 min of
+    /// readings and an hour of blocks, telemetry and process details on.
     pub fn builder() -> MonitorBuilder {
         MonitorBuilder::default()
     }
@@ -337,10 +348,16 @@ impl Monitor {
         self.settings.process_every
     }
 
-    /// How much history is kept.
+    /// How much history is kept reading by reading.
     #[must_use]
     pub fn window(&self) -> Duration {
         self.settings.window
+    }
+
+    /// How much history is kept in all (in blocks past [`Monitor::window`]).
+    #[must_use]
+    pub fn long_window(&self) -> Duration {
+        self.settings.long_window.max(self.settings.window)
     }
 
     /// Why the monitor has no thread (the OS refused one); `None` normally.
@@ -611,11 +628,18 @@ mod tests {
             .interval(Duration::from_millis(250))
             .process_every(4)
             .window(Duration::from_secs(3_600))
+            .long_window(Duration::from_secs(7_200))
             .max_process_series(10);
         let limits = builder.limits();
         assert_eq!(limits.device_cadence, Duration::from_millis(250));
         assert_eq!(limits.process_cadence, Duration::from_secs(1));
         assert_eq!(limits.window, Duration::from_secs(3_600));
+        assert_eq!(limits.long_window, Duration::from_secs(7_200));
+        let defaults = Monitor::builder().limits();
+        assert_eq!(
+            (defaults.window, defaults.long_window),
+            (DEFAULT_WINDOW, DEFAULT_LONG_WINDOW)
+        );
         assert_eq!(limits.max_process_series, 10);
     }
 }

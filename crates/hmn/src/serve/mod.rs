@@ -167,6 +167,7 @@ fn start_monitor(probe: &Arc<Probe>, config: &follower::Config) -> Monitor {
         .telemetry(false)
         .process_details(false)
         .window(config.interval)
+        .long_window(config.interval)
         .max_process_series(0)
         .start(Arc::clone(probe))
 }

@@ -137,9 +137,10 @@ fn restore_on_panic() {
     }));
 }
 
-/// The history the live monitor keeps: the widest zoom (`1h`), so that zoom is full. The
-/// history-bench slice's monitor keeps an hour of 64 GPUs and 1,000 processes in about
-/// 13 MiB (BENCHMARKS.md); this is the one place to change it.
+/// The history the live monitor keeps: the widest zoom (`1h`), so that zoom is full — every
+/// reading of the last 10 minutes, the rest in min/max/last blocks: an hour of 64 GPUs and
+/// 1,000 processes in about 13 MiB (BENCHMARKS.md; raw, it would be ~40 MB). This is the one
+/// place to change it.
 fn history_window() -> Duration {
     super::charts::Zoom::OneHour.span()
 }
@@ -252,7 +253,8 @@ fn open_source(probe: &Arc<hypomnesis::Probe>, args: &TopArgs) -> Result<Source,
     let monitor = hypomnesis::Monitor::builder()
         .interval(args.interval)
         .process_every(3)
-        .window(history_window())
+        .window(hypomnesis::monitor::DEFAULT_WINDOW)
+        .long_window(history_window())
         .telemetry(true)
         .process_details(true)
         .start(Arc::clone(probe));
