@@ -18,9 +18,6 @@
 //!   [`recording`] writes what `R` records; [`terminal`] owns the terminal (raw mode, the
 //!   alternate screen, restoring it on exit, panic and SIGTERM).
 
-// Skeleton while the slices are built in parallel; removed when they are merged.
-#![allow(dead_code)]
-
 pub(crate) mod app;
 pub(crate) mod charts;
 pub(crate) mod filter;

@@ -16,6 +16,9 @@ pub(crate) struct Stat {
     /// Field 22: when the process started, in clock ticks after boot. With the pid, it
     /// identifies a process: a reused pid has a later start time.
     pub start_ticks: u64,
+    /// Field 24: resident pages (the kernel's same count as `statm`'s second field); `None`
+    /// when the text ends before it.
+    pub rss_pages: Option<u64>,
 }
 
 /// Parses `/proc/<pid>/stat`: `pid (comm) state ppid … starttime …`.
@@ -32,10 +35,13 @@ pub(crate) fn parse_stat(text: &[u8]) -> Option<Stat> {
     let ppid = parse_u64(fields.next()?).and_then(|p| u32::try_from(p).ok())?;
     // After ppid (field 4), starttime is field 22: skip fields 5..=21.
     let start_ticks = parse_u64(fields.nth(17)?)?;
+    // Field 23 is vsize; field 24 rss.
+    let rss_pages = fields.nth(1).and_then(parse_u64);
     Some(Stat {
         state,
         ppid,
         start_ticks,
+        rss_pages,
     })
 }
 
@@ -151,7 +157,8 @@ mod tests {
             Some(Stat {
                 state: b'S',
                 ppid: 4100,
-                start_ticks: 987_654
+                start_ticks: 987_654,
+                rss_pages: Some(1265),
             })
         );
     }
@@ -161,6 +168,8 @@ mod tests {
         let tricky = b"77 (a) b (c) Z 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 31337 0 0";
         let stat = parse_stat(tricky).unwrap();
         assert_eq!((stat.state, stat.ppid, stat.start_ticks), (b'Z', 1, 31_337));
+        // A zombie's rss is 0, the field after vsize.
+        assert_eq!(stat.rss_pages, Some(0));
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl StatmReader {
 }
 
 /// `sysconf(_SC_PAGESIZE)`, or `None` when it fails.
-fn page_size() -> Option<u64> {
+pub(crate) fn page_size() -> Option<u64> {
     // SAFETY: sysconf takes an integer name, touches no caller memory and is thread-safe.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).ok().filter(|&size| size > 0)

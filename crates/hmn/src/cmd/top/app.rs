@@ -236,9 +236,6 @@ impl App {
         };
         self.learn(&frame);
         let query = RowQuery {
-            sort: self.sort,
-            tree: self.tree,
-            keep: &|_| true,
             me: self.settings.me.as_deref(),
             now,
             lineage: &self.lineages,

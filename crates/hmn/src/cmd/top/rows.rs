@@ -111,13 +111,8 @@ pub(crate) struct Lineage {
     pub(crate) started: Option<Instant>,
 }
 
-/// How to build the rows.
+/// How to read the rows ([`read`]); sorting, the tree and the filter are [`arrange`]'s.
 pub(crate) struct RowQuery<'a> {
-    pub(crate) sort: Sort,
-    /// Processes under their parents, with subtree totals.
-    pub(crate) tree: bool,
-    /// Which rows to keep (the filter, "only mine").
-    pub(crate) keep: &'a dyn Fn(&ProcessRow) -> bool,
     /// The user running `top`.
     pub(crate) me: Option<&'a str>,
     /// When the frame is shown (for ages).
@@ -166,20 +161,8 @@ pub(crate) struct ProcessRow {
     pub(crate) subtree_vram_bytes: Option<u64>,
 }
 
-/// The rows to show for `frame`: its processes, kept, sorted (or in tree order) as `query`
-/// says, with peaks and deltas from `history`.
-pub(crate) fn build(
-    frame: &Frame,
-    query: &RowQuery<'_>,
-    history: &dyn HistorySource,
-) -> Vec<ProcessRow> {
-    let rows = read(frame, query, history);
-    let parent = |pid: u32| query.lineage.get(&pid).and_then(|l| l.parent);
-    arrange(&rows, query.sort, query.tree, query.keep, &parent)
-}
-
-/// Every process row of `frame`, in the frame's order, figures filled in; `query`'s sort,
-/// tree and keep are not applied (see [`arrange`]).
+/// Every process row of `frame`, in the frame's order, figures filled in (peaks and deltas
+/// from `history`); [`arrange`] then keeps, sorts and nests them.
 pub(crate) fn read(
     frame: &Frame,
     query: &RowQuery<'_>,

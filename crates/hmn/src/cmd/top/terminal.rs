@@ -198,8 +198,14 @@ pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome 
         }
     };
     let timing = std::env::var_os(TIMING_ENV).map(PathBuf::from);
+    let mut app = App::new(settings);
+    // A live screen knows each process's parent and start (the tree view, AGE); a replay
+    // does not.
+    if matches!(source, Source::Live(_)) {
+        app.facts = Some(Arc::new(super::lineage::LiveFacts::new(Arc::clone(&probe))));
+    }
     let result = Screen {
-        app: App::new(settings),
+        app,
         source: &mut source,
         recorder: None,
         record_dir: args.record_dir.clone(),

@@ -92,7 +92,8 @@ impl Theme {
         }
     }
 
-    /// Every theme, for tests and the help overlay.
+    /// Every theme, for the tests' matrix.
+    #[cfg(test)]
     pub(crate) const ALL: [Self; 5] = [
         Self::Default,
         Self::Dark,
@@ -102,6 +103,7 @@ impl Theme {
     ];
 
     /// The name `--theme` takes.
+    #[cfg(test)]
     pub(crate) const fn name(self) -> &'static str {
         match self {
             Self::Default => "default",
