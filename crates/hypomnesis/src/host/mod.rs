@@ -181,19 +181,7 @@ mod builders {
         /// other public fields as the test needs.
         #[must_use]
         pub fn for_test(total_bytes: u64) -> Self {
-            Self {
-                total_bytes,
-                available_bytes: None,
-                swap_total_bytes: None,
-                swap_free_bytes: None,
-                pressure: None,
-                cgroup: None,
-                memory_load_percent: None,
-                commit_limit_bytes: None,
-                commit_available_bytes: None,
-                pressure_level: None,
-                page_states: None,
-            }
+            Self::recorded(total_bytes)
         }
     }
 
