@@ -357,7 +357,7 @@ pub(crate) struct GpuBackends {
 /// instead of five. Why: `hmn top` on 1,000 processes spent 1.85 % of a core in these reads,
 /// almost all of its CPU. A pid given to a new process has a new start time and is read
 /// afresh; what a process may change about itself (its command line, its cgroup when moved,
-/// its user after setuid) is re-read every [`REDESCRIBE_AFTER`].
+/// its user after setuid) is re-read every [`REDESCRIBE_AFTER`] (a minute).
 #[cfg(target_os = "linux")]
 #[derive(Debug, Clone)]
 struct KnownProcess {
@@ -371,13 +371,15 @@ struct KnownProcess {
     seen_at: std::time::Instant,
 }
 
-/// How long a process's description is reused before it is read again.
+/// How long a process's description is reused before it is read again: a command line
+/// rewritten or a cgroup moved shows within a minute, and a monitor scanning every 3 s reads
+/// each process in full once in 20 scans.
 #[cfg(target_os = "linux")]
-const REDESCRIBE_AFTER: Duration = Duration::from_secs(30);
+const REDESCRIBE_AFTER: Duration = Duration::from_secs(60);
 
 /// A process not listed for this long is forgotten.
 #[cfg(target_os = "linux")]
-const FORGET_AFTER: Duration = Duration::from_secs(60);
+const FORGET_AFTER: Duration = Duration::from_secs(120);
 
 impl GpuBackends {
     pub(crate) fn new(config: GpuConfig, proc_root: PathBuf, sys_root: &std::path::Path) -> Self {
