@@ -716,6 +716,7 @@ fn a_zero_size_screen_draws_nothing_and_does_not_panic() {
 
 /// Pins what a frame read on this machine would change: the host, and whether the reader
 /// runs as root (which changes the listings' hints).
+#[cfg(target_os = "linux")]
 fn pin(frame: &mut Frame) {
     frame.host = Some(host());
     frame.host_error = None;
