@@ -8,7 +8,7 @@
 //! of them in this machine's `/proc`), budgets ≤ 40 ms and ≤ 250 ms median, beside `nvitop -1`
 //! on the same scenario and, as a reference, `hmn --json` (process start, the NVML double's
 //! load and parse of the scenario, the device and the own process's row). Both read an
-//! optimised build of the double ([`optimised_double`]).
+//! optimised build of the double (`test_support::nvml_double_optimised`).
 //!
 //! Run with `cargo bench -p hmn --bench cli`. The release `hmn` is built by cargo for the
 //! bench; the venv is created on first use (needs the Python package index).
@@ -17,28 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-
-fn python_tools() -> PathBuf {
-    let venv = test_support::workspace_root().join("target/bench-venv");
-    let bin = venv.join("bin");
-    if !bin.join("gpustat").exists() || !bin.join("nvitop").exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(bin.join("pip"))
-                .args(["install", "-q", "gpustat", "nvitop"])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "could not create {} with gpustat and nvitop",
-            venv.display()
-        );
-    }
-    bin
-}
 
 fn run(command: &mut Command) {
     let output = command.output().unwrap();
@@ -60,7 +38,7 @@ fn whole_process(c: &mut Criterion) {
     let scenario = test_support::nvml_scenario("four_gpus");
     let lib_dir = test_support::nvml_double_for(&scenario);
     let hmn = env!("CARGO_BIN_EXE_hmn");
-    let bin = python_tools();
+    let bin = test_support::python_bench_tools();
     let mut group = c.benchmark_group("whole_process_json_four_gpus");
     group.sample_size(20);
     group.bench_function("hmn --json", |b| {
@@ -111,42 +89,10 @@ fn many_processes(count: u32) -> PathBuf {
     })
 }
 
-/// The NVML double built with optimisations, as `<dir>/libnvidia-ml.so.1`: the test build
-/// (`test_support::nvml_double`) is unoptimised, and its parse of a 60,000-process scenario
-/// would outweigh what is measured. The real library parses nothing.
-fn optimised_double() -> PathBuf {
-    let root = test_support::workspace_root();
-    let target = root.join("target/nvml-double-release");
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "nvml-double",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "building the NVML double failed"
-    );
-    let dir = target.join("as-libnvidia-ml");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        target.join("release/libnvml_double.so"),
-        dir.join("libnvidia-ml.so.1"),
-    )
-    .unwrap();
-    dir
-}
-
 fn ps_at_scale(c: &mut Criterion) {
     let hmn = env!("CARGO_BIN_EXE_hmn");
-    let bin = python_tools();
-    let lib_dir = optimised_double();
+    let bin = test_support::python_bench_tools();
+    let lib_dir = test_support::nvml_double_optimised();
     for count in [10_000, 60_000] {
         let scenario = many_processes(count);
         let mut group = c.benchmark_group(format!("ps_at_scale_{count}"));

@@ -504,56 +504,6 @@ mod linux {
         Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
     }
 
-    /// The optimised NVML double as `<dir>/libnvidia-ml.so.1` (the test build is unoptimised
-    /// and would weigh on both tools; the real library is optimised C).
-    fn optimised_double() -> PathBuf {
-        let root = test_support::workspace_root();
-        let target = root.join("target/nvml-double-release");
-        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(&root)
-            .args([
-                "build",
-                "--release",
-                "-q",
-                "-p",
-                "nvml-double",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "building the NVML double failed"
-        );
-        let dir = target.join("as-libnvidia-ml");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(
-            target.join("release/libnvml_double.so"),
-            dir.join("libnvidia-ml.so.1"),
-        )
-        .unwrap();
-        dir
-    }
-
-    /// `nvitop` in a venv under `target/` (shared with the `cli` bench), created on first use.
-    fn nvitop() -> PathBuf {
-        let venv = test_support::workspace_root().join("target/bench-venv");
-        let bin = venv.join("bin");
-        if !bin.join("nvitop").exists() {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .is_ok_and(|s| s.success())
-                && Command::new(bin.join("pip"))
-                    .args(["install", "-q", "gpustat", "nvitop"])
-                    .status()
-                    .is_ok_and(|s| s.success());
-            assert!(ok, "could not create {} with nvitop", venv.display());
-        }
-        bin.join("nvitop")
-    }
-
     /// `program` against the double playing `scenario` from `lib_dir`, nothing else of this
     /// machine's GPUs.
     fn against_double(program: &Path, scenario: &Path, lib_dir: &Path) -> Command {
@@ -576,7 +526,7 @@ mod linux {
 
     pub(crate) fn first_screen() {
         let scenario = test_support::nvml_scenario("four_gpus");
-        let lib_dir = optimised_double();
+        let lib_dir = test_support::nvml_double_optimised();
         let hmn = Path::new(env!("CARGO_BIN_EXE_hmn"));
         let timing =
             std::env::temp_dir().join(format!("hmn-top-bench-{}.timing", std::process::id()));
@@ -745,9 +695,9 @@ mod linux {
         let sleepers = Sleepers::spawn(PROCESSES);
         let pids: Vec<u32> = sleepers.0.iter().map(Child::id).collect();
         let scenario = scenario_with(&pids);
-        let lib_dir = optimised_double();
+        let lib_dir = test_support::nvml_double_optimised();
         let hmn = Path::new(env!("CARGO_BIN_EXE_hmn"));
-        let nvitop = nvitop();
+        let nvitop = test_support::python_bench_tools().join("nvitop");
         let percent = |cpu: Duration| cpu.as_secs_f64() / run.as_secs_f64() * 100.0;
 
         let mut floor = Command::new("sleep");

@@ -8,7 +8,6 @@
 //! what depends on the machine or the moment (times, RAM sizes, pids, paths).
 #![cfg(target_os = "linux")]
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -784,51 +783,7 @@ fn follow_new_says_who_entered_and_who_left() {
 // ---------------------------------------------------------------------------------------------
 // docs/json.md agrees with what is emitted
 
-/// `field` names of the table under `### heading` inside `## section` of docs/json.md.
-fn documented(section: &str, heading: &str) -> BTreeSet<String> {
-    let doc = std::fs::read_to_string(test_support::workspace_root().join("docs/json.md")).unwrap();
-    let section = doc
-        .split("\n## ")
-        .find(|s| s.starts_with(section))
-        .unwrap_or_else(|| panic!("no section {section}"));
-    let part = section
-        .split("\n### ")
-        .find(|s| s.starts_with(heading))
-        .unwrap_or_else(|| panic!("no heading {heading} in {section}"));
-    part.lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Every key of `value`, nested ones as `a.b`, and keys of objects in arrays as `a[].b`.
-fn emitted(value: &Value) -> BTreeSet<String> {
-    fn walk(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
-        if let Value::Object(map) = value {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                out.insert(key.clone());
-                match v {
-                    Value::Object(_) => walk(&key, v, out),
-                    Value::Array(items) => {
-                        if let Some(first) = items.iter().find(|i| i.is_object()) {
-                            walk(&format!("{key}[]"), first, out);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk("", value, &mut out);
-    out
-}
+use test_support::json_docs::{documented, emitted};
 
 #[test]
 fn emitted_records_are_exactly_the_documented_ones() {

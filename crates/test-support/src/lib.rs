@@ -17,6 +17,7 @@
 //! NVML's state is process-wide: run each scenario in its own process (`LD_LIBRARY_PATH=<dir>
 //! NVML_DOUBLE_SCENARIO=<file>`, or the absolute path `<dir>/libnvidia-ml.so.1`).
 
+pub mod json_docs;
 pub mod module_graph;
 
 use std::ffi::OsString;
@@ -191,6 +192,61 @@ fn build_double() -> PathBuf {
         lib.display()
     );
     lib
+}
+
+/// The NVML double built with optimisations, as `<dir>/libnvidia-ml.so.1`, for benches: the
+/// test build ([`nvml_double`]) is unoptimised, and its parse of a large scenario would
+/// outweigh what is measured (the real library is optimised C and parses nothing).
+pub fn nvml_double_optimised() -> PathBuf {
+    let target = workspace_root().join("target/nvml-double-release");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "nvml-double",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "building the NVML double failed"
+    );
+    let dir = target.join("as-libnvidia-ml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        target.join("release/libnvml_double.so"),
+        dir.join("libnvidia-ml.so.1"),
+    )
+    .unwrap();
+    dir
+}
+
+/// The `bin` directory of a venv under `target/bench-venv` holding the peer tools the benches
+/// compare against (`gpustat`, `nvitop`, from the Python package index), created on first use.
+pub fn python_bench_tools() -> PathBuf {
+    let venv = workspace_root().join("target/bench-venv");
+    let bin = venv.join("bin");
+    if !bin.join("gpustat").exists() || !bin.join("nvitop").exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(bin.join("pip"))
+                .args(["install", "-q", "gpustat", "nvitop"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "could not create {} with gpustat and nvitop",
+            venv.display()
+        );
+    }
+    bin
 }
 
 /// Builds this crate's `ram-pattern` program (`cargo build -p test-support --bin ram-pattern`

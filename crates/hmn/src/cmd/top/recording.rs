@@ -495,52 +495,7 @@ pub(crate) mod tests {
         assert!(sample["used_bytes"].is_null() && sample["used_delta_bytes"].is_null());
     }
 
-    /// `field` names of the table under `### heading` in `## section` of docs/json.md.
-    fn documented(section: &str, heading: &str) -> std::collections::BTreeSet<String> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md");
-        let doc = std::fs::read_to_string(path).unwrap();
-        let section = doc
-            .split("\n## ")
-            .find(|s| s.starts_with(section))
-            .unwrap_or_else(|| panic!("no section {section}"));
-        let part = section
-            .split("\n### ")
-            .find(|s| s.starts_with(heading))
-            .unwrap_or_else(|| panic!("no heading {heading}"));
-        part.lines()
-            .filter_map(|l| l.strip_prefix("| `"))
-            .filter_map(|l| l.split('`').next())
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Every key of `value`, nested ones as `a.b`, keys of objects in arrays as `a[].b`.
-    fn emitted(value: &Value) -> std::collections::BTreeSet<String> {
-        fn walk(prefix: &str, value: &Value, out: &mut std::collections::BTreeSet<String>) {
-            if let Value::Object(map) = value {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    out.insert(key.clone());
-                    match v {
-                        Value::Object(_) => walk(&key, v, out),
-                        Value::Array(items) => {
-                            if let Some(first) = items.iter().find(|i| i.is_object()) {
-                                walk(&format!("{key}[]"), first, out);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        let mut out = std::collections::BTreeSet::new();
-        walk("", value, &mut out);
-        out
-    }
+    use test_support::json_docs::{documented, emitted};
 
     #[test]
     fn the_records_are_exactly_the_documented_ones() {
