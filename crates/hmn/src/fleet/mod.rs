@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -119,10 +119,15 @@ pub enum NodeState {
 
 /// Which exporter a node's figures came from: the fields each one has differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum Exporter {
+    /// `hmn serve`.
+    #[serde(rename = "hmn-serve")]
     Hypomnesis,
-    DcgmExporter,
+    /// NVIDIA's dcgm-exporter (`DCGM_FI_*` series; memory in MiB).
+    #[serde(rename = "dcgm-exporter")]
+    Dcgm,
+    /// all-smi's `api` mode.
+    #[serde(rename = "all-smi")]
     AllSmi,
 }
 
@@ -326,7 +331,7 @@ impl Source {
 
 /// The targets of a hostfile: one URL or `host:port` a line (`#` comments), or Prometheus
 /// `file_sd` JSON (`[{"targets": [...], "labels": {...}}]`).
-pub fn read_hostfile(path: &PathBuf) -> Result<Vec<Target>, FleetError> {
+pub fn read_hostfile(path: &Path) -> Result<Vec<Target>, FleetError> {
     Err(FleetError::BadSource(format!(
         "--hostfile {}: hostfiles are not read yet",
         path.display()
