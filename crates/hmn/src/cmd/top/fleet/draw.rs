@@ -32,8 +32,13 @@ pub(crate) const DROP_ORDER: [NodeColumn; 4] = [
     NodeColumn::Gpus,
 ];
 
-/// The fewest columns NODE keeps before another column is dropped.
+/// The footer's word on `k`, after `read-only`.
+const READ_ONLY: &str = "(no k: remote processes)";
+
+/// The fewest columns NODE keeps before another column is dropped, and the most it takes
+/// (wider, the figures drift away from the names they belong to).
 const NODE_MIN: u16 = 14;
+const NODE_MAX: u16 = 40;
 
 /// A grid cell's width (two glyphs) and the gap after it.
 const CELL: u16 = 2;
@@ -190,7 +195,7 @@ pub(crate) fn columns(w: u16) -> Vec<(NodeColumn, u16, u16)> {
     let mut x = 0_u16;
     for c in kept {
         let cw = if c == NodeColumn::Node {
-            w.saturating_sub(fixed).max(1)
+            w.saturating_sub(fixed).clamp(1, NODE_MAX)
         } else {
             width(c).min(w.saturating_sub(x))
         };
@@ -301,54 +306,57 @@ fn state_style(state: NodeState, ink: &Ink) -> Style {
     }
 }
 
+/// `hmn top  8 nodes: 6 up 1 stale 1 down · read 10:41:03Z every 5s · hosts (8 endpoints)`:
+/// the counts first, the source (the longest) last.
 fn header(buf: &mut Buffer, area: Rect, app: &FleetApp, ink: &Ink) {
     if area.is_empty() {
         return;
     }
     let s = &ink.styles;
     let (right, y) = (area.right(), area.y);
-    let mut x = put(buf, area.x, y, right, "hmn top ", s.title);
-    x = put(buf, x, y, right, " fleet ", s.label);
-    x = put_foreign(buf, x, y, right.saturating_sub(x), &app.source, s.text);
-    let Some(fleet) = &app.fleet else {
-        put(buf, x, y, right, " · waiting for the first read…", s.text);
-        return;
-    };
-    let (up, stale, down) = nodes::counts(fleet);
-    let n = fleet.nodes.len();
-    x = put(buf, x, y, right, ink.glyphs.separator, s.text);
-    x = put(
-        buf,
-        x,
-        y,
-        right,
-        &format!("{n} node{}: ", if n == 1 { "" } else { "s" }),
-        s.text,
-    );
-    for (count, state) in [
-        (up, NodeState::Up),
-        (stale, NodeState::Stale),
-        (down, NodeState::Down),
-    ] {
-        let style = if count > 0 && state != NodeState::Up {
-            state_style(state, ink)
-        } else {
-            s.text
-        };
-        x = put(
-            buf,
-            x,
-            y,
-            right,
-            &format!("{count} {} ", nodes::state_name(state)),
-            style,
-        );
+    let sep = ink.glyphs.separator;
+    let mut x = put(buf, area.x, y, right, "hmn top  ", s.title);
+    match &app.fleet {
+        None => {
+            x = put(buf, x, y, right, "waiting for the first read", s.text);
+        }
+        Some(fleet) => {
+            let (up, stale, down) = nodes::counts(fleet);
+            let n = fleet.nodes.len();
+            x = put(
+                buf,
+                x,
+                y,
+                right,
+                &format!("{n} node{}:", if n == 1 { "" } else { "s" }),
+                s.text,
+            );
+            for (count, state) in [
+                (up, NodeState::Up),
+                (stale, NodeState::Stale),
+                (down, NodeState::Down),
+            ] {
+                let style = if count > 0 && state != NodeState::Up {
+                    state_style(state, ink)
+                } else {
+                    s.text
+                };
+                x = put(
+                    buf,
+                    x,
+                    y,
+                    right,
+                    &format!(" {count} {}", nodes::state_name(state)),
+                    style,
+                );
+            }
+            x = put(buf, x, y, right, sep, s.text);
+            x = put(buf, x, y, right, "read ", s.label);
+            x = put(buf, x, y, right, &clock(fleet.taken_at), s.text);
+        }
     }
-    x = put(buf, x, y, right, ink.glyphs.separator.trim_start(), s.text);
-    x = put(buf, x, y, right, "read ", s.label);
-    x = put(buf, x, y, right, &clock(fleet.taken_at), s.text);
     x = put(buf, x, y, right, " every ", s.label);
-    put(
+    x = put(
         buf,
         x,
         y,
@@ -356,17 +364,20 @@ fn header(buf: &mut Buffer, area: Rect, app: &FleetApp, ink: &Ink) {
         &interval_text(app.settings.interval),
         s.text,
     );
+    x = put(buf, x, y, right, sep, s.text);
+    put_foreign(buf, x, y, right.saturating_sub(x), &app.source, s.label);
 }
 
 /// A figure of a list row: its text and whether it is unknown.
 fn cell_text(node: &Node, column: NodeColumn, ink: &Ink) -> (String, bool) {
     let unknown = |v: Option<String>| v.map_or(("?".to_owned(), true), |t| (t, false));
+    // A down node has no figures at all (its reason is on the notes lines).
     let down = node.state == NodeState::Down;
     let no_gpu = node.devices.is_empty() && !down;
     match column {
         NodeColumn::Node => (node.name.clone(), false),
         NodeColumn::State => (nodes::state_name(node.state).to_owned(), false),
-        NodeColumn::Gpus if down => unknown(None),
+        _ if down => unknown(None),
         NodeColumn::Gpus => (nodes::gpus(node).to_string(), false),
         NodeColumn::LargestFree | NodeColumn::TotalFree if no_gpu => {
             (ink.glyphs.dash.to_owned(), false)
@@ -457,11 +468,16 @@ fn empty_why(app: &FleetApp) -> &'static str {
     }
 }
 
+/// The glyph of a down node in the grid.
+const fn down_glyph(ascii: bool) -> &'static str {
+    if ascii { "X" } else { "×" }
+}
+
 /// A node's cell in the heat grid: its glyph and style.
-fn heat(node: &Node, ink: &Ink) -> (&'static str, Style) {
+fn heat(node: &Node, ink: &Ink, ascii: bool) -> (&'static str, Style) {
     let (g, s) = (&ink.glyphs, &ink.styles);
     match node.state {
-        NodeState::Down => (if g.used == "#" { "X" } else { "×" }, s.critical),
+        NodeState::Down => (down_glyph(ascii), s.critical),
         NodeState::Stale => ("~", s.warn),
         NodeState::Up => match nodes::free_fraction(node) {
             None => ("?", s.unknown),
@@ -495,11 +511,17 @@ fn grid(buf: &mut Buffer, p: &Plan, app: &FleetApp, ink: &Ink) {
     }
     if !p.legend.is_empty() {
         let (g, l) = (&ink.glyphs, p.legend);
-        let down = if g.used == "#" { "X" } else { "×" };
+        let ascii = app.settings.ascii;
+        let down = down_glyph(ascii);
+        let (half, quarter, tenth) = if ascii {
+            (" >=50% free  ", " 25-50%  ", " 10-25%  ")
+        } else {
+            (" ≥50% free  ", " 25–50%  ", " 10–25%  ")
+        };
         let parts: [(&str, Style, &str); 7] = [
-            (g.used, s.status, " ≥50% free  "),
-            (g.reserved, s.status, " 25–50%  "),
-            (g.system, s.warn, " 10–25%  "),
+            (g.used, s.status, half),
+            (g.reserved, s.status, quarter),
+            (g.system, s.warn, tenth),
             (g.free, s.critical, " <10%  "),
             ("~", s.warn, " stale  "),
             (down, s.critical, " down  "),
@@ -526,7 +548,7 @@ fn grid(buf: &mut Buffer, p: &Plan, app: &FleetApp, ink: &Ink) {
         let (line, col) = (k / per_line, k % per_line);
         let y = body.y + u16::try_from(line).unwrap_or(u16::MAX);
         let x = body.x + u16::try_from(col).unwrap_or(u16::MAX) * step;
-        let (glyph, mut style) = heat(node, ink);
+        let (glyph, mut style) = heat(node, ink, app.settings.ascii);
         if selected == Some(i) {
             style = s.selected;
         }
@@ -535,15 +557,15 @@ fn grid(buf: &mut Buffer, p: &Plan, app: &FleetApp, ink: &Ink) {
     if !p.detail.is_empty()
         && let Some(node) = selected.and_then(|i| app.row_node(i))
     {
-        detail_line(buf, p.detail, node, ink);
+        detail_line(buf, p.detail, node, ink, app.settings.ascii);
     }
 }
 
 /// The grid's line about the selected node.
-fn detail_line(buf: &mut Buffer, area: Rect, node: &Node, ink: &Ink) {
+fn detail_line(buf: &mut Buffer, area: Rect, node: &Node, ink: &Ink, ascii: bool) {
     let s = &ink.styles;
     let (right, y) = (area.right(), area.y);
-    let arrow = if ink.glyphs.used == "#" { "> " } else { "▸ " };
+    let arrow = if ascii { "> " } else { "▸ " };
     let mut x = put(buf, area.x, y, right, arrow, s.key);
     x = put_foreign(buf, x, y, 24.min(right.saturating_sub(x)), &node.name, s.title);
     x = put(buf, x, y, right, " ", s.text);
@@ -623,8 +645,8 @@ fn footer(buf: &mut Buffer, area: Rect, app: &FleetApp, ink: &Ink) {
         ("Enter", "node"),
         ("/", "filter"),
         ("s", "sort"),
+        ("read-only", READ_ONLY),
         ("g", "grid"),
-        ("read-only", "no k: remote processes"),
     ];
     keys_line(buf, x, area, &keys, ink);
 }
@@ -685,13 +707,13 @@ fn draw_node(buf: &mut Buffer, area: Rect, app: &FleetApp, drill: &Drill, ink: &
         let keys: [(&str, &str); 9] = [
             ("Esc", "back"),
             ("q", "quit"),
+            ("read-only", READ_ONLY),
             ("?", "help"),
             ("/", "filter"),
             ("s", "sort"),
             ("t", "tree"),
             ("Enter", "detail"),
             ("+-", "zoom"),
-            ("read-only", "no k: remote processes"),
         ];
         keys_line(buf, x, line, &keys, ink);
     }
