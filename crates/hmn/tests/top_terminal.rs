@@ -475,3 +475,59 @@ impl Top {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fleet screen (`hmn top --hosts…|--prometheus…`).
+
+/// A port on this machine nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_fleet_that_cannot_be_read_says_why_on_the_screen_and_quits_on_q() {
+    let server = format!("http://127.0.0.1:{}", closed_port());
+    let mut cmd = hmn("no_gpus");
+    cmd.args(["top", "--prometheus", &server, "--interval", "200ms"]);
+    let mut top = Top::start(cmd, 120, 30);
+    let screen = top.wait_for_screen(&["cannot read the fleet"]);
+    assert!(screen.contains("retrying every 200ms"), "{screen}");
+    assert!(screen.contains("waiting for the first read"), "{screen}");
+    // Read-only, and the footer says why before `k` is pressed.
+    assert!(screen.contains("no k: remote processes"), "{screen}");
+    top.press("k");
+    top.wait_for_screen(&["sends no signals"]);
+    top.press("q");
+    assert_eq!(top.wait_exit().code(), Some(0));
+    top.assert_restored();
+}
+
+#[test]
+fn a_hostfile_that_cannot_be_read_exits_2_before_the_screen_starts() {
+    let out = hmn("no_gpus")
+        .args(["top", "--hostfile", "/nonexistent/fleet/hosts.txt"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/fleet/hosts.txt"), "{stderr}");
+    assert!(
+        !stderr.contains("needs a terminal"),
+        "the hostfile is read first: {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing drawn");
+}
+
+#[test]
+fn replay_and_a_fleet_cannot_be_combined() {
+    let out = hmn("no_gpus")
+        .args(["top", "--replay", "rec.ndjson", "--hosts", "node-a:9464"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--hosts"), "{stderr}");
+}

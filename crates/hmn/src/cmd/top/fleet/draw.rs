@@ -241,7 +241,7 @@ pub(crate) fn draw_into(buf: &mut Buffer, area: Rect, app: &FleetApp) {
         && let Some(e) = &app.error
     {
         let text = format!(
-            "cannot read the fleet: {e} (retrying every {})",
+            "cannot read the fleet (retrying every {}): {e}",
             interval_text(app.settings.interval)
         );
         put_foreign(

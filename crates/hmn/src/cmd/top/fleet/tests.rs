@@ -266,7 +266,10 @@ fn before_the_first_read_a_failed_read_is_shown_and_the_screen_waits() {
     let screen = text(&render(&app));
     assert!(screen.contains("waiting for the first read"), "{screen}");
     assert!(
-        screen.contains("cannot read the fleet: cannot reach http://prom:9090: connection refused (retrying every 5s)"),
+        screen.contains(
+            "cannot read the fleet (retrying every 5s): cannot reach http://prom:9090: \
+             connection refused"
+        ),
         "{screen}"
     );
 }
