@@ -57,7 +57,7 @@ pub(crate) fn frame(node: &Node, taken: Instant, taken_at: std::time::SystemTime
     frame.taken_at = taken_at;
     frame.processes_taken = Some(taken);
     frame.processes_taken_at = Some(taken_at);
-    let missing = format!("{} does not export it", exporter_name(node.exporter));
+    let missing = format!("{} exported no figure for it", exporter_name(node.exporter));
     for d in node.devices.iter().filter(|d| d.mig.is_none()) {
         frame.devices.push(device(d, &missing));
     }

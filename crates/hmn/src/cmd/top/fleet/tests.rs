@@ -655,7 +655,7 @@ fn a_node_becomes_a_frame_with_mig_instances_under_their_gpu_and_reasons_for_unk
     assert_eq!(t.temperature_celsius, None);
     assert_eq!(
         t.unavailable.first().map(|u| u.reason.as_str()),
-        Some("dcgm-exporter does not export it")
+        Some("dcgm-exporter exported no figure for it")
     );
 }
 
