@@ -362,6 +362,21 @@ fn narrow_lists_drop_columns_in_the_documented_order() {
     }
     let at_80: Vec<NodeColumn> = draw::columns(80).iter().map(|(c, _, _)| *c).collect();
     assert_eq!(at_80, all, "every column fits at 80");
+    // The documented order itself: HOST AVAIL goes first, then AGE; LARGEST FREE stays.
+    let at_60: Vec<NodeColumn> = draw::columns(60).iter().map(|(c, _, _)| *c).collect();
+    assert!(!at_60.contains(&NodeColumn::HostAvail), "{at_60:?}");
+    assert!(at_60.contains(&NodeColumn::Age), "{at_60:?}");
+    let at_20: Vec<NodeColumn> = draw::columns(20).iter().map(|(c, _, _)| *c).collect();
+    assert_eq!(
+        at_20,
+        [NodeColumn::Node, NodeColumn::State, NodeColumn::LargestFree]
+    );
+}
+
+#[test]
+fn past_100_nodes_the_grid_is_shown_even_where_every_row_would_fit() {
+    assert_eq!(app(100, 200, 200).layout.view, Some(View::List));
+    assert_eq!(app(101, 200, 200).layout.view, Some(View::Grid));
 }
 
 // ---------------------------------------------------------------------------------------------
