@@ -597,7 +597,10 @@ fn hosts_running_hmn_serve_are_listed_one_row_per_node_and_a_node_opens_with_ent
     // Open the first row (the selection starts there), then back, then quit.
     top.press("\r");
     let node = top.wait_for_screen(&["Esc back"]);
-    assert!(node.contains("H100"), "the node's GPUs on the local panels:\n{node}");
+    assert!(
+        node.contains("H100"),
+        "the node's GPUs on the local panels:\n{node}"
+    );
     top.press("\x1b");
     top.wait_for_screen(&["Enter node"]);
     top.press("q");

@@ -27,8 +27,8 @@
 //!
 //! `fleet` (the model and the sources) never imports `cmd`; this module only reads it.
 
-pub(crate) mod drill;
 pub(crate) mod draw;
+pub(crate) mod drill;
 pub(crate) mod nodes;
 pub(crate) mod reader;
 pub(crate) mod screen;

@@ -47,7 +47,10 @@ const CELL_GAP: u16 = 1;
 /// Every key of the fleet screen and what it does, for the help and the README.
 pub(crate) const FLEET_KEYS: [(&str, &str); 11] = [
     ("q, Ctrl-C", "quit"),
-    ("Esc", "back from a node (closes an overlay first); quit from the list"),
+    (
+        "Esc",
+        "back from a node (closes an overlay first); quit from the list",
+    ),
     (
         "Up Down PgUp PgDn",
         "select a node (Home, End; Left Right in the grid)",
@@ -272,9 +275,9 @@ pub(crate) fn draw_into(buf: &mut Buffer, area: Rect, app: &FleetApp) {
 /// `5s`, `500ms`, `1m`.
 fn interval_text(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    if ms % 60_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -396,7 +399,11 @@ fn list(buf: &mut Buffer, p: &Plan, app: &FleetApp, ink: &Ink) {
         buf.set_style(p.title, s.table_header);
         for &(c, x, w) in &cols {
             let sorted = app.sort.column == c;
-            let style = if sorted { s.sort_column } else { s.table_header };
+            let style = if sorted {
+                s.sort_column
+            } else {
+                s.table_header
+            };
             let mut title = c.title().to_owned();
             if sorted {
                 title.push_str(if app.sort.descending {
@@ -418,7 +425,14 @@ fn list(buf: &mut Buffer, p: &Plan, app: &FleetApp, ink: &Ink) {
         return;
     }
     if app.rows.is_empty() {
-        put(buf, body.x + 1, body.y, body.right(), empty_why(app), s.text);
+        put(
+            buf,
+            body.x + 1,
+            body.y,
+            body.right(),
+            empty_why(app),
+            s.text,
+        );
         return;
     }
     let selected = app.selected_index();
@@ -536,7 +550,14 @@ fn grid(buf: &mut Buffer, p: &Plan, app: &FleetApp, ink: &Ink) {
     let body = p.body;
     if app.rows.is_empty() {
         if !body.is_empty() {
-            put(buf, body.x + 1, body.y, body.right(), empty_why(app), s.text);
+            put(
+                buf,
+                body.x + 1,
+                body.y,
+                body.right(),
+                empty_why(app),
+                s.text,
+            );
         }
         return;
     }
@@ -567,7 +588,14 @@ fn detail_line(buf: &mut Buffer, area: Rect, node: &Node, ink: &Ink, ascii: bool
     let (right, y) = (area.right(), area.y);
     let arrow = if ascii { "> " } else { "▸ " };
     let mut x = put(buf, area.x, y, right, arrow, s.key);
-    x = put_foreign(buf, x, y, 24.min(right.saturating_sub(x)), &node.name, s.title);
+    x = put_foreign(
+        buf,
+        x,
+        y,
+        24.min(right.saturating_sub(x)),
+        &node.name,
+        s.title,
+    );
     x = put(buf, x, y, right, " ", s.text);
     x = put(
         buf,
@@ -725,7 +753,14 @@ fn node_line(buf: &mut Buffer, area: Rect, app: &FleetApp, drill: &Drill, ink: &
     let (right, y) = (area.right(), area.y);
     let mut x = put(buf, area.x, y, right, "hmn top ", s.title);
     x = put(buf, x, y, right, " node ", s.label);
-    x = put_foreign(buf, x, y, 32.min(right.saturating_sub(x)), &drill.name, s.title);
+    x = put_foreign(
+        buf,
+        x,
+        y,
+        32.min(right.saturating_sub(x)),
+        &drill.name,
+        s.title,
+    );
     let Some(node) = app.node(&drill.name) else {
         put(buf, x, y, right, "  (no longer listed)", s.warn);
         return;
@@ -741,7 +776,14 @@ fn node_line(buf: &mut Buffer, area: Rect, app: &FleetApp, drill: &Drill, ink: &
     );
     let sep = ink.glyphs.separator;
     x = put(buf, x, y, right, sep, s.text);
-    x = put(buf, x, y, right, nodes::exporter_name(node.exporter), s.text);
+    x = put(
+        buf,
+        x,
+        y,
+        right,
+        nodes::exporter_name(node.exporter),
+        s.text,
+    );
     x = put(buf, x, y, right, sep, s.text);
     x = match node.age {
         Some(age) => put(buf, x, y, right, &format!("{} old", age_text(age)), s.text),
@@ -756,20 +798,20 @@ fn node_line(buf: &mut Buffer, area: Rect, app: &FleetApp, drill: &Drill, ink: &
         short(node.host.total_bytes)
     );
     let known = node.host.available_bytes.is_some() && node.host.total_bytes.is_some();
-    x = put(buf, x, y, right, &ram, if known { s.text } else { s.unknown });
+    x = put(
+        buf,
+        x,
+        y,
+        right,
+        &ram,
+        if known { s.text } else { s.unknown },
+    );
     if let Some(why) = &node.reason {
         x = put(buf, x, y, right, sep, s.text);
         x = put_foreign(buf, x, y, right.saturating_sub(x), why, s.note);
     }
     x = put(buf, x, y, right, sep, s.text);
-    put_foreign(
-        buf,
-        x,
-        y,
-        right.saturating_sub(x),
-        &node.endpoint,
-        s.label,
-    );
+    put_foreign(buf, x, y, right.saturating_sub(x), &node.endpoint, s.label);
 }
 
 fn filter(buf: &mut Buffer, area: Rect, p: &Plan, input: &str, ink: &Ink) {

@@ -96,7 +96,10 @@ pub(crate) fn frame(node: &Node, taken: Instant, taken_at: std::time::SystemTime
         row.used_bytes = p.used_bytes;
         row.system_bytes = p.system_bytes;
         if let Some(d) = frame.devices.iter_mut().find(|d| d.device.index == p.gpu) {
-            d.processes.get_or_insert_with(GpuProcessListing::default).rows.push(row);
+            d.processes
+                .get_or_insert_with(GpuProcessListing::default)
+                .rows
+                .push(row);
         }
     }
     for d in &mut frame.devices {

@@ -237,7 +237,10 @@ pub(crate) fn notes(fleet: &Fleet) -> Vec<String> {
     let mut seen: Vec<(&'static str, String, &str, usize)> = Vec::new();
     for n in fleet.nodes.iter().filter(|n| n.state != NodeState::Down) {
         for (column, reason) in unknowns(n) {
-            match seen.iter_mut().find(|(c, r, _, _)| *c == column && *r == reason) {
+            match seen
+                .iter_mut()
+                .find(|(c, r, _, _)| *c == column && *r == reason)
+            {
                 Some(entry) => entry.3 += 1,
                 None => seen.push((column, reason, &n.name, 0)),
             }

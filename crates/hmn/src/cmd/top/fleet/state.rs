@@ -153,7 +153,8 @@ impl FleetApp {
         }
         let names: std::collections::HashSet<&str> =
             fleet.nodes.iter().map(|n| n.name.as_str()).collect();
-        self.histories.retain(|name, _| names.contains(name.as_str()));
+        self.histories
+            .retain(|name, _| names.contains(name.as_str()));
         self.fleet = Some(fleet);
         self.now = Some(now);
         self.relist();
@@ -326,7 +327,11 @@ impl FleetApp {
             }
             KeyCode::Char('/') => {
                 self.mode = FleetMode::Filter {
-                    input: self.filter.as_ref().map(|(t, _)| t.clone()).unwrap_or_default(),
+                    input: self
+                        .filter
+                        .as_ref()
+                        .map(|(t, _)| t.clone())
+                        .unwrap_or_default(),
                 };
             }
             KeyCode::Char('g') => {

@@ -259,7 +259,10 @@ fn a_failed_read_is_shown_above_the_last_good_one() {
 
 #[test]
 fn before_the_first_read_a_failed_read_is_shown_and_the_screen_waits() {
-    let mut app = FleetApp::new(FleetSettings::default(), "prometheus http://prom:9090".into());
+    let mut app = FleetApp::new(
+        FleetSettings::default(),
+        "prometheus http://prom:9090".into(),
+    );
     app.size = (120, 24);
     app.set_error("cannot reach http://prom:9090: connection refused".into());
     lay_out(&mut app);
@@ -298,17 +301,28 @@ fn unknown_figures_are_question_marks_with_their_reasons_never_zero() {
     let last: Vec<&str> = row.split_whitespace().rev().take(2).collect();
     assert_eq!(last, ["?", "?"], "HOST AVAIL and AGE: {row}");
     assert!(
-        screen.contains("HOST AVAIL ?: dcgm-exporter exports no host memory on gpu-002 (and 1 more node)"),
+        screen.contains(
+            "HOST AVAIL ?: dcgm-exporter exports no host memory on gpu-002 (and 1 more node)"
+        ),
         "{screen}"
     );
-    assert!(screen.contains("gpu-005 down: no answer within 2s"), "{screen}");
-    assert!(screen.contains("gpu-003 stale: its sample is 41s old"), "{screen}");
+    assert!(
+        screen.contains("gpu-005 down: no answer within 2s"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("gpu-003 stale: its sample is 41s old"),
+        "{screen}"
+    );
     let down = screen
         .lines()
         .find(|l| l.starts_with("gpu-005"))
         .expect("gpu-005's row");
     let figures: Vec<&str> = down.split_whitespace().skip(2).collect();
-    assert_eq!(figures, ["?"; 5], "a down node has no figures, never 0: {down}");
+    assert_eq!(
+        figures, ["?"; 5],
+        "a down node has no figures, never 0: {down}"
+    );
 }
 
 #[test]
@@ -335,7 +349,9 @@ fn states_are_coloured_and_stale_and_down_nodes_are_dimmed() {
     assert_eq!(style_at(find("gpu-004")).fg, styles.status.fg);
     let name_style = buf[(0, find("gpu-005"))].style();
     assert!(
-        name_style.add_modifier.contains(ratatui::style::Modifier::DIM),
+        name_style
+            .add_modifier
+            .contains(ratatui::style::Modifier::DIM),
         "{name_style:?}"
     );
 }
@@ -355,9 +371,7 @@ fn narrow_lists_drop_columns_in_the_documented_order() {
             .filter(|c| !DROP_ORDER[..dropped].contains(c))
             .collect();
         assert_eq!(shown, expected, "at {w} columns");
-        let right = draw::columns(w)
-            .last()
-            .map_or(0, |&(_, x, cw)| x + cw);
+        let right = draw::columns(w).last().map_or(0, |&(_, x, cw)| x + cw);
         assert!(right <= w, "{w}: {right}");
     }
     let at_80: Vec<NodeColumn> = draw::columns(80).iter().map(|(c, _, _)| *c).collect();
@@ -452,7 +466,14 @@ fn the_filter_keeps_nodes_by_name_and_by_state() {
         let n = fleet.nodes.iter().find(|n| &n.name == name).unwrap();
         assert_eq!(n.state, NodeState::Down, "{name}");
     }
-    assert_eq!(shown.len(), fleet.nodes.iter().filter(|n| n.state == NodeState::Down).count());
+    assert_eq!(
+        shown.len(),
+        fleet
+            .nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Down)
+            .count()
+    );
     // Backspace the old text, type a name piece and a state: both must match.
     press(&mut app, &[KeyCode::Char('/')]);
     press(&mut app, &[KeyCode::Backspace; 4]);
@@ -463,7 +484,9 @@ fn the_filter_keeps_nodes_by_name_and_by_state() {
     assert_eq!(
         shown,
         // gpu-010 and gpu-017 are stale, gpu-016 down.
-        ["gpu-011", "gpu-012", "gpu-013", "gpu-014", "gpu-015", "gpu-018", "gpu-019"]
+        [
+            "gpu-011", "gpu-012", "gpu-013", "gpu-014", "gpu-015", "gpu-018", "gpu-019"
+        ]
     );
     assert!(text(&render(&app)).contains("filter gpu-01 up"));
     // An empty filter shows everything again; Esc while typing keeps the filter in force.
@@ -542,7 +565,10 @@ fn k_and_r_are_refused_with_the_reason_on_the_list_and_in_a_node() {
     let screen = text(&render(&app));
     assert!(screen.contains("read-only"), "{screen}");
     type_text(&mut app, "R");
-    assert_eq!(app.drill().unwrap().app.status.as_deref(), Some(NO_RECORDING));
+    assert_eq!(
+        app.drill().unwrap().app.status.as_deref(),
+        Some(NO_RECORDING)
+    );
     assert!(app.drill().unwrap().app.recording.is_none());
 }
 
@@ -551,7 +577,10 @@ fn in_an_open_node_no_key_reaches_the_signal_menu() {
     let mut app = app(8, 120, 40);
     type_text(&mut app, "/gpu-000");
     press(&mut app, &[KeyCode::Enter, KeyCode::Enter]);
-    assert!(!app.drill().unwrap().app.rows.is_empty(), "processes to signal");
+    assert!(
+        !app.drill().unwrap().app.rows.is_empty(),
+        "processes to signal"
+    );
     for key in [
         KeyCode::Char('k'),
         KeyCode::Down,
@@ -663,7 +692,10 @@ fn a_node_becomes_a_frame_with_mig_instances_under_their_gpu_and_reasons_for_unk
     assert_eq!(pids, [4242, 8080, 5150, 7001]);
     let unknown = frame.processes().find(|p| p.pid == 7001).unwrap();
     assert_eq!(unknown.used_bytes, None, "unknown stays unknown");
-    assert_eq!(frame.host, None, "the node line shows the host, not the local header");
+    assert_eq!(
+        frame.host, None,
+        "the node line shows the host, not the local header"
+    );
     // A dcgm-exporter node: reserved memory unknown, GPU 1's temperature unknown, with why.
     let dcgm = super::drill::frame(&self::node(2), Instant::now(), SystemTime::UNIX_EPOCH);
     let t = dcgm.devices[1].telemetry.as_ref().unwrap();
