@@ -19,7 +19,8 @@ pub enum Behaviour {
     Answer(u16, String),
     /// Holds the request open without answering (until the client gives up).
     Hang,
-    /// Answers a path with its own body (a Prometheus API), 404 elsewhere.
+    /// Answers the first route whose text the request's path and query contain with its
+    /// status and body (a Prometheus API), 404 when none does.
     Routes(Vec<(String, u16, String)>),
 }
 
@@ -29,6 +30,8 @@ pub struct InFlight {
     now: AtomicUsize,
     peak: AtomicUsize,
     pub served: AtomicUsize,
+    /// Every request's path and query, in arrival order.
+    pub paths: std::sync::Mutex<Vec<String>>,
 }
 
 impl InFlight {
@@ -100,11 +103,12 @@ pub fn serve(behaviour: Behaviour, in_flight: Arc<InFlight>) -> String {
                     return;
                 };
                 in_flight.enter();
+                in_flight.paths.lock().unwrap().push(path.clone());
                 match &behaviour {
                     Behaviour::Answer(status, body) => respond(&mut stream, *status, body),
                     Behaviour::Hang => hold(&mut stream),
                     Behaviour::Routes(routes) => {
-                        match routes.iter().find(|(p, _, _)| path.starts_with(p.as_str())) {
+                        match routes.iter().find(|(p, _, _)| path.contains(p.as_str())) {
                             Some((_, status, body)) => respond(&mut stream, *status, body),
                             None => respond(&mut stream, 404, "not found"),
                         }
