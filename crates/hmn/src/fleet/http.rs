@@ -180,7 +180,11 @@ pub fn run<F: Future>(work: F) -> Result<F::Output, String> {
         .enable_time()
         .build()
         .map_err(|e| format!("could not start the network runtime: {e}"))?;
-    Ok(runtime.block_on(work))
+    let output = runtime.block_on(work);
+    // A name lookup runs on the blocking pool, where a timeout cannot stop it; dropping the
+    // runtime would wait for it (a broken resolver takes tens of seconds), so leave it behind.
+    runtime.shutdown_background();
+    Ok(output)
 }
 
 #[cfg(test)]

@@ -446,6 +446,13 @@ struct MigLabels {
     uuid: String,
 }
 
+/// A MIG-instance-labelled byte gauge: registered name (without `_bytes`), help, field.
+type MigField = (
+    &'static str,
+    &'static str,
+    fn(&hypomnesis::MigInstance) -> Option<u64>,
+);
+
 /// The memory of each MIG instance (`hmn fits` and the fleet view place allocations in them:
 /// one cannot cross a GPU instance). A GPU instance's compute instances share its memory, so
 /// they repeat its figures.
@@ -468,7 +475,7 @@ fn mig_families<'a>(
         })
         .filter(|(labels, _)| seen.insert(labels.clone()))
         .collect();
-    let fields: [(&str, &str, fn(&hypomnesis::MigInstance) -> Option<u64>); 3] = [
+    let fields: [MigField; 3] = [
         (
             "hypomnesis_gpu_mig_memory_total",
             "Memory of a MIG instance's GPU instance (NVIDIA MIG mode).",

@@ -300,7 +300,8 @@ fn series_timestamps_give_the_age_when_the_exporter_has_none() {
 fn a_real_hmn_serve_capture_of_a_mig_gpu_gives_the_gpu_and_its_mig_instances() {
     let node = node_of(include_str!("../fixtures/hmn_serve_mig.prom"));
     assert_eq!(node.exporter, Some(Exporter::Hypomnesis));
-    let rows: Vec<(Option<(u32, Option<u32>)>, Option<u64>, Option<u64>)> = node
+    type Row = (Option<(u32, Option<u32>)>, Option<u64>, Option<u64>);
+    let rows: Vec<Row> = node
         .devices
         .iter()
         .map(|d| {
