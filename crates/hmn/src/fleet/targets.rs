@@ -116,3 +116,107 @@ pub fn collect(server: &str, options: &CollectOptions) -> Result<Fleet, FleetErr
         notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::fleet::tests::{Behaviour, InFlight, refusing, serve};
+    use crate::fleet::{CollectOptions, NodeState, Source, collect as collect_fleet};
+
+    fn active(url: &str, job: &str, node: Option<&str>) -> String {
+        let instance = super::hosts::authority_of(url);
+        let node = node.map_or(String::new(), |n| format!(",\"node\":\"{n}\""));
+        format!(
+            r#"{{"discoveredLabels":{{"__address__":"{instance}"}},"labels":{{"instance":"{instance}","job":"{job}"{node}}},"scrapePool":"{job}","scrapeUrl":"{url}","globalUrl":"{url}","lastError":"","lastScrape":"2026-12-06T10:00:00Z","lastScrapeDuration":0.002,"health":"up","scrapeInterval":"15s","scrapeTimeout":"10s"}}"#
+        )
+    }
+
+    #[test]
+    fn the_targets_api_gives_the_nodes_which_are_then_scraped_directly() {
+        let flight = Arc::new(InFlight::default());
+        let hmn = serve(
+            Behaviour::Answer(
+                200,
+                "hypomnesis_gpu_memory_free_bytes{gpu=\"0\",uuid=\"GPU-0\",name=\"H100\",vendor=\"nvidia\"} 42\n"
+                    .to_owned(),
+            ),
+            Arc::clone(&flight),
+        );
+        let node_exporter = serve(
+            Behaviour::Answer(200, "node_load1 0.5\n".to_owned()),
+            Arc::clone(&flight),
+        );
+        let dead_hmn = refusing();
+        let dead_other = refusing();
+        let targets = [
+            active(&format!("http://{hmn}/metrics"), "hmn", Some("dgx-1")),
+            active(&format!("http://{dead_hmn}/metrics"), "hmn", None),
+            active(&format!("http://{node_exporter}/metrics"), "node", None),
+            active(&format!("http://{dead_other}/metrics"), "node", None),
+        ];
+        let api = format!(
+            r#"{{"status":"success","data":{{"activeTargets":[{}],"droppedTargets":[]}}}}"#,
+            targets.join(",")
+        );
+        let server = serve(
+            Behaviour::Routes(vec![("/api/v1/targets?state=active".to_owned(), 200, api)]),
+            Arc::clone(&flight),
+        );
+        let fleet = collect_fleet(
+            &Source::TargetsFrom {
+                server: server.clone(),
+            },
+            &CollectOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(fleet.source, format!("targets-from http://{server}"));
+        let nodes: Vec<(&str, NodeState)> = fleet
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.state))
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                (dead_hmn.as_str(), NodeState::Down),
+                ("dgx-1", NodeState::Up)
+            ],
+            "{:#?}",
+            fleet.nodes
+        );
+        assert_eq!(fleet.nodes[1].labels["job"], "hmn");
+        assert_eq!(fleet.nodes[1].devices[0].free_bytes, Some(42));
+        assert!(
+            fleet
+                .notes
+                .iter()
+                .any(|n| n.contains("targets of node are left out")),
+            "{:?}",
+            fleet.notes
+        );
+    }
+
+    #[test]
+    fn a_targets_api_failure_is_a_prometheus_error() {
+        let server = serve(
+            Behaviour::Answer(503, "Service Unavailable".to_owned()),
+            Arc::new(InFlight::default()),
+        );
+        let err = collect(&server, &CollectOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, FleetError::Prometheus(why) if why.contains("targets API") && why.contains("503")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_odd_targets_answer_is_said_so() {
+        assert!(parse_targets(serde_json::json!({"activeTargets": [{"labels": {}}]})).is_err());
+        assert_eq!(
+            parse_targets(serde_json::json!({"activeTargets": []})).unwrap(),
+            Vec::new()
+        );
+    }
+}
