@@ -607,3 +607,18 @@ fn hosts_running_hmn_serve_are_listed_one_row_per_node_and_a_node_opens_with_ent
     assert_eq!(top.wait_exit().code(), Some(0));
     top.assert_restored();
 }
+
+#[test]
+fn a_node_in_mig_mode_opens_with_its_instances_under_its_gpu() {
+    let mig = Serve::start("mig");
+    let mut cmd = hmn("no_gpus");
+    cmd.args(["top", "--hosts", &mig.addr.to_string()]);
+    let mut top = Top::start(cmd, 160, 48);
+    top.wait_for_screen(&["1 node: 1 up"]);
+    top.press("\r");
+    let node = top.wait_for_screen(&["MIG "]);
+    assert!(node.contains("Esc back"), "{node}");
+    top.press("q");
+    assert_eq!(top.wait_exit().code(), Some(0));
+    top.assert_restored();
+}
