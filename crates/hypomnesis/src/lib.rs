@@ -44,6 +44,8 @@ mod pidns;
 mod probe;
 mod process_info;
 pub mod ram;
+#[cfg(feature = "report")]
+pub mod report;
 pub mod sampler;
 pub mod snapshot;
 pub mod spill;
@@ -69,6 +71,9 @@ pub use probe::{
 };
 #[doc(no_inline)]
 pub use ram::{MemoryDetail, ProcessMemory};
+#[cfg(feature = "report")]
+#[doc(no_inline)]
+pub use report::MemoryReport;
 #[doc(no_inline)]
 pub use sampler::{
     HostSummary, MEASURE_TARGET, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report,
