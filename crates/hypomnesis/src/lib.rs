@@ -108,6 +108,11 @@ pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
     GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
 };
+#[cfg(feature = "test-helpers")]
+#[doc(no_inline)]
+pub use snapshot::{
+    GpuDeviceInfoBuilder, GpuProcessEntryBuilder, ProcessGpuInfoBuilder, SnapshotBuilder,
+};
 #[doc(no_inline)]
 pub use spill::{
     SpillSample, SpillThresholds, SpillTracker, is_spill_measurable, snapshot_is_spilling,

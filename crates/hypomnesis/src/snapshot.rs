@@ -1111,6 +1111,12 @@ impl Snapshot {
 }
 
 #[cfg(feature = "test-helpers")]
+pub use builders::{
+    BuilderText, GpuDeviceInfoBuilder, GpuProcessEntryBuilder, ProcessGpuInfoBuilder,
+    SnapshotBuilder,
+};
+
+#[cfg(feature = "test-helpers")]
 mod builders {
     //! Builders so downstream crates can make records in their own tests.
     use super::*;
