@@ -704,9 +704,7 @@ pub struct SpillArgs {
 
 /// `hmn spill --interval`: the duration forms, except that a bare whole number is milliseconds
 /// (the original crate's `--interval <MS>`), so its scripts keep their meaning.
-fn parse_spill_interval(
-    input: &str,
-) -> Result<std::time::Duration, crate::values::ValueError> {
+fn parse_spill_interval(input: &str) -> Result<std::time::Duration, crate::values::ValueError> {
     match input.trim().parse::<u64>() {
         Ok(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
         _ => parse_duration(input),
@@ -1053,8 +1051,14 @@ mod tests {
             interval(&["spill", "--", "python", "train.py"]),
             (ms(100), vec!["python".into(), "train.py".into()])
         );
-        assert_eq!(interval(&["spill", "--interval", "250", "--", "x"]).0, ms(250));
-        assert_eq!(interval(&["spill", "--interval", "2s", "--", "x"]).0, ms(2000));
+        assert_eq!(
+            interval(&["spill", "--interval", "250", "--", "x"]).0,
+            ms(250)
+        );
+        assert_eq!(
+            interval(&["spill", "--interval", "2s", "--", "x"]).0,
+            ms(2000)
+        );
         assert!(parse(&["spill", "--interval", "0", "--", "x"]).is_err());
         assert!(parse(&["spill"]).is_err(), "CMD is required");
         let cli = parse(&["--json", "spill", "--", "x"]).unwrap();

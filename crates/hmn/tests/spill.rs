@@ -58,18 +58,26 @@ fn spill_json_is_the_run_reports_spill_object_alone_as_documented() {
         .unwrap();
     let (stdout, stderr) = (text(out.stdout), text(out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("from-cmd"), "CMD's stdout goes to stderr: {stderr}");
+    assert!(
+        stderr.contains("from-cmd"),
+        "CMD's stdout goes to stderr: {stderr}"
+    );
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(report["measurable"], false);
-    assert_eq!(report["spilled"], Value::Null, "unknown is null, never false");
+    assert_eq!(
+        report["spilled"],
+        Value::Null,
+        "unknown is null, never false"
+    );
     assert_eq!(report["reason"], "not measurable on this platform");
     let devices = report["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 1, "the double's GPU is sampled: {report}");
     assert_eq!(devices[0]["index"], 0);
-    let documented: BTreeSet<String> = test_support::json_docs::documented("`hmn run`", "The report")
-        .into_iter()
-        .filter_map(|f| f.strip_prefix("spill.").map(str::to_owned))
-        .collect();
+    let documented: BTreeSet<String> =
+        test_support::json_docs::documented("`hmn run`", "The report")
+            .into_iter()
+            .filter_map(|f| f.strip_prefix("spill.").map(str::to_owned))
+            .collect();
     assert_eq!(test_support::json_docs::emitted(&report), documented);
 }
 

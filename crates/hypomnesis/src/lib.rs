@@ -44,6 +44,8 @@
 /// through `tracing-log`, while the reverse needs `tracing`'s own `log` feature. Without the
 /// feature the call compiles to nothing, but its arguments are still type-checked (and count as
 /// used) through a `format_args!` that never runs.
+// A build with no GPU backend (`--no-default-features` off Linux) reads no driver values.
+#[allow(unused_macros)]
 macro_rules! raw {
     ($($arg:tt)+) => {{
         #[cfg(feature = "debug-output")]

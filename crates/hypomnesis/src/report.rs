@@ -338,13 +338,13 @@ mod tests {
         assert_eq!(d.format_total(), "  GPU 0: total 16384 MB [RTX]\n");
         assert_eq!(d.format_used(), "  GPU 0: used 8192 MB [RTX]\n");
         let unified = device(None, None);
-        assert_eq!(
-            unified.format_free(),
-            "  GPU 0: free unknown / unknown\n"
-        );
+        assert_eq!(unified.format_free(), "  GPU 0: free unknown / unknown\n");
         assert_eq!(unified.format_total(), "  GPU 0: total unknown\n");
         assert_eq!(unified.format_used(), "  GPU 0: used unknown\n");
         let hostile = device(Some(MB), Some("GPU\x1b[2J\n"));
-        assert_eq!(hostile.format_total(), "  GPU 0: total 1 MB [GPU\\u{1b}[2J\\n]\n");
+        assert_eq!(
+            hostile.format_total(),
+            "  GPU 0: total 1 MB [GPU\\u{1b}[2J\\n]\n"
+        );
     }
 }

@@ -1152,9 +1152,10 @@ mod builders {
         }
     }
 
-    /// A text a builder's name-like setters take: `"H100"` and `String::from("H100")` as this
-    /// crate's builders always took, and `Some(String)` / `None` as the original crate's
-    /// builders did (`.name(Some("GPU".to_owned()))`), so tests written for either compile.
+    /// A text a builder's name-like setters take: `"H100"` (or `&String`) as this crate's
+    /// builders always took, and `Some(String)` / `None` as the original crate's builders did
+    /// (`.name(Some("GPU".to_owned()))`), so tests written for either compile. (Not `String`
+    /// itself: callers that pass `&format!(…)` would then be told to drop the borrow.)
     pub trait BuilderText {
         /// The field's value.
         fn into_text(self) -> Option<String>;
@@ -1169,12 +1170,6 @@ mod builders {
     impl BuilderText for &String {
         fn into_text(self) -> Option<String> {
             Some(self.clone())
-        }
-    }
-
-    impl BuilderText for String {
-        fn into_text(self) -> Option<String> {
-            Some(self)
         }
     }
 
@@ -1463,7 +1458,10 @@ mod tests {
         assert_eq!(original.pid, 1234);
         assert_eq!(original.name.as_deref(), Some("python.exe"));
         assert_eq!(original.system_bytes, Some(256 << 20));
-        let own = GpuDeviceInfo::builder().name("H100").uuid(None::<String>).build();
+        let own = GpuDeviceInfo::builder()
+            .name("H100")
+            .uuid(None::<String>)
+            .build();
         assert_eq!(own.name.as_deref(), Some("H100"));
         assert_eq!(own.uuid, None);
     }
