@@ -1093,7 +1093,7 @@ impl Snapshot {
     /// RAM in MiB.
     #[must_use]
     #[allow(clippy::cast_precision_loss)] // display-only: MiB as a float
-    pub fn ram_mb(&self) -> f64 {
+    pub const fn ram_mb(&self) -> f64 {
         self.ram_bytes as f64 / (1024.0 * 1024.0)
     }
 
