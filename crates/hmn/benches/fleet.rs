@@ -109,18 +109,21 @@ fn main() {
         group.bench_function("hmn fits 40GiB --hosts (128)", |b| {
             b.iter(|| run(hmn().args(["fits", "40GiB", "--hosts", &hosts.join(",")])));
         });
-        group.bench_function("hmn fits 40GiB --hosts (127 + 1 dead, --fleet-timeout 1s)", |b| {
-            b.iter(|| {
-                run(hmn().args([
-                    "fits",
-                    "40GiB",
-                    "--fleet-timeout",
-                    "1s",
-                    "--hosts",
-                    &with_dead.join(","),
-                ]))
-            });
-        });
+        group.bench_function(
+            "hmn fits 40GiB --hosts (127 + 1 dead, --fleet-timeout 1s)",
+            |b| {
+                b.iter(|| {
+                    run(hmn().args([
+                        "fits",
+                        "40GiB",
+                        "--fleet-timeout",
+                        "1s",
+                        "--hosts",
+                        &with_dead.join(","),
+                    ]))
+                });
+            },
+        );
         group.bench_function("python urllib, 64 threads (128)", |b| {
             b.iter(|| {
                 run(Command::new("python3").args([
@@ -132,17 +135,20 @@ fn main() {
                 ]))
             });
         });
-        group.bench_function("python urllib, 64 threads (127 + 1 dead, 1 s timeout)", |b| {
-            b.iter(|| {
-                run(Command::new("python3").args([
-                    "-c",
-                    PYTHON_SCRAPE,
-                    &size,
-                    &with_dead.join(","),
-                    "1",
-                ]))
-            });
-        });
+        group.bench_function(
+            "python urllib, 64 threads (127 + 1 dead, 1 s timeout)",
+            |b| {
+                b.iter(|| {
+                    run(Command::new("python3").args([
+                        "-c",
+                        PYTHON_SCRAPE,
+                        &size,
+                        &with_dead.join(","),
+                        "1",
+                    ]))
+                });
+            },
+        );
         group.bench_function("curl, xargs -P 64 (128)", |b| {
             b.iter(|| run(&mut curl_scrape(&hosts, 2)));
         });
@@ -154,7 +160,12 @@ fn main() {
     let targets: Vec<_> = endpoints[..16]
         .iter()
         .enumerate()
-        .map(|(i, e)| (e.addr, BTreeMap::from([("node".to_owned(), format!("node-{i:02}"))])))
+        .map(|(i, e)| {
+            (
+                e.addr,
+                BTreeMap::from([("node".to_owned(), format!("node-{i:02}"))]),
+            )
+        })
         .collect();
     let prometheus = Prometheus::start(&binary, &targets);
     prometheus.wait_for_targets_up(16);

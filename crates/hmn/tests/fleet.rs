@@ -112,7 +112,7 @@ fn expected_places(size: &str) -> Vec<(&'static str, u64, u64)> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    places.sort_by(|a, b| b.2.cmp(&a.2));
+    places.sort_by_key(|p| std::cmp::Reverse(p.2));
     places
 }
 
@@ -129,7 +129,7 @@ fn declared_places_for_40_gib() -> Vec<(&'static str, u64, u64)> {
         ("four_gpus", 2, free("four_gpus", 2)),
         ("one_gpu", 0, free("one_gpu", 0)),
     ];
-    places.sort_by(|a, b| b.2.cmp(&a.2));
+    places.sort_by_key(|p| std::cmp::Reverse(p.2));
     assert!(places.iter().all(|p| p.2 >= 40 * GIB));
     assert!(free("four_gpus", 1) < 40 * GIB && free("four_gpus", 0) < 40 * GIB);
     places
