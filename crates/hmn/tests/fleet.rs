@@ -91,10 +91,13 @@ fn scenario_of(endpoint: &str, exporters: &[(&'static str, Serve)]) -> &'static 
         .unwrap_or_else(|| panic!("no exporter at {endpoint}"))
 }
 
-/// `hmn fits 40GiB`'s places, (scenario, GPU, room), as each scenario's own `hmn fits
-/// 40GiB --gpus 9 --json` lists them (every place that fits; the scenarios have fewer GPUs).
-fn expected_places(size: &str) -> Vec<(&'static str, u64, u64)> {
-    let mut places: Vec<(&'static str, u64, u64)> = SCENARIOS
+/// A place SIZE fits: (scenario, GPU, MIG GPU instance, room).
+type Place = (&'static str, u64, Option<u64>, u64);
+
+/// `hmn fits SIZE`'s places as each scenario's own `hmn fits SIZE --gpus 9 --json` lists them
+/// (every place that fits; the scenarios have fewer GPUs).
+fn expected_places(size: &str) -> Vec<Place> {
+    let mut places: Vec<Place> = SCENARIOS
         .iter()
         .flat_map(|name| {
             let local = local_json(name, &["fits", size, "--gpus", "9"]);
@@ -106,39 +109,37 @@ fn expected_places(size: &str) -> Vec<(&'static str, u64, u64)> {
                     (
                         *name,
                         f["device_index"].as_u64().unwrap(),
+                        f["gpu_instance_id"].as_u64(),
                         f["budget_bytes"].as_u64().unwrap(),
                     )
                 })
                 .collect::<Vec<_>>()
         })
         .collect();
-    places.sort_by_key(|p| std::cmp::Reverse(p.2));
+    places.sort_by_key(|p| (std::cmp::Reverse(p.3), p.0, p.1, p.2));
     places
 }
 
 /// The scenario figures behind [`expected_places`] for 40 GiB: four_gpus' GPUs 3 and 2 and
 /// one_gpu's GPU, by free memory; the MIG GPU's room is its roomiest GPU instance (11 GiB).
-fn declared_places_for_40_gib() -> Vec<(&'static str, u64, u64)> {
+fn declared_places_for_40_gib() -> Vec<Place> {
     let free = |name: &str, i: usize| {
         declared(name)["devices"][i]["memory"]["free"]
             .as_u64()
             .unwrap()
     };
     let mut places = vec![
-        ("four_gpus", 3, free("four_gpus", 3)),
-        ("four_gpus", 2, free("four_gpus", 2)),
-        ("one_gpu", 0, free("one_gpu", 0)),
+        ("four_gpus", 3, None, free("four_gpus", 3)),
+        ("four_gpus", 2, None, free("four_gpus", 2)),
+        ("one_gpu", 0, None, free("one_gpu", 0)),
     ];
-    places.sort_by_key(|p| std::cmp::Reverse(p.2));
-    assert!(places.iter().all(|p| p.2 >= 40 * GIB));
+    places.sort_by_key(|p| std::cmp::Reverse(p.3));
+    assert!(places.iter().all(|p| p.3 >= 40 * GIB));
     assert!(free("four_gpus", 1) < 40 * GIB && free("four_gpus", 0) < 40 * GIB);
     places
 }
 
-fn fleet_places(
-    fits: &Value,
-    exporters: &[(&'static str, Serve)],
-) -> Vec<(&'static str, u64, u64)> {
+fn fleet_places(fits: &Value, exporters: &[(&'static str, Serve)]) -> Vec<Place> {
     fits["devices"]
         .as_array()
         .unwrap()
@@ -148,6 +149,7 @@ fn fleet_places(
             (
                 scenario_of(d["endpoint"].as_str().unwrap(), exporters),
                 d["gpu"].as_u64().unwrap(),
+                d["gpu_instance"].as_u64(),
                 d["free_bytes"].as_u64().unwrap(),
             )
         })
@@ -224,6 +226,26 @@ fn check_views(source: &[&str], exporters: &[(&'static str, Serve)]) {
         "{source:?}: the scenarios' figures"
     );
     assert!(verdict["down"].as_array().unwrap().is_empty(), "{verdict}");
+
+    // 10 GiB fits every GPU, and on the MIG one each GPU instance (10.5 and 11 GiB free),
+    // once however many compute instances it has: when the exporter exports the instances
+    // (`hypomnesis_gpu_mig_memory_*`). Without them the MIG GPU is one place whose room is its
+    // roomiest GPU instance (the exporter's budget).
+    let fits = run(&["fits", "10GiB", "--json"]);
+    let mut places = fleet_places(&json_of(&fits, "fits 10GiB"), exporters);
+    places.sort_by_key(|p| (std::cmp::Reverse(p.3), p.0, p.1, p.2));
+    let mut expected = expected_places("10GiB");
+    let mig_server = &exporters.iter().find(|(n, _)| *n == "mig").unwrap().1;
+    if !mig_server
+        .wait_for("hypomnesis_gpu_")
+        .contains("hypomnesis_gpu_mig_memory_free_bytes")
+    {
+        let roomiest = expected.iter().filter(|p| p.0 == "mig").map(|p| p.3).max();
+        expected.retain(|p| p.0 != "mig");
+        expected.push(("mig", 0, None, roomiest.unwrap()));
+        expected.sort_by_key(|p| (std::cmp::Reverse(p.3), p.0, p.1, p.2));
+    }
+    assert_eq!(places, expected, "{source:?}");
 
     let text = run(&["fits", "40GiB"]);
     let stdout = String::from_utf8_lossy(&text.stdout);

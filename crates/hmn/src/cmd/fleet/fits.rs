@@ -102,14 +102,23 @@ pub struct FleetFits {
     pub reason: Option<String>,
 }
 
-/// The candidates of `node`: its whole GPUs not in MIG mode, and its MIG instances.
+/// The candidates of `node`: its whole GPUs not in MIG mode, and each MIG GPU instance once
+/// (its compute instances share its memory, so two of them are not two places).
 pub fn candidates(node: &Node) -> impl Iterator<Item = &NodeDevice> {
-    node.devices.iter().filter(|d| {
-        d.mig.is_some()
-            || !node
+    node.devices.iter().enumerate().filter_map(|(i, d)| {
+        let keep = match &d.mig {
+            Some(m) => !node.devices[..i].iter().any(|e| {
+                e.index == d.index
+                    && e.mig
+                        .as_ref()
+                        .is_some_and(|n| n.gpu_instance == m.gpu_instance)
+            }),
+            None => !node
                 .devices
                 .iter()
-                .any(|m| m.mig.is_some() && m.index == d.index)
+                .any(|m| m.mig.is_some() && m.index == d.index),
+        };
+        keep.then_some(d)
     })
 }
 
@@ -305,6 +314,15 @@ fn nothing_read(
     )
 }
 
+/// `1 GPU`, `2 GPUs`.
+pub fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// `0`, or `0 gi 1` for MIG GPU instance 1 of GPU 0.
 fn gpu_cell(gpu: u32, gpu_instance: Option<u32>) -> String {
     match gpu_instance {
@@ -361,7 +379,7 @@ pub fn verdict_line(verdict: &FleetFits, request: &Request, out: &Output) -> Str
     let kept = request.kept_text();
     let each = if request.gpus > 1 { " each" } else { "" };
     let want = if request.gpus > 1 {
-        format!("{} GPUs with {size}{kept} free{each}", request.gpus)
+        format!("{} GPUs with {size} free{each}{kept}", request.gpus)
     } else {
         format!("{size}{kept}")
     };
@@ -386,17 +404,17 @@ pub fn verdict_line(verdict: &FleetFits, request: &Request, out: &Output) -> Str
                 })
                 .unwrap_or_default();
             format!(
-                "{} — {want}: {} GPUs fit on {} nodes{most}",
+                "{} — {want}: {} fit on {}{most}",
                 out.paint("fits", Tone::Good),
-                verdict.counted_devices,
-                verdict.nodes.len()
+                counted(verdict.counted_devices, "GPU"),
+                counted(verdict.nodes.len(), "node")
             )
         }
         Some(false) => {
             let found = if request.same_node {
                 "no node has them".to_owned()
             } else {
-                format!("{} GPUs fit", verdict.counted_devices)
+                format!("{} fit", counted(verdict.counted_devices, "GPU"))
             };
             let most = verdict
                 .most_room
@@ -497,6 +515,20 @@ mod tests {
             text.contains("down: gpu-d (http://gpu-d:9464/metrics): no answer within 2 s"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn two_compute_instances_of_one_gpu_instance_are_one_place() {
+        let mut f = fleet();
+        let mut second = f.nodes[1].devices[1].clone();
+        second.mig.as_mut().unwrap().compute_instance = Some(1);
+        f.nodes[1].devices.push(second);
+        let v = decide(&f, &ask(39 * GIB, 1, false, None));
+        let on_b: Vec<_> = where_(&v)
+            .into_iter()
+            .filter(|p| p.0 == "gpu-b" && p.2 == Some(1))
+            .collect();
+        assert_eq!(on_b.len(), 1, "{on_b:?}");
     }
 
     #[test]

@@ -186,12 +186,15 @@ fn summary_line(rows: &[FleetPsRow], fleet: &Fleet) -> String {
         .iter()
         .filter(|n| n.state != NodeState::Down)
         .count();
+    let processes = match rows.len() {
+        1 => "1 process".to_owned(),
+        n => format!("{n} processes"),
+    };
     format!(
-        "{} processes on {} nodes, {} of GPU memory ({read} of {} nodes read)",
-        rows.len(),
-        nodes.len(),
+        "{processes} on {}, {} of GPU memory ({read} of {} read)",
+        super::fits::counted(nodes.len(), "node"),
         format_size(total),
-        fleet.nodes.len()
+        super::fits::counted(fleet.nodes.len(), "node")
     )
 }
 

@@ -34,6 +34,7 @@ pub struct NodeLine {
     pub interval_ms: Option<u64>,
     /// Whole GPUs (MIG instances are inside them); `null` for a down node.
     pub gpus: Option<usize>,
+    /// MIG GPU instances (each once, however many compute instances it has).
     pub mig_instances: Option<usize>,
     pub largest_free_bytes: Option<u64>,
     pub total_free_bytes: Option<u64>,
@@ -54,7 +55,11 @@ impl NodeLine {
             age_ms: node.age.map(crate::time::millis),
             interval_ms: node.interval.map(crate::time::millis),
             gpus: (!down).then(|| node.devices.iter().filter(|d| d.mig.is_none()).count()),
-            mig_instances: (!down).then(|| node.devices.iter().filter(|d| d.mig.is_some()).count()),
+            mig_instances: (!down).then(|| {
+                super::fits::candidates(node)
+                    .filter(|d| d.mig.is_some())
+                    .count()
+            }),
             // Where one allocation can go: a GPU in MIG mode is not, its instances are.
             largest_free_bytes: super::fits::candidates(node)
                 .filter_map(crate::fleet::NodeDevice::room_bytes)
