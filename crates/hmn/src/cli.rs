@@ -246,7 +246,9 @@ pub struct FleetArgs {
     pub prometheus: Option<String>,
 
     /// With --prometheus: only series matching these labels, e.g. '{cluster="a"}'.
-    #[arg(long, value_name = "MATCHERS", requires = "prometheus")]
+    // (That it needs --prometheus is checked once both sides of the command's name are merged:
+    // `hmn --prometheus URL ps --selector M` is fine.)
+    #[arg(long, value_name = "MATCHERS")]
     pub selector: Option<String>,
 
     /// How long one node (or one Prometheus query) may take before it counts as down
@@ -1345,6 +1347,11 @@ mod tests {
             both.fleet.fleet_timeout,
             Some(std::time::Duration::from_secs(5))
         );
+        let split = parse(&["--prometheus", "http://p:9090", "ps", "--selector", "{a=\"b\"}"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(split.fleet.selector.as_deref(), Some("{a=\"b\"}"));
         let summary = parse(&["--hosts", "a"]).unwrap().resolve().unwrap();
         assert_eq!(summary.fleet.hosts, ["a"]);
         #[cfg(feature = "top")]
@@ -1386,6 +1393,7 @@ mod tests {
             (&["--hosts", "a", "-a"], "one line per node"),
             (&["ps", "--hosts", "a", "--full"], "command lines"),
             (&["--fleet-timeout", "1s", "ps"], "needs a fleet"),
+            (&["ps", "--selector", "{a=\"b\"}"], "needs `--prometheus"),
             (&["--hosts", "a", "watch"], "does not apply to `hmn watch`"),
         ] {
             let err = parse(args).unwrap().resolve().unwrap_err().to_string();
