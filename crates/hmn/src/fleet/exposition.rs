@@ -656,6 +656,19 @@ pub fn node_from_series(series: &[Series], dialect: &Dialect, origin: Origin) ->
     };
 
     let mut devices: Vec<NodeDevice> = devices.into_values().collect();
+    // A MIG instance is of its GPU's model and vendor (`hmn serve`'s MIG series carry
+    // neither); whole GPUs sort before their instances.
+    let parents: BTreeMap<u32, (Option<String>, Option<String>)> = devices
+        .iter()
+        .filter(|d| d.mig.is_none())
+        .map(|d| (d.index, (d.name.clone(), d.vendor.clone())))
+        .collect();
+    for d in devices.iter_mut().filter(|d| d.mig.is_some()) {
+        if let Some((name, vendor)) = parents.get(&d.index) {
+            d.name = d.name.take().or_else(|| name.clone());
+            d.vendor = d.vendor.take().or_else(|| vendor.clone());
+        }
+    }
     for d in &mut devices {
         // dcgm-exporter's FB_TOTAL is not in its default counters; its free, used and
         // reserved add up to it (DCGM 3+: used excludes reserved). Without reserved the sum

@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
@@ -102,6 +103,8 @@ pub struct HttpClient {
     client: Client<HttpConnector, Empty<Bytes>>,
     timeout: Duration,
     permits: Arc<Semaphore>,
+    /// GETs running now (past their turn), and the most ever.
+    running: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl HttpClient {
@@ -116,11 +119,17 @@ impl HttpClient {
             client,
             timeout,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            running: Arc::default(),
         }
     }
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The most GETs that ran at once (past their turn) on this client and its clones.
+    pub fn peak_running(&self) -> usize {
+        self.running.1.load(Ordering::SeqCst)
     }
 
     /// GETs `url`: the answer whatever its status, or why there is none. Waits for a turn
@@ -129,6 +138,7 @@ impl HttpClient {
         let uri = parse_url(url)?;
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.permits.acquire().await;
+        let _running = Running::enter(&self.running);
         let request = Request::get(uri)
             .header(ACCEPT, HeaderValue::from_static(accept))
             .header("User-Agent", concat!("hmn/", env!("CARGO_PKG_VERSION")))
@@ -150,6 +160,23 @@ impl HttpClient {
             Ok(answer) => answer,
             Err(_) => Err(FetchError::Timeout(self.timeout)),
         }
+    }
+}
+
+/// Counts a GET as running until dropped.
+struct Running<'a>(&'a (AtomicUsize, AtomicUsize));
+
+impl<'a> Running<'a> {
+    fn enter(counts: &'a (AtomicUsize, AtomicUsize)) -> Self {
+        let now = counts.0.fetch_add(1, Ordering::SeqCst) + 1;
+        counts.1.fetch_max(now, Ordering::SeqCst);
+        Running(counts)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -180,7 +207,11 @@ pub fn run<F: Future>(work: F) -> Result<F::Output, String> {
         .enable_time()
         .build()
         .map_err(|e| format!("could not start the network runtime: {e}"))?;
-    Ok(runtime.block_on(work))
+    let output = runtime.block_on(work);
+    // A name lookup runs on the blocking pool, where a timeout cannot stop it; dropping the
+    // runtime would wait for it (a broken resolver takes tens of seconds), so leave it behind.
+    runtime.shutdown_background();
+    Ok(output)
 }
 
 #[cfg(test)]

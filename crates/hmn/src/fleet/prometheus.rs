@@ -446,7 +446,11 @@ pub fn collect(
             0 => {
                 answers.up = samples
                     .into_iter()
-                    .filter_map(|s| Some((s.metric, parse_value(&s.value.1)?)))
+                    .filter_map(|mut s| {
+                        // The target's labels are the node's; `up` is no label of it.
+                        s.metric.remove("__name__");
+                        Some((s.metric, parse_value(&s.value.1)?))
+                    })
                     .collect();
             }
             1 => {

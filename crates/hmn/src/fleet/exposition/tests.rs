@@ -295,3 +295,70 @@ fn series_timestamps_give_the_age_when_the_exporter_has_none() {
     assert_eq!(node.age, Some(Duration::from_secs(10)));
     assert_eq!(node.state, NodeState::Up, "no interval: never judged stale");
 }
+
+#[test]
+fn a_real_hmn_serve_capture_of_a_mig_gpu_gives_the_gpu_and_its_mig_instances() {
+    let node = node_of(include_str!("../fixtures/hmn_serve_mig.prom"));
+    assert_eq!(node.exporter, Some(Exporter::Hypomnesis));
+    type Row = (Option<(u32, Option<u32>)>, Option<u64>, Option<u64>);
+    let rows: Vec<Row> = node
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.mig.as_ref().map(|m| (m.gpu_instance, m.compute_instance)),
+                d.total_bytes,
+                d.free_bytes,
+            )
+        })
+        .collect();
+    // fixtures/nvml/mig.json's figures.
+    assert_eq!(
+        rows,
+        [
+            (None, Some(85_520_809_984), Some(64_080_576_512)),
+            (
+                Some((1, Some(0))),
+                Some(21_474_836_480),
+                Some(11_274_289_152)
+            ),
+            (
+                Some((2, Some(0))),
+                Some(21_474_836_480),
+                Some(11_811_160_064)
+            ),
+            (
+                Some((2, Some(1))),
+                Some(21_474_836_480),
+                Some(11_811_160_064)
+            ),
+        ]
+    );
+    let gi1 = &node.devices[1];
+    assert_eq!(
+        gi1.uuid.as_deref(),
+        Some("MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e01")
+    );
+    assert_eq!(
+        gi1.name.as_deref(),
+        Some("NVIDIA H100 80GB HBM3"),
+        "its GPU's model"
+    );
+    assert_eq!(
+        node.devices[0].room_bytes(),
+        Some(11_811_160_064),
+        "the budget: the roomiest instance"
+    );
+    assert_eq!(node.largest_room(), Some(11_811_160_064));
+    assert_eq!(
+        node.total_room(),
+        Some(11_811_160_064),
+        "MIG instances are inside their GPU"
+    );
+    let pids: Vec<u32> = node.processes.iter().map(|p| p.pid).collect();
+    assert_eq!(pids, [4_060_001, 4_060_002, 4_060_003]);
+    assert_eq!(
+        node.processes[0].user, None,
+        "an empty user label is unknown"
+    );
+}

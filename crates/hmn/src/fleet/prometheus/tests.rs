@@ -165,6 +165,10 @@ fn prometheus_answers_become_nodes_by_instance_with_scrape_age_and_failing_targe
     assert_eq!(gpu1.processes[0].user.as_deref(), Some("alice"));
     assert_eq!(gpu1.host.available_bytes, Some(33_554_432_000));
     assert_eq!(gpu1.labels["cluster"], "a");
+    assert!(
+        !gpu1.labels.contains_key("__name__"),
+        "up is no label of the node"
+    );
     // Scraped 10 s ago, sampled 1 s before that.
     let age = gpu1.age.unwrap();
     assert!(
