@@ -1347,10 +1347,16 @@ mod tests {
             both.fleet.fleet_timeout,
             Some(std::time::Duration::from_secs(5))
         );
-        let split = parse(&["--prometheus", "http://p:9090", "ps", "--selector", "{a=\"b\"}"])
-            .unwrap()
-            .resolve()
-            .unwrap();
+        let split = parse(&[
+            "--prometheus",
+            "http://p:9090",
+            "ps",
+            "--selector",
+            "{a=\"b\"}",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
         assert_eq!(split.fleet.selector.as_deref(), Some("{a=\"b\"}"));
         let summary = parse(&["--hosts", "a"]).unwrap().resolve().unwrap();
         assert_eq!(summary.fleet.hosts, ["a"]);
