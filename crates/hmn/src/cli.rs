@@ -226,8 +226,8 @@ pub struct SharedArgs {
 #[derive(Debug, Args, Clone, Default, PartialEq, Eq)]
 pub struct FleetArgs {
     /// Read these exporters' /metrics (`hmn serve`, dcgm-exporter, all-smi) instead of this
-    /// machine: URLs or host:port, comma-separated or the flag repeated (one value per flag:
-    /// `hmn --hosts a,b ps` must not read `ps` as a host).
+    /// machine: URLs or host:port, comma-separated or the flag repeated (--hosts a:9464,b:9464).
+    // One value per flag: with several, `hmn --hosts a ps` would read `ps` as a host.
     #[arg(long, value_name = "URL", value_delimiter = ',')]
     pub hosts: Vec<String>,
 
@@ -748,8 +748,8 @@ pub struct FitsArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub gpus: Option<u32>,
 
-    /// With --gpus: all N on one node (a fleet; this machine is one node). Without it, any N
-    /// GPUs across the fleet.
+    /// With --gpus: all N on one node (this machine is one node). Without it, a fleet's N may
+    /// be on any nodes.
     #[arg(long, requires = "gpus")]
     pub same_node: bool,
 
