@@ -19,8 +19,9 @@ pub const EXIT_CODES: &[(&str, &str)] = &[
     ),
     (
         "2",
-        "could not measure (no GPU source, the device could not be read), bad usage, or stdout \
-         could not be written (a full disk; a closed pipe is not an error)",
+        "could not measure (no GPU source, the device could not be read; with a fleet: no node \
+         could be read, or for `ps` a node is down), bad usage, or stdout could not be written \
+         (a full disk; a closed pipe is not an error)",
     ),
 ];
 
