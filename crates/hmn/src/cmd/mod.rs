@@ -8,6 +8,7 @@ pub(crate) mod fleet;
 pub(crate) mod man;
 pub(crate) mod ps;
 pub(crate) mod run;
+pub(crate) mod spill;
 pub(crate) mod summary;
 #[cfg(feature = "top")]
 pub(crate) mod top;
