@@ -478,7 +478,9 @@ pub static ALL_SMI: Dialect = Dialect {
     process_name: &["name", "process_name"],
     user: &["user"],
     kind: &[],
-    hostname: &["hostname"],
+    // all-smi labels its GPU series with its own host name as `instance` (a Prometheus that
+    // scrapes it renames that `exported_instance`).
+    hostname: &["hostname", "instance", "exported_instance"],
 };
 
 impl Dialect {

@@ -226,6 +226,30 @@ mod tests {
     }
 
     #[test]
+    fn a_read_does_not_wait_for_blocking_work_a_timeout_abandoned() {
+        use std::sync::atomic::AtomicBool;
+        // A name lookup stuck in getaddrinfo, as on a broken resolver: it runs on the
+        // runtime's blocking pool, and the read gives up on it at its timeout.
+        let finished = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&finished);
+        let outcome = run(async move {
+            let lookup = tokio::task::spawn_blocking(move || {
+                std::thread::sleep(Duration::from_secs(3));
+                flag.store(true, Ordering::SeqCst);
+            });
+            tokio::time::timeout(Duration::from_millis(10), lookup)
+                .await
+                .is_err()
+        })
+        .unwrap();
+        assert!(outcome, "the lookup outlived its timeout");
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the read returned only after the abandoned lookup finished"
+        );
+    }
+
+    #[test]
     fn urls_without_a_host_or_scheme_are_refused() {
         assert!(parse_url("http:///metrics").is_err());
         assert!(parse_url("ftp://node/metrics").is_err());

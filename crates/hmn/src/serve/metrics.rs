@@ -344,7 +344,15 @@ impl Collector for SampleFamilies {
                     .filter_map(|d| Some((device_labels(d), field(d)?))),
             )?;
         }
-        mig_families(&mut encoder, devices.iter().copied())?;
+        mig_families(
+            &mut encoder,
+            sample
+                .frame
+                .devices
+                .iter()
+                .filter(|d| self.view.shows(d))
+                .map(|d| &d.device),
+        )?;
 
         let processes = self.processes();
         let labels = |p: &GpuProcessEntry| ProcessLabels {

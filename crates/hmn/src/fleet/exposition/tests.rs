@@ -261,6 +261,10 @@ all_smi_memory_available_bytes{instance="node-0058"} 1900000000000
     assert_eq!(node.devices[1].utilization_ratio, Some(0.255));
     assert_eq!(node.processes[0].name.as_deref(), Some("python3"));
     assert_eq!(node.host.available_bytes, Some(1_900_000_000_000));
+    assert_eq!(
+        node.name, "node-0058",
+        "all-smi's instance label is its host name"
+    );
 }
 
 #[test]

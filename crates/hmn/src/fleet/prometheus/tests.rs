@@ -133,7 +133,7 @@ fn prometheus_routes() -> Behaviour {
 
 fn options() -> CollectOptions {
     CollectOptions {
-        timeout: Duration::from_millis(1_000),
+        timeout: Duration::from_secs(5),
         concurrency: 64,
     }
 }
