@@ -341,7 +341,7 @@ fn fits_ps_and_the_summary_over_hosts_give_the_scenarios_figures() {
 }
 
 #[test]
-fn a_down_host_is_listed_with_its_reason_and_never_delays_the_answer() {
+fn a_down_host_is_listed_with_its_reason_and_the_others_still_answer() {
     let exporters = three_exporters();
     let silent = test_support::servers::Silent::start();
     let hosts = format!("{},{}", exporters[1].1.addr, silent.addr);
@@ -349,11 +349,10 @@ fn a_down_host_is_listed_with_its_reason_and_never_delays_the_answer() {
     assert_eq!(out.status.code(), Some(0), "four_gpus has room: {out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("down: {}", silent.addr))
-            || stdout
-                .lines()
-                .any(|l| l.starts_with("down: ") && l.contains(&silent.addr.to_string())),
-        "{stdout}"
+        stdout
+            .lines()
+            .any(|l| l.starts_with("down: ") && l.contains(&silent.addr.to_string())),
+        "the dead host is in the footer:\n{stdout}"
     );
     let ps = hmn(&["ps", "--hosts", &hosts, "--fleet-timeout", "1s"]);
     assert_eq!(
