@@ -281,3 +281,55 @@ def test_measure_gives_the_vram_peak_of_the_block(declared: Dict[str, Any]) -> N
     assert m.report is not None
     peak = m.report.peak(0, "gpu", device=0)
     assert peak is not None and peak.min == steps["used_gpu_memory"]
+
+
+@pytest.mark.scenario("reserved")
+def test_reserved_memory_is_reported_and_the_parts_add_up_to_the_total(declared: Dict[str, Any]) -> None:
+    gpu = hypomnesis.device(0)
+    reserved = device_declared(declared)["memory"]["reserved"]
+    assert reserved > 0 and gpu.reserved_bytes == reserved
+    assert gpu.total_bytes is not None and gpu.free_bytes is not None and gpu.used_bytes is not None
+    assert abs(gpu.total_bytes - (reserved + gpu.free_bytes + gpu.used_bytes)) <= 1 << 20
+
+
+@pytest.mark.scenario("early_r535")
+def test_early_r535_32_byte_process_entries_are_read_right(declared: Dict[str, Any]) -> None:
+    want = device_declared(declared)
+    assert want["process_info_stride"] == 32, "the scenario plays the trap"
+    rows = {r.pid: r for r in hypomnesis.processes(0)}
+    assert sorted(rows) == unique_pids(want)
+    for p in want["compute_processes"] + want["graphics_processes"]:
+        row = rows[p["pid"]]
+        assert row.used_bytes == p["used_gpu_memory"]
+        assert (row.gpu_instance_id, row.compute_instance_id) == (None, None)
+
+
+@pytest.mark.scenario("memory_v2_not_supported")
+def test_memory_v2_not_supported_falls_back_to_v1_and_says_why_reserved_is_unknown(
+    declared: Dict[str, Any],
+) -> None:
+    memory = device_declared(declared)["memory"]
+    gpu = hypomnesis.device(0)
+    assert not gpu.unified_memory
+    assert (gpu.total_bytes, gpu.free_bytes) == (memory["total"], memory["free"])
+    assert gpu.reserved_bytes is None
+    assert "NOT_SUPPORTED" in gpu.unavailable["reserved_bytes"]
+
+
+@pytest.mark.scenario("parts_exceed_total")
+def test_device_parts_adding_up_past_the_total_are_refused(declared: Dict[str, Any]) -> None:
+    gpu = hypomnesis.device(0)
+    assert (gpu.free_bytes, gpu.used_bytes, gpu.reserved_bytes) == (None, None, None)
+    assert "impossible" in gpu.unavailable["free_bytes"]
+
+
+@pytest.mark.scenario("gpu_lost")
+def test_a_gpu_that_stops_answering_raises_nvml_error_and_fails_alone(declared: Dict[str, Any]) -> None:
+    assert hypomnesis.telemetry(1).gpu_utilization_percent == 3.0
+    time.sleep(1.6)  # GPU 1 falls off the bus 1.5 s after init
+    with pytest.raises(hypomnesis.NvmlError) as raised:
+        hypomnesis.telemetry(1)
+    assert raised.value.code == 15
+    assert hypomnesis.telemetry(0).gpu_utilization_percent == 55.0
+    snaps = hypomnesis.snapshot_all()
+    assert len(snaps) == 2 and snaps[0].gpu_device is not None
