@@ -29,14 +29,46 @@ struct Figure {
 }
 
 const FIGURES: &[Figure] = &[
-    Figure { name: "hypomnesis_process_rss", label: "hypomnesis.process_rss()", budget_us: Some(2.0) },
-    Figure { name: "psutil_memory_info", label: "psutil.Process().memory_info()", budget_us: None },
-    Figure { name: "psutil_kept_process_memory_info", label: "p.memory_info() (psutil.Process kept)", budget_us: None },
-    Figure { name: "hypomnesis_device", label: "hypomnesis.device(0)", budget_us: Some(10.0) },
-    Figure { name: "pynvml_memory_info", label: "pynvml.nvmlDeviceGetMemoryInfo(handle) (handle kept)", budget_us: None },
-    Figure { name: "nvitop_device_memory_info", label: "nvitop Device(0).memory_info()", budget_us: None },
-    Figure { name: "nvitop_kept_device_memory_info", label: "d.memory_info() (nvitop Device kept)", budget_us: None },
-    Figure { name: "hypomnesis_measure_empty", label: "with hypomnesis.measure(): pass", budget_us: Some(1000.0) },
+    Figure {
+        name: "hypomnesis_process_rss",
+        label: "hypomnesis.process_rss()",
+        budget_us: Some(2.0),
+    },
+    Figure {
+        name: "psutil_memory_info",
+        label: "psutil.Process().memory_info()",
+        budget_us: None,
+    },
+    Figure {
+        name: "psutil_kept_process_memory_info",
+        label: "p.memory_info() (psutil.Process kept)",
+        budget_us: None,
+    },
+    Figure {
+        name: "hypomnesis_device",
+        label: "hypomnesis.device(0)",
+        budget_us: Some(10.0),
+    },
+    Figure {
+        name: "pynvml_memory_info",
+        label: "pynvml.nvmlDeviceGetMemoryInfo(handle) (handle kept)",
+        budget_us: None,
+    },
+    Figure {
+        name: "nvitop_device_memory_info",
+        label: "nvitop Device(0).memory_info()",
+        budget_us: None,
+    },
+    Figure {
+        name: "nvitop_kept_device_memory_info",
+        label: "d.memory_info() (nvitop Device kept)",
+        budget_us: None,
+    },
+    Figure {
+        name: "hypomnesis_measure_empty",
+        label: "with hypomnesis.measure(): pass",
+        budget_us: Some(1000.0),
+    },
 ];
 
 /// The ratios the issue asks for: (faster, slower, at least).
@@ -68,12 +100,20 @@ fn release_wheel(root: &Path, python: &Path) -> PathBuf {
     let maturin_venv = root.join("target/python-build-venv");
     let maturin = maturin_venv.join("bin/maturin");
     if !maturin.is_file() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&maturin_venv));
+        run(Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&maturin_venv));
         run(Command::new(maturin_venv.join("bin/pip")).args(["install", "-q", "maturin==1.16.0"]));
     }
     run(Command::new(maturin)
         .current_dir(root)
-        .args(["build", "--quiet", "--release", "-m", "crates/hypomnesis-py/Cargo.toml"])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-m",
+            "crates/hypomnesis-py/Cargo.toml",
+        ])
         .arg("--target-dir")
         .arg(&build)
         .arg("-o")
@@ -110,7 +150,10 @@ fn main() {
             .env("LD_LIBRARY_PATH", &lib_dir)
             .env("HYPOMNESIS_NVML_LIB", lib_dir.join("libnvidia-ml.so.1"))
             .env("NVML_DOUBLE_SCENARIO", &scenario)
-            .env("HYPOMNESIS_NVIDIA_SMI", root.join("target/no-such-nvidia-smi")));
+            .env(
+                "HYPOMNESIS_NVIDIA_SMI",
+                root.join("target/no-such-nvidia-smi"),
+            ));
         let seconds: f64 = line
             .split_whitespace()
             .nth(1)

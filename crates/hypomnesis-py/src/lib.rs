@@ -145,7 +145,12 @@ impl Probe {
 
     /// RAM of process `pid` (`None`: this process); `pss=True` also reads PSS and USS.
     #[pyo3(signature = (pid = None, *, pss = false))]
-    fn process_memory(&self, py: Python<'_>, pid: Option<u32>, pss: bool) -> PyResult<ProcessMemory> {
+    fn process_memory(
+        &self,
+        py: Python<'_>,
+        pid: Option<u32>,
+        pss: bool,
+    ) -> PyResult<ProcessMemory> {
         let detail = if pss {
             hypomnesis::MemoryDetail::WithPss
         } else {

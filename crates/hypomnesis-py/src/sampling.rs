@@ -121,9 +121,7 @@ fn parse_metric(name: &str, device: Option<u32>) -> PyResult<Metric> {
         ("processes", None) => Metric::Processes,
         ("gpu", Some(device)) => Metric::Gpu { device },
         ("gpu", None) => {
-            return Err(PyValueError::new_err(
-                "metric \"gpu\" needs device=<index>",
-            ));
+            return Err(PyValueError::new_err("metric \"gpu\" needs device=<index>"));
         }
         ("device_used", None) => Metric::DeviceUsed,
         ("host_available", None) => Metric::HostAvailable,
@@ -204,7 +202,13 @@ impl Timeline {
     /// The values of one series over time: bytes (a count for `"processes"`), `None` (NaN in
     /// a NumPy array) where a sample could not measure it.
     #[pyo3(signature = (target = 0, metric = "rss", device = None))]
-    fn values(&self, py: Python<'_>, target: usize, metric: &str, device: Option<u32>) -> PyResult<Py<PyAny>> {
+    fn values(
+        &self,
+        py: Python<'_>,
+        target: usize,
+        metric: &str,
+        device: Option<u32>,
+    ) -> PyResult<Py<PyAny>> {
         let metric = parse_metric(metric, device)?;
         self.keys
             .iter()
@@ -264,7 +268,13 @@ impl Report {
     /// The summary of `metric` for target `target` (its position; 0 is `measure()`'s only
     /// target); `None` when there is no such series or no sample measured it.
     #[pyo3(signature = (target = 0, metric = "rss", device = None))]
-    fn peak(&self, py: Python<'_>, target: usize, metric: &str, device: Option<u32>) -> PyResult<Option<Py<Peak>>> {
+    fn peak(
+        &self,
+        py: Python<'_>,
+        target: usize,
+        metric: &str,
+        device: Option<u32>,
+    ) -> PyResult<Option<Py<Peak>>> {
         let (name, device) = metric_name(parse_metric(metric, device)?);
         for summary in &self.series {
             let summary = summary.get();
@@ -499,7 +509,9 @@ impl Sampler {
             None => Gpus::None,
             Some(v) if v.extract::<String>().is_ok_and(|s| s == "all") => Gpus::All,
             Some(v) => Gpus::Only(v.extract().map_err(|_| {
-                PyValueError::new_err("gpu_devices must be None, \"all\" or a list of device indices")
+                PyValueError::new_err(
+                    "gpu_devices must be None, \"all\" or a list of device indices",
+                )
             })?),
         };
         Ok(Self {

@@ -136,11 +136,7 @@ fn the_wheel_installs_into_a_fresh_venv_and_passes_pytest_and_mypy() {
     let tools = venv_for(&target.join("python-build-venv"), MATURIN, &[MATURIN]);
     let wheel = build_wheel(&root, &tools);
     let bytes = fs::read(&wheel).unwrap_or_else(|e| panic!("cannot read {}: {e}", wheel.display()));
-    let key = format!(
-        "{:016x} {}",
-        fnv1a(&bytes),
-        TEST_REQUIREMENTS.join(" ")
-    );
+    let key = format!("{:016x} {}", fnv1a(&bytes), TEST_REQUIREMENTS.join(" "));
     let wheel_arg = wheel.to_string_lossy().into_owned();
     let mut requirements = vec![wheel_arg.as_str()];
     requirements.extend_from_slice(TEST_REQUIREMENTS);
@@ -148,7 +144,14 @@ fn the_wheel_installs_into_a_fresh_venv_and_passes_pytest_and_mypy() {
 
     let out = Command::new(&python)
         .current_dir(root.join("crates/hypomnesis-py"))
-        .args(["-m", "pytest", "-p", "no:cacheprovider", "-rfEs", "tests/python"])
+        .args([
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-rfEs",
+            "tests/python",
+        ])
         .env("HYPOMNESIS_TEST_NVML_DOUBLE", test_support::nvml_double())
         .output()
         .unwrap_or_else(|e| loud("pytest could not start", &e.to_string()));
