@@ -22,6 +22,35 @@ def hypomnesis_process_rss() -> Callable[[], object]:
     return hypomnesis.process_rss
 
 
+def floor_python_call() -> Callable[[], object]:
+    """The cheapest call into C there is: what any binding pays at least."""
+    import os
+
+    return os.getpid
+
+
+def floor_pread_statm() -> Callable[[], object]:
+    """One ``pread`` of a kept-open ``/proc/self/statm`` from Python: the syscall
+    ``process_rss()`` makes, with no parsing."""
+    import os
+
+    fd = os.open("/proc/self/statm", os.O_RDONLY)
+    return lambda: os.pread(fd, 128, 0)
+
+
+def floor_thread_start_join() -> Callable[[], object]:
+    """Starting and joining a thread that does nothing, from Python: the least a sampler
+    around a block costs (``measure()`` starts one, samples, and joins it)."""
+    import threading
+
+    def block() -> None:
+        t = threading.Thread(target=int)
+        t.start()
+        t.join()
+
+    return block
+
+
 def psutil_memory_info() -> Callable[[], object]:
     import psutil
 
@@ -47,6 +76,40 @@ def pynvml_memory_info() -> Callable[[], object]:
     pynvml.nvmlInit()
     handle = pynvml.nvmlDeviceGetHandleByIndex(0)
     return lambda: pynvml.nvmlDeviceGetMemoryInfo(handle)
+
+
+def pynvml_device_figures() -> Callable[[], object]:
+    """What ``hypomnesis.device(0)`` returns, through pynvml with the handle kept: memory
+    (v2, with reserved), name, UUID, PCI bus id, driver version."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+
+    def figures() -> object:
+        return (
+            pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2),
+            pynvml.nvmlDeviceGetName(handle),
+            pynvml.nvmlDeviceGetUUID(handle),
+            pynvml.nvmlDeviceGetPciInfo(handle).busId,
+            pynvml.nvmlSystemGetDriverVersion(),
+        )
+
+    return figures
+
+
+def pynvml_init_query_shutdown() -> Callable[[], object]:
+    """The way most scripts ask pynvml once: init, handle, memory, shutdown."""
+    import pynvml
+
+    def once() -> object:
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0))
+        finally:
+            pynvml.nvmlShutdown()
+
+    return once
 
 
 def nvitop_device_memory_info() -> Callable[[], object]:
@@ -75,11 +138,16 @@ def hypomnesis_measure_empty() -> Callable[[], object]:
 CALLS: Dict[str, Callable[[], Callable[[], object]]] = {
     f.__name__: f
     for f in [
+        floor_python_call,
+        floor_pread_statm,
+        floor_thread_start_join,
         hypomnesis_process_rss,
         psutil_memory_info,
         psutil_kept_process_memory_info,
         hypomnesis_device,
         pynvml_memory_info,
+        pynvml_device_figures,
+        pynvml_init_query_shutdown,
         nvitop_device_memory_info,
         nvitop_kept_device_memory_info,
         hypomnesis_measure_empty,
