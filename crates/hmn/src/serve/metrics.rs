@@ -30,6 +30,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::attribution::Labelling;
+
 /// `Content-Type` of an OpenMetrics 1.0 response.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -272,6 +274,8 @@ fn device_labels(device: &GpuDeviceInfo) -> DeviceLabels {
 struct SampleFamilies {
     sample: Sample,
     view: View,
+    /// Pod and job labels (`--kubernetes`, `--job-mapping-dir`); empty without them.
+    labelling: Labelling,
 }
 
 impl SampleFamilies {
@@ -341,7 +345,13 @@ impl Collector for SampleFamilies {
                 help,
                 devices
                     .iter()
-                    .filter_map(|d| Some((device_labels(d), field(d)?))),
+                    .filter_map(|d| Some((d, field(d)?)))
+                    .flat_map(|(d, value)| {
+                        self.labelling
+                            .device(d)
+                            .iter()
+                            .map(move |extra| ((device_labels(d), extra.as_slice()), value))
+                    }),
             )?;
         }
 
@@ -359,7 +369,13 @@ impl Collector for SampleFamilies {
             "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
             processes
                 .iter()
-                .filter_map(|p| Some((labels(p), p.counted_used_bytes()?))),
+                .filter_map(|p| Some((p, p.counted_used_bytes()?)))
+                .flat_map(|(p, value)| {
+                    self.labelling
+                        .process(p)
+                        .iter()
+                        .map(move |extra| ((labels(p), extra.as_slice()), value))
+                }),
         )?;
         byte_family(
             &mut encoder,
@@ -367,7 +383,13 @@ impl Collector for SampleFamilies {
             "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
             processes
                 .iter()
-                .filter_map(|p| Some((labels(p), p.counted_system_bytes()?))),
+                .filter_map(|p| Some((p, p.counted_system_bytes()?)))
+                .flat_map(|(p, value)| {
+                    self.labelling
+                        .process(p)
+                        .iter()
+                        .map(move |extra| ((labels(p), extra.as_slice()), value))
+                }),
         )?;
 
         let host = sample.frame.host.as_ref();
@@ -423,6 +445,7 @@ impl Collector for SampleFamilies {
             )?;
         }
 
+        self.labelling.encode(&mut encoder)?;
         family(
             &mut encoder,
             "hypomnesis_scrape_duration",
@@ -438,9 +461,19 @@ impl Collector for SampleFamilies {
 }
 
 /// Encodes one sample in both formats.
+#[cfg(test)]
 pub fn encode_sample(sample: Sample, view: View) -> Exposition {
+    encode_labelled(sample, view, Labelling::default())
+}
+
+/// Encodes one sample in both formats, its series labelled by `labelling`.
+pub fn encode_labelled(sample: Sample, view: View, labelling: Labelling) -> Exposition {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SampleFamilies { sample, view }));
+    registry.register_collector(Box::new(SampleFamilies {
+        sample,
+        view,
+        labelling,
+    }));
     let mut out = Exposition::default();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out.prometheus, &registry);

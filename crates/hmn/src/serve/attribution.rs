@@ -1,0 +1,348 @@
+//! Who a GPU and a GPU process belong to: the labels `--kubernetes` and `--job-mapping-dir`
+//! add to device and process series.
+//!
+//! The sources change on their own schedule (the kubelet's answer is refreshed on its own
+//! thread, the job files by the scheduler), so each frame takes a [`Labelling`] of them when
+//! it is encoded: labels for each device and process of that frame, and the families that say
+//! what could not be attributed and how old the kubelet's answer is. Without either flag the
+//! labelling is empty and the series are what they were without it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hypomnesis::{Frame, GpuDeviceInfo, GpuProcessEntry};
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::follower::Log;
+use super::jobs;
+#[cfg(feature = "kubernetes")]
+use super::kubernetes;
+use super::metrics::View;
+
+/// Labels a series gets beyond its own, in order.
+pub type Extra = Vec<(&'static str, String)>;
+
+/// The label sets of one series: one per job (dcgm-exporter's duplication), a single empty set
+/// when nothing applies.
+type Sets = Vec<Extra>;
+
+/// The sources of labels `hmn serve` was started with.
+#[derive(Default)]
+pub struct Attribution {
+    #[cfg(feature = "kubernetes")]
+    pods: Option<Arc<kubernetes::PodSource>>,
+    jobs: Option<JobSource>,
+}
+
+impl fmt::Debug for Attribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attribution").finish_non_exhaustive()
+    }
+}
+
+/// The job mapping directory, and the failure to read it going on, logged once.
+struct JobSource {
+    dir: PathBuf,
+    failing: Mutex<Option<String>>,
+    log: Log,
+}
+
+impl Attribution {
+    /// Labels pods from the kubelet `pods` asks.
+    #[cfg(feature = "kubernetes")]
+    #[must_use]
+    pub fn with_pods(mut self, pods: Arc<kubernetes::PodSource>) -> Self {
+        self.pods = Some(pods);
+        self
+    }
+
+    /// Labels jobs from the mapping files in `dir`.
+    #[must_use]
+    pub fn with_jobs(mut self, dir: PathBuf, log: Log) -> Self {
+        self.jobs = Some(JobSource {
+            dir,
+            failing: Mutex::new(None),
+            log,
+        });
+        self
+    }
+
+    /// Whether process series need each process's cgroup (the monitor then reads it).
+    pub fn needs_cgroups(&self) -> bool {
+        #[cfg(feature = "kubernetes")]
+        return self.pods.is_some();
+        #[cfg(not(feature = "kubernetes"))]
+        false
+    }
+
+    /// The labels of `frame`'s series, as `view` shows them, from the sources as they are now.
+    pub fn labelling(&self, frame: &Frame, view: View) -> Labelling {
+        let mut labelling = Labelling::default();
+        let job_map = self.jobs.as_ref().map(JobSource::read);
+        #[cfg(feature = "kubernetes")]
+        let pods = self.pods.as_ref().map(|source| PodLabelling::new(source.snapshot()));
+        #[cfg(feature = "kubernetes")]
+        let mut pods = pods;
+        for device in frame.devices.iter().filter(|d| view.shows(d)) {
+            let info = &device.device;
+            #[allow(unused_mut)]
+            let mut extra = Extra::new();
+            #[cfg(feature = "kubernetes")]
+            if let Some(pods) = pods.as_mut() {
+                extra.extend(pods.device(info));
+            }
+            let jobs = job_map.as_ref().map(|m| m.of_gpu(info.index));
+            labelling
+                .devices
+                .insert(info.index, with_jobs(extra, jobs));
+            if !view.processes {
+                continue;
+            }
+            for process in device.rows() {
+                #[allow(unused_mut)]
+                let mut extra = Extra::new();
+                #[cfg(feature = "kubernetes")]
+                if let Some(pods) = pods.as_mut() {
+                    extra.extend(pods.process(process));
+                }
+                let jobs = job_map
+                    .as_ref()
+                    .map(|m| m.of_process(process.device_index, process.gpu_instance_id));
+                labelling
+                    .processes
+                    .insert((process.device_index, process.pid), with_jobs(extra, jobs));
+            }
+        }
+        #[cfg(feature = "kubernetes")]
+        {
+            labelling.pods = pods.map(PodLabelling::status);
+        }
+        labelling
+    }
+}
+
+impl JobSource {
+    /// The mapping as the files say now; empty when the directory cannot be read (said when
+    /// that begins and when it ends).
+    fn read(&self) -> jobs::JobMap {
+        let outcome = jobs::read_job_map(&self.dir);
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        match outcome {
+            Ok(map) => {
+                if failing.take().is_some() {
+                    (self.log)(&format!(
+                        "job mapping: {} readable again",
+                        self.dir.display()
+                    ));
+                }
+                map
+            }
+            Err(e) => {
+                if failing.as_deref() != Some(e.as_str()) {
+                    (self.log)(&format!(
+                        "job mapping: {e}; series get no hpc_job label until it can be read"
+                    ));
+                    *failing = Some(e);
+                }
+                jobs::JobMap::default()
+            }
+        }
+    }
+}
+
+/// `extra` once per job (with its `hpc_job` label), or once alone without jobs.
+fn with_jobs(extra: Extra, jobs: Option<Vec<String>>) -> Sets {
+    let jobs = jobs.unwrap_or_default();
+    if jobs.is_empty() {
+        return vec![extra];
+    }
+    jobs.into_iter()
+        .map(|job| {
+            let mut set = extra.clone();
+            set.push(("hpc_job", job));
+            set
+        })
+        .collect()
+}
+
+/// One frame's labels and what could not be attributed.
+#[derive(Debug, Default)]
+pub struct Labelling {
+    devices: HashMap<u32, Sets>,
+    processes: HashMap<(u32, u32), Sets>,
+    #[cfg(feature = "kubernetes")]
+    pods: Option<PodStatus>,
+}
+
+/// The label sets of a series nothing labels.
+static UNLABELLED: [Extra; 1] = [Vec::new()];
+
+impl Labelling {
+    /// The extra label sets of `device`'s series (at least one).
+    pub fn device(&self, device: &GpuDeviceInfo) -> &[Extra] {
+        self.devices
+            .get(&device.index)
+            .map_or(&UNLABELLED, Vec::as_slice)
+    }
+
+    /// The extra label sets of `process`'s series (at least one).
+    pub fn process(&self, process: &GpuProcessEntry) -> &[Extra] {
+        self.processes
+            .get(&(process.device_index, process.pid))
+            .map_or(&UNLABELLED, Vec::as_slice)
+    }
+
+    /// The families about attribution itself (with `--kubernetes`): what could not be
+    /// attributed, how old the kubelet's answer is, how often asking it failed.
+    pub fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        #[cfg(feature = "kubernetes")]
+        if let Some(status) = &self.pods {
+            status.encode(encoder)?;
+        }
+        let _ = encoder;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "kubernetes")]
+pub use pods::{PodLabelling, PodStatus};
+
+#[cfg(feature = "kubernetes")]
+mod pods {
+    use super::*;
+    use kubernetes::{DeviceHolding, DeviceReason, PodSnapshot, ProcessReason};
+    use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric};
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+    use prometheus_client::registry::Unit;
+
+    /// The kubelet's answer as one frame uses it, counting what it cannot attribute.
+    pub struct PodLabelling {
+        snapshot: PodSnapshot,
+        devices: BTreeMap<DeviceReason, i64>,
+        processes: BTreeMap<ProcessReason, i64>,
+    }
+
+    /// What a frame's pod labelling could not attribute, and the kubelet's state.
+    #[derive(Debug)]
+    pub struct PodStatus {
+        age_seconds: Option<f64>,
+        failures: u64,
+        devices: BTreeMap<DeviceReason, i64>,
+        processes: BTreeMap<ProcessReason, i64>,
+    }
+
+    impl PodLabelling {
+        pub fn new(snapshot: PodSnapshot) -> Self {
+            Self {
+                snapshot,
+                devices: DeviceReason::ALL.iter().map(|r| (*r, 0)).collect(),
+                processes: ProcessReason::ALL.iter().map(|r| (*r, 0)).collect(),
+            }
+        }
+
+        /// `namespace`, `pod`, `container` of the container `device` is given to wholly.
+        pub fn device(&mut self, device: &GpuDeviceInfo) -> Extra {
+            let Some((assignments, _)) = &self.snapshot.assignments else {
+                *self.devices.entry(DeviceReason::NoAnswer).or_default() += 1;
+                return Extra::new();
+            };
+            match assignments.holder_of(device) {
+                DeviceHolding::Free => Extra::new(),
+                DeviceHolding::Given(holder) => vec![
+                    ("namespace", holder.namespace.clone()),
+                    ("pod", holder.pod.clone()),
+                    ("container", holder.container.clone()),
+                ],
+                DeviceHolding::Unattributed(reason) => {
+                    *self.devices.entry(reason).or_default() += 1;
+                    Extra::new()
+                }
+            }
+        }
+
+        /// `pod_uid` and `container_id` of the pod `process` runs in.
+        pub fn process(&mut self, process: &GpuProcessEntry) -> Extra {
+            match kubernetes::process_pod(process.cgroup.as_deref()) {
+                Ok(pod) => {
+                    let mut extra = vec![("pod_uid", pod.pod_uid)];
+                    if let Some(id) = pod.container_id {
+                        extra.push(("container_id", id));
+                    }
+                    extra
+                }
+                Err(reason) => {
+                    *self.processes.entry(reason).or_default() += 1;
+                    Extra::new()
+                }
+            }
+        }
+
+        pub fn status(self) -> PodStatus {
+            PodStatus {
+                age_seconds: self
+                    .snapshot
+                    .assignments
+                    .as_ref()
+                    .map(|(_, age)| age.as_secs_f64()),
+                failures: self.snapshot.failures,
+                devices: self.devices,
+                processes: self.processes,
+            }
+        }
+    }
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct ReasonLabels {
+        reason: &'static str,
+    }
+
+    type NoLabels = [(&'static str, &'static str); 0];
+
+    impl PodStatus {
+        pub fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+            if let Some(age) = self.age_seconds {
+                let mut family = encoder.encode_descriptor(
+                    "hypomnesis_kubernetes_pod_resources_age",
+                    "How old the kubelet pod-resources answer behind this sample's pod labels was when the sample was encoded; absent before the first answer.",
+                    Some(&Unit::Seconds),
+                    MetricType::Gauge,
+                )?;
+                ConstGauge::new(age).encode(family.encode_family(&NoLabels::default())?)?;
+            }
+            let mut family = encoder.encode_descriptor(
+                "hypomnesis_kubernetes_pod_resources_errors",
+                "Failed List calls to the kubelet pod-resources API (no socket, refused, timed out) since hmn serve started.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(self.failures).encode(family.encode_family(&NoLabels::default())?)?;
+            let mut family = encoder.encode_descriptor(
+                "hypomnesis_kubernetes_unattributed_devices",
+                "GPUs in this sample with no pod labels although given to containers (shared, mig_split), or because the kubelet has not answered (no_pod_resources_answer).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (reason, n) in &self.devices {
+                ConstGauge::new(*n).encode(family.encode_family(&ReasonLabels {
+                    reason: reason.as_str(),
+                })?)?;
+            }
+            let mut family = encoder.encode_descriptor(
+                "hypomnesis_kubernetes_unattributed_processes",
+                "GPU process rows in this sample with no pod_uid label: cgroup unreadable (cgroup_unknown) or outside any pod (not_in_a_pod).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (reason, n) in &self.processes {
+                ConstGauge::new(*n).encode(family.encode_family(&ReasonLabels {
+                    reason: reason.as_str(),
+                })?)?;
+            }
+            Ok(())
+        }
+    }
+}
