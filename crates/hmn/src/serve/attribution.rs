@@ -82,7 +82,10 @@ impl Attribution {
         let mut labelling = Labelling::default();
         let job_map = self.jobs.as_ref().map(JobSource::read);
         #[cfg(feature = "kubernetes")]
-        let pods = self.pods.as_ref().map(|source| PodLabelling::new(source.snapshot()));
+        let pods = self
+            .pods
+            .as_ref()
+            .map(|source| PodLabelling::new(source.snapshot()));
         #[cfg(feature = "kubernetes")]
         let mut pods = pods;
         for device in frame.devices.iter().filter(|d| view.shows(d)) {
@@ -94,9 +97,7 @@ impl Attribution {
                 extra.extend(pods.device(info));
             }
             let jobs = job_map.as_ref().map(|m| m.of_gpu(info.index));
-            labelling
-                .devices
-                .insert(info.index, with_jobs(extra, jobs));
+            labelling.devices.insert(info.index, with_jobs(extra, jobs));
             if !view.processes {
                 continue;
             }
@@ -343,6 +344,139 @@ mod pods {
                 })?)?;
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(all(test, feature = "kubernetes"))]
+mod tests {
+    use super::*;
+    use crate::serve::kubernetes::PodSource;
+    use crate::serve::kubernetes::proto::ListError;
+    use crate::serve::kubernetes::proto::{
+        ContainerDevices, ContainerResources, ListPodResourcesResponse, PodResources,
+    };
+    use crate::serve::metrics::{Format, Health, Sample, encode_labelled, family_names, render};
+    use hypomnesis::{DeviceFrame, FrameRequest, GpuProcessListing};
+    use std::time::Duration;
+
+    const UUID: &str = "GPU-5a5c4d1e-1f9b-4a7d-9c1e-2b3f4a5b6c7d";
+
+    /// GPU 0 (given to ml/p's container c when the kubelet says so), with a process in a pod
+    /// and one on the host.
+    fn frame() -> Frame {
+        let mut device = DeviceFrame::new(
+            GpuDeviceInfo::builder()
+                .index(0)
+                .uuid(UUID)
+                .used_bytes(3_u64)
+                .build(),
+        );
+        let mut in_pod = GpuProcessEntry::builder(7).used_bytes(1_u64).build();
+        in_pod.cgroup =
+            Some("/kubepods/burstable/pod3f1e5b7c-2a4d-4e6f-8a9b-0c1d2e3f4a5b/abc".to_owned());
+        let mut host = GpuProcessEntry::builder(8).used_bytes(2_u64).build();
+        host.cgroup = Some("/system.slice/render.service".to_owned());
+        let mut listing = GpuProcessListing::default();
+        listing.rows = vec![in_pod, host];
+        device.processes = Some(listing);
+        let mut frame = Frame::empty(FrameRequest::DEVICES.with_processes(true, true));
+        frame.devices = vec![device];
+        frame
+    }
+
+    fn labelled(pods: Arc<PodSource>) -> String {
+        let frame = frame();
+        let labelling = Attribution::default()
+            .with_pods(pods)
+            .labelling(&frame, View::default());
+        let sample = Sample {
+            frame: Arc::new(frame),
+            own_rss_bytes: None,
+            duration: Duration::ZERO,
+        };
+        let exposition = encode_labelled(sample, View::default(), labelling);
+        render(
+            Format::Prometheus,
+            &exposition,
+            &Health::default(),
+            Duration::ZERO,
+        )
+    }
+
+    fn answered() -> Arc<PodSource> {
+        let answer = ListPodResourcesResponse {
+            pod_resources: vec![PodResources {
+                name: "p".into(),
+                namespace: "ml".into(),
+                containers: vec![ContainerResources {
+                    name: "c".into(),
+                    devices: vec![ContainerDevices {
+                        resource_name: "nvidia.com/gpu".into(),
+                        device_ids: vec![UUID.into()],
+                    }],
+                }],
+            }],
+        };
+        let refused = || Err(ListError::Call("refused".into()));
+        PodSource::answered([refused(), Ok(answer), refused()])
+    }
+
+    #[test]
+    fn pod_labels_follow_the_device_labels_and_unattributed_rows_are_counted() {
+        let text = labelled(answered());
+        assert!(text.contains(&format!(
+            "hypomnesis_gpu_memory_used_bytes{{gpu=\"0\",uuid=\"{UUID}\",name=\"\",vendor=\"nvidia\",namespace=\"ml\",pod=\"p\",container=\"c\"}} 3\n"
+        )), "{text}");
+        assert!(text.contains(
+            "pid=\"7\",process=\"\",user=\"\",kind=\"unknown\",pod_uid=\"3f1e5b7c-2a4d-4e6f-8a9b-0c1d2e3f4a5b\"} 1\n"
+        ), "{text}");
+        assert!(
+            text.contains("pid=\"8\",process=\"\",user=\"\",kind=\"unknown\"} 2\n"),
+            "{text}"
+        );
+        for line in [
+            "hypomnesis_kubernetes_pod_resources_errors_total 2",
+            "hypomnesis_kubernetes_unattributed_processes{reason=\"not_in_a_pod\"} 1",
+            "hypomnesis_kubernetes_unattributed_processes{reason=\"cgroup_unknown\"} 0",
+            "hypomnesis_kubernetes_unattributed_devices{reason=\"no_pod_resources_answer\"} 0",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line}:\n{text}");
+        }
+        // The answer kept through the later failure, with its age.
+        assert!(text.contains("\nhypomnesis_kubernetes_pod_resources_age_seconds "));
+    }
+
+    #[test]
+    fn before_the_kubelet_answers_every_device_is_counted_and_there_is_no_age() {
+        let text = labelled(PodSource::answered([Err(ListError::TimedOut(
+            Duration::from_secs(5),
+        ))]));
+        assert!(!text.contains("pod=\""), "{text}");
+        assert!(text.contains(
+            "\nhypomnesis_kubernetes_unattributed_devices{reason=\"no_pod_resources_answer\"} 1\n"
+        ));
+        assert!(!text.contains("hypomnesis_kubernetes_pod_resources_age_seconds"));
+        assert!(text.contains("\nhypomnesis_kubernetes_pod_resources_errors_total 1\n"));
+    }
+
+    #[test]
+    fn every_kubernetes_family_is_documented_in_docs_metrics_md() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md"),
+        )
+        .unwrap();
+        let names = family_names(&labelled(answered()));
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("hypomnesis_kubernetes_"))
+        );
+        for name in names {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "docs/metrics.md does not document `{name}`"
+            );
         }
     }
 }

@@ -126,7 +126,9 @@ mod tests {
         assert_eq!(parse_file_name("17"), Some(JobKey::Gpu(17)));
         assert_eq!(parse_file_name("2.1"), Some(JobKey::Instance(2, 1)));
         assert_eq!(parse_file_name("3.10"), Some(JobKey::Instance(3, 10)));
-        for not_a_mapping in ["", ".", "0.", ".1", "a", "0.1.2", "-1", "+1", "1 ", "0.tmp", "README"] {
+        for not_a_mapping in [
+            "", ".", "0.", ".1", "a", "0.1.2", "-1", "+1", "1 ", "0.tmp", "README",
+        ] {
             assert_eq!(parse_file_name(not_a_mapping), None, "{not_a_mapping:?}");
         }
     }
@@ -134,10 +136,7 @@ mod tests {
     #[test]
     fn job_ids_are_one_per_line_trimmed_blank_lines_skipped_and_each_once() {
         assert_eq!(parse_jobs("4242\n"), ["4242"]);
-        assert_eq!(
-            parse_jobs("4242\r\n\n  4243 \n4242\n"),
-            ["4242", "4243"]
-        );
+        assert_eq!(parse_jobs("4242\r\n\n  4243 \n4242\n"), ["4242", "4243"]);
         assert!(parse_jobs("\n \n").is_empty());
     }
 

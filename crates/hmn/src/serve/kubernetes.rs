@@ -258,6 +258,21 @@ impl PodSource {
         Ok(source)
     }
 
+    /// A source that has seen `outcomes` and asks no kubelet (for tests of what frames do
+    /// with its answers).
+    #[cfg(test)]
+    pub fn answered(
+        outcomes: impl IntoIterator<Item = Result<ListPodResourcesResponse, ListError>>,
+    ) -> Arc<Self> {
+        let source = Self {
+            state: Mutex::new(PodState::default()),
+        };
+        for outcome in outcomes {
+            source.record(outcome);
+        }
+        Arc::new(source)
+    }
+
     /// What frames label with now.
     pub fn snapshot(&self) -> PodSnapshot {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -283,11 +298,7 @@ impl PodSource {
                         "kubelet pod-resources: {} pods, {} NVIDIA device ids given to containers{}",
                         answer.pod_resources.len(),
                         assignments.by_id.len(),
-                        if first {
-                            ""
-                        } else {
-                            " (answering again)"
-                        }
+                        if first { "" } else { " (answering again)" }
                     )),
                     (false, None) => None,
                 };
@@ -489,11 +500,17 @@ mod tests {
             pod_resources: vec![pod("ml", "p", &[("c", "nvidia.com/gpu", &[GPU0])])],
         };
         let first = source.record(Ok(answer.clone())).unwrap();
-        assert!(first.starts_with("kubelet pod-resources: 1 pods, 1 NVIDIA"), "{first}");
+        assert!(
+            first.starts_with("kubelet pod-resources: 1 pods, 1 NVIDIA"),
+            "{first}"
+        );
         assert_eq!(source.record(Ok(answer.clone())), None);
         let timeout = || Err(ListError::TimedOut(Duration::from_secs(5)));
         let failed = source.record(timeout()).unwrap();
-        assert!(failed.contains("did not answer List within 5.0 s"), "{failed}");
+        assert!(
+            failed.contains("did not answer List within 5.0 s"),
+            "{failed}"
+        );
         assert!(failed.contains("whose age"), "{failed}");
         assert_eq!(source.record(timeout()), None);
         let other = source.record(Err(ListError::Call("refused".into())));

@@ -117,8 +117,7 @@ pub fn run(
         }
     };
     let cgroups = attribution.needs_cgroups();
-    let shared =
-        Arc::new(follower::Shared::new(Arc::clone(&log)).with_attribution(attribution));
+    let shared = Arc::new(follower::Shared::new(Arc::clone(&log)).with_attribution(attribution));
     let probe = Arc::new(probe);
     let monitor = Arc::new(start_monitor(&probe, &config, cgroups));
     if let Some(e) = monitor.thread_error() {

@@ -38,9 +38,7 @@ pub fn parse_pod_cgroup(path: &str) -> Option<PodCgroup> {
         .iter()
         .enumerate()
         .find_map(|(i, c)| Some((i, pod_uid_of(c, &components[..i])?)))?;
-    let container_id = components
-        .get(at + 1)
-        .and_then(|c| runtime_container_id(c));
+    let container_id = components.get(at + 1).and_then(|c| runtime_container_id(c));
     Some(PodCgroup {
         pod_uid,
         container_id,
@@ -163,9 +161,7 @@ mod tests {
                 "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{uid_}.slice/cri-containerd-{ID}.scope"
             ),
             // A reader in its own cgroup namespace, in another pod.
-            format!(
-                "/../../kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope"
-            ),
+            format!("/../../kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope"),
         ] {
             assert_eq!(
                 parse_pod_cgroup(&path),
