@@ -585,12 +585,12 @@ pub struct ServeArgs {
     /// Label device series with the Kubernetes `namespace`, `pod` and `container` a GPU is
     /// given to wholly (the kubelet's pod-resources API), and process series with the
     /// `pod_uid` and `container_id` their cgroup names, as dcgm-exporter names them.
-    #[cfg(feature = "kubernetes")]
+    #[cfg(all(unix, feature = "kubernetes"))]
     #[arg(long)]
     pub kubernetes: bool,
 
     /// The kubelet's pod-resources socket (with --kubernetes).
-    #[cfg(feature = "kubernetes")]
+    #[cfg(all(unix, feature = "kubernetes"))]
     #[arg(
         long,
         value_name = "PATH",

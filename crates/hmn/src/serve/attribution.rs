@@ -7,17 +7,17 @@
 //! what could not be attributed and how old the kubelet's answer is. Without either flag the
 //! labelling is empty and the series are what they were without it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use hypomnesis::{Frame, GpuDeviceInfo, GpuProcessEntry};
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::follower::Log;
 use super::jobs;
-#[cfg(feature = "kubernetes")]
+#[cfg(all(unix, feature = "kubernetes"))]
 use super::kubernetes;
 use super::metrics::View;
 
@@ -31,8 +31,8 @@ type Sets = Vec<Extra>;
 /// The sources of labels `hmn serve` was started with.
 #[derive(Default)]
 pub struct Attribution {
-    #[cfg(feature = "kubernetes")]
-    pods: Option<Arc<kubernetes::PodSource>>,
+    #[cfg(all(unix, feature = "kubernetes"))]
+    pods: Option<std::sync::Arc<kubernetes::PodSource>>,
     jobs: Option<JobSource>,
 }
 
@@ -51,9 +51,9 @@ struct JobSource {
 
 impl Attribution {
     /// Labels pods from the kubelet `pods` asks.
-    #[cfg(feature = "kubernetes")]
+    #[cfg(all(unix, feature = "kubernetes"))]
     #[must_use]
-    pub fn with_pods(mut self, pods: Arc<kubernetes::PodSource>) -> Self {
+    pub fn with_pods(mut self, pods: std::sync::Arc<kubernetes::PodSource>) -> Self {
         self.pods = Some(pods);
         self
     }
@@ -71,43 +71,40 @@ impl Attribution {
 
     /// Whether process series need each process's cgroup (the monitor then reads it).
     pub fn needs_cgroups(&self) -> bool {
-        #[cfg(feature = "kubernetes")]
-        return self.pods.is_some();
-        #[cfg(not(feature = "kubernetes"))]
-        false
+        self.pod_labelling().is_some()
+    }
+
+    /// The kubelet's latest answer, for one frame; `None` without `--kubernetes`.
+    #[cfg(all(unix, feature = "kubernetes"))]
+    fn pod_labelling(&self) -> Option<PodLabelling> {
+        let source = self.pods.as_ref()?;
+        Some(PodLabelling::new(source.snapshot()))
+    }
+
+    #[cfg(not(all(unix, feature = "kubernetes")))]
+    #[allow(clippy::unused_self)]
+    fn pod_labelling(&self) -> Option<PodLabelling> {
+        None
     }
 
     /// The labels of `frame`'s series, as `view` shows them, from the sources as they are now.
     pub fn labelling(&self, frame: &Frame, view: View) -> Labelling {
         let mut labelling = Labelling::default();
         let job_map = self.jobs.as_ref().map(JobSource::read);
-        #[cfg(feature = "kubernetes")]
-        let pods = self
-            .pods
-            .as_ref()
-            .map(|source| PodLabelling::new(source.snapshot()));
-        #[cfg(feature = "kubernetes")]
-        let mut pods = pods;
+        let mut pods = self.pod_labelling();
         for device in frame.devices.iter().filter(|d| view.shows(d)) {
             let info = &device.device;
-            #[allow(unused_mut)]
-            let mut extra = Extra::new();
-            #[cfg(feature = "kubernetes")]
-            if let Some(pods) = pods.as_mut() {
-                extra.extend(pods.device(info));
-            }
+            let extra = pods.as_mut().map(|p| p.device(info)).unwrap_or_default();
             let jobs = job_map.as_ref().map(|m| m.of_gpu(info.index));
             labelling.devices.insert(info.index, with_jobs(extra, jobs));
             if !view.processes {
                 continue;
             }
             for process in device.rows() {
-                #[allow(unused_mut)]
-                let mut extra = Extra::new();
-                #[cfg(feature = "kubernetes")]
-                if let Some(pods) = pods.as_mut() {
-                    extra.extend(pods.process(process));
-                }
+                let extra = pods
+                    .as_mut()
+                    .map(|p| p.process(process))
+                    .unwrap_or_default();
                 let jobs = job_map
                     .as_ref()
                     .map(|m| m.of_process(process.device_index, process.gpu_instance_id));
@@ -116,10 +113,7 @@ impl Attribution {
                     .insert((process.device_index, process.pid), with_jobs(extra, jobs));
             }
         }
-        #[cfg(feature = "kubernetes")]
-        {
-            labelling.pods = pods.map(PodLabelling::status);
-        }
+        labelling.pods = pods.map(PodLabelling::status);
         labelling
     }
 }
@@ -173,7 +167,6 @@ fn with_jobs(extra: Extra, jobs: Option<Vec<String>>) -> Sets {
 pub struct Labelling {
     devices: HashMap<u32, Sets>,
     processes: HashMap<(u32, u32), Sets>,
-    #[cfg(feature = "kubernetes")]
     pods: Option<PodStatus>,
 }
 
@@ -198,19 +191,53 @@ impl Labelling {
     /// The families about attribution itself (with `--kubernetes`): what could not be
     /// attributed, how old the kubelet's answer is, how often asking it failed.
     pub fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        #[cfg(feature = "kubernetes")]
-        if let Some(status) = &self.pods {
-            status.encode(encoder)?;
+        match &self.pods {
+            Some(status) => status.encode(encoder),
+            None => Ok(()),
         }
-        let _ = encoder;
-        Ok(())
     }
 }
 
-#[cfg(feature = "kubernetes")]
-pub use pods::{PodLabelling, PodStatus};
+#[cfg(all(unix, feature = "kubernetes"))]
+use pods::{PodLabelling, PodStatus};
+#[cfg(not(all(unix, feature = "kubernetes")))]
+use without_pods::{PodLabelling, PodStatus};
 
-#[cfg(feature = "kubernetes")]
+/// Without the `kubernetes` feature (or off Unix, where the kubelet's socket is not a unix
+/// socket) there is no pod source: these types have no values, so the code that would label
+/// pods is unreachable rather than written twice.
+#[cfg(not(all(unix, feature = "kubernetes")))]
+mod without_pods {
+    use super::*;
+
+    #[derive(Debug)]
+    pub enum PodLabelling {}
+
+    #[derive(Debug)]
+    pub enum PodStatus {}
+
+    impl PodLabelling {
+        pub fn device(&mut self, _: &GpuDeviceInfo) -> Extra {
+            match *self {}
+        }
+
+        pub fn process(&mut self, _: &GpuProcessEntry) -> Extra {
+            match *self {}
+        }
+
+        pub fn status(self) -> PodStatus {
+            match self {}
+        }
+    }
+
+    impl PodStatus {
+        pub fn encode(&self, _: &mut DescriptorEncoder) -> fmt::Result {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(all(unix, feature = "kubernetes"))]
 mod pods {
     use super::*;
     use kubernetes::{DeviceHolding, DeviceReason, PodSnapshot, ProcessReason};
@@ -219,6 +246,7 @@ mod pods {
     use prometheus_client::metrics::counter::ConstCounter;
     use prometheus_client::metrics::gauge::ConstGauge;
     use prometheus_client::registry::Unit;
+    use std::collections::BTreeMap;
 
     /// The kubelet's answer as one frame uses it, counting what it cannot attribute.
     pub struct PodLabelling {
@@ -348,7 +376,7 @@ mod pods {
     }
 }
 
-#[cfg(all(test, feature = "kubernetes"))]
+#[cfg(all(test, unix, feature = "kubernetes"))]
 mod tests {
     use super::*;
     use crate::serve::kubernetes::PodSource;
@@ -358,6 +386,7 @@ mod tests {
     };
     use crate::serve::metrics::{Format, Health, Sample, encode_labelled, family_names, render};
     use hypomnesis::{DeviceFrame, FrameRequest, GpuProcessListing};
+    use std::sync::Arc;
     use std::time::Duration;
 
     const UUID: &str = "GPU-5a5c4d1e-1f9b-4a7d-9c1e-2b3f4a5b6c7d";

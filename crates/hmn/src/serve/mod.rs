@@ -15,7 +15,7 @@ mod attribution;
 mod follower;
 mod http;
 mod jobs;
-#[cfg(feature = "kubernetes")]
+#[cfg(all(unix, feature = "kubernetes"))]
 mod kubernetes;
 mod metrics;
 
@@ -170,7 +170,7 @@ pub fn run(
 /// kubelet at once, on its own thread).
 fn attribution(args: &ServeArgs, log: &follower::Log) -> std::io::Result<attribution::Attribution> {
     let mut attribution = attribution::Attribution::default();
-    #[cfg(feature = "kubernetes")]
+    #[cfg(all(unix, feature = "kubernetes"))]
     if args.kubernetes {
         let pods = kubernetes::PodSource::start(
             args.pod_resources_socket.clone(),
