@@ -105,7 +105,9 @@ async fn call(socket: PathBuf) -> Result<ListPodResourcesResponse, String> {
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
             let socket = socket.clone();
             async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
+                let stream = tokio::net::UnixStream::connect(&socket)
+                    .await
+                    .map_err(|e| connect_error(&socket, e))?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
             }
         }))
@@ -125,6 +127,21 @@ async fn call(socket: PathBuf) -> Result<ListPodResourcesResponse, String> {
     .map_err(|status| format!("{}: {}", status.code(), status.message()))
 }
 
+/// A failed connect to the socket, saying what to do when it is a matter of permissions.
+fn connect_error(socket: &Path, error: std::io::Error) -> std::io::Error {
+    let hint = match error.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "; the kubelet's socket is root's: run hmn serve as root (or as the socket's owner)"
+        }
+        std::io::ErrorKind::ConnectionRefused => "; is the kubelet running?",
+        _ => "",
+    };
+    std::io::Error::new(
+        error.kind(),
+        format!("connecting to {}: {error}{hint}", socket.display()),
+    )
+}
+
 /// An error with its sources (tonic's transport error says "transport error" and keeps the
 /// cause, such as "Connection refused", in its source).
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -140,4 +157,44 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list_now(socket: &Path, timeout: Duration) -> Result<ListPodResourcesResponse, ListError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(list(socket, timeout))
+    }
+
+    #[test]
+    fn a_socket_nobody_listens_on_asks_whether_the_kubelet_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("kubelet.sock");
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        let error = list_now(&socket, Duration::from_secs(30)).unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, ListError::Call(_)), "{text}");
+        assert!(
+            text.contains(&format!("connecting to {}", socket.display()))
+                && text.contains("is the kubelet running?"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_kubelet_that_accepts_and_never_answers_is_given_up_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("kubelet.sock");
+        let _listening = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let error = list_now(&socket, Duration::from_millis(100)).unwrap_err();
+        assert!(
+            matches!(error, ListError::TimedOut(t) if t == Duration::from_millis(100)),
+            "{error}"
+        );
+    }
 }
