@@ -641,8 +641,9 @@ pub struct ServeArgs {
     )]
     pub pod_resources_socket: std::path::PathBuf,
 
-    /// Label series of GPU N with an `hpc_job` for each job id in DIR/N (one per line; DIR/N.G
-    /// for MIG GPU instance G), as dcgm-exporter's HPC job mapping; re-read every interval.
+    /// Label series of GPU N with `hpc_job`, the job ids in DIR/N (one per line, joined with
+    /// commas; DIR/N.G for MIG GPU instance G), as dcgm-exporter's HPC job mapping; re-read
+    /// every interval.
     #[arg(long, value_name = "DIR")]
     pub job_mapping_dir: Option<std::path::PathBuf>,
 }

@@ -24,10 +24,6 @@ use super::metrics::View;
 /// Labels a series gets beyond its own, in order.
 pub type Extra = Vec<(&'static str, String)>;
 
-/// The label sets of one series: one per job (dcgm-exporter's duplication), a single empty set
-/// when nothing applies.
-type Sets = Vec<Extra>;
-
 /// The sources of labels `hmn serve` was started with.
 #[derive(Default)]
 pub struct Attribution {
@@ -147,45 +143,36 @@ impl JobSource {
     }
 }
 
-/// `extra` once per job (with its `hpc_job` label), or once alone without jobs.
-fn with_jobs(extra: Extra, jobs: Option<Vec<String>>) -> Sets {
+/// `extra` with an `hpc_job` label when there are jobs: their ids in file order, separated by
+/// commas. dcgm-exporter repeats the series once per job instead, so a GPU shared by two
+/// jobs counts twice in any sum over GPUs; here every device and process keeps one series.
+fn with_jobs(mut extra: Extra, jobs: Option<Vec<String>>) -> Extra {
     let jobs = jobs.unwrap_or_default();
-    if jobs.is_empty() {
-        return vec![extra];
+    if !jobs.is_empty() {
+        extra.push(("hpc_job", jobs.join(",")));
     }
-    jobs.into_iter()
-        .map(|job| {
-            let mut set = extra.clone();
-            set.push(("hpc_job", job));
-            set
-        })
-        .collect()
+    extra
 }
 
 /// One frame's labels and what could not be attributed.
 #[derive(Debug, Default)]
 pub struct Labelling {
-    devices: HashMap<u32, Sets>,
-    processes: HashMap<(u32, u32), Sets>,
+    devices: HashMap<u32, Extra>,
+    processes: HashMap<(u32, u32), Extra>,
     pods: Option<PodStatus>,
 }
 
-/// The label sets of a series nothing labels.
-static UNLABELLED: [Extra; 1] = [Vec::new()];
-
 impl Labelling {
-    /// The extra label sets of `device`'s series (at least one).
-    pub fn device(&self, device: &GpuDeviceInfo) -> &[Extra] {
-        self.devices
-            .get(&device.index)
-            .map_or(&UNLABELLED, Vec::as_slice)
+    /// The labels `device`'s series get beyond their own.
+    pub fn device(&self, device: &GpuDeviceInfo) -> &[(&'static str, String)] {
+        self.devices.get(&device.index).map_or(&[], Vec::as_slice)
     }
 
-    /// The extra label sets of `process`'s series (at least one).
-    pub fn process(&self, process: &GpuProcessEntry) -> &[Extra] {
+    /// The labels `process`'s series get beyond their own.
+    pub fn process(&self, process: &GpuProcessEntry) -> &[(&'static str, String)] {
         self.processes
             .get(&(process.device_index, process.pid))
-            .map_or(&UNLABELLED, Vec::as_slice)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The families about attribution itself (with `--kubernetes`): what could not be

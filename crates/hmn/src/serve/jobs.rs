@@ -7,7 +7,9 @@
 //! holding the ids of the jobs on it, one per line. Each id becomes an `hpc_job` label — the
 //! name dcgm-exporter uses; `job` is the label Prometheus itself gives every target — on the
 //! series of that GPU and its processes (of that GPU instance, for a `N.G` file). A GPU with
-//! two jobs gets two series, one per job, as dcgm-exporter does.
+//! two jobs keeps one series, labelled `hpc_job="7,8"`: dcgm-exporter repeats the series once
+//! per job, which counts the GPU twice in every sum, and `hmn serve` never exports a figure
+//! twice.
 //!
 //! The directory is read again for every frame (the files change with every job), on the
 //! thread that encodes frames, never by a scrape.

@@ -343,15 +343,9 @@ impl Collector for SampleFamilies {
                 &mut encoder,
                 name,
                 help,
-                devices
-                    .iter()
-                    .filter_map(|d| Some((d, field(d)?)))
-                    .flat_map(|(d, value)| {
-                        self.labelling
-                            .device(d)
-                            .iter()
-                            .map(move |extra| ((device_labels(d), extra.as_slice()), value))
-                    }),
+                devices.iter().filter_map(|d| {
+                    Some(((device_labels(d), self.labelling.device(d)), field(d)?))
+                }),
             )?;
         }
 
@@ -367,29 +361,23 @@ impl Collector for SampleFamilies {
             &mut encoder,
             "hypomnesis_gpu_process_memory",
             "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
-            processes
-                .iter()
-                .filter_map(|p| Some((p, p.counted_used_bytes()?)))
-                .flat_map(|(p, value)| {
-                    self.labelling
-                        .process(p)
-                        .iter()
-                        .map(move |extra| ((labels(p), extra.as_slice()), value))
-                }),
+            processes.iter().filter_map(|p| {
+                Some((
+                    (labels(p), self.labelling.process(p)),
+                    p.counted_used_bytes()?,
+                ))
+            }),
         )?;
         byte_family(
             &mut encoder,
             "hypomnesis_gpu_process_system_memory",
             "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
-            processes
-                .iter()
-                .filter_map(|p| Some((p, p.counted_system_bytes()?)))
-                .flat_map(|(p, value)| {
-                    self.labelling
-                        .process(p)
-                        .iter()
-                        .map(move |extra| ((labels(p), extra.as_slice()), value))
-                }),
+            processes.iter().filter_map(|p| {
+                Some((
+                    (labels(p), self.labelling.process(p)),
+                    p.counted_system_bytes()?,
+                ))
+            }),
         )?;
 
         let host = sample.frame.host.as_ref();
