@@ -103,29 +103,42 @@ impl Assignments {
         Self { by_id }
     }
 
-    /// Who holds `device`. A MIG-enabled GPU is given wholly when every one of its MIG
-    /// instances is given to the same container.
+    /// The one container holding whatever `ids` name (the ids of one device), `None` when
+    /// none does; an error when a share of it is held, or two containers hold it.
+    fn sole_holder(
+        &self,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<Option<&Holder>, DeviceReason> {
+        let mut sole: Option<&Holder> = None;
+        for allocation in ids.into_iter().filter_map(|id| self.by_id.get(&id)) {
+            let [holder] = allocation.holders.as_slice() else {
+                return Err(DeviceReason::Shared);
+            };
+            if allocation.replica || sole.is_some_and(|s| s != holder) {
+                return Err(DeviceReason::Shared);
+            }
+            sole = Some(holder);
+        }
+        Ok(sole)
+    }
+
+    /// Who holds `device`. NVIDIA's device plugin names GPUs by UUID, or by NVML index
+    /// (`DEVICE_ID_STRATEGY=index`: `0`, and `0:1` for MIG device 1 of GPU 0). A MIG-enabled
+    /// GPU is given wholly when every one of its MIG instances is given to the same container.
     pub fn holder_of(&self, device: &GpuDeviceInfo) -> DeviceHolding<'_> {
-        let sole = |id: &str| -> Result<Option<&Holder>, DeviceReason> {
-            match self.by_id.get(id) {
-                None => Ok(None),
-                Some(a) if a.replica || a.holders.len() > 1 => Err(DeviceReason::Shared),
-                Some(a) => Ok(a.holders.first()),
-            }
-        };
-        if let Some(uuid) = &device.uuid {
-            match sole(uuid) {
-                Ok(Some(holder)) => return DeviceHolding::Given(holder),
-                Err(reason) => return DeviceHolding::Unattributed(reason),
-                Ok(None) => {}
-            }
+        let nvidia = device.vendor == hypomnesis::GpuVendor::Nvidia;
+        let index = nvidia.then(|| device.index.to_string());
+        match self.sole_holder(device.uuid.iter().cloned().chain(index)) {
+            Ok(Some(holder)) => return DeviceHolding::Given(holder),
+            Err(reason) => return DeviceHolding::Unattributed(reason),
+            Ok(None) => {}
         }
         let mut instances = Vec::new();
-        for instance in &device.mig_instances {
-            match instance.uuid.as_deref().map(sole) {
-                Some(Err(reason)) => return DeviceHolding::Unattributed(reason),
-                Some(Ok(holder)) => instances.push(holder),
-                None => instances.push(None),
+        for (at, instance) in device.mig_instances.iter().enumerate() {
+            let index = nvidia.then(|| format!("{}:{at}", device.index));
+            match self.sole_holder(instance.uuid.iter().cloned().chain(index)) {
+                Err(reason) => return DeviceHolding::Unattributed(reason),
+                Ok(holder) => instances.push(holder),
             }
         }
         match instances.first() {
@@ -473,6 +486,44 @@ mod tests {
         }
         let none = Assignments::default();
         assert_eq!(none.holder_of(&mig_gpu()), DeviceHolding::Free);
+    }
+
+    #[test]
+    fn gpus_named_by_index_match_the_nvidia_device_of_that_index_and_mig_devices_by_position() {
+        let by_index = Assignments::from_answer(&ListPodResourcesResponse {
+            pod_resources: vec![
+                pod("ml", "a", &[("main", "nvidia.com/gpu", &["0"])]),
+                pod(
+                    "ml",
+                    "b",
+                    &[("main", "nvidia.com/mig-3g.40gb", &["1:0", "1:1"])],
+                ),
+            ],
+        });
+        let a = holder("ml", "a", "main");
+        let b = holder("ml", "b", "main");
+        assert_eq!(by_index.holder_of(&gpu(GPU0)), DeviceHolding::Given(&a));
+        let mut mig = mig_gpu();
+        mig.index = 1;
+        mig.uuid = Some(GPU1.to_owned());
+        assert_eq!(by_index.holder_of(&mig), DeviceHolding::Given(&b));
+        // Another vendor's GPU 0 is not NVIDIA's GPU 0.
+        let amd = GpuDeviceInfo::builder()
+            .index(0)
+            .vendor(hypomnesis::GpuVendor::Amd)
+            .build();
+        assert_eq!(by_index.holder_of(&amd), DeviceHolding::Free);
+        // The same GPU by UUID in one container and by index in another is shared.
+        let both = Assignments::from_answer(&ListPodResourcesResponse {
+            pod_resources: vec![
+                pod("ml", "a", &[("main", "nvidia.com/gpu", &["0"])]),
+                pod("ml", "b", &[("main", "nvidia.com/gpu", &[GPU0])]),
+            ],
+        });
+        assert_eq!(
+            both.holder_of(&gpu(GPU0)),
+            DeviceHolding::Unattributed(DeviceReason::Shared)
+        );
     }
 
     #[test]
