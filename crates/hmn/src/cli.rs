@@ -348,6 +348,14 @@ impl Cli {
                 false,
                 false,
             ),
+            Some(Command::Spill(a)) => (
+                "hmn spill",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                false,
+            ),
             Some(Command::Watch(a)) => (
                 "hmn watch",
                 &a.shared,
@@ -410,7 +418,8 @@ impl Cli {
                 format!("`{flag}` does not apply to `{name}`; it applies to {takers}"),
             )
         };
-        const MEASURING: &str = "the summary (`hmn`), `ps`, `fits`, `watch`, `run` and `serve`";
+        const MEASURING: &str =
+            "the summary (`hmn`), `ps`, `fits`, `watch`, `run`, `spill` and `serve`";
         if !takes.shared {
             if top.shared.json {
                 return Err(misplaced("--json", MEASURING));
@@ -467,6 +476,11 @@ pub enum Command {
     /// (a `time -v` for memory, on stderr); optionally record every sample and plot them.
     #[command(after_help = RUN_NOTES)]
     Run(RunArgs),
+    /// Run CMD and report only whether the GPUs spilled into shared memory while it ran (the
+    /// original hypomnesis crate's `hmn spill`; `hmn run` gives this and the peaks). Spill is
+    /// measurable on Windows only; elsewhere the report says why not.
+    #[command(after_help = RUN_NOTES)]
+    Spill(SpillArgs),
     /// Watch processes' GPU memory and RAM over time, on every GPU unless --device N; a per-PID
     /// summary (baseline, peak) at the end or on Ctrl-C.
     ///
@@ -687,6 +701,37 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// `hmn spill`: how often to read the spill counters, and the command.
+#[derive(Debug, Args, Clone)]
+pub struct SpillArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
+    /// How often to read (250ms, 1s). A bare number is milliseconds, as the original crate's
+    /// `hmn spill --interval 250` took it; readings are at least 100ms apart.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_spill_interval)]
+    pub interval: std::time::Duration,
+
+    /// The command to run, and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `hmn spill --interval`: the duration forms, except that a bare whole number is milliseconds
+/// (the original crate's `--interval <MS>`), so its scripts keep their meaning.
+fn parse_spill_interval(input: &str) -> Result<std::time::Duration, crate::values::ValueError> {
+    match input.trim().parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+        _ => parse_duration(input),
+    }
 }
 
 /// `hmn watch`: which processes, how often, for how long.
@@ -1014,6 +1059,33 @@ mod tests {
         assert_eq!(run.command, ["make", "-j8"]);
         assert!(parse(&["run"]).is_err(), "CMD is required");
         assert!(parse(&["run", "--interval", "fast", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn spill_takes_the_original_crates_bare_milliseconds_and_the_duration_forms() {
+        let interval = |args: &[&str]| {
+            let Some(Command::Spill(spill)) = parse(args).unwrap().command else {
+                panic!("not spill");
+            };
+            (spill.interval, spill.command)
+        };
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            interval(&["spill", "--", "python", "train.py"]),
+            (ms(100), vec!["python".into(), "train.py".into()])
+        );
+        assert_eq!(
+            interval(&["spill", "--interval", "250", "--", "x"]).0,
+            ms(250)
+        );
+        assert_eq!(
+            interval(&["spill", "--interval", "2s", "--", "x"]).0,
+            ms(2000)
+        );
+        assert!(parse(&["spill", "--interval", "0", "--", "x"]).is_err());
+        assert!(parse(&["spill"]).is_err(), "CMD is required");
+        let cli = parse(&["--json", "spill", "--", "x"]).unwrap();
+        assert!(cli.resolve().unwrap().json);
     }
 
     /// One duration grammar for every flag: `serve --interval 1h` used to be refused while

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 fn output_for(command: Option<&Command>, global: &GlobalArgs) -> Output {
     let on_stdout_failure = match command {
         Some(Command::Watch(_)) => OnStdoutFailure::Stop,
-        Some(Command::Run(_)) => OnStdoutFailure::CarryOn,
+        Some(Command::Run(_) | Command::Spill(_)) => OnStdoutFailure::CarryOn,
         #[cfg(feature = "serve")]
         Some(Command::Serve(_)) => OnStdoutFailure::CarryOn,
         _ => OnStdoutFailure::Finish,
@@ -82,6 +82,7 @@ fn dispatch(command: Option<&Command>, global: &GlobalArgs, out: &Output) -> Exi
         Some(Command::Ps(args)) => one_shot(&|probe| cmd::ps::run(probe, global, args, out)),
         Some(Command::Fits(args)) => one_shot(&|probe| cmd::fits::run(probe, global, args, out)),
         Some(Command::Run(args)) => cmd::run::run(global, args, out),
+        Some(Command::Spill(args)) => cmd::spill::run(global, args, out),
         Some(Command::Watch(args)) => cmd::watch::run(global, args, out).into(),
         #[cfg(feature = "top")]
         Some(Command::Top(args)) => cmd::top::run(global, args, out).into(),

@@ -7,6 +7,7 @@ pub(crate) mod fits;
 pub(crate) mod man;
 pub(crate) mod ps;
 pub(crate) mod run;
+pub(crate) mod spill;
 pub(crate) mod summary;
 #[cfg(feature = "top")]
 pub(crate) mod top;
