@@ -4,6 +4,7 @@
 
 pub(crate) mod completions;
 pub(crate) mod fits;
+pub(crate) mod fleet;
 pub(crate) mod man;
 pub(crate) mod ps;
 pub(crate) mod run;
