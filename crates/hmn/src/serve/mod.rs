@@ -105,7 +105,7 @@ pub fn run(
     }
 
     let log: follower::Log = Arc::new(|line: &str| eprintln!("hmn: {line}"));
-    let shared = Arc::new(follower::Shared::new(Arc::clone(&log)));
+    let shared = Arc::new(follower::Shared::new(Arc::clone(&log), config.interval));
     let probe = Arc::new(probe);
     let monitor = Arc::new(start_monitor(&probe, &config));
     if let Some(e) = monitor.thread_error() {
@@ -157,14 +157,15 @@ pub fn run(
 /// The monitor `hmn serve` follows. `--interval` is its interval, and processes are scanned at
 /// every tick, as `serve` sampled them before it read the monitor: its default interval (5 s)
 /// is already five times the monitor's, and one sample age then holds for every series (a
-/// process series is never older than the device series beside it). No telemetry and no
-/// per-process RSS or cgroup: no metric shows them yet. History covers one interval: a scrape
-/// shows the newest frame only.
+/// process series is never older than the device series beside it). Telemetry is read at every
+/// tick too (about a dozen driver calls per device, the figures `hmn -a` shows); no per-process
+/// RSS or cgroup: no metric shows them. History covers one interval: a scrape shows the newest
+/// frame only.
 fn start_monitor(probe: &Arc<Probe>, config: &follower::Config) -> Monitor {
     Monitor::builder()
         .interval(config.interval)
         .process_every(u32::from(config.view.processes))
-        .telemetry(false)
+        .telemetry(true)
         .process_details(false)
         .window(config.interval)
         .long_window(config.interval)
