@@ -1213,12 +1213,16 @@ mod tests {
     fn telemetry_a_backend_does_not_have_has_no_series_never_zero() {
         let text = encode(frame_with_telemetry()).prometheus;
         // The H100 has no fan; the APU only busy time, temperature and fan.
-        assert!(series(&text, "hypomnesis_gpu_fan_speed_ratio")
-            .iter()
-            .all(|l| !l.contains(H100)));
+        assert!(
+            series(&text, "hypomnesis_gpu_fan_speed_ratio")
+                .iter()
+                .all(|l| !l.contains(H100))
+        );
         assert_eq!(
             series(&text, "hypomnesis_gpu_fan_speed_ratio"),
-            [r#"hypomnesis_gpu_fan_speed_ratio{gpu="1",uuid="",name="AMD Radeon \"780M\" \\ iGPU",vendor="amd"} 0.4"#]
+            [
+                r#"hypomnesis_gpu_fan_speed_ratio{gpu="1",uuid="",name="AMD Radeon \"780M\" \\ iGPU",vendor="amd"} 0.4"#
+            ]
         );
         for family in [
             "hypomnesis_gpu_memory_bandwidth_utilization_ratio",
@@ -1244,7 +1248,9 @@ mod tests {
         let text = encode(frame_with_telemetry()).prometheus;
         assert_eq!(
             series(&text, "hypomnesis_gpu_process_sm_utilization_ratio"),
-            [r#"hypomnesis_gpu_process_sm_utilization_ratio{gpu="0",pid="4011345",process="gpu_burn",user="alice",kind="compute"} 0.85"#],
+            [
+                r#"hypomnesis_gpu_process_sm_utilization_ratio{gpu="0",pid="4011345",process="gpu_burn",user="alice",kind="compute"} 0.85"#
+            ],
             "{text}"
         );
         let hidden = encode_sample(
@@ -1269,7 +1275,10 @@ mod tests {
             text.contains("\nhypomnesis_sample_interval_seconds 2.5\n"),
             "{text}"
         );
-        assert!(text.contains("\nhypomnesis_sample_age_seconds 9.0\n"), "{text}");
+        assert!(
+            text.contains("\nhypomnesis_sample_age_seconds 9.0\n"),
+            "{text}"
+        );
     }
 
     #[test]
