@@ -221,6 +221,39 @@ pub struct SharedArgs {
     pub timeout: Option<u64>,
 }
 
+/// Where a fleet is read from (the summary, `ps`, `fits`, `top`): exporters' `/metrics`
+/// endpoints or a Prometheus server. None given: this machine.
+#[derive(Debug, Args, Clone, Default, PartialEq, Eq)]
+pub struct FleetArgs {
+    /// Read these exporters' /metrics (`hmn serve`, dcgm-exporter, all-smi) instead of this
+    /// machine: URLs or host:port, space- or comma-separated.
+    #[arg(long, value_name = "URL", num_args = 1.., value_delimiter = ',')]
+    pub hosts: Vec<String>,
+
+    /// Read the exporters listed in FILE: one URL or host:port a line, or Prometheus file_sd
+    /// JSON.
+    #[arg(long, value_name = "FILE")]
+    pub hostfile: Option<std::path::PathBuf>,
+
+    /// Read the exporters a Prometheus server scrapes (its targets API), directly.
+    #[arg(long, value_name = "PROM_URL", conflicts_with = "prometheus")]
+    pub targets_from: Option<String>,
+
+    /// Ask a Prometheus server (instant queries) for the fleet's hmn serve, dcgm-exporter or
+    /// all-smi series.
+    #[arg(long, value_name = "PROM_URL", conflicts_with_all = ["hosts", "hostfile"])]
+    pub prometheus: Option<String>,
+
+    /// With --prometheus: only series matching these labels, e.g. '{cluster="a"}'.
+    #[arg(long, value_name = "MATCHERS", requires = "prometheus")]
+    pub selector: Option<String>,
+
+    /// How long one node (or one Prometheus query) may take before it counts as down
+    /// [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub fleet_timeout: Option<std::time::Duration>,
+}
+
 /// `--timeout` when not given.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 
@@ -229,6 +262,9 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 pub struct SummaryArgs {
     #[command(flatten)]
     pub shared: SharedArgs,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
     /// When to colour the output (the summary, `fits`) [default: auto].
     #[arg(long, value_enum, value_name = "WHEN")]
@@ -491,6 +527,9 @@ pub struct PsArgs {
     #[command(flatten)]
     pub shared: SharedArgs,
 
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+
     /// Only this process (repeatable).
     #[arg(long, value_name = "PID")]
     pub pid: Vec<u32>,
@@ -547,6 +586,9 @@ pub enum SortKey {
 pub struct FitsArgs {
     #[command(flatten)]
     pub shared: SharedArgs,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
     /// When to colour the verdict [default: auto].
     #[arg(long, value_enum, value_name = "WHEN")]
@@ -708,6 +750,9 @@ pub struct TopArgs {
     /// screen keeps the last figures and says so; 0 waits forever [default: 10].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
     /// How often device memory and telemetry are read (1s, 500ms; a bare number is seconds);
     /// processes are scanned every third interval.

@@ -9,6 +9,7 @@
 mod cli;
 mod cmd;
 mod driver;
+mod fleet;
 mod json;
 mod outcome;
 mod output;
