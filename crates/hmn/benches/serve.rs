@@ -205,7 +205,7 @@ fn wrk(url: &str, accept: Option<&str>) -> Option<(String, String)> {
 
 /// `four_gpus` under load: each H100 with the telemetry `hmn -a` shows (utilization, memory
 /// bandwidth, temperature, power and limit, clocks, PCIe link, encoder and decoder) and its
-/// processes with an SM utilization sample every second for 15 minutes, longer than any run.
+/// processes with an SM utilization sample every second for two minutes, longer than a run.
 fn busy_four_gpus() -> std::path::PathBuf {
     test_support::nvml_scenario_variant("four_gpus", "serve_bench_four_busy_gpus", |s| {
         s["description"] = serde_json::json!("four_gpus under load, with telemetry");
@@ -224,8 +224,9 @@ fn busy_four_gpus() -> std::path::PathBuf {
             device["pcie"] = serde_json::json!({"generation": 5, "width": 16});
             device["encoder"] = serde_json::json!(0);
             device["decoder"] = serde_json::json!(12);
-            // From 1 µs after init on: the first frame has samples.
-            device["process_utilization"] = (0..900_u64)
+            // From 1 µs after init on (the first frame has samples), for longer than a run
+            // lasts; few, since the double holds them in the server's memory.
+            device["process_utilization"] = (0..120_u64)
                 .flat_map(|second| {
                     pids.iter().map(move |pid| {
                         serde_json::json!({"pid": pid, "timestamp": second * 1_000_000 + 1, "sm_util": 40})
