@@ -49,6 +49,8 @@ mod cli;
 mod cmd;
 #[path = "../src/driver.rs"]
 mod driver;
+#[path = "../src/fleet/mod.rs"]
+mod fleet;
 #[path = "../src/json.rs"]
 mod json;
 #[path = "../src/outcome.rs"]

@@ -19,8 +19,9 @@ pub const EXIT_CODES: &[(&str, &str)] = &[
     ),
     (
         "2",
-        "could not measure (no GPU source, the device could not be read), bad usage, or stdout \
-         could not be written (a full disk; a closed pipe is not an error)",
+        "could not measure (no GPU source, the device could not be read; with a fleet: no node \
+         could be read, or for `ps` a node is down), bad usage, or stdout could not be written \
+         (a full disk; a closed pipe is not an error)",
     ),
 ];
 
@@ -226,8 +227,9 @@ pub struct SharedArgs {
 #[derive(Debug, Args, Clone, Default, PartialEq, Eq)]
 pub struct FleetArgs {
     /// Read these exporters' /metrics (`hmn serve`, dcgm-exporter, all-smi) instead of this
-    /// machine: URLs or host:port, space- or comma-separated.
-    #[arg(long, value_name = "URL", num_args = 1.., value_delimiter = ',')]
+    /// machine: URLs or host:port, comma-separated or the flag repeated (--hosts a:9464,b:9464).
+    // One value per flag: with several, `hmn --hosts a ps` would read `ps` as a host.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
     pub hosts: Vec<String>,
 
     /// Read the exporters listed in FILE: one URL or host:port a line, or Prometheus file_sd
@@ -245,7 +247,9 @@ pub struct FleetArgs {
     pub prometheus: Option<String>,
 
     /// With --prometheus: only series matching these labels, e.g. '{cluster="a"}'.
-    #[arg(long, value_name = "MATCHERS", requires = "prometheus")]
+    // (That it needs --prometheus is checked once both sides of the command's name are merged:
+    // `hmn --prometheus URL ps --selector M` is fine.)
+    #[arg(long, value_name = "MATCHERS")]
     pub selector: Option<String>,
 
     /// How long one node (or one Prometheus query) may take before it counts as down
@@ -288,6 +292,9 @@ pub struct GlobalArgs {
     pub timeout: u64,
     /// `--wide`: tables are never cut to the terminal (`ps`, `watch`).
     pub wide: bool,
+    /// The fleet flags given before and after the command's name (the summary, `ps`, `fits`,
+    /// `top`); all empty: this machine.
+    pub fleet: FleetArgs,
 }
 
 /// Which of the summary's flags a command takes besides [`SharedArgs`].
@@ -342,6 +349,14 @@ impl Cli {
             ),
             Some(Command::Run(a)) => (
                 "hmn run",
+                &a.shared,
+                takes(true, false, false),
+                None,
+                false,
+                false,
+            ),
+            Some(Command::Spill(a)) => (
+                "hmn spill",
                 &a.shared,
                 takes(true, false, false),
                 None,
@@ -403,6 +418,7 @@ impl Cli {
                 return Err(refuse("--device", "it shows every GPU"));
             }
         }
+        let fleet = self.fleet(name, &top.fleet)?;
         let misplaced = |flag: &str, takers: &str| {
             use clap::CommandFactory;
             Cli::command().error(
@@ -410,7 +426,8 @@ impl Cli {
                 format!("`{flag}` does not apply to `{name}`; it applies to {takers}"),
             )
         };
-        const MEASURING: &str = "the summary (`hmn`), `ps`, `fits`, `watch`, `run` and `serve`";
+        const MEASURING: &str =
+            "the summary (`hmn`), `ps`, `fits`, `watch`, `run`, `spill` and `serve`";
         if !takes.shared {
             if top.shared.json {
                 return Err(misplaced("--json", MEASURING));
@@ -438,7 +455,145 @@ impl Cli {
                 .or(top.shared.timeout)
                 .unwrap_or(DEFAULT_TIMEOUT_SECS),
             wide,
+            fleet,
         })
+    }
+
+    /// The command's fleet flags merged with those before its name (its own win, flag by
+    /// flag), checked as one set: `hmn --hosts a ps --prometheus p` is as much a conflict as
+    /// `hmn ps --hosts a --prometheus p`. A fleet flag before a command that reads no fleet,
+    /// and the flags that mean nothing for a fleet, are usage errors saying why.
+    fn fleet(&self, name: &str, before: &FleetArgs) -> Result<FleetArgs, clap::Error> {
+        use clap::CommandFactory;
+        let error = |message: String| {
+            Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message)
+        };
+        let own = match &self.command {
+            None => None,
+            Some(Command::Ps(a)) => Some(&a.fleet),
+            Some(Command::Fits(a)) => Some(&a.fleet),
+            #[cfg(feature = "top")]
+            Some(Command::Top(a)) => Some(&a.fleet),
+            Some(_) => {
+                if let Some(flag) = before.first_flag() {
+                    return Err(error(format!(
+                        "`{flag}` does not apply to `{name}`; it applies to the summary \
+                         (`hmn`), `ps`, `fits` and `top`"
+                    )));
+                }
+                return Ok(FleetArgs::default());
+            }
+        };
+        let fleet = match own {
+            None => before.clone(),
+            Some(own) => own.merged_over(before),
+        };
+        if fleet.prometheus.is_some() && (!fleet.hosts.is_empty() || fleet.hostfile.is_some()) {
+            return Err(error(
+                "`--prometheus` cannot be used with `--hosts` or `--hostfile`: ask the \
+                 Prometheus server, or scrape the exporters directly, not both"
+                    .into(),
+            ));
+        }
+        if fleet.prometheus.is_some() && fleet.targets_from.is_some() {
+            return Err(error(
+                "`--prometheus` cannot be used with `--targets-from`: the first asks the \
+                 server for the series, the second for its targets to scrape them directly"
+                    .into(),
+            ));
+        }
+        if fleet.selector.is_some() && fleet.prometheus.is_none() {
+            return Err(error(
+                "`--selector` needs `--prometheus PROM_URL`: it narrows that server's series"
+                    .into(),
+            ));
+        }
+        let Some(flag) = fleet.first_flag() else {
+            return Ok(fleet);
+        };
+        if flag == "--fleet-timeout" {
+            return Err(error(
+                "`--fleet-timeout` needs a fleet: --hosts, --hostfile, --targets-from or \
+                 --prometheus"
+                    .into(),
+            ));
+        }
+        let shared =
+            |a: &SharedArgs, b: &SharedArgs| (a.device.or(b.device), a.timeout.or(b.timeout));
+        let (device, timeout) = match &self.command {
+            None => shared(&self.summary.shared, &SharedArgs::default()),
+            Some(Command::Ps(a)) => shared(&a.shared, &self.summary.shared),
+            Some(Command::Fits(a)) => shared(&a.shared, &self.summary.shared),
+            _ => (None, None),
+        };
+        if device.is_some() {
+            return Err(error(format!(
+                "`--device` does not apply to a fleet (`{flag}`): GPU N is a different GPU on \
+                 every node. `{name} --json` lists every GPU with its node and index"
+            )));
+        }
+        if timeout.is_some() {
+            return Err(error(format!(
+                "`--timeout` does not apply to a fleet (`{flag}`): it bounds this machine's GPU \
+                 driver. Use `--fleet-timeout DURATION` to bound each node's answer"
+            )));
+        }
+        if self.command.is_none() && self.summary.all {
+            return Err(error(format!(
+                "`--all` does not apply to a fleet (`{flag}`): the summary shows one line per \
+                 node. For a node's telemetry, run `hmn -a` on it or query its exporter"
+            )));
+        }
+        if let Some(Command::Ps(a)) = &self.command
+            && a.full
+        {
+            return Err(error(format!(
+                "`--full` does not apply to a fleet (`{flag}`): exporters do not export \
+                 command lines"
+            )));
+        }
+        Ok(fleet)
+    }
+}
+
+impl FleetArgs {
+    /// The first fleet flag given, as typed (for messages); `None` when none is.
+    pub fn first_flag(&self) -> Option<&'static str> {
+        if !self.hosts.is_empty() {
+            Some("--hosts")
+        } else if self.hostfile.is_some() {
+            Some("--hostfile")
+        } else if self.targets_from.is_some() {
+            Some("--targets-from")
+        } else if self.prometheus.is_some() {
+            Some("--prometheus")
+        } else if self.selector.is_some() {
+            Some("--selector")
+        } else if self.fleet_timeout.is_some() {
+            Some("--fleet-timeout")
+        } else {
+            None
+        }
+    }
+
+    /// These flags, each one not given taken from `under` (flags given before a command's
+    /// name).
+    fn merged_over(&self, under: &FleetArgs) -> FleetArgs {
+        FleetArgs {
+            hosts: if self.hosts.is_empty() {
+                under.hosts.clone()
+            } else {
+                self.hosts.clone()
+            },
+            hostfile: self.hostfile.clone().or_else(|| under.hostfile.clone()),
+            targets_from: self
+                .targets_from
+                .clone()
+                .or_else(|| under.targets_from.clone()),
+            prometheus: self.prometheus.clone().or_else(|| under.prometheus.clone()),
+            selector: self.selector.clone().or_else(|| under.selector.clone()),
+            fleet_timeout: self.fleet_timeout.or(under.fleet_timeout),
+        }
     }
 }
 
@@ -467,6 +622,11 @@ pub enum Command {
     /// (a `time -v` for memory, on stderr); optionally record every sample and plot them.
     #[command(after_help = RUN_NOTES)]
     Run(RunArgs),
+    /// Run CMD and report only whether the GPUs spilled into shared memory while it ran (the
+    /// original hypomnesis crate's `hmn spill`; `hmn run` gives this and the peaks). Spill is
+    /// measurable on Windows only; elsewhere the report says why not.
+    #[command(after_help = RUN_NOTES)]
+    Spill(SpillArgs),
     /// Watch processes' GPU memory and RAM over time, on every GPU unless --device N; a per-PID
     /// summary (baseline, peak) at the end or on Ctrl-C.
     ///
@@ -597,6 +757,21 @@ pub struct FitsArgs {
     /// How much memory is needed: 12GiB, 12 GiB, 1.5G, 800MiB, 2TB (decimal) or bytes.
     #[arg(value_name = "SIZE", value_parser = parse_size)]
     pub size: u64,
+
+    /// Need N GPUs (or MIG instances), each with SIZE free, as a data-parallel job does
+    /// [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub gpus: Option<u32>,
+
+    /// With --gpus: all N on one node (this machine is one node). Without it, a fleet's N may
+    /// be on any nodes.
+    #[arg(long, requires = "gpus")]
+    pub same_node: bool,
+
+    /// Keep this much free on each GPU beyond SIZE: a percentage of the GPU's (or MIG
+    /// instance's) total memory, 5%, or a size, 2GiB.
+    #[arg(long, value_name = "PERCENT|SIZE", value_parser = crate::values::parse_headroom)]
+    pub headroom: Option<crate::values::Headroom>,
 }
 
 /// `hmn serve`: where to listen, how often to sample, whether to export processes.
@@ -664,6 +839,37 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// `hmn spill`: how often to read the spill counters, and the command.
+#[derive(Debug, Args, Clone)]
+pub struct SpillArgs {
+    #[command(flatten)]
+    pub shared: SharedArgs,
+
+    /// How often to read (250ms, 1s). A bare number is milliseconds, as the original crate's
+    /// `hmn spill --interval 250` took it; readings are at least 100ms apart.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_spill_interval)]
+    pub interval: std::time::Duration,
+
+    /// The command to run, and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `hmn spill --interval`: the duration forms, except that a bare whole number is milliseconds
+/// (the original crate's `--interval <MS>`), so its scripts keep their meaning.
+fn parse_spill_interval(input: &str) -> Result<std::time::Duration, crate::values::ValueError> {
+    match input.trim().parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+        _ => parse_duration(input),
+    }
 }
 
 /// `hmn watch`: which processes, how often, for how long.
@@ -993,6 +1199,33 @@ mod tests {
         assert!(parse(&["run", "--interval", "fast", "--", "true"]).is_err());
     }
 
+    #[test]
+    fn spill_takes_the_original_crates_bare_milliseconds_and_the_duration_forms() {
+        let interval = |args: &[&str]| {
+            let Some(Command::Spill(spill)) = parse(args).unwrap().command else {
+                panic!("not spill");
+            };
+            (spill.interval, spill.command)
+        };
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            interval(&["spill", "--", "python", "train.py"]),
+            (ms(100), vec!["python".into(), "train.py".into()])
+        );
+        assert_eq!(
+            interval(&["spill", "--interval", "250", "--", "x"]).0,
+            ms(250)
+        );
+        assert_eq!(
+            interval(&["spill", "--interval", "2s", "--", "x"]).0,
+            ms(2000)
+        );
+        assert!(parse(&["spill", "--interval", "0", "--", "x"]).is_err());
+        assert!(parse(&["spill"]).is_err(), "CMD is required");
+        let cli = parse(&["--json", "spill", "--", "x"]).unwrap();
+        assert!(cli.resolve().unwrap().json);
+    }
+
     /// One duration grammar for every flag: `serve --interval 1h` used to be refused while
     /// `run --interval 1h` was accepted.
     #[test]
@@ -1156,5 +1389,123 @@ mod tests {
             .unwrap();
         assert_eq!(ps.timeout, 5, "the command's own flag wins");
         assert!(ps.wide);
+    }
+
+    #[test]
+    fn fleet_flags_work_on_either_side_of_the_command_and_the_commands_own_win() {
+        let before = parse(&["--hosts", "a:9464,b:9464", "ps"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(before.fleet.hosts, ["a:9464", "b:9464"]);
+        let after = parse(&["fits", "40GiB", "--prometheus", "http://p:9090"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(after.fleet.prometheus.as_deref(), Some("http://p:9090"));
+        let both = parse(&[
+            "--fleet-timeout",
+            "5s",
+            "--hosts",
+            "a",
+            "ps",
+            "--hosts",
+            "b",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(both.fleet.hosts, ["b"]);
+        assert_eq!(
+            both.fleet.fleet_timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
+        let split = parse(&[
+            "--prometheus",
+            "http://p:9090",
+            "ps",
+            "--selector",
+            "{a=\"b\"}",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(split.fleet.selector.as_deref(), Some("{a=\"b\"}"));
+        let summary = parse(&["--hosts", "a"]).unwrap().resolve().unwrap();
+        assert_eq!(summary.fleet.hosts, ["a"]);
+        #[cfg(feature = "top")]
+        assert_eq!(
+            parse(&["--hosts", "a", "top"])
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .fleet
+                .hosts,
+            ["a"],
+            "top takes a fleet too (its screen is engineer D's)"
+        );
+    }
+
+    #[test]
+    fn fleet_flags_that_conflict_or_mean_nothing_are_refused_with_the_reason() {
+        for (args, says) in [
+            (
+                &["--prometheus", "p", "ps", "--hosts", "a"][..],
+                "cannot be used with `--hosts`",
+            ),
+            (
+                &["--targets-from", "p", "fits", "1G", "--prometheus", "q"],
+                "--targets-from",
+            ),
+            (
+                &["--hosts", "a", "--device", "0"],
+                "GPU N is a different GPU on every node",
+            ),
+            (
+                &["ps", "--hosts", "a", "-d", "1"],
+                "`--device` does not apply to a fleet",
+            ),
+            (
+                &["--hosts", "a", "fits", "1G", "--timeout", "3"],
+                "--fleet-timeout",
+            ),
+            (&["--hosts", "a", "-a"], "one line per node"),
+            (&["ps", "--hosts", "a", "--full"], "command lines"),
+            (&["--fleet-timeout", "1s", "ps"], "needs a fleet"),
+            (&["ps", "--selector", "{a=\"b\"}"], "needs `--prometheus"),
+            (&["--hosts", "a", "watch"], "does not apply to `hmn watch`"),
+        ] {
+            let err = parse(args).unwrap().resolve().unwrap_err().to_string();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn fits_takes_gpus_same_node_and_headroom() {
+        let Some(Command::Fits(fits)) = parse(&[
+            "fits",
+            "40GiB",
+            "--gpus",
+            "4",
+            "--same-node",
+            "--headroom",
+            "5%",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not fits");
+        };
+        assert_eq!((fits.gpus, fits.same_node), (Some(4), true));
+        assert_eq!(
+            fits.headroom,
+            Some(crate::values::Headroom::Percent { hundredths: 500 })
+        );
+        assert!(parse(&["fits", "1G", "--gpus", "0"]).is_err());
+        assert!(
+            parse(&["fits", "1G", "--same-node"]).is_err(),
+            "needs --gpus"
+        );
+        assert!(parse(&["fits", "1G", "--headroom", "120%"]).is_err());
     }
 }

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 fn output_for(command: Option<&Command>, global: &GlobalArgs) -> Output {
     let on_stdout_failure = match command {
         Some(Command::Watch(_)) => OnStdoutFailure::Stop,
-        Some(Command::Run(_)) => OnStdoutFailure::CarryOn,
+        Some(Command::Run(_) | Command::Spill(_)) => OnStdoutFailure::CarryOn,
         #[cfg(feature = "serve")]
         Some(Command::Serve(_)) => OnStdoutFailure::CarryOn,
         _ => OnStdoutFailure::Finish,
@@ -73,6 +73,9 @@ fn output_for(command: Option<&Command>, global: &GlobalArgs) -> Output {
 /// Runs `command`. The one-shot commands (the summary, `ps`, `fits`) are bounded by the
 /// `--timeout` watchdog; the long-running ones bound each driver call themselves.
 fn dispatch(command: Option<&Command>, global: &GlobalArgs, out: &Output) -> ExitCode {
+    if let Some(outcome) = fleet_dispatch(command, global, out) {
+        return ExitCode::from(outcome);
+    }
     let timeout = global.timeout;
     let one_shot = |command: &dyn Fn(&hypomnesis::Probe) -> outcome::Outcome| {
         ExitCode::from(with_watchdog(timeout, || command(&one_shot_probe(timeout))))
@@ -82,6 +85,7 @@ fn dispatch(command: Option<&Command>, global: &GlobalArgs, out: &Output) -> Exi
         Some(Command::Ps(args)) => one_shot(&|probe| cmd::ps::run(probe, global, args, out)),
         Some(Command::Fits(args)) => one_shot(&|probe| cmd::fits::run(probe, global, args, out)),
         Some(Command::Run(args)) => cmd::run::run(global, args, out),
+        Some(Command::Spill(args)) => cmd::spill::run(global, args, out),
         Some(Command::Watch(args)) => cmd::watch::run(global, args, out).into(),
         #[cfg(feature = "top")]
         Some(Command::Top(args)) => cmd::top::run(global, args, out).into(),
@@ -92,4 +96,26 @@ fn dispatch(command: Option<&Command>, global: &GlobalArgs, out: &Output) -> Exi
         Some(Command::Completions { shell }) => cmd::completions::run(*shell, out).into(),
         Some(Command::Man(args)) => cmd::man::run(args, out).into(),
     }
+}
+
+/// The fleet forms of the summary, `ps` and `fits` when a fleet flag names one (`None`: this
+/// machine's). `top` reads its fleet itself.
+fn fleet_dispatch(
+    command: Option<&Command>,
+    global: &GlobalArgs,
+    out: &Output,
+) -> Option<outcome::Outcome> {
+    if !matches!(command, None | Some(Command::Ps(_) | Command::Fits(_))) {
+        return None;
+    }
+    let fleet = match cmd::fleet::read(&global.fleet, out)? {
+        Ok(fleet) => fleet,
+        Err(outcome) => return Some(outcome),
+    };
+    let (json, wide) = (global.json, global.wide);
+    Some(match command {
+        Some(Command::Ps(args)) => cmd::fleet::ps::run(&fleet, json, wide, args, out),
+        Some(Command::Fits(args)) => cmd::fleet::fits::run(&fleet, json, wide, args, out),
+        _ => cmd::fleet::summary::run(&fleet, json, wide, out),
+    })
 }

@@ -255,6 +255,53 @@ pub fn parse_listen(input: &str) -> Result<SocketAddr, ValueError> {
     Err(error("not an IP address and port"))
 }
 
+/// The forms [`parse_headroom`] accepts, shown in every headroom error.
+pub const HEADROOM_FORMS: &str = "accepted forms: 5% (of each GPU's total memory), 2.5%, or a \
+                                  size: 2GiB, 512MiB";
+
+/// `fits --headroom`: how much memory must stay free on a GPU beyond SIZE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headroom {
+    /// Hundredths of a percent of the GPU's (or MIG instance's) total memory: `5%` is 500.
+    Percent { hundredths: u32 },
+    /// A fixed amount on every GPU.
+    Bytes(u64),
+}
+
+impl Headroom {
+    /// The bytes to keep free on a device of `total` bytes: `None` when the headroom is a
+    /// percentage and the total is unknown. Rounded up: never less than asked.
+    pub fn on(self, total: Option<u64>) -> Option<u64> {
+        match self {
+            Headroom::Bytes(bytes) => Some(bytes),
+            Headroom::Percent { hundredths } => total.map(|total| {
+                let kept = (u128::from(total) * u128::from(hundredths)).div_ceil(10_000);
+                u64::try_from(kept).unwrap_or(u64::MAX)
+            }),
+        }
+    }
+}
+
+/// Parses `5%`, `2.5%` (of each GPU's total memory, below 100 %) or a size ([`parse_size`]).
+pub fn parse_headroom(input: &str) -> Result<Headroom, ValueError> {
+    let Some(number) = input.trim().strip_suffix('%') else {
+        return parse_size(input)
+            .map(Headroom::Bytes)
+            .map_err(|e| ValueError::new("headroom", input, e.problem, HEADROOM_FORMS));
+    };
+    let error = |problem: &str| ValueError::new("headroom", input, problem, HEADROOM_FORMS);
+    let (decimal, unit) = split_number(number).map_err(error)?;
+    if !unit.is_empty() {
+        return Err(error("a percentage is a bare number before `%`"));
+    }
+    let hundredths = decimal
+        .times(100)
+        .and_then(|h| u32::try_from(h).ok())
+        .filter(|&h| h < 10_000)
+        .ok_or_else(|| error("a percentage must be below 100%"))?;
+    Ok(Headroom::Percent { hundredths })
+}
+
 /// A `--filter` pattern: any text but blank.
 pub fn non_blank(input: &str) -> Result<String, ValueError> {
     if input.trim().is_empty() {
@@ -430,5 +477,29 @@ mod tests {
         assert_eq!(non_blank("py"), Ok("py".to_owned()));
         let err = non_blank("  ").unwrap_err().to_string();
         assert!(err.contains("blank"), "{err}");
+    }
+
+    #[test]
+    fn headroom_is_a_percentage_of_each_gpu_or_a_size() {
+        assert_eq!(
+            parse_headroom("5%"),
+            Ok(Headroom::Percent { hundredths: 500 })
+        );
+        assert_eq!(
+            parse_headroom("2.5%"),
+            Ok(Headroom::Percent { hundredths: 250 })
+        );
+        assert_eq!(parse_headroom("2GiB"), Ok(Headroom::Bytes(2 << 30)));
+        assert_eq!(
+            Headroom::Percent { hundredths: 500 }.on(Some(80 << 30)),
+            Some(4 << 30)
+        );
+        assert_eq!(Headroom::Percent { hundredths: 500 }.on(None), None);
+        assert_eq!(Headroom::Bytes(7).on(None), Some(7));
+        for bad in ["100%", "150%", "x%", "5 GiB%", "%", "lots"] {
+            let err = parse_headroom(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid headroom"), "{bad}: {err}");
+            assert!(err.contains(HEADROOM_FORMS), "{bad}: {err}");
+        }
     }
 }

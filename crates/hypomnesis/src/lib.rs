@@ -32,6 +32,31 @@
 )]
 #![warn(missing_docs)]
 
+/// Traces a raw value as a driver or the OS gave it, before the library interprets it (feature
+/// `debug-output`): NVML's memory figures and process rows, `nvidia-smi`'s output, the DRM
+/// sysfs files, DXGI's and PDH's numbers, Metal's budget.
+///
+/// Through the `log` facade, at debug level, target `hypomnesis::raw`: a library must not
+/// write on its caller's stderr, so nothing appears unless the application installs a logger
+/// and enables that target (`RUST_LOG=hypomnesis::raw=debug` with `env_logger`). `log` rather
+/// than `tracing`: these are single events, not spans; `log` has no dependencies and costs one
+/// relaxed atomic load when no logger listens; and `tracing` subscribers receive `log` records
+/// through `tracing-log`, while the reverse needs `tracing`'s own `log` feature. Without the
+/// feature the call compiles to nothing, but its arguments are still type-checked (and count as
+/// used) through a `format_args!` that never runs.
+// A build with no GPU backend (`--no-default-features` off Linux) reads no driver values.
+#[allow(unused_macros)]
+macro_rules! raw {
+    ($($arg:tt)+) => {{
+        #[cfg(feature = "debug-output")]
+        ::log::debug!(target: "hypomnesis::raw", $($arg)+);
+        #[cfg(not(feature = "debug-output"))]
+        if false {
+            let _ = format_args!($($arg)+);
+        }
+    }};
+}
+
 pub mod error;
 pub mod frame;
 mod gpu;
@@ -44,6 +69,8 @@ mod pidns;
 mod probe;
 mod process_info;
 pub mod ram;
+#[cfg(feature = "report")]
+pub mod report;
 pub mod sampler;
 pub mod snapshot;
 pub mod spill;
@@ -69,6 +96,9 @@ pub use probe::{
 };
 #[doc(no_inline)]
 pub use ram::{MemoryDetail, ProcessMemory};
+#[cfg(feature = "report")]
+#[doc(no_inline)]
+pub use report::MemoryReport;
 #[doc(no_inline)]
 pub use sampler::{
     HostSummary, MEASURE_TARGET, ManualSampler, Metric, Peak, PeakSource, ProcessPeak, Report,
@@ -79,6 +109,11 @@ pub use sampler::{
 pub use snapshot::{
     BudgetBasis, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuProcessListing, GpuQuerySource,
     GpuVendor, ListingNote, ListingNoteKind, MigInstance, ProcessGpuInfo, SharedClient, Snapshot,
+};
+#[cfg(feature = "test-helpers")]
+#[doc(no_inline)]
+pub use snapshot::{
+    GpuDeviceInfoBuilder, GpuProcessEntryBuilder, ProcessGpuInfoBuilder, SnapshotBuilder,
 };
 #[doc(no_inline)]
 pub use spill::{

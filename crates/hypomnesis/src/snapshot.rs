@@ -1093,7 +1093,7 @@ impl Snapshot {
     /// RAM in MiB.
     #[must_use]
     #[allow(clippy::cast_precision_loss)] // display-only: MiB as a float
-    pub fn ram_mb(&self) -> f64 {
+    pub const fn ram_mb(&self) -> f64 {
         self.ram_bytes as f64 / (1024.0 * 1024.0)
     }
 
@@ -1109,6 +1109,12 @@ impl Snapshot {
             .map(|bytes| bytes as f64 / (1024.0 * 1024.0))
     }
 }
+
+#[cfg(feature = "test-helpers")]
+pub use builders::{
+    BuilderText, GpuDeviceInfoBuilder, GpuProcessEntryBuilder, ProcessGpuInfoBuilder,
+    SnapshotBuilder,
+};
 
 #[cfg(feature = "test-helpers")]
 mod builders {
@@ -1146,42 +1152,77 @@ mod builders {
         }
     }
 
-    /// Setters for builder fields: `field: Type` sets a plain field, `field?: Type` an
-    /// `Option` field to `Some`.
+    /// A text a builder's name-like setters take: `"H100"` (or `&String`) as this crate's
+    /// builders always took, and `Some(String)` / `None` as the original crate's builders did
+    /// (`.name(Some("GPU".to_owned()))`), so tests written for either compile. (Not `String`
+    /// itself: callers that pass `&format!(…)` would then be told to drop the borrow.)
+    pub trait BuilderText {
+        /// The field's value.
+        fn into_text(self) -> Option<String>;
+    }
+
+    impl BuilderText for &str {
+        fn into_text(self) -> Option<String> {
+            Some(self.to_owned())
+        }
+    }
+
+    impl BuilderText for &String {
+        fn into_text(self) -> Option<String> {
+            Some(self.clone())
+        }
+    }
+
+    impl BuilderText for Option<String> {
+        fn into_text(self) -> Self {
+            self
+        }
+    }
+
+    impl BuilderText for Option<&str> {
+        fn into_text(self) -> Option<String> {
+            self.map(str::to_owned)
+        }
+    }
+
+    /// Setters for builder fields: `field: Type` sets a plain field, `field [opt]: Type` an
+    /// `Option` field to `Some`, `field [text]: _` an `Option<String>` field from any
+    /// [`BuilderText`].
     macro_rules! setters {
-        ($builder:ident { $($field:ident $($opt:literal)? : $ty:ty),* $(,)? }) => {
+        ($builder:ident { $($field:ident $([$kind:ident])? : $ty:ty),* $(,)? }) => {
             impl $builder {
                 $(
                     #[doc = concat!("Sets `", stringify!($field), "`.")]
                     #[must_use]
                     pub fn $field(mut self, value: $ty) -> Self {
-                        self.0.$field = setters!(@wrap value $($opt)?);
+                        self.0.$field = setters!(@wrap value $($kind)?);
                         self
                     }
                 )*
             }
         };
         (@wrap $value:ident) => { $value.into() };
-        (@wrap $value:ident $opt:literal) => { Some($value.into()) };
+        (@wrap $value:ident text) => { BuilderText::into_text($value) };
+        (@wrap $value:ident opt) => { Some($value.into()) };
     }
 
     setters!(GpuDeviceInfoBuilder {
         index: u32,
-        name "opt": &str,
+        name [text]: impl BuilderText,
         vendor: GpuVendor,
-        uuid "opt": &str,
-        pci_bus_id "opt": &str,
-        driver_version "opt": &str,
-        cuda_driver_version "opt": &str,
-        total_bytes "opt": u64,
-        free_bytes "opt": u64,
-        used_bytes "opt": u64,
-        reserved_bytes "opt": u64,
-        system_total_bytes "opt": u64,
-        system_used_bytes "opt": u64,
+        uuid [text]: impl BuilderText,
+        pci_bus_id [text]: impl BuilderText,
+        driver_version [text]: impl BuilderText,
+        cuda_driver_version [text]: impl BuilderText,
+        total_bytes [opt]: u64,
+        free_bytes [opt]: u64,
+        used_bytes [opt]: u64,
+        reserved_bytes [opt]: u64,
+        system_total_bytes [opt]: u64,
+        system_used_bytes [opt]: u64,
         unified_memory: bool,
-        budget_bytes "opt": u64,
-        budget_basis "opt": BudgetBasis,
+        budget_bytes [opt]: u64,
+        budget_basis [opt]: BudgetBasis,
         source: GpuQuerySource,
     });
 
@@ -1213,21 +1254,36 @@ mod builders {
     }
 
     setters!(GpuProcessEntryBuilder {
-        name "opt": &str,
-        user "opt": &str,
-        command "opt": &str,
-        used_bytes "opt": u64,
-        system_bytes "opt": u64,
-        shared_bytes "opt": u64,
+        name [text]: impl BuilderText,
+        user [text]: impl BuilderText,
+        command [text]: impl BuilderText,
+        used_bytes [opt]: u64,
+        system_bytes [opt]: u64,
+        shared_bytes [opt]: u64,
         device_index: u32,
         kind: GpuProcessKind,
-        gpu_instance_id "opt": u32,
-        compute_instance_id "opt": u32,
-        utilization_percent "opt": f64,
+        gpu_instance_id [opt]: u32,
+        compute_instance_id [opt]: u32,
+        utilization_percent [opt]: f64,
         source: GpuQuerySource,
     });
 
     impl GpuProcessEntryBuilder {
+        /// Sets `pid` (the original crate's builder started without one).
+        #[must_use]
+        pub const fn pid(mut self, pid: u32) -> Self {
+            self.0.pid = pid;
+            self
+        }
+
+        /// The original crate's name for `system_bytes`: PDH's `Shared Usage`, GPU buffers
+        /// the process holds in system RAM.
+        #[must_use]
+        pub const fn shared_used_bytes(mut self, bytes: u64) -> Self {
+            self.0.system_bytes = Some(bytes);
+            self
+        }
+
         /// The finished record.
         #[must_use]
         pub fn build(self) -> GpuProcessEntry {
@@ -1323,10 +1379,10 @@ mod builders {
 
     setters!(SnapshotBuilder {
         ram_bytes: u64,
-        gpu "opt": ProcessGpuInfo,
-        gpu_device "opt": GpuDeviceInfo,
-        gpu_error "opt": HypomnesisError,
-        telemetry "opt": crate::DeviceTelemetry,
+        gpu [opt]: ProcessGpuInfo,
+        gpu_device [opt]: GpuDeviceInfo,
+        gpu_error [opt]: HypomnesisError,
+        telemetry [opt]: crate::DeviceTelemetry,
     });
 
     impl SnapshotBuilder {
@@ -1388,6 +1444,26 @@ mod tests {
         let mut unknown = holder(5, 0);
         unknown.used_bytes = None;
         assert_eq!(GpuProcessEntry::sum_used_once([&parent, &unknown]), None);
+    }
+
+    #[cfg(feature = "test-helpers")]
+    #[test]
+    fn builders_take_the_original_crates_arguments_as_well_as_their_own() {
+        let original = GpuProcessEntry::builder(0)
+            .pid(1234)
+            .name(Some("python.exe".to_owned()))
+            .used_bytes(8 << 30)
+            .shared_used_bytes(256 << 20)
+            .build();
+        assert_eq!(original.pid, 1234);
+        assert_eq!(original.name.as_deref(), Some("python.exe"));
+        assert_eq!(original.system_bytes, Some(256 << 20));
+        let own = GpuDeviceInfo::builder()
+            .name("H100")
+            .uuid(None::<String>)
+            .build();
+        assert_eq!(own.name.as_deref(), Some("H100"));
+        assert_eq!(own.uuid, None);
     }
 
     #[test]

@@ -13,12 +13,15 @@
 //!   known things at known times) for tests of other crates, which cannot name another
 //!   package's binary.
 //! - [`module_graph`]: a crate's module graph read from its source, and its import cycles.
+//! - [`servers`]: `hmn serve` on the double, canned and silent endpoints, and a real
+//!   Prometheus scraping them through `file_sd`, for the fleet views' tests and benches.
 //!
 //! NVML's state is process-wide: run each scenario in its own process (`LD_LIBRARY_PATH=<dir>
 //! NVML_DOUBLE_SCENARIO=<file>`, or the absolute path `<dir>/libnvidia-ml.so.1`).
 
 pub mod json_docs;
 pub mod module_graph;
+pub mod servers;
 
 use std::ffi::OsString;
 use std::fs::{self, File};

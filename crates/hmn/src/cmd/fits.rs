@@ -9,6 +9,12 @@
 //! budget is the free memory of the instance with the most room, and the verdict names it.
 //! A size fits when the budget is at least the size. Exit 0 fits, 1 does not,
 //! 2 cannot tell. The devices and their budgets come from one [`Frame`] (devices and host).
+//!
+//! `--headroom 5%` (or a size) keeps that much free beyond SIZE on each GPU: a percentage of
+//! the GPU's total (of the MIG GPU instance's, on MIG). `--gpus N` needs N places each
+//! fitting SIZE, as a data-parallel job does (SIZE replicated, not spread): a GPU, or each GPU
+//! instance of a GPU in MIG mode. These are the fleet form's rules too (`cmd::fleet::fits`);
+//! this machine is one node, so `--same-node` changes nothing here.
 
 use hypomnesis::{BudgetBasis, Frame, FrameRequest, GpuDeviceInfo, Probe};
 use serde::Serialize;
@@ -17,6 +23,7 @@ use crate::cli::{FitsArgs, GlobalArgs};
 use crate::outcome::Outcome;
 use crate::output::{Output, Tone};
 use crate::size::format_size;
+use crate::values::Headroom;
 
 /// The `fits --json` document (see `docs/json.md`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -38,6 +45,162 @@ pub struct FitsVerdict {
     pub headroom_bytes: Option<i128>,
     /// Why `fits` is `null`.
     pub reason: Option<String>,
+    /// `--gpus N`: how many places must each fit SIZE (1 without it).
+    pub gpus: u32,
+    /// `--headroom` on the compared device, bytes (0 without it); `null` when a percentage
+    /// could not be taken of an unknown total.
+    pub keep_free_bytes: Option<u64>,
+    /// Every place SIZE fits (with its headroom), most room first: each GPU, or each GPU
+    /// instance of a GPU in MIG mode.
+    pub fitting: Vec<Fitting>,
+}
+
+/// A place SIZE fits on this machine.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Fitting {
+    pub device_index: u32,
+    /// NVIDIA MIG: the GPU instance; `null` off MIG.
+    pub gpu_instance_id: Option<u32>,
+    /// What a new allocation can get there.
+    pub budget_bytes: u64,
+}
+
+/// What was asked: SIZE, on how many GPUs, where, with what kept free (`fits`, local and
+/// fleet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub size: u64,
+    pub gpus: u32,
+    pub same_node: bool,
+    pub headroom: Option<Headroom>,
+}
+
+impl Request {
+    pub fn of(args: &FitsArgs) -> Self {
+        Self {
+            size: args.size,
+            gpus: args.gpus.unwrap_or(1),
+            same_node: args.same_node,
+            headroom: args.headroom,
+        }
+    }
+
+    /// SIZE alone: one GPU, nothing kept free.
+    #[cfg(test)]
+    pub fn size(size: u64) -> Self {
+        Self {
+            size,
+            gpus: 1,
+            same_node: false,
+            headroom: None,
+        }
+    }
+
+    /// ` with 5% kept free`, ` with 2.0 GiB kept free`, or nothing.
+    pub fn kept_text(&self) -> String {
+        match self.headroom {
+            None => String::new(),
+            Some(Headroom::Bytes(b)) => format!(" with {} kept free", format_size(b)),
+            Some(Headroom::Percent { hundredths }) => {
+                format!(" with {} kept free", percent_text(hundredths))
+            }
+        }
+    }
+}
+
+/// `5%`, `2.5%`, `0.25%`.
+pub fn percent_text(hundredths: u32) -> String {
+    let (whole, part) = (hundredths / 100, hundredths % 100);
+    match part {
+        0 => format!("{whole}%"),
+        p if p % 10 == 0 => format!("{whole}.{}%", p / 10),
+        p => format!("{whole}.{p:02}%"),
+    }
+}
+
+/// The places of `device` a job can go, each as (GPU instance, room, total): the device's
+/// budget, or on MIG each GPU instance's free memory (its compute instances share it).
+fn places(device: &GpuDeviceInfo) -> Vec<(Option<u32>, u64, Option<u64>)> {
+    if device.mig_instances.is_empty() {
+        return device
+            .budget_bytes
+            .map(|room| (None, room, device.total_bytes))
+            .into_iter()
+            .collect();
+    }
+    let mut places: Vec<(Option<u32>, u64, Option<u64>)> = Vec::new();
+    for m in &device.mig_instances {
+        if let Some(free) = m.free_bytes
+            && !places.iter().any(|p| p.0 == m.gpu_instance_id)
+        {
+            places.push((m.gpu_instance_id, free, m.total_bytes));
+        }
+    }
+    places
+}
+
+/// [`decide`] for a whole [`Request`]: the places that fit SIZE and its headroom, and whether
+/// there are `gpus` of them. The verdict's device is the one with the most room that fits
+/// (else the one with the most room).
+pub fn decide_request(request: &Request, devices: &[Result<GpuDeviceInfo, String>]) -> FitsVerdict {
+    let readable: Vec<&GpuDeviceInfo> = devices.iter().filter_map(|d| d.as_ref().ok()).collect();
+    let mut fitting: Vec<(Fitting, u64)> = Vec::new();
+    for d in &readable {
+        for (gpu_instance_id, room, total) in places(d) {
+            let keep = request.headroom.map_or(Some(0), |h| h.on(total));
+            if let Some(keep) = keep
+                && room >= request.size.saturating_add(keep)
+            {
+                fitting.push((
+                    Fitting {
+                        device_index: d.index,
+                        gpu_instance_id,
+                        budget_bytes: room,
+                    },
+                    keep,
+                ));
+            }
+        }
+    }
+    fitting.sort_by(|(a, _), (b, _)| {
+        b.budget_bytes.cmp(&a.budget_bytes).then_with(|| {
+            (a.device_index, a.gpu_instance_id).cmp(&(b.device_index, b.gpu_instance_id))
+        })
+    });
+    let chosen: Vec<Result<GpuDeviceInfo, String>> = match fitting.first() {
+        Some((best, _)) => readable
+            .iter()
+            .filter(|d| d.index == best.device_index)
+            .map(|d| Ok((*d).clone()))
+            .collect(),
+        None => devices.to_vec(),
+    };
+    let mut verdict = decide(request.size, &chosen);
+    let keep = match fitting.first() {
+        Some((_, keep)) => Some(*keep),
+        None => {
+            let device = readable
+                .iter()
+                .find(|d| Some(d.index) == verdict.device_index);
+            let total = device.and_then(|d| match verdict.gpu_instance_id {
+                Some(gi) => d
+                    .mig_instances
+                    .iter()
+                    .find(|m| m.gpu_instance_id == Some(gi))
+                    .and_then(|m| m.total_bytes),
+                None => d.total_bytes,
+            });
+            request.headroom.map_or(Some(0), |h| h.on(total))
+        }
+    };
+    if verdict.fits.is_some() {
+        let wanted = usize::try_from(request.gpus).unwrap_or(usize::MAX);
+        verdict.fits = Some(fitting.len() >= wanted);
+    }
+    verdict.gpus = request.gpus;
+    verdict.keep_free_bytes = keep;
+    verdict.fitting = fitting.into_iter().map(|(f, _)| f).collect();
+    verdict
 }
 
 /// A device's budget and what bounded it (the library decides both).
@@ -70,6 +233,9 @@ pub fn decide(requested: u64, devices: &[Result<GpuDeviceInfo, String>]) -> Fits
                 .flatten(),
             headroom_bytes: Some(i128::from(bytes) - i128::from(requested)),
             reason: None,
+            gpus: 1,
+            keep_free_bytes: Some(0),
+            fitting: Vec::new(),
         },
         None => {
             let reasons: Vec<String> = devices
@@ -98,6 +264,9 @@ pub fn decide(requested: u64, devices: &[Result<GpuDeviceInfo, String>]) -> Fits
                 } else {
                     reasons.join("; ")
                 }),
+                gpus: 1,
+                keep_free_bytes: Some(0),
+                fitting: Vec::new(),
             }
         }
     }
@@ -105,6 +274,14 @@ pub fn decide(requested: u64, devices: &[Result<GpuDeviceInfo, String>]) -> Fits
 
 pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
     let requested = format_size(verdict.requested_bytes);
+    if verdict.gpus > 1 && verdict.fits.is_some() {
+        return gpus_line(verdict, out);
+    }
+    let kept = verdict.keep_free_bytes.filter(|&k| k > 0);
+    let requested = match kept {
+        Some(k) => format!("{requested} requested + {} kept free", format_size(k)),
+        None => format!("{requested} requested"),
+    };
     let device = verdict.device_index.map(|i| {
         let mut device = format!(
             "device {i} [{}]",
@@ -129,27 +306,59 @@ pub fn verdict_line(verdict: &FitsVerdict, out: &Output) -> String {
         device,
     ) {
         (Some(true), Some(budget), Some(headroom), Some(device)) => format!(
-            "{} — {} {budget_word} >= {requested} requested ({} headroom; {device})",
+            "{} — {} {budget_word} >= {requested} ({} headroom; {device})",
             out.paint("fits", Tone::Good),
             format_size(budget),
-            format_size(u64::try_from(headroom).unwrap_or(0)),
+            format_size(u64::try_from(headroom - i128::from(kept.unwrap_or(0))).unwrap_or(0)),
         ),
         (Some(false), Some(budget), Some(headroom), Some(device)) => format!(
-            "{} — {} {budget_word} < {requested} requested (short by {}; {device})",
+            "{} — {} {budget_word} < {requested} (short by {}; {device})",
             out.paint("does not fit", Tone::Bad),
             format_size(budget),
-            format_size(u64::try_from(-headroom).unwrap_or(0)),
+            format_size(u64::try_from(i128::from(kept.unwrap_or(0)) - headroom).unwrap_or(0)),
         ),
         _ => format!(
-            "fits could not tell whether {requested} fits: {}",
+            "fits could not tell whether {} fits: {}",
+            format_size(verdict.requested_bytes),
             crate::text::Shown(verdict.reason.as_deref().unwrap_or("no readable GPU"))
         ),
     }
 }
 
+/// `--gpus N`'s verdict: how many places fit and which.
+fn gpus_line(verdict: &FitsVerdict, out: &Output) -> String {
+    let each = format!(
+        "{} GPUs with {} free each{}",
+        verdict.gpus,
+        format_size(verdict.requested_bytes),
+        match verdict.keep_free_bytes {
+            Some(k) if k > 0 => format!(" (+ {} kept free)", format_size(k)),
+            _ => String::new(),
+        }
+    );
+    let places: Vec<String> = verdict
+        .fitting
+        .iter()
+        .map(|f| match f.gpu_instance_id {
+            Some(gi) => format!("{} gi {gi}", f.device_index),
+            None => f.device_index.to_string(),
+        })
+        .collect();
+    let found = match places.len() {
+        0 => "none fits".to_owned(),
+        n => format!("{n} fit (devices {})", places.join(", ")),
+    };
+    let word = if verdict.fits == Some(true) {
+        out.paint("fits", Tone::Good)
+    } else {
+        out.paint("does not fit", Tone::Bad)
+    };
+    format!("{word} — {each}: {found}")
+}
+
 pub fn run(probe: &Probe, global: &GlobalArgs, args: &FitsArgs, out: &Output) -> Outcome {
     let frame = probe.frame(FrameRequest::DEVICES);
-    let verdict = decide(args.size, &candidates(&frame, global.device, out));
+    let verdict = decide_request(&Request::of(args), &candidates(&frame, global.device, out));
     if global.json {
         out.json(&verdict);
     }
@@ -293,5 +502,106 @@ mod tests {
             decide(GIB, &[]).reason.as_deref(),
             Some("no GPU to compare with")
         );
+    }
+
+    #[test]
+    fn headroom_is_kept_free_beyond_size_on_the_compared_gpu() {
+        let mut d = device(0, Some(45 * GIB));
+        d.total_bytes = Some(80 * GIB);
+        let ask = |h| Request {
+            headroom: Some(h),
+            ..Request::size(40 * GIB)
+        };
+        let v = decide_request(
+            &ask(Headroom::Percent { hundredths: 500 }),
+            &[Ok(d.clone())],
+        );
+        assert_eq!((v.fits, v.keep_free_bytes), (Some(true), Some(4 * GIB)));
+        assert_eq!(
+            verdict_line(&v, &plain()),
+            "fits — 45.0 GiB free >= 40.0 GiB requested + 4.0 GiB kept free (1.0 GiB headroom; device 0 [NVIDIA H100 80GB HBM3])"
+        );
+        let v = decide_request(
+            &ask(Headroom::Percent { hundredths: 1000 }),
+            &[Ok(d.clone())],
+        );
+        assert_eq!(v.fits, Some(false));
+        assert!(
+            verdict_line(&v, &plain()).contains("short by 3.0 GiB"),
+            "{}",
+            verdict_line(&v, &plain())
+        );
+        d.total_bytes = None;
+        let v = decide_request(
+            &ask(Headroom::Percent { hundredths: 500 }),
+            &[Ok(d.clone())],
+        );
+        assert_eq!(
+            v.fits,
+            Some(false),
+            "a percentage of an unknown total is never room"
+        );
+        assert_eq!(v.keep_free_bytes, None);
+        let v = decide_request(&ask(Headroom::Bytes(5 * GIB)), &[Ok(d)]);
+        assert_eq!(v.fits, Some(true), "bytes need no total");
+    }
+
+    #[test]
+    fn gpus_n_needs_n_gpus_each_with_size_free() {
+        let devices = vec![
+            Ok(device(0, Some(20 * GIB))),
+            Ok(device(1, Some(4 * GIB))),
+            Ok(device(2, Some(13 * GIB))),
+        ];
+        let ask = |gpus| Request {
+            gpus,
+            ..Request::size(12 * GIB)
+        };
+        let v = decide_request(&ask(2), &devices);
+        assert_eq!(v.fits, Some(true));
+        assert_eq!(
+            v.fitting.iter().map(|f| f.device_index).collect::<Vec<_>>(),
+            [0, 2]
+        );
+        assert_eq!(
+            verdict_line(&v, &plain()),
+            "fits — 2 GPUs with 12.0 GiB free each: 2 fit (devices 0, 2)"
+        );
+        let v = decide_request(&ask(3), &devices);
+        assert_eq!(v.fits, Some(false), "SIZE on each, not SIZE spread over 3");
+        assert_eq!(v.device_index, Some(0));
+    }
+
+    #[test]
+    fn on_mig_each_gpu_instance_is_a_place() {
+        let mut d = device(0, Some(30 * GIB));
+        d.mig_instances = [(1, 0), (2, 0), (2, 1)]
+            .into_iter()
+            .map(|(gi, ci)| {
+                let free = if gi == 1 { 10 * GIB } else { 11 * GIB };
+                hypomnesis::MigInstance::for_test(gi, ci, Some((20 * GIB, free, 20 * GIB - free)))
+            })
+            .collect();
+        let v = decide_request(
+            &Request {
+                gpus: 2,
+                ..Request::size(10 * GIB)
+            },
+            &[Ok(d.clone())],
+        );
+        assert_eq!(
+            v.fits,
+            Some(true),
+            "two GPU instances, not three compute instances"
+        );
+        assert_eq!(v.fitting.len(), 2);
+        let v = decide_request(
+            &Request {
+                gpus: 2,
+                ..Request::size(11 * GIB)
+            },
+            &[Ok(d)],
+        );
+        assert_eq!(v.fits, Some(false));
     }
 }

@@ -4,9 +4,11 @@
 
 pub(crate) mod completions;
 pub(crate) mod fits;
+pub(crate) mod fleet;
 pub(crate) mod man;
 pub(crate) mod ps;
 pub(crate) mod run;
+pub(crate) mod spill;
 pub(crate) mod summary;
 #[cfg(feature = "top")]
 pub(crate) mod top;

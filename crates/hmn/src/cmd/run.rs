@@ -50,7 +50,7 @@ use hypomnesis::{Frame, FrameRequest, Metric, Probe, Report, Sampler, Target, Ta
 
 use child::{Ending, own_max_rss, shell_words, spawn, start_failure_code, wait};
 use report::{RunReport, build_report, explain_unknowns};
-use text::{join_pids, write_text_report};
+use text::{join_pids, write_spill_report, write_text_report};
 
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::json::DeviceRecord;
@@ -63,8 +63,22 @@ use crate::spill::{SpillReport, Watcher};
 use crate::time::millis;
 
 pub fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> ExitCode {
+    run_as(global, args, View::Full, out)
+}
+
+/// What is written when CMD ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `hmn run`: the whole report.
+    Full,
+    /// `hmn spill`: how CMD ended and the spill lines; with `--json`, the `spill` object alone.
+    Spill,
+}
+
+/// `run`, writing `view` of the report.
+pub fn run_as(global: &GlobalArgs, args: &RunArgs, view: View, out: &Output) -> ExitCode {
     let probe = Arc::new(crate::driver::guarded_probe(global.timeout));
-    let code = run_with(&probe, global, args, out);
+    let code = run_with(&probe, global, args, view, out);
     crate::driver::leave_if_driver_hung(&probe, i32::from(code));
     // A report that could not be written to stdout makes CMD's success "outputs incomplete"
     // (CMD's own failure code is kept), as a recording or a plot that could not be written does.
@@ -94,7 +108,13 @@ enum JsonTo {
 
 /// `run`, returning hmn's exit code: the outputs opened, the machine read, CMD started,
 /// sampled and waited for, the report built and every output finished.
-fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Output) -> u8 {
+fn run_with(
+    probe: &Arc<Probe>,
+    global: &GlobalArgs,
+    args: &RunArgs,
+    view: View,
+    out: &Output,
+) -> u8 {
     let command: Vec<String> = args
         .command
         .iter()
@@ -173,14 +193,20 @@ fn run_with(probe: &Arc<Probe>, global: &GlobalArgs, args: &RunArgs, out: &Outpu
     } else {
         ended.ending.code
     };
-    write_text_report(&shown, &run_report, args.interval);
+    match view {
+        View::Full => write_text_report(&shown, &run_report, args.interval),
+        View::Spill => write_spill_report(&shown, &run_report),
+    }
     if code != ended.ending.code {
         out.say(&format!(
             "run: exiting {code}: the command succeeded but an output is incomplete (above)"
         ));
     }
     if matches!(json_to, JsonTo::Stdout) {
-        out.json(&run_report);
+        match view {
+            View::Full => out.json(&run_report),
+            View::Spill => out.json(&run_report.spill),
+        }
     }
     code
 }

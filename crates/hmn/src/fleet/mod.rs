@@ -30,6 +30,15 @@ use serde::Serialize;
 
 use crate::cli::FleetArgs;
 
+pub mod exposition;
+pub mod hosts;
+#[cfg(feature = "fleet")]
+pub mod http;
+#[cfg(feature = "fleet")]
+pub mod prometheus;
+#[cfg(feature = "fleet")]
+pub mod targets;
+
 /// Where a fleet is read from, as the command line names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -94,6 +103,13 @@ fn unix_ms<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Er
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     s.serialize_u64(ms)
+}
+
+/// Now, in milliseconds since the Unix epoch (0 for a clock before it).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A duration as whole milliseconds, or `null`.
@@ -311,14 +327,10 @@ impl Source {
         if args.hosts.is_empty() && args.hostfile.is_none() {
             return None;
         }
-        let mut targets: Vec<Target> = args
-            .hosts
-            .iter()
-            .map(|url| Target {
-                url: url.clone(),
-                labels: BTreeMap::new(),
-            })
-            .collect();
+        let mut targets = match hosts::targets_of_hosts(&args.hosts) {
+            Ok(targets) => targets,
+            Err(e) => return Some(Err(e)),
+        };
         if let Some(path) = &args.hostfile {
             match read_hostfile(path) {
                 Ok(more) => targets.extend(more),
@@ -329,17 +341,54 @@ impl Source {
     }
 }
 
-/// The targets of a hostfile: one URL or `host:port` a line (`#` comments), or Prometheus
-/// `file_sd` JSON (`[{"targets": [...], "labels": {...}}]`).
+/// The targets of a hostfile: one URL or `host:port` a line (`#` comments, blank lines), or
+/// Prometheus `file_sd` JSON (`[{"targets": [...], "labels": {...}}]`); each completed to
+/// `http://host:port/metrics`. A file that cannot be read or parsed is
+/// [`FleetError::BadSource`] naming the file, the line and what to do.
 pub fn read_hostfile(path: &Path) -> Result<Vec<Target>, FleetError> {
-    Err(FleetError::BadSource(format!(
-        "--hostfile {}: hostfiles are not read yet",
-        path.display()
-    )))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FleetError::BadSource(format!(
+            "--hostfile {}: cannot read it ({e}); give a readable file of host:port lines or \
+             file_sd JSON",
+            path.display()
+        ))
+    })?;
+    hosts::parse_hostfile(&text, path)
 }
 
-/// Reads the fleet `source` names.
+/// Reads the fleet `source` names: every node at once (up to `options.concurrency`), each
+/// bounded by `options.timeout`, so a dead node costs one timeout and delays no other. A
+/// node that cannot be read is a down [`Node`] with its reason; `Err` only when the source
+/// itself fails (a Prometheus server that refuses or does not answer).
 pub fn collect(source: &Source, options: &CollectOptions) -> Result<Fleet, FleetError> {
-    let _ = (source, options);
-    Err(FleetError::NotBuilt)
+    #[cfg(feature = "fleet")]
+    {
+        match source {
+            Source::Hosts(targets) => {
+                let nodes = http::run(async {
+                    let client = http::HttpClient::new(options.timeout, options.concurrency);
+                    hosts::scrape_all(&client, targets).await
+                })
+                .map_err(FleetError::BadSource)?;
+                Ok(Fleet {
+                    source: "hosts".to_owned(),
+                    taken_at: SystemTime::now(),
+                    nodes,
+                    notes: Vec::new(),
+                })
+            }
+            Source::TargetsFrom { server } => targets::collect(server, options),
+            Source::Prometheus { server, selector } => {
+                prometheus::collect(server, selector.as_deref(), options)
+            }
+        }
+    }
+    #[cfg(not(feature = "fleet"))]
+    {
+        let _ = (source, options);
+        Err(FleetError::NotBuilt)
+    }
 }
+
+#[cfg(all(test, feature = "fleet"))]
+mod tests;

@@ -518,6 +518,15 @@ impl Collector for SampleFamilies {
                 }),
             )?;
         }
+        mig_families(
+            &mut encoder,
+            sample
+                .frame
+                .devices
+                .iter()
+                .filter(|d| self.view.shows(d))
+                .map(|d| &d.device),
+        )?;
 
         let processes = self.processes();
         byte_family(
@@ -613,6 +622,73 @@ impl Collector for SampleFamilies {
             )],
         )
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct MigLabels {
+    gpu: u32,
+    gpu_instance: String,
+    compute_instance: String,
+    uuid: String,
+}
+
+/// A MIG-instance-labelled byte gauge: registered name (without `_bytes`), help, field.
+type MigField = (
+    &'static str,
+    &'static str,
+    fn(&hypomnesis::MigInstance) -> Option<u64>,
+);
+
+/// The memory of each MIG instance (`hmn fits` and the fleet view place allocations in them:
+/// one cannot cross a GPU instance). A GPU instance's compute instances share its memory, so
+/// they repeat its figures.
+fn mig_families<'a>(
+    encoder: &mut DescriptorEncoder,
+    devices: impl Iterator<Item = &'a GpuDeviceInfo> + Clone,
+) -> fmt::Result {
+    let id = |v: Option<u32>| v.map_or(String::new(), |v| v.to_string());
+    let mut seen = std::collections::BTreeSet::new();
+    let instances: Vec<(MigLabels, &hypomnesis::MigInstance)> = devices
+        .flat_map(|d| d.mig_instances.iter().map(move |m| (d.index, m)))
+        .map(|(gpu, m)| {
+            let labels = MigLabels {
+                gpu,
+                gpu_instance: id(m.gpu_instance_id),
+                compute_instance: id(m.compute_instance_id),
+                uuid: m.uuid.clone().unwrap_or_default(),
+            };
+            (labels, m)
+        })
+        .filter(|(labels, _)| seen.insert(labels.clone()))
+        .collect();
+    let fields: [MigField; 3] = [
+        (
+            "hypomnesis_gpu_mig_memory_total",
+            "Memory of a MIG instance's GPU instance (NVIDIA MIG mode).",
+            |m| m.total_bytes,
+        ),
+        (
+            "hypomnesis_gpu_mig_memory_used",
+            "Memory allocated in a MIG instance's GPU instance.",
+            |m| m.used_bytes,
+        ),
+        (
+            "hypomnesis_gpu_mig_memory_free",
+            "Memory no context has allocated in a MIG instance's GPU instance: what an allocation there can get.",
+            |m| m.free_bytes,
+        ),
+    ];
+    for (name, help, field) in fields {
+        byte_family(
+            encoder,
+            name,
+            help,
+            instances
+                .iter()
+                .filter_map(|(labels, m)| Some((labels.clone(), field(m)?))),
+        )?;
+    }
+    Ok(())
 }
 
 /// Encodes one sample in both formats.
@@ -1279,6 +1355,43 @@ mod tests {
             text.contains("\nhypomnesis_sample_age_seconds 9.0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn mig_instances_are_exported_with_their_gpu_and_compute_instance() {
+        let mut a100 = h100();
+        let mut first = hypomnesis::MigInstance::for_test(
+            1,
+            0,
+            Some((42_949_672_960, 40_000_000_000, 2_949_672_960)),
+        );
+        first.uuid = Some("MIG-a".to_owned());
+        // NVML would not say the compute instance.
+        let mut second =
+            hypomnesis::MigInstance::for_test(2, 0, Some((21_474_836_480, 1_024, 21_474_835_456)));
+        second.compute_instance_id = None;
+        a100.mig_instances = vec![first.clone(), second, first];
+        let mut frame = frame();
+        frame.devices[0] = device(a100, Vec::new());
+        let text = encode(frame).prometheus;
+        assert!(text.contains("\nhypomnesis_gpu_mig_memory_free_bytes{gpu=\"0\",gpu_instance=\"1\",compute_instance=\"0\",uuid=\"MIG-a\"} 40000000000\n"), "{text}");
+        assert!(text.contains("\nhypomnesis_gpu_mig_memory_total_bytes{gpu=\"0\",gpu_instance=\"2\",compute_instance=\"\",uuid=\"\"} 21474836480\n"), "{text}");
+        assert!(
+            text.contains("hypomnesis_gpu_mig_memory_used_bytes{gpu=\"0\",gpu_instance=\"2\""),
+            "{text}"
+        );
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md"),
+        )
+        .unwrap();
+        for name in family_names(&text) {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "docs/metrics.md does not document `{name}`"
+            );
+        }
+        // No MIG: no family.
+        assert!(!encode(self::frame()).prometheus.contains("mig"));
     }
 
     #[test]

@@ -501,6 +501,11 @@ mod sys {
                 call: "IDXGIAdapter3::QueryVideoMemoryInfo",
                 code: hresult_bits(&e),
             })?;
+            raw!(
+                "DXGI QueryVideoMemoryInfo(LOCAL): CurrentUsage={} Budget={}",
+                info.CurrentUsage,
+                info.Budget
+            );
             return Ok(Some(info.CurrentUsage));
         }
         Ok(None)

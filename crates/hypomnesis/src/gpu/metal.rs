@@ -386,11 +386,18 @@ mod sys {
     fn metal_facts() -> Option<MetalFacts> {
         objc2::rc::autoreleasepool(|_| {
             let device = MTLCreateSystemDefaultDevice()?;
-            Some(MetalFacts {
+            let facts = MetalFacts {
                 name: device.name().to_string(),
                 budget: device.recommendedMaxWorkingSetSize(),
                 unified: device.hasUnifiedMemory(),
-            })
+            };
+            raw!(
+                "Metal {:?}: recommendedMaxWorkingSetSize={} hasUnifiedMemory={}",
+                facts.name,
+                facts.budget,
+                facts.unified
+            );
+            Some(facts)
         })
     }
 

@@ -460,7 +460,7 @@ mod sys {
 
     /// Every instance's value of `counter`, formatted as `format` and taken out of the union
     /// by `value`, which must read the member `format` fills.
-    fn read_array_as<T>(
+    fn read_array_as<T: std::fmt::Debug>(
         counter: PDH_HCOUNTER,
         path: &str,
         format: PDH_FMT,
@@ -499,7 +499,11 @@ mod sys {
                     buffer = vec![0; words.max(1)];
                 }
                 0 if buffer.is_empty() => return Ok(Vec::new()),
-                0 => return Ok(parse_items(&buffer, count, value)),
+                0 => {
+                    let items = parse_items(&buffer, count, value);
+                    raw!("PDH {path}: {items:?}");
+                    return Ok(items);
+                }
                 code => return Err(fail(code)),
             }
         }

@@ -200,22 +200,20 @@ fn host_lines(lines: &mut Vec<String>, r: &RunReport, every: &str) {
     }
 }
 
+/// `hmn spill`'s report, on stderr: how CMD ended and the spill lines.
+pub(super) fn write_spill_report(shown: &str, r: &RunReport) {
+    let mut lines = Vec::new();
+    status_lines(&mut lines, shown, r);
+    spill_lines(&mut lines, r);
+    let mut stderr = std::io::stderr().lock();
+    for line in lines {
+        let _ = writeln!(stderr, "{line}");
+    }
+}
+
 /// Spill, the samples taken, incomplete outputs and the notes.
 fn closing_lines(lines: &mut Vec<String>, r: &RunReport) {
-    let label = |index: u32| match r
-        .devices
-        .iter()
-        .find_map(|d| (d.device.index == index).then_some(d.device.name.as_deref()?))
-    {
-        Some(name) => format!("GPU {index} [{}]", crate::text::Shown(name)),
-        None => format!("GPU {index}"),
-    };
-    lines.extend(
-        r.spill
-            .run_lines(label)
-            .into_iter()
-            .map(|l| format!("\t{l}")),
-    );
+    spill_lines(lines, r);
     lines.push(format!(
         "\tSamples: {}{}",
         r.samples,
@@ -239,4 +237,22 @@ fn closing_lines(lines: &mut Vec<String>, r: &RunReport) {
     for note in &r.notes {
         lines.push(format!("\tNote: {note}"));
     }
+}
+
+/// Each device's spill, or why it could not be measured.
+fn spill_lines(lines: &mut Vec<String>, r: &RunReport) {
+    let label = |index: u32| match r
+        .devices
+        .iter()
+        .find_map(|d| (d.device.index == index).then_some(d.device.name.as_deref()?))
+    {
+        Some(name) => format!("GPU {index} [{}]", crate::text::Shown(name)),
+        None => format!("GPU {index}"),
+    };
+    lines.extend(
+        r.spill
+            .run_lines(label)
+            .into_iter()
+            .map(|l| format!("\t{l}")),
+    );
 }

@@ -520,6 +520,7 @@ impl<'a> Scanner<'a> {
         text: &str,
         own: &mut HashMap<(String, ClientKey), FdInfo>,
     ) -> bool {
+        raw!("DRM fdinfo pid {pid} fd {fd}: {text:?}");
         let mut info = parse_fdinfo(text);
         self.malformed = self.malformed.saturating_add(info.malformed_lines);
         if !info.is_drm {

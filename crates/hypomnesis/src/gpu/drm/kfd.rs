@@ -70,6 +70,7 @@ pub(crate) fn read_vram(sys_root: &Path, gpu_id: u32) -> BTreeMap<u32, u64> {
         .filter_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
             let text = std::fs::read_to_string(entry.path().join(&file)).ok()?;
+            raw!("KFD pid {pid} {file}: {text:?}");
             Some((pid, parse_sysfs_u64(&text)?))
         })
         .collect()

@@ -143,7 +143,10 @@ fn read_text(path: &Path) -> Option<String> {
 }
 
 fn read_u64(dir: &Path, file: &str) -> Option<u64> {
-    read_text(&dir.join(file)).and_then(|t| parse_sysfs_u64(&t))
+    let path = dir.join(file);
+    let text = read_text(&path);
+    raw!("DRM sysfs {}: {text:?}", path.display());
+    text.and_then(|t| parse_sysfs_u64(&t))
 }
 
 /// The device behind `<class>/cardN`, or `None` when it is not a GPU.

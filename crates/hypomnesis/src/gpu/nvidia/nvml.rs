@@ -250,6 +250,14 @@ impl NvmlBackend {
         };
         match figures {
             Ok(m) => {
+                raw!(
+                    "NVML GPU {}: nvmlDeviceGetMemoryInfo total={} free={} used={} reserved={:?}",
+                    info.index,
+                    m.total,
+                    m.free,
+                    m.used,
+                    m.reserved
+                );
                 info.total_bytes = Some(m.total);
                 info.free_bytes = Some(m.free);
                 info.used_bytes = Some(m.used);
@@ -910,11 +918,9 @@ fn list_processes(
         };
         if code == NVML_SUCCESS {
             let bytes: Vec<u8> = buffer.iter().flat_map(|w| w.to_ne_bytes()).collect();
-            return Ok(parse_process_entries(
-                &bytes,
-                count.min(capacity) as usize,
-                stride,
-            ));
+            let rows = parse_process_entries(&bytes, count.min(capacity) as usize, stride);
+            raw!("NVML {call}: count={count} rows={rows:?}");
+            return Ok(rows);
         }
         needed = count;
     }

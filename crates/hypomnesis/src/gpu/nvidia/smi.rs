@@ -124,11 +124,20 @@ impl NvidiaSmi {
         let mut command = Command::new(&self.path);
         command.arg(query).arg(FORMAT);
         match helper::run(&mut command, self.timeout, OUTPUT_LIMIT) {
-            Ok(captured) => Ok(Finished {
-                status: captured.status,
-                stdout: text(captured.stdout),
-                stderr: text(captured.stderr),
-            }),
+            Ok(captured) => {
+                let finished = Finished {
+                    status: captured.status,
+                    stdout: text(captured.stdout),
+                    stderr: text(captured.stderr),
+                };
+                raw!(
+                    "nvidia-smi {query}: status={:?} stdout={:?} stderr={:?}",
+                    finished.status,
+                    finished.stdout,
+                    finished.stderr
+                );
+                Ok(finished)
+            }
             Err(Failure::Spawn(e)) => Err(self.spawn_error(&e)),
             Err(Failure::TimedOut) => Err(self.timeout_error(query)),
             Err(Failure::TooMuchOutput { limit }) => Err(HypomnesisError::NvidiaSmi {
