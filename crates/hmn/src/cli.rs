@@ -961,9 +961,10 @@ pub struct TopArgs {
     pub fleet: FleetArgs,
 
     /// How often device memory and telemetry are read (1s, 500ms; a bare number is seconds);
-    /// processes are scanned every third interval.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub interval: std::time::Duration,
+    /// processes are scanned every third interval. The fleet screen (--hosts, --prometheus…)
+    /// reads the fleet this often [default: 1s; the fleet: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<std::time::Duration>,
 
     /// Never send signals: the `k` menu is disabled.
     #[arg(long)]
@@ -980,7 +981,7 @@ pub struct TopArgs {
 
     /// Play back a recording (made with `R`, or `hmn watch --json`) instead of the machine;
     /// the screen stays on its last frame.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["hosts", "hostfile", "targets_from", "prometheus"])]
     pub replay: Option<std::path::PathBuf>,
 
     /// With --replay: play this many times faster than real time (2, 10, 0.5).

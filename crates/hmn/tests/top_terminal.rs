@@ -475,3 +475,150 @@ impl Top {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fleet screen (`hmn top --hosts…|--prometheus…`).
+
+/// A port on this machine nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_fleet_that_cannot_be_read_says_why_on_the_screen_and_quits_on_q() {
+    let server = format!("http://127.0.0.1:{}", closed_port());
+    let mut cmd = hmn("no_gpus");
+    cmd.args(["top", "--prometheus", &server, "--interval", "200ms"]);
+    let mut top = Top::start(cmd, 120, 30);
+    let screen = top.wait_for_screen(&["cannot read the fleet"]);
+    assert!(screen.contains("retrying every 200ms"), "{screen}");
+    assert!(screen.contains("waiting for the first read"), "{screen}");
+    // Read-only, and the footer says why before `k` is pressed.
+    assert!(screen.contains("no k: remote processes"), "{screen}");
+    top.press("k");
+    top.wait_for_screen(&["sends no signals"]);
+    top.press("q");
+    assert_eq!(top.wait_exit().code(), Some(0));
+    top.assert_restored();
+}
+
+#[test]
+fn a_hostfile_that_cannot_be_read_exits_2_before_the_screen_starts() {
+    let out = hmn("no_gpus")
+        .args(["top", "--hostfile", "/nonexistent/fleet/hosts.txt"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/fleet/hosts.txt"), "{stderr}");
+    assert!(
+        !stderr.contains("needs a terminal"),
+        "the hostfile is read first: {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing drawn");
+}
+
+#[test]
+fn replay_and_a_fleet_cannot_be_combined() {
+    let out = hmn("no_gpus")
+        .args(["top", "--replay", "rec.ndjson", "--hosts", "node-a:9464"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--hosts"), "{stderr}");
+}
+
+/// `hmn serve` on the NVML double playing `scenario`, on a free port; killed when dropped.
+struct Serve {
+    child: Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start(scenario: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr");
+        let mut child = hmn(scenario)
+            .args(["serve", "--listen", "127.0.0.1:0", "--interval", "1s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start hmn serve");
+        let addr = test_support::serve_address(&mut child, &stderr);
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn hosts_running_hmn_serve_are_listed_one_row_per_node_and_a_node_opens_with_enter() {
+    let one = Serve::start("one_gpu");
+    let four = Serve::start("four_gpus");
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let hosts = format!("{},{},{dead}", one.addr, four.addr);
+    let mut cmd = hmn("no_gpus");
+    cmd.args(["top", "--hosts", &hosts, "--interval", "1s"]);
+    let mut top = Top::start(cmd, 160, 40);
+    let screen = top.wait_for_screen(&["3 nodes: 2 up"]);
+    assert!(screen.contains("1 down"), "{screen}");
+    // One row per node: each endpoint's instance is its name.
+    for addr in [one.addr.to_string(), four.addr.to_string(), dead.clone()] {
+        let row = screen.lines().find(|l| l.starts_with(addr.as_str()));
+        assert!(row.is_some(), "no row for {addr}:\n{screen}");
+    }
+    let row = |addr: &str| {
+        screen
+            .lines()
+            .find(|l| l.starts_with(addr))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(row(&four.addr.to_string()).contains(" up "), "{screen}");
+    assert!(row(&dead).contains(" down "), "{screen}");
+    // Largest free first: the four-GPU node's largest free is listed before the dead node.
+    let at = |addr: &str| screen.find(addr).unwrap();
+    assert!(at(&four.addr.to_string()) < at(&dead), "{screen}");
+    // Open the first row (the selection starts there), then back, then quit.
+    top.press("\r");
+    let node = top.wait_for_screen(&["Esc back"]);
+    assert!(
+        node.contains("H100"),
+        "the node's GPUs on the local panels:\n{node}"
+    );
+    top.press("\x1b");
+    top.wait_for_screen(&["Enter node"]);
+    top.press("q");
+    assert_eq!(top.wait_exit().code(), Some(0));
+    top.assert_restored();
+}
+
+#[test]
+fn a_node_in_mig_mode_opens_with_its_instances_under_its_gpu() {
+    let mig = Serve::start("mig");
+    let mut cmd = hmn("no_gpus");
+    cmd.args(["top", "--hosts", &mig.addr.to_string()]);
+    let mut top = Top::start(cmd, 160, 48);
+    top.wait_for_screen(&["1 node: 1 up"]);
+    top.press("\r");
+    let node = top.wait_for_screen(&["MIG "]);
+    assert!(node.contains("Esc back"), "{node}");
+    top.press("q");
+    assert_eq!(top.wait_exit().code(), Some(0));
+    top.assert_restored();
+}

@@ -17,6 +17,7 @@ use crate::error::HypomnesisError;
 use crate::host::HostMemory;
 use crate::snapshot::{
     GpuDeviceInfo, GpuProcessEntry, GpuProcessListing, GpuQuerySource, GpuVendor, ListingNote,
+    MigInstance,
 };
 use crate::telemetry::DeviceTelemetry;
 
@@ -126,6 +127,23 @@ impl GpuProcessEntry {
     #[must_use]
     pub fn recorded(pid: u32, device_index: u32, source: GpuQuerySource) -> Self {
         Self::new(pid, device_index, source)
+    }
+}
+
+impl MigInstance {
+    /// Compute instance `compute_instance_id` of GPU instance `gpu_instance_id`, every figure
+    /// unknown (set the public fields; `hmn top`'s fleet screen rebuilds a node's MIG
+    /// instances from an exporter's series).
+    #[must_use]
+    pub fn recorded(gpu_instance_id: Option<u32>, compute_instance_id: Option<u32>) -> Self {
+        Self {
+            gpu_instance_id,
+            compute_instance_id,
+            uuid: None,
+            total_bytes: None,
+            free_bytes: None,
+            used_bytes: None,
+        }
     }
 }
 

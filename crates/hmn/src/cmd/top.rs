@@ -16,11 +16,14 @@
 //!   [`theme`] its colours;
 //! - [`source`]: where frames come from (a live monitor, or a recording played back);
 //!   [`recording`] writes what `R` records; [`terminal`] owns the terminal (raw mode, the
-//!   alternate screen, restoring it on exit, panic and SIGTERM).
+//!   alternate screen, restoring it on exit, panic and SIGTERM);
+//! - [`fleet`]: the fleet screen (`--hosts`, `--prometheus`, …), one row per node, any node's
+//!   devices and processes on the panels above.
 
 pub(crate) mod app;
 pub(crate) mod charts;
 pub(crate) mod filter;
+pub(crate) mod fleet;
 pub(crate) mod lineage;
 pub(crate) mod recording;
 pub(crate) mod rows;
@@ -36,5 +39,8 @@ use crate::output::Output;
 
 /// Runs `hmn top` until the user quits. Exit 2 when stdout or stdin is not a terminal.
 pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome {
+    if let Some(outcome) = fleet::run(args, out) {
+        return outcome;
+    }
     terminal::run(global, args, out)
 }

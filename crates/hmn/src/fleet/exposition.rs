@@ -671,6 +671,38 @@ pub fn node_from_series(series: &[Series], dialect: &Dialect, origin: Origin) ->
             d.vendor = d.vendor.take().or_else(|| vendor.clone());
         }
     }
+    // dcgm-exporter exports a GPU in MIG mode only per GPU instance. Its whole GPU is still
+    // one of the node's GPUs: its room is its roomiest instance's (an allocation cannot cross
+    // instances, the library's rule), its own figures unknown.
+    let mut whole: BTreeMap<u32, NodeDevice> = BTreeMap::new();
+    for d in devices
+        .iter()
+        .filter(|d| d.mig.is_some() && !parents.contains_key(&d.index))
+    {
+        let gpu = whole.entry(d.index).or_insert_with(|| NodeDevice {
+            mig: None,
+            // A MIG device's own UUID is `MIG-…`; dcgm-exporter labels it with its GPU's.
+            uuid: d.uuid.clone().filter(|u| !u.starts_with("MIG-")),
+            total_bytes: None,
+            used_bytes: None,
+            free_bytes: None,
+            reserved_bytes: None,
+            budget_bytes: None,
+            utilization_ratio: None,
+            temperature_celsius: None,
+            power_watts: None,
+            pod: None,
+            ..d.clone()
+        });
+        gpu.budget_bytes = gpu.budget_bytes.max(d.free_bytes);
+    }
+    devices.extend(whole.into_values());
+    devices.sort_by_key(|d| {
+        (
+            d.index,
+            d.mig.as_ref().map(|m| (m.gpu_instance, m.compute_instance)),
+        )
+    });
     for d in &mut devices {
         // dcgm-exporter's FB_TOTAL is not in its default counters; its free, used and
         // reserved add up to it (DCGM 3+: used excludes reserved). Without reserved the sum

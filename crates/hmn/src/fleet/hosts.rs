@@ -227,11 +227,6 @@ mod scrape {
         Failed,
     }
 
-    /// Scrapes one target into a node: up, stale or down with its reason.
-    pub async fn scrape_one(client: &HttpClient, target: &Target) -> Node {
-        scrape_reached(client, target).await.0
-    }
-
     async fn scrape_reached(client: &HttpClient, target: &Target) -> (Node, Reached) {
         let failed = |reason: String| (down_node(target, reason), Reached::Failed);
         let answer = match client.get(&target.url, ACCEPT_TEXT).await {

@@ -123,11 +123,9 @@ impl HttpClient {
         }
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// The most GETs that ran at once (past their turn) on this client and its clones.
+    /// The most GETs that ran at once (past their turn) on this client and its clones (the
+    /// concurrency tests read it).
+    #[cfg(test)]
     pub fn peak_running(&self) -> usize {
         self.running.1.load(Ordering::SeqCst)
     }

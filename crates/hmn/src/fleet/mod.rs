@@ -1,4 +1,3 @@
-#![allow(dead_code)] // The skeleton: slices B, C and D wire it; the integrator removes this.
 //! The fleet: many machines' memory, read back from the monitoring engines people already run.
 //!
 //! Operators of many GPU nodes ask "which node has 40 GiB free on some GPU now?" and "who
@@ -270,13 +269,12 @@ impl Node {
     }
 
     /// The room of all whole GPUs of this node (MIG instances are inside their GPU's figure),
-    /// when every whole GPU's is known.
+    /// when every whole GPU's is known; `None` for a node with no GPU listed (a down node, or
+    /// an exporter with no device series), which has no room rather than zero.
     pub fn total_room(&self) -> Option<u64> {
-        self.devices
-            .iter()
-            .filter(|d| d.mig.is_none())
-            .map(NodeDevice::room_bytes)
-            .sum()
+        let mut whole = self.devices.iter().filter(|d| d.mig.is_none()).peekable();
+        whole.peek()?;
+        whole.map(NodeDevice::room_bytes).sum()
     }
 }
 

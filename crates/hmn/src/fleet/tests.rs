@@ -348,3 +348,51 @@ fn a_hostfile_label_names_the_node_even_when_it_is_down() {
     assert_eq!(fleet.nodes[0].name, "dgx-3");
     assert_eq!(fleet.nodes[0].labels["node"], "dgx-3");
 }
+
+fn device_with_room(index: u32, free: Option<u64>, mig: bool) -> NodeDevice {
+    NodeDevice {
+        index,
+        mig: mig.then(|| MigPlacement {
+            gpu_instance: 1,
+            compute_instance: Some(0),
+            profile: None,
+        }),
+        uuid: None,
+        name: None,
+        vendor: None,
+        total_bytes: None,
+        used_bytes: None,
+        free_bytes: free,
+        reserved_bytes: None,
+        budget_bytes: None,
+        utilization_ratio: None,
+        temperature_celsius: None,
+        power_watts: None,
+        pod: None,
+    }
+}
+
+#[test]
+fn a_node_without_gpus_has_no_total_room_rather_than_zero() {
+    let mut node = Node::down(
+        "n".into(),
+        "http://n:9464/metrics".into(),
+        "timed out".into(),
+    );
+    assert_eq!(node.total_room(), None, "a down node lists no GPU");
+    node.devices = vec![device_with_room(0, Some(5), true)];
+    assert_eq!(
+        node.total_room(),
+        None,
+        "a MIG instance alone is no whole GPU"
+    );
+    node.devices.push(device_with_room(0, Some(7), false));
+    node.devices.push(device_with_room(1, Some(3), false));
+    assert_eq!(node.total_room(), Some(10), "whole GPUs only");
+    node.devices.push(device_with_room(2, None, false));
+    assert_eq!(
+        node.total_room(),
+        None,
+        "one unknown GPU makes the total unknown"
+    );
+}

@@ -37,6 +37,9 @@ use crate::outcome::Outcome;
 use crate::output::Output;
 use crate::signals;
 
+/// How often this machine is read when `--interval` is not given.
+pub(crate) const LOCAL_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The size used when the terminal reports none and `COLUMNS` / `LINES` do not say either.
 pub(crate) const FALLBACK_SIZE: (u16, u16) = (80, 24);
 
@@ -76,7 +79,7 @@ pub(crate) fn effective_size(
 }
 
 /// [`effective_size`] of this terminal, reporting `reported` (or asking it).
-fn terminal_size(reported: Option<(u16, u16)>) -> (u16, u16) {
+pub(crate) fn terminal_size(reported: Option<(u16, u16)>) -> (u16, u16) {
     let reported = reported.or_else(|| terminal::size().ok());
     effective_size(
         reported,
@@ -89,7 +92,7 @@ fn terminal_size(reported: Option<(u16, u16)>) -> (u16, u16) {
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
 /// Puts the terminal in `top`'s modes. The guard (or [`restore`]) undoes them.
-fn enter() -> std::io::Result<ScreenGuard> {
+pub(crate) fn enter() -> std::io::Result<ScreenGuard> {
     terminal::enable_raw_mode()?;
     ACTIVE.store(true, Ordering::SeqCst);
     execute!(
@@ -119,7 +122,7 @@ pub(crate) fn restore() {
 }
 
 /// Restores the terminal when dropped (a return, an error, an unwinding panic).
-struct ScreenGuard;
+pub(crate) struct ScreenGuard;
 
 impl Drop for ScreenGuard {
     fn drop(&mut self) {
@@ -129,7 +132,7 @@ impl Drop for ScreenGuard {
 
 /// A panic restores the terminal first, so the default hook's message lands on the normal
 /// screen, readable, and the shell is usable after.
-fn restore_on_panic() {
+pub(crate) fn restore_on_panic() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore();
@@ -145,10 +148,9 @@ fn history_window() -> Duration {
     super::charts::Zoom::OneHour.span()
 }
 
-/// Runs the screen until the user quits.
-pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome {
-    let started = Instant::now();
-    // Before touching the terminal: on a pipe there is nothing to draw on.
+/// Before touching the terminal: on a pipe there is nothing to draw on. Says so (suggesting
+/// `hmn watch`) and gives the outcome to exit with.
+pub(crate) fn need_a_terminal(out: &Output) -> Result<(), Outcome> {
     let not_tty = [
         ("stdout", std::io::stdout().is_terminal()),
         ("stdin", std::io::stdin().is_terminal()),
@@ -164,7 +166,16 @@ pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome 
             not_tty.join(" and "),
             if not_tty.len() == 1 { "is" } else { "are" }
         ));
-        return Outcome::CouldNotTell;
+        return Err(Outcome::CouldNotTell);
+    }
+    Ok(())
+}
+
+/// Runs the screen until the user quits.
+pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome {
+    let started = Instant::now();
+    if let Err(outcome) = need_a_terminal(out) {
+        return outcome;
     }
     let probe = Arc::new(guarded_probe(global.timeout));
     let mut source = match open_source(&probe, args) {
@@ -181,7 +192,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &TopArgs, out: &Output) -> Outcome 
             std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
         ),
         ascii: args.ascii,
-        interval: args.interval,
+        interval: args.interval.unwrap_or(LOCAL_INTERVAL),
         me: probe.process_user(std::process::id()),
         replay: args.replay.is_some(),
     };
@@ -257,7 +268,7 @@ fn open_source(probe: &Arc<hypomnesis::Probe>, args: &TopArgs) -> Result<Source,
         ))));
     }
     let monitor = hypomnesis::Monitor::builder()
-        .interval(args.interval)
+        .interval(args.interval.unwrap_or(LOCAL_INTERVAL))
         .process_every(3)
         .window(hypomnesis::monitor::DEFAULT_WINDOW)
         .long_window(history_window())

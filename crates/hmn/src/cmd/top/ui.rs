@@ -34,7 +34,7 @@ mod chart;
 mod devices;
 mod footer;
 mod header;
-mod overlay;
+pub(crate) mod overlay;
 mod table;
 #[cfg(test)]
 mod tests;

@@ -225,7 +225,11 @@ fn dcgm_mebibytes_become_bytes_exactly() {
         "named by its Hostname label"
     );
     // No reserved figure for the MIG instance: its total is unknown, not free + used.
-    assert_eq!(node.devices[1].total_bytes, None);
+    assert_eq!(
+        node.devices[2].mig.as_ref().map(|m| m.gpu_instance),
+        Some(1)
+    );
+    assert_eq!(node.devices[2].total_bytes, None);
     assert_eq!(
         node.host,
         NodeHost::default(),
@@ -365,4 +369,48 @@ fn a_real_hmn_serve_capture_of_a_mig_gpu_gives_the_gpu_and_its_mig_instances() {
         node.processes[0].user, None,
         "an empty user label is unknown"
     );
+}
+
+#[test]
+fn a_dcgm_gpu_in_mig_mode_is_a_whole_gpu_whose_room_is_its_roomiest_instance() {
+    let labels = |gi: u32| {
+        format!(
+            "gpu=\"1\",UUID=\"GPU-3431\",device=\"nvidia1\",modelName=\"NVIDIA A100-SXM4-40GB\",Hostname=\"a100\",GPU_I_PROFILE=\"3g.20gb\",GPU_I_ID=\"{gi}\""
+        )
+    };
+    let text = format!(
+        "DCGM_FI_DEV_FB_FREE{{{}}} 19712\nDCGM_FI_DEV_FB_FREE{{{}}} 1024\nDCGM_FI_DEV_FB_USED{{{}}} 13\n",
+        labels(1),
+        labels(2),
+        labels(1)
+    );
+    let node = node_of(&text);
+    let shape: Vec<(u32, Option<u32>, Option<u64>)> = node
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.index,
+                d.mig.as_ref().map(|m| m.gpu_instance),
+                d.room_bytes(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1, None, Some(19_712 * 1_048_576)),
+            (1, Some(1), Some(19_712 * 1_048_576)),
+            (1, Some(2), Some(1_024 * 1_048_576)),
+        ]
+    );
+    let gpu = &node.devices[0];
+    assert_eq!(gpu.uuid.as_deref(), Some("GPU-3431"));
+    assert_eq!(gpu.name.as_deref(), Some("NVIDIA A100-SXM4-40GB"));
+    assert_eq!(
+        (gpu.free_bytes, gpu.total_bytes),
+        (None, None),
+        "its own figures are unknown"
+    );
+    assert_eq!(node.total_room(), Some(19_712 * 1_048_576));
 }

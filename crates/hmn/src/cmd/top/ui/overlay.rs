@@ -27,7 +27,7 @@ pub(super) fn draw(buf: &mut Buffer, area: Rect, plan: &Plan, app: &App, ink: &I
 }
 
 /// A `width` × `height` box centred in `area` (shrunk to fit).
-fn centred(area: Rect, width: u16, height: u16) -> Rect {
+pub(crate) fn centred(area: Rect, width: u16, height: u16) -> Rect {
     let (w, h) = (width.min(area.width), height.min(area.height));
     Rect::new(
         area.x + (area.width - w) / 2,
@@ -49,7 +49,7 @@ fn bottom(area: Rect, plan: &Plan, height: u16) -> Rect {
 }
 
 /// Clears `rect`, frames it and writes `title` in the top side; returns the inside.
-fn framed(buf: &mut Buffer, rect: Rect, title: &str, ink: &Ink) -> Rect {
+pub(crate) fn framed(buf: &mut Buffer, rect: Rect, title: &str, ink: &Ink) -> Rect {
     if rect.width < 2 || rect.height < 2 {
         return Rect::default();
     }
