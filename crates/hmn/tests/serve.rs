@@ -8,6 +8,7 @@
 //! a test fails. No test asserts a duration: waits are for events, with generous bounds.
 #![cfg(all(target_os = "linux", feature = "serve"))]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use test_support::servers::{Prometheus, percent_encode, prometheus_binary};
 
 #[path = "../../../fixtures/drm/tree.rs"]
 mod tree;
@@ -1038,45 +1040,6 @@ fn the_reference_openmetrics_parser_accepts_the_output() {
 // ---------------------------------------------------------------------------------------------
 // A real Prometheus
 
-/// Debian's Prometheus server, unpacked (not installed) under `<workspace>/target/
-/// prometheus-debian` by `scripts/fetch-prometheus-debian.sh` on first use (about 19 MB, a few
-/// seconds; later runs reuse it), the way `real_nvidia.rs` gets NVIDIA's binaries, so a plain
-/// `cargo test` runs the real-Prometheus test too. When it cannot be had the test fails,
-/// loudly: a skipped test would pass without proving anything.
-fn prometheus_binary() -> PathBuf {
-    let workspace = test_support::workspace_root();
-    let script = workspace.join("scripts/fetch-prometheus-debian.sh");
-    let dest = workspace.join("target/prometheus-debian");
-    let output = Command::new("bash")
-        .arg(&script)
-        .arg(&dest)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}
-{stdout}{}",
-        loud(&[
-            "Debian's prometheus package could not be fetched: the real-Prometheus test of hmn \
-             serve cannot run.",
-            &format!(
-                "{} {} exited with {}; it needs apt-get, dpkg-deb and the Debian archive \
-                 (HYPOMNESIS_DEBIAN_MIRROR names another mirror). Its output:",
-                script.display(),
-                dest.display(),
-                output.status
-            ),
-        ]),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("PROMETHEUS="))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("no PROMETHEUS= line in the script's output:\n{stdout}"))
-}
-
 /// Debian's `promtool`, from the same package as [`prometheus_binary`]; fails loudly when it
 /// is not there.
 fn promtool() -> PathBuf {
@@ -1195,89 +1158,12 @@ fn promtool_finds_nothing_to_lint_in_any_exporter_output() {
     assert!(findings.is_empty(), "{}", findings.join("\n\n"));
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Prometheus process, killed (by PID) and reaped on drop.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn api(&self, path_and_query: &str) -> Value {
-        let reply = get(self.addr, path_and_query, None);
-        assert_eq!(reply.status, 200, "{path_and_query}: {}", reply.body);
-        serde_json::from_str(&reply.body).unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn start_prometheus(binary: &Path, dir: &Path, target: SocketAddr) -> Prometheus {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: hmn\n    static_configs:\n      - targets: [\"{target}\"]\n"
-        ),
-    )
-    .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let log = dir.join("prometheus.log");
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.join("prometheus.err")).unwrap())
-        .spawn()
-        .unwrap();
-    Prometheus {
-        child,
-        addr,
-        log: dir.join("prometheus.err"),
-    }
-}
-
 #[test]
 fn a_real_prometheus_scrapes_it_in_openmetrics() {
     let binary = prometheus_binary();
     let (_, declared) = scenario("one_gpu");
     let server = Server::start("one_gpu", &["--interval", "1s"]);
-    let dir = tempfile::tempdir().unwrap();
-    let prometheus = start_prometheus(&binary, dir.path(), server.addr);
+    let prometheus = Prometheus::start(&binary, &[(server.addr, BTreeMap::new())]);
 
     // The target is up, its last scrape had no error.
     let deadline = Instant::now() + Duration::from_secs(90);
