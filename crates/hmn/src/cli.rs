@@ -798,6 +798,29 @@ pub struct ServeArgs {
     /// Leave per-process metrics out: they reveal process names, users and PIDs.
     #[arg(long, overrides_with = "processes")]
     pub no_processes: bool,
+
+    /// Label device series with the Kubernetes `namespace`, `pod` and `container` a GPU is
+    /// given to wholly (the kubelet's pod-resources API), and process series with the
+    /// `pod_uid` and `container_id` their cgroup names, as dcgm-exporter names them.
+    #[cfg(all(unix, feature = "kubernetes"))]
+    #[arg(long)]
+    pub kubernetes: bool,
+
+    /// The kubelet's pod-resources socket (with --kubernetes).
+    #[cfg(all(unix, feature = "kubernetes"))]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/lib/kubelet/pod-resources/kubelet.sock",
+        requires = "kubernetes"
+    )]
+    pub pod_resources_socket: std::path::PathBuf,
+
+    /// Label series of GPU N with `hpc_job`, the job ids in DIR/N (one per line, joined with
+    /// commas; DIR/N.G for MIG GPU instance G), as dcgm-exporter's HPC job mapping; re-read
+    /// every interval.
+    #[arg(long, value_name = "DIR")]
+    pub job_mapping_dir: Option<std::path::PathBuf>,
 }
 
 /// `hmn run`: how to sample, where to record, and the command.

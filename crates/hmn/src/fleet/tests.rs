@@ -352,7 +352,7 @@ fn a_hostfile_label_names_the_node_even_when_it_is_down() {
 fn device_with_room(index: u32, free: Option<u64>, mig: bool) -> NodeDevice {
     NodeDevice {
         index,
-        mig: mig.then(|| MigPlacement {
+        mig: mig.then_some(MigPlacement {
             gpu_instance: 1,
             compute_instance: Some(0),
             profile: None,

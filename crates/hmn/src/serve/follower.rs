@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 
 use hypomnesis::{Frame, HypomnesisError, Monitor, Probe};
 
-use super::metrics::{Exposition, Format, Health, Sample, View, encode_sample, render};
+use super::attribution::Attribution;
+use super::metrics::{Exposition, Format, Health, Sample, View, encode_labelled, render};
 
 /// What to export and how often frames come.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +70,8 @@ pub struct Shared {
     /// lasting failure is logged when it begins, reminded with backoff and logged when it ends.
     failing: Mutex<HashMap<String, Failing>>,
     log: Log,
+    /// Pod and job labels for each frame's series.
+    attribution: Attribution,
 }
 
 /// Frames have stopped coming.
@@ -168,7 +171,15 @@ impl Shared {
             stall: Mutex::new(None),
             failing: Mutex::new(HashMap::new()),
             log,
+            attribution: Attribution::default(),
         }
+    }
+
+    /// Labels every frame's series from `attribution`'s sources.
+    #[must_use]
+    pub fn with_attribution(mut self, attribution: Attribution) -> Self {
+        self.attribution = attribution;
+        self
     }
 
     /// The exposition a scrape answers with, in `format`: the latest published sample plus the
@@ -237,13 +248,14 @@ impl Shared {
             }
         }
         let duration = arrived.saturating_duration_since(frame.taken);
+        let labelling = self.attribution.labelling(&frame, view);
         let sample = Sample {
             frame,
             own_rss_bytes,
             duration,
         };
         let published = Arc::new(Published {
-            exposition: encode_sample(sample, view),
+            exposition: encode_labelled(sample, view, labelling),
             arrived: Some(arrived),
         });
         *self
@@ -681,7 +693,7 @@ mod tests {
             interval: Duration::from_millis(20),
             view: View::default(),
         };
-        let monitor = Arc::new(super::super::start_monitor(&probe, &config));
+        let monitor = Arc::new(super::super::start_monitor(&probe, &config, false));
         let (log, lines) = collecting_log();
         let shared = Arc::new(Shared::new(log));
         let follower =

@@ -30,6 +30,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::attribution::Labelling;
+
 /// `Content-Type` of an OpenMetrics 1.0 response.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -272,6 +274,8 @@ fn device_labels(device: &GpuDeviceInfo) -> DeviceLabels {
 struct SampleFamilies {
     sample: Sample,
     view: View,
+    /// Pod and job labels (`--kubernetes`, `--job-mapping-dir`); empty without them.
+    labelling: Labelling,
 }
 
 impl SampleFamilies {
@@ -339,9 +343,9 @@ impl Collector for SampleFamilies {
                 &mut encoder,
                 name,
                 help,
-                devices
-                    .iter()
-                    .filter_map(|d| Some((device_labels(d), field(d)?))),
+                devices.iter().filter_map(|d| {
+                    Some(((device_labels(d), self.labelling.device(d)), field(d)?))
+                }),
             )?;
         }
         mig_families(
@@ -366,17 +370,23 @@ impl Collector for SampleFamilies {
             &mut encoder,
             "hypomnesis_gpu_process_memory",
             "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
-            processes
-                .iter()
-                .filter_map(|p| Some((labels(p), p.counted_used_bytes()?))),
+            processes.iter().filter_map(|p| {
+                Some((
+                    (labels(p), self.labelling.process(p)),
+                    p.counted_used_bytes()?,
+                ))
+            }),
         )?;
         byte_family(
             &mut encoder,
             "hypomnesis_gpu_process_system_memory",
             "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
-            processes
-                .iter()
-                .filter_map(|p| Some((labels(p), p.counted_system_bytes()?))),
+            processes.iter().filter_map(|p| {
+                Some((
+                    (labels(p), self.labelling.process(p)),
+                    p.counted_system_bytes()?,
+                ))
+            }),
         )?;
 
         let host = sample.frame.host.as_ref();
@@ -432,6 +442,7 @@ impl Collector for SampleFamilies {
             )?;
         }
 
+        self.labelling.encode(&mut encoder)?;
         family(
             &mut encoder,
             "hypomnesis_scrape_duration",
@@ -514,9 +525,19 @@ fn mig_families<'a>(
 }
 
 /// Encodes one sample in both formats.
+#[cfg(test)]
 pub fn encode_sample(sample: Sample, view: View) -> Exposition {
+    encode_labelled(sample, view, Labelling::default())
+}
+
+/// Encodes one sample in both formats, its series labelled by `labelling`.
+pub fn encode_labelled(sample: Sample, view: View, labelling: Labelling) -> Exposition {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SampleFamilies { sample, view }));
+    registry.register_collector(Box::new(SampleFamilies {
+        sample,
+        view,
+        labelling,
+    }));
     let mut out = Exposition::default();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out.prometheus, &registry);

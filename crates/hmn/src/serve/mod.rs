@@ -11,8 +11,12 @@
 //! (documented in `docs/metrics.md`). Safe by default: it listens on loopback unless told
 //! otherwise, is read-only, and bounds what clients can make it hold (see `http`).
 
+mod attribution;
 mod follower;
 mod http;
+mod jobs;
+#[cfg(all(unix, feature = "kubernetes"))]
+mod kubernetes;
 mod metrics;
 
 use std::net::{IpAddr, SocketAddr};
@@ -105,9 +109,17 @@ pub fn run(
     }
 
     let log: follower::Log = Arc::new(|line: &str| eprintln!("hmn: {line}"));
-    let shared = Arc::new(follower::Shared::new(Arc::clone(&log)));
+    let attribution = match attribution(args, &log) {
+        Ok(attribution) => attribution,
+        Err(e) => {
+            out.say(&format!("cannot start the kubelet thread: {e}"));
+            return Outcome::CouldNotTell;
+        }
+    };
+    let cgroups = attribution.needs_cgroups();
+    let shared = Arc::new(follower::Shared::new(Arc::clone(&log)).with_attribution(attribution));
     let probe = Arc::new(probe);
-    let monitor = Arc::new(start_monitor(&probe, &config));
+    let monitor = Arc::new(start_monitor(&probe, &config, cgroups));
     if let Some(e) = monitor.thread_error() {
         out.say(&format!("cannot start the sampling thread: {e}"));
         return Outcome::CouldNotTell;
@@ -154,18 +166,38 @@ pub fn run(
     Outcome::Success
 }
 
+/// The sources of pod and job labels the flags ask for (`--kubernetes` starts asking the
+/// kubelet at once, on its own thread).
+fn attribution(args: &ServeArgs, log: &follower::Log) -> std::io::Result<attribution::Attribution> {
+    let mut attribution = attribution::Attribution::default();
+    #[cfg(all(unix, feature = "kubernetes"))]
+    if args.kubernetes {
+        let pods = kubernetes::PodSource::start(
+            args.pod_resources_socket.clone(),
+            kubernetes::refresh_every(args.interval),
+            Arc::clone(log),
+        )?;
+        attribution = attribution.with_pods(pods);
+    }
+    if let Some(dir) = &args.job_mapping_dir {
+        attribution = attribution.with_jobs(dir.clone(), Arc::clone(log));
+    }
+    Ok(attribution)
+}
+
 /// The monitor `hmn serve` follows. `--interval` is its interval, and processes are scanned at
 /// every tick, as `serve` sampled them before it read the monitor: its default interval (5 s)
 /// is already five times the monitor's, and one sample age then holds for every series (a
 /// process series is never older than the device series beside it). No telemetry and no
-/// per-process RSS or cgroup: no metric shows them yet. History covers one interval: a scrape
-/// shows the newest frame only.
-fn start_monitor(probe: &Arc<Probe>, config: &follower::Config) -> Monitor {
+/// per-process RSS; each process's cgroup only when `cgroups` (`--kubernetes` labels processes
+/// by the pod their cgroup names). History covers one interval: a scrape shows the newest
+/// frame only.
+fn start_monitor(probe: &Arc<Probe>, config: &follower::Config, cgroups: bool) -> Monitor {
     Monitor::builder()
         .interval(config.interval)
         .process_every(u32::from(config.view.processes))
         .telemetry(false)
-        .process_details(false)
+        .process_details(cgroups)
         .window(config.interval)
         .long_window(config.interval)
         .max_process_series(0)
