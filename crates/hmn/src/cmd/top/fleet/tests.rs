@@ -832,7 +832,11 @@ fn an_opened_node_starts_its_chart_with_the_last_hour_from_prometheus() {
     #[allow(clippy::cast_precision_loss)]
     let want = (60 * GIB) as f64;
     let known = gpu0.iter().filter(|p| p.max.is_some()).count();
-    assert_eq!(holding.and_then(|p| p.max), Some(want), "{known} columns known");
+    assert_eq!(
+        holding.and_then(|p| p.max),
+        Some(want),
+        "{known} columns known"
+    );
     // The newest live figure ends the chart.
     #[allow(clippy::cast_precision_loss)]
     let live = gpu(0, 0, Exporter::Hypomnesis).used_bytes.unwrap() as f64;
@@ -857,7 +861,13 @@ fn a_failed_history_fetch_keeps_the_live_history_and_says_why() {
     assert!(status.contains("no history from Prometheus"), "{status}");
     assert!(status.contains(why), "{status}");
     assert_eq!(app.histories["gpu-000"].newest(), Some(now));
-    let (_, gpu0) = drill.app.charts.device_used.iter().find(|(i, _)| *i == 0).unwrap();
+    let (_, gpu0) = drill
+        .app
+        .charts
+        .device_used
+        .iter()
+        .find(|(i, _)| *i == 0)
+        .unwrap();
     #[allow(clippy::cast_precision_loss)]
     let live = gpu(0, 0, Exporter::Hypomnesis).used_bytes.unwrap() as f64;
     assert_eq!(gpu0.iter().rev().find_map(|p| p.last), Some(live));
