@@ -187,17 +187,12 @@ impl FleetApp {
             Ok(past) => past,
             Err(e) => {
                 self.seeded.remove(name);
-                let why = format!(
-                    "{name}: no history from Prometheus ({e}); the chart starts with this screen"
+                self.say_of(
+                    name,
+                    format!(
+                        "{name}: no history from Prometheus ({e}); the chart starts with this screen"
+                    ),
                 );
-                match &mut self.mode {
-                    FleetMode::Node(drill) | FleetMode::Help { back: Some(drill) }
-                        if drill.name == name =>
-                    {
-                        drill.app.status = Some(why);
-                    }
-                    _ => self.status = Some(why),
-                }
                 return;
             }
         };
@@ -208,13 +203,36 @@ impl FleetApp {
         let Some(node) = fleet.nodes.iter().find(|n| n.name == name) else {
             return;
         };
+        let frames = drill::past_frames(node, &past, now, now_wall, live_at);
+        // Nothing placeable (the node's series under another `instance`, or none kept): the
+        // live reads are all there is, so they stay.
+        if frames.is_empty() {
+            self.say_of(
+                name,
+                format!("{name}: Prometheus kept no memory history for it; the chart starts with this screen"),
+            );
+            return;
+        }
         let mut history = drill::history(self.settings.interval);
-        for frame in drill::past_frames(node, &past, now, now_wall, live_at) {
-            history.record(&frame);
+        for frame in &frames {
+            history.record(frame);
         }
         history.record(&drill::frame(node, live_at, fleet.taken_at));
         self.histories.insert(name.to_owned(), history);
         self.refresh_drill();
+    }
+
+    /// Puts `why` on node `name`'s status line when it is open, else on the list's.
+    #[cfg(feature = "fleet")]
+    fn say_of(&mut self, name: &str, why: String) {
+        match &mut self.mode {
+            FleetMode::Node(drill) | FleetMode::Help { back: Some(drill) }
+                if drill.name == name =>
+            {
+                drill.app.status = Some(why);
+            }
+            _ => self.status = Some(why),
+        }
     }
 
     /// A read failed: says why and keeps the last fleet shown (the reader retries).

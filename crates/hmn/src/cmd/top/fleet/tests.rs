@@ -875,3 +875,21 @@ fn a_failed_history_fetch_keeps_the_live_history_and_says_why() {
     press(&mut app, &[KeyCode::Esc, KeyCode::Enter]);
     assert_eq!(app.seed_wanted.as_deref(), Some("gpu-000"));
 }
+
+#[cfg(feature = "fleet")]
+#[test]
+fn an_empty_history_from_prometheus_keeps_the_live_history_and_says_so() {
+    let mut app = prometheus_app_with_gpu_000_open();
+    let (now, now_wall) = (app.now.unwrap(), app.fleet.as_ref().unwrap().taken_at);
+    let mut next = fleet(8);
+    next.nodes[0].devices[0].used_bytes = Some(70 * GIB);
+    let later = now + Duration::from_secs(5);
+    app.set_fleet(Arc::new(next), later);
+    app.seed_history("gpu-000", Ok(Vec::new()), later, now_wall);
+    let status = app.drill().unwrap().app.status.clone().unwrap_or_default();
+    assert!(status.contains("kept no memory history"), "{status}");
+    // Both live reads are still charted.
+    let (_, gpu0) = app.drill().unwrap().app.charts.device_used[0].clone();
+    let readings: u32 = gpu0.iter().map(|p| p.samples).sum();
+    assert_eq!(readings, 2);
+}
