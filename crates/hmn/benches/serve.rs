@@ -4,7 +4,9 @@
 //! succeed, with p99 ≤ 50 ms.
 //!
 //! Run with `cargo bench -p hmn --bench serve` (builds the release `hmn`). It starts
-//! `hmn serve` against the NVML double (four H100s), then:
+//! `hmn serve` against the NVML double (four busy H100s: `four_gpus` with every telemetry
+//! figure and a per-process utilization sample every second, so each scrape carries the
+//! telemetry families as on a real node), then:
 //! 1. `wrk -t1 -c64 -d10s --latency` on `/metrics`, once in the Prometheus text format and once
 //!    asking for OpenMetrics as Prometheus does (Debian's `wrk`; keep-alive connections) —
 //!    requests/s and p99;
@@ -52,6 +54,20 @@ fn scrape(addr: SocketAddr) -> usize {
         String::from_utf8_lossy(&reply)
     );
     reply.len()
+}
+
+/// One scrape's body (Prometheus text format).
+fn body(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }
 
 /// An attacker: holds a connection open (idle, or slowloris sending a header line every
@@ -187,8 +203,42 @@ fn wrk(url: &str, accept: Option<&str>) -> Option<(String, String)> {
     Some((rps, p99))
 }
 
+/// `four_gpus` under load: each H100 with the telemetry `hmn -a` shows (utilization, memory
+/// bandwidth, temperature, power and limit, clocks, PCIe link, encoder and decoder) and its
+/// processes with an SM utilization sample every second for two minutes, longer than a run.
+fn busy_four_gpus() -> std::path::PathBuf {
+    test_support::nvml_scenario_variant("four_gpus", "serve_bench_four_busy_gpus", |s| {
+        s["description"] = serde_json::json!("four_gpus under load, with telemetry");
+        for device in s["devices"].as_array_mut().unwrap() {
+            let pids: Vec<u64> = device["compute_processes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["pid"].as_u64())
+                .collect();
+            device["utilization"] = serde_json::json!({"gpu": 87, "memory": 41});
+            device["temperature"] = serde_json::json!(64);
+            device["power_usage_mw"] = serde_json::json!(412_345);
+            device["power_limit_mw"] = serde_json::json!(700_000);
+            device["clocks"] = serde_json::json!({"graphics": 1755, "memory": 2619});
+            device["pcie"] = serde_json::json!({"generation": 5, "width": 16});
+            device["encoder"] = serde_json::json!(0);
+            device["decoder"] = serde_json::json!(12);
+            // From 1 µs after init on (the first frame has samples), for longer than a run
+            // lasts; few, since the double holds them in the server's memory.
+            device["process_utilization"] = (0..120_u64)
+                .flat_map(|second| {
+                    pids.iter().map(move |pid| {
+                        serde_json::json!({"pid": pid, "timestamp": second * 1_000_000 + 1, "sm_util": 40})
+                    })
+                })
+                .collect();
+        }
+    })
+}
+
 fn main() {
-    let scenario = test_support::nvml_scenario("four_gpus");
+    let scenario = busy_four_gpus();
     let lib = test_support::nvml_double_for(&scenario).join("libnvidia-ml.so.1");
     let pinned = pinning();
     let hmn =
@@ -223,13 +273,35 @@ fn main() {
         .parse()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while scrape(addr) < 4000 {
-        assert!(Instant::now() < deadline, "no sample published");
+    let with_telemetry = |text: &str| {
+        text.contains("hypomnesis_gpu_sm_clock_hertz{")
+            && text.contains("hypomnesis_gpu_process_sm_utilization_ratio{")
+    };
+    // Another build (`HMN_SERVE_BENCH_BIN`, for a same-run comparison) may export no
+    // telemetry: its first sample is the first exposition with a GPU.
+    let own_build = std::env::var_os("HMN_SERVE_BENCH_BIN").is_none();
+    let first = loop {
+        let text = body(addr);
+        if with_telemetry(&text) || (!own_build && text.contains("hypomnesis_gpu_info{")) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no sample with telemetry published:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     let (rss_start, _) = status(pid);
     println!(
-        "hmn serve bench: {url} (pid {pid}), NVML double four_gpus, {}",
+        "hmn serve bench: {url} (pid {pid}), NVML double four_gpus, telemetry {} ({} bytes, \
+         {} series per scrape), {}",
+        if with_telemetry(&first) {
+            "exported"
+        } else {
+            "not exported"
+        },
+        first.len(),
+        first.lines().filter(|l| !l.starts_with('#')).count(),
         std::path::Path::new(&hmn).display()
     );
     if pinned {

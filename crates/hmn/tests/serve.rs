@@ -1,7 +1,8 @@
-//! `hmn serve` end to end: the real binary on a loopback port, against the NVML double and a
-//! fixture `/proc`, read by a plain HTTP client, by the reference OpenMetrics parser
-//! (`prometheus-client` from the Python package index) and by a real Prometheus (Debian's,
-//! unpacked under `target/` by `scripts/fetch-prometheus-debian.sh`).
+//! `hmn serve` end to end: the real binary on a loopback port, against the NVML double (or a
+//! DRM fixture tree) and a fixture `/proc`, read by a plain HTTP client, by the reference
+//! OpenMetrics parser (`prometheus-client` from the Python package index), by a real
+//! Prometheus and linted by its `promtool` (Debian's, unpacked under `target/` by
+//! `scripts/fetch-prometheus-debian.sh`).
 //!
 //! Every server and Prometheus started here is stopped by PID when its guard drops, also when
 //! a test fails. No test asserts a duration: waits are for events, with generous bounds.
@@ -15,6 +16,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+#[path = "../../../fixtures/drm/tree.rs"]
+mod tree;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures and the server under test
@@ -312,6 +316,219 @@ fn metrics_carry_the_scenario_figures_in_both_formats() {
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
     let head = parse_reply(&exchange(server.addr, b"HEAD /metrics HTTP/1.0\r\n\r\n").unwrap());
     assert_eq!((head.status, head.body.as_str()), (200, ""));
+}
+
+/// The `telemetry` scenario with per-process utilization samples every 100 ms for five minutes
+/// (python3 80 %, llama-server 12 %), so that every frame has new samples for both: the
+/// scenario's own four samples are all taken by the first frame, and later frames rightly show
+/// no figure for processes without a new sample.
+fn steady_telemetry_scenario() -> PathBuf {
+    test_support::nvml_scenario_variant("telemetry", "serve_steady_process_utilization", |s| {
+        s["description"] = serde_json::json!(
+            "telemetry whose two processes keep the SMs 80 % and 12 % busy, sampled every 100 ms"
+        );
+        s["devices"][0]["process_utilization"] = (1..=3_000_u64)
+            .flat_map(|i| {
+                [
+                    serde_json::json!({"pid": 4_014_001, "timestamp": i * 100_000, "sm_util": 80}),
+                    serde_json::json!({"pid": 4_014_002, "timestamp": i * 100_000 + 1, "sm_util": 12}),
+                ]
+            })
+            .collect();
+    })
+}
+
+/// `hmn serve` on [`steady_telemetry_scenario`].
+fn steady_telemetry_server(args: &[&str]) -> Server {
+    let steady = steady_telemetry_scenario();
+    let lib = test_support::nvml_double_for(&steady).join("libnvidia-ml.so.1");
+    Server::start_with("telemetry", args, |cmd| {
+        cmd.env("HYPOMNESIS_NVML_LIB", &lib)
+            .env("NVML_DOUBLE_SCENARIO", &steady);
+    })
+}
+
+#[test]
+fn telemetry_is_exported_per_device_and_per_process_as_the_scenario_declares() {
+    let (_, declared) = scenario("telemetry");
+    let server = steady_telemetry_server(&["--interval", "1s"]);
+    let reply = server.wait_for("hypomnesis_gpu_process_sm_utilization_ratio{");
+    let body = &reply.body;
+    let h100 = &declared["devices"][0];
+    let l4 = &declared["devices"][1];
+    let f = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+    let h100_labels = r#"{gpu="0",uuid="GPU-5a5c4d1e-1f9b-4a7d-9c1e-2b3f4a5b6c7d",name="NVIDIA H100 80GB HBM3",vendor="nvidia"}"#;
+    let l4_labels = r#"{gpu="1",uuid="GPU-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",name="NVIDIA L4",vendor="nvidia"}"#;
+    for (family, expected) in [
+        (
+            "hypomnesis_gpu_utilization_ratio",
+            f(&h100["utilization"]["gpu"]) / 100.0,
+        ),
+        (
+            "hypomnesis_gpu_memory_bandwidth_utilization_ratio",
+            f(&h100["utilization"]["memory"]) / 100.0,
+        ),
+        (
+            "hypomnesis_gpu_encoder_utilization_ratio",
+            f(&h100["encoder"]) / 100.0,
+        ),
+        (
+            "hypomnesis_gpu_decoder_utilization_ratio",
+            f(&h100["decoder"]) / 100.0,
+        ),
+        (
+            "hypomnesis_gpu_temperature_celsius",
+            f(&h100["temperature"]),
+        ),
+        (
+            "hypomnesis_gpu_power_watts",
+            f(&h100["power_usage_mw"]) / 1000.0,
+        ),
+        (
+            "hypomnesis_gpu_power_limit_watts",
+            f(&h100["power_limit_mw"]) / 1000.0,
+        ),
+        (
+            "hypomnesis_gpu_sm_clock_hertz",
+            f(&h100["clocks"]["graphics"]) * 1e6,
+        ),
+        (
+            "hypomnesis_gpu_memory_clock_hertz",
+            f(&h100["clocks"]["memory"]) * 1e6,
+        ),
+        (
+            "hypomnesis_gpu_pcie_link_generation",
+            f(&h100["pcie"]["generation"]),
+        ),
+        ("hypomnesis_gpu_pcie_link_width", f(&h100["pcie"]["width"])),
+    ] {
+        assert_eq!(
+            value_of(body, &format!("{family}{h100_labels}")),
+            Some(expected),
+            "{family}\n{body}"
+        );
+    }
+    // What a device lacks has no series: the H100 has no fan; the L4 no enforced power limit,
+    // and its encoder query is refused.
+    assert_eq!(
+        value_of(body, &format!("hypomnesis_gpu_fan_speed_ratio{l4_labels}")),
+        Some(f(&l4["fan_speed"]) / 100.0)
+    );
+    for absent in [
+        format!("hypomnesis_gpu_fan_speed_ratio{h100_labels}"),
+        format!("hypomnesis_gpu_power_limit_watts{l4_labels}"),
+        format!("hypomnesis_gpu_encoder_utilization_ratio{l4_labels}"),
+    ] {
+        assert!(!body.contains(&absent), "{absent}\n{body}");
+    }
+    assert_eq!(
+        value_of(
+            body,
+            r#"hypomnesis_gpu_process_sm_utilization_ratio{gpu="0",pid="4014001",process="训练脚本",user="root",kind="compute"}"#
+        ),
+        Some(0.8),
+        "{body}"
+    );
+    assert_eq!(
+        value_of(
+            body,
+            r#"hypomnesis_gpu_process_sm_utilization_ratio{gpu="0",pid="4014002",process="say \"hi\" \\ now",user="root",kind="compute"}"#
+        ),
+        Some(0.12),
+        "{body}"
+    );
+    assert_eq!(
+        value_of(body, "hypomnesis_sample_interval_seconds"),
+        Some(1.0)
+    );
+    assert!(value_of(body, "hypomnesis_sample_age_seconds").is_some());
+
+    let om = server.get("/metrics", Some(OPENMETRICS)).body;
+    assert!(
+        om.contains("# UNIT hypomnesis_gpu_power_watts watts\n"),
+        "{om}"
+    );
+    assert!(
+        om.contains("# UNIT hypomnesis_gpu_sm_clock_hertz hertz\n"),
+        "{om}"
+    );
+    assert!(
+        om.contains("# UNIT hypomnesis_gpu_utilization_ratio ratio\n"),
+        "{om}"
+    );
+}
+
+/// [`tree::telemetry_tree`] (four DRM GPUs with sysfs and hwmon figures) with a host
+/// `meminfo`, and the environment that points `hmn serve` at it and NVIDIA's backends at
+/// nothing.
+fn drm_telemetry_tree() -> tree::DrmTree {
+    let tree = tree::telemetry_tree();
+    std::fs::write(
+        tree.proc().join("meminfo"),
+        "MemTotal:       65536000 kB\nMemFree:        1000000 kB\nMemAvailable:   32768000 kB\n",
+    )
+    .unwrap();
+    tree
+}
+
+fn on_drm_tree(cmd: &mut Command, tree: &tree::DrmTree) {
+    cmd.env("HYPOMNESIS_SYS_ROOT", tree.sys())
+        .env("HYPOMNESIS_PROC_ROOT", tree.proc())
+        .env("HYPOMNESIS_NVML_LIB", "/nonexistent/libnvidia-ml.so.1");
+}
+
+/// The value of the first series of `family` whose labels contain `labels`.
+fn value_where(body: &str, family: &str, labels: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(labels))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn drm_telemetry_is_exported_from_sysfs_and_hwmon() {
+    let tree = drm_telemetry_tree();
+    let server = Server::start_with("one_gpu", &["--interval", "1s"], |cmd| {
+        on_drm_tree(cmd, &tree);
+    });
+    let body = server.wait_for("hypomnesis_gpu_temperature_celsius{").body;
+    let amd = r#"name="AMD Radeon RX 7900 XTX",vendor="amd""#;
+    for (family, expected) in [
+        ("hypomnesis_gpu_utilization_ratio", 0.37),
+        ("hypomnesis_gpu_memory_bandwidth_utilization_ratio", 0.12),
+        ("hypomnesis_gpu_temperature_celsius", 45.0),
+        ("hypomnesis_gpu_power_watts", 212.0),
+        ("hypomnesis_gpu_power_limit_watts", 303.0),
+        ("hypomnesis_gpu_sm_clock_hertz", 2_482e6),
+        ("hypomnesis_gpu_memory_clock_hertz", 1_250e6),
+        ("hypomnesis_gpu_fan_speed_ratio", 0.4),
+        ("hypomnesis_gpu_pcie_link_generation", 4.0),
+        ("hypomnesis_gpu_pcie_link_width", 16.0),
+    ] {
+        assert_eq!(
+            value_where(&body, family, amd),
+            Some(expected),
+            "{family}\n{body}"
+        );
+    }
+    // The APU (GPU 3) has no power cap and no fan; DRM has no per-process utilization.
+    let apu = r#"{gpu="3","#;
+    assert_eq!(
+        value_where(&body, "hypomnesis_gpu_temperature_celsius", apu),
+        Some(52.0),
+        "{body}"
+    );
+    assert_eq!(
+        value_where(&body, "hypomnesis_gpu_power_limit_watts", apu),
+        None
+    );
+    assert_eq!(
+        value_where(&body, "hypomnesis_gpu_fan_speed_ratio", apu),
+        None
+    );
+    assert!(
+        !body.contains("hypomnesis_gpu_process_sm_utilization"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -858,6 +1075,124 @@ fn prometheus_binary() -> PathBuf {
         .find_map(|line| line.strip_prefix("PROMETHEUS="))
         .map(PathBuf::from)
         .unwrap_or_else(|| panic!("no PROMETHEUS= line in the script's output:\n{stdout}"))
+}
+
+/// Debian's `promtool`, from the same package as [`prometheus_binary`]; fails loudly when it
+/// is not there.
+fn promtool() -> PathBuf {
+    let promtool = prometheus_binary().with_file_name("promtool");
+    assert!(
+        promtool.is_file(),
+        "{}",
+        loud(&[
+            &format!("{} is missing:", promtool.display()),
+            "the exporter's output cannot be linted. Debian's prometheus package ships it next \
+             to the server; remove target/prometheus-debian to fetch it again.",
+        ])
+    );
+    promtool
+}
+
+/// What `promtool check metrics` finds in `text` (Prometheus text format): empty when clean.
+fn lint(promtool: &Path, text: &str) -> String {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", promtool.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        String::new()
+    } else {
+        format!(
+            "promtool exited with {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+/// Every shape of output the exporter has — device figures with and without processes, no GPU
+/// at all, telemetry with per-process utilization, MIG, four GPUs and one of them, DRM GPUs
+/// with hwmon telemetry — passes `promtool check metrics` with no finding (names, units,
+/// `_total` on counters only, help texts, label names), and its OpenMetrics form parses with
+/// the reference parser (`promtool` 2.42 reads the Prometheus text format only: OpenMetrics'
+/// `info` type stops it).
+#[test]
+fn promtool_finds_nothing_to_lint_in_any_exporter_output() {
+    let promtool = promtool();
+    // The linter itself must see a defect, or a clean result would prove nothing.
+    assert!(
+        !lint(
+            &promtool,
+            "# HELP x_seconds a\n# TYPE x_seconds counter\nx_seconds 1\n"
+        )
+        .is_empty(),
+        "promtool accepted a counter without _total: it is not linting"
+    );
+    let drm = drm_telemetry_tree();
+    let variants: Vec<(&str, Server)> = vec![
+        ("one_gpu", Server::start("one_gpu", &["--interval", "1s"])),
+        (
+            "one_gpu --no-processes",
+            Server::start("one_gpu", &["--interval", "1s", "--no-processes"]),
+        ),
+        (
+            "no GPU library",
+            Server::start_with("one_gpu", &["--interval", "1s"], |cmd| {
+                cmd.env("HYPOMNESIS_NVML_LIB", "/nonexistent/libnvidia-ml.so.1");
+            }),
+        ),
+        (
+            "telemetry, with per-process utilization",
+            steady_telemetry_server(&["--interval", "1s"]),
+        ),
+        ("mig", Server::start("mig", &["--interval", "1s"])),
+        (
+            "four_gpus",
+            Server::start("four_gpus", &["--interval", "1s"]),
+        ),
+        (
+            "four_gpus --device 2",
+            Server::start("four_gpus", &["--interval", "1s", "--device", "2"]),
+        ),
+        (
+            "DRM telemetry tree",
+            Server::start_with("one_gpu", &["--interval", "1s"], |cmd| {
+                on_drm_tree(cmd, &drm);
+            }),
+        ),
+    ];
+    let mut findings = Vec::new();
+    for (what, server) in &variants {
+        let needle = match *what {
+            "no GPU library" => "hypomnesis_host_memory_total_bytes",
+            "telemetry, with per-process utilization" => {
+                "hypomnesis_gpu_process_sm_utilization_ratio{"
+            }
+            "DRM telemetry tree" => "hypomnesis_gpu_temperature_celsius{",
+            _ => "hypomnesis_gpu_info{",
+        };
+        let text = server.wait_for(needle).body;
+        let found = lint(&promtool, &text);
+        if !found.is_empty() {
+            findings.push(format!("{what}: {found}\n--- exposition\n{text}"));
+        }
+        python_parse(
+            "openmetrics",
+            &server.get("/metrics", Some(OPENMETRICS)).body,
+        );
+    }
+    assert!(findings.is_empty(), "{}", findings.join("\n\n"));
 }
 
 fn percent_encode(text: &str) -> String {

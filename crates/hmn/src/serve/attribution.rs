@@ -415,7 +415,7 @@ mod tests {
         render(
             Format::Prometheus,
             &exposition,
-            &Health::default(),
+            &Health::new(Duration::from_secs(5)),
             Duration::ZERO,
         )
     }

@@ -163,11 +163,12 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(log: Log) -> Self {
+    /// The state of an exporter whose monitor samples every `interval`.
+    pub fn new(log: Log, interval: Duration) -> Self {
         Self {
             started: Instant::now(),
             published: RwLock::new(Arc::default()),
-            health: Health::default(),
+            health: Health::new(interval),
             stall: Mutex::new(None),
             failing: Mutex::new(HashMap::new()),
             log,
@@ -499,7 +500,7 @@ mod tests {
     #[test]
     fn a_frame_is_published_for_scrapes_with_its_figures_and_own_rss() {
         let (log, lines) = collecting_log();
-        let shared = Shared::new(log);
+        let shared = Shared::new(log, Duration::from_millis(20));
         let mut guess = "gpu";
         observe(&shared, Arc::new(frame()), View::default(), &mut guess);
         let text = shared.scrape(Format::Prometheus);
@@ -523,7 +524,7 @@ mod tests {
     #[test]
     fn failures_of_a_device_not_exported_are_not_counted() {
         let (log, lines) = collecting_log();
-        let shared = Shared::new(log);
+        let shared = Shared::new(log, Duration::from_millis(20));
         let mut guess = "gpu";
         let only_gpu_0 = View {
             processes: true,
@@ -551,7 +552,7 @@ mod tests {
     #[test]
     fn a_listing_carried_over_from_an_earlier_scan_is_not_counted_again() {
         let (log, _) = collecting_log();
-        let shared = Shared::new(log);
+        let shared = Shared::new(log, Duration::from_millis(20));
         let mut guess = "gpu";
         observe(&shared, Arc::new(frame()), View::default(), &mut guess);
         assert_eq!(shared.errors("drm"), 1);
@@ -565,7 +566,7 @@ mod tests {
     #[test]
     fn failures_are_counted_per_backend_and_logged_once() {
         let (log, lines) = collecting_log();
-        let shared = Shared::new(log);
+        let shared = Shared::new(log, Duration::from_millis(20));
         let mut guess = "gpu";
         for call in 0..3 {
             observe(
@@ -589,7 +590,7 @@ mod tests {
     #[test]
     fn a_lasting_failure_whose_text_changes_is_logged_when_it_begins_and_when_it_ends() {
         let (log, lines) = collecting_log();
-        let shared = Shared::new(log);
+        let shared = Shared::new(log, Duration::from_millis(20));
         let mut guess = "gpu";
         for call in 0..10 {
             observe(
@@ -623,7 +624,7 @@ mod tests {
     #[test]
     fn a_hang_is_counted_at_every_overdue_tick_and_logged_when_it_begins_and_ends() {
         let (log, lines) = collecting_log();
-        let shared = Shared::new(log);
+        let shared = Shared::new(log, Duration::from_millis(20));
         let mut guess = "gpu";
         observe(&shared, Arc::new(frame()), View::default(), &mut guess);
         for waited in 1..=5 {
@@ -695,7 +696,7 @@ mod tests {
         };
         let monitor = Arc::new(super::super::start_monitor(&probe, &config, false));
         let (log, lines) = collecting_log();
-        let shared = Arc::new(Shared::new(log));
+        let shared = Arc::new(Shared::new(log, config.interval));
         let follower =
             Follower::start(Arc::clone(&monitor), probe, config, Arc::clone(&shared)).unwrap();
         wait_for("three frames without a GPU", || shared.errors("gpu") >= 3);
@@ -739,7 +740,7 @@ mod tests {
     #[test]
     fn before_the_first_frame_the_age_counts_from_start() {
         let (log, _) = collecting_log();
-        let shared = Shared::new(log);
+        let shared = Shared::new(log, Duration::from_millis(20));
         thread::sleep(Duration::from_millis(20));
         let text = shared.scrape(Format::Prometheus);
         let age: f64 = text

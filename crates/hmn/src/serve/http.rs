@@ -401,7 +401,7 @@ mod tests {
     }
 
     fn shared() -> Shared {
-        Shared::new(Arc::new(|_: &str| {}))
+        Shared::new(Arc::new(|_: &str| {}), Duration::from_secs(5))
     }
 
     #[test]

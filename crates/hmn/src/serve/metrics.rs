@@ -18,11 +18,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hypomnesis::{
-    DeviceFrame, Frame, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind, GpuQuerySource, GpuVendor,
+    DeviceFrame, DeviceTelemetry, Frame, GpuDeviceInfo, GpuProcessEntry, GpuProcessKind,
+    GpuQuerySource, GpuVendor,
 };
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text, text,
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, GaugeValueEncoder,
+    prometheus_text, text,
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
@@ -259,14 +261,145 @@ const DEVICE_FIELDS: [DeviceField; 7] = [
     ),
 ];
 
-fn device_labels(device: &GpuDeviceInfo) -> DeviceLabels {
-    DeviceLabels {
-        gpu: device.index,
-        uuid: device.uuid.clone().unwrap_or_default(),
-        name: device.name.clone().unwrap_or_default(),
-        vendor: vendor_name(device.vendor),
+/// A figure as exported: whole numbers (clocks, PCIe links) without a fraction, the rest as
+/// floats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reading {
+    Whole(i64),
+    Fraction(f64),
+}
+
+impl EncodeGaugeValue for Reading {
+    fn encode(&self, encoder: &mut GaugeValueEncoder) -> fmt::Result {
+        match self {
+            Self::Whole(v) => v.encode(encoder),
+            Self::Fraction(v) => v.encode(encoder),
+        }
     }
 }
+
+/// The unit of a telemetry family, as Prometheus names units: base units, and ratios from 0 to
+/// 1 where the library has percentages.
+#[derive(Debug, Clone, Copy)]
+enum TelemetryUnit {
+    Ratio,
+    Celsius,
+    Watts,
+    Hertz,
+    /// A count with no unit (PCIe generation, lanes).
+    None,
+}
+
+impl TelemetryUnit {
+    fn unit(self) -> Option<Unit> {
+        match self {
+            // Not `Unit::Ratios`: that suffix is `_ratios`, and the convention is `_ratio`.
+            Self::Ratio => Some(Unit::Other("ratio".to_owned())),
+            Self::Celsius => Some(Unit::Celsius),
+            Self::Watts => Some(Unit::Other("watts".to_owned())),
+            Self::Hertz => Some(Unit::Other("hertz".to_owned())),
+            Self::None => None,
+        }
+    }
+}
+
+fn ratio(percent: Option<f64>) -> Option<Reading> {
+    percent.map(|p| Reading::Fraction(p / 100.0))
+}
+
+fn hertz(mhz: Option<u32>) -> Option<Reading> {
+    mhz.map(|m| Reading::Whole(i64::from(m) * 1_000_000))
+}
+
+fn whole(n: Option<u32>) -> Option<Reading> {
+    n.map(|n| Reading::Whole(i64::from(n)))
+}
+
+/// A device-labelled telemetry gauge: registered name (without its unit), help, unit, figure.
+type TelemetryFamily = (
+    &'static str,
+    &'static str,
+    TelemetryUnit,
+    fn(&DeviceTelemetry) -> Option<Reading>,
+);
+
+/// What `hmn -a` shows of each device beyond memory. A figure the backend does not have (a fan
+/// on an SXM module, a power limit the driver does not expose, a rate still warming up) has no
+/// series.
+const TELEMETRY_FIELDS: [TelemetryFamily; 12] = [
+    (
+        "hypomnesis_gpu_utilization",
+        "Share of time the GPU's compute/graphics engines were busy over the driver's last sample period (NVML utilization.gpu, amdgpu gpu_busy_percent), 0 to 1.",
+        TelemetryUnit::Ratio,
+        |t| ratio(t.gpu_utilization_percent),
+    ),
+    (
+        "hypomnesis_gpu_memory_bandwidth_utilization",
+        "Share of time device memory was being read or written (NVML utilization.memory, amdgpu mem_busy_percent), 0 to 1; not how full it is.",
+        TelemetryUnit::Ratio,
+        |t| ratio(t.memory_utilization_percent),
+    ),
+    (
+        "hypomnesis_gpu_encoder_utilization",
+        "Video encoder utilization, 0 to 1.",
+        TelemetryUnit::Ratio,
+        |t| ratio(t.encoder_utilization_percent),
+    ),
+    (
+        "hypomnesis_gpu_decoder_utilization",
+        "Video decoder utilization, 0 to 1.",
+        TelemetryUnit::Ratio,
+        |t| ratio(t.decoder_utilization_percent),
+    ),
+    (
+        "hypomnesis_gpu_temperature",
+        "GPU core temperature (NVML GPU sensor, amdgpu edge).",
+        TelemetryUnit::Celsius,
+        |t| t.temperature_celsius.map(Reading::Fraction),
+    ),
+    (
+        "hypomnesis_gpu_power",
+        "Power draw.",
+        TelemetryUnit::Watts,
+        |t| t.power_watts.map(Reading::Fraction),
+    ),
+    (
+        "hypomnesis_gpu_power_limit",
+        "Enforced power limit.",
+        TelemetryUnit::Watts,
+        |t| t.power_limit_watts.map(Reading::Fraction),
+    ),
+    (
+        "hypomnesis_gpu_sm_clock",
+        "Graphics / shader (SM) clock.",
+        TelemetryUnit::Hertz,
+        |t| hertz(t.sm_clock_mhz),
+    ),
+    (
+        "hypomnesis_gpu_memory_clock",
+        "Memory clock.",
+        TelemetryUnit::Hertz,
+        |t| hertz(t.memory_clock_mhz),
+    ),
+    (
+        "hypomnesis_gpu_fan_speed",
+        "Fan speed, share of its maximum (may pass 1 on some NVIDIA boards).",
+        TelemetryUnit::Ratio,
+        |t| ratio(t.fan_percent),
+    ),
+    (
+        "hypomnesis_gpu_pcie_link_generation",
+        "Current PCIe link generation (it drops when the GPU idles).",
+        TelemetryUnit::None,
+        |t| whole(t.pcie_link_generation),
+    ),
+    (
+        "hypomnesis_gpu_pcie_link_width",
+        "Current PCIe link width, lanes.",
+        TelemetryUnit::None,
+        |t| whole(t.pcie_link_width),
+    ),
+];
 
 /// The sample's families, in a fixed order: devices by index, processes by (GPU, PID). At most
 /// one series per device and per process and device, so a scrape never has duplicates.
@@ -279,18 +412,59 @@ struct SampleFamilies {
 }
 
 impl SampleFamilies {
+    /// The labels of every per-device series (not of `hypomnesis_gpu_info`, which adds the
+    /// rest of the identity): the device's, then its pod and job labels (`--kubernetes`,
+    /// `--job-mapping-dir`).
+    fn device_labels(&self, device: &GpuDeviceInfo) -> (DeviceLabels, &[(&'static str, String)]) {
+        let own = DeviceLabels {
+            gpu: device.index,
+            uuid: device.uuid.clone().unwrap_or_default(),
+            name: device.name.clone().unwrap_or_default(),
+            vendor: vendor_name(device.vendor),
+        };
+        (own, self.labelling.device(device))
+    }
+
+    /// The labels of `hypomnesis_gpu_info`.
+    fn device_info_labels(&self, device: &GpuDeviceInfo) -> DeviceInfoLabels {
+        DeviceInfoLabels {
+            gpu: device.index,
+            uuid: device.uuid.clone().unwrap_or_default(),
+            name: device.name.clone().unwrap_or_default(),
+            vendor: vendor_name(device.vendor),
+            pci_bus_id: device.pci_bus_id.clone().unwrap_or_default(),
+            driver_version: device.driver_version.clone().unwrap_or_default(),
+            source: device.source.as_str(),
+            unified_memory: device.unified_memory,
+        }
+    }
+
+    /// The labels of every per-process series: the process's, then its pod and job labels.
+    fn process_labels(
+        &self,
+        process: &GpuProcessEntry,
+    ) -> (ProcessLabels, &[(&'static str, String)]) {
+        let own = ProcessLabels {
+            gpu: process.device_index,
+            pid: process.pid,
+            process: process.name.clone().unwrap_or_default(),
+            user: process.user.clone().unwrap_or_default(),
+            kind: kind_name(process.kind),
+        };
+        (own, self.labelling.process(process))
+    }
+
     /// The devices the view shows, by index, each once.
-    fn devices(&self) -> Vec<&GpuDeviceInfo> {
-        let mut devices: Vec<&GpuDeviceInfo> = self
+    fn devices(&self) -> Vec<&DeviceFrame> {
+        let mut devices: Vec<&DeviceFrame> = self
             .sample
             .frame
             .devices
             .iter()
             .filter(|d| self.view.shows(d))
-            .map(|d| &d.device)
             .collect();
-        devices.sort_by_key(|d| d.index);
-        devices.dedup_by_key(|d| d.index);
+        devices.sort_by_key(|d| d.device.index);
+        devices.dedup_by_key(|d| d.device.index);
         devices
     }
 
@@ -324,18 +498,11 @@ impl Collector for SampleFamilies {
             "One series per GPU, value 1: identity labels to join on `gpu`.",
             None,
             MetricType::Info,
-            devices.iter().map(|device| {
-                let labels = DeviceInfoLabels {
-                    gpu: device.index,
-                    uuid: device.uuid.clone().unwrap_or_default(),
-                    name: device.name.clone().unwrap_or_default(),
-                    vendor: vendor_name(device.vendor),
-                    pci_bus_id: device.pci_bus_id.clone().unwrap_or_default(),
-                    driver_version: device.driver_version.clone().unwrap_or_default(),
-                    source: device.source.as_str(),
-                    unified_memory: device.unified_memory,
-                };
-                (labels, Info::new(NoLabels::default()))
+            devices.iter().map(|d| {
+                (
+                    self.device_info_labels(&d.device),
+                    Info::new(NoLabels::default()),
+                )
             }),
         )?;
         for (name, help, field) in DEVICE_FIELDS {
@@ -343,8 +510,21 @@ impl Collector for SampleFamilies {
                 &mut encoder,
                 name,
                 help,
+                devices
+                    .iter()
+                    .filter_map(|d| Some((self.device_labels(&d.device), field(&d.device)?))),
+            )?;
+        }
+        for (name, help, unit, field) in TELEMETRY_FIELDS {
+            family(
+                &mut encoder,
+                name,
+                help,
+                unit.unit().as_ref(),
+                MetricType::Gauge,
                 devices.iter().filter_map(|d| {
-                    Some(((device_labels(d), self.labelling.device(d)), field(d)?))
+                    let reading = field(d.telemetry.as_ref()?)?;
+                    Some((self.device_labels(&d.device), ConstGauge::new(reading)))
                 }),
             )?;
         }
@@ -359,33 +539,31 @@ impl Collector for SampleFamilies {
         )?;
 
         let processes = self.processes();
-        let labels = |p: &GpuProcessEntry| ProcessLabels {
-            gpu: p.device_index,
-            pid: p.pid,
-            process: p.name.clone().unwrap_or_default(),
-            user: p.user.clone().unwrap_or_default(),
-            kind: kind_name(p.kind),
-        };
         byte_family(
             &mut encoder,
             "hypomnesis_gpu_process_memory",
             "GPU memory a process holds on a device (VRAM on discrete GPUs), as the driver reports it; a DRM client shared by several processes counts for the one that started first, so sums count it once.",
-            processes.iter().filter_map(|p| {
-                Some((
-                    (labels(p), self.labelling.process(p)),
-                    p.counted_used_bytes()?,
-                ))
-            }),
+            processes
+                .iter()
+                .filter_map(|p| Some((self.process_labels(p), p.counted_used_bytes()?))),
         )?;
         byte_family(
             &mut encoder,
             "hypomnesis_gpu_process_system_memory",
             "GPU buffers a process holds in system RAM for a device (amdgpu GTT, Intel system, PDH shared); a shared DRM client counts once, as for hypomnesis_gpu_process_memory_bytes.",
+            processes
+                .iter()
+                .filter_map(|p| Some((self.process_labels(p), p.counted_system_bytes()?))),
+        )?;
+        family(
+            &mut encoder,
+            "hypomnesis_gpu_process_sm_utilization",
+            "How busy a process kept the GPU's compute (SM) engines since the previous sample, 0 to 1 (NVML process utilization; absent on MIG, for other backends, and for a process without a new driver sample).",
+            TelemetryUnit::Ratio.unit().as_ref(),
+            MetricType::Gauge,
             processes.iter().filter_map(|p| {
-                Some((
-                    (labels(p), self.labelling.process(p)),
-                    p.counted_system_bytes()?,
-                ))
+                let reading = ratio(p.utilization_percent)?;
+                Some((self.process_labels(p), ConstGauge::new(reading)))
             }),
         )?;
 
@@ -596,10 +774,12 @@ impl ErrorCounter {
 }
 
 /// What the health families read at scrape time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct HealthState {
     /// The sample age in seconds, as `f64` bits, set just before each encoding.
     age_seconds: AtomicU64,
+    /// `--interval`: how old a sample gets when all is well.
+    interval: Duration,
     errors: ErrorCounter,
 }
 
@@ -616,6 +796,17 @@ impl Collector for HealthFamilies {
             Some(&Unit::Seconds),
             MetricType::Gauge,
             [(NoLabels::default(), ConstGauge::new(age))],
+        )?;
+        family(
+            &mut encoder,
+            "hypomnesis_sample_interval",
+            "How often hmn serve samples the machine (--interval): a sample age past about 3 intervals means sampling is stuck.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+            [(
+                NoLabels::default(),
+                ConstGauge::new(self.0.interval.as_secs_f64()),
+            )],
         )?;
         let errors: Vec<_> = self
             .0
@@ -650,23 +841,27 @@ impl Collector for HealthFamilies {
     }
 }
 
-/// The families encoded at scrape time: sample age, sampling errors, build information.
+/// The families encoded at scrape time: sample age and interval, sampling errors, build
+/// information.
 #[derive(Debug)]
 pub struct Health {
     registry: Registry,
     state: Arc<HealthState>,
 }
 
-impl Default for Health {
-    fn default() -> Self {
-        let state = Arc::new(HealthState::default());
+impl Health {
+    /// The health families of an exporter sampling every `interval`.
+    pub fn new(interval: Duration) -> Self {
+        let state = Arc::new(HealthState {
+            age_seconds: AtomicU64::default(),
+            interval,
+            errors: ErrorCounter::default(),
+        });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(HealthFamilies(Arc::clone(&state))));
         Self { registry, state }
     }
-}
 
-impl Health {
     pub fn errors(&self) -> &ErrorCounter {
         &self.state.errors
     }
@@ -807,6 +1002,47 @@ mod tests {
         frame
     }
 
+    /// An H100 under load, every figure known but the fan (an SXM module has none).
+    fn h100_telemetry() -> DeviceTelemetry {
+        let mut t = DeviceTelemetry::empty(0, GpuQuerySource::Nvml);
+        t.gpu_utilization_percent = Some(87.0);
+        t.memory_utilization_percent = Some(41.0);
+        t.encoder_utilization_percent = Some(0.0);
+        t.decoder_utilization_percent = Some(12.0);
+        t.temperature_celsius = Some(64.0);
+        t.power_watts = Some(412.345);
+        t.power_limit_watts = Some(700.0);
+        t.sm_clock_mhz = Some(1_755);
+        t.memory_clock_mhz = Some(2_619);
+        t.pcie_link_generation = Some(5);
+        t.pcie_link_width = Some(16);
+        t
+    }
+
+    /// An APU whose driver gives busy time and temperature only; the memory busy figure is
+    /// still warming up.
+    fn apu_telemetry() -> DeviceTelemetry {
+        let mut t = DeviceTelemetry::empty(1, GpuQuerySource::Drm);
+        t.gpu_utilization_percent = Some(5.0);
+        t.temperature_celsius = Some(52.5);
+        t.fan_percent = Some(40.0);
+        t.mark_unavailable(
+            hypomnesis::TelemetryField::MemoryUtilizationPercent,
+            "warming up: needs a second reading",
+        );
+        t
+    }
+
+    /// [`frame`] with telemetry on both devices, and `gpu_burn`'s SM utilization.
+    fn frame_with_telemetry() -> Frame {
+        let mut frame = frame();
+        frame.devices[0].telemetry = Some(h100_telemetry());
+        frame.devices[1].telemetry = Some(apu_telemetry());
+        let rows = &mut frame.devices[0].processes.as_mut().unwrap().rows;
+        rows[0].utilization_percent = Some(85.0);
+        frame
+    }
+
     fn sample_of(frame: Frame) -> Sample {
         Sample {
             frame: Arc::new(frame),
@@ -820,7 +1056,7 @@ mod tests {
     }
 
     fn health_with_errors() -> Health {
-        let health = Health::default();
+        let health = Health::new(Duration::from_secs(5));
         health.errors().inc("nvml");
         for _ in 0..3 {
             health.errors().inc("host");
@@ -831,7 +1067,7 @@ mod tests {
     fn full(format: Format) -> String {
         render(
             format,
-            &encode(frame()),
+            &encode(frame_with_telemetry()),
             &health_with_errors(),
             Duration::from_millis(2_500),
         )
@@ -853,7 +1089,7 @@ mod tests {
         let text = render(
             Format::Prometheus,
             &Exposition::default(),
-            &Health::default(),
+            &Health::new(Duration::from_secs(5)),
             Duration::ZERO,
         );
         for backend in ERROR_BACKENDS {
@@ -1020,6 +1256,125 @@ mod tests {
         assert!(
             old.contains("\nhypomnesis_sample_age_seconds 90.0\n"),
             "{old}"
+        );
+    }
+
+    /// The lines of `text` that start with `family{`.
+    fn series<'t>(text: &'t str, family: &str) -> Vec<&'t str> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .collect()
+    }
+
+    const H100: &str = r#"gpu="0",uuid="GPU-5a5c4d1e-1f9b-4a7d-9c1e-2b3f4a5b6c7d",name="NVIDIA H100 80GB HBM3",vendor="nvidia""#;
+
+    #[test]
+    fn telemetry_is_exported_per_device_in_base_units_and_ratios() {
+        let text = encode(frame_with_telemetry()).prometheus;
+        for (family, value) in [
+            ("hypomnesis_gpu_utilization_ratio", "0.87"),
+            ("hypomnesis_gpu_memory_bandwidth_utilization_ratio", "0.41"),
+            ("hypomnesis_gpu_encoder_utilization_ratio", "0.0"),
+            ("hypomnesis_gpu_decoder_utilization_ratio", "0.12"),
+            ("hypomnesis_gpu_temperature_celsius", "64.0"),
+            ("hypomnesis_gpu_power_watts", "412.345"),
+            ("hypomnesis_gpu_power_limit_watts", "700.0"),
+            ("hypomnesis_gpu_sm_clock_hertz", "1755000000"),
+            ("hypomnesis_gpu_memory_clock_hertz", "2619000000"),
+            ("hypomnesis_gpu_pcie_link_generation", "5"),
+            ("hypomnesis_gpu_pcie_link_width", "16"),
+        ] {
+            let line = format!("{family}{{{H100}}} {value}");
+            assert_eq!(
+                series(&text, family).first(),
+                Some(&line.as_str()),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains("# TYPE hypomnesis_gpu_temperature_celsius gauge\n"),
+            "{text}"
+        );
+        let om = encode(frame_with_telemetry()).openmetrics;
+        for unit_line in [
+            "# UNIT hypomnesis_gpu_utilization_ratio ratio\n",
+            "# UNIT hypomnesis_gpu_temperature_celsius celsius\n",
+            "# UNIT hypomnesis_gpu_power_watts watts\n",
+            "# UNIT hypomnesis_gpu_sm_clock_hertz hertz\n",
+        ] {
+            assert!(om.contains(unit_line), "{unit_line}{om}");
+        }
+    }
+
+    #[test]
+    fn telemetry_a_backend_does_not_have_has_no_series_never_zero() {
+        let text = encode(frame_with_telemetry()).prometheus;
+        // The H100 has no fan; the APU only busy time, temperature and fan.
+        assert!(
+            series(&text, "hypomnesis_gpu_fan_speed_ratio")
+                .iter()
+                .all(|l| !l.contains(H100))
+        );
+        assert_eq!(
+            series(&text, "hypomnesis_gpu_fan_speed_ratio"),
+            [
+                r#"hypomnesis_gpu_fan_speed_ratio{gpu="1",uuid="",name="AMD Radeon \"780M\" \\ iGPU",vendor="amd"} 0.4"#
+            ]
+        );
+        for family in [
+            "hypomnesis_gpu_memory_bandwidth_utilization_ratio",
+            "hypomnesis_gpu_power_watts",
+            "hypomnesis_gpu_power_limit_watts",
+            "hypomnesis_gpu_sm_clock_hertz",
+            "hypomnesis_gpu_pcie_link_width",
+        ] {
+            assert_eq!(series(&text, family).len(), 1, "{family}:\n{text}");
+        }
+        assert_eq!(series(&text, "hypomnesis_gpu_temperature_celsius").len(), 2);
+
+        // A frame read without telemetry (or whose telemetry failed): no telemetry family.
+        let without = encode(frame()).prometheus;
+        for (name, ..) in TELEMETRY_FIELDS {
+            assert!(!without.contains(name), "{name}:\n{without}");
+        }
+        assert!(!without.contains("hypomnesis_gpu_process_sm_utilization"));
+    }
+
+    #[test]
+    fn process_sm_utilization_is_a_ratio_and_absent_without_a_new_sample() {
+        let text = encode(frame_with_telemetry()).prometheus;
+        assert_eq!(
+            series(&text, "hypomnesis_gpu_process_sm_utilization_ratio"),
+            [
+                r#"hypomnesis_gpu_process_sm_utilization_ratio{gpu="0",pid="4011345",process="gpu_burn",user="alice",kind="compute"} 0.85"#
+            ],
+            "{text}"
+        );
+        let hidden = encode_sample(
+            sample_of(frame_with_telemetry()),
+            View {
+                processes: false,
+                device: None,
+            },
+        );
+        assert!(!hidden.prometheus.contains("sm_utilization"));
+    }
+
+    #[test]
+    fn the_sampling_interval_is_exported_beside_the_sample_age() {
+        let text = render(
+            Format::Prometheus,
+            &Exposition::default(),
+            &Health::new(Duration::from_millis(2_500)),
+            Duration::from_secs(9),
+        );
+        assert!(
+            text.contains("\nhypomnesis_sample_interval_seconds 2.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nhypomnesis_sample_age_seconds 9.0\n"),
+            "{text}"
         );
     }
 

@@ -117,7 +117,9 @@ pub fn run(
         }
     };
     let cgroups = attribution.needs_cgroups();
-    let shared = Arc::new(follower::Shared::new(Arc::clone(&log)).with_attribution(attribution));
+    let shared = Arc::new(
+        follower::Shared::new(Arc::clone(&log), config.interval).with_attribution(attribution),
+    );
     let probe = Arc::new(probe);
     let monitor = Arc::new(start_monitor(&probe, &config, cgroups));
     if let Some(e) = monitor.thread_error() {
@@ -188,15 +190,15 @@ fn attribution(args: &ServeArgs, log: &follower::Log) -> std::io::Result<attribu
 /// The monitor `hmn serve` follows. `--interval` is its interval, and processes are scanned at
 /// every tick, as `serve` sampled them before it read the monitor: its default interval (5 s)
 /// is already five times the monitor's, and one sample age then holds for every series (a
-/// process series is never older than the device series beside it). No telemetry and no
-/// per-process RSS; each process's cgroup only when `cgroups` (`--kubernetes` labels processes
-/// by the pod their cgroup names). History covers one interval: a scrape shows the newest
-/// frame only.
+/// process series is never older than the device series beside it). Telemetry is read at every
+/// tick too (about a dozen driver calls per device, the figures `hmn -a` shows); no per-process
+/// RSS; each process's cgroup only when `cgroups` (`--kubernetes` labels processes by the pod
+/// their cgroup names). History covers one interval: a scrape shows the newest frame only.
 fn start_monitor(probe: &Arc<Probe>, config: &follower::Config, cgroups: bool) -> Monitor {
     Monitor::builder()
         .interval(config.interval)
         .process_every(u32::from(config.view.processes))
-        .telemetry(false)
+        .telemetry(true)
         .process_details(cgroups)
         .window(config.interval)
         .long_window(config.interval)
