@@ -476,7 +476,6 @@ pub fn collect(
 }
 
 /// One GPU's memory in use over time, oldest first.
-#[allow(dead_code)] // TEMPORARY: the drill-in seed (hmn top --prometheus) is being wired.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceHistory {
     /// The GPU's index on its node.
@@ -488,7 +487,6 @@ pub struct DeviceHistory {
 /// The memory in use of each whole GPU of one node (its Prometheus `instance`) over the last
 /// `range`, one point per `step` (`/api/v1/query_range`): `hmn serve`'s, dcgm-exporter's
 /// (MiB → bytes) or all-smi's series, whichever the node has.
-#[allow(dead_code)] // TEMPORARY: the drill-in seed (hmn top --prometheus) is being wired.
 pub fn history(
     server: &str,
     selector: Option<&str>,

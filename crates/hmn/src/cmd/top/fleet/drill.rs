@@ -159,3 +159,65 @@ fn device(d: &NodeDevice, missing: &str) -> DeviceFrame {
     out.telemetry = Some(t);
     out
 }
+
+/// `node`'s memory in use at each time Prometheus kept (`past`, each GPU's points), as frames
+/// on this screen's clock: a point taken at wall time `t` is placed at
+/// `now − (now_wall − t)`. Points that cannot be placed (later than `now_wall`, older than the
+/// monotonic clock reaches) or not older than `before` (the live frame that follows them) are
+/// skipped. Only memory in use is known then; every other figure is unknown, and there are no
+/// processes.
+#[cfg(feature = "fleet")]
+pub(crate) fn past_frames(
+    node: &Node,
+    past: &[crate::fleet::prometheus::DeviceHistory],
+    now: Instant,
+    now_wall: std::time::SystemTime,
+    before: Instant,
+) -> Vec<Frame> {
+    use std::collections::BTreeMap;
+    let mut at: BTreeMap<std::time::SystemTime, Vec<(u32, u64)>> = BTreeMap::new();
+    for d in past {
+        for &(t, used) in &d.points {
+            at.entry(t).or_default().push((d.index, used));
+        }
+    }
+    at.into_iter()
+        .filter_map(|(t, used)| {
+            let taken = now.checked_sub(now_wall.duration_since(t).ok()?)?;
+            if taken >= before {
+                return None;
+            }
+            let devices = used
+                .into_iter()
+                .map(|(index, used)| {
+                    let known = node
+                        .devices
+                        .iter()
+                        .find(|d| d.index == index && d.mig.is_none());
+                    NodeDevice {
+                        index,
+                        mig: None,
+                        uuid: known.and_then(|d| d.uuid.clone()),
+                        name: known.and_then(|d| d.name.clone()),
+                        vendor: known.and_then(|d| d.vendor.clone()),
+                        total_bytes: known.and_then(|d| d.total_bytes),
+                        used_bytes: Some(used),
+                        free_bytes: None,
+                        reserved_bytes: None,
+                        budget_bytes: None,
+                        utilization_ratio: None,
+                        temperature_celsius: None,
+                        power_watts: None,
+                        pod: known.and_then(|d| d.pod.clone()),
+                    }
+                })
+                .collect();
+            let then = Node {
+                devices,
+                processes: Vec::new(),
+                ..node.clone()
+            };
+            Some(frame(&then, taken, t))
+        })
+        .collect()
+}

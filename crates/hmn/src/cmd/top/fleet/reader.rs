@@ -72,3 +72,87 @@ impl Drop for Reader {
         let _ = self.stop.send(());
     }
 }
+
+/// One node's last hour, as Prometheus answered for it (the node's name first).
+#[cfg(feature = "fleet")]
+pub(crate) type Seed = (
+    String,
+    Result<Vec<crate::fleet::prometheus::DeviceHistory>, FleetError>,
+);
+
+/// Asks Prometheus for a node's last hour when the node is opened, each ask on a thread of
+/// its own (one range query, bounded by the fleet timeout), so the screen never waits on it.
+#[cfg(feature = "fleet")]
+pub(crate) struct Seeder {
+    server: String,
+    selector: Option<String>,
+    options: CollectOptions,
+    /// One point per read of the screen.
+    step: Duration,
+    tx: Sender<Seed>,
+    seeds: Receiver<Seed>,
+}
+
+#[cfg(feature = "fleet")]
+impl Seeder {
+    /// How far back a node's chart starts: the widest zoom.
+    pub(crate) const RANGE: Duration = Duration::from_secs(3600);
+
+    /// A seeder for `source` when it is a Prometheus server; `None` for the others (a node
+    /// scraped directly has no past to ask for).
+    pub(crate) fn for_source(
+        source: &Source,
+        options: &CollectOptions,
+        step: Duration,
+    ) -> Option<Self> {
+        let Source::Prometheus { server, selector } = source else {
+            return None;
+        };
+        let (tx, seeds) = mpsc::channel();
+        Some(Self {
+            server: server.clone(),
+            selector: selector.clone(),
+            options: options.clone(),
+            step,
+            tx,
+            seeds,
+        })
+    }
+
+    /// Starts asking for node `name`'s last hour (`instance`: its Prometheus `instance`); a
+    /// thread that cannot start is answered at once with why.
+    pub(crate) fn fetch(&self, name: String, instance: String) {
+        let (server, selector, options, step, tx) = (
+            self.server.clone(),
+            self.selector.clone(),
+            self.options.clone(),
+            self.step,
+            self.tx.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("hmn-fleet-history".into())
+            .spawn({
+                let name = name.clone();
+                move || {
+                    let past = crate::fleet::prometheus::history(
+                        &server,
+                        selector.as_deref(),
+                        &instance,
+                        Self::RANGE,
+                        step,
+                        &options,
+                    );
+                    let _ = tx.send((name, past));
+                }
+            });
+        if let Err(e) = spawned {
+            let why = FleetError::Prometheus(format!("cannot start asking Prometheus: {e}"));
+            let _ = self.tx.send((name, Err(why)));
+        }
+    }
+
+    /// Every answer that arrived since the last call; never waits.
+    pub(crate) fn poll(&self) -> Vec<Seed> {
+        self.seeds.try_iter().collect()
+    }
+}

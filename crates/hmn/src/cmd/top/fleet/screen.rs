@@ -14,6 +14,8 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 
+#[cfg(feature = "fleet")]
+use super::reader::Seeder;
 use super::reader::{Read, Reader};
 use super::state::{FleetApp, FleetSettings};
 use super::{FLEET_INTERVAL, draw};
@@ -62,8 +64,12 @@ pub(crate) fn run(
         ),
         ascii: args.ascii,
         interval,
+        history_from_prometheus: cfg!(feature = "fleet")
+            && matches!(source, Source::Prometheus { .. }),
     };
     let app = FleetApp::new(settings, source_text(&source));
+    #[cfg(feature = "fleet")]
+    let seeder = Seeder::for_source(&source, &options, interval);
     let reader = match Reader::start(source, options, interval, crate::fleet::collect) {
         Ok(reader) => reader,
         Err(e) => {
@@ -83,7 +89,13 @@ pub(crate) fn run(
             return Outcome::CouldNotTell;
         }
     };
-    let result = event_loop(app, &reader, args.exit_after_frames);
+    let result = event_loop(
+        app,
+        &reader,
+        #[cfg(feature = "fleet")]
+        seeder.as_ref(),
+        args.exit_after_frames,
+    );
     drop(guard);
     drop(reader);
     match result {
@@ -107,6 +119,7 @@ fn apply(app: &mut FleetApp, read: Read) {
 fn event_loop(
     mut app: FleetApp,
     reader: &Reader,
+    #[cfg(feature = "fleet")] seeder: Option<&Seeder>,
     exit_after_frames: Option<u32>,
 ) -> std::io::Result<()> {
     let (w, h) = terminal::terminal_size(None);
@@ -127,6 +140,18 @@ fn event_loop(
         for read in reader.poll() {
             apply(&mut app, read);
             dirty = true;
+        }
+        #[cfg(feature = "fleet")]
+        if let Some(seeder) = seeder {
+            if let Some(name) = app.seed_wanted.take()
+                && let Some(node) = app.node(&name)
+            {
+                seeder.fetch(name, node.endpoint.clone());
+            }
+            for (name, past) in seeder.poll() {
+                app.seed_history(&name, past, Instant::now(), std::time::SystemTime::now());
+                dirty = true;
+            }
         }
         if dirty {
             draw(&mut term, &mut app)?;

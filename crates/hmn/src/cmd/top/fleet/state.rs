@@ -6,7 +6,7 @@
 //! ([`super::drill`]); keys go to it, except those that leave (`Esc`, `q`) or that a
 //! read-only screen refuses (`k`, `R`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,9 @@ pub(crate) struct FleetSettings {
     pub(crate) ascii: bool,
     /// How often the fleet is read.
     pub(crate) interval: Duration,
+    /// The source is a Prometheus server: a node opened asks it for the node's last hour
+    /// ([`FleetApp::seed_wanted`]), so its chart does not start empty.
+    pub(crate) history_from_prometheus: bool,
 }
 
 impl Default for FleetSettings {
@@ -44,6 +47,7 @@ impl Default for FleetSettings {
             theme: Theme::default(),
             ascii: false,
             interval: super::FLEET_INTERVAL,
+            history_from_prometheus: false,
         }
     }
 }
@@ -127,6 +131,12 @@ pub(crate) struct FleetApp {
     pub(crate) histories: HashMap<String, History>,
     /// When the newest read arrived.
     pub(crate) now: Option<Instant>,
+    /// Nodes whose last hour was asked of Prometheus (once each; a failed ask is forgotten,
+    /// so opening the node again asks again).
+    pub(crate) seeded: HashSet<String>,
+    /// The node whose last hour the screen loop is to fetch ([`FleetApp::seed_history`] takes
+    /// the answer); the loop takes it.
+    pub(crate) seed_wanted: Option<String>,
 }
 
 impl FleetApp {
@@ -159,6 +169,70 @@ impl FleetApp {
         self.now = Some(now);
         self.relist();
         self.refresh_drill();
+    }
+
+    /// The last hour of node `name` as Prometheus kept it (`fetched` at `now`, wall time
+    /// `now_wall`) replaces the history recorded since the screen started, followed by the
+    /// newest live frame: Prometheus holds the same period the live reads covered, so nothing
+    /// is lost. A failed fetch keeps the live history and says why.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn seed_history(
+        &mut self,
+        name: &str,
+        fetched: Result<Vec<crate::fleet::prometheus::DeviceHistory>, crate::fleet::FleetError>,
+        now: Instant,
+        now_wall: std::time::SystemTime,
+    ) {
+        let past = match fetched {
+            Ok(past) => past,
+            Err(e) => {
+                self.seeded.remove(name);
+                self.say_of(
+                    name,
+                    format!(
+                        "{name}: no history from Prometheus ({e}); the chart starts with this screen"
+                    ),
+                );
+                return;
+            }
+        };
+        let (Some(fleet), Some(live_at)) = (self.fleet.clone(), self.now) else {
+            return;
+        };
+        // A node no longer listed keeps what it has: there is no live frame to end on.
+        let Some(node) = fleet.nodes.iter().find(|n| n.name == name) else {
+            return;
+        };
+        let frames = drill::past_frames(node, &past, now, now_wall, live_at);
+        // Nothing placeable (the node's series under another `instance`, or none kept): the
+        // live reads are all there is, so they stay.
+        if frames.is_empty() {
+            self.say_of(
+                name,
+                format!("{name}: Prometheus kept no memory history for it; the chart starts with this screen"),
+            );
+            return;
+        }
+        let mut history = drill::history(self.settings.interval);
+        for frame in &frames {
+            history.record(frame);
+        }
+        history.record(&drill::frame(node, live_at, fleet.taken_at));
+        self.histories.insert(name.to_owned(), history);
+        self.refresh_drill();
+    }
+
+    /// Puts `why` on node `name`'s status line when it is open, else on the list's.
+    #[cfg(feature = "fleet")]
+    fn say_of(&mut self, name: &str, why: String) {
+        match &mut self.mode {
+            FleetMode::Node(drill) | FleetMode::Help { back: Some(drill) }
+                if drill.name == name =>
+            {
+                drill.app.status = Some(why);
+            }
+            _ => self.status = Some(why),
+        }
     }
 
     /// A read failed: says why and keeps the last fleet shown (the reader retries).
@@ -421,6 +495,9 @@ impl FleetApp {
         };
         let mut app = App::new(settings);
         app.size = self.size;
+        if self.settings.history_from_prometheus && self.seeded.insert(name.clone()) {
+            self.seed_wanted = Some(name.clone());
+        }
         self.mode = FleetMode::Node(Box::new(Drill {
             name,
             app,

@@ -774,3 +774,122 @@ fn ascii_draws_the_list_the_grid_and_a_node_in_ascii_only() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The last hour from Prometheus.
+
+/// The screen over a Prometheus server showing 8 nodes at 200×60, the read arrived two hours
+/// into the monotonic clock's future (so an hour back is always placeable), `gpu-000` open.
+#[cfg(feature = "fleet")]
+fn prometheus_app_with_gpu_000_open() -> FleetApp {
+    let settings = FleetSettings {
+        history_from_prometheus: true,
+        ..FleetSettings::default()
+    };
+    let mut app = FleetApp::new(settings, "prometheus http://prom:9090".to_owned());
+    app.size = (200, 60);
+    app.set_fleet(
+        Arc::new(fleet(8)),
+        Instant::now() + Duration::from_secs(7200),
+    );
+    lay_out(&mut app);
+    type_text(&mut app, "/gpu-000");
+    press(&mut app, &[KeyCode::Enter, KeyCode::Enter]);
+    assert_eq!(app.drill().map(|d| d.name.as_str()), Some("gpu-000"));
+    app
+}
+
+#[cfg(feature = "fleet")]
+#[test]
+fn an_opened_node_starts_its_chart_with_the_last_hour_from_prometheus() {
+    use crate::fleet::prometheus::DeviceHistory;
+    let mut app = prometheus_app_with_gpu_000_open();
+    // Opening the node asks for its hour, once.
+    assert_eq!(app.seed_wanted.take().as_deref(), Some("gpu-000"));
+    press(&mut app, &[KeyCode::Esc, KeyCode::Enter]);
+    assert_eq!(app.seed_wanted, None, "asked again");
+    // Prometheus kept a point every 5 s for the hour before the read; 50 minutes before it,
+    // one point of 60 GiB.
+    let (now, now_wall) = (app.now.unwrap(), app.fleet.as_ref().unwrap().taken_at);
+    let peak_at = now_wall - Duration::from_secs(3000);
+    let points: Vec<(SystemTime, u64)> = (1..720_u64)
+        .map(|k| {
+            let t = now_wall - Duration::from_secs(3600) + Duration::from_secs(5 * k);
+            (t, if t == peak_at { 60 * GIB } else { 10 * GIB })
+        })
+        .collect();
+    assert!(points.iter().any(|p| p.0 == peak_at));
+    let past = vec![DeviceHistory { index: 0, points }];
+    app.seed_history("gpu-000", Ok(past), now, now_wall);
+    // `-` twice: the hour zoom.
+    press(&mut app, &[KeyCode::Char('-'), KeyCode::Char('-')]);
+    let drill = app.drill().unwrap();
+    let charts = &drill.app.charts;
+    assert_eq!(charts.span, Duration::from_secs(3600));
+    let (_, gpu0) = charts.device_used.iter().find(|(i, _)| *i == 0).unwrap();
+    let peak = now - Duration::from_secs(3000);
+    let holding = gpu0.iter().find(|p| p.start <= peak && peak < p.end);
+    #[allow(clippy::cast_precision_loss)]
+    let want = (60 * GIB) as f64;
+    let known = gpu0.iter().filter(|p| p.max.is_some()).count();
+    assert_eq!(
+        holding.and_then(|p| p.max),
+        Some(want),
+        "{known} columns known"
+    );
+    // The newest live figure ends the chart.
+    #[allow(clippy::cast_precision_loss)]
+    let live = gpu(0, 0, Exporter::Hypomnesis).used_bytes.unwrap() as f64;
+    assert_eq!(gpu0.iter().rev().find_map(|p| p.last), Some(live));
+}
+
+#[cfg(feature = "fleet")]
+#[test]
+fn a_failed_history_fetch_keeps_the_live_history_and_says_why() {
+    let mut app = prometheus_app_with_gpu_000_open();
+    assert_eq!(app.seed_wanted.take().as_deref(), Some("gpu-000"));
+    let (now, now_wall) = (app.now.unwrap(), app.fleet.as_ref().unwrap().taken_at);
+    let why = "Prometheus at http://prom:9090 answered 503 Service Unavailable";
+    app.seed_history(
+        "gpu-000",
+        Err(FleetError::Prometheus(why.to_owned())),
+        now,
+        now_wall,
+    );
+    let drill = app.drill().unwrap();
+    let status = drill.app.status.as_deref().unwrap_or_default();
+    assert!(status.contains("no history from Prometheus"), "{status}");
+    assert!(status.contains(why), "{status}");
+    assert_eq!(app.histories["gpu-000"].newest(), Some(now));
+    let (_, gpu0) = drill
+        .app
+        .charts
+        .device_used
+        .iter()
+        .find(|(i, _)| *i == 0)
+        .unwrap();
+    #[allow(clippy::cast_precision_loss)]
+    let live = gpu(0, 0, Exporter::Hypomnesis).used_bytes.unwrap() as f64;
+    assert_eq!(gpu0.iter().rev().find_map(|p| p.last), Some(live));
+    // Opening the node again asks again.
+    press(&mut app, &[KeyCode::Esc, KeyCode::Enter]);
+    assert_eq!(app.seed_wanted.as_deref(), Some("gpu-000"));
+}
+
+#[cfg(feature = "fleet")]
+#[test]
+fn an_empty_history_from_prometheus_keeps_the_live_history_and_says_so() {
+    let mut app = prometheus_app_with_gpu_000_open();
+    let (now, now_wall) = (app.now.unwrap(), app.fleet.as_ref().unwrap().taken_at);
+    let mut next = fleet(8);
+    next.nodes[0].devices[0].used_bytes = Some(70 * GIB);
+    let later = now + Duration::from_secs(5);
+    app.set_fleet(Arc::new(next), later);
+    app.seed_history("gpu-000", Ok(Vec::new()), later, now_wall);
+    let status = app.drill().unwrap().app.status.clone().unwrap_or_default();
+    assert!(status.contains("kept no memory history"), "{status}");
+    // Both live reads are still charted.
+    let (_, gpu0) = app.drill().unwrap().app.charts.device_used[0].clone();
+    let readings: u32 = gpu0.iter().map(|p| p.samples).sum();
+    assert_eq!(readings, 2);
+}
