@@ -551,6 +551,20 @@ impl Serve {
             .spawn()
             .expect("start hmn serve");
         let addr = test_support::serve_address(&mut child, &stderr);
+        // Listening comes before the first sample: a fleet read in between sees a node with
+        // no GPU yet, and the screen would show it until its next read, 5 s later.
+        let deadline = Instant::now() + PATIENCE;
+        while !test_support::servers::http_get(addr, "/metrics")
+            .1
+            .contains("hypomnesis_gpu_memory_total_bytes")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "hmn serve on {scenario} never published a sample; its stderr:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Self {
             child,
             addr,
