@@ -376,7 +376,9 @@ fn local_time_text(at: SystemTime) -> String {
         let secs = at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let time = libc::time_t::try_from(secs).unwrap_or(0);
+        // The type is inferred from localtime_r's argument: naming `libc::time_t` is
+        // deprecated on musl (whose time_t changed width in 1.2).
+        let time = secs.try_into().unwrap_or(0);
         // SAFETY: a zeroed `tm` is a valid value for localtime_r to overwrite.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         // SAFETY: both pointers refer to live values of the right types for the call;
