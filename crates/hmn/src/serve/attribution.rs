@@ -464,6 +464,32 @@ mod tests {
     }
 
     #[test]
+    fn telemetry_series_carry_the_pod_labels_as_the_memory_series_do() {
+        let mut frame = frame();
+        let mut telemetry = hypomnesis::DeviceTelemetry::empty(0, hypomnesis::GpuQuerySource::Nvml);
+        telemetry.temperature_celsius = Some(61.0);
+        frame.devices[0].telemetry = Some(telemetry);
+        let labelling = Attribution::default()
+            .with_pods(answered())
+            .labelling(&frame, View::default());
+        let sample = Sample {
+            frame: Arc::new(frame),
+            own_rss_bytes: None,
+            duration: Duration::ZERO,
+        };
+        let exposition = encode_labelled(sample, View::default(), labelling);
+        let text = render(
+            Format::Prometheus,
+            &exposition,
+            &Health::new(Duration::from_secs(5)),
+            Duration::ZERO,
+        );
+        assert!(text.contains(&format!(
+            "hypomnesis_gpu_temperature_celsius{{gpu=\"0\",uuid=\"{UUID}\",name=\"\",vendor=\"nvidia\",namespace=\"ml\",pod=\"p\",container=\"c\"}} 61"
+        )), "{text}");
+    }
+
+    #[test]
     fn before_the_kubelet_answers_every_device_is_counted_and_there_is_no_age() {
         let text = labelled(PodSource::answered([Err(ListError::TimedOut(
             Duration::from_secs(5),
